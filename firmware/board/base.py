@@ -1,0 +1,249 @@
+"""The board interface: everything the portable core (`cpl/`) needs from the hardware.
+
+`board/rp2.py` implements it on an RP2040/RP2350 (PIO, DMA, USB vendor interface);
+`board/sim.py` implements it in the MicroPython unix port over the sim link
+(docs/sim-link.md). The core never imports `machine`, `rp2` or `usb.device`.
+
+Rules for implementers
+----------------------
+* Nothing here may block except `wait()`. Every method returns in well under 1 ms.
+* The streaming methods (`counter_poll`, `adc_poll`, `usb_read_into`, `usb_write`,
+  `ticks_us`, `wait`, `watchdog_feed`) must not allocate: reuse preallocated objects and
+  buffers, and never do per-sample or per-photon work in interpreted Python.
+* Units: time in µs (`ticks_us`), ADC edge/sample times in board ticks (`tick_hz`),
+  high voltage in V, PEM frequency in Hz, PEM period in ps, stepper position in steps.
+* The overload guard is the board's job: when it trips, the board itself cuts the HV and
+  closes the shutter within 1 ms (in hardware or an IRQ), and latches `guard_tripped()`
+  until `guard_reset()`. The core only reports it and keeps the instrument in fault.
+"""
+
+# reset_cause() values
+RESET_POWER_ON = 0
+RESET_WATCHDOG = 1
+RESET_SOFT = 2
+RESET_OTHER = 3
+
+# ticks_us() wraps like time.ticks_us(): values are in [0, TICKS_PERIOD).
+TICKS_PERIOD = 1 << 30
+TICKS_MASK = TICKS_PERIOD - 1
+
+PEM_INTERNAL = "internal"
+PEM_EXTERNAL = "external"
+
+
+class CounterFrame:
+    """One completed phase-binned counting frame. The board owns one (or a few) of these,
+    preallocated, and hands the same object back from every `counter_poll()`; the core copies
+    what it needs before it polls again.
+
+    counts        memoryview of 4*B bytes: B little-endian uint32 counts, bin k spans
+                  θ ∈ [2πk/B, 2π(k+1)/B) from the PEM reference rising edge
+    periods       K, PEM periods accumulated (counts)
+    pem_period_ps mean PEM period over the frame in ps, 0 if unknown
+    saturated     a bin counter wrapped or saturated
+    overload      the guard tripped during this frame
+    pem_locked    the PEM reference was locked for the whole frame
+    ticks_us      instrument time at the end of the frame, same clock as `Board.ticks_us()`
+    """
+
+    def __init__(self, max_bins: int) -> None:
+        self.buf = bytearray(4 * max_bins)
+        self.counts = memoryview(self.buf)[:0]
+        self.periods = 0
+        self.pem_period_ps = 0
+        self.saturated = False
+        self.overload = False
+        self.pem_locked = False
+        self.ticks_us = 0
+
+    def set_bins(self, bins: int) -> None:
+        self.counts = memoryview(self.buf)[: 4 * bins]
+
+
+class AdcBlock:
+    """One completed raw-ADC block with PEM reference edges (same ownership rule as
+    `CounterFrame`). The byte fields are already in wire format (docs/protocol.md, ADC_BLOCK).
+
+    t0         memoryview of 8 bytes: little-endian u64 board tick count at sample 0
+    n_samples  number of samples (even)
+    samples    memoryview of 3*n_samples/2 bytes: 12-bit samples packed in pairs
+    n_edges    number of PEM reference rising edges in the block
+    edges      memoryview of 4 + 2*(n_edges-1) bytes (empty if n_edges == 0): u32 first
+               edge in ticks after t0, then u16 ticks from each edge to the next
+    clipped    a sample hit 0 or 4095
+    overload   the guard tripped during this block
+    pem_locked the PEM reference was locked for the whole block
+    ticks_us   instrument time at the end of the block (µs, `Board.ticks_us()` clock)
+    """
+
+    def __init__(self, max_samples: int, max_edges: int) -> None:
+        self.t0 = memoryview(bytearray(8))
+        self.sample_buf = bytearray(3 * max_samples // 2)
+        self.edge_buf = bytearray(4 + 2 * max(max_edges - 1, 0))
+        self.n_samples = 0
+        self.samples = memoryview(self.sample_buf)[:0]
+        self.n_edges = 0
+        self.edges = memoryview(self.edge_buf)[:0]
+        self.clipped = False
+        self.overload = False
+        self.pem_locked = False
+        self.ticks_us = 0
+
+
+class Board:
+    """Abstract board. Subclasses override every method; the defaults raise."""
+
+    name = "base"
+    tick_hz = 1_000_000  # frequency of the ADC t0/edge ticks, Hz
+    max_hv_volts = 0.0  # hardware ceiling of the PMT supply, V
+    max_bins = 64  # largest B the counter supports
+    max_block_samples = 4096  # largest ADC block, samples
+    max_sample_rate_hz = 250_000.0
+
+    # identity --------------------------------------------------------------------------
+    def serial(self) -> str:
+        """Unique board id as a hex string."""
+        raise NotImplementedError
+
+    def reset_cause(self) -> int:
+        """Why the firmware started: one of RESET_POWER_ON, RESET_WATCHDOG, RESET_SOFT,
+        RESET_OTHER."""
+        raise NotImplementedError
+
+    # clock -----------------------------------------------------------------------------
+    def ticks_us(self) -> int:
+        """Instrument time in µs modulo TICKS_PERIOD (real time on hardware, virtual time
+        owned by the sim hub in the simulator)."""
+        raise NotImplementedError
+
+    def wait(self, timeout_us: int) -> None:
+        """Sleep until USB OUT data or a completed counter frame / ADC block may be ready,
+        or until `timeout_us` (µs of instrument time) has passed. May return early."""
+        raise NotImplementedError
+
+    # photon counter --------------------------------------------------------------------
+    def counter_configure(self, bins: int, periods: int) -> None:
+        """Set B phase bins per PEM period (2 … max_bins) and K periods per frame."""
+        raise NotImplementedError
+
+    def counter_start(self) -> None:
+        raise NotImplementedError
+
+    def counter_stop(self) -> None:
+        """Stop counting and discard any partial frame."""
+        raise NotImplementedError
+
+    def counter_poll(self) -> "CounterFrame | None":
+        """The next completed frame, or None if none is ready. Never blocks."""
+        raise NotImplementedError
+
+    # ADC -------------------------------------------------------------------------------
+    def adc_configure(self, sample_rate_hz: float, block_samples: int) -> None:
+        """Sample rate in Hz and samples per block (even, ≤ max_block_samples)."""
+        raise NotImplementedError
+
+    def adc_start(self) -> None:
+        raise NotImplementedError
+
+    def adc_stop(self) -> None:
+        raise NotImplementedError
+
+    def adc_poll(self) -> "AdcBlock | None":
+        """The next completed block, or None. Never blocks."""
+        raise NotImplementedError
+
+    # PEM -------------------------------------------------------------------------------
+    def pem_configure(self, source: str, frequency_hz: float) -> None:
+        """Reference source PEM_INTERNAL (the board generates the drive reference at
+        `frequency_hz`) or PEM_EXTERNAL (the PEM controller's reference output is
+        measured; `frequency_hz` is the nominal value)."""
+        raise NotImplementedError
+
+    def pem_set_drive(self, fraction: float) -> None:
+        """PEM drive amplitude as a fraction 0 … 1 of full scale."""
+        raise NotImplementedError
+
+    def pem_period_ps(self) -> int:
+        """Latest measured reference period in ps, 0 if unknown."""
+        raise NotImplementedError
+
+    def pem_locked(self) -> bool:
+        """True while the reference is present and stable."""
+        raise NotImplementedError
+
+    # monochromator stepper ----------------------------------------------------------------
+    def step(self, n: int) -> None:
+        """Start moving n steps (signed, + = longer wavelength). Returns at once; a move
+        started while `moving()` is added to the remaining one."""
+        raise NotImplementedError
+
+    def position(self) -> int:
+        """Steps issued since boot (signed), including the ones of a move in progress."""
+        raise NotImplementedError
+
+    def moving(self) -> bool:
+        raise NotImplementedError
+
+    def home_switch(self) -> bool:
+        """True while the home switch is closed (at or below the home position)."""
+        raise NotImplementedError
+
+    # PMT high voltage and shutter ---------------------------------------------------------
+    def hv_set(self, volts: float) -> None:
+        """Set the PMT high voltage in V (0 = off). The core has checked the limits."""
+        raise NotImplementedError
+
+    def hv_read(self) -> float:
+        """Measured PMT high voltage in V."""
+        raise NotImplementedError
+
+    def shutter_set(self, is_open: bool) -> None:
+        raise NotImplementedError
+
+    def shutter_open(self) -> bool:
+        """Shutter state read back from the hardware."""
+        raise NotImplementedError
+
+    # overload guard -----------------------------------------------------------------------
+    def guard_arm(self, max_count_rate_cps: float, max_adc_level: int) -> None:
+        """Arm the PMT guard: a count rate above `max_count_rate_cps` (counts/s) or an ADC
+        sample above `max_adc_level` (0 … 4095) trips it."""
+        raise NotImplementedError
+
+    def guard_tripped(self) -> bool:
+        """Latched: True from the trip until `guard_reset()`."""
+        raise NotImplementedError
+
+    def guard_reason(self) -> str:
+        """What tripped the guard, e.g. 'PMT rate 3.2e6 cps > limit 2.0e6 cps'."""
+        raise NotImplementedError
+
+    def guard_reset(self) -> None:
+        """Clear the latch. HV and shutter stay as they are (off/closed)."""
+        raise NotImplementedError
+
+    # USB vendor interface -----------------------------------------------------------------
+    def usb_read_into(self, buf: memoryview) -> int:
+        """Copy up to len(buf) bytes of bulk OUT data into buf; return the count (0 if none).
+        Never blocks."""
+        raise NotImplementedError
+
+    def usb_write(self, buf: memoryview) -> bool:
+        """Queue a copy of buf (≤ 8216 bytes) for bulk IN. Returns False without queueing
+        when both IN buffers are busy (the host is not reading). Never blocks."""
+        raise NotImplementedError
+
+    def usb_connected(self) -> bool:
+        raise NotImplementedError
+
+    # watchdog -----------------------------------------------------------------------------
+    def watchdog_start(self, timeout_ms: int) -> None:
+        raise NotImplementedError
+
+    def watchdog_feed(self) -> None:
+        raise NotImplementedError
+
+    # self test ----------------------------------------------------------------------------
+    def self_test(self) -> dict:
+        """Board-specific checks, name → passed. The core adds its own generic checks."""
+        return {}
