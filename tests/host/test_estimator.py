@@ -1,0 +1,342 @@
+"""Statistical and input tests of cplscope.demod.estimate (measurement model sections 3, 4, 6).
+
+Every statistical test uses a fixed seed and a tolerance derived from the expected scatter of
+the quantity it checks, so that a real defect (bias, lost efficiency, mis-stated σ) fails it.
+"""
+import numpy as np
+import pytest
+import scipy.integrate
+import scipy.special
+
+from cplscope import _estimate
+from cplscope.demod import estimate
+from cplscope.demod.bins import bin_layout
+
+A0 = np.pi / 2
+
+
+def expected_counts(n_bins, m, u, g, a0=A0, phi0=0.0, dark=0.0):
+    lay = bin_layout(n_bins, a0, phi0)
+    return m * (lay.w + u * lay.c + 0.5 * g * lay.s) + dark
+
+
+def cramer_rao_sigma_g(n_bins, m, u, g, a0=A0, phi0=0.0, dark=0.0):
+    """σ_g bound of the binned Poisson model, F = Σ ∂μ∂μᵀ/μ over p = (M, u, v)."""
+    lay = bin_layout(n_bins, a0, phi0)
+    mu = expected_counts(n_bins, m, u, g, a0, phi0, dark)
+    grads = [lay.w + u * lay.c + 0.5 * g * lay.s, m * lay.c, m * lay.s]
+    if not lay.u_identifiable:
+        grads.pop(1)
+    jac = np.array(grads)
+    fisher = (jac / mu) @ jac.T
+    return 2.0 * np.sqrt(np.linalg.inv(fisher)[-1, -1])
+
+
+def run(draws, **kw):
+    results = [estimate(d, **kw) for d in draws]
+    return (np.array([r.g_lum for r in results]), np.array([r.sigma_g for r in results]),
+            results)
+
+
+# --- bin integrals -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("n_bins", [2, 3, 8, 16, 32, 64])
+@pytest.mark.parametrize("a0", [0.3, A0, 1.9159, np.pi])
+def test_bin_integrals_match_quadrature_and_bessel_sums(n_bins, a0):
+    phi0 = 0.37
+    lay = bin_layout(n_bins, a0, phi0)
+    assert abs(lay.s.sum()) < 1e-14
+    assert lay.c.sum() == pytest.approx(scipy.special.j0(a0), abs=1e-14)
+    for k in (0, n_bins // 2, n_bins - 1):
+        lo, hi = 2 * np.pi * k / n_bins, 2 * np.pi * (k + 1) / n_bins
+        s = scipy.integrate.quad(lambda t: np.sin(a0 * np.sin(t - phi0)), lo, hi,
+                                 epsabs=1e-14)[0] / (2 * np.pi)
+        c = scipy.integrate.quad(lambda t: np.cos(a0 * np.sin(t - phi0)), lo, hi,
+                                 epsabs=1e-14)[0] / (2 * np.pi)
+        assert lay.s[k] == pytest.approx(s, abs=1e-13)
+        assert lay.c[k] == pytest.approx(c, abs=1e-13)
+
+
+@pytest.mark.parametrize("n_bins,phi0,identifiable", [
+    (2, 0.0, False), (2, 0.7, False), (4, 0.0, False), (4, np.pi / 2, False),
+    (4, 0.3, True), (3, 0.0, True), (8, 0.0, True), (16, 0.0, True)])
+def test_u_identifiability_follows_the_layout(n_bins, phi0, identifiable):
+    assert bin_layout(n_bins, A0, phi0).u_identifiable is identifiable
+
+
+# --- the Cython kernel against a NumPy reference -----------------------------------------
+
+def reference_moments(frames, dead_ratio):
+    x = frames.astype(np.float64)
+    if len(dead_ratio):
+        x = x / (1.0 - x * dead_ratio)
+    return x.sum(axis=0), (x * x).sum(axis=0)
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.int16, np.uint32, np.int32, np.int64,
+                                   np.uint64, np.float32, np.float64])
+@pytest.mark.parametrize("dead", [False, True])
+def test_frame_moments_kernel_matches_numpy(dtype, dead):
+    rng = np.random.default_rng(7)
+    frames = rng.integers(0, 3000, size=(37, 16)).astype(dtype)
+    frames.setflags(write=False)
+    dead_ratio = np.full(16, 1e-5) if dead else np.empty(0)
+    sums, sumsq, status, bad = _estimate.frame_moments(frames, dead_ratio)
+    ref_sums, ref_sumsq = reference_moments(frames, dead_ratio)
+    assert status == _estimate.OK and bad == -1
+    np.testing.assert_allclose(sums, ref_sums, rtol=1e-13)
+    np.testing.assert_allclose(sumsq, ref_sumsq, rtol=1e-13)
+
+
+def test_frame_moments_kernel_reports_the_first_bad_value():
+    frames = np.ones((3, 4))
+    frames[1, 2] = -1.0
+    frames[2, 0] = np.nan
+    _, _, status, bad = _estimate.frame_moments(frames, np.empty(0))
+    assert status == _estimate.NEGATIVE and bad == 6
+    frames[1, 2] = 1.0
+    _, _, status, bad = _estimate.frame_moments(frames, np.empty(0))
+    assert status == _estimate.NON_FINITE and bad == 8
+    frames[2, 0] = 1.0
+    _, _, status, bad = _estimate.frame_moments(frames, np.full(4, 1.0))
+    assert status == _estimate.DEAD_TIME_LIMIT and bad == 0
+
+
+# --- bad input ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("counts,kwargs,match", [
+    (np.ones((2, 3, 4)), {}, "shape"),
+    (np.ones(1), {}, "B=2"),
+    (np.ones((0, 8)), {}, "no frames"),
+    (np.array([1, -1, 3, 4]), {}, "≥ 0"),
+    (np.array([1, np.nan, 3, 4]), {}, "finite"),
+    (np.array([1, np.inf, 3, 4]), {}, "finite"),
+    (np.array(["a", "b"]), {}, "numeric"),
+    (np.ones(8), {"retardation": 0.0}, r"\(0, π\]"),
+    (np.ones(8), {"retardation": -1.0}, r"\(0, π\]"),
+    (np.ones(8), {"retardation": 3.2}, r"\(0, π\]"),
+    (np.ones(8), {"retardation": np.nan}, r"\(0, π\]"),
+    (np.ones(8), {"phase_offset": np.inf}, "phase_offset"),
+    (np.ones(8), {"dark": np.ones(3)}, "dark"),
+    (np.ones(8), {"dark": -1.0}, "dark"),
+    (np.ones(8), {"dead_time": 1e-8}, "frame_time"),
+    (np.ones(8), {"dead_time": -1e-8, "frame_time": 1.0}, "dead_time"),
+    (np.ones(8), {"dead_time": 1e-8, "frame_time": 0.0}, "frame_time"),
+    (np.full(8, 1e6), {"dead_time": 1e-8, "frame_time": 1e-3}, "dead-time limit"),
+    (np.ones(8), {"noise": "lorentzian"}, "noise"),
+    (np.ones(8), {"noise": "gaussian"}, "2 frames"),
+    (np.ones((4, 8)), {"noise": "gaussian", "dead_time": 1e-8, "frame_time": 1.0},
+     "counting only"),
+    (np.ones(2), {"phase_offset": np.pi / 2}, "no information on g"),
+])
+def test_bad_input_raises_a_clear_value_error(counts, kwargs, match):
+    kwargs = {"retardation": A0, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        estimate(counts, **kwargs)
+
+
+def test_accepts_lists_read_only_and_non_contiguous_arrays():
+    mu = expected_counts(8, 1e6, 0.1, 0.01)
+    frames = np.random.default_rng(3).poisson(np.tile(mu, (6, 2)))[:, ::2]
+    frames.setflags(write=False)
+    a = estimate(frames, A0)
+    b = estimate(np.ascontiguousarray(frames).tolist(), A0)
+    assert a.g_lum == b.g_lum and a.n_frames == 6
+
+
+# --- statistical properties ----------------------------------------------------------------
+
+CASES = [  # n_bins, M per draw, u, g, phi0, dark per bin
+    (2, 4e6, 0.0, 6e-4, 0.4, 0.0),
+    (3, 4e6, 0.3, -0.2, 1.1, 20.0),
+    (8, 4e6, 0.5, 1.0, 2.5, 0.0),
+    (16, 4e6, -0.5, -1.0, 5.9, 100.0),
+    (16, 4e6, 0.0, 0.0, 0.0, 0.0),
+    (32, 4e6, 0.2, 0.05, 3.3, 5.0),
+    (64, 4e6, -0.3, 0.8, 0.9, 1.0),
+]
+
+
+@pytest.mark.parametrize("n_bins,m,u,g,phi0,dark", CASES)
+def test_unbiased_and_calibrated(n_bins, m, u, g, phi0, dark):
+    rng = np.random.default_rng(1000 + n_bins)
+    n_draws = 1500
+    mu = expected_counts(n_bins, m, u, g, A0, phi0, dark)
+    gs, sigmas, results = run(rng.poisson(mu, size=(n_draws, n_bins)),
+                              retardation=A0, phase_offset=phi0, dark=dark)
+    lay = bin_layout(n_bins, A0, phi0)
+    truth = g if lay.u_identifiable else g / (1 + u * lay.c.sum())
+    sd = gs.std(ddof=1)
+    # the mean of n_draws estimates scatters by sd/√n: 4 of those is a fixed-seed 4σ test
+    assert abs(gs.mean() - truth) < 4 * sd / np.sqrt(n_draws)
+    # mean reported σ vs empirical σ: relative scatter of sd is 1/√(2n) ≈ 1.8 %, allow 10 %
+    assert np.mean(sigmas) == pytest.approx(sd, rel=0.10)
+    if lay.u_identifiable:
+        us = np.array([r.linear for r in results])
+        su = np.array([r.sigma_linear for r in results])
+        assert abs(us.mean() - u) < 4 * us.std(ddof=1) / np.sqrt(n_draws)
+        assert np.mean(su) == pytest.approx(us.std(ddof=1), rel=0.10)
+    else:
+        assert all(np.isnan(r.linear) and "not identifiable" in r.note for r in results)
+    ms = np.array([r.intensity for r in results])
+    assert abs(ms.mean() - m) < 4 * ms.std(ddof=1) / np.sqrt(n_draws)
+
+
+@pytest.mark.parametrize("n_bins,phi0,u,g", [(16, 0.3, 0.0, 6e-4), (8, 1.2, 0.2, 0.3),
+                                             (2, 0.5, 0.0, 6e-4)])
+def test_efficient_at_the_cramer_rao_bound(n_bins, phi0, u, g):
+    """Empirical σ of g within 3 % of the CR bound (σ of a sample sd: 1/√(2n) ≈ 0.9 %)."""
+    rng = np.random.default_rng(11 + n_bins)
+    n_draws, m = 6000, 1e7
+    mu = expected_counts(n_bins, m, u, g, A0, phi0)
+    gs, _, _ = run(rng.poisson(mu, size=(n_draws, n_bins)), retardation=A0, phase_offset=phi0)
+    bound = cramer_rao_sigma_g(n_bins, m, u, g, A0, phi0)
+    assert gs.std(ddof=1) / bound == pytest.approx(1.0, abs=0.03)
+
+
+def test_efficiency_of_equal_bins_matches_the_measurement_model_table():
+    """η = σ²(continuous) / σ²(B bins) at A0 = π/2, small g and u (measurement model §4)."""
+    sin2 = 0.5 * (1 - scipy.special.j0(2 * A0))
+    continuous = 2 / np.sqrt(sin2)
+    for n_bins, eta in [(2, 0.866), (8, 0.945), (16, 0.986), (32, 0.996)]:
+        binned = cramer_rao_sigma_g(n_bins, 1.0, 0.0, 1e-9)
+        assert (continuous / binned) ** 2 == pytest.approx(eta, abs=0.0015)
+
+
+def test_chi2_red_is_one_on_poisson_frames():
+    rng = np.random.default_rng(5)
+    n_bins, n_frames, n_draws = 16, 50, 300
+    mu = expected_counts(n_bins, 2e5, 0.3, 0.01, A0, 0.8)
+    chi2 = np.array([estimate(rng.poisson(mu, size=(n_frames, n_bins)), A0,
+                              phase_offset=0.8).chi2_red for _ in range(n_draws)])
+    dof = n_frames * n_bins - 3
+    # each chi2_red scatters by √(2/dof); their mean by √(2/dof/n)
+    assert abs(chi2.mean() - 1.0) < 4 * np.sqrt(2 / dof / n_draws)
+    assert chi2.std(ddof=1) == pytest.approx(np.sqrt(2 / dof), rel=0.15)
+
+
+def test_chi2_red_flags_a_retardation_10_percent_wrong_on_a_linear_polarizer():
+    rng = np.random.default_rng(6)
+    n_bins, phi0 = 16, 0.3
+    mu = expected_counts(n_bins, 1e7, 1.0, 0.0, A0, phi0)
+    counts = rng.poisson(mu)
+    good = estimate(counts, A0, phase_offset=phi0)
+    wrong = estimate(counts, 1.1 * A0, phase_offset=phi0)
+    dof = n_bins - 3
+    assert good.chi2_red < 1 + 4 * np.sqrt(2 / dof)
+    # noncentral χ²: the misfit of the noiseless counts is λ; mean dof + λ, var 2(dof + 2λ)
+    lam = estimate(mu, 1.1 * A0, phase_offset=phi0).chi2_red * dof
+    assert lam > 50
+    assert wrong.chi2_red * dof == pytest.approx(dof + lam, abs=4 * np.sqrt(2 * (dof + 2 * lam)))
+
+
+def test_chi2_red_sees_frame_to_frame_flicker_but_g_stays_unbiased():
+    rng = np.random.default_rng(8)
+    n_bins, n_frames = 16, 40
+    mu = expected_counts(n_bins, 1e5, 0.0, 0.2, A0, 0.5)
+    gs, chis = [], []
+    for _ in range(300):
+        scale = 1 + 0.05 * rng.standard_normal((n_frames, 1))
+        e = estimate(rng.poisson(mu * scale), A0, phase_offset=0.5)
+        gs.append(e.g_lum)
+        chis.append(e.chi2_red)
+    gs = np.array(gs)
+    assert abs(gs.mean() - 0.2) < 4 * gs.std(ddof=1) / np.sqrt(len(gs))
+    assert np.mean(chis) > 1 + 10 * np.sqrt(2 / (n_frames * n_bins - 3))
+
+
+def dead_time_counts(rng, mu_true, tau, bin_time, shape):
+    """Non-paralyzable counter in live time t: mean n/(1+nτ)·t, variance mean/(1+nτ)².
+
+    Renewal-process result; with ≥ 10³ counts per bin the normal approximation is exact to
+    far below the tolerances used here.
+    """
+    rate = mu_true / bin_time
+    mean = mu_true / (1 + rate * tau)
+    sd = np.sqrt(mean) / (1 + rate * tau)
+    return np.rint(mean + sd * rng.standard_normal(shape)).astype(np.int64)
+
+
+def test_dead_time_correction_is_unbiased_up_to_a_few_mcps():
+    rng = np.random.default_rng(9)
+    n_bins, n_frames, n_draws = 16, 10, 1500
+    tau, frame_time, rate_total, g = 18e-9, 0.01, 3e6, 0.5
+    mu = expected_counts(n_bins, rate_total * frame_time, 0.2, g, A0, 0.6)
+    draws = dead_time_counts(rng, mu, tau, frame_time / n_bins, (n_draws, n_frames, n_bins))
+    gs, sigmas, results = run(draws, retardation=A0, phase_offset=0.6, dead_time=tau,
+                              frame_time=frame_time)
+    sd = gs.std(ddof=1)
+    assert abs(gs.mean() - g) < 4 * sd / np.sqrt(n_draws)
+    assert np.mean(sigmas) == pytest.approx(sd, rel=0.10)
+    chi2 = np.array([r.chi2_red for r in results])
+    assert abs(chi2.mean() - 1) < 4 * np.sqrt(2 / (n_frames * n_bins - 3) / n_draws)
+    m = np.array([r.intensity for r in results])
+    assert abs(m.mean() - n_frames * rate_total * frame_time) < 4 * m.std() / np.sqrt(n_draws)
+    # the same counts without the correction show the compression g/(1 + rτ) of §6
+    uncorrected = np.array([estimate(d, A0, phase_offset=0.6).g_lum for d in draws[:200]])
+    assert uncorrected.mean() < g - 20 * sd / np.sqrt(200)
+
+
+# --- analog (gaussian) mode ----------------------------------------------------------------
+
+def analog_frames(rng, n_frames, n_bins, level, u, g, phi0, noise, flicker=0.0, offset=0.0):
+    lay = bin_layout(n_bins, A0, phi0)
+    shape = n_bins * (lay.w + u * lay.c + 0.5 * g * lay.s)
+    scale = level * (1 + flicker * rng.standard_normal((n_frames, 1)))
+    return scale * shape + offset + noise * rng.standard_normal((n_frames, n_bins))
+
+
+@pytest.mark.parametrize("flicker", [0.0, 0.02])
+def test_gaussian_mode_is_unbiased_and_its_sigma_comes_from_the_scatter(flicker):
+    rng = np.random.default_rng(12)
+    n_draws, g = 800, 0.01
+    gs, sigmas, results = run(
+        [analog_frames(rng, 40, 16, 1000.0, 0.1, g, 0.4, 5.0, flicker, 37.0)
+         for _ in range(n_draws)],
+        retardation=A0, phase_offset=0.4, dark=37.0, noise="gaussian")
+    sd = gs.std(ddof=1)
+    assert abs(gs.mean() - g) < 4 * sd / np.sqrt(n_draws)
+    assert np.mean(sigmas) == pytest.approx(sd, rel=0.10)
+    assert np.mean([r.intensity for r in results]) == pytest.approx(1000.0, rel=1e-3)
+    assert all(r.noise == "gaussian" and r.n_frames == 40 for r in results)
+
+
+def test_gaussian_mode_accepts_negative_levels():
+    rng = np.random.default_rng(13)
+    frames = analog_frames(rng, 20, 8, 100.0, 0.0, 0.02, 0.0, 1.0, offset=-500.0)
+    e = estimate(frames, A0, dark=-500.0, noise="gaussian")
+    assert abs(e.g_lum - 0.02) < 5 * e.sigma_g
+
+
+# --- reported quantities -------------------------------------------------------------------
+
+def test_reported_quantities_follow_section_3():
+    rng = np.random.default_rng(14)
+    e = estimate(rng.poisson(expected_counts(16, 1e8, 0.2, 0.4, A0, 1.0)), A0, phase_offset=1.0)
+    v = e.g_lum / 2
+    assert e.i_left == pytest.approx(e.intensity * (1 + v) / 2)
+    assert e.i_right == pytest.approx(e.intensity * (1 - v) / 2)
+    assert e.delta_i == pytest.approx(e.intensity * v)
+    assert e.covariance.shape == (3, 3)
+    assert e.sigma_g == pytest.approx(2 * np.sqrt(e.covariance[2, 2]))
+    assert e.n_bins == 16 and e.dof == 13 and e.snr > 1000
+
+
+def test_sign_convention_left_light_gives_positive_g():
+    """v > 0 puts more counts where δ > 0 (the first half period for φ0 = 0)."""
+    mu = expected_counts(16, 1e8, 0.0, 0.5)
+    assert mu[:8].sum() > mu[8:].sum()
+    assert estimate(np.rint(mu), A0).g_lum == pytest.approx(0.5, rel=1e-3)
+
+
+def test_no_signal_above_dark_gives_nan_g():
+    counts = np.full(16, 90.0)
+    e = estimate(counts, A0, dark=100.0)
+    assert np.isnan(e.g_lum) and np.isnan(e.sigma_g) and "no signal" in e.note
+
+
+def test_gaussian_mode_rejects_non_finite_after_a_negative_value():
+    frames = -np.ones((3, 8))
+    frames[2, 5] = np.nan
+    with pytest.raises(ValueError, match="frame 2, bin 5"):
+        estimate(frames, A0, noise="gaussian")
