@@ -1,0 +1,89 @@
+"""The shared test vectors (tests/vectors/frames.json) through the host decoder and encoder."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cplscope.protocol import (
+    AdcBlock,
+    Command,
+    Counts,
+    Event,
+    FrameError,
+    FrameType,
+    Reply,
+    StreamDecoder,
+    decode_frame,
+    encode_command,
+    encode_message,
+)
+
+VECTORS = json.loads((Path(__file__).parents[1] / "vectors" / "frames.json").read_text())
+GOOD = [v for v in VECTORS["vectors"] if "reject" not in v]
+BAD = [v for v in VECTORS["vectors"] if "reject" in v]
+CLASSES = {1: Counts, 2: AdcBlock, 4: Event, 5: Reply, 16: Command}
+# Vector field name -> message attribute, where they differ.
+RENAMED = {(5, "text"): "error"}
+
+
+def test_vector_file_is_for_this_protocol_version() -> None:
+    assert VECTORS["protocol_version"] == 1
+    assert GOOD and BAD
+
+
+@pytest.mark.parametrize("vec", GOOD, ids=[v["name"] for v in GOOD])
+def test_vector_decodes_to_its_fields(vec: dict) -> None:
+    msg = decode_frame(bytes.fromhex(vec["hex"]))
+    assert isinstance(msg, CLASSES[vec["type"]])
+    assert msg.TYPE == FrameType(vec["type"])
+    assert (msg.seq, msg.timestamp_us) == (vec["seq"], vec["timestamp_us"])
+    for key, expected in vec["fields"].items():
+        actual = getattr(msg, RENAMED.get((vec["type"], key), key))
+        if isinstance(actual, np.ndarray):
+            assert actual.tolist() == expected, key
+        else:
+            assert actual == expected, key
+    if isinstance(msg, Counts):
+        assert msg.counts.dtype == np.uint32 and msg.counts.shape == (msg.n_bins,)
+    if isinstance(msg, AdcBlock):
+        assert msg.samples.dtype == np.uint16 and msg.edges_ticks.dtype == np.int64
+
+
+@pytest.mark.parametrize("vec", GOOD, ids=[v["name"] for v in GOOD])
+def test_vector_reencodes_to_the_same_bytes(vec: dict) -> None:
+    msg = decode_frame(bytes.fromhex(vec["hex"]))
+    assert encode_message(msg).hex() == vec["hex"]
+
+
+def test_command_vectors_from_encode_command() -> None:
+    for vec in (v for v in GOOD if v["type"] == FrameType.COMMAND):
+        f = vec["fields"]
+        assert encode_command(f["request_id"], f["opcode"], f["args"], vec["seq"]).hex() == vec["hex"]
+
+
+@pytest.mark.parametrize("vec", BAD, ids=[v["name"] for v in BAD])
+def test_reject_vector_is_rejected_for_its_reason(vec: dict) -> None:
+    bad = bytes.fromhex(vec["hex"])
+    with pytest.raises(FrameError) as err:
+        decode_frame(bad)
+    assert err.value.reason == vec["reject"]
+    # In a stream: rejected for that reason, and the frame behind it still comes through.
+    good = bytes.fromhex(GOOD[0]["hex"])
+    dec = StreamDecoder(keep_raw=True)
+    out = dec.feed(bad + good) + dec.flush()
+    assert [m.raw for m in out] == [good]
+    assert getattr(dec.stats, f"rejected_{vec['reject']}") >= 1
+    assert dec.stats.frames == 1
+
+
+def test_all_vectors_as_one_stream_in_small_chunks() -> None:
+    stream = b"".join(bytes.fromhex(v["hex"]) for v in VECTORS["vectors"])
+    dec = StreamDecoder()
+    out = [m for i in range(0, len(stream), 5) for m in dec.feed(stream[i:i + 5])] + dec.flush()
+    assert [m.seq for m in out] == [v["seq"] for v in GOOD]
+    assert dec.stats.frames == len(GOOD)
+    assert dec.stats.rejected >= len(BAD)
+    assert dec.stats.unknown == 0 and dec.stats.rejected_payload == 0
