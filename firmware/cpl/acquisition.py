@@ -1,0 +1,176 @@
+"""Acquisition: configuration, and board counter frames / ADC blocks → COUNTS / ADC_BLOCK
+frames. Python only moves whole buffers; nothing here allocates per frame."""
+import struct
+
+from cpl import protocol as P
+from cpl.args import CommandError, bad_state, in_range, one_of
+
+MODES = ("counting", "analog")
+ADC_HEADER = 32
+PEM_FREQ_TOLERANCE = 1.05  # blocks are sized for a PEM up to 5 % above nominal
+
+
+def max_edges(block_samples: int, sample_rate_hz: float, pem_hz: float) -> int:
+    return int(block_samples / sample_rate_hz * pem_hz * PEM_FREQ_TOLERANCE) + 2
+
+
+class Acquisition:
+    def __init__(self, board, tx) -> None:
+        self._board = board
+        self._tx = tx
+        self.mode = "counting"
+        self.bins = 16
+        self.periods = 500
+        self.sample_rate_hz = min(250000.0, float(board.max_sample_rate_hz))
+        self.block_samples = 1024
+        self.running = False
+        self.acq_id = 0
+        self.frames_sent = 0  # data frames of the current/last acquisition
+        self.fb = P.FrameBuf()
+        self._counts_dst = self.fb.payload[20:20]
+        self._adc_dst = {}
+
+    # configuration ---------------------------------------------------------------------
+    def validate_config(self, a: dict, pem_hz: float) -> dict:
+        if self.running:
+            raise bad_state("CONFIGURE is not allowed while running; STOP first")
+        mode = a["mode"]
+        one_of("mode", mode, MODES)
+        if mode == "counting":
+            allowed = ("mode", "bins", "periods")
+        else:
+            allowed = ("mode", "sample_rate_hz", "block_samples")
+        for k in a:
+            if k not in allowed:
+                raise CommandError(P.ST_BAD_ARGS, "key %r does not apply to mode %r; "
+                                   "it takes %s" % (k, mode, ", ".join(allowed)))
+        for k in allowed:
+            if k not in a:
+                raise CommandError(P.ST_BAD_ARGS, "mode %r needs key %r" % (mode, k))
+        c = dict(a)
+        if mode == "counting":
+            in_range("bins", c["bins"], 2, min(64, self._board.max_bins))
+            in_range("periods", c["periods"], 1, 100000)
+        else:
+            in_range("sample_rate_hz", c["sample_rate_hz"], 1000.0,
+                     float(self._board.max_sample_rate_hz), "Hz")
+            n = c["block_samples"]
+            in_range("block_samples", n, 2, self._board.max_block_samples)
+            if n % 2:
+                raise CommandError(P.ST_OUT_OF_RANGE, "block_samples=%d must be even" % n)
+            size = self.adc_payload_max(n, c["sample_rate_hz"], pem_hz)
+            if size > P.MAX_PAYLOAD:
+                raise CommandError(P.ST_OUT_OF_RANGE,
+                                   "block_samples=%d at %s Hz makes an ADC_BLOCK of up to %d "
+                                   "bytes (> %d) with a %s Hz PEM; use fewer samples"
+                                   % (n, c["sample_rate_hz"], size, P.MAX_PAYLOAD, pem_hz))
+        return c
+
+    @staticmethod
+    def adc_payload_max(n: int, rate: float, pem_hz: float) -> int:
+        return ADC_HEADER + 2 * (max_edges(n, rate, pem_hz) - 1) + 3 * n // 2
+
+    def apply_config(self, c: dict) -> None:
+        self.mode = c["mode"]
+        if self.mode == "counting":
+            self.bins = c["bins"]
+            self.periods = c["periods"]
+        else:
+            self.sample_rate_hz = c["sample_rate_hz"]
+            self.block_samples = c["block_samples"]
+
+    def config(self) -> dict:
+        if self.mode == "counting":
+            return {"mode": "counting", "bins": self.bins, "periods": self.periods}
+        return {"mode": "analog", "sample_rate_hz": self.sample_rate_hz,
+                "block_samples": self.block_samples}
+
+    def check_pem(self, pem_hz: float) -> None:
+        """Raise if the analog blocks would not fit with a PEM at pem_hz."""
+        if self.mode == "analog":
+            size = self.adc_payload_max(self.block_samples, self.sample_rate_hz, pem_hz)
+            if size > P.MAX_PAYLOAD:
+                raise CommandError(P.ST_OUT_OF_RANGE, "frequency_hz=%s makes ADC blocks of "
+                                   "%d bytes (> %d); CONFIGURE fewer block_samples first"
+                                   % (pem_hz, size, P.MAX_PAYLOAD))
+
+    # run -------------------------------------------------------------------------------
+    def start(self) -> int:
+        b = self._board
+        if self.mode == "counting":
+            b.counter_configure(self.bins, self.periods)
+            self._counts_dst = self.fb.payload[20:20 + 4 * self.bins]
+            b.counter_start()
+        else:
+            b.adc_configure(self.sample_rate_hz, self.block_samples)
+            self._adc_dst = {}
+            b.adc_start()
+        self.acq_id = (self.acq_id + 1) & 0xFFFF
+        self.frames_sent = 0
+        self.running = True
+        return self.acq_id
+
+    def stop(self) -> None:
+        if self.mode == "counting":
+            self._board.counter_stop()
+        else:
+            self._board.adc_stop()
+        self.running = False
+
+    def pump(self, flags: int, mono_position: int) -> bool:
+        """Turn one completed board frame into a data frame. `flags` holds the state bits
+        (SHUTTER_OPEN, HV_ON, MONO_MOVING); the frame's own bits are added here. Returns
+        True if the board had a frame."""
+        if self.mode == "counting":
+            f = self._board.counter_poll()
+            if f is None:
+                return False
+            if f.saturated:
+                flags |= P.F_SATURATED
+            if f.overload:
+                flags |= P.F_OVERLOAD
+            if f.pem_locked:
+                flags |= P.F_PEM_LOCKED
+            if self._tx.pending_drops:
+                flags |= P.F_OVERRUN
+            pl = self.fb.payload
+            struct.pack_into("<HHIiIHH", pl, 0, self.bins, flags, f.periods, mono_position,
+                             f.pem_period_ps, self.acq_id, 0)
+            self._counts_dst[:] = f.counts
+            n = 20 + 4 * self.bins
+            ftype = P.COUNTS
+            ticks = f.ticks_us
+        else:
+            blk = self._board.adc_poll()
+            if blk is None:
+                return False
+            if blk.clipped:
+                flags |= P.F_SATURATED
+            if blk.overload:
+                flags |= P.F_OVERLOAD
+            if blk.pem_locked:
+                flags |= P.F_PEM_LOCKED
+            if self._tx.pending_drops:
+                flags |= P.F_OVERRUN
+            pl = self.fb.payload
+            pl[0:8] = blk.t0
+            struct.pack_into("<IfiHHHH", pl, 8, self._board.tick_hz, self.sample_rate_hz,
+                             mono_position, flags, blk.n_samples, blk.n_edges, self.acq_id)
+            ne = len(blk.edges)
+            if ne == 0:
+                struct.pack_into("<I", pl, 28, 0)
+                ne = 4
+            else:
+                pl[28:28 + ne] = blk.edges
+            off = 28 + ne
+            ns = len(blk.samples)
+            dst = self._adc_dst.get(off)
+            if dst is None:
+                dst = self._adc_dst[off] = pl[off:off + ns]
+            dst[:] = blk.samples
+            n = off + ns
+            ftype = P.ADC_BLOCK
+            ticks = blk.ticks_us
+        if self._tx.data(self.fb, ftype, n, ticks):
+            self.frames_sent += 1
+        return True

@@ -1,0 +1,190 @@
+"""The instrument: wires the board to the core modules and runs the main loop."""
+import json
+
+from cpl import FIRMWARE_VERSION
+from cpl import protocol as P
+from cpl.acquisition import Acquisition
+from cpl.args import CommandError, parse
+from cpl.clock import Clock
+from cpl.commands import Commands
+from cpl.mono import Mono
+from cpl.pem import Pem
+from cpl.safety import Safety
+from cpl.tx import Tx
+
+WATCHDOG_MS = 5000
+STATUS_PERIOD_US = 1_000_000
+IDLE_WAIT_US = 20_000
+BUSY_WAIT_US = 1_000
+FRAMES_PER_LOOP = 4
+RESET_WATCHDOG = 1  # board.base.RESET_WATCHDOG
+
+
+class Instrument:
+    def __init__(self, board) -> None:
+        self.board = board
+        self.clock = Clock(board)
+        self.tx = Tx(board, self.clock)
+        self.reader = P.Reader()
+        self.safety = Safety(board)
+        self.mono = Mono(board, board.watchdog_feed)
+        self.pem = Pem(board)
+        self.acq = Acquisition(board, self.tx)
+        self.commands = Commands(self)
+        self.state = "idle"
+        self.fault_text = ""
+        self.bad_frames = 0
+        self.unknown_frames = 0
+        self._status_last = 0
+        self._held = 0  # SHUTTER_OPEN | HV_ON bits that held since the last data frame
+        self._moved = False
+
+    # boot and loop ----------------------------------------------------------------------
+    def boot(self) -> None:
+        b = self.board
+        b.watchdog_start(WATCHDOG_MS)
+        self.safety.make_safe()
+        self.safety.arm()
+        self.pem.apply_board()
+        self.tx.event(P.EV_BOOT, P.SEV_INFO, FIRMWARE_VERSION)
+        if b.reset_cause() == RESET_WATCHDOG:
+            self.tx.event(P.EV_WATCHDOG, P.SEV_ERROR, "the previous run ended in a watchdog reset")
+        self._status_last = self.clock.update()
+
+    def run(self) -> None:
+        self.boot()
+        while True:
+            self.step()
+
+    def step(self) -> None:
+        """One pass of the main loop: feed the watchdog, take commands, check the guard and
+        the PEM, drive the monochromator, stream data, then sleep if there was nothing to do."""
+        b = self.board
+        b.watchdog_feed()
+        busy = False
+        try:
+            t = self.clock.update()
+            busy = self._receive(t)
+            self.mono.poll()
+            self._track_conditions()
+            if self.state == "running":
+                n = 0
+                while n < FRAMES_PER_LOOP and self.acq.pump(self._frame_flags(),
+                                                           self.mono.position()):
+                    n += 1
+                    self._reset_conditions()
+                busy = busy or n > 0
+            reason = self.safety.check_trip()
+            if reason is not None:
+                self._enter_fault("overload: " + reason)
+                self.tx.event(P.EV_OVERLOAD, P.SEV_ERROR, reason)
+            ev = self.pem.poll_lock()
+            if ev:
+                self.tx.event(ev, P.SEV_INFO if ev == P.EV_PEM_LOCK else P.SEV_WARNING,
+                              "PEM reference %s" % ("locked" if ev == P.EV_PEM_LOCK
+                                                    else "lost"))
+            if (self.state != "running"
+                    and self.clock.elapsed_us(self._status_last) >= STATUS_PERIOD_US):
+                self._status_last = t
+                self.tx.control(P.STATUS, json.dumps(self.status()).encode())
+            self.tx.flush()
+        except Exception as e:
+            self._enter_fault("%s in main loop: %s" % (type(e).__name__, e))
+            self.tx.event(P.EV_FAULT, P.SEV_ERROR, self.fault_text)
+            busy = True
+        if not busy:
+            b.wait(BUSY_WAIT_US if (self.state == "running" or self.mono.moving())
+                   else IDLE_WAIT_US)
+
+    def _enter_fault(self, text: str) -> None:
+        if self.acq.running:
+            self.acq.stop()
+        self.safety.make_safe()
+        self.state = "fault"
+        self.fault_text = text
+
+    # commands -------------------------------------------------------------------------------
+    def _receive(self, now: int) -> bool:
+        r = self.reader
+        space = r.space()
+        if len(space):
+            r.added(self.board.usb_read_into(space))
+        got = False
+        while True:
+            before = r.rejected
+            frame = r.poll(now)
+            if r.rejected != before:
+                self.bad_frames += r.rejected - before
+                self.tx.event(P.EV_BAD_FRAME, P.SEV_WARNING,
+                              "host frame dropped: %s" % r.last_reject)
+            if frame is None:
+                return got
+            got = True
+            if P.frame_type(frame) == P.COMMAND:
+                self.handle_command(P.frame_payload(frame))
+            else:
+                self.unknown_frames += 1
+
+    def handle_command(self, payload) -> None:
+        """Answer one COMMAND payload with exactly one REPLY."""
+        if len(payload) < 4:
+            self.tx.reply(0xFFFF, 0, P.ST_BAD_FRAME,
+                          ("command payload is %d bytes; it needs at least 4 (request_id "
+                           "u16, opcode u8, reserved u8)" % len(payload)).encode())
+            return
+        rid = payload[0] | (payload[1] << 8)
+        op = payload[2]
+        try:
+            handler = self.commands.handler(op)
+            result = handler(parse(payload[4:]))
+            self.tx.reply(rid, op, P.OK, json.dumps(result).encode())
+        except CommandError as e:
+            self.tx.reply(rid, op, e.status, e.text.encode())
+        except Exception as e:
+            text = "%s in opcode %d: %s" % (type(e).__name__, op, e)
+            self.tx.reply(rid, op, P.ST_INTERNAL, text.encode())
+            self._enter_fault(text)
+            self.tx.event(P.EV_FAULT, P.SEV_ERROR, text)
+        self._track_conditions()
+
+    # frame flags ----------------------------------------------------------------------------
+    def _conditions(self) -> int:
+        c = 0
+        if self.safety.shutter_cmd:
+            c |= P.F_SHUTTER_OPEN
+        if self.safety.hv_set_volts > 0:
+            c |= P.F_HV_ON
+        return c
+
+    def _track_conditions(self) -> None:
+        self._held &= self._conditions()
+        if self.mono.moving():
+            self._moved = True
+
+    def _reset_conditions(self) -> None:
+        self._held = self._conditions()
+        self._moved = self.mono.moving()
+
+    def reset_frame_flags(self) -> None:
+        self._reset_conditions()
+
+    def _frame_flags(self) -> int:
+        f = self._held & self._conditions()
+        if self._moved or self.mono.moving():
+            f |= P.F_MONO_MOVING
+        return f
+
+    # status ---------------------------------------------------------------------------------
+    def status(self) -> dict:
+        b = self.board
+        nm = self.mono.wavelength_nm()
+        return {
+            "state": self.state, "mode": self.acq.mode, "bins": self.acq.bins,
+            "periods": self.acq.periods, "pem_locked": b.pem_locked(),
+            "pem_period_ps": b.pem_period_ps(), "a0_rad": self.pem.a0_at(nm),
+            "wavelength_nm": nm, "mono_position": self.mono.position(),
+            "homed": self.mono.homed, "hv_volts": b.hv_read(),
+            "hv_set_volts": self.safety.hv_set_volts, "shutter_open": b.shutter_open(),
+            "overload": self.safety.overload, "frames_sent": self.tx.frames_sent,
+            "frames_dropped": self.tx.frames_dropped, "uptime_us": self.clock.now_us(),
+        }
