@@ -233,7 +233,7 @@ def pack12(samples: npt.ArrayLike) -> bytes:
     s = np.asarray(samples)
     if s.ndim != 1 or s.shape[0] % 2:
         raise ValueError(f"samples must be a 1-D sequence of even length, got shape {s.shape}")
-    if s.dtype.kind not in "iu" or (s.size and (s.min() < 0 or s.max() > MAX_SAMPLE)):
+    if s.size and (s.dtype.kind not in "iu" or s.min() < 0 or s.max() > MAX_SAMPLE):
         raise ValueError(f"samples must be integers in 0 … {MAX_SAMPLE}")
     a = s[0::2].astype(np.uint16)
     b = s[1::2].astype(np.uint16)
