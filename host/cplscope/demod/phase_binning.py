@@ -82,7 +82,7 @@ def _check_samples(samples, dtype: np.dtype | None = None) -> np.ndarray:
     arr = np.asarray(samples)
     if arr.ndim != 1:
         raise ValueError(f"samples must be a 1-D array, got shape {arr.shape}")
-    if arr.dtype not in _SAMPLE_DTYPES:
+    if arr.dtype.newbyteorder("=") not in _SAMPLE_DTYPES:
         raise ValueError(
             f"samples must have dtype int16, uint16, float32 or float64, got {arr.dtype}; "
             "convert with samples.astype(np.float64) (or int16 for raw ADC codes)")
@@ -108,7 +108,7 @@ def edge_positions(edges, sample_rate: float, origin: int = 0) -> np.ndarray:
 
     Raises:
         ValueError: edges not 1-D, not real, not finite, not strictly increasing, or so far
-            from sample 0 (≳ 2**41 samples) that the fixed point would overflow.
+            from sample 0 (≥ 2**42 samples) that the fixed point would overflow.
     """
     fs = _check_sample_rate(sample_rate)
     e = np.asarray(edges)
@@ -126,10 +126,10 @@ def edge_positions(edges, sample_rate: float, origin: int = 0) -> np.ndarray:
                          f"({e[bad + 1]!r} s) does not follow edge {bad} ({e[bad]!r} s)")
     scaled = e * (fs * 2.0**SUBSAMPLE_BITS)
     base = int(origin) << SUBSAMPLE_BITS
-    if scaled.size and (np.max(np.abs(scaled)) + abs(base) >= _LIMIT / 64):
+    if scaled.size and (np.max(np.abs(scaled)) + abs(base) >= _LIMIT):
         raise ValueError("edge times are too far from sample 0 for int64 sample positions "
-                         f"(|t·sample_rate| must stay below {_LIMIT // 64 >> SUBSAMPLE_BITS} "
-                         "samples); start a new stream")
+                         f"(|t·sample_rate| must stay below {_LIMIT >> SUBSAMPLE_BITS} "
+                         "samples, 25 days at 2 MHz); start a new stream")
     x = np.rint(scaled).astype(np.int64) + base
     if x.size > 1 and not np.all(np.diff(x) > 0):
         bad = int(np.flatnonzero(np.diff(x) <= 0)[0])
@@ -327,7 +327,7 @@ class PhaseBinner:
             if self._edges.size and x[0] <= self._edges[-1]:
                 raise ValueError("edges must increase across blocks: the first new edge is "
                                  "not after the last edge fed before")
-            if _period_starts(x[:1])[0] < self._fed:
+            if max(int(_period_starts(x[:1])[0]), 0) < self._fed:
                 raise ValueError(
                     f"edge at sample position {x[0] / 2**SUBSAMPLE_BITS:.6f} comes after "
                     f"{self._fed} samples were fed; feed each edge no later than the block "
