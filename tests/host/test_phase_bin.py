@@ -191,13 +191,17 @@ def test_trailing_incomplete_frame_is_dropped():
 @st.composite
 def stream_splits(draw, case_strategy=binning_cases()):
     """A case, block cuts, and for each edge the feed call that delivers it: any call up to
-    the one holding the edge's first sample, in order."""
+    the one holding the edge's first sample, in order. Cuts fall anywhere, and often just
+    before, at or after a period's first sample."""
     samples, fs, edges, n_bins, frame_periods = draw(case_strategy)
     n = samples.size
-    cuts = sorted(draw(st.lists(st.integers(0, n), max_size=6)))
+    first_sample = np.maximum(ceil_div(edge_positions(edges, fs), Q), 0) if edges.size else []
+    near_edge = st.sampled_from([int(s) for s in first_sample if 1 <= s <= n] or [0])
+    cut = st.one_of(st.integers(0, n),
+                    st.tuples(near_edge, st.integers(-1, 1)).map(lambda a: min(max(sum(a), 0), n)))
+    cuts = sorted(draw(st.lists(cut, max_size=6)))
     bounds = np.array([0, *cuts, n])
     n_calls = len(bounds) - 1
-    first_sample = np.maximum(ceil_div(edge_positions(edges, fs), Q), 0) if edges.size else []
     latest = np.searchsorted(bounds[:-1], first_sample, side="right") - 1
     picks = sorted(draw(st.lists(st.integers(0, n_calls - 1), min_size=len(edges),
                                  max_size=len(edges))))
