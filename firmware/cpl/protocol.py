@@ -118,7 +118,8 @@ class Reader:
         """The free tail of the buffer, to read new bytes into (then call `added`)."""
         self._drop(self._consume)
         self._consume = 0
-        return self.mv[self.fill:]
+        # the buffer is almost always empty between commands: reuse that view
+        return self.mv if self.fill == 0 else self.mv[self.fill:]
 
     def added(self, n: int) -> None:
         self.fill += n

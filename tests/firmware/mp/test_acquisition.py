@@ -1,0 +1,213 @@
+"""State machine, COUNTS/ADC_BLOCK frames, flags, overrun, allocation-free streaming."""
+import gc
+import struct
+
+from cpl import protocol as P
+from helpers import make, ok, cmd, frames, events, run, counts_frames
+
+CONFIGURE, START, STOP, MOVE, HOME, SET_HV, SHUTTER, STATUS = 2, 3, 4, 5, 6, 8, 9, 10
+
+
+def start_counting(bins=16, periods=500, **kw):
+    inst, b = make(**kw)
+    ok(inst, b, CONFIGURE, {"mode": "counting", "bins": bins, "periods": periods})
+    ok(inst, b, START)
+    return inst, b
+
+
+def test_counts_frames_carry_board_counts_and_header():
+    inst, b = start_counting(16, 500)
+    b.written.clear()
+    run(inst, 3)
+    fs = counts_frames(b)
+    assert len(fs) == 3 * 4  # FRAMES_PER_LOOP per pass while frames are ready
+    for f in fs:
+        assert f["bins"] == 16 and f["periods"] == 500 and f["acq_id"] == 1
+        assert f["counts"] == tuple(1000 + 7 * k + 16 for k in range(16)), f["counts"]
+        assert f["pem_period_ps"] == 20_000_000
+        assert f["flags"] & P.F_PEM_LOCKED
+    seqs = [f["seq"] for f in fs]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+    ts = [f["ts"] for f in fs]
+    assert all(ts[i + 1] - ts[i] == 500 * 20 for i in range(len(ts) - 1)), ts
+
+
+def test_no_frames_when_idle_and_stop_ends_stream():
+    inst, b = make()
+    run(inst, 3)
+    assert counts_frames(b) == []
+    ok(inst, b, START)
+    ok(inst, b, STOP)
+    b.written.clear()
+    run(inst, 3)
+    assert counts_frames(b) == []
+
+
+def test_flags_follow_shutter_hv_and_mono():
+    inst, b = make()
+    ok(inst, b, HOME)
+    ok(inst, b, SET_HV, {"volts": 500})
+    ok(inst, b, SHUTTER, {"open": True})
+    ok(inst, b, CONFIGURE, {"mode": "counting", "bins": 2, "periods": 10})
+    ok(inst, b, START)
+    b.written.clear()
+    run(inst, 1)
+    f = counts_frames(b)[-1]
+    assert f["flags"] == P.F_SHUTTER_OPEN | P.F_HV_ON | P.F_PEM_LOCKED, f["flags"]
+    b.written.clear()
+    ok(inst, b, SHUTTER, {"open": False})
+    f = counts_frames(b)[0]
+    assert not f["flags"] & P.F_SHUTTER_OPEN
+    b.locked = False
+    b.written.clear()
+    ok(inst, b, MOVE, {"wavelength_nm": 400})
+    fs = counts_frames(b)
+    assert fs[0]["flags"] & P.F_MONO_MOVING
+    assert not fs[0]["flags"] & P.F_PEM_LOCKED
+    assert any(e[0] == P.EV_PEM_UNLOCK for e in events(b))
+    b.frames_ready = 0
+    run(inst, 20)  # the move finishes while no frame completes
+    b.frames_ready = 2
+    b.written.clear()
+    run(inst, 1)
+    fs = counts_frames(b)
+    assert fs[0]["flags"] & P.F_MONO_MOVING  # moved during this frame
+    assert not fs[1]["flags"] & P.F_MONO_MOVING
+    assert fs[1]["position"] == 2000
+
+
+def test_host_not_reading_drops_data_flags_overrun_and_keeps_replies():
+    inst, b = start_counting(4, 10)
+    b.host_reading = False
+    run(inst, 5)
+    assert inst.tx.frames_dropped == 20
+    b.rx += __import__("helpers").command_frame(5, STATUS)
+    run(inst, 1)
+    assert inst.tx.queued() == 1  # the reply waits for the host
+    b.host_reading = True
+    b.written.clear()
+    run(inst, 1)
+    fr = frames(b)
+    assert fr[0][0] == 5  # the queued reply goes first
+    fs = counts_frames(b)
+    assert fs[0]["flags"] & P.F_OVERRUN
+    assert not fs[1]["flags"] & P.F_OVERRUN
+    ev = [e for e in events(b) if e[0] == P.EV_OVERRUN]
+    assert ev and ev[0][2].startswith("2"), ev  # dropped count includes the reply's pass
+
+
+def test_analog_blocks():
+    inst, b = make()
+    ok(inst, b, CONFIGURE, {"mode": "analog", "sample_rate_hz": 200000, "block_samples": 1000})
+    ok(inst, b, START)
+    b.written.clear()
+    run(inst, 1)
+    blocks = frames(b, 2)
+    assert len(blocks) == 4
+    for (_, _, _, p) in blocks:
+        t0, tick_hz, rate, pos, flags, ns, ne, acq = struct.unpack_from("<QIfiHHHH", p, 0)
+        assert (tick_hz, rate, ns, ne, acq) == (125_000_000, 200000.0, 1000, 3, 1)
+        edge0, d1, d2 = struct.unpack_from("<IHH", p, 28)
+        assert (edge0, d1, d2) == (100, 2500, 2501)
+        samples = p[36:]
+        assert len(samples) == 1500
+        assert samples == bytes(i & 255 for i in range(1500))
+    t0s = [struct.unpack_from("<Q", p, 0)[0] for (_, _, _, p) in blocks]
+    assert [t - t0s[0] for t in t0s] == [0, 1, 2, 3]
+
+
+def test_adc_block_without_edges_has_zero_edge0():
+    inst, b = make()
+    ok(inst, b, CONFIGURE, {"mode": "analog", "sample_rate_hz": 200000, "block_samples": 10})
+    b.blk.n_edges = 0
+    ok(inst, b, START)
+    b.blk.n_edges = 0
+    b.blk.edges = memoryview(b.blk.edge_buf)[:0]
+    b.written.clear()
+    run(inst, 1)
+    p = frames(b, 2)[0][3]
+    assert struct.unpack_from("<HI", p, 24)[0] == 0 and struct.unpack_from("<I", p, 28)[0] == 0
+    assert len(p) == 32 + 15
+
+
+def _alloc_for(inst, n_loops):
+    gc.collect()
+    gc.disable()
+    a = gc.mem_alloc()
+    for _ in range(n_loops):
+        inst.step()
+    used = gc.mem_alloc() - a
+    gc.enable()
+    return used
+
+
+def _streaming_alloc(inst, b):
+    b.keep_written = False
+    inst.step()  # warm-up: per-length views are cached on first use
+    small = _alloc_for(inst, 10)
+    large = _alloc_for(inst, 200)
+    return small, large
+
+
+def test_counting_stream_does_not_allocate():
+    inst, b = start_counting(32, 500)
+    small, large = _streaming_alloc(inst, b)
+    assert b.n_written > 800
+    assert large <= small + 64, (small, large)
+    assert large < 200, large  # not per frame: 800 frames streamed
+
+
+def test_analog_stream_does_not_allocate():
+    inst, b = make()
+    ok(inst, b, CONFIGURE, {"mode": "analog", "sample_rate_hz": 250000, "block_samples": 2048})
+    ok(inst, b, START)
+    small, large = _streaming_alloc(inst, b)
+    assert large <= small + 64, (small, large)
+    assert large < 200, large
+
+
+def test_idle_status_once_per_second_of_device_time():
+    inst, b = make()
+    b.written.clear()
+    t0 = b.t
+    while b.t - t0 < 5_000_000:
+        inst.step()
+    sts = frames(b, 3)
+    assert len(sts) in (4, 5, 6), len(sts)
+    import json
+    st = json.loads(sts[0][3])
+    assert st["state"] == "idle"
+
+
+def test_watchdog_started_and_fed_every_pass():
+    inst, b = make()
+    assert b.wd_timeout == 5000
+    f0 = b.feeds
+    run(inst, 17)
+    assert b.feeds - f0 == 17
+
+
+def test_boot_events():
+    from fakeboard import FakeBoard
+    from cpl.instrument import Instrument
+    b = FakeBoard(cause=1)
+    Instrument(b).boot()
+    evs = events(b)
+    assert evs[0][0] == P.EV_BOOT and evs[0][2] == "0.1.0"
+    assert evs[1][0] == P.EV_WATCHDOG
+    assert b.hv == 0.0 and b.shutter is False and b.guard == (2e6, 4000)
+
+
+def test_board_exception_in_loop_faults_and_stays_alive():
+    inst, b = start_counting(4, 10)
+    def broken():
+        raise OSError(5)
+    b.counter_poll = broken
+    b.hv = 900.0
+    b.written.clear()
+    run(inst, 1)
+    assert inst.state == "fault"
+    assert any(e[0] == P.EV_FAULT and "OSError" in e[2] for e in events(b))
+    assert b.hv == 0.0 and not b.counting
+    st, text = cmd(inst, b, START)
+    assert st == P.ST_BAD_STATE and "CLEAR_FAULT" in text
