@@ -43,9 +43,10 @@ def utf8(frame_type: FrameType, raw: bytes, what: str) -> str:
 
 
 def json_object(frame_type: FrameType, raw: bytes, what: str) -> dict[str, Any]:
+    text = utf8(frame_type, raw, what)
     try:
-        obj = json.loads(utf8(frame_type, raw, what))
-    except json.JSONDecodeError as exc:
+        obj = json.loads(text)
+    except (ValueError, RecursionError) as exc:  # also: too deeply nested, too many digits
         raise MalformedPayload(frame_type, f"{frame_type.name} {what} is not valid JSON: {exc}") from None
     if not isinstance(obj, dict):
         raise MalformedPayload(
