@@ -64,7 +64,7 @@ class CommandError(RuntimeError):
 _HEAD = struct.Struct("<HBB")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Command:
     """A command frame's content: ``request_id`` (chosen by the host), ``opcode``, ``args``."""
 
@@ -81,7 +81,7 @@ class Command:
         return encode_command_payload(self.request_id, self.opcode, self.args)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Reply:
     """The device's answer to one command (type 0x05).
 

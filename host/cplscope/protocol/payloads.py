@@ -38,6 +38,14 @@ class Flags(IntFlag):
 
 
 _SPOILING = Flags.SATURATED | Flags.OVERLOAD | Flags.MONO_MOVING
+_FLAGS: dict[int, Flags] = {}  # Flags(int) is slow next to the rest of a frame's decoding
+
+
+def _flags(value: int) -> Flags:
+    try:
+        return _FLAGS[value]
+    except KeyError:
+        return _FLAGS.setdefault(value, Flags(value))
 
 
 def usable_flags(flags: int) -> bool:
@@ -71,9 +79,10 @@ class Severity(IntEnum):
 # COUNTS
 
 _COUNTS_HEAD = struct.Struct("<HHIiIHH")
+_U32LE = np.dtype("<u4")  # = numpy.uint32 on little-endian hosts
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclass(slots=True, eq=False)
 class Counts:
     """One phase-binned counting frame (type 0x01).
 
@@ -156,9 +165,8 @@ def decode_counts(payload: bytes, *, seq: int = 0, timestamp_us: int = 0,
     if len(payload) != expected:
         raise MalformedPayload(ft, f"COUNTS payload is {len(payload)} bytes but n_bins = {n_bins} "
                                    f"requires 20 + 4·{n_bins} = {expected}")
-    counts = np.frombuffer(payload, dtype="<u4", count=n_bins, offset=_COUNTS_HEAD.size)
-    return Counts(n_bins, Flags(flags), periods, mono, period_ps, acq_id,
-                  counts.astype(np.uint32, copy=False),
+    counts = np.frombuffer(payload, _U32LE, n_bins, _COUNTS_HEAD.size)
+    return Counts(n_bins, _flags(flags), periods, mono, period_ps, acq_id, counts,
                   seq=seq, timestamp_us=timestamp_us, raw=raw)
 
 
@@ -168,7 +176,7 @@ def decode_counts(payload: bytes, *, seq: int = 0, timestamp_us: int = 0,
 _ADC_HEAD = struct.Struct("<QIfiHHHHI")
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclass(slots=True, eq=False)
 class AdcBlock:
     """A block of raw ADC samples with the PEM reference edges that fell into it (type 0x02).
 
@@ -279,7 +287,7 @@ def encode_adc_block(samples: npt.ArrayLike, edges_ticks: npt.ArrayLike, *, t0_t
     check_uint("flags", int(flags), 16)
     check_uint("acq_id", acq_id, 16)
     edge0 = 0
-    deltas = np.zeros(0, dtype=np.int64)
+    deltas: np.ndarray = np.zeros(0, dtype=np.int64)
     if edges.size:
         edge0 = int(edges[0])
         check_uint("edges_ticks[0]", edge0, 32)
@@ -328,7 +336,7 @@ def decode_adc_block(payload: bytes, *, seq: int = 0, timestamp_us: int = 0,
         np.cumsum(deltas, dtype=np.int64, out=edges[1:])
         edges[1:] += edge0
     samples = unpack12(payload, n_samples, offset=_ADC_HEAD.size + 2 * n_deltas)
-    return AdcBlock(t0, tick_hz, rate, mono, Flags(flags), acq_id, samples, edges,
+    return AdcBlock(t0, tick_hz, rate, mono, _flags(flags), acq_id, samples, edges,
                     seq=seq, timestamp_us=timestamp_us, raw=raw)
 
 
@@ -346,7 +354,7 @@ _STATES = ("idle", "running", "fault")
 _MODES = ("counting", "analog")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Status:
     """The device's STATUS object (type 0x03, or the result of the STATUS command).
 
@@ -448,7 +456,7 @@ def decode_status(payload: bytes, *, seq: int = 0, timestamp_us: int = 0,
 _EVENT_HEAD = struct.Struct("<HH")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Event:
     """An asynchronous device event (type 0x04).
 
