@@ -178,7 +178,7 @@ class Bench:
         drift_rel: float = 0.01,
         drift_period_s: float = 600.0,
         enf: float = 1.2,
-        adc_counts_per_mcps: float = 300.0,
+        adc_counts_per_mcps: float = 200.0,
         adc_offset: float = 100.0,
         adc_read_noise: float = 1.5,
         adc_window_s: float = 1e-6,
