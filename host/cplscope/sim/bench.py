@@ -48,8 +48,8 @@ class InstrumentState:
 
     Attributes:
         wavelength_nm: emission monochromator setting in nm.
-        pem_drive: PEM drive amplitude in drive units; A0 = drive / (k·λ) with
-            k = ``Bench.pem_drive_per_rad_nm`` (drive units per rad per nm).
+        pem_drive: PEM drive as a fraction of full scale (0 … 1 on the real controller);
+            A0 = drive / (k·λ) with k = ``Bench.pem_drive_per_rad_nm`` (per rad per nm).
         shutter_open: excitation shutter; closed means dark counts only.
         hv_volts: PMT high voltage in V (0 = off: no pulses, no dark counts).
         time_s: instrument time in s at the start of the frame or ADC block.
@@ -135,7 +135,9 @@ class Bench:
             give identical data. ``None`` draws fresh entropy.
         pem_frequency_hz: PEM resonance frequency, Hz.
         pem_phase_offset_rad: φ0, phase of the zero crossing of δ after the reference edge, rad.
-        pem_drive_per_rad_nm: k in A0 = drive/(k·λ): drive units per rad of retardation per nm.
+        pem_drive_per_rad_nm: k in A0 = drive/(k·λ), drive (fraction of full scale) per rad of
+            retardation per nm. The default 1/(500π) (drive 0.5 gives π/2 at 500 nm) equals the
+            firmware's default calibration; set it differently to simulate a miscalibrated PEM.
         pem_edge_jitter_s: RMS timing noise of the reported reference edges (ADC mode), s.
         slit_fwhm_nm: FWHM of the triangular monochromator bandpass, nm.
         qe: quantum efficiency of the photocathode vs wavelength (nm → fraction).
@@ -163,7 +165,7 @@ class Bench:
         seed: int | np.random.SeedSequence | None,
         pem_frequency_hz: float = 50_000.0,
         pem_phase_offset_rad: float = 0.3,
-        pem_drive_per_rad_nm: float = 1e-3,
+        pem_drive_per_rad_nm: float = 1.0 / (500.0 * math.pi),
         pem_edge_jitter_s: float = 0.0,
         slit_fwhm_nm: float = 2.0,
         qe: Callable[[np.ndarray], np.ndarray] = bialkali_qe,
