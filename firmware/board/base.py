@@ -178,7 +178,7 @@ class Board:
         raise NotImplementedError
 
     def position(self) -> int:
-        """Steps issued since boot (signed), including the ones of a move in progress."""
+        """Current position in steps since boot (signed); follows a move in progress."""
         raise NotImplementedError
 
     def moving(self) -> bool:

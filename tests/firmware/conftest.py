@@ -11,6 +11,9 @@ FIRMWARE = ROOT / "firmware"
 MP_TESTS = Path(__file__).resolve().parent / "mp"
 VECTORS = ROOT / "tests" / "vectors" / "frames.json"
 
+# mp/ holds MicroPython test modules: test_in_micropython.py runs them in the real interpreter
+collect_ignore = ["mp"]
+
 
 def find_tool(name: str) -> str | None:
     """`name` next to the running Python (a venv's bin/), else on PATH."""

@@ -137,7 +137,7 @@ class FakeBoard(Board):
         self.target += n
 
     def position(self) -> int:
-        return self.target
+        return self.pos
 
     def moving(self) -> bool:
         return self.pos != self.target

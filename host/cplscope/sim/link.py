@@ -1,0 +1,381 @@
+"""CPython side of the sim link: the socket between the firmware's simulated board
+(`firmware/board/sim.py`, MicroPython unix port) and the sim hub. Wire format and time model:
+docs/sim-link.md.
+
+`SimHub` accepts the firmware's connection, owns the instrument clock (virtual time, µs),
+answers the board's counter/ADC requests from a bench object, and exposes the host side of the
+virtual USB as `host_write` (bulk OUT) and `host_read` (bulk IN).
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import struct
+import tempfile
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Protocol, Sequence
+
+__all__ = ["LinkState", "CounterAnswer", "AdcAnswer", "LinkBench", "SimHub", "pack_message",
+           "ENV_ADDRESS"]
+
+ENV_ADDRESS = "CPLSCOPE_SIM_LINK"
+LINK_VERSION = 1
+
+HELLO, USB_IN, WAIT, STATE, COUNTER_REQ, ADC_REQ = 0x01, 0x02, 0x03, 0x04, 0x05, 0x06
+WELCOME, USB_OUT, IN_ACK, TIME, COUNTER_DATA, ADC_DATA = 0x81, 0x82, 0x83, 0x84, 0x85, 0x86
+
+_HDR = struct.Struct("<BI")
+_STATE = struct.Struct("<fffiBBBBff")
+_READBACK = struct.Struct("<QIBBHf")
+_COUNTER_REQ = struct.Struct("<HHI")
+_ADC_REQ = struct.Struct("<fHH")
+_COUNTER_HDR = struct.Struct("<IIBBH")
+_ADC_HDR = struct.Struct("<QHHBBH")
+RB_PEM_LOCKED, RB_TRIP, RB_USB, RB_TRIP_ADC = 1, 2, 4, 8
+MAX_MESSAGE = 1 << 20
+
+
+def pack_message(tag: int, payload: bytes = b"") -> bytes:
+    """One link message: u8 tag, u32 little-endian payload length, payload."""
+    return _HDR.pack(tag, len(payload)) + payload
+
+
+@dataclass(frozen=True)
+class LinkState:
+    """The instrument state the board reports with every request.
+
+    hv_volts PMT HV in V; pem_drive fraction 0…1; pem_frequency_hz Hz; mech_steps stepper
+    position in steps above the home-switch edge (the bench's own calibration turns it into
+    nm); wavelength_nm that conversion done by the hub; shutter_open; pem_internal (reference
+    source); moving (stepper); guard_max_rate_cps counts/s; guard_max_adc_level 0…4095;
+    time_us instrument time at the start of the frame.
+    """
+
+    hv_volts: float
+    pem_drive: float
+    pem_frequency_hz: float
+    mech_steps: int
+    wavelength_nm: float
+    shutter_open: bool
+    pem_internal: bool
+    moving: bool
+    guard_max_rate_cps: float
+    guard_max_adc_level: float
+    time_us: int
+
+
+@dataclass
+class CounterAnswer:
+    """counts: B counts per phase bin; periods K; pem_period_ps mean PEM period (ps);
+    duration_us instrument time the frame took; trip_rate_cps the rate that tripped the guard
+    (None if it did not)."""
+
+    counts: Sequence[int]
+    periods: int
+    pem_period_ps: int
+    duration_us: int
+    saturated: bool = False
+    trip_rate_cps: float | None = None
+
+
+@dataclass
+class AdcAnswer:
+    """samples: n 12-bit values; edges_ticks: reference rising edges in ticks after t0;
+    t0_ticks board ticks (125 MHz) at sample 0; duration_us instrument time of the block."""
+
+    samples: Sequence[int]
+    edges_ticks: Sequence[int]
+    t0_ticks: int
+    duration_us: int
+    clipped: bool = False
+    trip_level: int | None = None
+
+
+class LinkBench(Protocol):
+    def counter_frame(self, state: LinkState, bins: int, periods: int) -> CounterAnswer: ...
+
+    def adc_block(self, state: LinkState, sample_rate_hz: float, n_samples: int) -> AdcAnswer: ...
+
+    def pem_status(self, state: LinkState) -> tuple[bool, int]:
+        """(locked, period in ps) of the PEM reference."""
+        ...
+
+
+def pack12(samples: Sequence[int]) -> bytes:
+    """12-bit samples packed in pairs (docs/protocol.md, ADC_BLOCK)."""
+    if len(samples) % 2:
+        raise ValueError("the number of samples must be even, got %d" % len(samples))
+    out = bytearray(3 * len(samples) // 2)
+    for i in range(0, len(samples), 2):
+        a, b = samples[i], samples[i + 1]
+        j = 3 * i // 2
+        out[j] = a & 0xFF
+        out[j + 1] = (a >> 8) | ((b & 0x0F) << 4)
+        out[j + 2] = b >> 4
+    return bytes(out)
+
+
+class SimHub:
+    """Accepts one firmware connection and serves it from a background thread.
+
+    address: 'tcp:127.0.0.1:0' (a free port) or 'unix:PATH' (None: a unix socket in a
+    temporary directory). speed: how many µs of instrument time pass per µs of wall time while
+    the firmware waits idle (acquisition frames always advance time by their own duration at
+    once). usb_bytes_per_s: bulk IN throughput (full speed ≈ 1.0e6 B/s). home_at: the board
+    step count at which the home switch closes (the board starts at 0). steps_per_nm, home_nm:
+    the hub's monochromator calibration for `LinkState.wavelength_nm`.
+    """
+
+    def __init__(self, bench: LinkBench, address: str | None = None, *, speed: float = 1.0,
+                 usb_bytes_per_s: float = 1.0e6, serial: str = "51a000000001",
+                 home_at: int = -1500, step_rate_hz: float = 5000.0,
+                 steps_per_nm: float = 10.0, home_nm: float = 200.0,
+                 start_time_us: int = 0) -> None:
+        if speed <= 0:
+            raise ValueError(f"speed must be > 0 (instrument µs per wall µs), got {speed}")
+        if usb_bytes_per_s <= 0:
+            raise ValueError(f"usb_bytes_per_s must be > 0, got {usb_bytes_per_s}")
+        self.bench = bench
+        self.speed = speed
+        self.usb_bytes_per_s = usb_bytes_per_s
+        self.serial = serial
+        self.home_at = home_at
+        self.step_rate_hz = step_rate_hz
+        self.steps_per_nm = steps_per_nm
+        self.home_nm = home_nm
+        self.now_us = start_time_us
+        self.usb_connected = True
+        self.last_state: LinkState | None = None
+        self.error: BaseException | None = None
+        self._tmpdir: str | None = None
+        if address is None:
+            self._tmpdir = tempfile.mkdtemp(prefix="cplsim-")
+            address = "unix:" + os.path.join(self._tmpdir, "link.sock")
+        self._listener, self.address = self._listen(address)
+        self._conn: socket.socket | None = None
+        self._send_lock = threading.Lock()
+        self._cv = threading.Condition()
+        self._in: deque[tuple[bytes, int]] = deque()  # (IN data, submit time µs)
+        self._acks: list[int] = []  # due times (µs) of IN buffers the host has read
+        self._out_gen = 0
+        self._out_seen = 0
+        self._stop = False
+        self._thread = threading.Thread(target=self._serve, name="sim-hub", daemon=True)
+        self._connected = threading.Event()
+
+    @staticmethod
+    def _listen(address: str) -> tuple[socket.socket, str]:
+        if address.startswith("unix:"):
+            path = address[5:]
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.bind(path)
+            s.listen(1)
+            return s, address
+        text = address[4:] if address.startswith("tcp:") else address
+        host, port = text.rsplit(":", 1)
+        if host not in ("127.0.0.1", "localhost"):
+            raise ValueError(f"the sim link listens on 127.0.0.1 only, got {host!r}")
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", int(port)))
+        s.listen(1)
+        return s, "tcp:127.0.0.1:%d" % s.getsockname()[1]
+
+    # lifecycle ------------------------------------------------------------------------------
+    def start(self) -> "SimHub":
+        self._thread.start()
+        return self
+
+    def wait_connected(self, timeout: float) -> None:
+        if not self._connected.wait(timeout):
+            raise TimeoutError(f"the firmware did not connect to {self.address} in {timeout} s")
+
+    def close(self) -> None:
+        self._stop = True
+        with self._cv:
+            self._cv.notify_all()
+        for s in (self._conn, self._listener):
+            if s is not None:
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                s.close()
+        if self._thread.is_alive():
+            self._thread.join(5)
+        if self._tmpdir:
+            try:
+                os.unlink(os.path.join(self._tmpdir, "link.sock"))
+                os.rmdir(self._tmpdir)
+            except OSError:
+                pass
+
+    def __enter__(self) -> "SimHub":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # host side of the virtual USB -------------------------------------------------------------
+    def host_write(self, data: bytes) -> None:
+        """Bulk OUT: deliver `data` to the board."""
+        self._send(pack_message(USB_OUT, bytes(data)))
+        with self._cv:
+            self._out_gen += 1
+            self._cv.notify_all()
+
+    def host_read(self, timeout: float) -> bytes | None:
+        """Bulk IN: the next buffer the board submitted, or None after `timeout` s (wall)."""
+        deadline = time.monotonic() + timeout
+        with self._cv:
+            while not self._in:
+                left = deadline - time.monotonic()
+                if left <= 0 or self._stop:
+                    return None
+                self._cv.wait(left)
+            data, t_submit = self._in.popleft()
+            self._acks.append(max(self.now_us, t_submit) + int(len(data) * 1e6
+                                                               / self.usb_bytes_per_s))
+            self._cv.notify_all()
+        self._flush_acks()
+        return data
+
+    # serving ----------------------------------------------------------------------------------
+    def _send(self, msg: bytes) -> None:
+        if self._conn is None:
+            raise ConnectionError("the firmware is not connected")
+        with self._send_lock:
+            self._conn.sendall(msg)
+
+    def _flush_acks(self) -> None:
+        with self._cv:
+            due = [t for t in self._acks if t <= self.now_us]
+            self._acks = [t for t in self._acks if t > self.now_us]
+        if due and self._conn is not None:
+            self._send(pack_message(IN_ACK, struct.pack("<H", len(due))))
+
+    def _recv_exact(self, n: int) -> bytes:
+        assert self._conn is not None
+        buf = bytearray()
+        while len(buf) < n:
+            chunk = self._conn.recv(n - len(buf))
+            if not chunk:
+                raise ConnectionError("the firmware closed the link")
+            buf += chunk
+        return bytes(buf)
+
+    def _serve(self) -> None:
+        try:
+            self._conn, _ = self._listener.accept()
+            while not self._stop:
+                tag, n = _HDR.unpack(self._recv_exact(_HDR.size))
+                if n > MAX_MESSAGE:
+                    raise ValueError(f"link message 0x{tag:02x} of {n} bytes is too long")
+                self._handle(tag, self._recv_exact(n))
+        except (OSError, ConnectionError) as e:
+            if not self._stop:
+                self.error = e
+        except BaseException as e:  # a bench error must surface in the test, not vanish
+            self.error = e
+        finally:
+            self._stop = True
+            with self._cv:
+                self._cv.notify_all()
+
+    def _state(self, payload: bytes) -> LinkState:
+        hv, drive, hz, steps, shutter, internal, moving, _r, rate, level = \
+            _STATE.unpack_from(payload, 0)
+        st = LinkState(hv, drive, hz, steps, self.home_nm + steps / self.steps_per_nm,
+                       bool(shutter), bool(internal), bool(moving), rate, level, self.now_us)
+        self.last_state = st
+        return st
+
+    def _readback(self, trip: float | None = None, adc_trip: bool = False) -> bytes:
+        locked, period_ps = (False, 0)
+        if self.last_state is not None:
+            locked, period_ps = self.bench.pem_status(self.last_state)
+        flags = (RB_PEM_LOCKED if locked else 0) | (RB_USB if self.usb_connected else 0)
+        if trip is not None:
+            flags |= RB_TRIP | (RB_TRIP_ADC if adc_trip else 0)
+        return _READBACK.pack(self.now_us, period_ps, flags, 0, 0, trip or 0.0)
+
+    def _handle(self, tag: int, p: bytes) -> None:
+        if tag == HELLO:
+            hello = json.loads(p)
+            if hello.get("link") != LINK_VERSION:
+                raise ValueError(f"firmware speaks sim link {hello.get('link')}, "
+                                 f"hub speaks {LINK_VERSION}")
+            welcome = {"serial": self.serial, "time_us": self.now_us, "home_at": self.home_at,
+                       "step_rate_hz": self.step_rate_hz}
+            self._send(pack_message(WELCOME, json.dumps(welcome).encode()))
+            self._connected.set()
+        elif tag == USB_IN:
+            with self._cv:
+                self._in.append((p, self.now_us))
+                self._cv.notify_all()
+        elif tag == STATE:
+            self._state(p)
+        elif tag == WAIT:
+            self._wait(struct.unpack("<I", p)[0])
+        elif tag == COUNTER_REQ:
+            st = self._state(p)
+            bins, _r, periods = _COUNTER_REQ.unpack_from(p, _STATE.size)
+            a = self.bench.counter_frame(st, bins, periods)
+            if len(a.counts) != bins:
+                raise ValueError(f"bench returned {len(a.counts)} counts for {bins} bins")
+            self.now_us += int(a.duration_us)
+            self._flush_acks()
+            body = (self._readback(a.trip_rate_cps)
+                    + _COUNTER_HDR.pack(a.periods, a.pem_period_ps, int(a.saturated), 0, 0)
+                    + struct.pack("<%dI" % bins, *a.counts))
+            self._send(pack_message(COUNTER_DATA, body))
+        elif tag == ADC_REQ:
+            st = self._state(p)
+            rate, n, _r = _ADC_REQ.unpack_from(p, _STATE.size)
+            a = self.bench.adc_block(st, rate, n)
+            if len(a.samples) != n:
+                raise ValueError(f"bench returned {len(a.samples)} samples for {n}")
+            e = list(a.edges_ticks)
+            edges = b""
+            if e:
+                edges = struct.pack("<I", e[0]) + struct.pack(
+                    "<%dH" % (len(e) - 1), *(e[i + 1] - e[i] for i in range(len(e) - 1)))
+            self.now_us += int(a.duration_us)
+            self._flush_acks()
+            body = (self._readback(a.trip_level, adc_trip=True)
+                    if a.trip_level is not None else self._readback())
+            body += _ADC_HDR.pack(a.t0_ticks, n, len(e), int(a.clipped), 0, 0) + edges
+            body += pack12(a.samples)
+            self._send(pack_message(ADC_DATA, body))
+        else:
+            raise ValueError(f"unknown link message 0x{tag:02x} from the board")
+
+    def _wait(self, timeout_us: int) -> None:
+        """Idle: instrument time runs at `speed` × wall time until host data arrives, an IN
+        acknowledgement falls due, or the timeout (instrument µs) passes."""
+        t0 = time.monotonic()
+        limit_s = timeout_us / self.speed / 1e6
+        with self._cv:
+            while not self._stop:
+                if self._out_gen != self._out_seen:
+                    break
+                if self._acks:
+                    # nothing else happens meanwhile: jump to the first due acknowledgement
+                    first = min(self._acks)
+                    if first - self.now_us <= timeout_us:
+                        timeout_us = max(0, first - self.now_us)
+                        limit_s = 0.0
+                        break
+                left = limit_s - (time.monotonic() - t0)
+                if left <= 0:
+                    break
+                self._cv.wait(left)
+            self._out_seen = self._out_gen
+        elapsed_us = int((time.monotonic() - t0) * 1e6 * self.speed)
+        self.now_us += min(timeout_us, elapsed_us) if limit_s else timeout_us
+        self._flush_acks()
+        self._send(pack_message(TIME, self._readback()))
