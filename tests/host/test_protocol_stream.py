@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from cplscope.protocol import (
     Counts,
     Flags,
+    MAX_FRAME,
     FrameType,
     ProtocolError,
     StreamDecoder,
@@ -104,6 +105,22 @@ def test_flush_gives_up_on_a_false_sync_that_announces_a_long_frame() -> None:
     assert dec.stats.rejected_crc == 1
 
 
+def test_held_back_bytes_stay_below_one_maximal_frame() -> None:
+    """False syncs that each announce an almost maximal frame, every 100 bytes, with real frames
+    among them: the decoder never holds more than one maximal frame minus a byte, and every real
+    frame comes through."""
+    false_sync = b"\xc5\x5c\x01\x01" + (8191).to_bytes(2, "little")
+    block = b"".join(false_sync + bytes(94) for _ in range(3)) + counts_frame(0)
+    data = block * 300
+    dec = StreamDecoder()
+    out = []
+    for i in range(0, len(data), 4096):
+        out += dec.feed(data[i:i + 4096])
+        assert dec.pending < MAX_FRAME
+    out += dec.flush()
+    assert len(out) == 300 and dec.stats.rejected == 900
+
+
 def test_decoded_messages_do_not_alias_the_fed_buffer() -> None:
     buf = bytearray(counts_frame(1, b=8))
     (msg,) = StreamDecoder().feed(buf)
@@ -119,6 +136,8 @@ def test_feed_accepts_any_byte_buffer_and_keep_raw() -> None:
         dec = StreamDecoder(keep_raw=True)
         assert [m.raw for m in dec.feed(buf)] == frames
     assert all(m.raw is None for m in StreamDecoder().feed(data))
+    with pytest.raises(TypeError):
+        StreamDecoder().feed(5)  # type: ignore[arg-type]
     assert [m.seq for m in StreamDecoder().iter_decode([data[:10], data[10:]])] == [0, 1, 2]
 
 
@@ -200,6 +219,7 @@ def test_arbitrary_bytes_never_raise_from_the_stream_decoder(data, cuts) -> None
     for a, b in zip(bounds, bounds[1:]):
         dec.feed(data[a:b])
     dec.flush()
+    assert dec.pending == 0
     assert dec.stats.bytes_skipped + dec.pending <= len(data)
     try:
         decode_frame(data)

@@ -98,8 +98,11 @@ class StreamDecoder:
         return self._last_seq
 
     def feed(self, chunk: BytesLike) -> list[Message]:
-        """Add the next bytes of the stream; return the frames completed by them, in order."""
-        data = self._tail + bytes(chunk) if self._tail else bytes(chunk)
+        """Add the next bytes of the stream (any bytes-like object); return the frames completed
+        by them, in order. Raises TypeError for anything that is not a buffer."""
+        if type(chunk) is not bytes:
+            chunk = memoryview(chunk).tobytes()  # not bytes(chunk): bytes(5) is five zeros
+        data = self._tail + chunk if self._tail else chunk
         return self._process(data, final=False)
 
     def flush(self) -> list[Message]:
