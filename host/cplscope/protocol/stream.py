@@ -36,8 +36,8 @@ class StreamStats:
     - ``unknown``: frames with a good CRC and a type protocol version 1 does not define.
     - ``missing``: sequence numbers never received in a good-CRC frame. For consecutive good
       frames with sequence numbers ``last`` and ``seq``, ``(seq − last − 1) mod 2³²`` is added.
-      A corrupted frame therefore shows as one ``rejected`` and one ``missing``. Every good-CRC
-      frame counts here, including unknown and malformed ones.
+      A frame lost to corruption usually shows both as a rejection and as one missing number.
+      Every good-CRC frame counts here, including unknown and malformed ones.
     - ``restarts``: firmware restarts seen: ``seq == 0`` after any frame except seq 2³²−1
       (that is the normal wraparound), or a ``seq`` that is not ahead of ``last``, i.e.
       ``(seq − last) mod 2³²`` is 0 or at least 2³¹ (a restart whose first frames were lost).
