@@ -240,3 +240,10 @@ def test_truth_rejects_bad_wavelengths():
         r.truth(float("nan"))
     with pytest.raises(ValueError, match="wavelength_nm"):
         r.truth(-438.0)
+
+
+def test_direct_construction_is_validated():
+    with pytest.raises(ValueError, match=r"sample 'x': key 'g_lum'.*outside −2 … 2"):
+        Sample("x", [400.0, 500.0], [1.0, 1.0], [3.0, 0.0], [0.0, 0.0], 1e6)
+    with pytest.raises(ValueError, match=r"key 'emission' must be a list of numbers"):
+        Sample("x", [400.0, 500.0], ["a", 1.0], [0.0, 0.0], [0.0, 0.0], 1e6)

@@ -129,6 +129,8 @@ def _positive(name: str, value: float, *, allow_zero: bool = False, unit: str = 
 class Bench:
     """Numerical model of the CPL bench for one sample.
 
+    Not thread-safe (one random generator, one flicker process): call it from one thread.
+
     Args:
         sample: a :class:`~cplscope.sim.samples.Sample`, a built-in name or a JSON file path.
         seed: seed of the random generator (numpy PCG64); equal seeds and equal call sequences
@@ -286,9 +288,9 @@ class Bench:
         if hit is None:
             t = self.sample.truth(wavelength_nm, self.slit_fwhm_nm)
             qe = float(np.asarray(self.qe(np.array([wavelength_nm])))[0])
-            rate = self._pe_per_emission * t.emission * qe
+            rate = self._pe_per_emission * float(t.emission) * qe
             if rate > 0:
-                hit = (rate, t.linear, t.g_lum / 2.0)
+                hit = (rate, float(t.linear), float(t.g_lum) / 2.0)
             else:
                 hit = (0.0, 0.0, 0.0)
             if len(self._lambda_cache) >= _CACHE_LIMIT:

@@ -275,7 +275,10 @@ def _check_spectra(name: str, arrays: Mapping[str, Any], *, source: str) -> dict
         raise ValueError(f"{source}: 'name' must be a non-empty string, got {name!r}")
     out: dict[str, np.ndarray] = {}
     for key, value in arrays.items():
-        arr = np.array(value, dtype=float, copy=True)
+        try:
+            arr = np.array(value, dtype=float, copy=True)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{source}: key {key!r} must be a list of numbers ({exc})") from exc
         if arr.ndim != 1:
             raise ValueError(f"{source}: key {key!r} must be a flat list of numbers")
         bad = np.flatnonzero(~np.isfinite(arr))
