@@ -75,6 +75,8 @@ class Board(BaseBoard):
         fam, sa = parse_address(address)
         self._sock = socket.socket(fam, socket.SOCK_STREAM)
         self._sock.connect(sa)
+        if fam == socket.AF_INET:
+            self._sock.setsockopt(6, 1, 1)  # IPPROTO_TCP, TCP_NODELAY: no Nagle stalls
         self._poll = select.poll()
         self._poll.register(self._sock, select.POLLIN)
         self._hdr = bytearray(5)

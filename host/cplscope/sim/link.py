@@ -271,6 +271,8 @@ class SimHub:
     def _serve(self) -> None:
         try:
             self._conn, _ = self._listener.accept()
+            if self._conn.family == socket.AF_INET:
+                self._conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             while not self._stop:
                 tag, n = _HDR.unpack(self._recv_exact(_HDR.size))
                 if n > MAX_MESSAGE:
