@@ -397,8 +397,8 @@ def _estimate_from_bench(sample, wavelength_nm, n_frames, periods, seed, a0=1.91
     from cplscope.demod import estimate
 
     bench = Bench(sample, seed=seed)  # default flicker, drift and dead time
-    n_bins = 16
-    frames = np.array([bench.counts_frame(state(bench, wavelength_nm, a0, t=i * periods * 2e-5),
+    n_bins, period = 16, bench.pem_period_s
+    frames = np.array([bench.counts_frame(state(bench, wavelength_nm, a0, t=i * periods * period),
                                           n_bins, periods).counts for i in range(n_frames)])
     frame_s = periods * bench.pem_period_s
     dark = bench.expected_counts(state(bench, wavelength_nm, a0, shutter=False), n_bins, periods,
