@@ -24,11 +24,14 @@ class Clock:
         return t
 
     def _wraps_of(self, ticks: int) -> int:
-        # A stamp taken before the last update but numerically above it predates the last wrap.
+        # `ticks` lies within half a period of the last update, before or after it
+        if (ticks - self.last) & (TICKS_PERIOD - 1) < TICKS_PERIOD // 2:
+            return self.wraps + 1 if ticks < self.last else self.wraps
         return self.wraps - 1 if ticks > self.last else self.wraps
 
     def pack_into(self, buf, offset: int, ticks: int) -> None:
-        """Write the u64 device time (µs) of the recent stamp `ticks` at buf[offset:]."""
+        """Write the u64 device time (µs) of `ticks`, a stamp within half a period
+        (≈ 9 min) of the last update, at buf[offset:]."""
         w = self._wraps_of(ticks)
         struct.pack_into("<HHI", buf, offset, ticks & 0xFFFF,
                          (ticks >> 16) | ((w & 3) << 14), w >> 2)

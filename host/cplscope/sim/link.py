@@ -125,7 +125,9 @@ class SimHub:
     address: 'tcp:127.0.0.1:0' (a free port) or 'unix:PATH' (None: a unix socket in a
     temporary directory). speed: how many µs of instrument time pass per µs of wall time while
     the firmware waits idle (acquisition frames always advance time by their own duration at
-    once). usb_bytes_per_s: bulk IN throughput (full speed ≈ 1.0e6 B/s). home_at: the board
+    once, but a data request waits up to `stall_s` s of wall time while the host has not
+    read the board's last two IN buffers, so a host that keeps up never loses frames).
+    usb_bytes_per_s: bulk IN throughput (full speed ≈ 1.0e6 B/s). home_at: the board
     step count at which the home switch closes (the board starts at 0). steps_per_nm, home_nm:
     the hub's monochromator calibration for `LinkState.wavelength_nm`.
     """
@@ -134,7 +136,7 @@ class SimHub:
                  usb_bytes_per_s: float = 1.0e6, serial: str = "51a000000001",
                  home_at: int = -1500, step_rate_hz: float = 5000.0,
                  steps_per_nm: float = 10.0, home_nm: float = 200.0,
-                 start_time_us: int = 0) -> None:
+                 start_time_us: int = 0, stall_s: float = 1.0) -> None:
         if speed <= 0:
             raise ValueError(f"speed must be > 0 (instrument µs per wall µs), got {speed}")
         if usb_bytes_per_s <= 0:
@@ -148,6 +150,7 @@ class SimHub:
         self.steps_per_nm = steps_per_nm
         self.home_nm = home_nm
         self.now_us = start_time_us
+        self.stall_s = stall_s
         self.usb_connected = True
         self.last_state: LinkState | None = None
         self.error: BaseException | None = None
@@ -324,6 +327,7 @@ class SimHub:
         elif tag == WAIT:
             self._wait(struct.unpack("<I", p)[0])
         elif tag == COUNTER_REQ:
+            self._stall()
             st = self._state(p)
             bins, _r, periods = _COUNTER_REQ.unpack_from(p, _STATE.size)
             a = self.bench.counter_frame(st, bins, periods)
@@ -336,6 +340,7 @@ class SimHub:
                     + struct.pack("<%dI" % bins, *a.counts))
             self._send(pack_message(COUNTER_DATA, body))
         elif tag == ADC_REQ:
+            self._stall()
             st = self._state(p)
             rate, n, _r = _ADC_REQ.unpack_from(p, _STATE.size)
             a = self.bench.adc_block(st, rate, n)
@@ -355,6 +360,15 @@ class SimHub:
             self._send(pack_message(ADC_DATA, body))
         else:
             raise ValueError(f"unknown link message 0x{tag:02x} from the board")
+
+    def _stall(self) -> None:
+        deadline = time.monotonic() + self.stall_s
+        with self._cv:
+            while len(self._in) >= 2 and not self._stop:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                self._cv.wait(left)
 
     def _wait(self, timeout_us: int) -> None:
         """Idle: instrument time runs at `speed` × wall time until host data arrives, an IN

@@ -103,6 +103,13 @@ def test_clock_packs_64bit_time_from_wrapping_ticks():
     stamp = (total2 - 20) % (1 << 30)
     c.pack_into(buf, 0, stamp)
     assert struct.unpack("<Q", buf)[0] == total2 - 20
+    # a stamp from the board that is newer than the last update, across a wrap
+    b.t = (1 << 30) - 7
+    c2 = Clock(b)
+    c2.pack_into(buf, 0, 100)
+    assert struct.unpack("<Q", buf)[0] == (1 << 30) + 100
+    c2.pack_into(buf, 0, (1 << 30) - 9)
+    assert struct.unpack("<Q", buf)[0] == (1 << 30) - 9
 
 
 def test_reader_decodes_good_vectors_in_any_chunking():
