@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from scipy import special, stats
 
-from cplscope.sim.bench import AdcBlock, Bench, CountsFrame, InstrumentState, bialkali_qe, bin_integrals
+from cplscope.sim.bench import (AdcBlock, Bench, CountsFrame, InstrumentState, bialkali_qe,
+                                 bin_integrals)
 from cplscope.sim.samples import Sample, load_sample
 
 QUIET = dict(flicker_rms=0.0, drift_rel=0.0)

@@ -258,7 +258,8 @@ class Bench:
         return self.sample.truth(lam, self.slit_fwhm_nm).emission * np.asarray(self.qe(lam))
 
     def _peak_of(self, grid: np.ndarray) -> float:
-        vals = np.concatenate([self._emission_qe(c) for c in np.array_split(grid, 1 + grid.size // 2000)])
+        chunks = np.array_split(grid, 1 + grid.size // 2000)
+        vals = np.concatenate([self._emission_qe(c) for c in chunks])
         return float(grid[int(np.argmax(vals))])
 
     # --- instrument response ------------------------------------------------------------------
@@ -283,7 +284,7 @@ class Bench:
         return (hv / self.hv_nominal_volts) ** self.gain_exponent if hv > 0 else 0.0
 
     def _at_wavelength(self, wavelength_nm: float) -> tuple[float, float, float]:
-        """(signal photoelectron rate at full excitation in 1/s, u, v) at a monochromator setting."""
+        """(signal photoelectron rate in 1/s at full excitation, u, v) at a wavelength setting."""
         hit = self._lambda_cache.get(wavelength_nm)
         if hit is None:
             t = self.sample.truth(wavelength_nm, self.slit_fwhm_nm)
@@ -303,14 +304,15 @@ class Bench:
         if not (math.isfinite(lam) and lam > 0):
             raise ValueError(f"state.wavelength_nm must be a finite wavelength > 0 nm, got {lam!r}")
         if not (math.isfinite(drive) and drive >= 0):
-            raise ValueError(f"state.pem_drive must be finite and ≥ 0 (drive units), got {drive!r}")
+            raise ValueError(
+                f"state.pem_drive must be finite and ≥ 0 (fraction of full scale), got {drive!r}")
         if not (math.isfinite(hv) and hv >= 0):
             raise ValueError(f"state.hv_volts must be finite and ≥ 0 V, got {hv!r}")
         if not math.isfinite(t):
             raise ValueError(f"state.time_s must be a finite instrument time in s, got {t!r}")
 
     def _per_period(self, state: InstrumentState, n_bins: int):
-        """Cached true counts per PEM period for a state: (signal[B] at unit excitation, dark[B])."""
+        """Cached true counts per PEM period: (signal[B] at unit excitation, dark[B])."""
         key = (state.wavelength_nm, state.pem_drive, state.hv_volts, state.shutter_open, n_bins)
         hit = self._frame_cache.get(key)
         if hit is not None:

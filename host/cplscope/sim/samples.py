@@ -300,7 +300,8 @@ def _check_spectra(name: str, arrays: Mapping[str, Any], *, source: str) -> dict
                 f"{lam.size}; every spectrum needs one value per wavelength"
             )
     if lam[0] <= 0:
-        raise ValueError(f"{source}: key 'wavelength_nm' starts at {lam[0]}; wavelengths are nm > 0")
+        raise ValueError(
+            f"{source}: key 'wavelength_nm' starts at {lam[0]}; wavelengths are nm > 0")
     steps = np.flatnonzero(np.diff(lam) <= 0)
     if steps.size:
         i = steps[0]
