@@ -306,8 +306,9 @@ def test_kernel_is_exact_at_absolute_indices_of_a_ten_hour_stream():
     out = []
     for offset in (0, shift):
         sums, counts = np.zeros((1, 16)), np.zeros((1, 16), dtype=np.int64)
-        _phasebin.bin_periods(samples, offset, x + offset * Q, 16, SUBSAMPLE_BITS, 0,
-                              len(x), sums, counts)
+        status, _ = _phasebin.bin_periods(samples, offset, x + offset * Q, 0.0, 0, 16,
+                                          SUBSAMPLE_BITS, 0, len(x), sums, counts)
+        assert status == _phasebin.OK
         out.append((sums, counts))
     np.testing.assert_array_equal(out[0][0], out[1][0])
     np.testing.assert_array_equal(out[0][1], out[1][1])

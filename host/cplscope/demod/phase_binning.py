@@ -111,12 +111,7 @@ def edge_positions(edges, sample_rate: float, origin: int = 0) -> np.ndarray:
             from sample 0 (≥ 2**42 samples) that the fixed point would overflow.
     """
     fs = _check_sample_rate(sample_rate)
-    e = np.asarray(edges)
-    if e.dtype == object or (e.size and e.dtype.kind not in "uif"):
-        raise ValueError(f"edges must be real edge times in s, got dtype {e.dtype}")
-    e = e.astype(np.float64, copy=False)
-    if e.ndim != 1:
-        raise ValueError(f"edges must be a 1-D array of times in s, got shape {e.shape}")
+    e = _check_times(edges)
     if not np.all(np.isfinite(e)):
         bad = int(np.flatnonzero(~np.isfinite(e))[0])
         raise ValueError(f"edges must be finite; edge {bad} is {e[bad]}")
@@ -171,7 +166,7 @@ def phase_bin(samples: np.ndarray, sample_rate: float, ref_edges, n_bins: int,
         ``(sums, n)``: float64 sums of the samples (input units) and int64 sample counts per
         bin, of shape (B,), or (n_frames, B) with ``frame_periods``. ``sums / n`` is the
         mean signal per bin (NaN where a bin got no sample, e.g. periods shorter than B
-        samples).
+        samples). Sums of integer samples are exact.
 
     Raises:
         ValueError: wrong dimension or dtype of ``samples``; non-finite or non-increasing
@@ -181,24 +176,57 @@ def phase_bin(samples: np.ndarray, sample_rate: float, ref_edges, n_bins: int,
     b = _check_count(n_bins, "n_bins")
     k = _check_count(frame_periods, "frame_periods", optional=True)
     data = _check_samples(samples)
-    x = edge_positions(ref_edges, fs)
-    _check_period_length(x, b)
-    n_periods = max(x.size - 1, 0)
+    times = _check_times(ref_edges)
+    n_periods = max(times.size - 1, 0)
     if k is None:
         sums, counts = np.zeros((1, b)), np.zeros((1, b), dtype=np.int64)
-        _bin(data, 0, x, b, 0, n_periods + 1, sums, counts)
+        _bin_times(data, times, fs, b, n_periods + 1, sums, counts)
         return sums[0], counts[0]
     n_frames = n_periods // k
     sums, counts = np.zeros((n_frames, b)), np.zeros((n_frames, b), dtype=np.int64)
-    _bin(data, 0, x[: n_frames * k + 1], b, 0, k, sums, counts)
+    used = n_frames * k + 1
+    _bin_times(data, times[:used], fs, b, k, sums, counts)
+    if times.size > used - 1:  # the dropped tail must be valid edges too
+        edge_positions(times[max(used - 2, 0):], fs)
     return sums, counts
+
+
+def _check_times(edges) -> np.ndarray:
+    e = np.asarray(edges)
+    if e.dtype == object or (e.size and e.dtype.kind not in "uif"):
+        raise ValueError(f"edges must be real edge times in s, got dtype {e.dtype}")
+    if e.ndim != 1:
+        raise ValueError(f"edges must be a 1-D array of times in s, got shape {e.shape}")
+    return np.ascontiguousarray(e, dtype=np.float64)
+
+
+def _bin_times(data: np.ndarray, times: np.ndarray, fs: float, n_bins: int,
+               frame_periods: int, sums: np.ndarray, counts: np.ndarray) -> None:
+    """Bin with edge times in s quantized by the kernel, which also checks them."""
+    if times.size < 2:
+        edge_positions(times, fs)
+        return
+    kernel = _phasebin()
+    status, where = kernel.bin_periods(data, 0, times, fs * 2.0**SUBSAMPLE_BITS, 0, n_bins,
+                                       SUBSAMPLE_BITS, 0, frame_periods, sums, counts)
+    if status == kernel.OK:
+        return
+    if status == kernel.PERIOD_TOO_LONG:
+        _check_period_length(edge_positions(times[where:where + 2], fs), n_bins)
+    if status in (kernel.BAD_EDGE, kernel.NOT_INCREASING):
+        edge_positions(times[max(where - 1, 0):where + 1], fs)  # raises with the reason
+    raise RuntimeError(f"phase-binning kernel failed with status {status} at {where}")
 
 
 def _bin(data: np.ndarray, start: int, x: np.ndarray, n_bins: int, first_period: int,
          frame_periods: int, sums: np.ndarray, counts: np.ndarray) -> None:
+    """Bin with int64 fixed-point edge positions (already checked)."""
     if x.size >= 2:
-        _phasebin().bin_periods(data, start, x, n_bins, SUBSAMPLE_BITS, first_period,
-                                frame_periods, sums, counts)
+        kernel = _phasebin()
+        status, where = kernel.bin_periods(data, start, x, 0.0, 0, n_bins, SUBSAMPLE_BITS,
+                                           first_period, frame_periods, sums, counts)
+        if status != kernel.OK:
+            raise RuntimeError(f"phase-binning kernel failed with status {status} at {where}")
 
 
 # --- streaming ---------------------------------------------------------------------------
