@@ -8,8 +8,8 @@ import sys
 
 def make_board():
     if sys.platform == "rp2":
-        from board.rp2 import Board
-        return Board()
+        from board.rp2 import Rp2Board
+        return Rp2Board()
     if sys.platform in ("linux", "darwin", "unix"):
         from board.sim import Board
         return Board.from_argv(sys.argv)

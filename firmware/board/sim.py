@@ -48,7 +48,8 @@ def parse_address(text: str):
     """'tcp:HOST:PORT', 'HOST:PORT', 'unix:PATH' or a PATH → (family, sockaddr)."""
     if text.startswith("unix:") or text.startswith("/"):
         path = text[5:] if text.startswith("unix:") else text
-        return socket.AF_UNIX, struct.pack("H", socket.AF_UNIX) + path.encode() + b"\0"
+        af_unix = getattr(socket, "AF_UNIX", 1)  # the unix port has it; rp2's stubs do not
+        return af_unix, struct.pack("H", af_unix) + path.encode() + b"\0"
     if text.startswith("tcp:"):
         text = text[4:]
     host, port = text.rsplit(":", 1)
@@ -114,7 +115,7 @@ class Board(BaseBoard):
         self._mv_target = 0
         self._mv_t0 = 0
         self._wd_ms = 0
-        self._wd_fed = 0
+        self._wd_fed = time.ticks_ms()
         self._send(HELLO, json.dumps({"link": LINK_VERSION, "board": self.name}).encode())
         tag, n = self._read_msg()
         if tag != WELCOME:

@@ -28,7 +28,7 @@ class Acquisition:
         self.frames_sent = 0  # data frames of the current/last acquisition
         self.fb = P.FrameBuf()
         self._counts_dst = self.fb.payload[20:20]
-        self._adc_dst = {}
+        self._adc_dst: dict = {}
 
     # configuration ---------------------------------------------------------------------
     def validate_config(self, a: dict, pem_hz: float) -> dict:

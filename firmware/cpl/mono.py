@@ -21,7 +21,7 @@ class Mono:
         self.max_nm = 900.0
         self.homed = False
         self._offset = 0  # board position of home
-        self._legs = []  # pending absolute targets (home-relative steps)
+        self._legs: list = []  # pending absolute targets (home-relative steps)
         self.last_dir = 0  # direction of the last completed leg: +1 / -1 / 0 unknown
 
     # conversions --------------------------------------------------------------------------

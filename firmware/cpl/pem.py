@@ -45,8 +45,8 @@ class Pem:
     def validate_config(self, a: dict, running: bool, nm) -> dict:
         if running:
             raise bad_state("PEM_CONFIG is not allowed while running; STOP first")
-        c = {"source": self.source, "frequency_hz": self.frequency_hz,
-             "drive_per_rad_nm": self.drive_per_rad_nm}
+        c: dict = {"source": self.source, "frequency_hz": self.frequency_hz,
+                   "drive_per_rad_nm": self.drive_per_rad_nm}
         c.update(a)
         one_of("source", c["source"], SOURCES)
         in_range("frequency_hz", c["frequency_hz"], 1000.0, 200000.0, "Hz")

@@ -65,7 +65,7 @@ class FrameBuf:
         self.buf = bytearray(OVERHEAD + max_payload)
         self.mv = memoryview(self.buf)
         self.payload = self.mv[HEADER:HEADER + max_payload]
-        self._views = {}
+        self._views: dict = {}
 
     def view(self, n: int) -> memoryview:
         v = self._views.get(n)

@@ -13,7 +13,7 @@ class Tx:
         self._clock = clock
         self.seq_hi = 0
         self.seq_lo = 0
-        self._queue = []  # sealed control frames (bytes), oldest first
+        self._queue: list = []  # sealed control frames (bytes), oldest first
         self._fb = P.FrameBuf()
         self.frames_sent = 0  # data frames delivered to the USB layer
         self.frames_dropped = 0  # data frames dropped because the host did not read
