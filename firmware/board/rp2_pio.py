@@ -61,17 +61,21 @@ MIN_RING_WORDS = 8
 # Counts per bin and frame that still fit the 32-bit ones' complement total.
 MAX_FRAME_COUNT = 0xFFFF_FFFE
 
-# Period timer: word w pushed at a reference edge means a period of 2·w + 4 cycles; the
-# first word after a start (X preset to all ones, entry at label "high") is 2·w cycles from
-# the start to the first detected edge.
+# Period timer: word w pushed at a reference edge means a period of 2·w + 4 cycles. Started
+# at its first instruction, it pushes one meaningless word at once; the next word w tells
+# the first detected edge, 2·w + 3 cycles after the start: as if a previous edge had been
+# seen 1 cycle before the start.
 PERIOD_SCALE = 2
 PERIOD_OFFSET = 4
+PERIOD_START_EDGE = -1
 
 
-@rp2.asm_pio(sideset_init=(rp2.PIO.OUT_LOW, rp2.PIO.OUT_LOW))
+@rp2.asm_pio(sideset_init=[rp2.PIO.OUT_LOW, rp2.PIO.OUT_LOW])
 def pem_gate():  # type: ignore[no-untyped-def]
     # in_base = PEM reference; side-set pins: G0 (even bins), G1 (odd bins).
     # ISR = B/2 - 1 (bin pairs per period, minus 1), OSR = t_bin - 3; both preset by the CPU.
+    # every instruction carries .side(): a program that leaves one out gets optional side-set
+    # from MicroPython, one delay bit fewer and a different encoding
     wrap_target()
     wait(0, pin, 0).side(0)
     wait(1, pin, 0).side(0)
@@ -142,7 +146,7 @@ def period_timer():  # type: ignore[no-untyped-def]
     wrap()
 
 
-@rp2.asm_pio(set_init=(rp2.PIO.OUT_LOW, rp2.PIO.OUT_LOW))
+@rp2.asm_pio(set_init=[rp2.PIO.OUT_LOW, rp2.PIO.OUT_LOW])
 def overload_guard():  # type: ignore[no-untyped-def]
     # jmp_pin = photon input; set pins = HV enable, shutter (1 = on/open). ISR = counts
     # allowed per window, OSR = window length in 2-cycle steps; both preset by the CPU, which
@@ -245,8 +249,8 @@ def period_cycles_from_word(word: int) -> int:
 
 
 def first_edge_cycles_from_word(word: int) -> int:
-    """Cycles from the timer's start to its first detected edge (first word after start)."""
-    return PERIOD_SCALE * word
+    """Cycles from the timer's start to its first detected edge (second word after start)."""
+    return PERIOD_START_EDGE + period_cycles_from_word(word)
 
 
 def guard_window(window_cycles: int) -> int:

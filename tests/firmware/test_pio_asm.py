@@ -32,14 +32,11 @@ class _Instr:
             raise PioAsmError("side() used but the program declares no side-set pins")
         if not 0 <= value < (1 << n):
             raise PioAsmError("side value %d does not fit %d side-set bits" % (value, n))
-        self._prog.words[self._index] |= value << (13 - n)
+        self._prog.sides[self._index] = value
         return self
 
     def delay(self, cycles: int) -> "_Instr":
-        limit = (1 << (5 - self._prog.sideset_count)) - 1
-        if not 0 <= cycles <= limit:
-            raise PioAsmError("delay %d exceeds the maximum %d" % (cycles, limit))
-        self._prog.words[self._index] |= cycles << 8
+        self._prog.delays[self._index] = cycles
         return self
 
     def __getitem__(self, cycles: int) -> "_Instr":
@@ -61,6 +58,8 @@ class Program:
         else:
             self.sideset_count = 1
         self.words: list[int] = []
+        self.sides: dict[int, int] = {}
+        self.delays: dict[int, int] = {}
         self.labels: dict[str, int] = {}
         self.fixups: list[tuple[int, str]] = []
         self.wrap_target = 0
@@ -72,6 +71,22 @@ class Program:
             if name not in self.labels:
                 raise PioAsmError("%s: unknown label %r" % (self.name, name))
             self.words[index] |= self.labels[name]
+        # Like MicroPython: side-set becomes optional (one more bit, the enable bit 12) when
+        # some instruction has no .side(); the delay gets the bits that are left.
+        bits = self.sideset_count
+        self.sideset_opt = bool(bits) and len(self.sides) != len(self.words)
+        if self.sideset_opt:
+            bits += 1
+        delay_max = 31 >> bits
+        for index, cycles in self.delays.items():
+            if not 0 <= cycles <= delay_max:
+                raise PioAsmError("%s: delay %d exceeds the maximum %d"
+                                  % (self.name, cycles, delay_max))
+            self.words[index] |= cycles << 8
+        for index, value in self.sides.items():
+            self.words[index] |= value << (13 - bits)
+            if self.sideset_opt:
+                self.words[index] |= 1 << 12
         if len(self.words) > 32:
             raise PioAsmError("%s has %d instructions, a PIO holds 32" % (self.name,
                                                                           len(self.words)))
@@ -280,6 +295,18 @@ def test_encoder_field_layout():
     ]
 
 
+@rp2.asm_pio(sideset_init=rp2.PIO.OUT_LOW)
+def optional_side():
+    nop().side(1)  # noqa: F821
+    nop()[3]  # noqa: F821
+
+
+def test_encoder_makes_side_set_optional_when_an_instruction_has_none():
+    # side-set opt: bit 12 enables, bit 11 is the value, 3 delay bits remain
+    assert optional_side.sideset_opt
+    assert optional_side.words == [0xB842, 0xA342]
+
+
 def test_encoder_rejects_what_pioasm_rejects():
     with pytest.raises(PioAsmError):
         @rp2.asm_pio(sideset_init=(rp2.PIO.OUT_LOW, rp2.PIO.OUT_LOW))
@@ -298,3 +325,5 @@ def test_firmware_programs_assemble_and_fit_their_pio_blocks():
     assert len(pio.pem_gate.words) + len(pio.photon_counter.words) <= 32
     assert (len(pio.period_timer.words) + len(pio.overload_guard.words)
             + len(pio.stepper.words)) <= 32
+    # the timing of gate and stepper relies on their delays; side-set must stay mandatory
+    assert not pio.pem_gate.sideset_opt and not pio.stepper.sideset_opt

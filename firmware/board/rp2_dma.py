@@ -1,0 +1,144 @@
+"""Native (viper) kernels for the rp2 board: the per-frame and per-block work on DMA buffers,
+so that no interpreted Python runs per sample, per photon or per PEM period.
+
+Pure computation on buffers: no hardware access, so the unit tests run them in the
+MicroPython unix port (tests/firmware/test_rp2_kernels.py).
+"""
+import micropython
+
+
+@micropython.viper
+def ring_collect(ring, n_ring: int, per_counter: int, counter: int, out) -> int:
+    """Add one counter's ring (ones' complement running totals, uint32) into `out` (B uint32
+    counts, bin 2·(j mod per_counter) + counter) and reset the ring to all ones for the next
+    frame. Returns the largest bin total seen (for the saturation check)."""
+    r = ptr32(ring)
+    o = ptr32(out)
+    biggest = 0
+    j = 0
+    while j < n_ring:
+        total = int(uint(r[j]) ^ uint(0xFFFFFFFF))
+        r[j] = int(uint(0xFFFFFFFF))
+        k = 2 * (j % per_counter) + counter
+        o[k] = o[k] + total
+        if uint(o[k]) > uint(biggest):
+            biggest = o[k]
+        j += 1
+    return biggest
+
+
+@micropython.viper
+def fill_u32(buf, n: int, value: int):
+    p = ptr32(buf)
+    i = 0
+    while i < n:
+        p[i] = value
+        i += 1
+
+
+@micropython.viper
+def pack12(src, n: int, dst) -> int:
+    """Pack n (even) 12-bit samples (uint16 each, from the ADC FIFO) into 3·n/2 bytes, pairs
+    (a, b) as a0..7 | a8..11 b0..3 | b4..11 (docs/protocol.md ADC_BLOCK). Returns the number
+    of samples at 0 or 4095 (clipped)."""
+    s = ptr16(src)
+    d = ptr8(dst)
+    clipped = 0
+    i = 0
+    o = 0
+    while i < n:
+        a = s[i] & 0xFFF
+        b = s[i + 1] & 0xFFF
+        d[o] = a & 0xFF
+        d[o + 1] = (a >> 8) | ((b & 0x0F) << 4)
+        d[o + 2] = b >> 4
+        if a == 0 or a == 0xFFF:
+            clipped += 1
+        if b == 0 or b == 0xFFF:
+            clipped += 1
+        i += 2
+        o += 3
+    return clipped
+
+
+@micropython.viper
+def max_u16(src, start: int, stop: int, ring_len: int) -> int:
+    """Largest 12-bit sample in a ring of ring_len uint16 from index start (inclusive) to
+    stop (exclusive), wrapping."""
+    s = ptr16(src)
+    biggest = 0
+    i = start
+    while i != stop:
+        v = s[i] & 0xFFF
+        if v > biggest:
+            biggest = v
+        i += 1
+        if i >= ring_len:
+            i = 0
+    return biggest
+
+
+@micropython.viper
+def period_stats(words, n: int, scale: int, offset: int, out):
+    """From n period-timer words, out[0] = sum of periods (cycles), out[1] = shortest,
+    out[2] = longest (cycles = scale·word + offset)."""
+    w = ptr32(words)
+    o = ptr32(out)
+    total = 0
+    lo = 0x3FFFFFFF
+    hi = 0
+    i = 0
+    while i < n:
+        p = scale * w[i] + offset
+        total += p
+        if p < lo:
+            lo = p
+        if p > hi:
+            hi = p
+        i += 1
+    o[0] = total
+    o[1] = lo
+    o[2] = hi
+
+
+@micropython.viper
+def edges_block(words, ring_len: int, idx: int, avail: int, t_prev: int, t_len: int,
+                scale: int, offset: int, dst, max_edges: int, state) -> int:
+    """Reference edges of one ADC block from the period-timer ring (ring_len uint32 words).
+
+    Walks at most `avail` words from ring index `idx`; t_prev is the time of the last edge
+    already reported, in ticks relative to this block's t0 (≤ 0). Edges before t_len (the
+    block length in ticks) go into dst in ADC_BLOCK layout: u32 first edge after t0, then
+    u16 deltas. state[0] = words consumed, state[1] = time of the last consumed edge relative
+    to t0. Returns the number of edges, or -1 if an edge-to-edge delta exceeds 65535 ticks
+    (reference slower than the format allows) or there are more than max_edges."""
+    w = ptr32(words)
+    d = ptr8(dst)
+    st = ptr32(state)
+    t = t_prev
+    n = 0
+    j = idx
+    while n < avail:
+        delta = scale * w[j] + offset
+        if t + delta >= t_len:
+            break
+        t += delta
+        if n == 0:
+            d[0] = t & 0xFF
+            d[1] = (t >> 8) & 0xFF
+            d[2] = (t >> 16) & 0xFF
+            d[3] = (t >> 24) & 0xFF
+        else:
+            if delta > 0xFFFF or n >= max_edges:
+                st[0] = n
+                st[1] = t
+                return -1
+            d[2 + 2 * n] = delta & 0xFF
+            d[3 + 2 * n] = delta >> 8
+        n += 1
+        j += 1
+        if j >= ring_len:
+            j = 0
+    st[0] = n
+    st[1] = t
+    return n

@@ -1,0 +1,165 @@
+"""Vendor-specific USB interface (class 0xFF, one bulk OUT and one bulk IN endpoint) next to
+the built-in CDC REPL, through `machine.USBDevice` and micropython-lib's `usb-device`
+package (`mip install usb-device`).
+
+IN (device → host): two data buffers and one priority buffer. A data frame (COUNTS or
+ADC_BLOCK) waits in a data buffer; any other frame (REPLY, EVENT, STATUS) in the priority
+buffer, which is sent first as soon as the endpoint is free, so a backlog of data frames never
+delays a reply. OUT (host → device): one transfer is always pending; what it brings goes into a
+ring the core drains with `read_into()`.
+"""
+from micropython import const
+import machine
+import usb.device  # type: ignore[import-not-found]
+from usb.device.core import Interface, Buffer  # type: ignore[import-not-found]
+
+# pid.codes test allocation (docs/hardware.md): for development and lab use, not for devices
+# that are sold or distributed.
+VID = const(0x1209)
+PID = const(0x0001)
+MANUFACTURER = "cplscope project"
+PRODUCT = "cplscope CPL controller"
+
+_EP_IN_FLAG = const(0x80)
+_PACKET = const(64)  # full speed bulk max packet size
+_OUT_BUF = const(512)
+_RX_RING = const(4096)
+_MAX_FRAME = const(24 + 8192)
+_TYPE_OFFSET = const(3)
+_DATA_TYPES = (0x01, 0x02)  # COUNTS, ADC_BLOCK
+
+
+class VendorInterface(Interface):
+    """The cplscope bulk interface. `write()` and `read_into()` never block."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ep_out = 0
+        self.ep_in = 0
+        self._rx = Buffer(_RX_RING)
+        self._out_buf = bytearray(_OUT_BUF)
+        self._data = [bytearray(_MAX_FRAME), bytearray(_MAX_FRAME)]
+        self._data_len = [0, 0]  # 0 = free
+        self._data_seq = [0, 0]  # queue order
+        self._seq = 0
+        self._prio = bytearray(_MAX_FRAME)
+        self._prio_len = 0
+        self._sending = -2  # -2 idle, -1 priority buffer, 0/1 data buffer, -3 zero-length
+        self._zlp = b""
+        self.dropped_out = 0
+
+    # descriptors ---------------------------------------------------------------------------
+    def desc_cfg(self, desc, itf_num, ep_num, strs):  # type: ignore[no-untyped-def]
+        strs.append(PRODUCT + " data")
+        desc.interface(itf_num, 2, 0xFF, 0x00, 0x00, len(strs) - 1)
+        self.ep_out = ep_num
+        self.ep_in = ep_num | _EP_IN_FLAG
+        desc.endpoint(self.ep_out, "bulk", _PACKET, 0)
+        desc.endpoint(self.ep_in, "bulk", _PACKET, 0)
+
+    def num_eps(self) -> int:
+        return 1
+
+    # connection ----------------------------------------------------------------------------
+    def on_open(self) -> None:
+        super().on_open()
+        self._sending = -2
+        self._submit_out()
+        self._kick()
+
+    def on_reset(self) -> None:
+        super().on_reset()
+        self._sending = -2
+        self._data_len[0] = self._data_len[1] = 0
+        self._prio_len = 0
+
+    # OUT -----------------------------------------------------------------------------------
+    def _submit_out(self) -> None:
+        if self.is_open() and not self.xfer_pending(self.ep_out):
+            self.submit_xfer(self.ep_out, self._out_buf, self._out_done)
+
+    def _out_done(self, ep: int, result: int, n: int) -> None:
+        if result == 0 and n:
+            if self._rx.writable() >= n:
+                self._rx.write(memoryview(self._out_buf)[:n])
+            else:
+                self.dropped_out += n
+        self._submit_out()
+
+    def read_into(self, buf: memoryview) -> int:
+        n = self._rx.readinto(buf)
+        self._submit_out()
+        return n
+
+    # IN ------------------------------------------------------------------------------------
+    def write(self, frame: memoryview) -> bool:
+        """Queue a copy of one frame. False if its queue is full (nothing queued)."""
+        n = len(frame)
+        if n > _MAX_FRAME:
+            raise ValueError("frame of %d bytes exceeds the protocol maximum %d"
+                             % (n, _MAX_FRAME))
+        is_data = n > _TYPE_OFFSET and frame[_TYPE_OFFSET] in _DATA_TYPES
+        state = machine.disable_irq()
+        try:
+            if is_data:
+                slot = -1
+                for i in (0, 1):
+                    if self._data_len[i] == 0:
+                        slot = i
+                        break
+                if slot < 0:
+                    return False
+                self._data[slot][:n] = frame
+                self._data_len[slot] = n
+                self._seq += 1
+                self._data_seq[slot] = self._seq
+            else:
+                if self._prio_len:
+                    return False
+                self._prio[:n] = frame
+                self._prio_len = n
+        finally:
+            machine.enable_irq(state)
+        self._kick()
+        return True
+
+    def _kick(self) -> None:
+        if not self.is_open() or self._sending != -2 or self.xfer_pending(self.ep_in):
+            return
+        if self._prio_len:
+            self._sending = -1
+            self.submit_xfer(self.ep_in, memoryview(self._prio)[:self._prio_len], self._in_done)
+            return
+        slot = -1
+        for i in (0, 1):
+            if self._data_len[i] and (slot < 0 or self._data_seq[i] < self._data_seq[slot]):
+                slot = i
+        if slot >= 0:
+            self._sending = slot
+            self.submit_xfer(self.ep_in, memoryview(self._data[slot])[:self._data_len[slot]],
+                             self._in_done)
+
+    def _in_done(self, ep: int, result: int, n: int) -> None:
+        if self._sending == -1:
+            self._prio_len = 0
+        elif self._sending >= 0:
+            self._data_len[self._sending] = 0
+        if self._sending != -3 and n and n % _PACKET == 0 and self.is_open():
+            # a transfer of whole packets ends on the host only with a zero-length packet
+            self._sending = -3
+            self.submit_xfer(self.ep_in, self._zlp, self._in_done)
+            return
+        self._sending = -2
+        self._kick()
+
+    def busy(self) -> bool:
+        return self._data_len[0] != 0 and self._data_len[1] != 0
+
+
+def start(serial: str) -> VendorInterface:
+    """Enumerate as cplscope (vendor interface) + the built-in CDC REPL. Re-enumerates."""
+    itf = VendorInterface()
+    usb.device.get().init(itf, builtin_driver=True, manufacturer_str=MANUFACTURER,
+                          product_str=PRODUCT, serial_str=serial, id_vendor=VID,
+                          id_product=PID)
+    return itf
