@@ -6,10 +6,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-FIRMWARE = ROOT / "firmware"
-MP_TESTS = Path(__file__).resolve().parent / "mp"
-VECTORS = ROOT / "tests" / "vectors" / "frames.json"
+from fwpaths import FIRMWARE, MP_TESTS, ROOT, VECTORS  # noqa: F401
 
 # mp/ holds MicroPython test modules: test_in_micropython.py runs them in the real interpreter
 collect_ignore = ["mp"]

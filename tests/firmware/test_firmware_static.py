@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FIRMWARE
+from fwpaths import FIRMWARE
 
 FILES = sorted(FIRMWARE.rglob("*.py"))
 STUBS = "micropython-rp2-stubs"

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from conftest import FIRMWARE, MP_TESTS, VECTORS
+from fwpaths import FIRMWARE, MP_TESTS, VECTORS
 
 
 def _collect():

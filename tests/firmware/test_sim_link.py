@@ -12,7 +12,7 @@ import zlib
 import pytest
 
 from cplscope.sim.link import AdcAnswer, CounterAnswer, LinkState, SimHub
-from conftest import FIRMWARE
+from fwpaths import FIRMWARE
 
 PEM_HZ = 50_000.0
 
