@@ -213,6 +213,9 @@ def test_status_has_every_key():
             "frames_dropped uptime_us").split()
     assert sorted(r) == sorted(keys), sorted(r)
     assert r["state"] == "idle" and r["wavelength_nm"] is None and r["homed"] is False
+    assert r["pem_period_ps"] == 20_000_000
+    b.locked = False
+    assert ok(inst, b, STATUS)["pem_period_ps"] is None  # protocol: null when unknown
 
 
 def test_self_test():
