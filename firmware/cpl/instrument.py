@@ -182,7 +182,7 @@ class Instrument:
         return {
             "state": self.state, "mode": self.acq.mode, "bins": self.acq.bins,
             "periods": self.acq.periods, "pem_locked": b.pem_locked(),
-            "pem_period_ps": period if period else None,  # null while unknown "a0_rad": self.pem.a0_at(nm),
+            "pem_period_ps": period if period else None, "a0_rad": self.pem.a0_at(nm),
             "wavelength_nm": nm, "mono_position": self.mono.position(),
             "homed": self.mono.homed, "hv_volts": b.hv_read(),
             "hv_set_volts": self.safety.hv_set_volts, "shutter_open": b.shutter_open(),
