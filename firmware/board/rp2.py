@@ -118,6 +118,9 @@ class Rp2Board(base.Board):
         self.clock_hz = machine.freq()
         self.tick_hz = self.clock_hz
         self._reset_cause = self._read_reset_cause()
+        # inputs the PIO reads (on an RP2350 this also lifts the pads' reset isolation)
+        machine.Pin(PIN_PHOTON, machine.Pin.IN)
+        machine.Pin(PIN_PEM_REF, machine.Pin.IN)
         # PWM outputs
         self._pem_drive = machine.PWM(machine.Pin(PIN_PEM_DRIVE))
         self._pem_drive.duty_u16(0)
@@ -235,7 +238,7 @@ class Rp2Board(base.Board):
             return True
         if self._analog and self._adc_done[self._adc_next]:
             return True
-        return self._usb is not None and self._usb._rx.readable() > 0
+        return self._usb is not None and self._usb.readable() > 0
 
     # PEM reference: period timer ---------------------------------------------------------------
     def _ref_pin(self) -> int:

@@ -86,6 +86,10 @@ class VendorInterface(Interface):
                 self.dropped_out += n
         self._submit_out()
 
+    def readable(self) -> int:
+        """Bytes of OUT data waiting."""
+        return self._rx.readable()
+
     def read_into(self, buf: memoryview) -> int:
         n = self._rx.readinto(buf)
         self._submit_out()
