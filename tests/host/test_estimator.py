@@ -15,8 +15,8 @@ from cplscope.demod.bins import bin_layout
 A0 = np.pi / 2
 
 
-def expected_counts(n_bins, m, u, g, a0=A0, phi0=0.0, dark=0.0):
-    lay = bin_layout(n_bins, a0, phi0)
+def expected_counts(n_bins, m, u, g, a0=A0, phi0=0.0, dark=0.0, span=1.0):
+    lay = bin_layout(n_bins, a0, phi0, span)
     return m * (lay.w + u * lay.c + 0.5 * g * lay.s) + dark
 
 
@@ -124,6 +124,8 @@ def test_frame_moments_kernel_reports_the_first_bad_value():
     (np.ones(8), {"dead_time": 1e-8, "frame_time": 0.0}, "frame_time"),
     (np.full(8, 1e6), {"dead_time": 1e-8, "frame_time": 1e-3}, "dead-time limit"),
     (np.ones(8), {"noise": "lorentzian"}, "noise"),
+    (np.ones(8), {"bin_span": 0.0}, "bin_span"),
+    (np.ones(8), {"bin_span": 1.01}, "bin_span"),
     (np.ones(8), {"noise": "gaussian"}, "2 frames"),
     (np.ones((4, 8)), {"noise": "gaussian", "dead_time": 1e-8, "frame_time": 1.0},
      "counting only"),
@@ -340,3 +342,31 @@ def test_gaussian_mode_rejects_non_finite_after_a_negative_value():
     frames[2, 5] = np.nan
     with pytest.raises(ValueError, match="frame 2, bin 5"):
         estimate(frames, A0, noise="gaussian")
+
+
+def test_bins_that_leave_a_gap_before_the_next_edge():
+    """A counter whose B bins cover only s of the period (rp2 at B = 64: s ≈ 0.947)."""
+    rng = np.random.default_rng(15)
+    n_bins, span, g, u, phi0, n_draws = 64, 0.947, 0.3, 0.2, 0.7, 800
+    mu = expected_counts(n_bins, 4e6, u, g, A0, phi0, span=span)
+    draws = rng.poisson(mu, size=(n_draws, n_bins))
+    gs, sigmas, results = run(draws, retardation=A0, phase_offset=phi0, bin_span=span)
+    sd = gs.std(ddof=1)
+    assert abs(gs.mean() - g) < 4 * sd / np.sqrt(n_draws)
+    assert np.mean(sigmas) == pytest.approx(sd, rel=0.10)
+    assert np.mean([r.intensity for r in results]) == pytest.approx(4e6, rel=1e-3)
+    assert np.mean([r.chi2_red for r in results]) == pytest.approx(1.0, abs=0.05)
+    # ignoring the gap misplaces every bin edge: χ² and g show it
+    wrong = [estimate(d, A0, phase_offset=phi0) for d in draws[:100]]
+    assert np.mean([w.chi2_red for w in wrong]) > 1.5
+
+
+def test_analog_mode_with_a_bin_span():
+    rng = np.random.default_rng(16)
+    lay = bin_layout(16, A0, 0.2, 0.9)
+    level = 500.0
+    shape = level * (lay.w + 0.5 * 0.1 * lay.s) / lay.w
+    frames = shape + 2.0 * rng.standard_normal((50, 16))
+    e = estimate(frames, A0, phase_offset=0.2, noise="gaussian", bin_span=0.9)
+    assert abs(e.g_lum - 0.1) < 4 * e.sigma_g
+    assert e.intensity == pytest.approx(level, rel=1e-3)

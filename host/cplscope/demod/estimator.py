@@ -91,6 +91,7 @@ def estimate(
     dead_time: float = 0.0,
     frame_time: float | None = None,
     noise: Literal["poisson", "gaussian"] = "poisson",
+    bin_span: float = 1.0,
 ) -> Estimate:
     """Estimate g_lum, I_L, I_R and linear polarization from phase-binned frames.
 
@@ -107,6 +108,10 @@ def estimate(
         frame_time: duration of one frame in s (K PEM periods).
         noise: ``"poisson"`` for photon counts, ``"gaussian"`` for analog signals (needs
             n_frames ≥ 2; σ from the frame-to-frame scatter).
+        bin_span: fraction s of the PEM period that the B bins cover, in (0, 1]; bin k then
+            spans θ ∈ [2πk·s/B, 2π(k+1)·s/B) (a counter that leaves a gap before the next
+            reference edge reports s < 1 in its COUNTS frames). ``intensity`` stays the
+            signal of a whole period.
 
     Returns:
         An :class:`Estimate`.
@@ -122,9 +127,13 @@ def estimate(
     if noise not in ("poisson", "gaussian"):
         raise ValueError(f"noise must be 'poisson' or 'gaussian', not {noise!r}")
     dark_k = _as_dark(dark, n_bins, noise)
-    dead_ratio = _dead_ratio(dead_time, frame_time, n_bins, noise)
+    span = float(bin_span)
+    if not np.isfinite(span) or not 0.0 < span <= 1.0:
+        raise ValueError("bin_span must be in (0, 1], the fraction of the PEM period the bins "
+                         f"cover, got {bin_span!r}")
+    dead_ratio = _dead_ratio(dead_time, frame_time, n_bins, noise, span)
 
-    layout = bin_layout(n_bins, a0, phi0)
+    layout = bin_layout(n_bins, a0, phi0, span)
     if not np.any(np.abs(layout.s) > 1e-12 * np.abs(layout.w).max()):
         raise ValueError(
             f"with B={n_bins} bins and phase_offset={phi0:.6g} rad every bin sees the same "
@@ -132,7 +141,7 @@ def estimate(
             "or use more bins")
     sums, sumsq = _moments(frames, dead_ratio, noise)
     if noise == "poisson":
-        return _poisson_fit(sums, sumsq, n_frames, dark_k, layout, dead_time, frame_time)
+        return _poisson_fit(sums, sumsq, n_frames, dark_k, layout, dead_time, frame_time, span)
     if n_frames < 2:
         raise ValueError("noise='gaussian' needs at least 2 frames to measure the "
                          f"frame-to-frame scatter; got counts of shape {frames.shape}")
@@ -182,7 +191,7 @@ def _as_dark(dark, n_bins: int, noise: str) -> np.ndarray:
     return d
 
 
-def _dead_ratio(dead_time, frame_time, n_bins: int, noise: str) -> np.ndarray:
+def _dead_ratio(dead_time, frame_time, n_bins: int, noise: str, span: float) -> np.ndarray:
     tau = float(dead_time)
     if not np.isfinite(tau) or tau < 0:
         raise ValueError(f"dead_time must be a finite number of seconds ≥ 0, got {dead_time!r}")
@@ -196,7 +205,7 @@ def _dead_ratio(dead_time, frame_time, n_bins: int, noise: str) -> np.ndarray:
     t = float(frame_time)
     if not np.isfinite(t) or t <= 0:
         raise ValueError(f"frame_time must be a positive number of seconds, got {frame_time!r}")
-    return np.full(n_bins, tau / (t / n_bins))
+    return np.full(n_bins, tau / (t * span / n_bins))
 
 
 def _moments(frames: np.ndarray, dead_ratio: np.ndarray, noise: str):
@@ -232,13 +241,14 @@ def _design(layout: BinLayout) -> np.ndarray:
     return x if layout.u_identifiable else x[:, [0, 2]]
 
 
-def _poisson_fit(sums, sumsq, n_frames, dark_k, layout, dead_time, frame_time) -> Estimate:
+def _poisson_fit(sums, sumsq, n_frames, dark_k, layout, dead_time, frame_time,
+                 span) -> Estimate:
     x = _design(layout)
     n_par = x.shape[1]
     dark_total = n_frames * dark_k
     y = sums - dark_total
     tau = float(dead_time)
-    bin_time_total = (n_frames * float(frame_time) / len(sums)) if tau > 0 else 1.0
+    bin_time_total = (n_frames * float(frame_time) * span / len(sums)) if tau > 0 else 1.0
 
     weights = 1.0 / np.maximum(sums, 1.0)
     theta = np.zeros(n_par)
@@ -267,7 +277,7 @@ def _poisson_fit(sums, sumsq, n_frames, dark_k, layout, dead_time, frame_time) -
 
 def _gaussian_fit(frames, sums, sumsq, dark_k, layout) -> Estimate:
     n_frames, n_bins = frames.shape
-    x = n_bins * _design(layout)
+    x = (n_bins / layout.w.sum()) * _design(layout)
     n_par = x.shape[1]
     mean = sums / n_frames - dark_k
     var = np.maximum((sumsq - sums**2 / n_frames) / (n_frames - 1), 0.0)
