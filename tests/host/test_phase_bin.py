@@ -358,6 +358,7 @@ def test_read_only_strided_and_byte_swapped_samples():
     (dict(sample_rate=float("inf")), "positive"),
     (dict(frame_periods=0), "frame_periods must be ≥ 1"),
     (dict(frame_periods=True), "frame_periods must be an integer"),
+    (dict(frame_periods=2.5), "frame_periods must be an integer"),
 ])
 def test_bad_input_raises_value_error(kwargs, match):
     args = dict(samples=np.zeros(10, np.int16), sample_rate=1.0, ref_edges=[0.0, 4.0, 8.0],

@@ -67,15 +67,16 @@ def _check_sample_rate(sample_rate) -> float:
     return fs
 
 
-def _check_count(value, name: str, *, optional: bool = False) -> int | None:
-    if value is None and optional:
-        return None
+def _check_count(value, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        kind = "an integer ≥ 1 or None" if optional else "an integer ≥ 1"
-        raise ValueError(f"{name} must be {kind}, got {value!r}")
+        raise ValueError(f"{name} must be an integer ≥ 1, got {value!r}")
     if value < 1:
         raise ValueError(f"{name} must be ≥ 1, got {value}")
     return int(value)
+
+
+def _check_frame_periods(value) -> int | None:
+    return None if value is None else _check_count(value, "frame_periods")
 
 
 def _check_samples(samples, dtype: np.dtype | None = None) -> np.ndarray:
@@ -174,7 +175,7 @@ def phase_bin(samples: np.ndarray, sample_rate: float, ref_edges, n_bins: int,
     """
     fs = _check_sample_rate(sample_rate)
     b = _check_count(n_bins, "n_bins")
-    k = _check_count(frame_periods, "frame_periods", optional=True)
+    k = _check_frame_periods(frame_periods)
     data = _check_samples(samples)
     times = _check_times(ref_edges)
     n_periods = max(times.size - 1, 0)
@@ -278,7 +279,7 @@ class PhaseBinner:
         """
         self._fs = _check_sample_rate(sample_rate)
         self._b = _check_count(n_bins, "n_bins")
-        self._k = _check_count(frame_periods, "frame_periods", optional=True)
+        self._k = _check_frame_periods(frame_periods)
         self._dtype: np.dtype | None = None
         self._fed = 0                        # samples fed so far = absolute index of the next
         self._held = np.empty(0)             # samples [self._held_start, self._fed)
