@@ -21,9 +21,15 @@ extensions = [
     for pyx in sorted((HERE / "ext").glob("*.pyx"))
 ]
 
+# The firmware ships inside the package (cplscope/firmware/) so that the simulated instrument
+# and `cplscope flash` work after a plain `pip install .`. It is MicroPython source: data for
+# the host, never imported by CPython.
+FIRMWARE_PACKAGES = ["cplscope.firmware"] + [
+    "cplscope.firmware." + p for p in find_packages("firmware")]
+
 setup(
-    package_dir={"": "host"},
-    packages=find_packages("host"),
+    package_dir={"": "host", "cplscope.firmware": "firmware"},
+    packages=find_packages("host") + FIRMWARE_PACKAGES,
     ext_modules=cythonize(
         extensions,
         compiler_directives={
