@@ -1,0 +1,346 @@
+"""`Instrument`: one CPL spectrometer controller, real or simulated, for lab scripts.
+
+Everything here goes through :class:`cplscope.transport.Transport`, i.e. through pyusb, so a
+script runs unchanged on the simulated instrument and on a real board. The instrument keeps
+the settings it was given and puts them back by itself when the firmware restarts.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import queue
+import time
+from collections.abc import Callable
+from typing import Any
+
+import usb.core
+
+from .frames import FrameSet
+from .protocol import AdcBlock, CommandError, Counts, Event, EventCode, Opcode
+from .transport import ConnectionLost, LinkHealth, Transport
+
+__all__ = ["AcquisitionError", "Instrument", "OverloadError"]
+
+log = logging.getLogger(__name__)
+
+
+class AcquisitionError(RuntimeError):
+    """An acquisition could not deliver the frames asked for (the text says why)."""
+
+
+class OverloadError(AcquisitionError):
+    """The PMT overload guard tripped: HV was cut and the shutter closed. Lower the HV, close
+    the slit or attenuate the excitation, then call :meth:`Instrument.clear_fault`."""
+
+
+class Instrument:
+    """A CPL spectrometer controller board (real or simulated).
+
+    Get one with :func:`cplscope.connect`. Use it as a context manager, or call
+    :meth:`close`.
+
+    Units: wavelengths in nm, times in s, retardation in rad, HV in V, counts in counts.
+    """
+
+    def __init__(self, transport: Transport, *, sim: Any = None, address: str = "") -> None:
+        self._t = transport
+        self.sim = sim
+        """The simulated instrument's session (:class:`cplscope.sim.launcher.SimSession`), or
+        None for a real board."""
+        self.address = address
+        self._info: dict[str, Any] | None = None
+        self._settings: dict[Opcode, dict[str, Any]] = {}
+        self._homed = False
+        self._wavelength_nm: float | None = None
+        self._restarts_seen = self._t.health().restarts
+        self._t.on_event = self._on_event
+        self._overload: Event | None = None
+
+    # --- identity ---------------------------------------------------------------------------
+
+    @property
+    def device(self) -> usb.core.Device:
+        """The pyusb ``usb.core.Device`` of the board."""
+        return self._t.device
+
+    @property
+    def transport(self) -> Transport:
+        return self._t
+
+    def info(self) -> dict[str, Any]:
+        """Identity of the board: ``implementation`` (its ``sys.implementation.name``),
+        ``board``, ``firmware_version``, ``protocol_version``, ``serial``, plus ``address``."""
+        if self._info is None:
+            self._info = {**self._command(Opcode.IDENTIFY), "address": self.address}
+        return dict(self._info)
+
+    def status(self) -> dict[str, Any]:
+        """The board's STATUS object (docs/protocol.md)."""
+        return self._command(Opcode.STATUS)
+
+    def self_test(self) -> dict[str, Any]:
+        """Run the board's self-test: ``{"passed": bool, "checks": {name: bool}}``."""
+        return self._command(Opcode.SELF_TEST)
+
+    def health(self) -> LinkHealth:
+        """Stream health: frames, rejected (corrupt), missing (gaps), restarts, reconnects."""
+        return self._t.health()
+
+    # --- settings (each is remembered and replayed after a firmware restart) ---------------
+
+    def configure_counting(self, bins: int = 16, periods: int = 5000) -> dict[str, Any]:
+        """Photon counting in ``bins`` phase bins, ``periods`` PEM periods per frame."""
+        return self._setting(Opcode.CONFIGURE, {"mode": "counting", "bins": int(bins),
+                                                "periods": int(periods)})
+
+    def configure_analog(self, sample_rate_hz: float = 250e3,
+                         block_samples: int = 2048) -> dict[str, Any]:
+        """Raw ADC streaming at ``sample_rate_hz`` (Hz) in blocks of ``block_samples``."""
+        return self._setting(Opcode.CONFIGURE, {"mode": "analog",
+                                                "sample_rate_hz": float(sample_rate_hz),
+                                                "block_samples": int(block_samples)})
+
+    def set_limits(self, *, max_count_rate_cps: float | None = None,
+                   max_adc_level: int | None = None,
+                   max_hv_volts: float | None = None) -> dict[str, Any]:
+        """PMT protection limits: count rate (counts/s), ADC level (0…4095), HV (V)."""
+        args = {k: v for k, v in {"max_count_rate_cps": max_count_rate_cps,
+                                  "max_adc_level": max_adc_level,
+                                  "max_hv_volts": max_hv_volts}.items() if v is not None}
+        return self._setting(Opcode.SET_LIMITS, args)
+
+    def configure_pem(self, *, source: str | None = None, frequency_hz: float | None = None,
+                      drive_per_rad_nm: float | None = None) -> dict[str, Any]:
+        """PEM reference source (``"external"``/``"internal"``), frequency (Hz) and drive
+        calibration (A0 = drive / (λ·drive_per_rad_nm))."""
+        args = {k: v for k, v in {"source": source, "frequency_hz": frequency_hz,
+                                  "drive_per_rad_nm": drive_per_rad_nm}.items()
+                if v is not None}
+        return self._setting(Opcode.PEM_CONFIG, args)
+
+    def configure_monochromator(self, **config: float) -> dict[str, Any]:
+        """``steps_per_nm``, ``home_nm``, ``backlash_steps``, ``min_nm``, ``max_nm``."""
+        return self._setting(Opcode.MONO_CONFIG, dict(config))
+
+    def home(self, timeout: float = 120.0) -> dict[str, Any]:
+        """Home the monochromator (blocks until the home switch is found)."""
+        result = self._command(Opcode.HOME, timeout=timeout)
+        self._homed = True
+        return result
+
+    def move_to(self, wavelength_nm: float, *, wait: bool = True,
+                timeout: float = 120.0) -> float:
+        """Move the monochromator to ``wavelength_nm`` (nm); with ``wait``, return once it has
+        stopped. Returns the wavelength reached (nm)."""
+        if not self._homed:
+            self.home()
+        result = self._command(Opcode.MOVE, {"wavelength_nm": float(wavelength_nm)})
+        self._wavelength_nm = float(result["wavelength_nm"])
+        if wait:
+            self._wait_stopped(int(result["position"]), timeout)
+        return self._wavelength_nm
+
+    @property
+    def wavelength_nm(self) -> float | None:
+        """The wavelength last moved to, nm (None before the first move)."""
+        return self._wavelength_nm
+
+    def set_retardation(self, a0_rad: float = math.pi / 2, *,
+                        track_wavelength: bool = True) -> dict[str, Any]:
+        """Set the PEM peak retardation A0 (rad), held constant across wavelengths by default."""
+        if not self._homed:
+            self.home()
+        return self._setting(Opcode.SET_RETARDATION, {"a0_rad": float(a0_rad),
+                                                      "track_wavelength": track_wavelength})
+
+    def set_hv(self, volts: float) -> dict[str, Any]:
+        """Set the PMT high voltage (V); returns the set value and the read-back."""
+        return self._setting(Opcode.SET_HV, {"volts": float(volts)})
+
+    def open_shutter(self) -> None:
+        """Open the excitation shutter."""
+        self._setting(Opcode.SHUTTER, {"open": True})
+
+    def close_shutter(self) -> None:
+        """Close the excitation shutter (for dark measurements)."""
+        self._setting(Opcode.SHUTTER, {"open": False})
+
+    def clear_fault(self) -> dict[str, Any]:
+        """Leave the fault state after an overload (HV stays off until set again)."""
+        self._overload = None
+        self._settings.pop(Opcode.SET_HV, None)
+        return self._command(Opcode.CLEAR_FAULT)
+
+    # --- acquisition ------------------------------------------------------------------------
+
+    def acquire(self, *, n_frames: int | None = None, duration_s: float | None = None,
+                timeout: float | None = None,
+                progress: Callable[[FrameSet], bool | None] | None = None) -> FrameSet:
+        """Count until ``n_frames`` usable frames or ``duration_s`` s of usable counting time.
+
+        Frames that must not enter an estimate (saturated, overload, monochromator moving,
+        PEM unlocked) are excluded and counted in ``FrameSet.excluded``. A USB disconnect or a
+        firmware restart does not lose the frames already received: the acquisition waits for
+        the board, puts its settings back and carries on. ``progress`` is called with the
+        frames so far after each frame; returning True ends the acquisition early.
+
+        Raises:
+            OverloadError: the PMT guard tripped.
+            AcquisitionError: no frames for ``timeout`` s of wall time, or the board is gone.
+        """
+        if n_frames is None and duration_s is None:
+            raise ValueError("give n_frames or duration_s (s)")
+        if n_frames is not None and n_frames < 1:
+            raise ValueError(f"n_frames must be ≥ 1, got {n_frames}")
+        if duration_s is not None and not duration_s > 0:
+            raise ValueError(f"duration_s must be > 0 s, got {duration_s}")
+        stall = timeout if timeout is not None else 30.0
+        frames: list[Counts] = []
+        excluded = 0
+        dwell = 0.0
+        acq_id = self._start()
+        last = time.monotonic()
+        try:
+            while True:
+                if self._overload is not None:
+                    raise OverloadError(f"PMT overload guard tripped: {self._overload.text}; "
+                                        "HV is off and the shutter closed. Lower the HV or "
+                                        "the light level, then clear_fault()")
+                if self._restarted() or not self._t.connected:
+                    acq_id = self._resume()
+                    last = time.monotonic()
+                    continue
+                try:
+                    msg = self._t.data.get(timeout=0.2)
+                except queue.Empty:
+                    if time.monotonic() - last > stall:
+                        raise AcquisitionError(f"no data frame for {stall:g} s: the board "
+                                               "stopped streaming (check `cplscope info`)")
+                    continue
+                if not isinstance(msg, Counts) or msg.acq_id != acq_id:
+                    continue
+                last = time.monotonic()
+                if not msg.usable:
+                    excluded += 1
+                    continue
+                frames.append(msg)
+                dwell += msg.periods * msg.pem_period_ps * 1e-12
+                if ((n_frames is not None and len(frames) >= n_frames)
+                        or (duration_s is not None and dwell >= duration_s * (1 - 1e-9))):
+                    break
+                if progress is not None and progress(FrameSet.from_frames(frames)):
+                    break
+        finally:
+            self._stop()
+        return FrameSet.from_frames(frames, excluded=excluded)
+
+    # --- plumbing -----------------------------------------------------------------------------
+
+    def _command(self, opcode: Opcode, args: dict[str, Any] | None = None, *,
+                 timeout: float = 10.0) -> dict[str, Any]:
+        deadline = time.monotonic() + self._t.reconnect_timeout
+        while True:
+            try:
+                return self._t.command(opcode, args, timeout=timeout)
+            except ConnectionLost:
+                if time.monotonic() > deadline or not self._t.wait_connected(
+                        max(0.0, deadline - time.monotonic())):
+                    raise
+            if self._restarted():
+                self._replay()
+
+    def _setting(self, opcode: Opcode, args: dict[str, Any]) -> dict[str, Any]:
+        result = self._command(opcode, args)
+        self._settings[opcode] = {**self._settings.get(opcode, {}), **args}
+        return result
+
+    def _start(self) -> int:
+        self._t.drain()
+        try:
+            return int(self._command(Opcode.START)["acq_id"])
+        except CommandError as exc:
+            if "already running" in exc.text:
+                self._command(Opcode.STOP)
+                return int(self._command(Opcode.START)["acq_id"])
+            raise
+
+    def _stop(self) -> None:
+        try:
+            self._command(Opcode.STOP, timeout=5.0)
+        except (ConnectionLost, TimeoutError) as exc:
+            log.warning("could not stop the acquisition: %s", exc)
+
+    def _restarted(self) -> bool:
+        return self._t.health().restarts != self._restarts_seen
+
+    def _resume(self) -> int:
+        """After a disconnect or a firmware restart: wait, restore the settings, START again."""
+        if not self._t.wait_connected(self._t.reconnect_timeout):
+            raise AcquisitionError("the board disconnected and did not come back within "
+                                   f"{self._t.reconnect_timeout:g} s")
+        if self._restarted():
+            self._replay()
+        else:
+            self._stop()
+        return self._start()
+
+    def _replay(self) -> None:
+        """Put every remembered setting back after a firmware restart."""
+        self._restarts_seen = self._t.health().restarts
+        log.warning("firmware restart detected: restoring the instrument settings")
+        order = [Opcode.SET_LIMITS, Opcode.PEM_CONFIG, Opcode.MONO_CONFIG, Opcode.CONFIGURE]
+        for op in order:
+            if op in self._settings:
+                self._t.command(op, self._settings[op], timeout=10.0)
+        if self._homed:
+            self._t.command(Opcode.HOME, timeout=120.0)
+        if Opcode.SET_RETARDATION in self._settings:
+            self._t.command(Opcode.SET_RETARDATION, self._settings[Opcode.SET_RETARDATION])
+        if self._wavelength_nm is not None:
+            result = self._t.command(Opcode.MOVE, {"wavelength_nm": self._wavelength_nm})
+            self._wait_stopped(int(result["position"]), 120.0)
+        for op in (Opcode.SET_HV, Opcode.SHUTTER):
+            if op in self._settings:
+                self._t.command(op, self._settings[op])
+        self._restarts_seen = self._t.health().restarts
+
+    def _wait_stopped(self, target: int, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        previous = None
+        while time.monotonic() < deadline:
+            st = self._t.command(Opcode.STATUS)
+            moving = st.get("moving")
+            pos = st.get("mono_position")
+            if moving is False or (moving is None and pos == target and previous == target):
+                return
+            previous = pos
+            time.sleep(0.02)
+        raise AcquisitionError(f"the monochromator did not reach step {target} within "
+                               f"{timeout:g} s")
+
+    def _on_event(self, event: Event) -> None:
+        if event.code == EventCode.OVERLOAD:
+            self._overload = event
+        if event.severity >= 1:
+            log.warning("board event %s: %s", getattr(event.code, "name", event.code),
+                        event.text)
+
+    def close(self) -> None:
+        """Stop any acquisition, release the USB interface and end the simulator's processes."""
+        try:
+            if self._t.connected:
+                self._t.command(Opcode.STOP, timeout=1.0)
+        except Exception:
+            pass
+        self._t.close()
+        if self.sim is not None:
+            self.sim.close()
+
+    def __enter__(self) -> Instrument:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<cplscope.Instrument {self.address or 'usb'}>"
