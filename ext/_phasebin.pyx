@@ -184,10 +184,9 @@ cdef int _bin_periods(const sample_t[::1] samples, int64_t start, const edge_t[:
                         row_sums[k] += samples[i]
                     row_counts[k] += 1
                     rem += step_r
-                    k += step_q
-                    if rem >= dx:
-                        k += 1
-                        rem -= dx
+                    over = rem >= dx            # branch-free carry: it is unpredictable
+                    k += step_q + over
+                    rem -= (-over) & dx
         in_frame += 1
         if in_frame == frame_periods and j + 1 < n_periods:
             in_frame = 0

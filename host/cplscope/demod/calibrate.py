@@ -1,0 +1,156 @@
+"""Calibration fits on phase-binned counts (measurement model, section 7).
+
+- :func:`fit_retardation`: A0 and φ0 from a linear polarizer at 45° (u = 1, v = 0). Since
+  cos δ is even in δ, this light fixes φ0 only modulo π; the handedness fixes the rest.
+- :func:`fit_handedness`: the sign that makes a reference of known sign come out right
+  (a circular polarizer, v = ±1, or a reference emitter such as Eu(facam)3).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .bins import bin_layout
+from .estimator import estimate
+
+__all__ = ["HandednessFit", "RetardationFit", "fit_handedness", "fit_retardation"]
+
+
+@dataclass(frozen=True)
+class RetardationFit:
+    """A0 (rad) and φ0 (rad, in [0, π)) with standard uncertainties; ``intensity`` M
+    (counts), ``chi2_red`` of the fit and its ``dof``."""
+
+    a0_rad: float
+    sigma_a0: float
+    phase_offset_rad: float
+    sigma_phase: float
+    intensity: float
+    chi2_red: float
+    dof: int
+
+
+@dataclass(frozen=True)
+class HandednessFit:
+    """``handedness`` (+1 or −1) that multiplies every g_lum, from a reference whose g
+    measured ``g_measured`` ± ``sigma_g`` with the instrument's raw sign."""
+
+    handedness: int
+    g_measured: float
+    sigma_g: float
+
+
+def _model(params, n_bins, span, u, dark):
+    m, a0, phi0 = params
+    lay = bin_layout(n_bins, float(a0), float(np.remainder(phi0, 2 * np.pi)), span)
+    return m * (lay.w + u * lay.c) + dark
+
+
+def fit_retardation(counts: np.ndarray, *, dark: float | np.ndarray = 0.0,
+                    bin_span: float = 1.0, linear: float = 1.0) -> RetardationFit:
+    """Fit A0 and φ0 to counts of light with known linear polarization and no CPL.
+
+    Args:
+        counts: (B,) or (n_frames, B) photon counts of a linear polarizer at 45° before the
+            PEM. B ≥ 3 (B = 2 and aligned B = 4 cannot see the cos δ shape; use 16 or 32).
+        dark: expected dark counts per bin per frame.
+        bin_span: fraction of the PEM period covered by the bins.
+        linear: u of the light (1 for a polarizer at +45°, −1 at −45°).
+
+    Returns:
+        A :class:`RetardationFit`; φ0 is in [0, π).
+
+    Raises:
+        ValueError: bad input, or the counts do not constrain A0 (too few counts, or light
+            that is not linearly polarized).
+    """
+    c = np.asarray(counts, dtype=np.float64)
+    if c.ndim == 1:
+        c = c[None, :]
+    if c.ndim != 2 or c.shape[1] < 3:
+        raise ValueError(f"counts must have shape (B,) or (n_frames, B) with B ≥ 3, got {c.shape}")
+    if not np.all(np.isfinite(c)) or np.any(c < 0):
+        raise ValueError("counts must be finite and ≥ 0")
+    n_frames, n_bins = c.shape
+    n = c.sum(axis=0)
+    d = n_frames * np.broadcast_to(np.asarray(dark, dtype=np.float64), (n_bins,))
+    signal = (n - d).sum()
+    if not signal > 100:
+        raise ValueError(f"only {signal:.0f} signal counts: the linear polarizer gives no light "
+                         "(check the shutter, HV and wavelength)")
+
+    def deviance(p):
+        mu = np.maximum(_model(p, n_bins, bin_span, linear, d), 1e-12)
+        pos = n > 0
+        return 2 * np.sum(mu - n) + 2 * np.sum(n[pos] * np.log(n[pos] / mu[pos]))
+
+    best = None
+    for a0 in np.linspace(0.3, np.pi, 10):
+        for phi in np.linspace(0, np.pi, 18, endpoint=False):
+            lay = bin_layout(n_bins, a0, phi, bin_span)
+            shape = lay.w + linear * lay.c
+            m = max(signal / shape.sum(), 1.0)
+            dev = deviance((m, a0, phi))
+            if best is None or dev < best[0]:
+                best = (dev, np.array([m, a0, phi]))
+    p = best[1]
+    steps = np.array([1e-6, 1e-6, 1e-6])
+    for _ in range(50):
+        mu = np.maximum(_model(p, n_bins, bin_span, linear, d), 1e-12)
+        jac = np.empty((n_bins, 3))
+        for i in range(3):
+            h = steps[i] * (abs(p[i]) if i == 0 else 1.0)
+            dp = np.zeros(3)
+            dp[i] = h
+            jac[:, i] = (_model(p + dp, n_bins, bin_span, linear, d)
+                         - _model(p - dp, n_bins, bin_span, linear, d)) / (2 * h)
+        fisher = (jac.T / mu) @ jac
+        grad = jac.T @ ((n - mu) / mu)
+        try:
+            delta = np.linalg.solve(fisher, grad)
+        except np.linalg.LinAlgError as exc:
+            raise ValueError("the counts do not constrain A0 and φ0 (is the light linearly "
+                             "polarized at 45°?)") from exc
+        new = p + delta
+        new[1] = np.clip(new[1], 1e-3, np.pi)
+        if deviance(new) > deviance(p):
+            new = p + 0.25 * delta
+        done = np.all(np.abs(new - p) <= 1e-10 * np.maximum(np.abs(p), 1.0))
+        p = new
+        if done:
+            break
+    cov = np.linalg.inv(fisher)
+    mu = np.maximum(_model(p, n_bins, bin_span, linear, d), 1e-12)
+    per_frame = mu / n_frames
+    chi2 = float(np.sum((c - per_frame) ** 2 / per_frame))
+    dof = n_frames * n_bins - 3
+    return RetardationFit(
+        a0_rad=float(p[1]), sigma_a0=float(np.sqrt(cov[1, 1])),
+        phase_offset_rad=float(np.remainder(p[2], np.pi)), sigma_phase=float(np.sqrt(cov[2, 2])),
+        intensity=float(p[0]), chi2_red=chi2 / dof if dof > 0 else float("nan"), dof=dof)
+
+
+def fit_handedness(counts: np.ndarray, retardation: float, phase_offset: float, *,
+                   expected_sign: int, dark: float | np.ndarray = 0.0, bin_span: float = 1.0,
+                   min_significance: float = 5.0) -> HandednessFit:
+    """The handedness sign from a reference of known sign of g_lum.
+
+    Args:
+        counts: (B,) or (n_frames, B) counts of the reference.
+        retardation, phase_offset: A0 and φ0 (rad) in use (φ0 as fitted, modulo π).
+        expected_sign: +1 if the reference's true g_lum is positive (left-circular light, a
+            ``circular-polarizer-L``), −1 if negative.
+        min_significance: |g|/σ_g needed to decide.
+
+    Raises:
+        ValueError: the reference's g is not significant enough to decide.
+    """
+    if expected_sign not in (1, -1):
+        raise ValueError(f"expected_sign must be +1 or −1, got {expected_sign!r}")
+    e = estimate(counts, retardation, phase_offset=phase_offset, dark=dark, bin_span=bin_span)
+    if not abs(e.g_lum) >= min_significance * e.sigma_g:
+        raise ValueError(f"the reference gives g = {e.g_lum:.3g} ± {e.sigma_g:.2g}, not "
+                         f"significant at {min_significance:g}σ: measure longer or use a "
+                         "stronger reference")
+    return HandednessFit(int(np.sign(e.g_lum)) * expected_sign, e.g_lum, e.sigma_g)
