@@ -37,7 +37,9 @@ class CounterFrame:
     what it needs before it polls again.
 
     counts        memoryview of 4*B bytes: B little-endian uint32 counts, bin k spans
-                  θ ∈ [2πk/B, 2π(k+1)/B) from the PEM reference rising edge
+                  θ ∈ [2π·k·s/B, 2π·(k+1)·s/B) from the PEM reference rising edge
+    bin_span      s, the fraction of the PEM period the B bins cover, in units of 1/65536
+                  (0 … 65535, a small int); 0 = the whole period (docs/protocol.md, COUNTS)
     periods       K, PEM periods accumulated (counts)
     pem_period_ps mean PEM period over the frame in ps, 0 if unknown
     saturated     a bin counter wrapped or saturated
@@ -49,6 +51,7 @@ class CounterFrame:
     def __init__(self, max_bins: int) -> None:
         self.buf = bytearray(4 * max_bins)
         self.counts = memoryview(self.buf)[:0]
+        self.bin_span = 0
         self.periods = 0
         self.pem_period_ps = 0
         self.saturated = False

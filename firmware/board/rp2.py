@@ -178,6 +178,8 @@ class Rp2Board(base.Board):
         self._frame = base.CounterFrame(self.max_bins)
         self._frame_ticks = array("i", [0, 0])
         self._t_bin = 0
+        self._live16 = 0          # 16·B·t_bin: the gated cycles of 16 periods
+        self._start_period = 2500  # period (cycles) t_bin was computed from at START
         self._adc_rate = 100_000.0
         self._adc_block = 1024
         self._adc_div = 479
@@ -359,6 +361,8 @@ class Rp2Board(base.Board):
         period = self._period_cycles()
         margin = int(period * _LOCK_TOLERANCE) + 2
         self._t_bin, budget, pairs = P.counter_timing(period, self._bins, margin)
+        self._start_period = period
+        self._live16 = 16 * self._bins * self._t_bin
         ring_words = P.ring_words(self._bins)
         if not self._rings or self._rings[0][0].words != ring_words:
             self._rings = [[_Ring(ring_words), _Ring(ring_words)] for _ in _COUNTER_SM]
@@ -476,6 +480,10 @@ class Rp2Board(base.Board):
         frame.saturated = biggest < 0 or biggest > resolvable // 2
         frame.periods = self._periods
         frame.pem_period_ps = self._period_ps
+        # the bins' share of this frame's period: the 16-period sum behind pem_period_ps
+        # while locked, else the period t_bin was cut from (docs/protocol.md, COUNTS)
+        p16 = self._period_stats[0] if self._period_ps else 16 * self._start_period
+        frame.bin_span = P.bin_span(self._live16, p16)
         frame.pem_locked = self._locked and not self._lock_lost
         frame.overload = self._guard_tripped and not self._guard_seen
         self._guard_seen = self._guard_tripped

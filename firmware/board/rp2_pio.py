@@ -226,6 +226,31 @@ def counter_timing(period_cycles: int, bins: int, margin_cycles: int = 0) -> tup
     return t_bin, (t_bin - 1) // 2, bins // 2
 
 
+def bin_span(live_cycles: int, period_cycles: int) -> int:
+    """COUNTS `bin_span` (docs/protocol.md): the fraction live/period of the PEM period that
+    the bins cover, in units of 1/65536, rounded to nearest; 0 if that is the whole period.
+
+    live_cycles = B·t_bin and period_cycles may both be scaled by the same factor (e.g. sums
+    over 16 periods, for resolution). Both must be below 2**22, so that every intermediate
+    stays a small int on a 32-bit port (no allocation). Bins longer than the period (it shrank
+    below them: periods are skipped, docs/hardware.md) give the largest value, 65535.
+    """
+    if period_cycles <= 0:
+        return 0
+    if live_cycles >= period_cycles:
+        return 0xFFFF
+    # 16 fractional bits in two 8-bit long-division steps
+    a = live_cycles << 8
+    q1 = a // period_cycles
+    b = (a - q1 * period_cycles) << 8
+    q2 = b // period_cycles
+    r = b - q2 * period_cycles
+    span = (q1 << 8) | q2
+    if 2 * r >= period_cycles:
+        span += 1
+    return 0 if span >= 0x10000 else span
+
+
 def gate_delay_word(t_bin: int) -> int:
     """The OSR preset of `pem_gate` for bins of t_bin cycles."""
     return t_bin - 3

@@ -239,6 +239,7 @@ class Board(BaseBoard):
         f.counts[:] = self._msg_mv[off:off + 4 * self._bins]
         f.periods = periods
         f.pem_period_ps = pem_ps
+        f.bin_span = 0  # the bench models bins over the whole PEM period
         f.saturated = bool(sat)
         f.overload = self._tripped
         f.pem_locked = self._pem_locked

@@ -135,7 +135,7 @@ class Acquisition:
                 flags |= P.F_OVERRUN
             pl = self.fb.payload
             struct.pack_into("<HHIiIHH", pl, 0, self.bins, flags, f.periods, mono_position,
-                             f.pem_period_ps, self.acq_id, 0)
+                             f.pem_period_ps, self.acq_id, f.bin_span)
             self._counts_dst[:] = f.counts
             n = 20 + 4 * self.bins
             ftype = P.COUNTS

@@ -266,6 +266,20 @@ def test_gates_follow_reference_and_cut_equal_bins(bins):
     per_period = [starts[i:i + bins] for i in range(0, len(starts), bins)]
     for p in per_period:
         assert [b - a for a, b in zip(p, p[1:])] == [t_bin] * (bins - 1)
+    # the gates are high for B·t_bin cycles per period: the live part that bin_span reports
+    high = {G0: 0, G1: 0}
+    rose = {}
+    previous = 0
+    for t, v in gates.events:
+        for g in (G0, G1):
+            if v & (1 << g) and not previous & (1 << g):
+                rose[g] = t
+            elif previous & (1 << g) and not v & (1 << g):
+                high[g] += t - rose.pop(g)
+        previous = v
+    live = (high[G0] + high[G1]) / 2  # two periods were gated
+    assert live == bins * t_bin
+    assert PIO.bin_span(bins * t_bin, period) == round(65536 * live / period)
 
 
 def test_empty_frame_completes_on_time():
@@ -354,6 +368,25 @@ def test_periodic_pulses_at_the_maximum_rate_are_all_counted():
     # a bin of t_bin cycles holds t_bin / step pulses, ± 1
     for c in counts:
         assert abs(c - periods * t_bin / step) <= periods
+
+
+def test_bin_span_is_the_live_fraction_in_65536ths_rounded():
+    from fractions import Fraction
+    rng = random.Random(7)
+    cases = [(64 * 37, 2500), (32 * 77, 2500), (2 * 1239, 2500), (1, 3), (2, 3), (1, 131072),
+             (2_000_000, 2_000_001), (65535, 65536), (4_000_000, 4_194_303)]
+    cases += [(rng.randrange(1, p), p) for p in (rng.randrange(2, 1 << 22) for _ in range(2000))]
+    for live, period in cases:
+        exact = Fraction(65536 * live, period)
+        want = int(exact + Fraction(1, 2))  # round half up
+        want = 0 if want >= 65536 else want
+        assert PIO.bin_span(live, period) == want, (live, period)
+        assert PIO.bin_span(16 * live, 16 * period) == want  # sums over 16 periods: same value
+    assert PIO.bin_span(2500, 2500) == PIO.bin_span(2600, 2500) == 0xFFFF
+    assert PIO.bin_span(100, 0) == 0
+    # the table in docs/hardware.md: B = 32 and 64 at 50 kHz, 125 MHz
+    assert round(PIO.bin_span(32 * 77, 2500) / 65536, 3) == 0.986
+    assert round(PIO.bin_span(64 * 37, 2500) / 65536, 3) == 0.947
 
 
 def test_timing_arithmetic_rejects_what_the_hardware_cannot_do():

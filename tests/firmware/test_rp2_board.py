@@ -134,6 +134,8 @@ assert f is not None and f.periods == 10
 counts = list(struct.unpack("<8I", f.counts))
 assert counts == expected, (counts, expected)
 assert not f.saturated and not f.overload
+# PEM not locked (no period words yet): the span of the nominal 2500-cycle period
+assert f.bin_span == P.bin_span(8 * t_bin, 2500) and 0 < f.bin_span < 65536, f.bin_span
 ring = b._rings[0][0]
 assert all(ring.buf[ring.first + j] == 0xFFFFFFFF for j in range(ring.words))
 tx0, tx1, rx0, rx1 = b._counter_dma[0]
@@ -149,7 +151,13 @@ for c in (0, 1):
     ring = b._rings[c][0]
     ring.buf[ring.first] = 0xFFFFFFFF - 10 * (t_bin // 6)
 b._rx_irq_0(None); b._rx_irq_0(None)
-assert b.counter_poll().saturated
+# locked at a measured 2510.25-cycle period: the span follows the 16-period sum
+b._period_ps = 20082000
+b._period_stats[0] = 40164
+f = b.counter_poll()
+assert f.saturated
+assert f.bin_span == P.bin_span(16 * 8 * t_bin, 40164) != P.bin_span(8 * t_bin, 2500)
+assert f.bin_span == round(65536 * 8 * t_bin / 2510.25), f.bin_span
 b.counter_stop()
 
 # --- guard: trip latches, HV and shutter refuse until reset

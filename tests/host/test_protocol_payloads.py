@@ -27,6 +27,8 @@ from cplscope.protocol import (
     Status,
     StreamDecoder,
     UnknownFrameType,
+    bin_span_from_wire,
+    bin_span_to_wire,
     decode_frame,
     decode_payload,
     encode_adc_block,
@@ -58,15 +60,42 @@ def roundtrip(msg):
 
 # ------------------------------------------------------------------------------ COUNTS
 
-@given(st.lists(u32, min_size=2, max_size=64), u16, u32, i32, u32, u16, header)
+@given(st.lists(u32, min_size=2, max_size=64), u16, u32, i32, u32, u16, u16, header)
 @settings(max_examples=150, deadline=None)
-def test_counts_roundtrip(counts, flags, periods, mono, period_ps, acq, hdr) -> None:
+def test_counts_roundtrip(counts, flags, periods, mono, period_ps, acq, span_raw, hdr) -> None:
+    span = span_raw / 65536 if span_raw else 1.0
     msg = Counts(len(counts), Flags(flags), periods, mono, period_ps, acq,
-                 np.array(counts, dtype=np.uint32), **hdr)
+                 np.array(counts, dtype=np.uint32), bin_span=span, **hdr)
     back = roundtrip(msg)
     assert back.counts.tolist() == counts
     assert (back.n_bins, back.flags, back.periods, back.mono_position, back.pem_period_ps,
-            back.acq_id) == (len(counts), flags, periods, mono, period_ps, acq)
+            back.acq_id, back.bin_span) == (len(counts), flags, periods, mono, period_ps, acq, span)
+    assert struct.unpack_from("<H", msg.to_payload(), 18) == (span_raw,)
+
+
+@pytest.mark.parametrize("span, raw", [
+    (1.0, 0), (0.9472, 62076), (0.5, 32768), (1 / 65536, 1), (65535 / 65536, 65535),
+    (1 - 0.4 / 65536, 0),  # rounds to the whole period
+])
+def test_bin_span_wire_value_is_the_nearest_65536th_with_0_for_the_whole_period(span, raw) -> None:
+    assert bin_span_to_wire(span) == raw
+    assert bin_span_from_wire(raw) == pytest.approx(span, abs=0.5 / 65536)
+    payload = encode_counts([1, 2], flags=0, periods=1, bin_span=span)
+    assert struct.unpack_from("<H", payload, 18) == (raw,)
+
+
+@pytest.mark.parametrize("span", [0.0, -0.5, 1.0001, 2.0, float("nan"), float("inf"), 0.2 / 65536])
+def test_bin_span_outside_0_1_is_refused(span) -> None:
+    with pytest.raises(ValueError, match="bin_span"):
+        encode_counts([1, 2], flags=0, periods=1, bin_span=span)
+
+
+def test_bin_edges_follow_the_span() -> None:
+    c = Counts(4, Flags(0), 1, 0, 0, 0, np.zeros(4, np.uint32), bin_span=0.75)
+    assert c.bin_edges_rad() == pytest.approx(np.array([0, 0.375, 0.75, 1.125, 1.5]) * np.pi)
+    full = decode_payload(FrameType.COUNTS, encode_counts([1, 2], flags=0, periods=1), 0, 0)
+    assert full.bin_span == 1.0
+    assert full.bin_edges_rad() == pytest.approx([0.0, np.pi, 2 * np.pi])
 
 
 def test_counts_usable_follows_the_protocol_rule_for_every_flag_combination() -> None:

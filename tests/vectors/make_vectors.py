@@ -2,6 +2,9 @@
 
 Uses only ``struct`` and ``zlib`` so that the vectors do not depend on either side's encoder.
 Run once when the protocol changes: ``python tests/vectors/make_vectors.py``.
+
+``fields`` hold the wire values of the payload fields (e.g. COUNTS ``bin_span`` as the u16 in
+units of 1/65536, 0 = the full period); each side's test maps them to its own representation.
 """
 import json
 import struct
@@ -32,7 +35,7 @@ def main() -> None:
     vectors.append({
         "name": "counts_b16", "type": 1, "seq": 42, "timestamp_us": 1_234_567_890,
         "fields": {"n_bins": 16, "flags": 0b1101100, "periods": 500, "mono_position": 12345,
-                   "pem_period_ps": 20_000_000, "acq_id": 3, "counts": counts},
+                   "pem_period_ps": 20_000_000, "acq_id": 3, "bin_span": 0, "counts": counts},
         "hex": frame(1, 42, 1_234_567_890, payload).hex(),
     })
     counts2 = [0, 4294967295]
@@ -40,8 +43,21 @@ def main() -> None:
     vectors.append({
         "name": "counts_b2_saturated", "type": 1, "seq": 4294967295, "timestamp_us": 0,
         "fields": {"n_bins": 2, "flags": 1, "periods": 1, "mono_position": -5,
-                   "pem_period_ps": 0, "acq_id": 65535, "counts": counts2},
+                   "pem_period_ps": 0, "acq_id": 65535, "bin_span": 0, "counts": counts2},
         "hex": frame(1, 4294967295, 0, payload).hex(),
+    })
+    # rp2 at B = 64, 50 kHz PEM, 125 MHz: bins of 37 cycles in a 2500-cycle period cover
+    # 64·37/2500 of it; bin_span = 65536·2368/2500 rounded (docs/hardware.md, Photon counting)
+    span = (65536 * 64 * 37 + 1250) // 2500
+    counts3 = [(977 * k * k + 13) % 100_003 for k in range(64)]
+    payload = struct.pack("<HHIiIHH", 64, 0b101000, 100, 3000, 20_000_000, 12, span)
+    payload += struct.pack("<64I", *counts3)
+    vectors.append({
+        "name": "counts_b64_bin_span", "type": 1, "seq": 1000, "timestamp_us": 2**40 + 3,
+        "fields": {"n_bins": 64, "flags": 0b101000, "periods": 100, "mono_position": 3000,
+                   "pem_period_ps": 20_000_000, "acq_id": 12, "bin_span": span,
+                   "counts": counts3},
+        "hex": frame(1, 1000, 2**40 + 3, payload).hex(),
     })
     samples = [0, 4095, 2048, 1, 0xABC, 0x123, 7, 4000]
     edges_abs = [100, 2600, 5101]

@@ -86,14 +86,17 @@ _U32LE = np.dtype("<u4")  # = numpy.uint32 on little-endian hosts
 class Counts:
     """One phase-binned counting frame (type 0x01).
 
-    - ``n_bins``: B, phase bins per PEM period; bin k spans θ ∈ [2πk/B, 2π(k+1)/B) (rad) from
-      the reference rising edge.
+    - ``n_bins``: B, phase bins per PEM period; bin k spans θ ∈ [2π·k·s/B, 2π·(k+1)·s/B) (rad)
+      from the reference rising edge, s = ``bin_span`` (see :meth:`bin_edges_rad`).
     - ``flags``: :class:`Flags` of the frame.
     - ``periods``: K, PEM periods accumulated in this frame.
     - ``mono_position``: monochromator position in steps from home.
     - ``pem_period_ps``: mean PEM period over the frame in ps (0 = unknown).
     - ``acq_id``: acquisition id, incremented by every START.
     - ``counts``: photon counts per bin (counts), ``numpy.uint32`` array of length B.
+    - ``bin_span``: fraction s ∈ (0, 1] of the PEM period that the B bins cover together, a
+      multiple of 1/65536 (1.0 = the whole period; the wire value 0 decodes to 1.0). The rest of
+      the period, after the last bin, is not counted.
     - ``seq``, ``timestamp_us``: frame sequence number and device time in µs.
     - ``raw``: the whole frame's bytes when the decoder keeps them, else None.
     """
@@ -105,6 +108,7 @@ class Counts:
     pem_period_ps: int
     acq_id: int
     counts: npt.NDArray[np.uint32]
+    bin_span: float = field(default=1.0, kw_only=True)
     seq: int = field(default=0, kw_only=True)
     timestamp_us: int = field(default=0, kw_only=True)
     raw: bytes | None = field(default=None, kw_only=True, repr=False)
@@ -122,18 +126,45 @@ class Counts:
         """Mean PEM period over the frame in s (NaN when the device did not know it)."""
         return self.pem_period_ps * 1e-12 if self.pem_period_ps else math.nan
 
+    def bin_edges_rad(self) -> npt.NDArray[np.float64]:
+        """The B + 1 bin edges as PEM phase θ in rad from the reference rising edge:
+        2π·k·s/B for k = 0 … B (s = ``bin_span``)."""
+        return 2.0 * math.pi * self.bin_span * np.arange(self.n_bins + 1) / self.n_bins
+
     def to_payload(self) -> bytes:
         """The COUNTS payload for these fields (see :func:`encode_counts`)."""
         if self.n_bins != len(self.counts):
             raise ValueError(f"n_bins = {self.n_bins} but counts holds {len(self.counts)} bins")
         return encode_counts(self.counts, flags=self.flags, periods=self.periods,
                              mono_position=self.mono_position, pem_period_ps=self.pem_period_ps,
-                             acq_id=self.acq_id)
+                             acq_id=self.acq_id, bin_span=self.bin_span)
+
+
+BIN_SPAN_UNIT = 65536  # COUNTS bin_span is carried in units of 1/65536 of the PEM period
+
+
+def bin_span_to_wire(bin_span: float) -> int:
+    """The u16 COUNTS ``bin_span`` for a fraction s ∈ (0, 1] of the PEM period: round(s·65536),
+    or 0 when that rounds to 65536 (the whole period). Raises ValueError outside
+    [1/65536, 1]."""
+    s = float(bin_span)
+    if not (math.isfinite(s) and 0.5 / BIN_SPAN_UNIT <= s <= 1.0):
+        raise ValueError(f"bin_span = {bin_span!r} must be a fraction of the PEM period in "
+                         f"[1/{BIN_SPAN_UNIT}, 1] (1 = the bins cover the whole period)")
+    raw = round(s * BIN_SPAN_UNIT)
+    return 0 if raw >= BIN_SPAN_UNIT else raw
+
+
+def bin_span_from_wire(raw: int) -> float:
+    """Inverse of :func:`bin_span_to_wire`: the fraction s ∈ (0, 1] (0 → 1.0)."""
+    return raw / BIN_SPAN_UNIT if raw else 1.0
 
 
 def encode_counts(counts: npt.ArrayLike, *, flags: int, periods: int, mono_position: int = 0,
-                  pem_period_ps: int = 0, acq_id: int = 0) -> bytes:
-    """COUNTS payload: header and ``counts`` (2 … 64 bins, each 0 … 2³²−1 counts)."""
+                  pem_period_ps: int = 0, acq_id: int = 0, bin_span: float = 1.0) -> bytes:
+    """COUNTS payload: header and ``counts`` (2 … 64 bins, each 0 … 2³²−1 counts).
+    ``bin_span`` is the fraction of the PEM period the bins cover (see :class:`Counts`); it is
+    sent rounded to the nearest 1/65536."""
     c = np.asarray(counts)
     if c.ndim != 1 or not MIN_BINS <= c.shape[0] <= MAX_BINS:
         raise ValueError(f"counts must be a 1-D sequence of {MIN_BINS} … {MAX_BINS} bins, "
@@ -145,8 +176,9 @@ def encode_counts(counts: npt.ArrayLike, *, flags: int, periods: int, mono_posit
     check_int32("mono_position", mono_position)
     check_uint("pem_period_ps", pem_period_ps, 32)
     check_uint("acq_id", acq_id, 16)
+    span = bin_span_to_wire(bin_span)
     head = _COUNTS_HEAD.pack(c.shape[0], int(flags), periods, mono_position, pem_period_ps,
-                             acq_id, 0)
+                             acq_id, span)
     return head + c.astype("<u4").tobytes()
 
 
@@ -158,7 +190,7 @@ def decode_counts(payload: bytes, *, seq: int = 0, timestamp_us: int = 0,
     if len(payload) < _COUNTS_HEAD.size:
         raise MalformedPayload(ft, f"COUNTS payload of {len(payload)} bytes is shorter than its "
                                    f"{_COUNTS_HEAD.size}-byte header")
-    n_bins, flags, periods, mono, period_ps, acq_id, _ = _COUNTS_HEAD.unpack_from(payload)
+    n_bins, flags, periods, mono, period_ps, acq_id, span = _COUNTS_HEAD.unpack_from(payload)
     if not MIN_BINS <= n_bins <= MAX_BINS:
         raise MalformedPayload(ft, f"COUNTS n_bins = {n_bins} is outside {MIN_BINS} … {MAX_BINS}")
     expected = _COUNTS_HEAD.size + 4 * n_bins
@@ -167,7 +199,8 @@ def decode_counts(payload: bytes, *, seq: int = 0, timestamp_us: int = 0,
                                    f"requires 20 + 4·{n_bins} = {expected}")
     counts = np.frombuffer(payload, _U32LE, n_bins, _COUNTS_HEAD.size)
     return Counts(n_bins, _flags(flags), periods, mono, period_ps, acq_id, counts,
-                  seq=seq, timestamp_us=timestamp_us, raw=raw)
+                  bin_span=span / BIN_SPAN_UNIT if span else 1.0, seq=seq,
+                  timestamp_us=timestamp_us, raw=raw)
 
 
 # --------------------------------------------------------------------------------------------

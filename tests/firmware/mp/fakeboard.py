@@ -21,6 +21,7 @@ class FakeBoard(Board):
         self.periods = 0
         self.frames_ready = -1  # -1: a frame at every poll; n >= 0: n more frames
         self.pem_period = 20_000_000
+        self.bin_span = 0  # COUNTS bin_span the counter reports (1/65536 of the period)
         self.locked = True
         self.drive = 0.0
         self.pem_cfg = None
@@ -80,6 +81,7 @@ class FakeBoard(Board):
         self.t += self.periods * 20  # 50 kHz PEM
         f.periods = self.periods
         f.pem_period_ps = self.pem_period
+        f.bin_span = self.bin_span
         f.pem_locked = self.locked
         f.overload = self.tripped
         f.saturated = False

@@ -79,11 +79,12 @@ def ok(inst, b, op, args=None):
 def counts_frames(b):
     out = []
     for ftype, seq, ts, p in frames(b, 1):
-        nb, flags, periods, pos, pem_ps, acq = struct.unpack_from("<HHIiIH", p, 0)
+        nb, flags, periods, pos, pem_ps, acq, span = struct.unpack_from("<HHIiIHH", p, 0)
+        assert len(p) == 20 + 4 * nb
         counts = struct.unpack_from("<%dI" % nb, p, 20)
         out.append({"seq": seq, "ts": ts, "bins": nb, "flags": flags, "periods": periods,
                     "position": pos, "pem_period_ps": pem_ps, "acq_id": acq,
-                    "counts": counts})
+                    "bin_span": span, "counts": counts})
     return out
 
 

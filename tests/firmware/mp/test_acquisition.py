@@ -32,6 +32,18 @@ def test_counts_frames_carry_board_counts_and_header():
     assert all(ts[i + 1] - ts[i] == 500 * 20 for i in range(len(ts) - 1)), ts
 
 
+def test_counts_carry_the_boards_bin_span_frame_by_frame():
+    inst, b = start_counting(64, 100)
+    b.written.clear()
+    b.frames_ready = 2
+    b.bin_span = 62076  # rp2: 64 bins of 37 cycles in a 2500-cycle period
+    run(inst, 1)
+    b.frames_ready = 1
+    b.bin_span = 0  # the whole period
+    run(inst, 1)
+    assert [f["bin_span"] for f in counts_frames(b)] == [62076, 62076, 0]
+
+
 def test_no_frames_when_idle_and_stop_ends_stream():
     inst, b = make()
     run(inst, 3)

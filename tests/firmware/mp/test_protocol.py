@@ -58,21 +58,24 @@ def test_encode_matches_every_good_vector():
         payload = raw[20:-4]
         assert P.encode(v["type"], v["seq"], v["timestamp_us"], payload) == raw, v["name"]
         n += 1
-    assert n == 8
+    assert n == 9
 
 
-def test_counts_payload_layout_matches_vector():
-    v = vec("counts_b16")
-    f = v["fields"]
-    fb = P.FrameBuf()
-    struct.pack_into("<HHIiIHH", fb.payload, 0, f["n_bins"], f["flags"], f["periods"],
-                     f["mono_position"], f["pem_period_ps"], f["acq_id"], 0)
-    for k, c in enumerate(f["counts"]):
-        struct.pack_into("<I", fb.payload, 20 + 4 * k, c)
-    struct.pack_into("<Q", fb.buf, 12, v["timestamp_us"])
-    n = 20 + 4 * f["n_bins"]
-    out = fb.seal(P.COUNTS, n, v["seq"] >> 16, v["seq"] & 0xFFFF)
-    assert bytes(out) == unhex(v["hex"])
+def test_counts_payload_layout_matches_vectors():
+    names = [v["name"] for v in vectors() if v["type"] == P.COUNTS and "reject" not in v]
+    assert "counts_b64_bin_span" in names
+    for name in names:
+        v = vec(name)
+        f = v["fields"]
+        fb = P.FrameBuf()
+        struct.pack_into("<HHIiIHH", fb.payload, 0, f["n_bins"], f["flags"], f["periods"],
+                         f["mono_position"], f["pem_period_ps"], f["acq_id"], f["bin_span"])
+        for k, c in enumerate(f["counts"]):
+            struct.pack_into("<I", fb.payload, 20 + 4 * k, c)
+        struct.pack_into("<Q", fb.buf, 12, v["timestamp_us"])
+        n = 20 + 4 * f["n_bins"]
+        out = fb.seal(P.COUNTS, n, v["seq"] >> 16, v["seq"] & 0xFFFF)
+        assert bytes(out) == unhex(v["hex"]), name
 
 
 def test_seal_u32_seq_and_crc_above_2_30():
