@@ -100,6 +100,9 @@ class Board:
     tick_hz = 1_000_000  # frequency of the ADC t0/edge ticks, Hz
     max_hv_volts = 0.0  # hardware ceiling of the PMT supply, V
     max_bins = 64  # largest B the counter supports
+    # every B the counter supports, ascending. The rp2 counter's DMA rings wrap on powers of
+    # two; other boards support the same set so that a script that runs on one runs on all.
+    counter_bins = (2, 4, 8, 16, 32, 64)
     max_block_samples = 4096  # largest ADC block, samples
     max_sample_rate_hz = 250_000.0
 
@@ -126,10 +129,13 @@ class Board:
 
     # photon counter --------------------------------------------------------------------
     def counter_configure(self, bins: int, periods: int) -> None:
-        """Set B phase bins per PEM period (2 … max_bins) and K periods per frame."""
+        """Set B phase bins per PEM period (one of `counter_bins`) and K periods per frame.
+        Raises ValueError for values the counter cannot do."""
         raise NotImplementedError
 
     def counter_start(self) -> None:
+        """Start counting. Raises ValueError, having started nothing, if the configuration
+        cannot run with the present PEM (e.g. bins too short for its period)."""
         raise NotImplementedError
 
     def counter_stop(self) -> None:

@@ -110,6 +110,7 @@ class _Ring:
 class Rp2Board(base.Board):
     name = "rp2"
     max_bins = 64
+    counter_bins = (2, 4, 8, 16, 32, 64)  # powers of two: the DMA rings wrap on them
     max_block_samples = 4096
     max_sample_rate_hz = 250_000.0
     max_hv_volts = HV_FULL_SCALE_V
@@ -341,7 +342,7 @@ class Rp2Board(base.Board):
     def counter_configure(self, bins: int, periods: int) -> None:
         if self._counting:
             raise ValueError("stop counting before reconfiguring the counter")
-        if bins < 2 or bins > self.max_bins or not P.is_power_of_two(bins):
+        if bins not in self.counter_bins:
             raise ValueError("bins must be a power of two from 2 to %d (PIO/DMA ring layout), "
                              "got %d" % (self.max_bins, bins))
         if not 1 <= periods <= 100_000:

@@ -61,8 +61,9 @@ class Board(BaseBoard):
     tick_hz = 125_000_000
     max_hv_volts = 1250.0
     max_bins = 64
+    counter_bins = (2, 4, 8, 16, 32, 64)  # exactly the rp2 board's set
     max_block_samples = 4096
-    max_sample_rate_hz = 500_000.0
+    max_sample_rate_hz = 250_000.0  # as on the rp2 board
 
     @classmethod
     def from_argv(cls, argv) -> "Board":
@@ -215,6 +216,9 @@ class Board(BaseBoard):
 
     # counter ------------------------------------------------------------------------------
     def counter_configure(self, bins: int, periods: int) -> None:
+        if bins not in self.counter_bins:
+            raise ValueError("bins must be one of %s (as on the rp2 board), got %d"
+                             % (", ".join(str(n) for n in self.counter_bins), bins))
         self._bins = bins
         self._periods = periods
         self.cf.set_bins(bins)

@@ -49,7 +49,11 @@ class Acquisition:
                 raise CommandError(P.ST_BAD_ARGS, "mode %r needs key %r" % (mode, k))
         c = dict(a)
         if mode == "counting":
-            in_range("bins", c["bins"], 2, min(64, self._board.max_bins))
+            supported = self._board.counter_bins
+            if c["bins"] not in supported:
+                raise CommandError(P.ST_OUT_OF_RANGE, "bins=%s is not supported by this board; "
+                                   "use one of %s" % (c["bins"],
+                                                      ", ".join(str(n) for n in supported)))
             in_range("periods", c["periods"], 1, 100000)
         else:
             in_range("sample_rate_hz", c["sample_rate_hz"], 1000.0,
@@ -97,14 +101,19 @@ class Acquisition:
     # run -------------------------------------------------------------------------------
     def start(self) -> int:
         b = self._board
-        if self.mode == "counting":
-            b.counter_configure(self.bins, self.periods)
-            self._counts_dst = self.fb.payload[20:20 + 4 * self.bins]
-            b.counter_start()
-        else:
-            b.adc_configure(self.sample_rate_hz, self.block_samples)
-            self._adc_dst = {}
-            b.adc_start()
+        try:
+            if self.mode == "counting":
+                b.counter_configure(self.bins, self.periods)
+                self._counts_dst = self.fb.payload[20:20 + 4 * self.bins]
+                b.counter_start()
+            else:
+                b.adc_configure(self.sample_rate_hz, self.block_samples)
+                self._adc_dst = {}
+                b.adc_start()
+        except ValueError as e:
+            # the board refuses what it cannot run (and has started nothing)
+            raise CommandError(P.ST_OUT_OF_RANGE, "the board cannot run this configuration: "
+                               "%s; CONFIGURE another one" % e)
         self.acq_id = (self.acq_id + 1) & 0xFFFF
         self.frames_sent = 0
         self.running = True

@@ -111,7 +111,8 @@ def sim(micropython):
 
 
 def counts_of(p: bytes):
-    nb, flags, periods, pos, pem_ps, acq = struct.unpack_from("<HHIiIH", p)
+    nb, flags, periods, pos, pem_ps, acq, span = struct.unpack_from("<HHIiIHH", p)
+    assert span == 0  # the sim bench models bins over the whole PEM period
     return nb, flags, periods, pos, struct.unpack_from("<%dI" % nb, p, 20)
 
 
@@ -216,4 +217,11 @@ def test_garbage_and_bad_commands_keep_it_alive(sim):
     hub.host_write(b"\xc5\x5c\x01\x10garbage" * 3)
     assert host.call(99)[0] == 2
     assert host.call(2, {"mode": "counting", "bins": 99, "periods": 1})[0] == 4
+    # the simulated board takes exactly what the rp2 board takes
+    for bins in (3, 12, 48, 128):
+        status, text = host.call(2, {"mode": "counting", "bins": bins, "periods": 1})
+        assert status == 4 and text.endswith("use one of 2, 4, 8, 16, 32, 64"), text
+    status, text = host.call(2, {"mode": "analog", "sample_rate_hz": 400000,
+                                 "block_samples": 1024})
+    assert status == 4 and "250000" in text, text
     assert host.ok(1)["board"] == "sim"

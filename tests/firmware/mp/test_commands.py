@@ -80,7 +80,8 @@ def test_configure_errors_change_nothing():
     inst, b = make()
     ok(inst, b, CONFIGURE, {"mode": "counting", "bins": 8, "periods": 100})
     cases = [
-        ({"mode": "counting", "bins": 1, "periods": 100}, P.ST_OUT_OF_RANGE, "bins=1", "2..64"),
+        ({"mode": "counting", "bins": 1, "periods": 100}, P.ST_OUT_OF_RANGE, "bins=1",
+         "2, 4, 8, 16, 32, 64"),
         ({"mode": "counting", "bins": 65, "periods": 100}, P.ST_OUT_OF_RANGE, "bins"),
         ({"mode": "counting", "bins": 16, "periods": 0}, P.ST_OUT_OF_RANGE, "periods"),
         ({"mode": "counting", "bins": 16, "periods": 100001}, P.ST_OUT_OF_RANGE, "periods"),
@@ -99,6 +100,45 @@ def test_configure_errors_change_nothing():
     for args, status, *words in cases:
         expect(inst, b, CONFIGURE, args, status, *words)
         assert (inst.acq.mode, inst.acq.bins, inst.acq.periods) == ("counting", 8, 100), args
+
+
+def test_configure_accepts_exactly_the_boards_bin_counts():
+    inst, b = make()
+    assert b.counter_bins == (2, 4, 8, 16, 32, 64)  # the base interface's set, as on rp2
+    ok(inst, b, CONFIGURE, {"mode": "counting", "bins": 8, "periods": 100})
+    last = 8
+    for n in range(-2, 130):
+        args = {"mode": "counting", "bins": n, "periods": 100}
+        if n in (2, 4, 8, 16, 32, 64):
+            assert ok(inst, b, CONFIGURE, args)["bins"] == n
+            last = n
+            continue
+        text = expect(inst, b, CONFIGURE, args, P.ST_OUT_OF_RANGE, "bins=%d" % n)
+        assert text.endswith("use one of 2, 4, 8, 16, 32, 64"), text
+        assert inst.acq.bins == last  # unchanged
+
+
+def test_configure_lists_a_smaller_board_set_in_its_error():
+    inst, b = make()
+    b.counter_bins = (2, 4, 8)
+    ok(inst, b, CONFIGURE, {"mode": "counting", "bins": 8, "periods": 10})
+    expect(inst, b, CONFIGURE, {"mode": "counting", "bins": 16, "periods": 10},
+           P.ST_OUT_OF_RANGE, "bins=16", "use one of 2, 4, 8")
+    assert inst.acq.bins == 8
+
+
+def test_start_refused_by_the_board_is_out_of_range_not_a_fault():
+    inst, b = make()
+    ok(inst, b, CONFIGURE, {"mode": "counting", "bins": 64, "periods": 10})
+
+    def too_short():
+        raise ValueError("a PEM period of 1000 cycles is too short for 64 bins")
+    b.counter_start = too_short
+    text = expect(inst, b, START, None, P.ST_OUT_OF_RANGE, "too short for 64 bins", "CONFIGURE")
+    assert inst.state == "idle" and not inst.acq.running, text
+    assert not [e for e in events(b) if e[0] == P.EV_FAULT]
+    run(inst, 2)
+    assert [f for f in frames(b) if f[0] == P.COUNTS] == []
 
 
 def test_start_stop_and_wrong_state():
