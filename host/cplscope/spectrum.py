@@ -1,0 +1,431 @@
+"""Spectra: rows of :class:`~cplscope.results.PointResult` with run metadata, CSV I/O and
+accumulation (docs/data-files.md).
+
+The CSV layout is chosen so that both ``numpy.genfromtxt(path, names=True, comments="#",
+delimiter=",")`` and ``pandas.read_csv(path, comment="#")`` read it: the column header is the
+first line (genfromtxt takes its names from the first line, even a comment), the metadata
+follows as ``# key = <JSON value>`` comment lines, then one data row per point.
+:meth:`Spectrum.write_csv` replaces the file atomically, so calling it after every point of a
+scan leaves a complete, valid file however the scan ends.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import re
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .calibration import Calibration
+from .results import (
+    CSV_COLUMNS,
+    FLAG_LINEAR_POL,
+    FLAG_LINEAR_UNKNOWN,
+    FLAG_NO_EMISSION,
+    FlagRules,
+    PointResult,
+    chi2_sf,
+    signal_flags,
+)
+
+__all__ = ["FLAG_SCATTER", "MARKER", "STREAM_KEYS", "Spectrum", "combine", "run_metadata"]
+
+#: Second line of every spectrum CSV; identifies the format.
+MARKER = "# cplscope spectrum, format 1"
+#: Stream-health counters every run records (docs/data-files.md).
+STREAM_KEYS = ("frames", "rejected", "missing", "reconnects")
+#: Set by :func:`combine` when repeated scans disagree beyond their σ at a wavelength.
+FLAG_SCATTER = "scatter"
+
+_INSTRUMENT_KEYS = ("implementation", "board", "firmware_version", "protocol_version", "serial")
+_KEY = re.compile(r"[A-Za-z0-9_-]+\Z")
+_META_LINE = re.compile(r"#\s*([A-Za-z0-9_.-]+)\s*=\s?(.*)\Z")
+_INT_COLUMNS = {"n_frames", "accumulations"}
+_RECOMPUTED_FLAGS = {FLAG_NO_EMISSION, FLAG_LINEAR_POL, FLAG_LINEAR_UNKNOWN, FLAG_SCATTER}
+
+
+def run_metadata(
+    *,
+    identify: Mapping[str, Any],
+    calibration: Calibration,
+    sample: str | Mapping[str, Any],
+    settings: Mapping[str, Any],
+    stream: Mapping[str, int] | None = None,
+    date: str | None = None,
+    blank_applied: bool = False,
+    intensity_unit: str = "cps",
+) -> dict[str, Any]:
+    """The run metadata dict shared by spectrum CSVs and raw archives.
+
+    Args:
+        identify: the IDENTIFY reply (``implementation``, ``board``, ``firmware_version``,
+            ``protocol_version``, ``serial``; extra keys are kept).
+        calibration: the calibration in force (its blank arrays are not copied here).
+        sample: the sample's name or a dict describing it.
+        settings: acquisition settings, e.g. ``bins``, ``periods``, ``target_sigma_g``,
+            ``max_dwell_s``, ``accumulations``, ``a0_tracking``.
+        stream: stream-health counters; at least ``frames``, ``rejected`` (corrupt),
+            ``missing`` (sequence gaps) and ``reconnects``. None at the start of a run.
+        date: ISO 8601 UTC start time; now when None.
+        blank_applied: whether the points had a blank subtracted.
+        intensity_unit: unit of the intensity columns (``"cps"`` for photon counting).
+
+    Raises:
+        ValueError: when IDENTIFY keys or stream counters are missing.
+    """
+    missing = [k for k in _INSTRUMENT_KEYS if k not in identify]
+    if missing:
+        raise ValueError(f"identify lacks {missing}: pass the IDENTIFY reply of the instrument")
+    cal = {k: v for k, v in calibration.to_dict().items()
+           if k not in ("format", "version", "blank")}
+    cal["blank_applied"] = bool(blank_applied)
+    meta: dict[str, Any] = {
+        "date": date or datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "instrument": dict(identify),
+        "calibration": cal,
+        "sample": sample if isinstance(sample, str) else dict(sample),
+        "settings": dict(settings),
+        "units": {"wavelength": "nm", "intensity": intensity_unit, "dwell": "s"},
+    }
+    if stream is not None:
+        meta["stream"] = _stream(stream)
+    return meta
+
+
+def _stream(stream: Mapping[str, int]) -> dict[str, int]:
+    missing = [k for k in STREAM_KEYS if k not in stream]
+    if missing:
+        raise ValueError(f"stream health lacks {missing}; every run records {list(STREAM_KEYS)}")
+    return {k: int(v) for k, v in stream.items()}
+
+
+@dataclass
+class Spectrum:
+    """An ordered list of points with the run metadata (a nested dict of JSON values)."""
+
+    points: list[PointResult] = field(default_factory=list)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def append(self, point: PointResult) -> None:
+        """Add one point at the end."""
+        if not isinstance(point, PointResult):
+            raise ValueError(f"expected a PointResult, got {type(point).__name__}")
+        self.points.append(point)
+
+    def set_stream(self, stream: Mapping[str, int]) -> None:
+        """Record the stream-health counters (``frames``, ``rejected``, ``missing``,
+        ``reconnects``, …) in the metadata."""
+        self.metadata["stream"] = _stream(stream)
+
+    def __len__(self) -> int:
+        return len(self.points)
+
+    def __iter__(self) -> Iterator[PointResult]:
+        return iter(self.points)
+
+    def __getitem__(self, i: int) -> PointResult:
+        return self.points[i]
+
+    # --- columns ------------------------------------------------------------------------
+
+    def column(self, name: str) -> np.ndarray:
+        """One CSV column as a numpy array (float, or int for counts; ``flags`` as an object
+        array of tuples)."""
+        if name not in CSV_COLUMNS:
+            raise ValueError(f"no column {name!r}; columns are {', '.join(CSV_COLUMNS)}")
+        values = [getattr(p, name) for p in self.points]
+        if name == "flags":
+            out = np.empty(len(values), dtype=object)
+            out[:] = values
+            return out
+        return np.array(values, dtype=np.int64 if name in _INT_COLUMNS else np.float64)
+
+    def has_flag(self, flag: str) -> np.ndarray:
+        """Boolean array: which points carry ``flag``."""
+        return np.array([flag in p.flags for p in self.points], dtype=bool)
+
+    @property
+    def wavelength_nm(self) -> np.ndarray:
+        """Wavelengths, nm."""
+        return self.column("wavelength_nm")
+
+    @property
+    def intensity(self) -> np.ndarray:
+        """I = I_L + I_R (cps for photon counting)."""
+        return self.column("intensity")
+
+    @property
+    def sigma_intensity(self) -> np.ndarray:
+        """Standard uncertainty of ``intensity``."""
+        return self.column("sigma_intensity")
+
+    @property
+    def i_left(self) -> np.ndarray:
+        """I_L (cps)."""
+        return self.column("i_left")
+
+    @property
+    def i_right(self) -> np.ndarray:
+        """I_R (cps)."""
+        return self.column("i_right")
+
+    @property
+    def delta_i(self) -> np.ndarray:
+        """ΔI = I_L − I_R (cps); NaN at ``no_emission`` points."""
+        return self.column("delta_i")
+
+    @property
+    def g_lum(self) -> np.ndarray:
+        """g_lum; NaN at ``no_emission`` points."""
+        return self.column("g_lum")
+
+    @property
+    def sigma_g(self) -> np.ndarray:
+        """Standard uncertainty of ``g_lum``."""
+        return self.column("sigma_g")
+
+    @property
+    def linear(self) -> np.ndarray:
+        """u = U/I, reduced linear polarization."""
+        return self.column("linear")
+
+    @property
+    def sigma_linear(self) -> np.ndarray:
+        """Standard uncertainty of ``linear``."""
+        return self.column("sigma_linear")
+
+    @property
+    def chi2_red(self) -> np.ndarray:
+        """Reduced χ² of each point's fit."""
+        return self.column("chi2_red")
+
+    @property
+    def n_frames(self) -> np.ndarray:
+        """Frames used per point."""
+        return self.column("n_frames")
+
+    @property
+    def dwell_s(self) -> np.ndarray:
+        """Counting time per point, s."""
+        return self.column("dwell_s")
+
+    @property
+    def accumulations(self) -> np.ndarray:
+        """Scans averaged into each point."""
+        return self.column("accumulations")
+
+    @property
+    def flags(self) -> list[tuple[str, ...]]:
+        """Flags of each point."""
+        return [p.flags for p in self.points]
+
+    # --- CSV ----------------------------------------------------------------------------
+
+    def to_csv_text(self) -> str:
+        """The CSV file's text (see the module docstring for the layout)."""
+        lines = [",".join(CSV_COLUMNS), MARKER]
+        for key, value in _flatten(self.metadata):
+            lines.append(f"# {key} = {json.dumps(value, ensure_ascii=False)}")
+        for p in self.points:
+            lines.append(",".join(_cell(name, getattr(p, name)) for name in CSV_COLUMNS))
+        return "\n".join(lines) + "\n"
+
+    def write_csv(self, path: str | os.PathLike[str]) -> Path:
+        """Write the spectrum to ``path`` atomically (temporary file, fsync, rename): a crash
+        or Ctrl-C leaves the previous complete file, never a torn one. Returns the path."""
+        target = Path(path)
+        text = self.to_csv_text()
+        fd, tmp = tempfile.mkstemp(prefix="." + target.name, suffix=".tmp",
+                                   dir=target.parent if str(target.parent) else ".")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+                fh.write(text)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return target
+
+    @classmethod
+    def read_csv(cls, path: str | os.PathLike[str]) -> Spectrum:
+        """Read a file written by :meth:`write_csv` (points and metadata).
+
+        Raises ValueError naming the file and line when the header or a row is malformed.
+        """
+        p = Path(path)
+        meta_flat: list[tuple[str, Any]] = []
+        header: list[str] | None = None
+        points: list[PointResult] = []
+        with open(p, encoding="utf-8") as fh:
+            for lineno, raw in enumerate(fh, 1):
+                line = raw.strip()
+                if not line:
+                    continue
+                if line.startswith("#"):
+                    m = _META_LINE.match(line)
+                    if m:
+                        try:
+                            meta_flat.append((m.group(1), json.loads(m.group(2))))
+                        except json.JSONDecodeError as exc:
+                            raise ValueError(f"{p}:{lineno}: metadata value is not JSON "
+                                             f"({exc}): {line!r}") from None
+                    continue
+                if header is None:
+                    header = [c.strip() for c in line.split(",")]
+                    missing = [c for c in CSV_COLUMNS[:13] if c not in header]
+                    if missing:
+                        raise ValueError(f"{p}:{lineno}: header lacks column(s) {missing}; "
+                                         "is this a cplscope spectrum CSV?")
+                    continue
+                points.append(_parse_row(line, header, p, lineno))
+        if header is None:
+            raise ValueError(f"{p}: no header row; not a cplscope spectrum CSV")
+        return cls(points, _unflatten(meta_flat))
+
+
+def _cell(name: str, value: Any) -> str:
+    if name == "flags":
+        return ";".join(value)
+    if name in _INT_COLUMNS:
+        return str(int(value))
+    return repr(float(value))        # shortest exact form; NaN as 'nan'
+
+
+def _parse_row(line: str, header: list[str], path: Path, lineno: int) -> PointResult:
+    cells = line.split(",")
+    if len(cells) != len(header):
+        raise ValueError(f"{path}:{lineno}: {len(cells)} cells but the header has "
+                         f"{len(header)} columns")
+    row = dict(zip(header, (c.strip() for c in cells)))
+    kwargs: dict[str, Any] = {}
+    try:
+        for name in CSV_COLUMNS:
+            if name not in row:
+                continue
+            text = row[name]
+            if name == "flags":
+                kwargs[name] = tuple(f for f in text.split(";") if f)
+            elif name in _INT_COLUMNS:
+                kwargs[name] = int(text)
+            else:
+                kwargs[name] = float(text)
+        return PointResult(**kwargs)
+    except ValueError as exc:
+        raise ValueError(f"{path}:{lineno}: {exc}") from None
+
+
+def _flatten(meta: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    for key, value in meta.items():
+        if not isinstance(key, str) or not _KEY.match(key):
+            raise ValueError(f"metadata key {prefix + str(key)!r} must be letters, digits, '_' "
+                             "or '-' (dots separate nesting levels in the CSV header)")
+        if isinstance(value, Mapping) and value:
+            yield from _flatten(value, f"{prefix}{key}.")
+        else:
+            try:
+                json.dumps(value)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"metadata {prefix}{key} is not JSON-serializable: {exc}") from None
+            yield prefix + key, value
+
+
+def _unflatten(items: Iterable[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in items:
+        *parents, leaf = key.split(".")
+        node = out
+        for part in parents:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ValueError(f"metadata key {key!r} conflicts with a value at {part!r}")
+            node = child
+        node[leaf] = value
+    return out
+
+
+# --- accumulation -----------------------------------------------------------------------
+
+def combine(spectra: Sequence[Spectrum], *, rules: FlagRules = FlagRules(),
+            wavelength_decimals: int = 6) -> Spectrum:
+    """Average repeated scans point by point (wavelengths equal to ``wavelength_decimals``
+    decimals of a nm; a wavelength missing from some scans, e.g. a Ctrl-C'ed one, is averaged
+    over the scans that have it).
+
+    - g_lum and u: inverse-variance weighted means of the scans with a finite value.
+    - intensity: dwell-weighted mean Σ I_i·t_i / Σ t_i, i.e. total counts over total time
+      (σ propagated likewise); ΔI, I_L, I_R then follow from the combined I and g.
+    - chi2_red: frame-weighted mean; n_frames, dwell_s and accumulations add up.
+    - flags: ``no_emission``, ``linear_pol`` and ``linear_unknown`` are re-evaluated on the
+      combined point with ``rules``; every other flag of any scan is kept; ``scatter`` is set
+      when the scans' g values disagree (χ² of g_i about the mean, upper tail
+      < ``rules.misfit_tail``).
+
+    The scans are treated as independent. A blank subtracted in each scan is one measurement
+    whose σ does not average down: combine raw scans, then subtract the blank (e.g. with
+    :func:`cplscope.archive.reprocess`).
+
+    Metadata: the first spectrum's, with ``accumulations`` (the number of scans) and the
+    ``stream`` counters summed when every scan has them.
+    """
+    if not spectra:
+        raise ValueError("combine needs at least one spectrum")
+    groups: dict[float, list[PointResult]] = {}
+    for spec in spectra:
+        for p in spec.points:
+            groups.setdefault(round(p.wavelength_nm, wavelength_decimals), []).append(p)
+    points = [_combine_points(g, rules) for g in groups.values()]
+    meta = copy.deepcopy(spectra[0].metadata)
+    meta["accumulations"] = len(spectra)
+    streams = [s.metadata.get("stream") for s in spectra]
+    if all(isinstance(s, Mapping) for s in streams):
+        keys = set.intersection(*(set(s) for s in streams))  # type: ignore[arg-type]
+        meta["stream"] = {k: sum(int(s[k]) for s in streams) for k in sorted(keys)}  # type: ignore[index]
+    return Spectrum(points, meta)
+
+
+def _weighted(values: np.ndarray, sigmas: np.ndarray) -> tuple[float, float, float, int]:
+    """Inverse-variance mean, its σ, the χ² about it and the count of usable values."""
+    ok = np.isfinite(values) & np.isfinite(sigmas) & (sigmas > 0)
+    if not ok.any():
+        return math.nan, math.nan, math.nan, 0
+    v, w = values[ok], 1.0 / sigmas[ok] ** 2
+    mean = float(np.sum(w * v) / np.sum(w))
+    return mean, float(1.0 / math.sqrt(np.sum(w))), float(np.sum(w * (v - mean) ** 2)), int(ok.sum())
+
+
+def _combine_points(pts: list[PointResult], rules: FlagRules) -> PointResult:
+    col = lambda name: np.array([getattr(p, name) for p in pts], dtype=np.float64)
+    t = col("dwell_s")
+    total_t = float(t.sum())
+    intensity = float(np.sum(col("intensity") * t) / total_t)
+    sigma_i = float(math.sqrt(np.sum((col("sigma_intensity") * t) ** 2)) / total_t)
+    g, sigma_g, chi2_g, n_g = _weighted(col("g_lum"), col("sigma_g"))
+    u, sigma_u, _, _ = _weighted(col("linear"), col("sigma_linear"))
+    frames = col("n_frames")
+    chi = col("chi2_red")
+    ok = np.isfinite(chi)
+    chi2_red = float(np.sum(chi[ok] * frames[ok]) / np.sum(frames[ok])) if ok.any() else math.nan
+
+    flags, (g, sigma_g, u, sigma_u) = signal_flags(intensity, sigma_i, g, sigma_g, u, sigma_u,
+                                                   rules)
+    if math.isfinite(g) and n_g >= 2 and chi2_sf(chi2_g, n_g - 1) < rules.misfit_tail:
+        flags.append(FLAG_SCATTER)
+    for p in pts:
+        flags.extend(f for f in p.flags if f not in _RECOMPUTED_FLAGS)
+    delta_i = intensity * g / 2.0
+    return PointResult(
+        wavelength_nm=pts[0].wavelength_nm, intensity=intensity,
+        i_left=(intensity + delta_i) / 2.0, i_right=(intensity - delta_i) / 2.0,
+        delta_i=delta_i, g_lum=g, sigma_g=sigma_g, linear=u, sigma_linear=sigma_u,
+        chi2_red=chi2_red, n_frames=int(frames.sum()), dwell_s=total_t, flags=tuple(flags),
+        sigma_intensity=sigma_i, accumulations=sum(p.accumulations for p in pts))
