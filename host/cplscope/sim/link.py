@@ -17,7 +17,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import Callable, Protocol, Sequence
 
 __all__ = ["LinkState", "CounterAnswer", "AdcAnswer", "LinkBench", "SimHub", "pack_message",
            "ENV_ADDRESS"]
@@ -130,13 +130,21 @@ class SimHub:
     usb_bytes_per_s: bulk IN throughput (full speed ≈ 1.0e6 B/s). home_at: the board
     step count at which the home switch closes (the board starts at 0). steps_per_nm, home_nm:
     the hub's monochromator calibration for `LinkState.wavelength_nm`.
+
+    accept_restarts: when the firmware closes the link (killed, crashed, watchdog exit), wait
+    for it to connect again instead of ending; instrument time carries on. on_link(connected)
+    is called when a firmware says HELLO (True) and when its link closes (False); on_time(now_us)
+    after instrument time advances. Both run on the hub's threads and must not block.
     """
 
     def __init__(self, bench: LinkBench, address: str | None = None, *, speed: float = 1.0,
                  usb_bytes_per_s: float = 1.0e6, serial: str = "51a000000001",
                  home_at: int = -1500, step_rate_hz: float = 5000.0,
                  steps_per_nm: float = 10.0, home_nm: float = 200.0,
-                 start_time_us: int = 0, stall_s: float = 1.0) -> None:
+                 start_time_us: int = 0, stall_s: float = 1.0,
+                 accept_restarts: bool = False,
+                 on_link: Callable[[bool], None] | None = None,
+                 on_time: Callable[[int], None] | None = None) -> None:
         if speed <= 0:
             raise ValueError(f"speed must be > 0 (instrument µs per wall µs), got {speed}")
         if usb_bytes_per_s <= 0:
@@ -152,6 +160,10 @@ class SimHub:
         self.now_us = start_time_us
         self.stall_s = stall_s
         self.usb_connected = True
+        self.accept_restarts = accept_restarts
+        self.on_link = on_link
+        self.on_time = on_time
+        self.connections = 0  # HELLOs received so far
         self.last_state: LinkState | None = None
         self.error: BaseException | None = None
         self._tmpdir: str | None = None
@@ -164,6 +176,7 @@ class SimHub:
         self._cv = threading.Condition()
         self._in: deque[tuple[bytes, int]] = deque()  # (IN data, submit time µs)
         self._acks: list[int] = []  # due times (µs) of IN buffers the host has read
+        self._stuck = 0  # IN buffers the board submitted while the USB was disconnected
         self._out_gen = 0
         self._out_seen = 0
         self._stop = False
@@ -193,9 +206,40 @@ class SimHub:
         self._thread.start()
         return self
 
-    def wait_connected(self, timeout: float) -> None:
-        if not self._connected.wait(timeout):
-            raise TimeoutError(f"the firmware did not connect to {self.address} in {timeout} s")
+    def wait_connected(self, timeout: float, count: int = 1) -> None:
+        """Wait until `count` firmware connections have said HELLO (s of wall time)."""
+        deadline = time.monotonic() + timeout
+        while not (self._connected.is_set() and self.connections >= count):
+            if time.monotonic() >= deadline or (self._stop and self._thread.is_alive() is False):
+                raise TimeoutError(f"the firmware did not connect to {self.address} in "
+                                   f"{timeout} s")
+            self._connected.wait(0.005)
+            if self._connected.is_set() and self.connections < count:
+                time.sleep(0.005)
+
+    def set_usb_connected(self, connected: bool) -> None:
+        """Plug (True) or unplug (False) the USB cable, as the board sees it.
+
+        Unplugged: the readback's USB bit clears, IN buffers the host has not read stay stuck
+        in the board's two slots (so its `usb_write` soon refuses data frames: OVERRUN), and
+        data requests no longer wait for the host. Plugging in again is a bus reset: the
+        board's stuck IN buffers are freed."""
+        with self._cv:
+            if connected == self.usb_connected:
+                return
+            self.usb_connected = connected
+            if not connected:
+                self._stuck += len(self._in)
+                self._in.clear()
+                freed = 0
+            else:
+                freed, self._stuck = self._stuck, 0
+            self._cv.notify_all()
+        if freed and self._conn is not None:
+            try:
+                self._send(pack_message(IN_ACK, struct.pack("<H", freed)))
+            except OSError:
+                pass
 
     def close(self) -> None:
         self._stop = True
@@ -260,6 +304,8 @@ class SimHub:
             self._acks = [t for t in self._acks if t > self.now_us]
         if due and self._conn is not None:
             self._send(pack_message(IN_ACK, struct.pack("<H", len(due))))
+        if self.on_time is not None:
+            self.on_time(self.now_us)
 
     def _recv_exact(self, n: int) -> bytes:
         assert self._conn is not None
@@ -273,14 +319,21 @@ class SimHub:
 
     def _serve(self) -> None:
         try:
-            self._conn, _ = self._listener.accept()
-            if self._conn.family == socket.AF_INET:
-                self._conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             while not self._stop:
-                tag, n = _HDR.unpack(self._recv_exact(_HDR.size))
-                if n > MAX_MESSAGE:
-                    raise ValueError(f"link message 0x{tag:02x} of {n} bytes is too long")
-                self._handle(tag, self._recv_exact(n))
+                conn, _ = self._listener.accept()
+                if conn.family == socket.AF_INET:
+                    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                self._conn = conn
+                try:
+                    while not self._stop:
+                        tag, n = _HDR.unpack(self._recv_exact(_HDR.size))
+                        if n > MAX_MESSAGE:
+                            raise ValueError(f"link message 0x{tag:02x} of {n} bytes is too long")
+                        self._handle(tag, self._recv_exact(n))
+                except (OSError, ConnectionError):
+                    if self._stop or not self.accept_restarts:
+                        raise
+                    self._link_lost()
         except (OSError, ConnectionError) as e:
             if not self._stop:
                 self.error = e
@@ -290,6 +343,20 @@ class SimHub:
             self._stop = True
             with self._cv:
                 self._cv.notify_all()
+
+    def _link_lost(self) -> None:
+        """The firmware went away: forget its buffers and wait for the next one."""
+        with self._cv:
+            self._connected.clear()
+            conn, self._conn = self._conn, None
+            self._in.clear()
+            self._acks.clear()
+            self._stuck = 0
+            self._cv.notify_all()
+        if conn is not None:
+            conn.close()
+        if self.on_link is not None:
+            self.on_link(False)
 
     def _state(self, payload: bytes) -> LinkState:
         hv, drive, hz, steps, shutter, internal, moving, _r, rate, level = \
@@ -317,10 +384,16 @@ class SimHub:
             welcome = {"serial": self.serial, "time_us": self.now_us, "home_at": self.home_at,
                        "step_rate_hz": self.step_rate_hz}
             self._send(pack_message(WELCOME, json.dumps(welcome).encode()))
+            self.connections += 1
             self._connected.set()
+            if self.on_link is not None:
+                self.on_link(True)
         elif tag == USB_IN:
             with self._cv:
-                self._in.append((p, self.now_us))
+                if self.usb_connected:
+                    self._in.append((p, self.now_us))
+                else:
+                    self._stuck += 1  # nobody takes it until the next bus reset
                 self._cv.notify_all()
         elif tag == STATE:
             self._state(p)
@@ -364,7 +437,7 @@ class SimHub:
     def _stall(self) -> None:
         deadline = time.monotonic() + self.stall_s
         with self._cv:
-            while len(self._in) >= 2 and not self._stop:
+            while len(self._in) >= 2 and not self._stop and self.usb_connected:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return
