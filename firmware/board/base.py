@@ -146,6 +146,13 @@ class Board:
         """The next completed frame, or None if none is ready. Never blocks."""
         raise NotImplementedError
 
+    def counter_lost(self) -> int:
+        """Completed counter frames the board dropped since the last call, because the CPU
+        collected them too late (the hardware had started to overwrite them); 0 if none.
+        The core calls it after every `counter_poll` and after `counter_stop`, so a loss
+        found when there is no frame to return is still reported. Never blocks."""
+        raise NotImplementedError
+
     # ADC -------------------------------------------------------------------------------
     def adc_configure(self, sample_rate_hz: float, block_samples: int) -> None:
         """Sample rate in Hz and samples per block (even, ≤ max_block_samples)."""

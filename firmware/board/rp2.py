@@ -176,6 +176,7 @@ class Rp2Board(base.Board):
         self._frame_done = array("i", [0, 0])   # completed RX channels per buffer
         self._frame_next = 0
         self.frames_lost = 0  # frames the CPU collected too late (corrupted, not returned)
+        self._lost_pending = 0  # of those, not yet reported by counter_lost()
         self._frame = base.CounterFrame(self.max_bins)
         self._frame_ticks = array("i", [0, 0])
         self._t_bin = 0
@@ -455,7 +456,9 @@ class Rp2Board(base.Board):
         b = self._frame_next
         if not self._counting or self._frame_done[b] < 2:
             return None
-        overrun = self._frame_done[b] > 2  # the DMA came round again before we read it
+        if self._frame_done[b] > 2:
+            self._drop_late_frames()
+            return None
         frame = self._frame
         K.fill_u32(frame.buf, self._bins, 0)
         pairs = self._bins // 2
@@ -473,9 +476,6 @@ class Rp2Board(base.Board):
             chans[2 + b].count = pairs * self._periods
         self._frame_done[b] = 0
         self._frame_next = 1 - b
-        if overrun:
-            self.frames_lost += 1
-            return None
         # a bin counting more than half of the pulses the sampler can resolve is saturated
         resolvable = self._periods * (self._t_bin // P.MIN_PULSE_PERIOD_CYCLES + 1)
         frame.saturated = biggest < 0 or biggest > resolvable // 2
@@ -491,6 +491,25 @@ class Rp2Board(base.Board):
         self._lock_lost = not self._locked
         frame.ticks_us = self.ticks_us()
         return frame
+
+    def _drop_late_frames(self) -> None:
+        """The DMA came round to the next buffer again before the CPU collected it: that buffer
+        holds two or more frames merged, possibly with a pass still running, and the
+        completion counts no longer tell the buffers' state. Drop what both buffers hold
+        (every completed frame counts as lost) and restart the counter from a clean state.
+        Rare, so it may allocate (DMA and state machine objects)."""
+        lost = self._frame_done[0] // 2 + self._frame_done[1] // 2
+        self.frames_lost += lost
+        self._lost_pending += lost
+        guard_seen = self._guard_seen
+        self.counter_stop()
+        self.counter_start()
+        self._guard_seen = guard_seen  # an overload not yet flagged still goes on a frame
+
+    def counter_lost(self) -> int:
+        n = self._lost_pending
+        self._lost_pending = 0
+        return n
 
     # ADC -----------------------------------------------------------------------------------------
     def adc_configure(self, sample_rate_hz: float, block_samples: int) -> None:

@@ -250,6 +250,9 @@ class Board(BaseBoard):
         f.ticks_us = self._now & TICKS_MASK
         return f
 
+    def counter_lost(self) -> int:
+        return 0  # the hub stalls instead of overwriting: a simulated frame is never late
+
     # ADC ----------------------------------------------------------------------------------
     def adc_configure(self, sample_rate_hz: float, block_samples: int) -> None:
         self._rate = sample_rate_hz

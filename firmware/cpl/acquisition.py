@@ -122,9 +122,14 @@ class Acquisition:
     def stop(self) -> None:
         if self.mode == "counting":
             self._board.counter_stop()
+            lost = self._board.counter_lost()
+            if lost:
+                self._tx.late(lost)
         else:
             self._board.adc_stop()
         self.running = False
+        # no later frame of this acquisition can carry OVERRUN: report what is pending now
+        self._tx.report_overrun()
 
     def pump(self, flags: int, mono_position: int) -> bool:
         """Turn one completed board frame into a data frame. `flags` holds the state bits
@@ -132,6 +137,9 @@ class Acquisition:
         True if the board had a frame."""
         if self.mode == "counting":
             f = self._board.counter_poll()
+            lost = self._board.counter_lost()
+            if lost:
+                self._tx.late(lost)
             if f is None:
                 return False
             if f.saturated:
@@ -140,7 +148,7 @@ class Acquisition:
                 flags |= P.F_OVERLOAD
             if f.pem_locked:
                 flags |= P.F_PEM_LOCKED
-            if self._tx.pending_drops:
+            if self._tx.overrun():
                 flags |= P.F_OVERRUN
             pl = self.fb.payload
             struct.pack_into("<HHIiIHH", pl, 0, self.bins, flags, f.periods, mono_position,
@@ -159,7 +167,7 @@ class Acquisition:
                 flags |= P.F_OVERLOAD
             if blk.pem_locked:
                 flags |= P.F_PEM_LOCKED
-            if self._tx.pending_drops:
+            if self._tx.overrun():
                 flags |= P.F_OVERRUN
             pl = self.fb.payload
             pl[0:8] = blk.t0

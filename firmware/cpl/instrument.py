@@ -187,5 +187,6 @@ class Instrument:
             "homed": self.mono.homed, "hv_volts": b.hv_read(),
             "hv_set_volts": self.safety.hv_set_volts, "shutter_open": b.shutter_open(),
             "overload": self.safety.overload, "frames_sent": self.tx.frames_sent,
-            "frames_dropped": self.tx.frames_dropped, "uptime_us": self.clock.now_us(),
+            "frames_dropped": self.tx.frames_dropped, "frames_late": self.tx.frames_late,
+            "uptime_us": self.clock.now_us(),
         }

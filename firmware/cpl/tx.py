@@ -18,6 +18,8 @@ class Tx:
         self.frames_sent = 0  # data frames delivered to the USB layer
         self.frames_dropped = 0  # data frames dropped because the host did not read
         self.pending_drops = 0  # drops since the last delivered data frame
+        self.frames_late = 0  # counter frames the board dropped: collected too late
+        self.pending_late = 0  # of those, not yet reported
         self.control_dropped = 0
 
     def _advance(self) -> None:
@@ -54,6 +56,29 @@ class Tx:
             q.pop(0)
         return True
 
+    def late(self, n: int) -> None:
+        """The board dropped n data frames before they were sealed (no sequence gap)."""
+        self.frames_late += n
+        self.pending_late += n
+
+    def overrun(self) -> bool:
+        """True while data frames were lost since the last delivered one (flag OVERRUN)."""
+        return self.pending_drops > 0 or self.pending_late > 0
+
+    def report_overrun(self) -> None:
+        """EVENT OVERRUN for the losses not yet reported, then forget them."""
+        n_usb = self.pending_drops
+        n_late = self.pending_late
+        if not (n_usb or n_late):
+            return
+        self.pending_drops = 0
+        self.pending_late = 0
+        text = "%d data frames dropped" % (n_usb + n_late)
+        if n_late:
+            text += (" (%d not read by the host, %d collected from the board too late)"
+                     % (n_usb, n_late))
+        self.event(P.EV_OVERRUN, P.SEV_WARNING, text)
+
     def data(self, fb, ftype: int, n_payload: int, ticks_us: int) -> bool:
         """Seal and send a data frame built in `fb` (a protocol.FrameBuf) stamped with the
         board time `ticks_us`. Returns False if it was dropped. Allocation-free."""
@@ -62,10 +87,8 @@ class Tx:
         self._advance()
         if (not self._queue or self.flush()) and self._board.usb_write(frame):
             self.frames_sent += 1
-            if self.pending_drops:
-                n = self.pending_drops
-                self.pending_drops = 0
-                self.event(P.EV_OVERRUN, P.SEV_WARNING, "%d data frames dropped" % n)
+            if self.pending_drops or self.pending_late:
+                self.report_overrun()
             return True
         self.frames_dropped += 1
         self.pending_drops += 1

@@ -142,10 +142,24 @@ tx0, tx1, rx0, rx1 = b._counter_dma[0]
 assert tx0.read == ring.addr and rx0.write == ring.addr and rx0.count == pairs * 10
 assert rx0.ctrl["chain_to"] == rx1.channel and rx1.ctrl["chain_to"] == rx0.channel
 assert rx0.ctrl["treq_sel"] == 4 + 1 and tx0.ctrl["treq_sel"] == 1
-# next frame comes from buffer 1; a buffer completed twice before collection is dropped
+# next frame comes from buffer 1; a buffer completed twice before collection holds two frames
+# merged: both are dropped, and the counter restarts from buffer 0 with clean rings
+assert b.counter_lost() == 0
 for _ in range(4):
     b._rx_irq_1(None)
-assert b.counter_poll() is None and b.frames_lost == 1
+b._rx_irq_0(None)                        # and buffer 0 has started a third frame
+old_gate = sms[0]
+assert b.counter_poll() is None and b.frames_lost == 2
+assert b.counter_lost() == 2 and b.counter_lost() == 0
+assert sms[0] is not old_gate and sms[0].on and b._counting
+assert b._frame_next == 0 and list(b._frame_done) == [0, 0]
+for c in (0, 1):
+    for ring in b._rings[c]:
+        assert all(ring.buf[ring.first + j] == 0xFFFFFFFF for j in range(ring.words))
+# a buffer completed an odd number of times (a pass still running) is dropped too
+b._rx_irq_0(None); b._rx_irq_0(None); b._rx_irq_0(None)
+b._rx_irq_1(None); b._rx_irq_1(None)
+assert b.counter_poll() is None and b.counter_lost() == 2 and b.frames_lost == 4
 # a bin near the sampler's limit is flagged
 for c in (0, 1):
     ring = b._rings[c][0]

@@ -11,6 +11,7 @@ import zlib
 
 import pytest
 
+from cplscope.protocol import Status
 from cplscope.sim.link import AdcAnswer, CounterAnswer, LinkState, SimHub
 from fwpaths import FIRMWARE
 
@@ -124,6 +125,9 @@ def test_boot_identify(sim):
     r = host.ok(1)
     assert r["implementation"] == "micropython" and r["board"] == "sim"
     assert r["protocol_version"] == 1 and r["serial"] == "51a000000001"
+    # the firmware's STATUS has exactly the keys the host decoder requires
+    st = Status.from_dict(host.ok(10))
+    assert st.extra == {} and st.frames_late == 0 and st.frames_dropped == 0
 
 
 def test_counting_stream_in_virtual_time(sim):

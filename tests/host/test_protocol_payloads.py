@@ -176,9 +176,18 @@ def status_dict(**over):
          "pem_period_ps": 20_000_000, "a0_rad": 1.5708, "wavelength_nm": 438.0,
          "mono_position": 12345, "homed": True, "hv_volts": 650.2, "hv_set_volts": 650,
          "shutter_open": False, "overload": False, "frames_sent": 10, "frames_dropped": 0,
-         "uptime_us": 5_000_000}
+         "frames_late": 0, "uptime_us": 5_000_000}
     d.update(over)
     return d
+
+
+def test_status_requires_frames_late_and_keeps_it_apart_from_frames_dropped() -> None:
+    d = status_dict(frames_dropped=4, frames_late=3)
+    msg = decode_payload(FrameType.STATUS, encode_status(d), 0, 0)
+    assert (msg.frames_dropped, msg.frames_late) == (4, 3) and msg.extra == {}
+    del d["frames_late"]
+    with pytest.raises(MalformedPayload, match="missing 'frames_late'"):
+        decode_payload(FrameType.STATUS, json.dumps(d).encode(), 0, 0)
 
 
 def test_status_roundtrip_keeps_extra_keys() -> None:

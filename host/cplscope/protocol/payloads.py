@@ -381,7 +381,7 @@ _STATUS_KEYS: dict[str, type | tuple[type, ...]] = {
     "pem_period_ps": (int, float), "a0_rad": (int, float), "wavelength_nm": (int, float),
     "mono_position": int, "homed": bool, "hv_volts": (int, float), "hv_set_volts": (int, float),
     "shutter_open": bool, "overload": bool, "frames_sent": int, "frames_dropped": int,
-    "uptime_us": int,
+    "frames_late": int, "uptime_us": int,
 }
 _STATES = ("idle", "running", "fault")
 _MODES = ("counting", "analog")
@@ -396,8 +396,10 @@ class Status:
     ``a0_rad``: peak retardation in rad; ``wavelength_nm``: monochromator wavelength in nm;
     ``mono_position``: steps from home; ``homed``; ``hv_volts``: PMT HV read back in V;
     ``hv_set_volts``: HV set point in V; ``shutter_open``; ``overload``: latched until
-    CLEAR_FAULT; ``frames_sent``, ``frames_dropped``: data frames; ``uptime_us``: device time in
-    µs. Numeric values may be None when the device does not know them. ``extra`` holds keys
+    CLEAR_FAULT; ``frames_sent``: data frames handed to USB; ``frames_dropped``: data frames
+    sealed but dropped because the host did not read (they leave sequence gaps);
+    ``frames_late``: counter frames the board dropped because the firmware collected them too
+    late (no sequence gap); ``uptime_us``: device time in µs. Numeric values may be None when the device does not know them. ``extra`` holds keys
     that protocol version 1 does not define.
     """
 
@@ -417,6 +419,7 @@ class Status:
     overload: bool
     frames_sent: int | None
     frames_dropped: int | None
+    frames_late: int | None
     uptime_us: int | None
     extra: dict[str, Any] = field(default_factory=dict, kw_only=True)
     seq: int = field(default=0, kw_only=True)

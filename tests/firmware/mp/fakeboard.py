@@ -22,6 +22,7 @@ class FakeBoard(Board):
         self.frames_ready = -1  # -1: a frame at every poll; n >= 0: n more frames
         self.pem_period = 20_000_000
         self.bin_span = 0  # COUNTS bin_span the counter reports (1/65536 of the period)
+        self.lost = 0  # counter frames "collected too late", reported by counter_lost()
         self.locked = True
         self.drive = 0.0
         self.pem_cfg = None
@@ -87,6 +88,11 @@ class FakeBoard(Board):
         f.saturated = False
         f.ticks_us = self.t & TICKS_MASK
         return f
+
+    def counter_lost(self) -> int:
+        n = self.lost
+        self.lost = 0
+        return n
 
     # ADC
     def adc_configure(self, sample_rate_hz: float, block_samples: int) -> None:

@@ -108,6 +108,52 @@ def test_host_not_reading_drops_data_flags_overrun_and_keeps_replies():
     assert ev and ev[0][2].startswith("2"), ev  # dropped count includes the reply's pass
 
 
+def _status(inst, b):
+    import json
+    from helpers import cmd
+    st, r = cmd(inst, b, STATUS)
+    assert st == 0
+    return r
+
+
+def test_frames_the_board_collected_too_late_flag_overrun_and_count_as_late():
+    inst, b = start_counting(8, 10)
+    b.written.clear()
+    run(inst, 1)
+    b.lost = 3  # the board found 3 overwritten frames at the next poll
+    run(inst, 1)
+    fs = counts_frames(b)
+    assert len(fs) == 8
+    flagged = [i for i, f in enumerate(fs) if f["flags"] & P.F_OVERRUN]
+    assert flagged == [4], flagged  # the first frame after the loss, and only that one
+    seqs = [f[1] for f in frames(b)]  # COUNTS and the EVENT
+    assert seqs == list(range(seqs[0], seqs[0] + 9))  # late frames were never sealed: no gap
+    ev = [e for e in events(b) if e[0] == P.EV_OVERRUN]
+    assert len(ev) == 1 and ev[0][1] == P.SEV_WARNING, ev
+    assert ev[0][2].startswith("3 data frames dropped") and "3 collected from the board too late" in ev[0][2], ev
+    r = _status(inst, b)
+    assert (r["frames_late"], r["frames_dropped"]) == (3, 0), r
+
+
+def test_a_loss_found_with_no_frame_after_it_is_reported_at_stop():
+    inst, b = start_counting(8, 10)
+    b.frames_ready = 0
+    b.lost = 2  # found while no frame was ready (rp2: the overrun restarts the counter)
+    run(inst, 2)
+    assert inst.tx.frames_late == 2 and inst.tx.overrun()
+    b.written.clear()
+    ok(inst, b, STOP)
+    ev = [e for e in events(b) if e[0] == P.EV_OVERRUN]
+    assert len(ev) == 1 and ev[0][2].startswith("2 data frames dropped"), ev
+    assert not inst.tx.overrun()
+    b.frames_ready = -1
+    ok(inst, b, START)  # a new acquisition does not inherit the old loss
+    b.written.clear()
+    run(inst, 1)
+    assert not any(f["flags"] & P.F_OVERRUN for f in counts_frames(b))
+    assert _status(inst, b)["frames_late"] == 2
+
+
 def test_analog_blocks():
     inst, b = make()
     ok(inst, b, CONFIGURE, {"mode": "analog", "sample_rate_hz": 200000, "block_samples": 1000})
