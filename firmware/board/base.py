@@ -105,6 +105,8 @@ class Board:
     counter_bins = (2, 4, 8, 16, 32, 64)
     max_block_samples = 4096  # largest ADC block, samples
     max_sample_rate_hz = 250_000.0
+    # True if `crc32_into` is implemented: the core then seals data frames with it
+    native_crc32 = False
 
     # identity --------------------------------------------------------------------------
     def serial(self) -> str:
@@ -257,6 +259,14 @@ class Board:
         raise NotImplementedError
 
     def watchdog_feed(self) -> None:
+        raise NotImplementedError
+
+    # frame CRC (optional) -------------------------------------------------------------------
+    def crc32_into(self, buf: bytearray, n: int) -> None:
+        """Write the CRC-32 of buf[0:n] (IEEE 802.3, as binascii.crc32) little-endian into
+        buf[n:n+4], without allocating. Optional: a board that has it sets `native_crc32`.
+        Why: on a 32-bit port binascii.crc32 returns a long int (one heap allocation) for
+        the ~3/4 of CRCs that are ≥ 2**30."""
         raise NotImplementedError
 
     # self test ----------------------------------------------------------------------------

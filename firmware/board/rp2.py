@@ -114,8 +114,11 @@ class Rp2Board(base.Board):
     max_block_samples = 4096
     max_sample_rate_hz = 250_000.0
     max_hv_volts = HV_FULL_SCALE_V
+    native_crc32 = True
 
     def __init__(self, usb: bool = True) -> None:
+        self._crc_table = array("I", bytes(1024))
+        K.crc32_table(self._crc_table)
         self.clock_hz = machine.freq()
         self.tick_hz = self.clock_hz
         self._reset_cause = self._read_reset_cause()
@@ -771,6 +774,10 @@ class Rp2Board(base.Board):
 
     def usb_connected(self) -> bool:
         return self._usb is not None and self._usb.is_open()
+
+    # frame CRC: a viper table CRC-32 (binascii.crc32 would make a long int per frame) ------------------
+    def crc32_into(self, buf: bytearray, n: int) -> None:
+        K.crc32_seal(self._crc_table, buf, n)
 
     # watchdog -------------------------------------------------------------------------------------------
     def watchdog_start(self, timeout_ms: int) -> None:

@@ -142,3 +142,40 @@ def edges_block(words, ring_len: int, idx: int, avail: int, t_prev: int, t_len: 
     st[0] = n
     st[1] = t
     return n
+
+
+@micropython.viper
+def crc32_table(out):
+    """Fill `out` (256 uint32) with the byte table of the reflected CRC-32 (IEEE 802.3,
+    polynomial 0xEDB88320), the CRC of docs/protocol.md."""
+    t = ptr32(out)
+    i = 0
+    while i < 256:
+        c = uint(i)
+        k = 0
+        while k < 8:
+            if c & 1:
+                c = (c >> 1) ^ uint(0xEDB88320)
+            else:
+                c = c >> 1
+            k += 1
+        t[i] = c
+        i += 1
+
+
+@micropython.viper
+def crc32_seal(table, buf, n: int):
+    """Write the CRC-32 of buf[0:n] (as binascii.crc32) little-endian into buf[n:n+4].
+    Unlike binascii.crc32 on a 32-bit port, makes no long int for CRCs ≥ 2**30."""
+    t = ptr32(table)
+    p = ptr8(buf)
+    c = uint(0xFFFFFFFF)
+    i = 0
+    while i < n:
+        c = uint(t[(c ^ uint(p[i])) & 0xFF]) ^ (c >> 8)
+        i += 1
+    c = c ^ uint(0xFFFFFFFF)
+    p[n] = c & 0xFF
+    p[n + 1] = (c >> 8) & 0xFF
+    p[n + 2] = (c >> 16) & 0xFF
+    p[n + 3] = (c >> 24) & 0xFF

@@ -26,7 +26,8 @@ class Acquisition:
         self.running = False
         self.acq_id = 0
         self.frames_sent = 0  # data frames of the current/last acquisition
-        self.fb = P.FrameBuf()
+        # the data frames' CRC: the board's native one if it has it (no long ints per frame)
+        self.fb = P.FrameBuf(crc_into=board.crc32_into if board.native_crc32 else None)
         self._counts_dst = self.fb.payload[20:20]
         self._adc_dst: dict = {}
 

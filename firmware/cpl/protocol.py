@@ -58,14 +58,17 @@ class FrameBuf:
     """A preallocated outgoing frame. Write the payload into `payload`, then `seal()`.
 
     Views of the first n bytes are cached per length, so sealing frames of a recurring size
-    allocates nothing.
+    allocates nothing. `crc_into(buf, n)`, if given, writes the CRC-32 of buf[0:n] into
+    buf[n:n+4] (a board's native CRC, `Board.crc32_into`); without it `binascii.crc32` is used,
+    which makes a long int for CRCs ≥ 2**30 on a 32-bit port.
     """
 
-    def __init__(self, max_payload: int = MAX_PAYLOAD) -> None:
+    def __init__(self, max_payload: int = MAX_PAYLOAD, crc_into=None) -> None:
         self.buf = bytearray(OVERHEAD + max_payload)
         self.mv = memoryview(self.buf)
         self.payload = self.mv[HEADER:HEADER + max_payload]
         self._views: dict = {}
+        self._crc_into = crc_into
 
     def view(self, n: int) -> memoryview:
         v = self._views.get(n)
@@ -81,8 +84,11 @@ class FrameBuf:
         struct.pack_into("<BBBBHHHH", buf, 0, SYNC0, SYNC1, VERSION, ftype, n_payload, 0,
                          seq_lo, seq_hi)
         end = HEADER + n_payload
-        c = crc32(self.view(end))
-        struct.pack_into("<HH", buf, end, c & 0xFFFF, (c >> 16) & 0xFFFF)
+        if self._crc_into is not None:
+            self._crc_into(buf, end)
+        else:
+            c = crc32(self.view(end))
+            struct.pack_into("<HH", buf, end, c & 0xFFFF, (c >> 16) & 0xFFFF)
         return self.view(end + 4)
 
 

@@ -103,6 +103,12 @@ from board import rp2_pio as P
 b = R.Rp2Board(usb=False)
 assert b.serial() == "e6614104035a2b22"
 
+# --- native frame CRC: the CRC-32 check value, written little-endian after the data
+assert b.native_crc32
+buf = bytearray(b"123456789" + bytes(4))
+b.crc32_into(buf, 9)
+assert bytes(buf[9:]) == bytes((0x26, 0x39, 0xF4, 0xCB)), buf
+
 # --- argument checks
 for bad in ((12, 10), (128, 10), (8, 0)):
     try:

@@ -4,6 +4,7 @@ docs/protocol.md."""
 import json
 import random
 import subprocess
+import zlib
 
 from conftest import FIRMWARE
 
@@ -86,3 +87,46 @@ def test_viper_kernels_match_the_protocol_and_the_ring_layout(micropython):
     assert int.from_bytes(raw[0:4], "little") == times[0]
     deltas = [int.from_bytes(raw[4 + 2 * i:6 + 2 * i], "little") for i in range(len(times) - 1)]
     assert deltas == [b - a for a, b in zip(times, times[1:])]
+
+
+CRC_SCRIPT = r"""
+import sys, gc
+sys.path.insert(0, %(fw)r)
+from array import array
+from board import rp2_dma as K
+t = array('I', bytes(1024))
+K.crc32_table(t)
+data = bytes.fromhex(%(data)r)
+buf = bytearray(len(data) + 4)
+buf[:len(data)] = data
+out = []
+for n in %(lengths)r:
+    K.crc32_seal(t, buf, n)
+    out.append(bytes(buf[n:n + 4]).hex())
+    buf[:len(data)] = data
+def cost(calls):
+    gc.collect()
+    a = gc.mem_alloc()
+    i = 0
+    while i < calls:
+        K.crc32_seal(t, buf, 300)
+        i += 1
+    return gc.mem_alloc() - a
+cost(1)
+print(' '.join(out), cost(2000) - cost(10))
+"""
+
+
+def test_viper_crc32_seal_matches_zlib_and_does_not_allocate(micropython):
+    rng = random.Random(11)
+    data = bytes(rng.randrange(256) for _ in range(8216))
+    lengths = [0, 1, 2, 3, 19, 20, 84, 276, 300, 1537, 8216]
+    p = subprocess.run([micropython, "-c", CRC_SCRIPT % {"fw": str(FIRMWARE), "data": data.hex(),
+                                                          "lengths": lengths}],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stdout + p.stderr
+    *crcs, alloc = p.stdout.split()
+    expected = [zlib.crc32(data[:n]).to_bytes(4, "little").hex() for n in lengths]
+    assert crcs == expected
+    assert any(zlib.crc32(data[:n]) >= 1 << 30 for n in lengths)  # the case binascii boxes
+    assert int(alloc) <= 0  # nothing per call: 2000 calls cost no more than 10

@@ -224,6 +224,39 @@ def test_analog_stream_does_not_allocate():
     assert large < 200, large
 
 
+def test_data_frames_are_sealed_with_the_boards_native_crc():
+    from array import array
+    from board import rp2_dma as K
+    from fakeboard import FakeBoard
+    from cpl.instrument import Instrument
+
+    class NativeCrcBoard(FakeBoard):
+        native_crc32 = True
+
+        def __init__(self):
+            super().__init__()
+            self.table = array("I", bytes(1024))
+            K.crc32_table(self.table)
+            self.crc_calls = 0
+
+        def crc32_into(self, buf, n):
+            self.crc_calls += 1
+            K.crc32_seal(self.table, buf, n)
+
+    b = NativeCrcBoard()
+    inst = Instrument(b)
+    inst.boot()
+    ok(inst, b, CONFIGURE, {"mode": "counting", "bins": 64, "periods": 10})
+    ok(inst, b, START)
+    b.written.clear()
+    calls = b.crc_calls
+    run(inst, 10)
+    fs = counts_frames(b)  # decoding checks every CRC with binascii.crc32
+    assert len(fs) == 40 and b.crc_calls - calls == 40
+    small, large = _streaming_alloc(inst, b)
+    assert large <= small + 64, (small, large)
+
+
 def test_idle_status_once_per_second_of_device_time():
     inst, b = make()
     b.written.clear()
