@@ -1,0 +1,591 @@
+"""HDF5 raw archive: every frame of a run with its settings and results, crash-safe, and
+reprocessing from it (docs/data-files.md, "Raw archive").
+
+The writer opens the file once, creates every dataset (resizable, chunked), writes the run
+metadata, calibration and flag rules as attributes and then switches the file to HDF5
+single-writer/multiple-reader (SWMR) mode. SWMR orders every flush so that the file on disk is
+always a consistent HDF5 file: after each point (or dark) the writer appends the frames, then
+the point's row, then flushes. A crash or ``kill -9`` loses at most the point being written;
+:meth:`Archive.open` reads such a file (it opens in SWMR-read mode, which ignores the "still
+open for writing" mark a killed writer leaves) and ignores frames that no point row claims.
+
+Layout (``B`` = bins, fixed per archive):
+
+- attributes of ``/``: ``format``, ``version``, ``n_bins``, ``metadata``, ``calibration``,
+  ``rules`` (JSON), ``closed`` (False until :meth:`ArchiveWriter.close`), ``stream`` (JSON,
+  written at close);
+- ``frames/counts`` (N, B) uint32 and ``frames/info`` (N,) compound: ``seq``,
+  ``timestamp_us``, ``flags``, ``periods``, ``pem_period_ps``, ``mono_position``, ``acq_id``,
+  ``bin_span``, ``owner`` (point index ≥ 0, or −1 − dark index);
+- ``points`` (P,) compound of ``settings`` (:class:`PointSettings`), ``result``
+  (:class:`~cplscope.results.PointResult`), ``frame_start``/``frame_stop``; ``points_dark``
+  (P, B) float64, the dark per bin per frame each point used;
+- ``darks`` (D,) compound and ``darks_level``/``darks_sigma`` (D, B) float64.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import numpy.typing as npt
+
+from .calibration import Blank, Calibration
+from .demod import estimate
+from .protocol import usable_flags
+from .results import (
+    FLAG_DWELL_LIMIT,
+    FLAG_LINEAR_POL,
+    FLAG_LINEAR_UNKNOWN,
+    FLAG_MISFIT,
+    FLAG_NO_EMISSION,
+    FlagRules,
+    PointResult,
+    frame_health_flags,
+    point_from_estimate,
+)
+from .spectrum import Spectrum
+
+__all__ = [
+    "Archive", "ArchiveWriter", "ArchivedDark", "ArchivedPoint", "PointSettings", "RawFrames",
+    "reprocess",
+]
+
+FORMAT = "cplscope-archive"
+VERSION = 1
+_FLAGS_LEN = 256
+_TEXT_LEN = 64
+_AUTO_FLAGS = {FLAG_NO_EMISSION, FLAG_LINEAR_POL, FLAG_LINEAR_UNKNOWN, FLAG_MISFIT,
+               FLAG_DWELL_LIMIT}
+
+_FRAME_DT = np.dtype([("seq", "<u4"), ("timestamp_us", "<u8"), ("flags", "<u2"),
+                      ("periods", "<u4"), ("pem_period_ps", "<u4"), ("mono_position", "<i4"),
+                      ("acq_id", "<u2"), ("bin_span", "<f8"), ("owner", "<i4")])
+
+
+# --- frames -----------------------------------------------------------------------------
+
+@dataclass
+class RawFrames:
+    """Counting frames as arrays, usable or not, as the archive keeps them.
+
+    Attributes:
+        counts: (n, B) photon counts per phase bin, uint32.
+        seq, timestamp_us (µs), flags, periods, pem_period_ps (ps), mono_position (steps),
+            acq_id: (n,) int64 header fields of each frame.
+        bin_span: (n,) fraction of the PEM period covered by the bins.
+    """
+
+    counts: npt.NDArray[np.uint32]
+    seq: np.ndarray
+    timestamp_us: np.ndarray
+    flags: np.ndarray
+    periods: np.ndarray
+    pem_period_ps: np.ndarray
+    mono_position: np.ndarray
+    acq_id: np.ndarray
+    bin_span: np.ndarray
+
+    @classmethod
+    def of(cls, frames: Any) -> RawFrames:
+        """From a sequence of :class:`cplscope.protocol.Counts`, or any object with array
+        attributes ``counts``, ``seq``, ``timestamp_us``, ``flags``, ``periods``,
+        ``pem_period_ps``, ``mono_position``, ``acq_id`` (and ``bin_span``, scalar or
+        per frame, default 1) such as :class:`cplscope.frames.FrameSet`."""
+        if isinstance(frames, RawFrames):
+            return frames
+        names = ("seq", "timestamp_us", "flags", "periods", "pem_period_ps", "mono_position",
+                 "acq_id")
+        if hasattr(frames, "counts") and np.ndim(frames.counts) == 2:
+            counts = np.asarray(frames.counts)
+            cols = {n: np.asarray(getattr(frames, n), dtype=np.int64) for n in names}
+            span = np.broadcast_to(np.asarray(getattr(frames, "bin_span", 1.0), dtype=np.float64),
+                                   (counts.shape[0],)).copy()
+        else:
+            seq_frames = list(frames)
+            if not seq_frames:
+                raise ValueError("no frames given")
+            b = {f.n_bins for f in seq_frames}
+            if len(b) != 1:
+                raise ValueError(f"frames with different numbers of bins {sorted(b)}")
+            counts = np.stack([np.asarray(f.counts) for f in seq_frames])
+            cols = {n: np.array([int(getattr(f, n)) for f in seq_frames], dtype=np.int64)
+                    for n in names}
+            span = np.array([float(getattr(f, "bin_span", 1.0)) for f in seq_frames])
+        if counts.ndim != 2 or counts.dtype.kind not in "iu":
+            raise ValueError(f"counts must be an integer (n_frames, B) array, got {counts.dtype} "
+                             f"of shape {counts.shape}")
+        if counts.size and (counts.min() < 0 or counts.max() > 0xFFFFFFFF):
+            raise ValueError("counts must fit in uint32 (0 … 4294967295)")
+        n = counts.shape[0]
+        for name, col in cols.items():
+            if col.shape != (n,):
+                raise ValueError(f"{name} has shape {col.shape}, expected ({n},)")
+        return cls(counts.astype(np.uint32, copy=False), bin_span=span, **cols)
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.counts.shape[0])
+
+    @property
+    def n_bins(self) -> int:
+        return int(self.counts.shape[1])
+
+    @property
+    def usable(self) -> np.ndarray:
+        """Boolean mask: frames that may enter an estimate (docs/protocol.md, Flags)."""
+        return np.array([usable_flags(int(f)) for f in self.flags], dtype=bool)
+
+    def select(self, mask: np.ndarray) -> RawFrames:
+        """The frames where ``mask`` is True."""
+        return RawFrames(**{f.name: getattr(self, f.name)[mask] for f in fields(self)})
+
+
+# --- settings ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PointSettings:
+    """How one point was measured and estimated: everything reprocessing needs.
+
+    Attributes:
+        wavelength_nm: emission wavelength, nm.
+        a0_rad: PEM peak retardation A0 at this wavelength, rad.
+        phase_offset_rad: φ0, rad.
+        handedness: +1 or −1.
+        bin_span: fraction of the PEM period covered by the bins, (0, 1].
+        dead_time_s: counter dead time, s (0 = no correction).
+        frame_time_s: duration of one frame, s.
+        dwell_s: counting time of the frames used, s.
+        dark: expected dark counts per bin per frame, scalar or (B,).
+        dark_source: where ``dark`` came from, e.g. ``"dark:0"`` (index into the archive's
+            darks), ``"assumed"``, ``"none"``.
+        accumulation: index of the scan (0, 1, …) this point belongs to.
+        noise: ``"poisson"`` (counting) or ``"gaussian"``.
+        blank_g, blank_sigma: blank subtracted from g (NaN: none).
+        a0_tracking: whether the firmware held A0 constant over wavelength.
+    """
+
+    wavelength_nm: float
+    a0_rad: float
+    phase_offset_rad: float
+    frame_time_s: float
+    dwell_s: float
+    handedness: int = 1
+    bin_span: float = 1.0
+    dead_time_s: float = 0.0
+    dark: Any = 0.0
+    dark_source: str = "none"
+    accumulation: int = 0
+    noise: str = "poisson"
+    blank_g: float = math.nan
+    blank_sigma: float = math.nan
+    a0_tracking: bool = True
+
+    @property
+    def blank(self) -> tuple[float, float] | None:
+        """(g, σ) of the blank subtracted, or None."""
+        return None if math.isnan(self.blank_g) else (self.blank_g, self.blank_sigma)
+
+
+_SETTINGS_DT = np.dtype([
+    ("wavelength_nm", "<f8"), ("a0_rad", "<f8"), ("phase_offset_rad", "<f8"),
+    ("frame_time_s", "<f8"), ("dwell_s", "<f8"), ("handedness", "<i1"), ("bin_span", "<f8"),
+    ("dead_time_s", "<f8"), ("dark_source", f"S{_TEXT_LEN}"), ("accumulation", "<i4"),
+    ("noise", "S8"), ("blank_g", "<f8"), ("blank_sigma", "<f8"), ("a0_tracking", "?")])
+_RESULT_DT = np.dtype([(f.name, f"S{_FLAGS_LEN}" if f.name == "flags" else
+                        "<i8" if f.name in ("n_frames", "accumulations") else "<f8")
+                       for f in fields(PointResult)])
+_POINT_DT = np.dtype([("settings", _SETTINGS_DT), ("result", _RESULT_DT),
+                      ("frame_start", "<i8"), ("frame_stop", "<i8")])
+_DARK_DT = np.dtype([("wavelength_nm", "<f8"), ("frame_time_s", "<f8"), ("n_frames", "<i8"),
+                     ("source", f"S{_TEXT_LEN}"), ("time", "S32"), ("frame_start", "<i8"),
+                     ("frame_stop", "<i8")])
+
+
+def _text(value: str, size: int, what: str) -> bytes:
+    raw = value.encode("utf-8")
+    if len(raw) > size:
+        raise ValueError(f"{what} {value!r} is longer than the archive's {size} bytes")
+    return raw
+
+
+# --- writer -----------------------------------------------------------------------------
+
+class ArchiveWriter:
+    """Append-only, crash-safe writer of one run's raw archive.
+
+    Use as a context manager, or call :meth:`close` at the end with the stream health.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, n_bins: int,
+                 metadata: Mapping[str, Any], calibration: Calibration | None = None,
+                 rules: FlagRules = FlagRules(), overwrite: bool = False) -> None:
+        """Create the archive at ``path``.
+
+        Args:
+            n_bins: B, phase bins of every frame in this run (2 … 64).
+            metadata: run metadata (:func:`cplscope.spectrum.run_metadata`), JSON-ready.
+            calibration: the calibration in force (stored in full, blank included).
+            rules: the flag thresholds the results were computed with.
+            overwrite: replace an existing file (otherwise FileExistsError).
+        """
+        if not 2 <= int(n_bins) <= 64:
+            raise ValueError(f"n_bins must be 2 … 64, got {n_bins}")
+        self.path = Path(path)
+        if self.path.exists() and not overwrite:
+            raise FileExistsError(f"{self.path} exists; choose a new file name for this run or "
+                                  "pass overwrite=True")
+        self.n_bins = int(n_bins)
+        self._stream: dict[str, int] | None = None
+        f = h5py.File(self.path, "w", libver="latest")
+        try:
+            f.attrs["format"] = FORMAT
+            f.attrs["version"] = VERSION
+            f.attrs["n_bins"] = self.n_bins
+            f.attrs["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            f.attrs["metadata"] = json.dumps(dict(metadata))
+            f.attrs["calibration"] = json.dumps(calibration.to_dict() if calibration else None)
+            f.attrs["rules"] = json.dumps(asdict(rules))
+            f.attrs["closed"] = False
+            f.attrs["stream"] = "null"
+            b = self.n_bins
+            chunk = max(16, 16384 // (4 * b))
+            f.create_dataset("frames/counts", (0, b), maxshape=(None, b), dtype="<u4",
+                             chunks=(chunk, b))
+            f.create_dataset("frames/info", (0,), maxshape=(None,), dtype=_FRAME_DT, chunks=(512,))
+            f.create_dataset("points", (0,), maxshape=(None,), dtype=_POINT_DT, chunks=(16,))
+            f.create_dataset("points_dark", (0, b), maxshape=(None, b), dtype="<f8",
+                             chunks=(64, b))
+            f.create_dataset("darks", (0,), maxshape=(None,), dtype=_DARK_DT, chunks=(16,))
+            for name in ("darks_level", "darks_sigma"):
+                f.create_dataset(name, (0, b), maxshape=(None, b), dtype="<f8", chunks=(16, b))
+            f.flush()
+            f.swmr_mode = True
+        except BaseException:
+            f.close()
+            raise
+        self._file: h5py.File | None = f
+
+    def _f(self) -> h5py.File:
+        if self._file is None:
+            raise ValueError(f"archive {self.path} is closed")
+        return self._file
+
+    def _append_frames(self, frames: RawFrames, owner: int) -> tuple[int, int]:
+        if frames.n_bins != self.n_bins:
+            raise ValueError(f"frames have B={frames.n_bins} bins but this archive holds "
+                             f"B={self.n_bins}; start a new archive for a new bin count")
+        f = self._f()
+        counts, info = f["frames/counts"], f["frames/info"]
+        start, n = counts.shape[0], frames.n_frames
+        rows = np.zeros(n, dtype=_FRAME_DT)
+        for name in _FRAME_DT.names:
+            rows[name] = owner if name == "owner" else getattr(frames, name)
+        counts.resize((start + n, self.n_bins))
+        counts[start:] = frames.counts
+        info.resize((start + n,))
+        info[start:] = rows
+        return start, start + n
+
+    @staticmethod
+    def _append_row(ds: h5py.Dataset, row: np.ndarray) -> int:
+        i = ds.shape[0]
+        ds.resize((i + 1,) + ds.shape[1:])
+        ds[i] = row
+        return i
+
+    def add_dark(self, frames: Any, *, level: npt.ArrayLike | None = None,
+                 sigma: npt.ArrayLike | None = None, source: str = "shutter-closed",
+                 wavelength_nm: float = math.nan, frame_time_s: float = math.nan) -> int:
+        """Store a dark measurement with its raw frames; returns its index (for
+        ``PointSettings.dark_source = f"dark:{index}"``).
+
+        ``level`` (per bin per frame, counts) and its ``sigma`` default to the mean of the
+        usable frames and its standard error sqrt(mean/n) (Poisson).
+        """
+        raw = RawFrames.of(frames)
+        f = self._f()
+        if level is None:
+            use = raw.counts[raw.usable].astype(np.float64)
+            if use.shape[0] == 0:
+                raise ValueError("no usable dark frames to average; pass level explicitly")
+            level = use.mean(axis=0)
+            sigma = np.sqrt(level / use.shape[0]) if sigma is None else sigma
+        lvl = np.broadcast_to(np.asarray(level, dtype=np.float64), (self.n_bins,))
+        sig = np.broadcast_to(np.asarray(np.nan if sigma is None else sigma, dtype=np.float64),
+                              (self.n_bins,))
+        index = f["darks"].shape[0]
+        start, stop = self._append_frames(raw, -1 - index)
+        row = np.zeros((), dtype=_DARK_DT)
+        row["wavelength_nm"], row["frame_time_s"], row["n_frames"] = wavelength_nm, frame_time_s, raw.n_frames
+        row["source"] = _text(source, _TEXT_LEN, "dark source")
+        row["time"] = datetime.now(timezone.utc).isoformat(timespec="seconds").encode()
+        row["frame_start"], row["frame_stop"] = start, stop
+        for name, value in (("darks_level", lvl), ("darks_sigma", sig)):
+            ds = f[name]
+            ds.resize((index + 1, self.n_bins))
+            ds[index] = value
+        self._append_row(f["darks"], row)
+        f.flush()
+        return index
+
+    def add_point(self, frames: Any, settings: PointSettings, result: PointResult) -> int:
+        """Append one point: all its frames (usable or not), its settings and its result,
+        then flush to disk. Returns the point's index."""
+        raw = RawFrames.of(frames)
+        f = self._f()
+        dark = np.broadcast_to(np.asarray(settings.dark, dtype=np.float64), (self.n_bins,))
+        row = np.zeros((), dtype=_POINT_DT)
+        s = row["settings"]
+        for name in _SETTINGS_DT.names:
+            value = getattr(settings, name)
+            if name in ("dark_source", "noise"):
+                value = _text(value, _SETTINGS_DT[name].itemsize, name)
+            s[name] = value
+        r = row["result"]
+        for name in _RESULT_DT.names:
+            value = getattr(result, name)
+            r[name] = _text(";".join(value), _FLAGS_LEN, "flags") if name == "flags" else value
+        index = f["points"].shape[0]
+        row["frame_start"], row["frame_stop"] = self._append_frames(raw, index)
+        pd = f["points_dark"]
+        pd.resize((index + 1, self.n_bins))
+        pd[index] = dark
+        self._append_row(f["points"], row)      # last: the row commits the point
+        f.flush()
+        return index
+
+    def close(self, stream: Mapping[str, int] | None = None) -> None:
+        """Close the archive, recording the stream-health counters (``frames``,
+        ``rejected``, ``missing``, ``reconnects``, …) and marking it closed."""
+        if self._file is None:
+            return
+        self._file.close()
+        self._file = None
+        with h5py.File(self.path, "r+", libver="latest") as f:
+            f.attrs["stream"] = json.dumps(dict(stream) if stream is not None else None)
+            f.attrs["closed"] = True
+
+    def __enter__(self) -> ArchiveWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close(self._stream)
+
+    def set_stream(self, stream: Mapping[str, int]) -> None:
+        """Stream-health counters to record when the context manager closes the archive."""
+        self._stream = {k: int(v) for k, v in stream.items()}
+
+
+# --- reader -----------------------------------------------------------------------------
+
+@dataclass
+class ArchivedPoint:
+    """One point read back: its index, settings, stored result and every frame."""
+
+    index: int
+    settings: PointSettings
+    result: PointResult
+    frames: RawFrames
+
+
+@dataclass
+class ArchivedDark:
+    """One dark measurement read back: level and σ per bin per frame (counts), its frames."""
+
+    index: int
+    level: np.ndarray
+    sigma: np.ndarray
+    source: str
+    wavelength_nm: float
+    frame_time_s: float
+    time: str
+    frames: RawFrames = field(repr=False)
+
+
+class Archive:
+    """Read access to a raw archive, also one whose writer was killed or is still running."""
+
+    def __init__(self, file: h5py.File, path: Path) -> None:
+        self._f = file
+        self.path = path
+        attrs = file.attrs
+        if attrs.get("format") != FORMAT:
+            file.close()
+            raise ValueError(f"{path} is not a cplscope raw archive (format attribute "
+                             f"{attrs.get('format')!r})")
+        if int(attrs["version"]) != VERSION:
+            file.close()
+            raise ValueError(f"{path}: archive version {attrs['version']} is not supported "
+                             f"(this cplscope reads version {VERSION})")
+        self.n_bins: int = int(attrs["n_bins"])
+        self.metadata: dict[str, Any] = json.loads(attrs["metadata"])
+        cal = json.loads(attrs["calibration"])
+        self.calibration: Calibration | None = (
+            Calibration.from_dict(cal, where=f"{path} calibration") if cal else None)
+        self.rules = FlagRules(**json.loads(attrs["rules"]))
+        self.closed_cleanly: bool = bool(attrs["closed"])
+        self.stream: dict[str, int] | None = json.loads(attrs["stream"])
+        n_frames = file["frames/counts"].shape[0]
+        points = file["points"][:]
+        # a killed writer may leave a row whose frames did not reach the disk: never trust one
+        complete = points["frame_stop"] <= min(n_frames, file["frames/info"].shape[0])
+        self._points = points[: int(np.argmin(complete)) if not complete.all() else len(points)]
+        self._n_dark = min(file["darks"].shape[0], file["darks_level"].shape[0],
+                           file["darks_sigma"].shape[0])
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str]) -> Archive:
+        """Open an archive for reading (SWMR-read mode, so killed or live runs open too)."""
+        p = Path(path)
+        try:
+            f = h5py.File(p, "r", libver="latest", swmr=True)
+        except OSError as exc:
+            raise ValueError(f"{p} cannot be opened as an HDF5 archive: {exc}") from None
+        return cls(f, p)
+
+    def close(self) -> None:
+        self._f.close()
+
+    def __enter__(self) -> Archive:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __len__(self) -> int:
+        return len(self._points)
+
+    def __iter__(self) -> Iterator[ArchivedPoint]:
+        for i in range(len(self)):
+            yield self.point(i)
+
+    def _frames(self, start: int, stop: int) -> RawFrames:
+        info = self._f["frames/info"][start:stop]
+        cols = {n: info[n].astype(np.int64) for n in _FRAME_DT.names if n not in ("bin_span", "owner")}
+        return RawFrames(self._f["frames/counts"][start:stop], bin_span=info["bin_span"], **cols)
+
+    def point(self, i: int) -> ArchivedPoint:
+        """Point ``i`` with its settings, stored result and frames."""
+        row = self._points[i]
+        s = row["settings"]
+        kw: dict[str, Any] = {}
+        for name in _SETTINGS_DT.names:
+            v = s[name]
+            kw[name] = v.decode() if isinstance(v, bytes) else v.item()
+        kw["dark"] = self._f["points_dark"][i]
+        settings = PointSettings(**kw)
+        r = row["result"]
+        rk: dict[str, Any] = {n: r[n].item() for n in _RESULT_DT.names if n != "flags"}
+        rk["flags"] = tuple(x for x in r["flags"].decode().split(";") if x)
+        return ArchivedPoint(i, settings, PointResult(**rk),
+                             self._frames(int(row["frame_start"]), int(row["frame_stop"])))
+
+    @property
+    def darks(self) -> list[ArchivedDark]:
+        """Every dark measurement of the run."""
+        rows = self._f["darks"][: self._n_dark]
+        return [ArchivedDark(i, self._f["darks_level"][i], self._f["darks_sigma"][i],
+                             r["source"].decode(), float(r["wavelength_nm"]),
+                             float(r["frame_time_s"]), r["time"].decode(),
+                             self._frames(int(r["frame_start"]), int(r["frame_stop"])))
+                for i, r in enumerate(rows)]
+
+    def results(self) -> Spectrum:
+        """The results as stored during the run, as a :class:`Spectrum`."""
+        meta = dict(self.metadata)
+        if self.stream is not None:
+            meta["stream"] = self.stream
+        return Spectrum([p.result for p in self], meta)
+
+
+# --- reprocessing -----------------------------------------------------------------------
+
+def reprocess(path: str | os.PathLike[str], calibration: Calibration | None = None,
+              blank: Blank | None = None, *, rules: FlagRules | None = None) -> Spectrum:
+    """Recompute every point of an archive from its stored frames.
+
+    Frames that are not usable (docs/protocol.md, Flags) are left out, as in the run. With no
+    arguments the result equals the stored one.
+
+    Args:
+        calibration: new constants. A0 and φ0 are changed relative to the archive's
+            calibration (A0_point · a0_new/a0_old, φ0_point + φ0_new − φ0_old), so A0 tracking
+            or its absence is preserved; handedness and dead time are replaced. None keeps
+            the stored per-point values.
+        blank: a blank to subtract instead of the one used in the run. When None: the new
+            calibration's blank if a calibration is given, else the per-point stored blank.
+            To drop the blank, pass a calibration whose ``blank`` is None.
+        rules: flag thresholds; the archive's by default.
+
+    Returns:
+        A :class:`Spectrum` whose metadata notes the reprocessing.
+    """
+    with Archive.open(path) as arc:
+        rules = rules or arc.rules
+        old = arc.calibration
+        if calibration is not None and old is None:
+            raise ValueError(f"{path} stores no calibration, so a new one cannot be applied "
+                             "relative to it")
+        points = []
+        for ap in arc:
+            s = _recalibrated(ap.settings, old, calibration, blank)
+            points.append(_reprocess_point(ap, s, rules))
+        meta = dict(arc.metadata)
+        if arc.stream is not None:
+            meta["stream"] = arc.stream
+    note: dict[str, Any] = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                            "archive": str(path)}
+    if calibration is not None:
+        cal = {k: v for k, v in calibration.to_dict().items()
+               if k not in ("format", "version", "blank")}
+        cal["blank_applied"] = blank is not None or calibration.blank is not None
+        meta["calibration"] = cal
+    elif blank is not None:
+        meta.setdefault("calibration", {})["blank_applied"] = True
+    meta["reprocessed"] = note
+    return Spectrum(points, meta)
+
+
+def _recalibrated(s: PointSettings, old: Calibration | None, new: Calibration | None,
+                  blank: Blank | None) -> PointSettings:
+    if new is not None:
+        assert old is not None
+        s = replace(s, a0_rad=s.a0_rad * new.a0_rad / old.a0_rad,
+                    phase_offset_rad=s.phase_offset_rad + new.phase_offset_rad - old.phase_offset_rad,
+                    handedness=new.handedness, dead_time_s=new.dead_time_s)
+        blank = blank if blank is not None else new.blank
+        if blank is None:
+            s = replace(s, blank_g=math.nan, blank_sigma=math.nan)
+    if blank is not None:
+        g, sigma = blank.at(s.wavelength_nm)
+        s = replace(s, blank_g=g, blank_sigma=sigma)
+    return s
+
+
+def _reprocess_point(ap: ArchivedPoint, s: PointSettings, rules: FlagRules) -> PointResult:
+    use = ap.frames.select(ap.frames.usable)
+    if use.n_frames == 0:
+        raise ValueError(f"point {ap.index} ({s.wavelength_nm:g} nm) has no usable frames")
+    kwargs: dict[str, Any] = {}
+    if s.bin_span != 1.0:
+        kwargs["bin_span"] = s.bin_span
+    est = estimate(use.counts, s.a0_rad, phase_offset=s.phase_offset_rad, dark=s.dark,
+                   dead_time=s.dead_time_s,
+                   frame_time=s.frame_time_s if s.dead_time_s > 0 else None,
+                   noise=s.noise, **kwargs)  # type: ignore[arg-type]
+    stored = ap.result.flags
+    health = frame_health_flags(ap.frames.flags)
+    passthrough = [f for f in stored if f not in _AUTO_FLAGS]
+    passthrough += [f for f in health if f not in passthrough]
+    return point_from_estimate(est, s.wavelength_nm, s.dwell_s, handedness=s.handedness,
+                               blank=s.blank, dwell_limit=FLAG_DWELL_LIMIT in stored,
+                               frame_flags=passthrough, rules=rules,
+                               accumulations=ap.result.accumulations)
