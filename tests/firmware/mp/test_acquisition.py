@@ -302,3 +302,20 @@ def test_board_exception_in_loop_faults_and_stays_alive():
     assert b.hv == 0.0 and not b.counting
     st, text = cmd(inst, b, START)
     assert st == P.ST_BAD_STATE and "CLEAR_FAULT" in text
+
+
+def test_status_goes_out_once_per_second_in_fault_too_and_stop_changes_nothing():
+    import json
+    inst, b = start_counting(4, 10)
+    b.trip("PMT rate 3e6 cps > limit 2e6 cps")
+    run(inst, 1)
+    assert inst.state == "fault"
+    r = ok(inst, b, STOP)
+    assert inst.state == "fault" and "frames_sent" in r
+    b.written.clear()
+    t0 = b.t
+    while b.t - t0 < 3_000_000:
+        inst.step()
+    sts = [json.loads(f[3]) for f in frames(b, 3)]
+    assert len(sts) in (2, 3, 4), len(sts)
+    assert all(s["state"] == "fault" and s["overload"] for s in sts)
