@@ -475,6 +475,9 @@ def main(argv: list[str] | None = None) -> int:
             return {**port.stats(), "time_us": hub.now_us, "bench_frames": adapter.frames,
                     "bench_blocks": adapter.blocks,
                     "hub_error": repr(hub.error) if hub.error else None}
+        if op == "fault_log":
+            return {"dropped_seqs": list(injector.dropped_seqs),
+                    "corrupted_seqs": list(injector.corrupted_seqs)}
         if op == "plug":
             port.set_plugged(bool(req.get("plugged", True)))
             return port.stats()
@@ -482,7 +485,7 @@ def main(argv: list[str] | None = None) -> int:
             quit_event.set()
             return {"quit": True}
         raise ValueError(f"unknown control op {op!r}; known: set_faults, time, truth, stats, "
-                         "plug, quit")
+                         "fault_log, plug, quit")
 
     cable = CableServer(port, "unix:" + os.path.join(folder, "cable.sock"), control)
     for sig in (signal.SIGTERM, signal.SIGINT):

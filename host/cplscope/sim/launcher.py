@@ -265,6 +265,11 @@ class SimSession:
         Faults().updated(faults)  # check here, for a ValueError raised in the caller
         return self.backend.control({"op": "set_faults", "faults": faults})["faults"]
 
+    def fault_log(self) -> dict[str, list[int]]:
+        """Sequence numbers of the IN frames the cable dropped and corrupted so far (the last
+        100 000 of each)."""
+        return self.backend.control({"op": "fault_log"})
+
     def plug(self, plugged: bool) -> None:
         """Plug the USB cable in (True) or pull it out (False) now."""
         self.backend.control({"op": "plug", "plugged": bool(plugged)})
