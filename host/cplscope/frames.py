@@ -24,7 +24,9 @@ class FrameSet:
         pem_period_ps: (n,) mean PEM period of each frame, ps.
         mono_position: (n,) monochromator position, steps.
         acq_id: (n,) acquisition id.
-        bin_span: fraction of the PEM period covered by the bins (1 = whole period).
+        bin_span: mean fraction of the PEM period covered by the bins (1 = whole period); a
+            board that tracks PEM drift varies it slightly from frame to frame, and the
+            estimator takes the mean.
         excluded: frames received in the same acquisition but not usable (saturated,
             overload, monochromator moving, PEM unlocked); never part of ``counts``.
         raw: the frames' bytes, for the raw archive (may be empty).
@@ -55,7 +57,7 @@ class FrameSet:
         if len(bins) != 1:
             raise ValueError(f"frames with different numbers of bins {sorted(bins)} cannot be "
                              "stacked; reconfigure and measure again")
-        span = float(getattr(frames[0], "bin_span", 1.0) or 1.0)
+        span = float(np.mean([getattr(f, "bin_span", 1.0) or 1.0 for f in frames]))
         col = lambda name: np.array([getattr(f, name) for f in frames], dtype=np.int64)
         return cls(
             counts=np.stack([f.counts for f in frames]).astype(np.uint32, copy=False),
@@ -101,4 +103,6 @@ class FrameSet:
             cat(self.timestamp_us, other.timestamp_us), cat(self.flags, other.flags),
             cat(self.periods, other.periods), cat(self.pem_period_ps, other.pem_period_ps),
             cat(self.mono_position, other.mono_position), cat(self.acq_id, other.acq_id),
-            self.bin_span, self.excluded + other.excluded, self.raw + other.raw)
+            (self.bin_span * self.n_frames + other.bin_span * other.n_frames)
+            / (self.n_frames + other.n_frames),
+            self.excluded + other.excluded, self.raw + other.raw)
