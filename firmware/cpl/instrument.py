@@ -184,6 +184,7 @@ class Instrument:
             "periods": self.acq.periods, "pem_locked": b.pem_locked(),
             "pem_period_ps": period if period else None, "a0_rad": self.pem.a0_at(nm),
             "wavelength_nm": nm, "mono_position": self.mono.position(),
+            "moving": self.mono.moving(),
             "homed": self.mono.homed, "hv_volts": b.hv_read(),
             "hv_set_volts": self.safety.hv_set_volts, "shutter_open": b.shutter_open(),
             "overload": self.safety.overload, "frames_sent": self.tx.frames_sent,

@@ -174,7 +174,7 @@ def test_adc_block_times_in_seconds() -> None:
 def status_dict(**over):
     d = {"state": "idle", "mode": "counting", "bins": 16, "periods": 500, "pem_locked": True,
          "pem_period_ps": 20_000_000, "a0_rad": 1.5708, "wavelength_nm": 438.0,
-         "mono_position": 12345, "homed": True, "hv_volts": 650.2, "hv_set_volts": 650,
+         "mono_position": 12345, "moving": False, "homed": True, "hv_volts": 650.2, "hv_set_volts": 650,
          "shutter_open": False, "overload": False, "frames_sent": 10, "frames_dropped": 0,
          "frames_late": 0, "uptime_us": 5_000_000}
     d.update(over)

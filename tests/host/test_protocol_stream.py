@@ -262,7 +262,8 @@ def test_good_crc_frames_with_garbage_payloads_are_counted_not_raised(ftype, hea
 def test_status_frame_through_the_stream() -> None:
     status = {"state": "running", "mode": "analog", "bins": 16, "periods": 500, "pem_locked": False,
               "pem_period_ps": 0, "a0_rad": None, "wavelength_nm": 504.0, "mono_position": -3,
-              "homed": False, "hv_volts": 0.0, "hv_set_volts": 0.0, "shutter_open": True,
+              "moving": False, "homed": False, "hv_volts": 0.0, "hv_set_volts": 0.0,
+              "shutter_open": True,
               "overload": True, "frames_sent": 1, "frames_dropped": 2, "frames_late": 0,
               "uptime_us": 3}
     (msg,) = StreamDecoder().feed(encode_frame(FrameType.STATUS, 0, 9, encode_status(status)))

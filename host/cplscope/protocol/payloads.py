@@ -379,7 +379,8 @@ def decode_adc_block(payload: bytes, *, seq: int = 0, timestamp_us: int = 0,
 _STATUS_KEYS: dict[str, type | tuple[type, ...]] = {
     "state": str, "mode": str, "bins": int, "periods": int, "pem_locked": bool,
     "pem_period_ps": (int, float), "a0_rad": (int, float), "wavelength_nm": (int, float),
-    "mono_position": int, "homed": bool, "hv_volts": (int, float), "hv_set_volts": (int, float),
+    "mono_position": int, "moving": bool, "homed": bool, "hv_volts": (int, float),
+    "hv_set_volts": (int, float),
     "shutter_open": bool, "overload": bool, "frames_sent": int, "frames_dropped": int,
     "frames_late": int, "uptime_us": int,
 }
@@ -394,7 +395,8 @@ class Status:
     ``state``: "idle" | "running" | "fault"; ``mode``: "counting" | "analog"; ``bins``: B;
     ``periods``: K per frame; ``pem_locked``; ``pem_period_ps``: PEM period in ps;
     ``a0_rad``: peak retardation in rad; ``wavelength_nm``: monochromator wavelength in nm;
-    ``mono_position``: steps from home; ``homed``; ``hv_volts``: PMT HV read back in V;
+    ``mono_position``: steps from home; ``moving``: the monochromator is moving; ``homed``;
+    ``hv_volts``: PMT HV read back in V;
     ``hv_set_volts``: HV set point in V; ``shutter_open``; ``overload``: latched until
     CLEAR_FAULT; ``frames_sent``: data frames handed to USB; ``frames_dropped``: data frames
     sealed but dropped because the host did not read (they leave sequence gaps);
@@ -412,6 +414,7 @@ class Status:
     a0_rad: float | None
     wavelength_nm: float | None
     mono_position: int | None
+    moving: bool
     homed: bool
     hv_volts: float | None
     hv_set_volts: float | None

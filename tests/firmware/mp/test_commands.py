@@ -249,10 +249,11 @@ def test_status_has_every_key():
     inst, b = make()
     r = ok(inst, b, STATUS)
     keys = ("state mode bins periods pem_locked pem_period_ps a0_rad wavelength_nm "
-            "mono_position homed hv_volts hv_set_volts shutter_open overload frames_sent "
+            "mono_position moving homed hv_volts hv_set_volts shutter_open overload frames_sent "
             "frames_dropped frames_late uptime_us").split()
     assert sorted(r) == sorted(keys), sorted(r)
     assert r["state"] == "idle" and r["wavelength_nm"] is None and r["homed"] is False
+    assert r["moving"] is False
     assert r["pem_period_ps"] == 20_000_000
     b.locked = False
     assert ok(inst, b, STATUS)["pem_period_ps"] is None  # protocol: null when unknown
