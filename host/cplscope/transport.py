@@ -28,7 +28,6 @@ from .protocol import (
     AdcBlock,
     Counts,
     Event,
-    EventCode,
     Opcode,
     Reply,
     Status,
@@ -61,7 +60,7 @@ class LinkHealth:
 
     ``frames``: good frames decoded; ``rejected``: corrupt frames and candidates thrown away
     (CRC, version, length, malformed payload); ``missing``: sequence numbers never received;
-    ``restarts``: firmware restarts seen (sequence reset or a BOOT event); ``reconnects``:
+    ``restarts``: firmware restarts seen (the sequence number went back); ``reconnects``:
     USB reconnections after a disconnect; ``stalls``: endpoint halts cleared; ``unknown``:
     good frames of a type this host does not know.
     """
@@ -144,7 +143,6 @@ class Transport:
         self.events: deque[Event] = deque(maxlen=1000)
         self.last_status: Status | None = None
         self._health = LinkHealth()
-        self._boots = 0
         self._connected = threading.Event()
         self._closed = threading.Event()
         self._gave_up = False
@@ -174,7 +172,7 @@ class Transport:
         s = self._decoder.stats
         h = self._health
         return LinkHealth(frames=s.frames, rejected=s.rejected, missing=s.missing,
-                          restarts=max(s.restarts, self._boots), reconnects=h.reconnects,
+                          restarts=s.restarts, reconnects=h.reconnects,
                           stalls=h.stalls, unknown=s.unknown)
 
     def wait_connected(self, timeout: float) -> bool:
@@ -292,8 +290,6 @@ class Transport:
             elif isinstance(msg, Status):
                 self.last_status = msg
             elif isinstance(msg, Event):
-                if msg.code == EventCode.BOOT:
-                    self._boots += 1
                 self.events.append(msg)
                 if self.on_event is not None:
                     try:
