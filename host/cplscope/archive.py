@@ -204,6 +204,9 @@ _RESULT_DT = np.dtype([(f.name, f"S{_FLAGS_LEN}" if f.name == "flags" else
                        for f in fields(PointResult)])
 _POINT_DT = np.dtype([("settings", _SETTINGS_DT), ("result", _RESULT_DT),
                       ("frame_start", "<i8"), ("frame_stop", "<i8")])
+_FRAME_FIELDS: tuple[str, ...] = tuple(_FRAME_DT.names or ())
+_SETTINGS_FIELDS: tuple[str, ...] = tuple(_SETTINGS_DT.names or ())
+_RESULT_FIELDS: tuple[str, ...] = tuple(_RESULT_DT.names or ())
 _DARK_DT = np.dtype([("wavelength_nm", "<f8"), ("frame_time_s", "<f8"), ("n_frames", "<i8"),
                      ("source", f"S{_TEXT_LEN}"), ("time", "S32"), ("frame_start", "<i8"),
                      ("frame_stop", "<i8")])
@@ -286,7 +289,7 @@ class ArchiveWriter:
         counts, info = f["frames/counts"], f["frames/info"]
         start, n = counts.shape[0], frames.n_frames
         rows = np.zeros(n, dtype=_FRAME_DT)
-        for name in _FRAME_DT.names:
+        for name in _FRAME_FIELDS:
             rows[name] = owner if name == "owner" else getattr(frames, name)
         counts.resize((start + n, self.n_bins))
         counts[start:] = frames.counts
@@ -344,13 +347,13 @@ class ArchiveWriter:
         dark = np.broadcast_to(np.asarray(settings.dark, dtype=np.float64), (self.n_bins,))
         row = np.zeros((), dtype=_POINT_DT)
         s = row["settings"]
-        for name in _SETTINGS_DT.names:
+        for name in _SETTINGS_FIELDS:
             value = getattr(settings, name)
             if name in ("dark_source", "noise"):
                 value = _text(value, _SETTINGS_DT[name].itemsize, name)
             s[name] = value
         r = row["result"]
-        for name in _RESULT_DT.names:
+        for name in _RESULT_FIELDS:
             value = getattr(result, name)
             r[name] = _text(";".join(value), _FLAGS_LEN, "flags") if name == "flags" else value
         index = f["points"].shape[0]
@@ -469,7 +472,7 @@ class Archive:
 
     def _frames(self, start: int, stop: int) -> RawFrames:
         info = self._f["frames/info"][start:stop]
-        cols = {n: info[n].astype(np.int64) for n in _FRAME_DT.names if n not in ("bin_span", "owner")}
+        cols = {n: info[n].astype(np.int64) for n in _FRAME_FIELDS if n not in ("bin_span", "owner")}
         return RawFrames(self._f["frames/counts"][start:stop], bin_span=info["bin_span"], **cols)
 
     def point(self, i: int) -> ArchivedPoint:
@@ -477,13 +480,13 @@ class Archive:
         row = self._points[i]
         s = row["settings"]
         kw: dict[str, Any] = {}
-        for name in _SETTINGS_DT.names:
+        for name in _SETTINGS_FIELDS:
             v = s[name]
             kw[name] = v.decode() if isinstance(v, bytes) else v.item()
         kw["dark"] = self._f["points_dark"][i]
         settings = PointSettings(**kw)
         r = row["result"]
-        rk: dict[str, Any] = {n: r[n].item() for n in _RESULT_DT.names if n != "flags"}
+        rk: dict[str, Any] = {n: r[n].item() for n in _RESULT_FIELDS if n != "flags"}
         rk["flags"] = tuple(x for x in r["flags"].decode().split(";") if x)
         return ArchivedPoint(i, settings, PointResult(**rk),
                              self._frames(int(row["frame_start"]), int(row["frame_stop"])))

@@ -387,9 +387,10 @@ def combine(spectra: Sequence[Spectrum], *, rules: FlagRules = FlagRules(),
     meta = copy.deepcopy(spectra[0].metadata)
     meta["accumulations"] = len(spectra)
     streams = [s.metadata.get("stream") for s in spectra]
-    if all(isinstance(s, Mapping) for s in streams):
-        keys = set.intersection(*(set(s) for s in streams))  # type: ignore[arg-type]
-        meta["stream"] = {k: sum(int(s[k]) for s in streams) for k in sorted(keys)}  # type: ignore[index]
+    counters = [s for s in streams if isinstance(s, Mapping)]
+    if len(counters) == len(streams):
+        keys = set.intersection(*(set(s) for s in counters))
+        meta["stream"] = {k: sum(int(s[k]) for s in counters) for k in sorted(keys)}
     return Spectrum(points, meta)
 
 
