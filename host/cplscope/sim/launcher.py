@@ -372,13 +372,14 @@ def _site_dirs() -> set[Path]:
 
 def _read_ready(hub: subprocess.Popen[bytes], timeout: float, folder: str) -> dict[str, Any]:
     """The hub's JSON ready line, read with a deadline."""
-    assert hub.stdout is not None
+    out = hub.stdout
+    assert out is not None
     box: list[bytes] = []
-    t = threading.Thread(target=lambda: box.append(hub.stdout.readline()), daemon=True)
+    t = threading.Thread(target=lambda: box.append(out.readline()), daemon=True)
     t.start()
     t.join(timeout)
     line = box[0] if box else b""
-    hub.stdout.close()
+    out.close()
     try:
         ready = json.loads(line) if line else None
     except json.JSONDecodeError:

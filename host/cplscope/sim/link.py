@@ -416,20 +416,20 @@ class SimHub:
             self._stall()
             st = self._state(p)
             rate, n, _r = _ADC_REQ.unpack_from(p, _STATE.size)
-            a = self.bench.adc_block(st, rate, n)
-            if len(a.samples) != n:
-                raise ValueError(f"bench returned {len(a.samples)} samples for {n}")
-            e = list(a.edges_ticks)
+            b = self.bench.adc_block(st, rate, n)
+            if len(b.samples) != n:
+                raise ValueError(f"bench returned {len(b.samples)} samples for {n}")
+            e = list(b.edges_ticks)
             edges = b""
             if e:
                 edges = struct.pack("<I", e[0]) + struct.pack(
                     "<%dH" % (len(e) - 1), *(e[i + 1] - e[i] for i in range(len(e) - 1)))
-            self.now_us += int(a.duration_us)
+            self.now_us += int(b.duration_us)
             self._flush_acks()
-            body = (self._readback(a.trip_level, adc_trip=True)
-                    if a.trip_level is not None else self._readback())
-            body += _ADC_HDR.pack(a.t0_ticks, n, len(e), int(a.clipped), 0, 0) + edges
-            body += pack12(a.samples)
+            body = (self._readback(b.trip_level, adc_trip=True)
+                    if b.trip_level is not None else self._readback())
+            body += _ADC_HDR.pack(b.t0_ticks, n, len(e), int(b.clipped), 0, 0) + edges
+            body += pack12(b.samples)
             self._send(pack_message(ADC_DATA, body))
         else:
             raise ValueError(f"unknown link message 0x{tag:02x} from the board")

@@ -35,7 +35,7 @@ import struct
 import threading
 import weakref
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import usb.backend
 import usb.core
@@ -100,6 +100,10 @@ class _Desc:
     def __init__(self, **fields: Any) -> None:
         self.__dict__.update(fields)
         self.extra_descriptors: list[int] = []
+
+    if TYPE_CHECKING:  # fields are set from the descriptor layouts
+        def __getattr__(self, name: str) -> Any: ...
+        def __setattr__(self, name: str, value: Any) -> None: ...
 
 
 _DEVICE_FIELDS = ("bLength", "bDescriptorType", "bcdUSB", "bDeviceClass", "bDeviceSubClass",
