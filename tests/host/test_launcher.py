@@ -118,3 +118,11 @@ def test_hub_errors_are_reported():
 def test_firmware_is_found():
     fw = find_firmware()
     assert (fw / "main.py").is_file() and (fw / "board" / "sim.py").is_file()
+
+
+def test_firmware_folder_override(monkeypatch, tmp_path):
+    monkeypatch.setenv("CPLSCOPE_FIRMWARE", str(tmp_path))
+    with pytest.raises(SimLaunchError, match="CPLSCOPE_FIRMWARE.*no main.py"):
+        find_firmware()
+    (tmp_path / "main.py").write_text("")
+    assert find_firmware() == tmp_path

@@ -33,7 +33,7 @@ import threading
 import time
 import weakref
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable
 
 import usb.core
 
@@ -43,8 +43,8 @@ from .vusb import VirtualUSBBackend
 
 __all__ = ["launch", "SimSession", "find_firmware", "find_micropython", "SimLaunchError"]
 
-T = TypeVar("T")
 _PR_SET_PDEATHSIG = 1
+ENV_FIRMWARE = "CPLSCOPE_FIRMWARE"  # overrides where the firmware is taken from
 
 
 class SimLaunchError(RuntimeError):
@@ -53,8 +53,16 @@ class SimLaunchError(RuntimeError):
 
 # where things are -----------------------------------------------------------------------------
 def find_firmware() -> Path:
-    """The firmware folder (holding main.py): the copy shipped in the package
-    (``cplscope/firmware``), else the repository's ``firmware/`` of a source checkout."""
+    """The firmware folder (holding main.py): ``$CPLSCOPE_FIRMWARE`` if set, else the copy
+    shipped in the package (``cplscope/firmware``), else the repository's ``firmware/`` of a
+    source checkout."""
+    override = os.environ.get(ENV_FIRMWARE)
+    if override:
+        path = Path(override)
+        if not (path / "main.py").is_file():
+            raise SimLaunchError(f"${ENV_FIRMWARE} is {override!r}, which holds no main.py; "
+                                 "point it at the firmware folder or unset it")
+        return path
     try:
         packaged = Path(str(importlib.resources.files("cplscope") / "firmware"))
     except (ModuleNotFoundError, TypeError):
