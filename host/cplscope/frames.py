@@ -29,7 +29,8 @@ class FrameSet:
             estimator takes the mean.
         excluded: frames received in the same acquisition but not usable (saturated,
             overload, monochromator moving, PEM unlocked); never part of ``counts``.
-        raw: the frames' bytes, for the raw archive (may be empty).
+        received: every frame of the acquisition, usable or not, in order, for the raw
+            archive.
     """
 
     counts: np.ndarray
@@ -42,17 +43,20 @@ class FrameSet:
     acq_id: np.ndarray
     bin_span: float = 1.0
     excluded: int = 0
-    raw: list[bytes] = field(default_factory=list, repr=False)
+    received: list[Counts] = field(default_factory=list, repr=False)
 
     @classmethod
     def from_frames(cls, frames: Sequence[Counts], *, excluded: int = 0,
-                    n_bins: int | None = None) -> FrameSet:
-        """Stack decoded COUNTS frames (all with the same B)."""
+                    n_bins: int | None = None,
+                    received: Sequence[Counts] | None = None) -> FrameSet:
+        """Stack decoded usable COUNTS frames (all with the same B); ``received`` lists every
+        frame of the acquisition, usable or not (default: ``frames``)."""
+        everything = list(received) if received is not None else list(frames)
         if not frames:
             b = n_bins or 0
             empty = np.zeros(0, dtype=np.int64)
             return cls(np.zeros((0, b), dtype=np.uint32), empty, empty, empty, empty, empty,
-                       empty, empty, excluded=excluded)
+                       empty, empty, excluded=excluded, received=everything)
         bins = {f.n_bins for f in frames}
         if len(bins) != 1:
             raise ValueError(f"frames with different numbers of bins {sorted(bins)} cannot be "
@@ -65,7 +69,7 @@ class FrameSet:
             flags=np.array([int(f.flags) for f in frames], dtype=np.int64),
             periods=col("periods"), pem_period_ps=col("pem_period_ps"),
             mono_position=col("mono_position"), acq_id=col("acq_id"), bin_span=span,
-            excluded=excluded, raw=[f.raw for f in frames if f.raw is not None])
+            excluded=excluded, received=everything)
 
     @property
     def n_frames(self) -> int:
@@ -96,7 +100,7 @@ class FrameSet:
             raise ValueError("cannot join frames with different numbers of bins")
         if not self.n_frames:
             return FrameSet(**{**other.__dict__, "excluded": self.excluded + other.excluded,
-                               "raw": self.raw + other.raw})
+                               "received": self.received + other.received})
         cat = lambda a, b: np.concatenate([a, b])
         return FrameSet(
             cat(self.counts, other.counts), cat(self.seq, other.seq),
@@ -105,4 +109,4 @@ class FrameSet:
             cat(self.mono_position, other.mono_position), cat(self.acq_id, other.acq_id),
             (self.bin_span * self.n_frames + other.bin_span * other.n_frames)
             / (self.n_frames + other.n_frames),
-            self.excluded + other.excluded, self.raw + other.raw)
+            self.excluded + other.excluded, self.received + other.received)

@@ -15,6 +15,7 @@ from typing import Any
 
 import usb.core
 
+from .calibration import Calibration, load_for
 from .frames import FrameSet
 from .protocol import AdcBlock, CommandError, Counts, Event, EventCode, Opcode
 from .transport import ConnectionLost, LinkHealth, Transport
@@ -55,6 +56,7 @@ class Instrument:
         self._restarts_seen = self._t.health().restarts
         self._t.on_event = self._on_event
         self._overload: Event | None = None
+        self._calibration: Calibration | None = None
 
     # --- identity ---------------------------------------------------------------------------
 
@@ -73,6 +75,41 @@ class Instrument:
         if self._info is None:
             self._info = {**self._command(Opcode.IDENTIFY), "address": self.address}
         return dict(self._info)
+
+    @property
+    def calibration(self) -> Calibration:
+        """The calibration in force: the one stored for this board's serial
+        (``cplscope.calibration.default_path``), or uncalibrated defaults
+        (``.is_default``) until one is set or saved."""
+        if self._calibration is None:
+            self._calibration = load_for(str(self.info()["serial"]))
+        return self._calibration
+
+    @calibration.setter
+    def calibration(self, value: Calibration) -> None:
+        serial = str(self.info()["serial"])
+        if value.serial != serial:
+            raise ValueError(f"this calibration belongs to instrument {value.serial}, not to "
+                             f"{serial}")
+        self._calibration = value
+
+    # Measurements (see cplscope.measure and cplscope.scan for the arguments).
+
+    def measure(self, **kwargs: Any):
+        """Measure g_lum at the current wavelength: ``dwell_s=`` or ``target_sigma=`` (with
+        ``max_dwell_s=``). See :func:`cplscope.measure.measure`."""
+        from .measure import measure
+        return measure(self, **kwargs)
+
+    def measure_dark(self, dwell_s: float = 10.0):
+        """Dark counts per bin with the shutter closed (:func:`cplscope.measure.measure_dark`)."""
+        from .measure import measure_dark
+        return measure_dark(self, dwell_s)
+
+    def scan(self, start: float, stop: float, step: float, **kwargs: Any):
+        """Scan from ``start`` to ``stop`` nm in ``step`` nm (:func:`cplscope.scan.scan`)."""
+        from .scan import scan
+        return scan(self, start, stop, step, **kwargs)
 
     def status(self) -> dict[str, Any]:
         """The board's STATUS object (docs/protocol.md)."""
@@ -175,14 +212,16 @@ class Instrument:
 
     def acquire(self, *, n_frames: int | None = None, duration_s: float | None = None,
                 timeout: float | None = None,
-                progress: Callable[[FrameSet], bool | None] | None = None) -> FrameSet:
+                progress: Callable[[list[Counts], float], bool | None] | None = None,
+                ) -> FrameSet:
         """Count until ``n_frames`` usable frames or ``duration_s`` s of usable counting time.
 
         Frames that must not enter an estimate (saturated, overload, monochromator moving,
         PEM unlocked) are excluded and counted in ``FrameSet.excluded``. A USB disconnect or a
         firmware restart does not lose the frames already received: the acquisition waits for
-        the board, puts its settings back and carries on. ``progress`` is called with the
-        frames so far after each frame; returning True ends the acquisition early.
+        the board, puts its settings back and carries on. ``progress(frames, dwell_s)`` is
+        called after each usable frame with the frames so far and their counting time (s);
+        returning True ends the acquisition there.
 
         Raises:
             OverloadError: the PMT guard tripped.
@@ -196,6 +235,7 @@ class Instrument:
             raise ValueError(f"duration_s must be > 0 s, got {duration_s}")
         stall = timeout if timeout is not None else 30.0
         frames: list[Counts] = []
+        received: list[Counts] = []
         excluded = 0
         dwell = 0.0
         acq_id = self._start()
@@ -220,6 +260,7 @@ class Instrument:
                 if not isinstance(msg, Counts) or msg.acq_id != acq_id:
                     continue
                 last = time.monotonic()
+                received.append(msg)
                 if not msg.usable:
                     excluded += 1
                     continue
@@ -228,11 +269,11 @@ class Instrument:
                 if ((n_frames is not None and len(frames) >= n_frames)
                         or (duration_s is not None and dwell >= duration_s * (1 - 1e-9))):
                     break
-                if progress is not None and progress(FrameSet.from_frames(frames)):
+                if progress is not None and progress(frames, dwell):
                     break
         finally:
             self._stop()
-        return FrameSet.from_frames(frames, excluded=excluded)
+        return FrameSet.from_frames(frames, excluded=excluded, received=received)
 
     # --- plumbing -----------------------------------------------------------------------------
 

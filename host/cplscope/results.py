@@ -33,7 +33,7 @@ from .demod import Estimate
 from .protocol import Flags
 
 __all__ = [
-    "CSV_COLUMNS", "FLAG_DWELL_LIMIT", "FLAG_LINEAR_POL", "FLAG_LINEAR_UNKNOWN", "FLAG_MISFIT",
+    "CSV_COLUMNS", "FLAG_DWELL_LIMIT", "FLAG_FLICKER", "FLAG_LINEAR_POL", "FLAG_LINEAR_UNKNOWN", "FLAG_MISFIT",
     "FLAG_NO_EMISSION", "FlagRules", "PointResult", "chi2_misfit", "chi2_quantile", "chi2_sf",
     "frame_health_flags", "point_from_estimate", "signal_flags",
 ]
@@ -43,6 +43,9 @@ FLAG_LINEAR_POL = "linear_pol"
 FLAG_LINEAR_UNKNOWN = "linear_unknown"
 FLAG_MISFIT = "misfit"
 FLAG_DWELL_LIMIT = "dwell_limit"
+#: The frame totals fluctuate beyond Poisson (lamp flicker, drift) while the bin shape fits:
+#: g is unaffected (the fluctuation is common to all bins), the source is unsteady.
+FLAG_FLICKER = "flicker"
 
 #: CSV columns, in file order (docs/data-files.md).
 CSV_COLUMNS: tuple[str, ...] = (
@@ -206,7 +209,13 @@ def point_from_estimate(
 
     flags, (g, sigma_g, u, sigma_u) = signal_flags(intensity, sigma_i, g, sigma_g, u, sigma_u,
                                                    rules)
-    if chi2_misfit(est.chi2_red, est.dof, rules.misfit_tail):
+    shape_red = getattr(est, "chi2_shape_red", math.nan)
+    if math.isfinite(shape_red) and est.noise == "poisson":
+        if chi2_misfit(shape_red, est.dof_shape, rules.misfit_tail):
+            flags.append(FLAG_MISFIT)
+        elif chi2_misfit(est.chi2_red, est.dof, rules.misfit_tail):
+            flags.append(FLAG_FLICKER)
+    elif chi2_misfit(est.chi2_red, est.dof, rules.misfit_tail):
         flags.append(FLAG_MISFIT)
     if dwell_limit:
         flags.append(FLAG_DWELL_LIMIT)

@@ -129,7 +129,7 @@ class Transport:
     """
 
     def __init__(self, find: Callable[[], usb.core.Device | None], *,
-                 reconnect_timeout: float = 30.0, keep_raw: bool = True) -> None:
+                 reconnect_timeout: float = 30.0, keep_raw: bool = False) -> None:
         self._find = find
         self.reconnect_timeout = reconnect_timeout
         self._decoder = StreamDecoder(keep_raw=keep_raw)

@@ -217,6 +217,21 @@ def test_chi2_red_is_one_on_poisson_frames():
     assert chi2.std(ddof=1) == pytest.approx(np.sqrt(2 / dof), rel=0.15)
 
 
+def test_shape_chi2_is_one_on_poisson_frames_and_sees_a_wrong_retardation():
+    rng = np.random.default_rng(17)
+    n_bins, n_frames = 16, 30
+    mu = expected_counts(n_bins, 1e6, 1.0, 0.0, A0, 0.3) / n_frames
+    shapes = []
+    for _ in range(200):
+        e = estimate(rng.poisson(mu, size=(n_frames, n_bins)), A0, phase_offset=0.3)
+        shapes.append(e.chi2_shape_red)
+        assert e.dof_shape == n_frames * (n_bins - 1) - 2
+    assert abs(np.mean(shapes) - 1) < 4 * np.sqrt(2 / e.dof_shape / len(shapes))
+    counts = rng.poisson(mu * 100, size=(n_frames, n_bins))
+    wrong = estimate(counts, 1.1 * A0, phase_offset=0.3)
+    assert wrong.chi2_shape_red > 1 + 20 * np.sqrt(2 / wrong.dof_shape)
+
+
 def test_chi2_red_flags_a_retardation_10_percent_wrong_on_a_linear_polarizer():
     rng = np.random.default_rng(6)
     n_bins, phi0 = 16, 0.3
@@ -236,15 +251,19 @@ def test_chi2_red_sees_frame_to_frame_flicker_but_g_stays_unbiased():
     rng = np.random.default_rng(8)
     n_bins, n_frames = 16, 40
     mu = expected_counts(n_bins, 1e5, 0.0, 0.2, A0, 0.5)
-    gs, chis = [], []
+    gs, chis, shapes = [], [], []
     for _ in range(300):
         scale = 1 + 0.05 * rng.standard_normal((n_frames, 1))
         e = estimate(rng.poisson(mu * scale), A0, phase_offset=0.5)
         gs.append(e.g_lum)
         chis.append(e.chi2_red)
+        shapes.append(e.chi2_shape_red)
     gs = np.array(gs)
     assert abs(gs.mean() - 0.2) < 4 * gs.std(ddof=1) / np.sqrt(len(gs))
     assert np.mean(chis) > 1 + 10 * np.sqrt(2 / (n_frames * n_bins - 3))
+    # the shape statistic frees each frame's total: flicker leaves it at 1
+    dof_shape = n_frames * (n_bins - 1) - 2
+    assert abs(np.mean(shapes) - 1) < 4 * np.sqrt(2 / dof_shape / len(shapes))
 
 
 def dead_time_counts(rng, mu_true, tau, bin_time, shape):

@@ -10,6 +10,7 @@ from cplscope.demod import estimate
 from cplscope.demod.bins import bin_layout
 from cplscope.protocol import Flags
 from cplscope.results import (
+    FLAG_FLICKER,
     FLAG_DWELL_LIMIT,
     FLAG_LINEAR_POL,
     FLAG_LINEAR_UNKNOWN,
@@ -133,7 +134,14 @@ def test_misfit_false_alarm_rate_and_flicker_detection():
     # expected 300·2e-3 = 0.6 false alarms; P(≥ 5) ≈ 4e-4
     assert false_alarms <= 4
     flicker = point_from_estimate(est(frames(rng, 1e4, g=0.01, flicker=0.05, n=100)), 440.0, 1.0)
-    assert flicker.has(FLAG_MISFIT) and flicker.chi2_red > 1.5   # expected ≈ 1 + 0.05²·1e4/16
+    # expected chi2_red ≈ 1 + 0.05²·1e4/16; common-mode flicker leaves the shape and g alone
+    assert flicker.has(FLAG_FLICKER) and not flicker.has(FLAG_MISFIT)
+    assert flicker.chi2_red > 1.5
+    # a 10 % wrong A0 on linearly polarized light breaks the shape itself
+    counts = frames(rng, 1e6, u=1.0, n=20)
+    wrong = point_from_estimate(estimate(counts, 1.1 * A0, phase_offset=PHI0, dark=0.5),
+                                440.0, 1.0)
+    assert wrong.has(FLAG_MISFIT) and not wrong.has(FLAG_FLICKER)
 
 
 def test_dwell_limit_and_frame_flags_pass_through_in_order():

@@ -46,6 +46,8 @@ class Estimate:
             identify it (then the fit used u = 0, see ``note``).
         sigma_linear: standard uncertainty of ``linear`` (NaN when not identifiable).
         chi2_red: reduced χ² of the fit across all frames and bins; ≈ 1 when the model holds.
+            Frame-to-frame intensity fluctuations (lamp flicker, drift) raise it although
+            they cancel in g.
         n_frames: number of frames used.
         sigma_intensity: standard uncertainty of ``intensity``.
         n_bins: B.
@@ -70,6 +72,11 @@ class Estimate:
     noise: str = "poisson"
     covariance: np.ndarray = field(default_factory=lambda: np.full((3, 3), np.nan), repr=False)
     note: str = ""
+    chi2_shape_red: float = float("nan")
+    dof_shape: int = 0
+    """Reduced χ² of the bin *shape* with every frame's total free (multinomial), over
+    ``dof_shape`` = n_frames·(B−1) − (p−1) degrees of freedom: blind to common-mode
+    flicker, ≈ 1 when the modulation model (A0, φ0, bins) holds and g and u are steady."""
 
     @property
     def delta_i(self) -> float:
@@ -141,7 +148,8 @@ def estimate(
             "or use more bins")
     sums, sumsq = _moments(frames, dead_ratio, noise)
     if noise == "poisson":
-        return _poisson_fit(sums, sumsq, n_frames, dark_k, layout, dead_time, frame_time, span)
+        return _poisson_fit(frames, sums, sumsq, n_frames, dark_k, layout, dead_time, frame_time,
+                            span, dead_ratio)
     if n_frames < 2:
         raise ValueError("noise='gaussian' needs at least 2 frames to measure the "
                          f"frame-to-frame scatter; got counts of shape {frames.shape}")
@@ -241,8 +249,8 @@ def _design(layout: BinLayout) -> np.ndarray:
     return x if layout.u_identifiable else x[:, [0, 2]]
 
 
-def _poisson_fit(sums, sumsq, n_frames, dark_k, layout, dead_time, frame_time,
-                 span) -> Estimate:
+def _poisson_fit(frames, sums, sumsq, n_frames, dark_k, layout, dead_time, frame_time,
+                 span, dead_ratio) -> Estimate:
     x = _design(layout)
     n_par = x.shape[1]
     dark_total = n_frames * dark_k
@@ -272,7 +280,26 @@ def _poisson_fit(sums, sumsq, n_frames, dark_k, layout, dead_time, frame_time,
     chi2 = float(np.sum((sumsq - 2.0 * m_frame * sums + n_frames * m_frame**2)
                         / (m_frame * var_factor)))
     dof = n_frames * len(sums) - n_par
-    return _result(theta, cov_lin, layout, chi2, dof, n_frames, "poisson")
+    shape = _shape_chi2(frames, dead_ratio, mu / mu.sum(), var_factor, n_par)
+    return _result(theta, cov_lin, layout, chi2, dof, n_frames, "poisson", shape)
+
+
+def _shape_chi2(frames, dead_ratio, p, var_factor, n_par) -> tuple[float, int]:
+    """Σ_f Σ_k (x_fk − T_f·p_k)² / (T_f·p_k·vf_k) over frames with T_f > 0."""
+    x = frames.astype(np.float64)
+    if len(dead_ratio):
+        x = x / (1.0 - x * dead_ratio)
+    totals = x.sum(axis=1)
+    keep = totals > 0
+    if not np.all(keep):
+        x, totals = x[keep], totals[keep]
+    n = x.shape[0]
+    if n == 0:
+        return float("nan"), 0
+    sq_over_t = np.einsum("fk,fk,f->k", x, x, 1.0 / totals)
+    chi2 = float(np.sum((sq_over_t - 2.0 * p * x.sum(axis=0) + p**2 * totals.sum())
+                        / (p * var_factor)))
+    return chi2, n * (x.shape[1] - 1) - (n_par - 1)
 
 
 def _gaussian_fit(frames, sums, sumsq, dark_k, layout) -> Estimate:
@@ -293,16 +320,19 @@ def _gaussian_fit(frames, sums, sumsq, dark_k, layout) -> Estimate:
     resid = mean - x @ theta
     chi2 = float(np.sum(resid**2 * w))
     dof = n_bins - n_par
-    return _result(theta, cov_lin, layout, chi2, dof, n_frames, "gaussian")
+    return _result(theta, cov_lin, layout, chi2, dof, n_frames, "gaussian", (chi2, dof))
 
 
-def _result(theta, cov_lin, layout: BinLayout, chi2, dof, n_frames, noise) -> Estimate:
+def _result(theta, cov_lin, layout: BinLayout, chi2, dof, n_frames, noise,
+            shape: tuple[float, int]) -> Estimate:
     if layout.u_identifiable:
         a, b, c = theta
     else:
         (a, c), b = theta, 0.0
     n_par = len(theta)
     chi2_red = chi2 / dof if dof > 0 else float("nan")
+    chi2_shape, dof_shape = shape
+    shape_red = chi2_shape / dof_shape if dof_shape > 0 else float("nan")
     note = ""
     if not layout.u_identifiable:
         j0 = float(layout.c.sum())
@@ -315,7 +345,7 @@ def _result(theta, cov_lin, layout: BinLayout, chi2, dof, n_frames, noise) -> Es
         note = "; ".join(filter(None, [note, "no signal above dark: g_lum undefined"]))
         return Estimate(nan, nan, float(a), nan, nan, nan, nan, chi2_red, n_frames,
                         sigma_m, len(layout.w), dof, noise,
-                        np.full((n_par, n_par), np.nan), note)
+                        np.full((n_par, n_par), np.nan), note, shape_red, dof_shape)
     # Jacobian of (M, u, v) = (a, b/a, c/a) with respect to the linear parameters.
     if layout.u_identifiable:
         jac = np.array([[1.0, 0.0, 0.0],
@@ -336,4 +366,4 @@ def _result(theta, cov_lin, layout: BinLayout, chi2, dof, n_frames, noise) -> Es
         i_left=float(m * (1.0 + v) / 2.0), i_right=float(m * (1.0 - v) / 2.0),
         linear=linear, sigma_linear=sigma_linear, chi2_red=chi2_red, n_frames=n_frames,
         sigma_intensity=sigma_m, n_bins=len(layout.w), dof=dof, noise=noise,
-        covariance=cov, note=note)
+        covariance=cov, note=note, chi2_shape_red=shape_red, dof_shape=dof_shape)

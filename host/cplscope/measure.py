@@ -1,0 +1,186 @@
+"""Measurements on an :class:`~cplscope.instrument.Instrument`: dark, one point (fixed or
+adaptive dwell) and the calibration routines. Scans are in :mod:`cplscope.scan`.
+
+Every function takes the instrument first; the same functions are methods of
+``Instrument`` (``inst.measure(...)`` is ``measure(inst, ...)``).
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import numpy as np
+
+from .calibration import Calibration
+from .demod import Estimate, estimate
+from .demod.calibrate import fit_handedness, fit_retardation
+from .frames import FrameSet
+from .protocol import Counts
+from .results import FlagRules, PointResult, frame_health_flags, point_from_estimate
+
+__all__ = ["Dark", "PointMeasurement", "calibrate_handedness", "calibrate_retardation",
+           "measure", "measure_dark"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Dark:
+    """Dark counts measured with the shutter closed.
+
+    Attributes:
+        rate_cps: (B,) dark count rate per phase bin, counts/s.
+        sigma_rate_cps: (B,) its standard uncertainty (Poisson).
+        dwell_s: counting time of the dark measurement, s.
+        frames: the frames measured.
+    """
+
+    rate_cps: np.ndarray
+    sigma_rate_cps: np.ndarray
+    dwell_s: float
+    frames: FrameSet
+
+    def per_frame(self, frame_time_s: float) -> np.ndarray:
+        """Expected dark counts per bin in a frame of ``frame_time_s`` s."""
+        return self.rate_cps * frame_time_s
+
+    @property
+    def total_rate_cps(self) -> float:
+        return float(self.rate_cps.sum())
+
+
+@dataclass(frozen=True)
+class PointMeasurement:
+    """One measured point: the frames, the estimate and the flagged, corrected result."""
+
+    wavelength_nm: float
+    frames: FrameSet
+    estimate: Estimate | None
+    result: PointResult
+    dwell_limit: bool
+    dark: np.ndarray
+
+
+def measure_dark(inst, dwell_s: float = 10.0) -> Dark:
+    """Close the shutter, count for ``dwell_s`` s, restore the shutter. Returns the per-bin
+    dark rate."""
+    was_open = bool(inst.status().get("shutter_open"))
+    inst.close_shutter()
+    try:
+        frames = inst.acquire(duration_s=dwell_s)
+    finally:
+        if was_open:
+            inst.open_shutter()
+    if frames.n_frames == 0:
+        raise RuntimeError("the dark measurement produced no usable frame")
+    t = frames.dwell_s
+    total = frames.counts.sum(axis=0, dtype=np.float64)
+    return Dark(rate_cps=total / t, sigma_rate_cps=np.sqrt(np.maximum(total, 1.0)) / t,
+                dwell_s=t, frames=frames)
+
+
+def _estimate(frames: FrameSet, cal: Calibration, dark: Dark | None) -> Estimate:
+    frame_time = frames.frame_time_s
+    d = dark.per_frame(frame_time) if dark is not None else 0.0
+    return estimate(frames.counts, cal.a0_rad, phase_offset=cal.phase_offset_rad, dark=d,
+                    dead_time=cal.dead_time_s, frame_time=frame_time if cal.dead_time_s else None,
+                    bin_span=frames.bin_span)
+
+
+def measure(inst, *, dwell_s: float | None = None, target_sigma: float | None = None,
+            max_dwell_s: float = 600.0, min_dwell_s: float | None = None,
+            calibration: Calibration | None = None, dark: Dark | None = None,
+            rules: FlagRules = FlagRules(), blank: tuple[float, float] | None = None,
+            wavelength_nm: float | None = None) -> PointMeasurement:
+    """Measure g_lum at the current wavelength.
+
+    Either a fixed ``dwell_s`` (s), or adaptive: count until ``sigma_g ≤ target_sigma`` or
+    ``max_dwell_s`` (then the result carries the ``dwell_limit`` flag). The adaptive mode
+    re-estimates at growing intervals and stops early, after ``min_dwell_s`` (default 2 % of
+    ``max_dwell_s``, at least 1 s), when the emission is not even 2σ above dark: that point is
+    reported ``no_emission`` rather than counted for the full maximum dwell.
+
+    Args:
+        calibration: A0, φ0, handedness and dead time; default: the instrument's stored one.
+        dark: dark rates from :func:`measure_dark`; None assumes no dark counts.
+        blank: (g, σ) of an achiral reference at this wavelength, subtracted from g.
+        wavelength_nm: the wavelength to report (default: the instrument's current one).
+    """
+    cal = calibration if calibration is not None else inst.calibration
+    if (dwell_s is None) == (target_sigma is None):
+        raise ValueError("give either dwell_s (s) or target_sigma (adaptive dwell)")
+    if target_sigma is not None and not target_sigma > 0:
+        raise ValueError(f"target_sigma must be > 0, got {target_sigma!r}")
+    if not max_dwell_s > 0:
+        raise ValueError(f"max_dwell_s must be > 0 s, got {max_dwell_s!r}")
+    wl = wavelength_nm if wavelength_nm is not None else inst.wavelength_nm
+    if wl is None:
+        raise ValueError("no wavelength: move_to() a wavelength first, or pass wavelength_nm")
+    stop_reason = {"target": False, "empty": False}
+
+    if dwell_s is not None:
+        frames = inst.acquire(duration_s=dwell_s)
+    else:
+        floor = min_dwell_s if min_dwell_s is not None else max(1.0, 0.02 * max_dwell_s)
+        check = {"at": min(floor, max_dwell_s)}
+
+        def progress(received: list[Counts], dwell: float) -> bool:
+            if dwell < check["at"] or len(received) < 3:
+                return False
+            est = _estimate(FrameSet.from_frames(received), cal, dark)
+            if est.sigma_g <= target_sigma:
+                stop_reason["target"] = True
+                return True
+            if not est.snr >= 2.0:
+                stop_reason["empty"] = True
+                return True
+            ratio = (est.sigma_g / target_sigma) ** 2 if math.isfinite(est.sigma_g) else 4.0
+            predicted = dwell * ratio
+            check["at"] = min(max(dwell * 1.25, dwell + 0.6 * (predicted - dwell)), max_dwell_s)
+            return False
+
+        frames = inst.acquire(duration_s=max_dwell_s, progress=progress)
+    if frames.n_frames == 0:
+        raise RuntimeError("no usable frame was measured (all were excluded: check the PEM "
+                           "lock and the overload guard)")
+    est = _estimate(frames, cal, dark)
+    hit_limit = (target_sigma is not None and not stop_reason["target"]
+                 and not stop_reason["empty"] and not est.sigma_g <= target_sigma)
+    health = frame_health_flags(f.flags for f in frames.received)
+    result = point_from_estimate(est, wl, frames.dwell_s, handedness=cal.handedness,
+                                 blank=blank, dwell_limit=hit_limit, frame_flags=health,
+                                 rules=rules)
+    d = dark.per_frame(frames.frame_time_s) if dark is not None else np.zeros(frames.n_bins)
+    return PointMeasurement(float(wl), frames, est, result, hit_limit, d)
+
+
+def calibrate_retardation(inst, *, dwell_s: float = 10.0, wavelength_nm: float | None = None,
+                          dark: Dark | None = None) -> tuple[float, float, object]:
+    """A0 and φ0 from a linear polarizer at 45° in the beam (measurement model §7).
+
+    Returns (a0_rad, phase_offset_rad, fit). The A0 found is the one the instrument actually
+    produces when told to hold ``inst.calibration.a0_rad``; callers correct the retardation
+    command with it.
+    """
+    if wavelength_nm is not None:
+        inst.move_to(wavelength_nm)
+    frames = inst.acquire(duration_s=dwell_s)
+    d = dark.per_frame(frames.frame_time_s) if dark is not None else 0.0
+    fit = fit_retardation(frames.counts, dark=d, bin_span=frames.bin_span)
+    return fit.a0_rad, fit.phase_offset_rad, fit
+
+
+def calibrate_handedness(inst, *, expected_sign: int, a0_rad: float, phase_offset_rad: float,
+                         dwell_s: float = 10.0, dark: Dark | None = None):
+    """The handedness sign from a reference of known sign (a circular polarizer: +1 for
+    ``circular-polarizer-L``)."""
+    frames = inst.acquire(duration_s=dwell_s)
+    d = dark.per_frame(frames.frame_time_s) if dark is not None else 0.0
+    return fit_handedness(frames.counts, a0_rad, phase_offset_rad, expected_sign=expected_sign,
+                          dark=d, bin_span=frames.bin_span)
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
