@@ -30,21 +30,38 @@ log = logging.getLogger(__name__)
 class Dark:
     """Dark counts measured with the shutter closed.
 
+    PMT dark pulses are not synchronous with the PEM, so by default the dark level is taken
+    as the same in every phase bin (the total rate spread evenly): that uses all the dark
+    counts for one number instead of B noisy ones. ``phase_resolved=True`` keeps the
+    per-bin rates, for setups with PEM-synchronous background (electrical pickup).
+
     Attributes:
-        rate_cps: (B,) dark count rate per phase bin, counts/s.
+        rate_cps: (B,) dark count rate per phase bin, counts/s (as measured).
         sigma_rate_cps: (B,) its standard uncertainty (Poisson).
         dwell_s: counting time of the dark measurement, s.
         frames: the frames measured.
+        phase_resolved: use the per-bin rates instead of their mean.
     """
 
     rate_cps: np.ndarray
     sigma_rate_cps: np.ndarray
     dwell_s: float
     frames: FrameSet
+    phase_resolved: bool = False
 
     def per_frame(self, frame_time_s: float) -> np.ndarray:
         """Expected dark counts per bin in a frame of ``frame_time_s`` s."""
-        return self.rate_cps * frame_time_s
+        if self.phase_resolved:
+            return self.rate_cps * frame_time_s
+        return np.full(self.rate_cps.shape, self.rate_cps.mean() * frame_time_s)
+
+    def sigma_per_frame(self, frame_time_s: float) -> float | np.ndarray:
+        """Standard uncertainty of :meth:`per_frame`: one number common to all bins, or
+        independent per-bin values when ``phase_resolved``."""
+        if self.phase_resolved:
+            return self.sigma_rate_cps * frame_time_s
+        n = self.rate_cps.size
+        return float(np.sqrt((self.sigma_rate_cps ** 2).sum()) / n * frame_time_s)
 
     @property
     def total_rate_cps(self) -> float:
@@ -84,9 +101,10 @@ def measure_dark(inst, dwell_s: float = 10.0) -> Dark:
 def _estimate(frames: FrameSet, cal: Calibration, dark: Dark | None) -> Estimate:
     frame_time = frames.frame_time_s
     d = dark.per_frame(frame_time) if dark is not None else 0.0
+    sd = dark.sigma_per_frame(frame_time) if dark is not None else 0.0
     return estimate(frames.counts, cal.a0_rad, phase_offset=cal.phase_offset_rad, dark=d,
-                    dead_time=cal.dead_time_s, frame_time=frame_time if cal.dead_time_s else None,
-                    bin_span=frames.bin_span)
+                    dark_sigma=sd, dead_time=cal.dead_time_s,
+                    frame_time=frame_time if cal.dead_time_s else None, bin_span=frames.bin_span)
 
 
 def measure(inst, *, dwell_s: float | None = None, target_sigma: float | None = None,
@@ -157,7 +175,8 @@ def measure(inst, *, dwell_s: float | None = None, target_sigma: float | None = 
 
 
 def calibrate_retardation(inst, *, dwell_s: float = 10.0, wavelength_nm: float | None = None,
-                          dark: Dark | None = None) -> tuple[float, float, object]:
+                          dark: Dark | None = None,
+                          dead_time_s: float = 0.0) -> tuple[float, float, object]:
     """A0 and φ0 from a linear polarizer at 45° in the beam (measurement model §7).
 
     Returns (a0_rad, phase_offset_rad, fit). The A0 found is the one the instrument actually
@@ -168,18 +187,21 @@ def calibrate_retardation(inst, *, dwell_s: float = 10.0, wavelength_nm: float |
         inst.move_to(wavelength_nm)
     frames = inst.acquire(duration_s=dwell_s)
     d = dark.per_frame(frames.frame_time_s) if dark is not None else 0.0
-    fit = fit_retardation(frames.counts, dark=d, bin_span=frames.bin_span)
+    fit = fit_retardation(frames.counts, dark=d, bin_span=frames.bin_span,
+                          dead_time=dead_time_s, frame_time=frames.frame_time_s)
     return fit.a0_rad, fit.phase_offset_rad, fit
 
 
 def calibrate_handedness(inst, *, expected_sign: int, a0_rad: float, phase_offset_rad: float,
-                         dwell_s: float = 10.0, dark: Dark | None = None):
+                         dwell_s: float = 10.0, dark: Dark | None = None,
+                         dead_time_s: float = 0.0):
     """The handedness sign from a reference of known sign (a circular polarizer: +1 for
     ``circular-polarizer-L``)."""
     frames = inst.acquire(duration_s=dwell_s)
     d = dark.per_frame(frames.frame_time_s) if dark is not None else 0.0
     return fit_handedness(frames.counts, a0_rad, phase_offset_rad, expected_sign=expected_sign,
-                          dark=d, bin_span=frames.bin_span)
+                          dark=d, bin_span=frames.bin_span, dead_time=dead_time_s,
+                          frame_time=frames.frame_time_s)
 
 
 def now_iso() -> str:

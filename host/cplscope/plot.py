@@ -166,6 +166,7 @@ def plot_cpl(spectra: Spectrum | Sequence[Spectrum], path: str | os.PathLike[str
     ax_cpl, ax_g = fig.subplots(2, 1, sharex=True)
     ax_dc = ax_cpl.twinx()
     colors = [f"C{i % 10}" for i in range(len(specs))]
+    well: list[np.ndarray] = []
     for spec, name, color in zip(specs, names, colors):
         order = np.argsort(spec.wavelength_nm, kind="stable")
         wl = spec.wavelength_nm[order]
@@ -175,6 +176,8 @@ def plot_cpl(spectra: Spectrum | Sequence[Spectrum], path: str | os.PathLike[str
         g, sg = spec.g_lum[order], spec.sigma_g[order]
         ax_g.fill_between(wl, g - sg, g + sg, color=color, alpha=0.25, lw=0)
         ax_g.plot(wl, g, color=color, lw=1.4, label=name)
+        well.append(np.column_stack([g, sg]))
+    _g_limits(ax_g, np.concatenate(well))
     ax_cpl.axhline(0.0, color="0.6", lw=0.6)
     ax_g.axhline(0.0, color="0.6", lw=0.6)
     ax_cpl.set_ylabel(f"ΔI = I_L − I_R ({unit})")
@@ -195,6 +198,20 @@ def plot_cpl(spectra: Spectrum | Sequence[Spectrum], path: str | os.PathLike[str
     if path is not None:
         fig.savefig(path, format=fmt, dpi=150)
     return fig
+
+
+def _g_limits(ax, g_sigma: np.ndarray, spread: float = 4.0) -> None:
+    """Scale the g axis to the well-measured points (σ within ``spread``× the best), so the
+    noise of the band edges does not flatten the band itself; worse points run off-axis."""
+    g, sg = g_sigma[:, 0], g_sigma[:, 1]
+    ok = np.isfinite(g) & np.isfinite(sg) & (sg > 0)
+    if not ok.any():
+        return
+    good = ok & (sg <= spread * sg[ok].min())
+    lo = min(0.0, float(np.min(g[good] - 2 * sg[good])))
+    hi = max(0.0, float(np.max(g[good] + 2 * sg[good])))
+    pad = 0.15 * (hi - lo) or 1e-4
+    ax.set_ylim(lo - pad, hi + pad)
 
 
 def _label(spec: Spectrum, i: int) -> str:

@@ -389,3 +389,26 @@ def test_analog_mode_with_a_bin_span():
     e = estimate(frames, A0, phase_offset=0.2, noise="gaussian", bin_span=0.9)
     assert abs(e.g_lum - 0.1) < 4 * e.sigma_g
     assert e.intensity == pytest.approx(level, rel=1e-3)
+
+
+@pytest.mark.parametrize("per_bin", [False, True])
+def test_dark_uncertainty_is_propagated(per_bin):
+    """The dark level comes from one measurement: its error is the same in every draw."""
+    rng = np.random.default_rng(18)
+    n_bins, n_frames, n_draws = 16, 20, 600
+    dark_true, dark_sd = 50.0, 10.0           # counts per bin per frame, and its uncertainty
+    mu = expected_counts(n_bins, 2e4, 0.1, 0.05, A0, 0.5, dark_true) / 1.0
+    ms, sig_m, gs, sig_g = [], [], [], []
+    for _ in range(n_draws):
+        err = dark_sd * (rng.standard_normal(n_bins) if per_bin else rng.standard_normal())
+        e = estimate(rng.poisson(mu, size=(n_frames, n_bins)), A0, phase_offset=0.5,
+                     dark=dark_true + err, dark_sigma=np.full(n_bins, dark_sd) if per_bin
+                     else dark_sd)
+        ms.append(e.intensity), sig_m.append(e.sigma_intensity)
+        gs.append(e.g_lum), sig_g.append(e.sigma_g)
+    # σ of a sample sd over 600 draws is ~2.9 %: allow 12 %
+    assert np.mean(sig_m) == pytest.approx(np.std(ms, ddof=1), rel=0.12)
+    assert np.mean(sig_g) == pytest.approx(np.std(gs, ddof=1), rel=0.12)
+    without = estimate(rng.poisson(mu, size=(n_frames, n_bins)), A0, phase_offset=0.5,
+                       dark=dark_true)
+    assert np.mean(sig_m) > 1.2 * without.sigma_intensity

@@ -48,7 +48,8 @@ def _model(params, n_bins, span, u, dark):
 
 
 def fit_retardation(counts: np.ndarray, *, dark: float | np.ndarray = 0.0,
-                    bin_span: float = 1.0, linear: float = 1.0) -> RetardationFit:
+                    bin_span: float = 1.0, linear: float = 1.0, dead_time: float = 0.0,
+                    frame_time: float | None = None) -> RetardationFit:
     """Fit A0 and φ0 to counts of light with known linear polarization and no CPL.
 
     Args:
@@ -57,6 +58,9 @@ def fit_retardation(counts: np.ndarray, *, dark: float | np.ndarray = 0.0,
         dark: expected dark counts per bin per frame.
         bin_span: fraction of the PEM period covered by the bins.
         linear: u of the light (1 for a polarizer at +45°, −1 at −45°).
+        dead_time, frame_time: non-paralyzable dead time (s) and frame duration (s): each
+            frame's bins are corrected as c/(1 − c·τ/t_k) first. Dead time compresses the
+            strong cos δ modulation of polarized light and would bias A0.
 
     Returns:
         A :class:`RetardationFit`; φ0 is in [0, π).
@@ -73,6 +77,13 @@ def fit_retardation(counts: np.ndarray, *, dark: float | np.ndarray = 0.0,
     if not np.all(np.isfinite(c)) or np.any(c < 0):
         raise ValueError("counts must be finite and ≥ 0")
     n_frames, n_bins = c.shape
+    if dead_time:
+        if frame_time is None or not frame_time > 0:
+            raise ValueError("dead_time needs frame_time, the duration of one frame in s")
+        loss = c * (dead_time * n_bins / (frame_time * bin_span))
+        if np.any(loss >= 1):
+            raise ValueError("counts at or above the dead-time limit: check dead_time")
+        c = c / (1.0 - loss)
     n = c.sum(axis=0)
     d = n_frames * np.broadcast_to(np.asarray(dark, dtype=np.float64), (n_bins,))
     signal = (n - d).sum()
@@ -133,7 +144,8 @@ def fit_retardation(counts: np.ndarray, *, dark: float | np.ndarray = 0.0,
 
 def fit_handedness(counts: np.ndarray, retardation: float, phase_offset: float, *,
                    expected_sign: int, dark: float | np.ndarray = 0.0, bin_span: float = 1.0,
-                   min_significance: float = 5.0) -> HandednessFit:
+                   min_significance: float = 5.0, dead_time: float = 0.0,
+                   frame_time: float | None = None) -> HandednessFit:
     """The handedness sign from a reference of known sign of g_lum.
 
     Args:
@@ -148,7 +160,8 @@ def fit_handedness(counts: np.ndarray, retardation: float, phase_offset: float, 
     """
     if expected_sign not in (1, -1):
         raise ValueError(f"expected_sign must be +1 or −1, got {expected_sign!r}")
-    e = estimate(counts, retardation, phase_offset=phase_offset, dark=dark, bin_span=bin_span)
+    e = estimate(counts, retardation, phase_offset=phase_offset, dark=dark, bin_span=bin_span,
+                 dead_time=dead_time, frame_time=frame_time if dead_time else None)
     if not abs(e.g_lum) >= min_significance * e.sigma_g:
         raise ValueError(f"the reference gives g = {e.g_lum:.3g} ± {e.sigma_g:.2g}, not "
                          f"significant at {min_significance:g}σ: measure longer or use a "

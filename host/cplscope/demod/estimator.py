@@ -95,6 +95,7 @@ def estimate(
     *,
     phase_offset: float = 0.0,
     dark: float | np.ndarray = 0.0,
+    dark_sigma: float | np.ndarray = 0.0,
     dead_time: float = 0.0,
     frame_time: float | None = None,
     noise: Literal["poisson", "gaussian"] = "poisson",
@@ -109,6 +110,9 @@ def estimate(
         retardation: A0, peak retardation in rad, 0 < A0 ≤ π.
         phase_offset: φ0 in rad; δ(θ) = A0·sin(θ − φ0).
         dark: expected dark counts (or dark signal level) per bin per frame; scalar or (B,).
+        dark_sigma: standard uncertainty of ``dark`` (one measurement, so the same error in
+            every frame): a scalar is an error common to all bins (a uniform dark level), a
+            (B,) array independent errors per bin. It is added to the covariance.
         dead_time: non-paralyzable dead time τ in s (counting only). Needs ``frame_time``.
             Each frame's bin k is corrected as c/(1 − c·τ/t_k), t_k = frame_time/B, and the
             variance of the corrected counts, μ_k·(1 + r_k·τ), enters σ and χ².
@@ -134,6 +138,10 @@ def estimate(
     if noise not in ("poisson", "gaussian"):
         raise ValueError(f"noise must be 'poisson' or 'gaussian', not {noise!r}")
     dark_k = _as_dark(dark, n_bins, noise)
+    dark_sd = np.asarray(dark_sigma, dtype=np.float64)
+    if dark_sd.ndim > 1 or (dark_sd.ndim == 1 and dark_sd.shape != (n_bins,)) or not np.all(
+            np.isfinite(dark_sd)) or np.any(dark_sd < 0):
+        raise ValueError(f"dark_sigma must be a finite scalar or ({n_bins},) array ≥ 0")
     span = float(bin_span)
     if not np.isfinite(span) or not 0.0 < span <= 1.0:
         raise ValueError("bin_span must be in (0, 1], the fraction of the PEM period the bins "
@@ -149,11 +157,11 @@ def estimate(
     sums, sumsq = _moments(frames, dead_ratio, noise)
     if noise == "poisson":
         return _poisson_fit(frames, sums, sumsq, n_frames, dark_k, layout, dead_time, frame_time,
-                            span, dead_ratio)
+                            span, dead_ratio, dark_sd)
     if n_frames < 2:
         raise ValueError("noise='gaussian' needs at least 2 frames to measure the "
                          f"frame-to-frame scatter; got counts of shape {frames.shape}")
-    return _gaussian_fit(frames, sums, sumsq, dark_k, layout)
+    return _gaussian_fit(frames, sums, sumsq, dark_k, layout, dark_sd)
 
 
 # --- input checks -----------------------------------------------------------------------
@@ -249,8 +257,19 @@ def _design(layout: BinLayout) -> np.ndarray:
     return x if layout.u_identifiable else x[:, [0, 2]]
 
 
+def _dark_covariance(proj: np.ndarray, dark_sd: np.ndarray, scale: float) -> np.ndarray:
+    """Covariance that an error of the dark level adds to θ = proj @ (data − dark)."""
+    if not np.any(dark_sd):
+        return 0.0
+    if dark_sd.ndim == 0:
+        col = proj.sum(axis=1) * float(dark_sd) * scale
+        return np.outer(col, col)
+    scaled = proj * (dark_sd * scale)
+    return scaled @ scaled.T
+
+
 def _poisson_fit(frames, sums, sumsq, n_frames, dark_k, layout, dead_time, frame_time,
-                 span, dead_ratio) -> Estimate:
+                 span, dead_ratio, dark_sd) -> Estimate:
     x = _design(layout)
     n_par = x.shape[1]
     dark_total = n_frames * dark_k
@@ -275,6 +294,7 @@ def _poisson_fit(frames, sums, sumsq, n_frames, dark_k, layout, dead_time, frame
             break
     fisher = (x.T * weights) @ x
     cov_lin = np.linalg.inv(fisher)
+    cov_lin = cov_lin + _dark_covariance(cov_lin @ (x.T * weights), dark_sd, n_frames)
 
     m_frame = mu / n_frames
     chi2 = float(np.sum((sumsq - 2.0 * m_frame * sums + n_frames * m_frame**2)
@@ -302,7 +322,7 @@ def _shape_chi2(frames, dead_ratio, p, var_factor, n_par) -> tuple[float, int]:
     return chi2, n * (x.shape[1] - 1) - (n_par - 1)
 
 
-def _gaussian_fit(frames, sums, sumsq, dark_k, layout) -> Estimate:
+def _gaussian_fit(frames, sums, sumsq, dark_k, layout, dark_sd) -> Estimate:
     n_frames, n_bins = frames.shape
     x = (n_bins / layout.w.sum()) * _design(layout)
     n_par = x.shape[1]
@@ -317,6 +337,7 @@ def _gaussian_fit(frames, sums, sumsq, dark_k, layout) -> Estimate:
     per_frame = (frames - dark_k) @ proj.T         # (n_frames, n_par), linear so unbiased
     dev = per_frame - theta
     cov_lin = (dev.T @ dev) / (n_frames - 1) / n_frames
+    cov_lin = cov_lin + _dark_covariance(proj, dark_sd, 1.0)
     resid = mean - x @ theta
     chi2 = float(np.sum(resid**2 * w))
     dof = n_bins - n_par

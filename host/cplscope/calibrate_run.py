@@ -1,0 +1,107 @@
+"""The calibration procedure (measurement model §7): A0 and φ0 from a linear polarizer,
+then the handedness from a reference of known sign, stored per instrument serial."""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from collections.abc import Callable
+from typing import Any
+
+from .calibration import Calibration, default_calibration
+from .measure import calibrate_handedness, calibrate_retardation, measure_dark, now_iso
+
+__all__ = ["SIM_DEAD_TIME_S", "calibrate", "calibrate_simulated", "prepare"]
+
+log = logging.getLogger(__name__)
+
+#: Dead time of the simulated counting head, as its "datasheet" states it (s).
+SIM_DEAD_TIME_S = 18e-9
+#: A0 the instrument is told to hold; the calibration records what that really gives.
+A0_COMMAND = math.pi / 2
+
+
+def prepare(inst, *, bins: int = 16, periods: int = 10000, hv_volts: float = 800.0,
+            a0_rad: float = A0_COMMAND, open_shutter: bool = True) -> None:
+    """Put the instrument in counting mode, ready to measure: B bins, K periods per frame,
+    PMT HV (V), A0 held constant across wavelengths, shutter open."""
+    inst.configure_counting(bins=bins, periods=periods)
+    inst.set_hv(hv_volts)
+    inst.set_retardation(a0_rad)
+    if open_shutter:
+        inst.open_shutter()
+
+
+def calibrate(inst, *, dwell_s: float = 20.0, wavelength_nm: float = 500.0,
+              reference_sign: int = 1, dead_time_s: float | None = None,
+              swap_sample: Callable[[str], Any] | None = None,
+              handedness_inst=None, save: bool = True) -> Calibration:
+    """Run both calibration steps and return (and by default store) the calibration.
+
+    Args:
+        inst: the instrument, with a linear polarizer at +45° in the beam.
+        dwell_s: counting time of each step, s.
+        wavelength_nm: where to calibrate (A0 is held constant across wavelengths).
+        reference_sign: sign of the handedness reference's true g_lum (+1 for left-circular
+            light, e.g. ``circular-polarizer-L``).
+        dead_time_s: the counting head's dead time from its datasheet (s); default: keep the
+            stored value.
+        swap_sample: called with a message when the user must put in the handedness
+            reference (a real instrument); None when ``handedness_inst`` is given.
+        handedness_inst: a second instrument (the simulator with the reference sample).
+        save: store the result under the instrument's serial.
+    """
+    serial = str(inst.info()["serial"])
+    old = inst.calibration
+    tau = float(dead_time_s if dead_time_s is not None else old.dead_time_s)
+    prepare(inst, open_shutter=False)
+    inst.move_to(wavelength_nm)
+    dark = measure_dark(inst, min(dwell_s, 10.0))
+    inst.open_shutter()
+    a0, phi0, fit = calibrate_retardation(inst, dwell_s=dwell_s, dark=dark, dead_time_s=tau)
+    log.info("A0 = %.4f ± %.4f rad, φ0 = %.4f ± %.4f rad (mod π), χ²_red %.2f",
+             a0, fit.sigma_a0, phi0, fit.sigma_phase, fit.chi2_red)
+    other = handedness_inst if handedness_inst is not None else inst
+    if handedness_inst is None:
+        if swap_sample is None:
+            raise ValueError("the handedness step needs the reference in the beam: pass "
+                             "swap_sample (a prompt) or handedness_inst")
+        swap_sample("Put the handedness reference (e.g. a left-circular polarizer) in the "
+                    "beam instead of the linear polarizer")
+    else:
+        prepare(other, open_shutter=False)
+        other.move_to(wavelength_nm)
+        dark = measure_dark(other, min(dwell_s, 10.0))
+        other.open_shutter()
+    hand = calibrate_handedness(other, expected_sign=reference_sign, a0_rad=a0,
+                                phase_offset_rad=phi0, dwell_s=dwell_s, dark=dark,
+                                dead_time_s=tau)
+    cal = Calibration(
+        a0_rad=a0, phase_offset_rad=phi0, handedness=hand.handedness,
+        dead_time_s=tau,
+        serial=serial, date=now_iso(), source="linear-polarizer+circular-polarizer",
+        reference_wavelength_nm=float(wavelength_nm), sigma_a0_rad=fit.sigma_a0,
+        sigma_phase_offset_rad=fit.sigma_phase,
+        note=f"A0 commanded {A0_COMMAND:.6f} rad; retardation fit χ²_red {fit.chi2_red:.3f}; "
+             f"handedness reference g {hand.g_measured:+.4f} ± {hand.sigma_g:.1e}")
+    inst.calibration = cal
+    if save:
+        path = cal.save()
+        log.info("calibration of %s saved to %s", serial, path)
+    return cal
+
+
+def calibrate_simulated(*, seed: int = 0, dwell_s: float = 20.0, save: bool = True,
+                        **sim_options: Any) -> Calibration:
+    """Calibrate the simulated instrument the way a user calibrates a real one: with the
+    ``linear-polarizer-45`` sample, then ``circular-polarizer-L`` for the handedness."""
+    from .connection import connect
+
+    with connect("sim", sample="linear-polarizer-45", seed=seed, **sim_options) as lin, \
+            connect("sim", sample="circular-polarizer-L", seed=seed + 1, **sim_options) as circ:
+        return calibrate(lin, dwell_s=dwell_s, reference_sign=1,
+                         dead_time_s=SIM_DEAD_TIME_S, handedness_inst=circ, save=save)
+
+
+def uncalibrated(serial: str) -> Calibration:
+    return dataclasses.replace(default_calibration(serial))
