@@ -246,6 +246,7 @@ class Spectrum:
         fd, tmp = tempfile.mkstemp(prefix="." + target.name, suffix=".tmp",
                                    dir=target.parent if str(target.parent) else ".")
         try:
+            os.fchmod(fd, 0o666 & ~_umask())     # mkstemp makes 0600; a data file is not secret
             with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
                 fh.write(text)
                 fh.flush()
@@ -291,6 +292,12 @@ class Spectrum:
         if header is None:
             raise ValueError(f"{p}: no header row; not a cplscope spectrum CSV")
         return cls(points, _unflatten(meta_flat))
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _cell(name: str, value: Any) -> str:
