@@ -239,11 +239,12 @@ def cmd_samples(args: argparse.Namespace) -> int:
 
 
 def cmd_flash(args: argparse.Namespace) -> int:
-    from importlib import resources
+    from .sim.launcher import SimLaunchError, find_firmware
 
-    firmware = Path(str(resources.files("cplscope") / "firmware"))
-    if not (firmware / "main.py").exists():
-        raise CliError(f"the firmware is not in {firmware}: reinstall cplscope")
+    try:
+        firmware = find_firmware()
+    except SimLaunchError as exc:
+        raise CliError(str(exc)) from None
     mpremote = shutil.which("mpremote")
     if mpremote is None and not args.dry_run:
         raise CliError("mpremote is not installed: pip install 'cplscope[board]'")

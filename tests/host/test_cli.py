@@ -1,0 +1,134 @@
+"""The `cplscope` command line, end to end on the simulated instrument."""
+import json
+import math
+
+import numpy as np
+import pytest
+
+from cplscope.archive import Archive
+from cplscope.cli import main
+from cplscope.scan import scan_wavelengths
+from cplscope.spectrum import Spectrum
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    """A private calibration store, calibrated once for the module (as a user would)."""
+    path = tmp_path_factory.mktemp("cplscope-home")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("CPLSCOPE_HOME", str(path))
+    assert main(["-q", "calibrate", "--sim", "--dwell", "5"]) == 0
+    yield path
+    mp.undo()
+
+
+def test_calibrate_stores_a_calibration_close_to_the_simulated_pem(home):
+    (stored,) = home.glob("calibration-*.json")
+    cal = json.loads(stored.read_text())
+    assert cal["source"] == "linear-polarizer+circular-polarizer"
+    # the simulated PEM holds A0 = π/2 with φ0 = 0.3 rad (docs/simulator.md)
+    assert abs(cal["a0_rad"] - math.pi / 2) < 5 * cal["sigma_a0_rad"]
+    assert abs(cal["phase_offset_rad"] - 0.3) < 5 * cal["sigma_phase_offset_rad"]
+    assert cal["handedness"] == 1
+
+
+def test_scan_writes_csv_archive_and_figure(home, tmp_path, capsys):
+    csv, h5, png = tmp_path / "r.csv", tmp_path / "r.h5", tmp_path / "r.png"
+    rc = main(["-q", "scan", "--sim", "--sample", "R-Cs4PbBr6", "--start", "430", "--stop",
+               "446", "--step", "8", "--dwell", "20", "--output", str(csv), "--archive",
+               str(h5), "--plot", str(png), "--dark-dwell", "5"])
+    assert rc == 0
+    spec = Spectrum.read_csv(csv)
+    assert list(spec.wavelength_nm) == [430.0, 438.0, 446.0]
+    assert spec.metadata["stream"]["rejected"] == 0 and spec.metadata["sample"] == "R-Cs4PbBr6"
+    assert np.all(spec.sigma_g > 0) and np.all(np.abs(spec.g_lum - 6e-4) < 5 * spec.sigma_g)
+    data = np.genfromtxt(csv, names=True, comments="#", delimiter=",", dtype=None,
+                         encoding=None)
+    assert data["wavelength_nm"].tolist() == [430.0, 438.0, 446.0]
+    with Archive.open(h5) as arc:
+        assert len(arc) == 3
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "3 points" in capsys.readouterr().out
+
+
+def test_reprocess_reproduces_the_scan(home, tmp_path):
+    csv, h5 = tmp_path / "s.csv", tmp_path / "s.h5"
+    assert main(["-q", "scan", "--sim", "--sample", "S-Cs4PbBr6", "--start", "438", "--stop",
+                 "440", "--step", "2", "--dwell", "10", "--output", str(csv), "--archive",
+                 str(h5), "--no-dark"]) == 0
+    out = tmp_path / "again.csv"
+    assert main(["reprocess", str(h5), "--output", str(out)]) == 0
+    a, b = Spectrum.read_csv(csv), Spectrum.read_csv(out)
+    np.testing.assert_allclose(a.g_lum, b.g_lum, rtol=1e-9)
+    np.testing.assert_allclose(a.sigma_g, b.sigma_g, rtol=1e-9)
+
+
+def test_point_and_dark(home, capsys):
+    assert main(["-q", "point", "--sim", "--wavelength", "438", "--dwell", "10", "--json",
+                 "--dark-dwell", "5"]) == 0
+    out = capsys.readouterr().out
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["wavelength_nm"] == 438.0 and result["dwell_s"] == pytest.approx(10, rel=0.05)
+    assert main(["-q", "dark", "--sim", "--dwell", "20"]) == 0
+    line = capsys.readouterr().out.splitlines()[0]
+    rate = float(line.split()[1])
+    # the bench's PMT dark rate is 20 cps (docs/simulator.md); Poisson sd over 20 s ≈ 1 cps
+    assert rate == pytest.approx(20.0, abs=5.0)
+
+
+def test_no_emission_sample_gives_empty_g(home, tmp_path):
+    csv = tmp_path / "n.csv"
+    assert main(["-q", "scan", "--sim", "--sample", "N-Cs4PbBr6", "--start", "430", "--stop",
+                 "440", "--step", "10", "--target-sigma", "2e-4", "--max-dwell", "60",
+                 "--output", str(csv), "--dark-dwell", "20"]) == 0
+    spec = Spectrum.read_csv(csv)
+    assert all("no_emission" in f for f in spec.flags)
+    assert np.all(np.isnan(spec.g_lum)) and np.all(np.isnan(spec.sigma_g))
+
+
+def test_plot_with_mirror_report(home, tmp_path, capsys):
+    paths = []
+    for sample in ("R-Cs4PbBr6", "S-Cs4PbBr6"):
+        p = tmp_path / f"{sample}.csv"
+        assert main(["-q", "scan", "--sim", "--sample", sample, "--start", "434", "--stop",
+                     "442", "--step", "4", "--dwell", "30", "--output", str(p),
+                     "--no-dark"]) == 0
+        paths.append(str(p))
+    svg = tmp_path / "pair.svg"
+    assert main(["plot", *paths, "--mirror", "--output", str(svg)]) == 0
+    assert "consistent with a mirror pair" in capsys.readouterr().out
+    assert svg.read_text().lstrip().startswith(("<?xml", "<svg"))
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["scan", "--sim", "--start", "400", "--stop", "410", "--step", "5"], "--target-sigma"),
+    (["scan", "--sim", "--sample", "x", "--sample-file", "y.json", "--start", "400", "--stop",
+      "410", "--step", "5", "--dwell", "1"], "not both"),
+    (["scan", "--fault", "corrupt=0.1", "--start", "400", "--stop", "410", "--step", "5",
+      "--dwell", "1"], "need --sim"),
+])
+def test_usage_errors_say_what_to_do(argv, message, capsys):
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_bad_fault_value_is_rejected_by_the_parser(capsys):
+    with pytest.raises(SystemExit):
+        main(["scan", "--sim", "--fault", "corrupt", "--start", "1", "--stop", "2",
+              "--step", "1", "--dwell", "1"])
+    assert "KEY=VALUE" in capsys.readouterr().err
+
+
+def test_flash_dry_run_lists_every_firmware_file(capsys):
+    assert main(["flash", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "mip install usb-device" in out and ":main.py" in out
+    assert ":cpl/instrument.py" in out and ":board/rp2.py" in out and "sim.py" not in out
+
+
+def test_scan_wavelengths_include_both_ends():
+    assert scan_wavelengths(400, 560, 2)[[0, -1]].tolist() == [400.0, 560.0]
+    assert len(scan_wavelengths(400, 560, 2)) == 81
+    assert scan_wavelengths(450, 440, 5).tolist() == [450.0, 445.0, 440.0]
+    with pytest.raises(ValueError, match="step"):
+        scan_wavelengths(400, 410, 0)
