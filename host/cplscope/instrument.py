@@ -54,6 +54,7 @@ class Instrument:
         self._homed = False
         self._wavelength_nm: float | None = None
         self._restarts_seen = self._t.health().restarts
+        self._reconnects_seen = self._t.health().reconnects
         self._t.on_event = self._on_event
         self._overload: Event | None = None
         self._calibration: Calibration | None = None
@@ -281,14 +282,35 @@ class Instrument:
                  timeout: float = 10.0) -> dict[str, Any]:
         deadline = time.monotonic() + self._t.reconnect_timeout
         while True:
+            self._check_reconnect()
             try:
                 return self._t.command(opcode, args, timeout=timeout)
             except ConnectionLost:
                 if time.monotonic() > deadline or not self._t.wait_connected(
                         max(0.0, deadline - time.monotonic())):
                     raise
-            if self._restarted():
-                self._replay()
+            except CommandError:
+                # refused by a board that rebooted while this command waited for it?
+                if not self._check_reconnect():
+                    raise
+
+    def _check_reconnect(self) -> bool:
+        """After a reconnect, find out whether the board rebooted meanwhile and if so put the
+        settings back; True if it did. Right after a reconnect the reader may not have seen a
+        frame of the new firmware yet, so ask for a STATUS: its reply carries the new
+        firmware's sequence number, and the decoder has counted the reboot once it is in."""
+        reconnects = self._t.health().reconnects
+        if reconnects == self._reconnects_seen:
+            return False
+        self._reconnects_seen = reconnects
+        try:
+            self._t.command(Opcode.STATUS, timeout=5.0)
+        except (ConnectionLost, TimeoutError):
+            pass
+        if not self._restarted():
+            return False
+        self._replay()
+        return True
 
     def _setting(self, opcode: Opcode, args: dict[str, Any]) -> dict[str, Any]:
         result = self._command(opcode, args)
@@ -319,10 +341,11 @@ class Instrument:
         if not self._t.wait_connected(self._t.reconnect_timeout):
             raise AcquisitionError("the board disconnected and did not come back within "
                                    f"{self._t.reconnect_timeout:g} s")
-        if self._restarted():
-            self._replay()
-        else:
-            self._stop()
+        if not self._check_reconnect():
+            if self._restarted():
+                self._replay()
+            else:
+                self._stop()
         return self._start()
 
     def _replay(self) -> None:
@@ -349,7 +372,7 @@ class Instrument:
         deadline = time.monotonic() + timeout
         previous = None
         while time.monotonic() < deadline:
-            st = self._t.command(Opcode.STATUS)
+            st = self._command(Opcode.STATUS)  # survives a disconnect during the move
             moving = st.get("moving")
             pos = st.get("mono_position")
             if moving is False or (moving is None and pos == target and previous == target):
