@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import struct
 
+import pytest
+
 from cplscope.protocol import (
     Event,
     EventCode,
@@ -119,3 +121,22 @@ def test_pipelined_commands_each_get_one_reply(open_raw) -> None:
     got = [m.request_id for m in replies if isinstance(m, Reply)]
     assert got == [rid for rid, _ in frames]
     assert set(got) == want
+
+
+@pytest.mark.xfail(strict=True, reason="the firmware sends one EVENT BAD_FRAME per receive pass, "
+                   "not per rejected frame: 3 bad frames in one write give 1 event")
+def test_each_bad_frame_gets_its_own_event(open_raw) -> None:
+    """protocol.md: a command frame with a bad CRC gets an EVENT BAD_FRAME "instead" of its
+    reply, i.e. one per frame."""
+    link = open_raw()
+    bad = []
+    for _ in range(3):
+        _, good = link.command_frame(Opcode.STATUS)
+        bad.append(good[:-1] + bytes([good[-1] ^ 0x55]))
+    rid, last = link.command_frame(Opcode.IDENTIFY)
+    seen: list = []
+    link.write(b"".join(bad) + last)
+    link.read_until(lambda m: isinstance(m, Reply) and m.request_id == rid, 5.0, seen)
+    seen += link.drain(max_s=0.3)
+    events = [m for m in seen if isinstance(m, Event) and m.code == EventCode.BAD_FRAME]
+    assert len(events) == 3, f"3 bad frames gave {len(events)} EVENT BAD_FRAME"
