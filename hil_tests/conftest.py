@@ -11,8 +11,6 @@ whole session, so no test reads or writes the user's calibration store.
 """
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -239,16 +237,81 @@ def truth_of(hil: Hil, inst: Any, wavelength_nm: float) -> dict[str, float]:
             "emission": float(t.emission), "bandpass_nm": hil.bandpass_nm}
 
 
-def copy_calibration_file(hil: Hil, home: Path, serial: str) -> None:
-    """Install --calibration-file as the board's stored calibration in the private store."""
-    from cplscope.calibration import Calibration, default_path
+__all__ = ["Hil", "make_safe", "truth_of", "find_real_board"]
 
-    assert hil.calibration_file is not None
+
+# --- calibration ------------------------------------------------------------------------------
+#: The simulated counting head's dead time (docs/simulator.md, bench default 18 ns). The
+#: calibration routines do not measure dead time; a user takes it from the detector's data.
+SIM_DEAD_TIME_S = 18e-9
+CAL_WAVELENGTH_NM = 438.0
+
+
+@dataclass(frozen=True)
+class CalibratedSetup:
+    """A calibration and the SET_RETARDATION value that produces its A0.
+
+    ``calibration.a0_rad`` is the A0 (rad) the instrument actually produced when told to hold
+    ``a0_command_rad`` during the calibration; measurements tell it the same again."""
+
+    calibration: Any
+    a0_command_rad: float
+    retardation_fit: Any = None
+    handedness_fit: Any = None
+
+
+def _calibrate_in_sim(seed: int) -> CalibratedSetup:
+    """What a user does: a linear polarizer at 45° for A0 and φ0, then a left circular
+    polarizer for the handedness, each in its own (simulated) instrument."""
+    import math
+    from datetime import datetime, timezone
+
+    import cplscope
+    from cplscope.calibration import Calibration
+    from cplscope.measure import calibrate_handedness, calibrate_retardation
+
+    from .helpers import A0_RAD, tune
+
+    with cplscope.connect(SIM, sample="linear-polarizer-45", seed=seed, speed=200.0) as inst:
+        tune(inst, CAL_WAVELENGTH_NM, a0_rad=A0_RAD)
+        dark = inst.measure_dark(dwell_s=20.0)
+        a0, phi0, fit = calibrate_retardation(inst, dwell_s=20.0, dark=dark)
+        serial = inst.info()["serial"]
+        make_safe(inst)
+    with cplscope.connect(SIM, sample="circular-polarizer-L", seed=seed + 1,
+                          speed=200.0) as inst:
+        tune(inst, CAL_WAVELENGTH_NM, a0_rad=A0_RAD)
+        dark = inst.measure_dark(dwell_s=20.0)
+        hand = calibrate_handedness(inst, expected_sign=+1, a0_rad=a0, phase_offset_rad=phi0,
+                                    dwell_s=5.0, dark=dark)
+        make_safe(inst)
+    assert math.isfinite(a0) and math.isfinite(phi0)
+    cal = Calibration(a0_rad=a0, phase_offset_rad=phi0, handedness=hand.handedness,
+                      dead_time_s=SIM_DEAD_TIME_S, serial=serial,
+                      date=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                      source="linear-polarizer-45+circular-polarizer-L",
+                      reference_wavelength_nm=CAL_WAVELENGTH_NM, sigma_a0_rad=fit.sigma_a0,
+                      sigma_phase_offset_rad=fit.sigma_phase,
+                      note=f"hil_tests; A0 commanded {A0_RAD:.6f} rad; dead time stated")
+    return CalibratedSetup(cal, A0_RAD, fit, hand)
+
+
+@pytest.fixture(scope="session")
+def calibrated_setup(hil: Hil, cplscope_home: Path) -> CalibratedSetup:
+    """The instrument's calibration, saved in the private store so every instrument opened
+    afterwards loads it (``inst.calibration``). Simulator: measured with the calibration
+    routines, once per run. Real board: ``--calibration-file``."""
+    if hil.is_sim:
+        setup = _calibrate_in_sim(seed=11)
+        setup.calibration.save()
+        return setup
+    if hil.calibration_file is None:
+        pytest.skip("needs the instrument's calibration: give --calibration-file PATH")
+    import cplscope
+    from cplscope.calibration import Calibration
+
+    with cplscope.connect(hil.address) as inst:
+        serial = str(inst.info()["serial"])
     cal = Calibration.load(hil.calibration_file, expected_serial=serial)
-    target = default_path(serial)
-    assert Path(target).parent == home or str(home) in str(target)
-    shutil.copyfile(hil.calibration_file, target)
-    del cal
-
-
-__all__ = ["Hil", "make_safe", "truth_of", "find_real_board", "copy_calibration_file"]
+    cal.save()
+    return CalibratedSetup(cal, cal.a0_rad)
