@@ -131,9 +131,14 @@ class Instrument:
         return self._setting(Opcode.CONFIGURE, {"mode": "counting", "bins": int(bins),
                                                 "periods": int(periods)})
 
-    def configure_analog(self, sample_rate_hz: float = 250e3,
+    def configure_analog(self, sample_rate_hz: float = 48e6 / 192.25,
                          block_samples: int = 2048) -> dict[str, Any]:
-        """Raw ADC streaming at ``sample_rate_hz`` (Hz) in blocks of ``block_samples``."""
+        """Raw ADC streaming at ``sample_rate_hz`` (Hz) in blocks of ``block_samples``.
+
+        The default, 249.675 kHz (the RP2040 ADC clock 48 MHz / 192.25), is deliberately not
+        a simple multiple of common PEM frequencies (50 kHz): the samples then walk through
+        every phase of the period and fill every bin. A rate such as 250 kHz with a 50 kHz
+        PEM samples the same 5 phases forever and leaves most bins empty."""
         return self._setting(Opcode.CONFIGURE, {"mode": "analog",
                                                 "sample_rate_hz": float(sample_rate_hz),
                                                 "block_samples": int(block_samples)})
@@ -275,6 +280,46 @@ class Instrument:
         finally:
             self._stop()
         return FrameSet.from_frames(frames, excluded=excluded, received=received)
+
+    def acquire_analog(self, *, duration_s: float, n_bins: int = 16,
+                       frame_periods: int = 5000, timeout: float | None = None):
+        """Stream raw ADC blocks for ``duration_s`` s of sampling and phase-bin them on the host
+        into frames of ``frame_periods`` PEM periods and ``n_bins`` bins. Needs
+        :meth:`configure_analog` first. Returns :class:`cplscope.analog.AnalogFrames`."""
+        from .analog import AnalogCollector
+
+        if not duration_s > 0:
+            raise ValueError(f"duration_s must be > 0 s, got {duration_s}")
+        if self._settings.get(Opcode.CONFIGURE, {}).get("mode") != "analog":
+            raise ValueError("the instrument is not in analog mode: call configure_analog()")
+        collector = AnalogCollector(n_bins, frame_periods)
+        stall = timeout if timeout is not None else 30.0
+        acq_id = self._start()
+        last = time.monotonic()
+        try:
+            while collector.dwell_s < duration_s:
+                if self._overload is not None:
+                    raise OverloadError(f"PMT overload guard tripped: {self._overload.text}")
+                if self._restarted() or not self._t.connected:
+                    acq_id = self._resume()
+                    continue
+                try:
+                    msg = self._t.data.get(timeout=0.2)
+                except queue.Empty:
+                    if time.monotonic() - last > stall:
+                        raise AcquisitionError(f"no ADC block for {stall:g} s")
+                    continue
+                if isinstance(msg, AdcBlock) and msg.acq_id == acq_id:
+                    last = time.monotonic()
+                    collector.feed(msg)
+        finally:
+            self._stop()
+        return collector.frames()
+
+    @property
+    def mode(self) -> str:
+        """``"counting"`` or ``"analog"``, as last configured (counting by default)."""
+        return str(self._settings.get(Opcode.CONFIGURE, {}).get("mode", "counting"))
 
     # --- plumbing -----------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ import logging
 import math
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Any
 
 import numpy as np
 
@@ -69,23 +70,57 @@ class Dark:
 
 
 @dataclass(frozen=True)
+class AnalogDark:
+    """Dark level of the analog path (shutter closed): ADC offset plus PMT dark current.
+
+    Attributes:
+        level: mean ADC reading (ADC counts), the same in every bin.
+        sigma: its standard uncertainty (ADC counts).
+        dwell_s: sampling time, s.
+    """
+
+    level: float
+    sigma: float
+    dwell_s: float
+
+    def per_frame(self, frame_time_s: float) -> float:
+        return self.level
+
+    def sigma_per_frame(self, frame_time_s: float) -> float:
+        return self.sigma
+
+
+@dataclass(frozen=True)
 class PointMeasurement:
     """One measured point: the frames, the estimate and the flagged, corrected result."""
 
     wavelength_nm: float
-    frames: FrameSet
+    frames: Any
     estimate: Estimate | None
     result: PointResult
     dwell_limit: bool
     dark: np.ndarray
 
 
-def measure_dark(inst, dwell_s: float = 10.0) -> Dark:
-    """Close the shutter, count for ``dwell_s`` s, restore the shutter. Returns the per-bin
-    dark rate."""
+def measure_dark(inst, dwell_s: float = 10.0, *, n_bins: int = 16,
+                 frame_periods: int = 5000) -> Dark | AnalogDark:
+    """Close the shutter, count (or sample) for ``dwell_s`` s, restore the shutter. Returns
+    the per-bin dark rate, or in analog mode the dark level."""
     was_open = bool(inst.status().get("shutter_open"))
     inst.close_shutter()
     try:
+        if inst.mode == "analog":
+            af = inst.acquire_analog(duration_s=dwell_s, n_bins=n_bins,
+                                     frame_periods=frame_periods)
+            af.check()
+            m = af.means
+            if m.shape[0] < 2:
+                raise RuntimeError("the analog dark measurement gave fewer than 2 frames: "
+                                   "measure longer")
+            per_frame = m.mean(axis=1)
+            return AnalogDark(level=float(per_frame.mean()),
+                              sigma=float(per_frame.std(ddof=1) / np.sqrt(len(per_frame))),
+                              dwell_s=af.dwell_s)
         frames = inst.acquire(duration_s=dwell_s)
     finally:
         if was_open:
@@ -129,6 +164,10 @@ def measure(inst, *, dwell_s: float | None = None, target_sigma: float | None = 
     cal = calibration if calibration is not None else inst.calibration
     if (dwell_s is None) == (target_sigma is None):
         raise ValueError("give either dwell_s (s) or target_sigma (adaptive dwell)")
+    if inst.mode == "analog":
+        return measure_analog(inst, dwell_s=dwell_s, target_sigma=target_sigma,
+                              max_dwell_s=max_dwell_s, calibration=cal, dark=dark, rules=rules,
+                              blank=blank, wavelength_nm=wavelength_nm)
     if target_sigma is not None and not target_sigma > 0:
         raise ValueError(f"target_sigma must be > 0, got {target_sigma!r}")
     if not max_dwell_s > 0:
@@ -172,6 +211,63 @@ def measure(inst, *, dwell_s: float | None = None, target_sigma: float | None = 
                                  rules=rules)
     d = dark.per_frame(frames.frame_time_s) if dark is not None else np.zeros(frames.n_bins)
     return PointMeasurement(float(wl), frames, est, result, hit_limit, d)
+
+
+def measure_analog(inst, *, dwell_s: float | None = None, target_sigma: float | None = None,
+                   max_dwell_s: float = 600.0, calibration: Calibration | None = None,
+                   dark: AnalogDark | None = None, rules: FlagRules = FlagRules(),
+                   blank: tuple[float, float] | None = None, wavelength_nm: float | None = None,
+                   n_bins: int = 16, frame_periods: int = 5000) -> PointMeasurement:
+    """Measure g_lum at the current wavelength through the analog (ADC) path.
+
+    The board streams raw samples; the host phase-bins them into frames of
+    ``frame_periods`` PEM periods and ``n_bins`` bins and fits them with
+    ``estimate(noise="gaussian")``, so σ comes from the frame-to-frame scatter (at least 2
+    frames, better ≥ 20). Adaptive dwell measures in chunks until σ_g ≤ target_sigma or
+    ``max_dwell_s``.
+    """
+    cal = calibration if calibration is not None else inst.calibration
+    wl = wavelength_nm if wavelength_nm is not None else inst.wavelength_nm
+    if wl is None:
+        raise ValueError("no wavelength: move_to() a wavelength first, or pass wavelength_nm")
+    level = dark.level if dark is not None else 0.0
+    level_sd = dark.sigma if dark is not None else 0.0
+    chunks: list = []
+
+    def fit():
+        sums = np.concatenate([c.sums[c.complete] for c in chunks])
+        n = np.concatenate([c.n[c.complete] for c in chunks])
+        if sums.shape[0] < 2:
+            return None
+        return estimate(sums / n, cal.a0_rad, phase_offset=cal.phase_offset_rad, dark=level,
+                        dark_sigma=level_sd, noise="gaussian")
+
+    total = 0.0
+    est = None
+    step = dwell_s if dwell_s is not None else max(1.0, 0.02 * max_dwell_s)
+    while True:
+        chunk = inst.acquire_analog(duration_s=min(step, max_dwell_s - total) if dwell_s is None
+                                    else step, n_bins=n_bins, frame_periods=frame_periods)
+        chunk.check()
+        chunks.append(chunk)
+        total += chunk.dwell_s
+        est = fit()
+        if dwell_s is not None:
+            break
+        if est is not None and est.sigma_g <= target_sigma:
+            break
+        if total >= max_dwell_s * (1 - 1e-9):
+            break
+        ratio = (est.sigma_g / target_sigma) ** 2 if est is not None else 4.0
+        step = max(0.5 * total, (ratio - 1) * total * 0.6, 0.5)
+    if est is None:
+        raise RuntimeError("fewer than 2 complete analog frames: measure longer")
+    hit_limit = target_sigma is not None and not est.sigma_g <= target_sigma
+    health = frame_health_flags(b.flags for c in chunks for b in c.blocks)
+    result = point_from_estimate(est, wl, total, handedness=cal.handedness, blank=blank,
+                                 dwell_limit=hit_limit, frame_flags=health, rules=rules)
+    return PointMeasurement(float(wl), chunks, est, result, hit_limit,
+                            np.full(n_bins, level))
 
 
 def calibrate_retardation(inst, *, dwell_s: float = 10.0, wavelength_nm: float | None = None,

@@ -82,6 +82,9 @@ def scan(inst, start: float, stop: float, step: float, *, dwell_s: float | None 
     if (dwell_s is None) == (target_sigma is None):
         raise ValueError("give either dwell_s (s per point) or target_sigma (adaptive dwell)")
     cal = calibration if calibration is not None else inst.calibration
+    if archive is not None and inst.mode == "analog":
+        raise ValueError("the raw archive holds counting frames; in analog mode save the "
+                         "spectrum CSV (output=) and leave archive=None")
     if cal.is_default:
         log.warning("instrument %s is not calibrated: A0, φ0 and the handedness are defaults, "
                     "so g_lum has an unknown sign and scale. Run `cplscope calibrate`.",

@@ -35,6 +35,7 @@ class BenchAdapter:
         self.bench = bench
         self.frames = 0
         self.blocks = 0
+        self._adc_next_t0_s: float | None = None
 
     # PEM -----------------------------------------------------------------------------------
     def _locked(self, state: LinkState) -> bool:
@@ -79,6 +80,13 @@ class BenchAdapter:
         edges in ticks after sample 0."""
         locked = self._locked(state)
         t0_s = state.time_us * 1e-6
+        # The hub's clock counts whole µs, a block lasts n/fs. A block that follows the
+        # previous one within that rounding continues it exactly, as DMA into ping-pong
+        # buffers does on the board; otherwise it starts a new stream.
+        nxt = self._adc_next_t0_s
+        if nxt is not None and abs(t0_s - nxt) < 2e-6:
+            t0_s = nxt
+        self._adc_next_t0_s = t0_s + n_samples / sample_rate_hz
         blk = self.bench.adc_block(self._bench_state(state, locked), n_samples, sample_rate_hz,
                                    t0_s)
         self.blocks += 1
@@ -87,7 +95,7 @@ class BenchAdapter:
         trip = top if top > state.guard_max_adc_level else None
         return AdcAnswer(samples=blk.samples.tolist(), edges_ticks=edges,
                          t0_ticks=round(t0_s * TICK_HZ),
-                         duration_us=round(n_samples / sample_rate_hz * 1e6),
+                         duration_us=max(0, round(self._adc_next_t0_s * 1e6) - state.time_us),
                          clipped=blk.clipped, trip_level=trip)
 
     # ground truth ----------------------------------------------------------------------------

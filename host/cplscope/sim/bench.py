@@ -515,13 +515,13 @@ class Bench:
 
     def _edges(self, t0: float, duration: float) -> np.ndarray:
         f = self.pem_frequency_hz
-        start = math.fmod(f * t0, 1.0)
-        if start < 0:
-            start += 1.0
-        first = (1.0 - start) % 1.0  # cycles from t0 to the first edge at or after it
-        n = int(math.floor(duration * f - first)) + 1 if duration * f > first else 0
-        rel = (first + np.arange(n)) / f
-        rel = rel[rel < duration]
+        # Edge k is at k/f. Consecutive blocks must agree on an edge that falls exactly on
+        # their common boundary (it belongs to the later block), so the cycle counts are
+        # rounded with a tolerance far above float64 rounding at hours of instrument time.
+        eps = 1e-6
+        k0 = math.ceil(f * t0 - eps)
+        k1 = math.ceil(f * (t0 + duration) - eps)
+        rel = np.arange(k0, max(k0, k1)) / f - t0
         if self.pem_edge_jitter_s > 0 and rel.size:
             rel = rel + self.pem_edge_jitter_s * self.rng.standard_normal(rel.size)
         return t0 + rel
