@@ -2,9 +2,17 @@
 recovers the known g_lum of the simulated samples (or of the sample declared with
 --calibration-sample on a real board), and its σ is honest.
 
-Tolerances: each point within 3σ of the truth (with a fixed seed this is deterministic; for
-a random seed all 9 points of a spectrum pass with probability 0.976); χ² tests at the 0.1 %
-two-sided level; the σ check as explained there.
+The simulated instrument is seeded, but not bit-reproducible: how many frames the bench
+computes before a STOP arrives, and the instrument time that passes while the host is busy,
+depend on the machine's timing. So every tolerance is statistical, chosen so that a correct
+instrument fails a test with a probability of about 1e-3 or less:
+
+- per point, |g − truth| < z_max·σ with z_max the Bonferroni bound for the n points of the
+  spectrum at a family-wise 1e-3 (3.9σ for 9 points; a literal 3σ at every point would fail
+  2.4 % of correct 9-point spectra), plus χ² = Σ z² below its 99.9 % quantile, which catches
+  a bias that stays under z_max at each point;
+- χ² tests at the 0.1 % two-sided level; single-number tests at 4σ;
+- the σ-versus-scatter check as explained there.
 """
 from __future__ import annotations
 
@@ -53,15 +61,25 @@ def enantiomer(open_instrument, hil, setup, sample: str, seed: int):
     return scan_with_truth(open_instrument, hil, setup, sample, 420.0, 460.0, 5.0, 150.0, seed)
 
 
-def assert_within_3_sigma_of_truth(spec: Spectrum, g_true: np.ndarray) -> None:
+def z_max(n: int, family_alpha: float = 1e-3) -> float:
+    """Two-sided normal bound that n independent z-scores all stay under with probability
+    1 − family_alpha (Bonferroni)."""
+    from statistics import NormalDist
+
+    return NormalDist().inv_cdf(1 - family_alpha / (2 * n))
+
+
+def assert_matches_truth(spec: Spectrum, g_true: np.ndarray) -> None:
     signal = ~spec.has_flag("no_emission")
-    assert signal.sum() >= 5, "too few points with emission"
+    n = int(signal.sum())
+    assert n >= 5, "too few points with emission"
     z = (spec.g_lum[signal] - g_true[signal]) / spec.sigma_g[signal]
     table = "\n".join(f"{w:6.1f} nm  g {g:+.2e} ± {s:.1e}  truth {t:+.2e}  z {zz:+.2f}"
                       for w, g, s, t, zz in zip(spec.wavelength_nm[signal], spec.g_lum[signal],
                                                 spec.sigma_g[signal], g_true[signal], z))
     print("\n" + table)
-    assert np.all(np.abs(z) < 3), table
+    assert np.all(np.abs(z) < z_max(n)), table
+    assert float(np.sum(z**2)) < chi2_quantile(1 - 1e-3, n), table
 
 
 DEAD_TIME_XFAIL = pytest.mark.xfail(
@@ -93,13 +111,13 @@ def test_calibration_finds_the_benchs_retardation(calibrated_setup) -> None:
 @pytest.mark.truth("R-Cs4PbBr6")
 def test_r_enantiomer_matches_truth(open_instrument, hil, calibrated_setup) -> None:
     spec, g_true, _ = enantiomer(open_instrument, hil, calibrated_setup, "R-Cs4PbBr6", 21)
-    assert_within_3_sigma_of_truth(spec, g_true)
+    assert_matches_truth(spec, g_true)
 
 
 @pytest.mark.truth("S-Cs4PbBr6")
 def test_s_enantiomer_matches_truth(open_instrument, hil, calibrated_setup) -> None:
     spec, g_true, _ = enantiomer(open_instrument, hil, calibrated_setup, "S-Cs4PbBr6", 22)
-    assert_within_3_sigma_of_truth(spec, g_true)
+    assert_matches_truth(spec, g_true)
 
 
 @pytest.mark.truth("R-Cs4PbBr6", "S-Cs4PbBr6")
@@ -107,11 +125,11 @@ def test_enantiomers_are_mirror_images(open_instrument, hil, calibrated_setup) -
     r, g_r, _ = enantiomer(open_instrument, hil, calibrated_setup, "R-Cs4PbBr6", 21)
     s, g_s, _ = enantiomer(open_instrument, hil, calibrated_setup, "S-Cs4PbBr6", 22)
     assert np.allclose(g_r, -g_s)
-    report = mirror_report(r, s)
+    report = mirror_report(r, s, alpha=1e-3)
     print("\n" + report.text())
     assert report.n_points >= 5
-    assert report.p_value >= 0.01, report.text()
-    assert report.consistent, report.text()
+    assert report.p_value >= 1e-3, report.text()  # g_R + g_S consistent with 0
+    assert abs(report.ratio - 1) < 4 * report.sigma_ratio, report.text()
     # and the signal is really there: the R spectrum's weighted mean g is > 5σ above 0
     ok = ~r.has_flag("no_emission")
     w = 1 / r.sigma_g[ok] ** 2
@@ -165,23 +183,24 @@ def test_linear_polarizer_gives_no_g(open_instrument, hil, calibrated_setup) -> 
         assert truth["linear"] == 1.0 and truth["g_lum"] == 0.0
         # u ≫ g is flagged (linear light can fake g) but does not leak into g beyond noise
         assert "linear_pol" in r.flags
-        assert abs(r.g_lum) < 3 * r.sigma_g, (nm, r.g_lum, r.sigma_g)
+        assert abs(r.g_lum) < 4 * r.sigma_g, (nm, r.g_lum, r.sigma_g)
 
 
 @pytest.mark.truth("linear-polarizer-45")
 @DEAD_TIME_XFAIL
 def test_linear_polarizer_gives_u_one(open_instrument, hil, calibrated_setup) -> None:
     for nm, r, truth in linear_polarizer_points(open_instrument, hil, calibrated_setup):
-        # 3σ plus 0.2 % for the A0/φ0 calibration's own precision
-        assert abs(r.linear - truth["linear"]) < 3 * r.sigma_linear + 0.002, (nm, r.linear)
+        # 4σ plus 0.2 % for the A0/φ0 calibration's own precision
+        assert abs(r.linear - truth["linear"]) < 4 * r.sigma_linear + 0.002, (nm, r.linear)
 
 
 @pytest.mark.truth("R-Cs4PbBr6")
 def test_reported_sigma_matches_the_scatter(open_instrument, hil, calibrated_setup) -> None:
     """n repeated points at one wavelength: the sample standard deviation of g has a relative
-    standard error of 1/√(2(n−1)); with n = 200 (2000 with --soak) that is 5 % (1.6 %), so
-    the requirement "σ agrees with the scatter within 15 %" is a 3-standard-error test."""
-    n = 2000 if hil.soak else 200
+    standard error of 1/√(2(n−1)); with n = 300 (3000 with --soak) that is 4.1 % (1.3 %), so
+    the requirement "σ agrees with the scatter within 15 %" is a 3.7-standard-error test
+    (false alarm 2e-4)."""
+    n = 3000 if hil.soak else 300
     inst = calibrated(open_instrument, calibrated_setup, "R-Cs4PbBr6", 438.0, 26)
     dark = inst.measure_dark(dwell_s=20.0)
     g = np.empty(n)
@@ -197,5 +216,5 @@ def test_reported_sigma_matches_the_scatter(open_instrument, hil, calibrated_set
           f"{scatter / sigma:.3f} (standard error {se:.3f}); mean g {g.mean():+.2e} "
           f"± {scatter / math.sqrt(n):.1e}, truth {truth:+.2e}")
     assert abs(scatter / sigma - 1) < max(0.15, 3 * se)
-    assert abs(g.mean() - truth) < 3 * scatter / math.sqrt(n)
+    assert abs(g.mean() - truth) < 4 * scatter / math.sqrt(n)
     assert np.std(s) < 0.05 * sigma  # equal dwell, equal σ: the σ itself is stable

@@ -46,9 +46,11 @@ def test_corrupt_frames_are_all_detected_and_never_used(open_instrument, tmp_pat
     assert log["dropped_seqs"] == []
     assert health.restarts == 0
     assert len(corrupted) >= 5, "too few corrupt frames to test anything"
-    # every corrupt frame is counted once as a rejection and once as a sequence gap
-    assert health.rejected == len(corrupted)
+    # every corrupt frame is a sequence gap and at least one rejection; it is more than one
+    # only when the bytes after its sync hold another C5 5C (protocol.md), ~0.1 % per frame:
+    # allow 3 such strays in ~15 frames (probability of more: ~1e-8)
     assert health.missing == len(corrupted)
+    assert len(corrupted) <= health.rejected <= len(corrupted) + 3
     # the count is in the CSV (as it stood when the scan ended)
     stream = Spectrum.read_csv(csv).metadata["stream"]
     assert 0 < stream["rejected"] <= health.rejected
