@@ -275,7 +275,8 @@ def _calibrate_in_sim(seed: int) -> CalibratedSetup:
     with cplscope.connect(SIM, sample="linear-polarizer-45", seed=seed, speed=200.0) as inst:
         tune(inst, CAL_WAVELENGTH_NM, a0_rad=A0_RAD)
         dark = inst.measure_dark(dwell_s=20.0)
-        a0, phi0, fit = calibrate_retardation(inst, dwell_s=20.0, dark=dark)
+        a0, phi0, fit_ = calibrate_retardation(inst, dwell_s=20.0, dark=dark)
+        fit: Any = fit_
         serial = inst.info()["serial"]
         make_safe(inst)
     with cplscope.connect(SIM, sample="circular-polarizer-L", seed=seed + 1,

@@ -39,9 +39,10 @@ def capture(link) -> tuple[bytes, list[tuple[int, int, bytes]]]:
     assert check.stats.rejected == 0 and check.stats.bytes_skipped == 0
     frames, pos = [], 0
     for m in msgs:
-        assert stream[pos:pos + len(m.raw)] == m.raw
-        frames.append((pos, pos + len(m.raw), m.raw))
-        pos += len(m.raw)
+        raw = m.raw
+        assert raw is not None and stream[pos:pos + len(raw)] == raw
+        frames.append((pos, pos + len(raw), raw))
+        pos += len(raw)
     assert pos == len(stream)
     return stream, frames
 

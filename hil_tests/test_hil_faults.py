@@ -86,7 +86,7 @@ def test_usb_disconnect_mid_scan_resumes(open_instrument, tmp_path) -> None:
     inst = open_instrument(seed=4)
     tune(inst, 430.0, periods=5000)
     csv = tmp_path / "disconnect.csv"
-    armed = {}
+    armed: dict[str, object] = {}
 
     def pull_cable(point, index, accumulation) -> None:
         if index == 2 and not armed:
@@ -146,6 +146,7 @@ def test_host_killed_mid_scan_leaves_a_readable_archive(tmp_path) -> None:
         while len(printed) < 4:
             line = child.stdout.readline()
             if not line:
+                assert child.stderr is not None
                 pytest.fail(f"the child ended early: {child.stderr.read()}")
             msg = json.loads(line)
             if "hub_pid" in msg:
