@@ -8,10 +8,13 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from .calibration import Calibration, default_calibration
+import numpy as np
+
+from .calibration import Blank, Calibration, load_for
 from .measure import calibrate_handedness, calibrate_retardation, measure_dark, now_iso
 
-__all__ = ["SIM_DEAD_TIME_S", "calibrate", "calibrate_simulated", "prepare"]
+__all__ = ["SIM_DEAD_TIME_S", "blank_from_spectrum", "calibrate", "calibrate_simulated",
+           "prepare", "store_blank"]
 
 log = logging.getLogger(__name__)
 
@@ -103,5 +106,33 @@ def calibrate_simulated(*, seed: int = 0, dwell_s: float = 20.0, save: bool = Tr
                          dead_time_s=SIM_DEAD_TIME_S, handedness_inst=circ, save=save)
 
 
-def uncalibrated(serial: str) -> Calibration:
-    return dataclasses.replace(default_calibration(serial))
+def blank_from_spectrum(spectrum) -> Blank:
+    """The blank (g_lum of an achiral reference against λ) from a spectrum measured without
+    blank subtraction; points without a finite g (``no_emission``) are left out."""
+    if spectrum.metadata.get("calibration", {}).get("blank_applied"):
+        raise ValueError("this spectrum already had a blank subtracted: measure the achiral "
+                         "reference without a blank")
+    ok = np.isfinite(spectrum.g_lum) & np.isfinite(spectrum.sigma_g)
+    if ok.sum() < 2:
+        raise ValueError("the reference spectrum has fewer than 2 points with emission: it "
+                         "cannot serve as a blank")
+    order = np.argsort(spectrum.wavelength_nm[ok])
+    return Blank(spectrum.wavelength_nm[ok][order], spectrum.g_lum[ok][order],
+                 spectrum.sigma_g[ok][order])
+
+
+def store_blank(spectrum, *, path=None) -> Calibration:
+    """Add the blank from ``spectrum`` to the stored calibration of the instrument that
+    measured it (its serial is in the spectrum's metadata) and save it."""
+    serial = str(spectrum.metadata.get("instrument", {}).get("serial", ""))
+    if not serial:
+        raise ValueError("the spectrum does not say which instrument measured it")
+    cal = load_for(serial, path)
+    if cal.is_default:
+        raise ValueError(f"instrument {serial} is not calibrated yet: run `cplscope calibrate` "
+                         "before storing a blank")
+    cal = dataclasses.replace(cal, blank=blank_from_spectrum(spectrum), date=now_iso(),
+                              note=(cal.note + "; " if cal.note else "")
+                              + f"blank from {spectrum.metadata.get('sample', 'a reference')}")
+    cal.save(path)
+    return cal

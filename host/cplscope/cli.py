@@ -168,8 +168,13 @@ def cmd_dark(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from .calibrate_run import calibrate, calibrate_simulated
+    from .calibrate_run import calibrate, calibrate_simulated, store_blank
+    from .spectrum import Spectrum
 
+    if args.blank is not None:
+        cal = store_blank(Spectrum.read_csv(args.blank), path=args.calibration)
+        print(f"# blank of {len(cal.blank.g)} points stored in the calibration of {cal.serial}")
+        return 0
     if args.sim:
         cal = calibrate_simulated(seed=args.seed, dwell_s=args.dwell)
     else:
@@ -339,6 +344,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sign of the handedness reference's g (+1: left-circular polarizer)")
     p.add_argument("--dead-time", type=float, default=None,
                    help="counting head dead time from its datasheet, s (e.g. 18e-9)")
+    p.add_argument("--blank", type=Path, default=None, metavar="CSV",
+                   help="store this achiral reference's spectrum as the blank (baseline) that "
+                        "scans of the same instrument subtract from g")
     p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("reprocess", help="recompute a spectrum from a raw archive")

@@ -132,3 +132,52 @@ def test_scan_wavelengths_include_both_ends():
     assert scan_wavelengths(450, 440, 5).tolist() == [450.0, 445.0, 440.0]
     with pytest.raises(ValueError, match="step"):
         scan_wavelengths(400, 410, 0)
+
+
+def test_blank_is_stored_and_subtracted(home, tmp_path):
+    ref = tmp_path / "achiral.csv"
+    assert main(["-q", "scan", "--sim", "--sample", "CsPbBr3", "--start", "500", "--stop",
+                 "520", "--step", "10", "--dwell", "20", "--output", str(ref),
+                 "--no-dark"]) == 0
+    assert main(["calibrate", "--blank", str(ref)]) == 0
+    (stored,) = home.glob("calibration-*.json")
+    blank = json.loads(stored.read_text())["blank"]
+    assert blank["wavelength_nm"] == [500.0, 510.0, 520.0]
+    out = tmp_path / "with-blank.csv"
+    assert main(["-q", "scan", "--sim", "--sample", "CsPbBr3", "--start", "505", "--stop",
+                 "515", "--step", "5", "--dwell", "20", "--output", str(out),
+                 "--no-dark"]) == 0
+    spec = Spectrum.read_csv(out)
+    assert spec.metadata["calibration"]["blank_applied"] is True
+    # g − g_blank of two independent measurements of an achiral sample: σ grows by ~√2
+    ratio = spec.sigma_g / np.interp(spec.wavelength_nm, blank["wavelength_nm"],
+                                     blank["sigma_g"])
+    assert np.all(ratio > 1.2)
+    assert np.all(np.abs(spec.g_lum) < 5 * spec.sigma_g)
+    # remove the blank again for the other tests of this module
+    cal = json.loads(stored.read_text())
+    cal["blank"] = None
+    stored.write_text(json.dumps(cal))
+
+
+def test_ctrl_c_leaves_a_valid_partial_result(home, tmp_path):
+    import cplscope
+    from cplscope.calibrate_run import prepare
+    from cplscope.scan import ScanInterrupted
+
+    csv, h5 = tmp_path / "partial.csv", tmp_path / "partial.h5"
+
+    def interrupt_after_two(point, index, accumulation):
+        if index == 1:
+            raise KeyboardInterrupt
+
+    with cplscope.connect("sim", sample="R-Cs4PbBr6") as inst:
+        prepare(inst)
+        with pytest.raises(ScanInterrupted) as info:
+            inst.scan(430, 450, 5, dwell_s=5, dark=False, output=csv, archive=h5,
+                      callback=interrupt_after_two)
+    assert [p.wavelength_nm for p in info.value.spectrum] == [430.0, 435.0]
+    spec = Spectrum.read_csv(csv)
+    assert len(spec) == 2 and spec.metadata["interrupted"] is True
+    with Archive.open(h5) as arc:
+        assert len(arc) == 2
