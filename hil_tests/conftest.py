@@ -275,7 +275,8 @@ def _calibrate_in_sim(seed: int) -> CalibratedSetup:
     with cplscope.connect(SIM, sample="linear-polarizer-45", seed=seed, speed=200.0) as inst:
         tune(inst, CAL_WAVELENGTH_NM, a0_rad=A0_RAD)
         dark = inst.measure_dark(dwell_s=20.0)
-        a0, phi0, fit_ = calibrate_retardation(inst, dwell_s=20.0, dark=dark)
+        a0, phi0, fit_ = calibrate_retardation(inst, dwell_s=20.0, dark=dark,
+                                               dead_time_s=SIM_DEAD_TIME_S)
         fit: Any = fit_
         serial = inst.info()["serial"]
         make_safe(inst)
@@ -284,7 +285,7 @@ def _calibrate_in_sim(seed: int) -> CalibratedSetup:
         tune(inst, CAL_WAVELENGTH_NM, a0_rad=A0_RAD)
         dark = inst.measure_dark(dwell_s=20.0)
         hand = calibrate_handedness(inst, expected_sign=+1, a0_rad=a0, phase_offset_rad=phi0,
-                                    dwell_s=5.0, dark=dark)
+                                    dwell_s=5.0, dark=dark, dead_time_s=SIM_DEAD_TIME_S)
         make_safe(inst)
     assert math.isfinite(a0) and math.isfinite(phi0)
     cal = Calibration(a0_rad=a0, phase_offset_rad=phi0, handedness=hand.handedness,

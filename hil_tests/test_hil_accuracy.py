@@ -82,13 +82,6 @@ def assert_matches_truth(spec: Spectrum, g_true: np.ndarray) -> None:
     assert float(np.sum(z**2)) < chi2_quantile(1 - 1e-3, n), table
 
 
-DEAD_TIME_XFAIL = pytest.mark.xfail(
-    strict=True, reason="cplscope.measure.calibrate_retardation fits counts that the counter "
-    "dead time has compressed (18 ns at 1e6 cps): A0 comes out 1.2 % low, and then u of a "
-    "linear polarizer 3.5-4 % high. Correcting the counts c/(1 - c·τ/t) before the fit gives "
-    "A0 within 0.1 % and u = 1.000 ± 0.001")
-
-
 @pytest.mark.sim_only("compares the calibration with the bench's constants")
 def test_calibration_finds_the_benchs_phase_and_handedness(calibrated_setup) -> None:
     cal = calibrated_setup.calibration
@@ -100,7 +93,6 @@ def test_calibration_finds_the_benchs_phase_and_handedness(calibrated_setup) -> 
 
 
 @pytest.mark.sim_only("compares the calibration with the bench's constants")
-@DEAD_TIME_XFAIL
 def test_calibration_finds_the_benchs_retardation(calibrated_setup) -> None:
     # the bench's A0 is π/2 exactly (its drive constant equals the firmware's default)
     cal = calibrated_setup.calibration
@@ -187,7 +179,6 @@ def test_linear_polarizer_gives_no_g(open_instrument, hil, calibrated_setup) -> 
 
 
 @pytest.mark.truth("linear-polarizer-45")
-@DEAD_TIME_XFAIL
 def test_linear_polarizer_gives_u_one(open_instrument, hil, calibrated_setup) -> None:
     for nm, r, truth in linear_polarizer_points(open_instrument, hil, calibrated_setup):
         # 4σ plus 0.2 % for the A0/φ0 calibration's own precision

@@ -3,9 +3,10 @@ and garbage args, random lengths, some with a bad CRC. The firmware stays up and
 good-CRC COMMAND with exactly one REPLY carrying its request id; bad CRCs give EVENT
 BAD_FRAME.
 
-Frames go out in windows of WINDOW commands (one USB write), then the replies are collected:
-the firmware queues at most 64 control frames and, in the simulator, buffers at most 32 KiB of
-OUT data (see the two strict xfail tests at the end for what happens beyond that).
+Frames go out in windows of WINDOW commands (one USB write), then the replies are collected.
+The two tests at the end check deeper pipelining: the firmware reads a command only when its
+reply can be queued (backpressure, as USB NAKs), so every command is answered however many
+are written ahead, and the simulated board holds OUT data the firmware has not read yet.
 """
 from __future__ import annotations
 
@@ -160,18 +161,12 @@ def test_fuzzed_commands_each_get_exactly_one_reply(open_raw, hil) -> None:
 
 
 @pytest.mark.sim_only("flow control of the simulated USB OUT endpoint")
-@pytest.mark.xfail(strict=True, reason="the simulated board has no OUT flow control: more "
-                   "than 32 KiB written ahead of the firmware kills it ('USB OUT overflow'); "
-                   "a real board NAKs instead")
 def test_a_large_out_write_is_throttled_not_fatal(open_raw) -> None:
     link = open_raw()
     link.write(b"\x00" * 100_000, timeout_s=20)
     assert link.identify()["implementation"] == "micropython"
 
 
-@pytest.mark.xfail(strict=True, reason="the firmware queues at most 64 control frames and "
-                   "reads OUT data regardless: more than 64 commands pipelined without reading "
-                   "lose replies (protocol.md promises exactly one REPLY per good command)")
 def test_deep_pipeline_gets_every_reply(open_raw) -> None:
     link = open_raw()
     frames = [link.command_frame(Opcode.STATUS) for _ in range(100)]

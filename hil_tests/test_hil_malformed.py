@@ -123,8 +123,6 @@ def test_pipelined_commands_each_get_one_reply(open_raw) -> None:
     assert set(got) == want
 
 
-@pytest.mark.xfail(strict=True, reason="the firmware sends one EVENT BAD_FRAME per receive pass, "
-                   "not per rejected frame: 3 bad frames in one write give 1 event")
 def test_each_bad_frame_gets_its_own_event(open_raw) -> None:
     """protocol.md: a command frame with a bad CRC gets an EVENT BAD_FRAME "instead" of its
     reply, i.e. one per frame."""

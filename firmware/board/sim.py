@@ -150,7 +150,13 @@ class Board(BaseBoard):
         tag, n = struct.unpack_from("<BI", self._hdr, 0)
         if tag == USB_OUT:
             if self._rx_n + n > len(self._rx):
-                raise OSError("USB OUT overflow: the core is not reading")
+                # On a board the host controller holds OUT data the device NAKs until the
+                # core reads it; the sim board holds it here instead (only a host that
+                # floods the board gets here, never the streaming path).
+                grown = bytearray(max(2 * len(self._rx), self._rx_n + n))
+                grown[:self._rx_n] = self._rx_mv[:self._rx_n]
+                self._rx = grown
+                self._rx_mv = memoryview(grown)
             self._read_exact(self._rx_mv[self._rx_n:self._rx_n + n])
             self._rx_n += n
         else:

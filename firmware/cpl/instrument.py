@@ -20,6 +20,9 @@ FRAMES_PER_LOOP = 4
 RESET_WATCHDOG = 1  # board.base.RESET_WATCHDOG
 
 
+CONTROL_RESERVE = 8  # queue slots kept free for a reply and the events it may cause
+
+
 class Instrument:
     def __init__(self, board) -> None:
         self.board = board
@@ -111,10 +114,17 @@ class Instrument:
             r.added(self.board.usb_read_into(space))
         got = False
         while True:
+            # Backpressure: a command is read only when its reply (and a few events) can be
+            # queued, so a host that pipelines more than the queue holds is slowed down, as
+            # USB NAKs it, instead of losing replies.
+            if self.tx.room() < CONTROL_RESERVE:
+                self.tx.flush()
+                if self.tx.room() < CONTROL_RESERVE:
+                    return got
             before = r.rejected
             frame = r.poll(now)
-            if r.rejected != before:
-                self.bad_frames += r.rejected - before
+            for _ in range(r.rejected - before):
+                self.bad_frames += 1
                 self.tx.event(P.EV_BAD_FRAME, P.SEV_WARNING,
                               "host frame dropped: %s" % r.last_reject)
             if frame is None:

@@ -41,6 +41,10 @@ class Tx:
         self._queue.append(frame)
         self.flush()
 
+    def room(self) -> int:
+        """Control frames that can still be queued without dropping the oldest."""
+        return MAX_QUEUED - len(self._queue)
+
     def event(self, code: int, severity: int, text: str) -> None:
         self.control(P.EVENT, struct.pack("<HH", code, severity) + text.encode())
 

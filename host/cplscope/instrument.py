@@ -25,6 +25,13 @@ __all__ = ["AcquisitionError", "Instrument", "OverloadError"]
 log = logging.getLogger(__name__)
 
 
+def _flag_names(flags: int) -> str:
+    from .protocol import Flags
+
+    names = [f.name for f in Flags if f.name and int(flags) & int(f)]
+    return "|".join(n for n in names if n) or "none"
+
+
 class AcquisitionError(RuntimeError):
     """An acquisition could not deliver the frames asked for (the text says why)."""
 
@@ -265,11 +272,16 @@ class Instrument:
                     continue
                 if not isinstance(msg, Counts) or msg.acq_id != acq_id:
                     continue
-                last = time.monotonic()
                 received.append(msg)
                 if not msg.usable:
                     excluded += 1
+                    if time.monotonic() - last > stall:
+                        raise AcquisitionError(
+                            f"frames arrive but none was usable for {stall:g} s (last flags: "
+                            f"{_flag_names(msg.flags)}): check the PEM lock, the light level "
+                            "(saturation) and the overload guard")
                     continue
+                last = time.monotonic()
                 frames.append(msg)
                 dwell += msg.periods * msg.pem_period_ps * 1e-12
                 if ((n_frames is not None and len(frames) >= n_frames)

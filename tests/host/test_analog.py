@@ -95,3 +95,12 @@ def test_analog_point_on_the_simulated_instrument(home, sample, g_true):
     assert abs(r.g_lum - g_true) < 5 * r.sigma_g
     if g_true == 0.0:
         assert r.linear == pytest.approx(1.0, abs=0.02)
+
+
+def test_acquire_gives_up_when_no_frame_is_usable(home):
+    """A PEM that never locks: frames keep coming but none may enter an estimate."""
+    with cplscope.connect("sim", sample="R-Cs4PbBr6", seed=3) as inst:
+        inst.configure_pem(source="internal", frequency_hz=30_000.0)   # far off resonance
+        inst.configure_counting(bins=16, periods=1000)
+        with pytest.raises(cplscope.instrument.AcquisitionError, match="none was usable"):
+            inst.acquire(duration_s=10.0, timeout=1.0)
