@@ -44,8 +44,8 @@ def speed_table():
                                         frame_time=0.01))
     t_sum = best_time(lambda: frames.sum(axis=0, dtype=np.int64), number=200)
     print("## estimate speed, B = 16, n_frames = 1000, uint32 counts")
-    print(f"| what | time per call | calls/s | ratio to NumPy sum |")
-    print(f"|---|---|---|---|")
+    print("| what | time per call | calls/s | ratio to NumPy sum |")
+    print("|---|---|---|---|")
     for name, t in [("estimate (Poisson ML)", t_est), ("estimate with dead-time correction",
                                                          t_dead),
                     ("np.sum of the frames (floor)", t_sum)]:
@@ -58,8 +58,7 @@ def two_gate_sigma(rng, m, half_width, n_draws, g=1e-3):
     theta = np.linspace(0, 2 * np.pi, 200_001)[:-1]
     delta = A0 * np.sin(theta - PHI0)
     dist = lambda c: np.abs(np.angle(np.exp(1j * (theta - c))))
-    gate_l = dist(PHI0 + np.pi / 2) <= half_width
-    gate_r = dist(PHI0 + 3 * np.pi / 2) <= half_width
+    gate_l = dist(PHI0 + np.pi / 2) <= half_width    # the right gate mirrors it (δ odd)
     w = gate_l.mean()
     s = np.sin(delta)[gate_l].mean() * w
     v = g / 2

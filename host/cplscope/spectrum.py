@@ -15,7 +15,6 @@ import json
 import math
 import os
 import re
-import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -24,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from ._files import write_text_atomic
 from .calibration import Calibration
 from .results import (
     CSV_COLUMNS,
@@ -243,18 +243,7 @@ class Spectrum:
         or Ctrl-C leaves the previous complete file, never a torn one. Returns the path."""
         target = Path(path)
         text = self.to_csv_text()
-        fd, tmp = tempfile.mkstemp(prefix="." + target.name, suffix=".tmp",
-                                   dir=target.parent if str(target.parent) else ".")
-        try:
-            os.fchmod(fd, 0o666 & ~_umask())     # mkstemp makes 0600; a data file is not secret
-            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-                fh.write(text)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_text_atomic(target, text)
         return target
 
     @classmethod
@@ -292,12 +281,6 @@ class Spectrum:
         if header is None:
             raise ValueError(f"{p}: no header row; not a cplscope spectrum CSV")
         return cls(points, _unflatten(meta_flat))
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _cell(name: str, value: Any) -> str:

@@ -7,7 +7,6 @@ import pytest
 import cplscope
 from cplscope.analog import AnalogCollector
 from cplscope.calibration import Calibration
-from cplscope.demod.bins import bin_layout
 from cplscope.protocol import AdcBlock, Flags
 
 FS, F_PEM, TICK = 249_674.90625, 50_000.0, 125_000_000
