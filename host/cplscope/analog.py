@@ -81,7 +81,7 @@ class AnalogCollector:
         self.n_bins = n_bins
         self.frame_periods = frame_periods
         self._binner: PhaseBinner | None = None
-        self._next_t0: int | None = None
+        self._next_t0: float | None = None
         self._sums: list[np.ndarray] = []
         self._n: list[np.ndarray] = []
         self.sample_rate_hz = float("nan")

@@ -172,7 +172,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
     if args.blank is not None:
         cal = store_blank(Spectrum.read_csv(args.blank), path=args.calibration)
-        print(f"# blank of {len(cal.blank.g)} points stored in the calibration of {cal.serial}")
+        n = len(cal.blank.g) if cal.blank is not None else 0
+        print(f"# blank of {n} points stored in the calibration of {cal.serial}")
         return 0
     if args.sim:
         cal = calibrate_simulated(seed=args.seed, dwell_s=args.dwell)

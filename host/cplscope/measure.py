@@ -16,7 +16,7 @@ import numpy as np
 
 from .calibration import Calibration
 from .demod import Estimate, estimate
-from .demod.calibrate import fit_handedness, fit_retardation
+from .demod.calibrate import RetardationFit, fit_handedness, fit_retardation
 from .frames import FrameSet
 from .protocol import Counts
 from .results import FlagRules, PointResult, frame_health_flags, point_from_estimate
@@ -144,7 +144,7 @@ def _estimate(frames: FrameSet, cal: Calibration, dark: Dark | None) -> Estimate
 
 def measure(inst, *, dwell_s: float | None = None, target_sigma: float | None = None,
             max_dwell_s: float = 600.0, min_dwell_s: float | None = None,
-            calibration: Calibration | None = None, dark: Dark | None = None,
+            calibration: Calibration | None = None, dark: Dark | AnalogDark | None = None,
             rules: FlagRules = FlagRules(), blank: tuple[float, float] | None = None,
             wavelength_nm: float | None = None) -> PointMeasurement:
     """Measure g_lum at the current wavelength.
@@ -165,11 +165,18 @@ def measure(inst, *, dwell_s: float | None = None, target_sigma: float | None = 
     if (dwell_s is None) == (target_sigma is None):
         raise ValueError("give either dwell_s (s) or target_sigma (adaptive dwell)")
     if inst.mode == "analog":
+        if dark is not None and not isinstance(dark, AnalogDark):
+            raise ValueError("in analog mode the dark must be an AnalogDark (measure_dark in "
+                             "analog mode)")
         return measure_analog(inst, dwell_s=dwell_s, target_sigma=target_sigma,
                               max_dwell_s=max_dwell_s, calibration=cal, dark=dark, rules=rules,
                               blank=blank, wavelength_nm=wavelength_nm)
+    if isinstance(dark, AnalogDark):
+        raise ValueError("an analog dark level cannot correct photon counts: measure the dark "
+                         "in counting mode")
     if target_sigma is not None and not target_sigma > 0:
         raise ValueError(f"target_sigma must be > 0, got {target_sigma!r}")
+    target = float(target_sigma) if target_sigma is not None else math.inf
     if not max_dwell_s > 0:
         raise ValueError(f"max_dwell_s must be > 0 s, got {max_dwell_s!r}")
     wl = wavelength_nm if wavelength_nm is not None else inst.wavelength_nm
@@ -187,13 +194,13 @@ def measure(inst, *, dwell_s: float | None = None, target_sigma: float | None = 
             if dwell < check["at"] or len(received) < 3:
                 return False
             est = _estimate(FrameSet.from_frames(received), cal, dark)
-            if est.sigma_g <= target_sigma:
+            if est.sigma_g <= target:
                 stop_reason["target"] = True
                 return True
             if not est.snr >= 2.0:
                 stop_reason["empty"] = True
                 return True
-            ratio = (est.sigma_g / target_sigma) ** 2 if math.isfinite(est.sigma_g) else 4.0
+            ratio = (est.sigma_g / target) ** 2 if math.isfinite(est.sigma_g) else 4.0
             predicted = dwell * ratio
             check["at"] = min(max(dwell * 1.25, dwell + 0.6 * (predicted - dwell)), max_dwell_s)
             return False
@@ -204,7 +211,7 @@ def measure(inst, *, dwell_s: float | None = None, target_sigma: float | None = 
                            "lock and the overload guard)")
     est = _estimate(frames, cal, dark)
     hit_limit = (target_sigma is not None and not stop_reason["target"]
-                 and not stop_reason["empty"] and not est.sigma_g <= target_sigma)
+                 and not stop_reason["empty"] and not est.sigma_g <= target)
     health = frame_health_flags(f.flags for f in frames.received)
     result = point_from_estimate(est, wl, frames.dwell_s, handedness=cal.handedness,
                                  blank=blank, dwell_limit=hit_limit, frame_flags=health,
@@ -271,8 +278,8 @@ def measure_analog(inst, *, dwell_s: float | None = None, target_sigma: float | 
 
 
 def calibrate_retardation(inst, *, dwell_s: float = 10.0, wavelength_nm: float | None = None,
-                          dark: Dark | None = None,
-                          dead_time_s: float = 0.0) -> tuple[float, float, object]:
+                          dark: Dark | AnalogDark | None = None,
+                          dead_time_s: float = 0.0) -> tuple[float, float, RetardationFit]:
     """A0 and φ0 from a linear polarizer at 45° in the beam (measurement model §7).
 
     Returns (a0_rad, phase_offset_rad, fit). The A0 found is the one the instrument actually
@@ -289,7 +296,7 @@ def calibrate_retardation(inst, *, dwell_s: float = 10.0, wavelength_nm: float |
 
 
 def calibrate_handedness(inst, *, expected_sign: int, a0_rad: float, phase_offset_rad: float,
-                         dwell_s: float = 10.0, dark: Dark | None = None,
+                         dwell_s: float = 10.0, dark: Dark | AnalogDark | None = None,
                          dead_time_s: float = 0.0):
     """The handedness sign from a reference of known sign (a circular polarizer: +1 for
     ``circular-polarizer-L``)."""

@@ -131,7 +131,7 @@ def scan(inst, start: float, stop: float, step: float, *, dwell_s: float | None 
             dark_now = dark if isinstance(dark, Dark) else (
                 measure_dark(inst, dark_dwell_s) if dark else None)
             dark_index = -1
-            if writer is not None and dark_now is not None:
+            if writer is not None and isinstance(dark_now, Dark):
                 dark_index = writer.add_dark(dark_now.frames, source="shutter-closed",
                                              frame_time_s=dark_now.frames.frame_time_s)
             for i, wl in enumerate(wavelengths):

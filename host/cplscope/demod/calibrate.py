@@ -96,7 +96,7 @@ def fit_retardation(counts: np.ndarray, *, dark: float | np.ndarray = 0.0,
         pos = n > 0
         return 2 * np.sum(mu - n) + 2 * np.sum(n[pos] * np.log(n[pos] / mu[pos]))
 
-    best = None
+    best: tuple[float, np.ndarray] | None = None
     for a0 in np.linspace(0.3, np.pi, 10):
         for phi in np.linspace(0, np.pi, 18, endpoint=False):
             lay = bin_layout(n_bins, a0, phi, bin_span)
@@ -105,6 +105,7 @@ def fit_retardation(counts: np.ndarray, *, dark: float | np.ndarray = 0.0,
             dev = deviance((m, a0, phi))
             if best is None or dev < best[0]:
                 best = (dev, np.array([m, a0, phi]))
+    assert best is not None
     p = best[1]
     steps = np.array([1e-6, 1e-6, 1e-6])
     for _ in range(50):

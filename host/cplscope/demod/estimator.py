@@ -257,7 +257,7 @@ def _design(layout: BinLayout) -> np.ndarray:
     return x if layout.u_identifiable else x[:, [0, 2]]
 
 
-def _dark_covariance(proj: np.ndarray, dark_sd: np.ndarray, scale: float) -> np.ndarray:
+def _dark_covariance(proj: np.ndarray, dark_sd: np.ndarray, scale: float) -> np.ndarray | float:
     """Covariance that an error of the dark level adds to θ = proj @ (data − dark)."""
     if not np.any(dark_sd):
         return 0.0
