@@ -155,6 +155,9 @@ def scan(inst, start: float, stop: float, step: float, *, dwell_s: float | None 
                 if callback is not None:
                     callback(point, i, acc)
                 if bar is not None:
+                    r = point.result
+                    bar.set_postfix_str(f"{r.wavelength_nm:g} nm  g={r.g_lum:+.1e}±{r.sigma_g:.0e}"
+                                        f"  {r.dwell_s:.0f} s", refresh=False)
                     bar.update(1)
     except KeyboardInterrupt as exc:
         spec = result()
