@@ -59,7 +59,9 @@ def _device_options(p: argparse.ArgumentParser) -> None:
                    help="calibration file (default: the one stored for the board's serial)")
 
 
-def _connect(args: argparse.Namespace):
+def _connect(args: argparse.Namespace, *, ready: bool = True):
+    """Connect; with ``ready`` also set up counting, HV and A0 and open the shutter (an
+    inspecting command such as ``info`` leaves the instrument as it is)."""
     import cplscope
     from .calibration import Calibration, load_for
 
@@ -85,9 +87,10 @@ def _connect(args: argparse.Namespace):
             print(f"# no calibration stored for the simulated instrument {serial}: calibrating "
                   "it with its linear and circular polarizer samples", file=sys.stderr)
             inst.calibration = calibrate_simulated(seed=args.seed)
-        from .calibrate_run import prepare
+        if ready:
+            from .calibrate_run import prepare
 
-        prepare(inst, bins=args.bins, periods=args.periods, hv_volts=args.hv)
+            prepare(inst, bins=args.bins, periods=args.periods, hv_volts=args.hv)
     except BaseException:
         inst.close()
         raise
@@ -223,7 +226,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 def cmd_info(args: argparse.Namespace) -> int:
     args.auto_calibrate = False
-    with _connect(args) as inst:
+    with _connect(args, ready=False) as inst:
         info = inst.info()
         out = {"instrument": info, "status": inst.status(),
                "calibration": inst.calibration.to_dict(),

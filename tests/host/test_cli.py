@@ -181,3 +181,11 @@ def test_ctrl_c_leaves_a_valid_partial_result(home, tmp_path):
     assert len(spec) == 2 and spec.metadata["interrupted"] is True
     with Archive.open(h5) as arc:
         assert len(arc) == 2
+
+
+def test_info_leaves_the_instrument_as_it_is(home, capsys):
+    assert main(["info", "--sim"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["instrument"]["implementation"] == "micropython"
+    assert out["status"]["hv_set_volts"] == 0 and out["status"]["shutter_open"] is False
+    assert out["usb"]["idVendor"] == "1209" and out["stream"]["rejected"] == 0
