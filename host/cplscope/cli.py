@@ -59,6 +59,26 @@ def _device_options(p: argparse.ArgumentParser) -> None:
                    help="calibration file (default: the one stored for the board's serial)")
 
 
+class _Session:
+    """The instrument of one CLI command; leaves it safe (shutter closed, HV off) at the end
+    when the command switched it on."""
+
+    def __init__(self, inst, ready: bool) -> None:
+        self.inst, self.ready = inst, ready
+
+    def __enter__(self):
+        return self.inst
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if self.ready and self.inst.transport.connected:
+                self.inst.make_safe()
+        except Exception as err:  # the instrument may be gone; closing matters more
+            log.warning("could not make the instrument safe: %s", err)
+        finally:
+            self.inst.close()
+
+
 def _connect(args: argparse.Namespace, *, ready: bool = True):
     """Connect; with ``ready`` also set up counting, HV and A0 and open the shutter (an
     inspecting command such as ``info`` leaves the instrument as it is)."""
@@ -94,7 +114,7 @@ def _connect(args: argparse.Namespace, *, ready: bool = True):
     except BaseException:
         inst.close()
         raise
-    return inst
+    return _Session(inst, ready)
 
 
 def _print_point(point) -> None:

@@ -215,6 +215,11 @@ class Instrument:
         """Close the excitation shutter (for dark measurements)."""
         self._setting(Opcode.SHUTTER, {"open": False})
 
+    def make_safe(self) -> None:
+        """Close the excitation shutter and switch the PMT HV off (end of a session)."""
+        self._setting(Opcode.SHUTTER, {"open": False})
+        self._setting(Opcode.SET_HV, {"volts": 0.0})
+
     def clear_fault(self) -> dict[str, Any]:
         """Leave the fault state after an overload (HV stays off until set again)."""
         self._overload = None
