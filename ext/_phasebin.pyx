@@ -15,10 +15,16 @@ Two equivalent ways to apply the rule, chosen per period for speed:
 - runs (period has at least 8·B samples): step the boundaries b_jk and sum each contiguous run;
 - scatter (shorter periods): sample i is in bin k = floor(B·(i·2**shift − X_j) / ΔX),
   because b_jk ≤ i < b_j,k+1 iff k·ΔX ≤ B·(i·2**shift − X_j) < (k+1)·ΔX.
+
+For speed the edges are handled in chunks of _CHUNK periods: one pass converts and checks the
+positions, one computes per period everything that needs a division (bin and remainder of
+its first sample, bin step per sample), and only then are the periods' samples binned, so
+that the samples do not wait for the divisions. For integer samples the scatter path counts
+without a separate increment: see `packed` in _bin_periods.
 """
 from libc.math cimport fabs
 from libc.stdint cimport int16_t, int64_t, uint16_t
-from libc.stdlib cimport calloc, free
+from libc.stdlib cimport calloc, free, malloc
 
 ctypedef fused sample_t:
     int16_t
@@ -86,6 +92,65 @@ cdef inline int64_t _estimate_quotient(int64_t num, int64_t den, double inv) noe
     return k
 
 
+cdef enum:
+    _CHUNK = 256             # periods per chunk (its buffers stay in L1)
+    _PACK_SHIFT = 40         # packed accumulator: sum + count · 2**40 (see _bin_periods)
+    _PACK_PERIODS = 1 << 19  # most periods between flushes of the packed accumulators
+
+
+cdef int _convert_edges(const edge_t[::1] edges, int64_t first, int64_t m, double scale,
+                        int64_t base, int64_t max_dx, int64_t* x, int64_t* where) noexcept nogil:
+    """x[1 … m] = positions of edges[first + 1 … first + m] (x[0] is set by the caller),
+    checked as the periods are binned: each edge valid, then above the previous one, then the
+    period not too long. Branch-free pass first; the ordered scan only if something failed."""
+    cdef int64_t p, d
+    cdef double y
+    cdef bint ok = True
+    for p in range(1, m + 1):
+        if edge_t is double:
+            y = edges[first + p] * scale
+            ok &= fabs(y) < _LIMIT_D        # also catches NaN
+            y = y if fabs(y) < _LIMIT_D else 0.0
+            # rint with ties to even, without a libm call (as _position)
+            y = (y + _ROUND) - _ROUND if fabs(y) < _EXACT else y
+            x[p] = base + <int64_t>y
+        else:
+            x[p] = edges[first + p]
+    for p in range(1, m + 1):
+        d = x[p] - x[p - 1]
+        ok &= (d > 0) & (d < max_dx)
+    if ok:
+        return _OK
+    for p in range(1, m + 1):
+        if not _position(edges[first + p], scale, base, &x[p]):
+            where[0] = first + p
+            return _BAD_EDGE
+        if x[p] <= x[p - 1]:
+            where[0] = first + p
+            return _NOT_INCREASING
+        if x[p] - x[p - 1] >= max_dx:
+            where[0] = first + p - 1
+            return _PERIOD_TOO_LONG
+    return _OK
+
+
+cdef inline void _flush_packed(int64_t* packed, int64_t n_bins, int64_t* isums,
+                               int64_t* row_counts) noexcept nogil:
+    """Move the packed accumulators (two interleaved sets, see _bin_periods) to isums and
+    row_counts."""
+    cdef int64_t k, p, c
+    for k in range(2 * n_bins):
+        p = packed[k]
+        c = (p + (<int64_t>1 << (_PACK_SHIFT - 1))) >> _PACK_SHIFT
+        isums[k >> 1] += p - (c << _PACK_SHIFT)
+        row_counts[k >> 1] += c
+        packed[k] = 0
+
+
+ctypedef struct _Period:
+    int64_t s, k0, r0, q1, r1
+
+
 cdef int _bin_periods(const sample_t[::1] samples, int64_t start, const edge_t[::1] edges,
                       double scale, int64_t base, int64_t n_bins, int shift,
                       int64_t first_period, int64_t frame_periods,
@@ -97,110 +162,193 @@ cdef int _bin_periods(const sample_t[::1] samples, int64_t start, const edge_t[:
     cdef int64_t max_dx = _LIMIT // n_bins
     cdef int64_t row = first_period // frame_periods
     cdef int64_t in_frame = first_period % frame_periods
-    cdef int64_t j, k, i, xa, xb, dx, s0, s1, lo, hi, c
+    cdef int64_t j, k, i, xa, xb, dx, s0, s1, lo, hi, c, p, m, seg, i_end
     cdef int64_t q, cur_q, cur_r, step_q, step_r, b_prev, b_next, a, b, num, rem, over
-    cdef int64_t acc_i
+    cdef int64_t acc_i, packed_periods = 0, k1, rem1, over1
+    cdef int64_t one = <int64_t>1 << _PACK_SHIFT
     cdef double acc_f, inv
+    cdef int status
     cdef double* row_sums = &sums[row, 0]
     cdef int64_t* row_counts = &counts[row, 0]
     # Integer samples are summed exactly in int64, then moved to the float64 sums per row.
+    # The scatter path adds sample + 2**40 to packed[2k + parity of the sample in its period]:
+    # one add per sample accumulates both the sum and the count, and consecutive samples of
+    # one bin do not wait on each other's store. A scatter period has < 8·B samples, so at
+    # most 8 per bin (ΔX < 8·denom); after ≤ _PACK_PERIODS = 2**19 periods an entry holds
+    # ≤ 2**22 samples, |sum| ≤ 2**38 < 2**39, and _flush_packed splits it exactly.
     cdef int64_t* isums = NULL
+    cdef int64_t* packed = NULL
+    cdef int64_t* x = <int64_t*>malloc((_CHUNK + 1) * sizeof(int64_t) + (_CHUNK + 1) * sizeof(_Period))
+    cdef _Period* per = <_Period*>(x + _CHUNK + 1)
 
+    if x == NULL:
+        return _NO_MEMORY
     if sample_t is int16_t or sample_t is uint16_t:
-        isums = <int64_t*>calloc(n_bins, sizeof(int64_t))
+        isums = <int64_t*>calloc(3 * n_bins, sizeof(int64_t))
         if isums == NULL:
+            free(x)
             return _NO_MEMORY
-    if not _position(edges[0], scale, base, &xb):
+        packed = isums + n_bins
+    if not _position(edges[0], scale, base, &x[0]):
         where[0] = 0
         free(isums)
+        free(x)
         return _BAD_EDGE
-    s1 = _ceil_shift(xb, shift)
-    for j in range(n_periods):
-        xa = xb
-        if not _position(edges[j + 1], scale, base, &xb):
-            where[0] = j + 1
+    s1 = _ceil_shift(x[0], shift)
+    j = 0
+    while j < n_periods:
+        m = n_periods - j if n_periods - j < _CHUNK else _CHUNK
+        status = _convert_edges(edges, j, m, scale, base, max_dx, x, where)
+        if status != _OK:
             free(isums)
-            return _BAD_EDGE
-        if xb <= xa:
-            where[0] = j + 1
-            free(isums)
-            return _NOT_INCREASING
-        dx = xb - xa
-        if dx >= max_dx:
-            where[0] = j
-            free(isums)
-            return _PERIOD_TOO_LONG
-        s0 = s1
-        s1 = _ceil_shift(xb, shift)
-        lo = s0 if s0 > start else start
-        hi = s1 if s1 < end else end
-        if lo < hi:
-            if s1 - s0 >= 8 * n_bins:
-                # Runs (measured faster than scatter only from ~8 samples per bin on). b_jk relative to q = floor(X_j / 2**shift) has numerator
-                # B·r + k·ΔX over denom, carried as quotient cur_q and remainder cur_r.
-                q = _floor_shift(xa, shift)
-                cur_q = 0
-                cur_r = n_bins * (xa - (q << shift))
-                step_q = dx // denom
-                step_r = dx - step_q * denom
-                b_prev = s0
-                for k in range(n_bins):
-                    if k == n_bins - 1:
-                        b_next = s1
-                    else:
-                        cur_r += step_r
-                        over = cur_r >= denom       # branch-free carry: it is unpredictable
-                        cur_q += step_q + over
-                        cur_r -= (-over) & denom
-                        b_next = q + cur_q + (cur_r > 0)
-                    a = b_prev if b_prev > lo else lo
-                    b = b_next if b_next < hi else hi
-                    if a < b:
-                        if sample_t is int16_t or sample_t is uint16_t:
-                            acc_i = 0
-                            for i in range(a - start, b - start):
-                                acc_i += samples[i]
-                            isums[k] += acc_i
+            free(x)
+            return status
+        # Per period of the chunk: bin k0 (remainder r0) of its first sample s0, and the
+        # bin step per sample q1 (remainder r1). Computed ahead, so that a period's samples do
+        # not wait for the division.
+        per[0].s = s1
+        for p in range(m):
+            s0 = per[p].s
+            s1 = _ceil_shift(x[p + 1], shift)
+            per[p + 1].s = s1
+            dx = x[p + 1] - x[p]
+            inv = 1.0 / <double>dx
+            # s0·2**shift − X_j = (−X_j) mod 2**shift: the first sample's offset from the edge
+            num = n_bins * ((-x[p]) & (((<int64_t>1) << shift) - 1))
+            k = _estimate_quotient(num, dx, inv)
+            per[p].k0 = k
+            per[p].r0 = num - k * dx
+            k = _estimate_quotient(denom, dx, inv)
+            per[p].q1 = k
+            per[p].r1 = denom - k * dx
+        s1 = per[0].s
+        if sample_t is int16_t or sample_t is uint16_t:
+            if packed_periods + m > _PACK_PERIODS:
+                _flush_packed(packed, n_bins, isums, row_counts)
+                packed_periods = 0
+            packed_periods += m
+        p = 0
+        while p < m:
+            # periods p … seg − 1 of the chunk are in the current row
+            seg = m
+            if frame_periods - in_frame < m - p:
+                seg = p + (frame_periods - in_frame)
+            in_frame += seg - p
+            for p in range(p, seg):
+                xa = x[p]
+                xb = x[p + 1]
+                dx = xb - xa
+                s0 = per[p].s
+                s1 = per[p + 1].s
+                lo = s0 if s0 > start else start
+                hi = s1 if s1 < end else end
+                if lo >= hi:
+                    continue
+                if s1 - s0 >= 8 * n_bins:
+                    # Runs (measured faster than scatter only from ~8 samples per bin on).
+                    # b_jk relative to q = floor(X_j / 2**shift) has numerator B·r + k·ΔX
+                    # over denom, carried as quotient cur_q and remainder cur_r.
+                    q = _floor_shift(xa, shift)
+                    cur_q = 0
+                    cur_r = n_bins * (xa - (q << shift))
+                    step_q = dx // denom
+                    step_r = dx - step_q * denom
+                    b_prev = s0
+                    for k in range(n_bins):
+                        if k == n_bins - 1:
+                            b_next = s1
                         else:
-                            acc_f = 0.0
-                            for i in range(a - start, b - start):
-                                acc_f += samples[i]
-                            row_sums[k] += acc_f
-                        row_counts[k] += b - a
-                    b_prev = b_next
-            else:
-                # Scatter: k of the first sample, then step by denom/ΔX bins per sample,
-                # carrying the remainder exactly.
-                inv = 1.0 / <double>dx
-                num = n_bins * ((lo << shift) - xa)
-                k = _estimate_quotient(num, dx, inv)
-                rem = num - k * dx
-                step_q = _estimate_quotient(denom, dx, inv)
-                step_r = denom - step_q * dx
-                for i in range(lo - start, hi - start):
+                            cur_r += step_r
+                            over = cur_r >= denom       # branch-free carry: it is unpredictable
+                            cur_q += step_q + over
+                            cur_r -= (-over) & denom
+                            b_next = q + cur_q + (cur_r > 0)
+                        a = b_prev if b_prev > lo else lo
+                        b = b_next if b_next < hi else hi
+                        if a < b:
+                            if sample_t is int16_t or sample_t is uint16_t:
+                                acc_i = 0
+                                for i in range(a - start, b - start):
+                                    acc_i += samples[i]
+                                isums[k] += acc_i
+                            else:
+                                acc_f = 0.0
+                                for i in range(a - start, b - start):
+                                    acc_f += samples[i]
+                                row_sums[k] += acc_f
+                            row_counts[k] += b - a
+                        b_prev = b_next
+                else:
+                    # Scatter: k of the first sample, then step by denom/ΔX bins per sample,
+                    # carrying the remainder exactly.
+                    k = per[p].k0
+                    rem = per[p].r0
+                    if lo != s0:                # clipped at the start of the samples
+                        inv = 1.0 / <double>dx
+                        num = n_bins * ((lo << shift) - xa)
+                        k = _estimate_quotient(num, dx, inv)
+                        rem = num - k * dx
+                    step_q = per[p].q1
+                    step_r = per[p].r1
+                    i = lo - start
+                    i_end = hi - start
                     if sample_t is int16_t or sample_t is uint16_t:
-                        isums[k] += <int64_t>samples[i]
+                        # Two independent carry chains, for the even and the odd samples, each
+                        # stepping 2·denom/ΔX bins; k counts in packed entries (2 per bin).
+                        k = 2 * k
+                        k1 = k + 2 * step_q
+                        rem1 = rem + step_r
+                        if rem1 >= dx:
+                            rem1 -= dx
+                            k1 += 2
+                        step_r = 2 * step_r     # < 2·ΔX
+                        step_q = 4 * step_q
+                        if step_r >= dx:
+                            step_r -= dx
+                            step_q += 2
+                        while i + 1 < i_end:
+                            packed[k] += <int64_t>samples[i] + one
+                            packed[k1 + 1] += <int64_t>samples[i + 1] + one
+                            rem += step_r
+                            over = rem >= dx
+                            k += step_q + 2 * over
+                            rem = rem - dx if over else rem
+                            rem1 += step_r
+                            over1 = rem1 >= dx
+                            k1 += step_q + 2 * over1
+                            rem1 = rem1 - dx if over1 else rem1
+                            i += 2
+                        if i < i_end:
+                            packed[k] += <int64_t>samples[i] + one
                     else:
-                        row_sums[k] += samples[i]
-                    row_counts[k] += 1
-                    rem += step_r
-                    over = rem >= dx            # branch-free carry: it is unpredictable
-                    k += step_q + over
-                    rem -= (-over) & dx
-        in_frame += 1
-        if in_frame == frame_periods and j + 1 < n_periods:
-            in_frame = 0
-            if sample_t is int16_t or sample_t is uint16_t:
-                for c in range(n_bins):
-                    row_sums[c] += <double>isums[c]
-                    isums[c] = 0
-            row += 1
-            row_sums = &sums[row, 0]
-            row_counts = &counts[row, 0]
+                        for i in range(i, i_end):
+                            row_sums[k] += samples[i]
+                            row_counts[k] += 1
+                            rem += step_r
+                            over = rem >= dx
+                            k += step_q + over
+                            rem -= (-over) & dx
+            p = seg
+            if in_frame == frame_periods and j + p < n_periods:
+                in_frame = 0
+                if sample_t is int16_t or sample_t is uint16_t:
+                    _flush_packed(packed, n_bins, isums, row_counts)
+                    packed_periods = 0
+                    for c in range(n_bins):
+                        row_sums[c] += <double>isums[c]
+                        isums[c] = 0
+                row += 1
+                row_sums = &sums[row, 0]
+                row_counts = &counts[row, 0]
+        x[0] = x[m]
+        s1 = per[m].s
+        j += m
     if sample_t is int16_t or sample_t is uint16_t:
+        _flush_packed(packed, n_bins, isums, row_counts)
         for c in range(n_bins):
             row_sums[c] += <double>isums[c]
         free(isums)
+    free(x)
     return _OK
 
 
