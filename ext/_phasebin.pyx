@@ -208,7 +208,6 @@ cdef int _bin_periods(const sample_t[::1] samples, int64_t start, const edge_t[:
         # not wait for the division.
         per[0].s = s1
         for p in range(m):
-            s0 = per[p].s
             s1 = _ceil_shift(x[p + 1], shift)
             per[p + 1].s = s1
             dx = x[p + 1] - x[p]
