@@ -12,8 +12,8 @@ from typing import Any
 import usb.core
 import usb.util
 
-from cplscope import usb_ids
 from cplscope.protocol import Message, Opcode, Reply, StreamDecoder, encode_command
+from cplscope.transport import claim_vendor_interface
 
 READ_SIZE = 16384  # a multiple of 64 larger than the largest frame: one frame per read
 
@@ -27,27 +27,7 @@ class RawLink:
 
     def __init__(self, device: usb.core.Device, *, record: bool = False) -> None:
         self.device = device
-        try:
-            cfg = device.get_active_configuration()
-        except usb.core.USBError:
-            cfg = None
-        if cfg is None:
-            device.set_configuration()
-            cfg = device.get_active_configuration()
-        self.interface = usb.util.find_descriptor(cfg, bInterfaceClass=usb_ids.VENDOR_CLASS)
-        if self.interface is None:
-            raise RuntimeError("the device has no vendor (class 0xFF) interface")
-        try:
-            if device.is_kernel_driver_active(self.interface.bInterfaceNumber):
-                device.detach_kernel_driver(self.interface.bInterfaceNumber)
-        except (NotImplementedError, usb.core.USBError):
-            pass
-        usb.util.claim_interface(device, self.interface)
-        d = usb.util.endpoint_direction
-        self.ep_in = usb.util.find_descriptor(
-            self.interface, custom_match=lambda e: d(e.bEndpointAddress) == usb.util.ENDPOINT_IN)
-        self.ep_out = usb.util.find_descriptor(
-            self.interface, custom_match=lambda e: d(e.bEndpointAddress) == usb.util.ENDPOINT_OUT)
+        self.interface, self.ep_out, self.ep_in = claim_vendor_interface(device)
         self.decoder = StreamDecoder(keep_raw=True)
         self.record = record
         self.chunks: list[bytes] = []

@@ -35,7 +35,8 @@ from .protocol import (
     encode_command,
 )
 
-__all__ = ["ConnectionLost", "DeviceNotFound", "LinkHealth", "Transport"]
+__all__ = ["ConnectionLost", "DeviceNotFound", "LinkHealth", "Transport",
+           "claim_vendor_interface"]
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,7 @@ class _Pending:
         self.lost = False
 
 
-def _claim(device: usb.core.Device) -> tuple[Any, Any, Any]:
+def claim_vendor_interface(device: usb.core.Device) -> tuple[Any, Any, Any]:
     """Configure ``device``, claim its vendor interface and return (interface, ep_out, ep_in)."""
     try:
         cfg = device.get_active_configuration()
@@ -232,7 +233,7 @@ class Transport:
 
     def _open(self, device: usb.core.Device) -> None:
         self._device = device
-        self._intf, self._ep_out, self._ep_in = _claim(device)
+        self._intf, self._ep_out, self._ep_in = claim_vendor_interface(device)
         self._connected.set()
 
     def _release(self) -> None:
