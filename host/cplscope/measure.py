@@ -190,10 +190,10 @@ def measure(inst, *, dwell_s: float | None = None, target_sigma: float | None = 
         floor = min_dwell_s if min_dwell_s is not None else max(1.0, 0.02 * max_dwell_s)
         check = {"at": min(floor, max_dwell_s)}
 
-        def progress(received: list[Counts], dwell: float) -> bool:
-            if dwell < check["at"] or len(received) < 3:
+        def progress(usable: list[Counts], dwell: float) -> bool:
+            if dwell < check["at"] or len(usable) < 3:
                 return False
-            est = _estimate(FrameSet.from_frames(received), cal, dark)
+            est = _estimate(FrameSet.from_frames(usable), cal, dark)
             if est.sigma_g <= target:
                 stop_reason["target"] = True
                 return True
