@@ -84,6 +84,7 @@ class AnalogCollector:
         self._next_t0: float | None = None
         self._sums: list[np.ndarray] = []
         self._n: list[np.ndarray] = []
+        self._samples = 0                # in the completed frames
         self.sample_rate_hz = float("nan")
         self.excluded_blocks = 0
         self.breaks = 0
@@ -91,7 +92,7 @@ class AnalogCollector:
 
     @property
     def dwell_s(self) -> float:
-        return sum(float(n.sum()) for n in self._n) / self.sample_rate_hz if self._n else 0.0
+        return self._samples / self.sample_rate_hz if self._n else 0.0
 
     def feed(self, block: AdcBlock) -> int:
         """Add one block; returns the number of frames completed so far."""
@@ -122,6 +123,7 @@ class AnalogCollector:
         for s, c in zip(sums, n):
             self._sums.append(s)
             self._n.append(c)
+            self._samples += int(c.sum())
 
     def frames(self) -> AnalogFrames:
         b = self.n_bins

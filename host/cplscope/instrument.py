@@ -10,7 +10,8 @@ import logging
 import math
 import queue
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
+from contextlib import closing
 from typing import Any
 
 import usb.core
@@ -251,13 +252,61 @@ class Instrument:
             raise ValueError(f"n_frames must be ≥ 1, got {n_frames}")
         if duration_s is not None and not duration_s > 0:
             raise ValueError(f"duration_s must be > 0 s, got {duration_s}")
-        stall = timeout if timeout is not None else 30.0
         frames: list[Counts] = []
         received: list[Counts] = []
         excluded = 0
         dwell = 0.0
+        with closing(self._acquisition(Counts, timeout)) as stream:
+            for msg in stream:
+                received.append(msg)
+                if not msg.usable:
+                    excluded += 1
+                    continue
+                frames.append(msg)
+                dwell += msg.periods * msg.pem_period_ps * 1e-12
+                if ((n_frames is not None and len(frames) >= n_frames)
+                        or (duration_s is not None and dwell >= duration_s * (1 - 1e-9))):
+                    break
+                if progress is not None and progress(frames, dwell):
+                    break
+        return FrameSet.from_frames(frames, excluded=excluded, received=received)
+
+    def acquire_analog(self, *, duration_s: float, n_bins: int = 16,
+                       frame_periods: int = 5000, timeout: float | None = None):
+        """Stream raw ADC blocks for ``duration_s`` s of sampling and phase-bin them on the host
+        into frames of ``frame_periods`` PEM periods and ``n_bins`` bins. Needs
+        :meth:`configure_analog` first. Returns :class:`cplscope.analog.AnalogFrames`."""
+        from .analog import AnalogCollector
+
+        if not duration_s > 0:
+            raise ValueError(f"duration_s must be > 0 s, got {duration_s}")
+        if self._settings.get(Opcode.CONFIGURE, {}).get("mode") != "analog":
+            raise ValueError("the instrument is not in analog mode: call configure_analog()")
+        collector = AnalogCollector(n_bins, frame_periods)
+        with closing(self._acquisition(AdcBlock, timeout)) as stream:
+            for block in stream:
+                collector.feed(block)
+                if collector.dwell_s >= duration_s:
+                    break
+        return collector.frames()
+
+    @property
+    def mode(self) -> str:
+        """``"counting"`` or ``"analog"``, as last configured (counting by default)."""
+        return str(self._settings.get(Opcode.CONFIGURE, {}).get("mode", "counting"))
+
+    # --- plumbing -----------------------------------------------------------------------------
+
+    def _acquisition(self, kind: type, timeout: float | None) -> Generator[Any, None, None]:
+        """START, then yield the data frames of type ``kind`` (Counts or AdcBlock) of this
+        acquisition, usable or not; STOP when the consumer closes the generator.
+
+        A disconnect or firmware restart is bridged (:meth:`_resume`). Raises OverloadError
+        when the PMT guard trips, and AcquisitionError when for ``timeout`` s (default 30) of
+        wall time no frame arrived, or frames arrived but none was usable."""
+        stall = timeout if timeout is not None else 30.0
         acq_id = self._start()
-        last = time.monotonic()
+        last = time.monotonic()          # the last usable frame (or the start)
         try:
             while True:
                 if self._overload is not None:
@@ -275,70 +324,18 @@ class Instrument:
                         raise AcquisitionError(f"no data frame for {stall:g} s: the board "
                                                "stopped streaming (check `cplscope info`)")
                     continue
-                if not isinstance(msg, Counts) or msg.acq_id != acq_id:
+                if not isinstance(msg, kind) or msg.acq_id != acq_id:
                     continue
-                received.append(msg)
-                if not msg.usable:
-                    excluded += 1
-                    if time.monotonic() - last > stall:
-                        raise AcquisitionError(
-                            f"frames arrive but none was usable for {stall:g} s (last flags: "
-                            f"{_flag_names(msg.flags)}): check the PEM lock, the light level "
-                            "(saturation) and the overload guard")
-                    continue
-                last = time.monotonic()
-                frames.append(msg)
-                dwell += msg.periods * msg.pem_period_ps * 1e-12
-                if ((n_frames is not None and len(frames) >= n_frames)
-                        or (duration_s is not None and dwell >= duration_s * (1 - 1e-9))):
-                    break
-                if progress is not None and progress(frames, dwell):
-                    break
-        finally:
-            self._stop()
-        return FrameSet.from_frames(frames, excluded=excluded, received=received)
-
-    def acquire_analog(self, *, duration_s: float, n_bins: int = 16,
-                       frame_periods: int = 5000, timeout: float | None = None):
-        """Stream raw ADC blocks for ``duration_s`` s of sampling and phase-bin them on the host
-        into frames of ``frame_periods`` PEM periods and ``n_bins`` bins. Needs
-        :meth:`configure_analog` first. Returns :class:`cplscope.analog.AnalogFrames`."""
-        from .analog import AnalogCollector
-
-        if not duration_s > 0:
-            raise ValueError(f"duration_s must be > 0 s, got {duration_s}")
-        if self._settings.get(Opcode.CONFIGURE, {}).get("mode") != "analog":
-            raise ValueError("the instrument is not in analog mode: call configure_analog()")
-        collector = AnalogCollector(n_bins, frame_periods)
-        stall = timeout if timeout is not None else 30.0
-        acq_id = self._start()
-        last = time.monotonic()
-        try:
-            while collector.dwell_s < duration_s:
-                if self._overload is not None:
-                    raise OverloadError(f"PMT overload guard tripped: {self._overload.text}")
-                if self._restarted() or not self._t.connected:
-                    acq_id = self._resume()
-                    continue
-                try:
-                    msg = self._t.data.get(timeout=0.2)
-                except queue.Empty:
-                    if time.monotonic() - last > stall:
-                        raise AcquisitionError(f"no ADC block for {stall:g} s")
-                    continue
-                if isinstance(msg, AdcBlock) and msg.acq_id == acq_id:
+                if msg.usable:
                     last = time.monotonic()
-                    collector.feed(msg)
+                elif time.monotonic() - last > stall:
+                    raise AcquisitionError(
+                        f"frames arrive but none was usable for {stall:g} s (last flags: "
+                        f"{_flag_names(msg.flags)}): check the PEM lock, the light level "
+                        "(saturation) and the overload guard")
+                yield msg
         finally:
             self._stop()
-        return collector.frames()
-
-    @property
-    def mode(self) -> str:
-        """``"counting"`` or ``"analog"``, as last configured (counting by default)."""
-        return str(self._settings.get(Opcode.CONFIGURE, {}).get("mode", "counting"))
-
-    # --- plumbing -----------------------------------------------------------------------------
 
     def _command(self, opcode: Opcode, args: dict[str, Any] | None = None, *,
                  timeout: float = 10.0) -> dict[str, Any]:
