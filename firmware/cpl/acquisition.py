@@ -132,6 +132,18 @@ class Acquisition:
         # no later frame of this acquisition can carry OVERRUN: report what is pending now
         self._tx.report_overrun()
 
+    def _frame_flags(self, flags: int, saturated, overload, locked) -> int:
+        """Add a board frame's own bits (and OVERRUN) to the state bits."""
+        if saturated:
+            flags |= P.F_SATURATED
+        if overload:
+            flags |= P.F_OVERLOAD
+        if locked:
+            flags |= P.F_PEM_LOCKED
+        if self._tx.overrun():
+            flags |= P.F_OVERRUN
+        return flags
+
     def pump(self, flags: int, mono_position: int) -> bool:
         """Turn one completed board frame into a data frame. `flags` holds the state bits
         (SHUTTER_OPEN, HV_ON, MONO_MOVING); the frame's own bits are added here. Returns
@@ -143,14 +155,7 @@ class Acquisition:
                 self._tx.late(lost)
             if f is None:
                 return False
-            if f.saturated:
-                flags |= P.F_SATURATED
-            if f.overload:
-                flags |= P.F_OVERLOAD
-            if f.pem_locked:
-                flags |= P.F_PEM_LOCKED
-            if self._tx.overrun():
-                flags |= P.F_OVERRUN
+            flags = self._frame_flags(flags, f.saturated, f.overload, f.pem_locked)
             pl = self.fb.payload
             struct.pack_into("<HHIiIHH", pl, 0, self.bins, flags, f.periods, mono_position,
                              f.pem_period_ps, self.acq_id, f.bin_span)
@@ -162,14 +167,7 @@ class Acquisition:
             blk = self._board.adc_poll()
             if blk is None:
                 return False
-            if blk.clipped:
-                flags |= P.F_SATURATED
-            if blk.overload:
-                flags |= P.F_OVERLOAD
-            if blk.pem_locked:
-                flags |= P.F_PEM_LOCKED
-            if self._tx.overrun():
-                flags |= P.F_OVERRUN
+            flags = self._frame_flags(flags, blk.clipped, blk.overload, blk.pem_locked)
             pl = self.fb.payload
             pl[0:8] = blk.t0
             struct.pack_into("<IfiHHHH", pl, 8, self._board.tick_hz, self.sample_rate_hz,
