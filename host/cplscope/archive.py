@@ -29,7 +29,6 @@ import math
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +36,7 @@ import h5py
 import numpy as np
 import numpy.typing as npt
 
+from ._clock import utc_now_iso
 from .calibration import Blank, Calibration
 from .demod import estimate
 from .protocol import usable_flags
@@ -252,7 +252,7 @@ class ArchiveWriter:
             f.attrs["format"] = FORMAT
             f.attrs["version"] = VERSION
             f.attrs["n_bins"] = self.n_bins
-            f.attrs["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            f.attrs["created"] = utc_now_iso()
             f.attrs["metadata"] = json.dumps(dict(metadata))
             f.attrs["calibration"] = json.dumps(calibration.to_dict() if calibration else None)
             f.attrs["rules"] = json.dumps(asdict(rules))
@@ -329,7 +329,7 @@ class ArchiveWriter:
         row = np.zeros((), dtype=_DARK_DT)
         row["wavelength_nm"], row["frame_time_s"], row["n_frames"] = wavelength_nm, frame_time_s, raw.n_frames
         row["source"] = _text(source, _TEXT_LEN, "dark source")
-        row["time"] = datetime.now(timezone.utc).isoformat(timespec="seconds").encode()
+        row["time"] = utc_now_iso().encode()
         row["frame_start"], row["frame_stop"] = start, stop
         for name, value in (("darks_level", lvl), ("darks_sigma", sig)):
             ds = f[name]
@@ -544,7 +544,7 @@ def reprocess(path: str | os.PathLike[str], calibration: Calibration | None = No
         meta = dict(arc.metadata)
         if arc.stream is not None:
             meta["stream"] = arc.stream
-    note: dict[str, Any] = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    note: dict[str, Any] = {"date": utc_now_iso(),
                             "archive": str(path)}
     if calibration is not None:
         cal = {k: v for k, v in calibration.to_dict().items()

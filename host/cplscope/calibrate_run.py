@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 
 from .calibration import Blank, Calibration, load_for
-from .measure import calibrate_handedness, calibrate_retardation, measure_dark, now_iso
+from ._clock import utc_now_iso
+from .measure import calibrate_handedness, calibrate_retardation, measure_dark
 
 __all__ = ["SIM_DEAD_TIME_S", "blank_from_spectrum", "calibrate", "calibrate_simulated",
            "prepare", "store_blank"]
@@ -82,7 +83,7 @@ def calibrate(inst, *, dwell_s: float = 20.0, wavelength_nm: float = 500.0,
     cal = Calibration(
         a0_rad=a0, phase_offset_rad=phi0, handedness=hand.handedness,
         dead_time_s=tau,
-        serial=serial, date=now_iso(), source="linear-polarizer+circular-polarizer",
+        serial=serial, date=utc_now_iso(), source="linear-polarizer+circular-polarizer",
         reference_wavelength_nm=float(wavelength_nm), sigma_a0_rad=fit.sigma_a0,
         sigma_phase_offset_rad=fit.sigma_phase,
         note=f"A0 commanded {A0_COMMAND:.6f} rad; retardation fit χ²_red {fit.chi2_red:.3f}; "
@@ -131,7 +132,7 @@ def store_blank(spectrum, *, path=None) -> Calibration:
     if cal.is_default:
         raise ValueError(f"instrument {serial} is not calibrated yet: run `cplscope calibrate` "
                          "before storing a blank")
-    cal = dataclasses.replace(cal, blank=blank_from_spectrum(spectrum), date=now_iso(),
+    cal = dataclasses.replace(cal, blank=blank_from_spectrum(spectrum), date=utc_now_iso(),
                               note=(cal.note + "; " if cal.note else "")
                               + f"blank from {spectrum.metadata.get('sample', 'a reference')}")
     cal.save(path)

@@ -22,12 +22,13 @@ import math
 import os
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ._clock import utc_now_iso
 from ._files import write_text_atomic
 
 __all__ = [
@@ -273,7 +274,7 @@ def default_calibration(serial: str) -> Calibration:
     ``source="default"`` and today's date. g_lum measured with these has an unknown sign and
     scale; callers should warn."""
     return Calibration(a0_rad=math.pi / 2, phase_offset_rad=0.0, handedness=1, dead_time_s=0.0,
-                       serial=serial, date=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                       serial=serial, date=utc_now_iso(),
                        source="default", note="uncalibrated defaults")
 
 

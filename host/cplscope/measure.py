@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
@@ -306,6 +305,3 @@ def calibrate_handedness(inst, *, expected_sign: int, a0_rad: float, phase_offse
                           dark=d, bin_span=frames.bin_span, dead_time=dead_time_s,
                           frame_time=frames.frame_time_s)
 
-
-def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -175,9 +175,7 @@ def scan(inst, start: float, stop: float, step: float, *, dwell_s: float | None 
 
 
 def _stream(inst) -> dict[str, int]:
-    h = inst.health()
-    return {"frames": h.frames, "rejected": h.rejected, "missing": h.missing,
-            "reconnects": h.reconnects, "restarts": h.restarts, "stalls": h.stalls}
+    return inst.health().as_dict()
 
 
 def _close(writer: ArchiveWriter | None, inst, bar) -> None:

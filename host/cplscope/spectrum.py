@@ -17,12 +17,12 @@ import os
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ._clock import utc_now_iso
 from ._files import write_text_atomic
 from .calibration import Calibration
 from .results import (
@@ -88,7 +88,7 @@ def run_metadata(
            if k not in ("format", "version", "blank")}
     cal["blank_applied"] = bool(blank_applied)
     meta: dict[str, Any] = {
-        "date": date or datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": date or utc_now_iso(),
         "instrument": dict(identify),
         "calibration": cal,
         "sample": sample if isinstance(sample, str) else dict(sample),
