@@ -296,6 +296,146 @@ def test_late_edge_is_rejected():
     assert early.flush()[1].tolist() == [0, 0, 0, 1]   # sample 0, at θ = 2π·3/4
 
 
+# --- run mode and scatter mode -------------------------------------------------------------
+# Short periods are binned in runs of periods with one pattern (bins of their samples) or,
+# where the patterns keep changing, sample by sample; the kernel picks per chunk of 256
+# periods. Both must agree exactly with the rule, also where a period sits exactly on a
+# pattern's edge and when the mode changes within one call.
+
+@st.composite
+def regular_streams(draw):
+    """Samples and edges of a PEM that is nearly a multiple of the sample period: a base
+    period of P samples (also one with boundaries exactly on samples), a slow drift, and
+    per-edge jitter of 0, ±1 fixed-point unit (the smallest step that changes a pattern) or
+    a few percent of a bin. Edge times are multiples of 2**-20 s at fs = 1 Hz, so exact."""
+    n_bins = draw(st.integers(1, 16))
+    period = draw(st.one_of(
+        st.floats(0.6, 8.0 * n_bins),
+        st.tuples(st.integers(1, 8 * n_bins), st.integers(1, 5)).map(lambda a: a[0] / a[1]),
+    ))
+    n_periods = draw(st.integers(2, 400))
+    drift = draw(st.sampled_from([0.0, 1e-5, -3e-4]))
+    jitter = draw(st.sampled_from(["none", "unit", "small"]))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    lengths = period * (1.0 + drift * np.arange(n_periods))
+    start = draw(st.floats(-3.0, 5.0))
+    x = np.rint((start + np.concatenate([[0.0], np.cumsum(lengths)])) * Q).astype(np.int64)
+    if jitter == "unit":
+        x += rng.integers(-1, 2, x.size)
+    elif jitter == "small":
+        x += np.rint(rng.normal(0.0, 0.02 * period / n_bins * Q, x.size)).astype(np.int64)
+    x = np.unique(x)
+    n = int(np.ceil(x[-1] / Q)) + draw(st.integers(-5, 5))
+    samples = rng.integers(-2000, 2000, max(n, 0)).astype(np.int16)
+    frame_periods = draw(st.one_of(st.none(), st.integers(1, 50)))
+    return samples, 1.0, x / Q, n_bins, frame_periods
+
+
+@CASES
+@given(regular_streams())
+def test_runs_match_reference(case):
+    samples, fs, edges, n_bins, frame_periods = case
+    assert_same(phase_bin(samples, fs, edges, n_bins, frame_periods),
+                reference_phase_bin(samples, fs, edges, n_bins, frame_periods), np.int16)
+
+
+@settings(max_examples=60, deadline=None)
+@given(stream_splits(regular_streams()))
+def test_runs_stream_equals_one_call(split):
+    samples, fs, edges, n_bins, frame_periods, bounds, call = split
+    assert_same(run_stream(*split), phase_bin(samples, fs, edges, n_bins, frame_periods),
+                np.int16)
+
+
+def pem_stream(n_samples, fs, f_pem, jitter_s, rng, tick_hz=None):
+    """Edge times (s) of a PEM at f_pem with Gaussian jitter, optionally on a tick grid."""
+    edges = 1.3e-6 + np.arange(int(n_samples / fs * f_pem) + 1) / f_pem
+    edges += rng.normal(0.0, jitter_s, edges.size)
+    return np.round(edges * tick_hz) / tick_hz if tick_hz else edges
+
+
+REGIMES = {
+    "commensurate": (250e3, 50e3, 2e-9, None),        # one pattern throughout: one run
+    "drifting": (250e3, 50.0123e3, 2e-9, None),       # patterns last ~50 periods
+    "tick grid": (250e3, 50.0123e3, 0.0, 125e6),      # rp2 edge capture, 8 ns ticks
+    "jittery": (250e3, 50.0123e3, 50e-9, None),        # patterns last a few periods
+    "incommensurate": (250e3, 250e3 / 5.3, 2e-9, None),  # a new pattern every period
+    "1 MHz": (1e6, 50.0123e3, 2e-9, None),
+}
+
+
+@pytest.mark.parametrize("dtype", [np.int16, np.float32])
+@pytest.mark.parametrize("regime", sorted(REGIMES))
+def test_long_streams_match_reference(regime, dtype):
+    """300 k samples (over 200 chunks of periods), in frames and not."""
+    fs, f_pem, jitter, tick = REGIMES[regime]
+    rng = np.random.default_rng(5)
+    samples = rng.integers(0, 4096, 300_000).astype(dtype)
+    edges = pem_stream(samples.size, fs, f_pem, jitter, rng, tick)
+    for k in (None, 997):
+        assert_same(phase_bin(samples, fs, edges, 16, k),
+                    reference_phase_bin(samples, fs, edges, 16, k), dtype)
+
+
+def test_mode_changes_within_one_call():
+    """Regimes one after another in one stream, so that chunks change mode both ways."""
+    rng = np.random.default_rng(6)
+    fs = 250e3
+    parts, t0 = [], 0.0
+    for regime in ("commensurate", "incommensurate", "drifting", "jittery", "tick grid",
+                   "commensurate"):
+        _, f_pem, jitter, tick = REGIMES[regime]
+        e = t0 + pem_stream(60_000, fs, f_pem, jitter, rng, tick)
+        parts.append(e[:-1])
+        t0 = e[-1]
+    edges = np.concatenate(parts + [[t0]])
+    samples = rng.integers(-2000, 2000, int(t0 * fs) + 10).astype(np.int16)
+    for k in (None, 1000):
+        assert_same(phase_bin(samples, fs, edges, 16, k),
+                    reference_phase_bin(samples, fs, edges, 16, k), np.int16)
+
+
+@pytest.mark.parametrize("regime", ["commensurate", "incommensurate"])
+def test_bad_edge_inside_a_run_is_reported_where_it_is(regime):
+    """A step back or an overlong period deep inside a stream, in run and in scatter mode:
+    the kernel names that edge or period."""
+    fs, f_pem, jitter, tick = REGIMES[regime]
+    rng = np.random.default_rng(8)
+    samples = rng.integers(0, 4096, 200_000).astype(np.int16)
+    x = edge_positions(pem_stream(samples.size, fs, f_pem, jitter, rng, tick), fs)
+    back = x.copy()
+    back[30_001] = back[30_000]
+    long_ = x.copy()
+    long_[30_001:] += 2**62 // 16
+    for bad, status, where in ((back, _phasebin.NOT_INCREASING, 30_001),
+                               (long_, _phasebin.PERIOD_TOO_LONG, 30_000)):
+        sums, counts = np.zeros((1, 16)), np.zeros((1, 16), dtype=np.int64)
+        assert _phasebin.bin_periods(samples, 0, bad, 0.0, 0, 16, SUBSAMPLE_BITS, 0,
+                                     len(bad), sums, counts) == (status, where)
+
+
+def test_float_edges_beyond_two_to_the_51_are_converted_exactly():
+    """Edge times whose fixed-point positions exceed 2**51 (2**31 samples) take the exact
+    per-edge conversion: same bins as the int64 positions."""
+    fs = 2e6
+    first = 2**31 + 12_345                       # absolute index of samples[0]
+    rng = np.random.default_rng(9)
+    samples = rng.integers(0, 4096, 50_000).astype(np.uint16)
+    edges = (first + 0.37 + np.arange(0, 49_000, 40.0007)) / fs
+    x = edge_positions(edges, fs)
+    assert x[0] >= 2**51
+    out = []
+    for e, scale in ((edges, fs * Q), (x, 0.0)):
+        sums, counts = np.zeros((1, 16)), np.zeros((1, 16), dtype=np.int64)
+        assert _phasebin.bin_periods(samples, first, e, scale, 0, 16, SUBSAMPLE_BITS, 0,
+                                     len(e), sums, counts)[0] == _phasebin.OK
+        out.append((sums, counts))
+    np.testing.assert_array_equal(out[0][0], out[1][0])
+    np.testing.assert_array_equal(out[0][1], out[1][1])
+    assert out[0][1].sum() > 45_000
+
+
 # --- long streams -------------------------------------------------------------------------
 
 def test_kernel_is_exact_at_absolute_indices_of_a_ten_hour_stream():
