@@ -42,6 +42,7 @@ def synthesize(seconds: float, fs: float, g: float, rng: np.random.Generator):
     delta = A0 * np.sin(theta - PHI0)
     clean = LEVEL * (1.0 + U * np.cos(delta) + 0.5 * g * np.sin(delta))
     noisy = clean + rng.normal(0.0, NOISE * LEVEL, n)
+    noisy[np.isnan(noisy)] = LEVEL     # samples outside the edges, which are not binned
     return np.round(noisy).astype(np.int16), edges
 
 
