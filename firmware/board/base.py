@@ -170,6 +170,13 @@ class Board:
         """The next completed block, or None. Never blocks."""
         raise NotImplementedError
 
+    def adc_lost(self) -> int:
+        """ADC blocks the board dropped since the last call, because the CPU collected them
+        too late (the hardware had started to overwrite them); 0 if none. The t0 of the next
+        block shows the gap. The core calls it after every `adc_poll` and after `adc_stop`.
+        Never blocks."""
+        raise NotImplementedError
+
     # PEM -------------------------------------------------------------------------------
     def pem_configure(self, source: str, frequency_hz: float) -> None:
         """Reference source PEM_INTERNAL (the board generates the drive reference at

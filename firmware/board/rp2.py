@@ -178,7 +178,7 @@ class Rp2Board(base.Board):
         self._rings: list = []
         self._frame_done = array("i", [0, 0])   # completed RX channels per buffer
         self._frame_next = 0
-        self.frames_lost = 0  # frames the CPU collected too late (corrupted, not returned)
+        self.frames_lost = 0  # counter frames and ADC blocks collected too late (dropped)
         self._lost_pending = 0  # of those, not yet reported by counter_lost()
         self._frame = base.CounterFrame(self.max_bins)
         self._frame_ticks = array("i", [0, 0])
@@ -191,9 +191,12 @@ class Rp2Board(base.Board):
         self._analog = False
         self._adc_dma: list = []
         self._adc_raw: list = []
-        self._adc_done = array("i", [0, 0])
-        self._adc_next = 0
+        # ADC blocks alternate between the two DMA buffers: block k goes to buffer k & 1.
+        # _adc_completed[0] counts completed blocks (DMA IRQ), _adc_blocks those collected
+        # or dropped; the DMA is writing block _adc_completed[0].
+        self._adc_completed = array("i", [0])
         self._adc_blocks = 0
+        self._adc_lost_pending = 0  # ADC blocks dropped, not yet reported by adc_lost()
         self._block = base.AdcBlock(self.max_block_samples, 1024)
         self._edge_ring = array("I")
         self._edge_first = 0
@@ -243,7 +246,7 @@ class Rp2Board(base.Board):
     def _ready(self) -> bool:
         if self._counting and self._frame_done[self._frame_next] >= 2:
             return True
-        if self._analog and self._adc_done[self._adc_next]:
+        if self._analog and self._adc_completed[0] > self._adc_blocks:
             return True
         return self._usb is not None and self._usb.readable() > 0
 
@@ -537,8 +540,7 @@ class Rp2Board(base.Board):
         self._hv_cached = self._read_hv_now()
         n = self._adc_block
         self._adc_raw = [array("H", bytes(2 * n)) for _ in (0, 1)]
-        self._adc_done[0] = self._adc_done[1] = 0
-        self._adc_next = 0
+        self._adc_completed[0] = 0
         self._adc_blocks = 0
         if not self._edge_view:
             ring, first = _aligned(_EDGE_RING_WORDS)
@@ -558,7 +560,7 @@ class Rp2Board(base.Board):
                       ctrl=ch.pack_ctrl(size=1, inc_read=False, inc_write=True,
                                         treq_sel=_DREQ_ADC, chain_to=_channel(chans[1 - b]),
                                         irq_quiet=False))
-            ch.irq(self._adc_irq_0 if b == 0 else self._adc_irq_1, hard=True)
+            ch.irq(self._adc_irq, hard=True)
         self._adc_dma = chans
         chans[0].active(1)
         # period timer into the big ring, then free-running ADC, back to back so that
@@ -569,11 +571,8 @@ class Rp2Board(base.Board):
         self._adc_timer = machine.Timer(-1, freq=_ADC_GUARD_HZ, callback=self._adc_guard,
                                         hard=True)
 
-    def _adc_irq_0(self, dma) -> None:
-        self._adc_done[0] = 1
-
-    def _adc_irq_1(self, dma) -> None:
-        self._adc_done[1] = 1
+    def _adc_irq(self, dma) -> None:
+        self._adc_completed[0] += 1
 
     def adc_stop(self) -> None:
         if not self._analog:
@@ -593,22 +592,24 @@ class Rp2Board(base.Board):
         self._period_seen = 0
 
     def adc_poll(self):
-        b = self._adc_next
-        if not self._analog or not self._adc_done[b]:
+        k = self._adc_blocks
+        if not self._analog or self._adc_completed[0] <= k:
+            return None
+        if self._adc_completed[0] > k + 1:
+            # block k + 1 is complete too, so the DMA is writing block k's buffer again
+            self._adc_resync()
             return None
         n = self._adc_block
         blk = self._block
         blk.n_samples = n
         blk.samples = memoryview(blk.sample_buf)[: 3 * n // 2]
-        clipped = K.pack12(self._adc_raw[b], n, blk.sample_buf)
-        self._adc_done[b] = 0
-        self._adc_next = 1 - b
-        # t0 of this block in system-clock ticks, exact integers (ADC and system clocks come
-        # from the same crystal; one ADC sample = (256 + DIV) / 256 cycles of 48 MHz)
-        per = (256 + self._adc_div) * self.clock_hz
-        t0 = self._adc_blocks * n * per // (256 * _ADC_CLOCK_HZ)
-        t_end = (self._adc_blocks + 1) * n * per // (256 * _ADC_CLOCK_HZ)
-        self._adc_blocks += 1
+        clipped = K.pack12(self._adc_raw[k & 1], n, blk.sample_buf)
+        if self._adc_completed[0] > k + 1:
+            self._adc_resync()  # ... and it started while the block was being packed
+            return None
+        self._adc_blocks = k + 1
+        t0 = self._adc_t0(k)
+        t_end = self._adc_t0(k + 1)
         _put_u64(blk.t0, t0)
         # edges: period-timer words since the last block whose time falls before t_end
         self._edge_block(t0, t_end)
@@ -618,6 +619,48 @@ class Rp2Board(base.Board):
         blk.pem_locked = self._locked
         blk.ticks_us = self.ticks_us()
         return blk
+
+    def _adc_t0(self, k: int) -> int:
+        """Time of block k's first sample in system-clock ticks, an exact integer (the ADC
+        and system clocks come from the same crystal; one ADC sample = (256 + DIV) / 256
+        cycles of 48 MHz)."""
+        per = (256 + self._adc_div) * self.clock_hz
+        return k * self._adc_block * per // (256 * _ADC_CLOCK_HZ)
+
+    def _adc_resync(self) -> None:
+        """The CPU collected ADC blocks too late: the DMA has started to overwrite the next
+        one due. Drop every block completed so far and go on with the one being written;
+        its t0 shows the host the gap, and the edges before it are skipped."""
+        c = self._adc_completed[0]
+        lost = c - self._adc_blocks
+        self.frames_lost += lost
+        self._adc_lost_pending += lost
+        self._adc_blocks = c
+        self._skip_edges(self._adc_t0(c))
+
+    def _skip_edges(self, t_stop: int) -> None:
+        """Consume the period-timer words of edges before t_stop (ticks) unreported."""
+        blk = self._block
+        while True:
+            available = self._period_words_done() - self._edge_read
+            if available > _EDGE_RING_WORDS:  # overwritten: as in _edge_block
+                self._edge_read = self._period_words_done()
+                return
+            n = K.edges_block(self._edge_view, _EDGE_RING_WORDS,
+                              self._edge_read % _EDGE_RING_WORDS, available, 0,
+                              t_stop - self._edge_time, P.PERIOD_SCALE, P.PERIOD_OFFSET,
+                              blk.edge_buf, (len(blk.edge_buf) - 4) // 2 + 1, self._edge_state)
+            consumed, t_last = self._edge_state
+            self._edge_read += consumed
+            if consumed:
+                self._edge_time += t_last
+            if n >= 0 or not consumed:
+                return
+
+    def adc_lost(self) -> int:
+        n = self._adc_lost_pending
+        self._adc_lost_pending = 0
+        return n
 
     def _edge_block(self, t0: int, t_end: int) -> None:
         blk = self._block
@@ -734,7 +777,7 @@ class Rp2Board(base.Board):
         # hard IRQ every 0.5 ms in analog mode: the largest sample since the last check
         if not self._analog or self._guard_tripped:
             return
-        b = 1 - self._adc_next if self._adc_done[self._adc_next] else self._adc_next
+        b = self._adc_completed[0] & 1  # the buffer the DMA is writing
         ch = self._adc_dma[b]
         start = uctypes.addressof(self._adc_raw[b])
         pos = (_dma_write_addr(_channel(ch)) - start) // 2

@@ -270,6 +270,9 @@ class Board(BaseBoard):
     def adc_stop(self) -> None:
         self._adc = False
 
+    def adc_lost(self) -> int:
+        return 0  # the hub stalls instead of overwriting: a simulated block is never late
+
     def adc_poll(self):
         if not self._adc:
             return None

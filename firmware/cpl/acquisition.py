@@ -128,6 +128,9 @@ class Acquisition:
                 self._tx.late(lost)
         else:
             self._board.adc_stop()
+            lost = self._board.adc_lost()
+            if lost:
+                self._tx.late(lost)
         self.running = False
         # no later frame of this acquisition can carry OVERRUN: report what is pending now
         self._tx.report_overrun()
@@ -165,6 +168,9 @@ class Acquisition:
             ticks = f.ticks_us
         else:
             blk = self._board.adc_poll()
+            lost = self._board.adc_lost()
+            if lost:
+                self._tx.late(lost)
             if blk is None:
                 return False
             flags = self._frame_flags(flags, blk.clipped, blk.overload, blk.pem_locked)

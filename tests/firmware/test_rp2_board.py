@@ -214,10 +214,11 @@ for i in range(64):
 ring, first = b._edge_ring, b._edge_first
 ring[first] = 12345                         # start-up word
 ring[first + 1] = (300 - 4) // 2            # first edge: 300 + PERIOD_START_EDGE ticks
-for j in range(2, 200):
+for j in range(2, 700):
     ring[first + j] = (1000 - 4) // 2
-b._period_dma.count = b._period_count0 - 200
-b._adc_irq_0(None)
+b._period_dma.count = b._period_count0 - 700
+assert b.adc_poll() is None
+b._adc_irq(None)
 blk = b.adc_poll()
 assert blk.n_samples == 64 and struct.unpack("<Q", blk.t0)[0] == 0
 s = bytes(blk.samples)
@@ -230,11 +231,42 @@ assert first_edge == 300 + P.PERIOD_START_EDGE, first_edge
 assert blk.n_edges == (block_ticks - first_edge - 1) // 1000 + 1
 assert all(d == 1000 for d in struct.unpack("<%%dH" %% (blk.n_edges - 1), blk.edges[4:]))
 n1 = blk.n_edges
-b._adc_irq_1(None)
+b._adc_irq(None)
 blk = b.adc_poll()
 assert struct.unpack("<Q", blk.t0)[0] == block_ticks
 e0 = struct.unpack("<I", blk.edges[:4])[0]
 assert e0 == first_edge + 1000 * n1 - block_ticks     # the edges continue across blocks
+assert b.adc_lost() == 0
+
+def first_edge_after(t0):
+    return first_edge + 1000 * -(-(t0 - first_edge) // 1000) - t0
+
+# collected too late: blocks 2, 3 and 4 complete before a poll, so the DMA is writing block
+# 2's buffer again. All three are dropped; block 5 comes next, its t0 shows the gap and its
+# edges start after it.
+lost_before = b.frames_lost
+for _ in range(3):
+    b._adc_irq(None)
+assert b.adc_poll() is None and b.adc_lost() == 3 and b.adc_lost() == 0
+assert b.adc_poll() is None                 # block 5 is still being written
+b._adc_irq(None)
+blk = b.adc_poll()
+assert struct.unpack("<Q", blk.t0)[0] == 5 * block_ticks
+assert struct.unpack("<I", blk.edges[:4])[0] == first_edge_after(5 * block_ticks)
+assert blk.n_edges == (block_ticks - first_edge_after(5 * block_ticks) - 1) // 1000 + 1
+# the next block completes while this one is being packed: dropped as well
+pack12 = R.K.pack12
+def late_pack12(*a):
+    b._adc_irq(None)
+    return pack12(*a)
+R.K.pack12 = late_pack12
+b._adc_irq(None)
+assert b.adc_poll() is None and b.adc_lost() == 2 and b.frames_lost == lost_before + 5
+R.K.pack12 = pack12
+b._adc_irq(None)
+blk = b.adc_poll()
+assert struct.unpack("<Q", blk.t0)[0] == 8 * block_ticks
+assert struct.unpack("<I", blk.edges[:4])[0] == first_edge_after(8 * block_ticks)
 b.adc_stop()
 print("OK")
 '''
