@@ -203,7 +203,18 @@ class Rp2Board(base.Board):
         self._edge_view = memoryview(b"")
         self._edge_state = array("i", [0, 0])
         self._edge_read = 1
-        self._edge_time = 0
+        self._edge_views: dict = {}  # n_edges → view of edge_buf, made once per length
+        # Time kept in small ints (long ints would allocate): t0 of the next block due is
+        # _t0_hi·2**30 + _t0_lo ticks; a block lasts _blk_q ticks plus _blk_r/_blk_d, the
+        # fraction carried in _blk_rem; _edge_rel is the last consumed edge's time relative to
+        # that t0.
+        self._t0_hi = 0
+        self._t0_lo = 0
+        self._blk_q = 0
+        self._blk_r = 0
+        self._blk_d = 1
+        self._blk_rem = 0
+        self._edge_rel = 0
         self._guard_seen = False
         self._guard_adc_level = 0
         self._adc_timer: "machine.Timer | None" = None
@@ -547,7 +558,17 @@ class Rp2Board(base.Board):
             self._edge_ring, self._edge_first = ring, first
             self._edge_view = memoryview(ring)[first:]
         self._edge_read = 1  # word 0 is the timer's start-up word
-        self._edge_time = P.PERIOD_START_EDGE
+        self._edge_rel = P.PERIOD_START_EDGE
+        self._t0_hi = self._t0_lo = 0
+        # block length in ticks: n samples of (256 + DIV)/256 cycles of 48 MHz, in system
+        # clock ticks (both clocks come from the same crystal), as a reduced fraction
+        a = n * (256 + self._adc_div) * self.clock_hz
+        d = 256 * _ADC_CLOCK_HZ
+        g = _gcd(a, d)
+        a //= g
+        d //= g
+        self._blk_q, self._blk_r, self._blk_d, self._blk_rem = a // d, a % d, d, 0
+        self._block.samples = memoryview(self._block.sample_buf)[: 3 * n // 2]
         machine.ADC(ADC_PMT)  # GPIO 26 to analog input
         adc = _ADC_BASE
         machine.mem32[adc + _ADC_CS] = 1                       # enable, AINSEL = 0
@@ -602,17 +623,23 @@ class Rp2Board(base.Board):
         n = self._adc_block
         blk = self._block
         blk.n_samples = n
-        blk.samples = memoryview(blk.sample_buf)[: 3 * n // 2]
         clipped = K.pack12(self._adc_raw[k & 1], n, blk.sample_buf)
         if self._adc_completed[0] > k + 1:
             self._adc_resync()  # ... and it started while the block was being packed
             return None
         self._adc_blocks = k + 1
-        t0 = self._adc_t0(k)
-        t_end = self._adc_t0(k + 1)
-        _put_u64(blk.t0, t0)
-        # edges: period-timer words since the last block whose time falls before t_end
-        self._edge_block(t0, t_end)
+        _put_u64(blk.t0, self._t0_hi, self._t0_lo)
+        t_len = self._next_block_ticks()
+        # edges: period-timer words since the last block whose time falls in this one
+        n = self._edges(t_len, blk.edge_buf)
+        self._advance_t0(t_len)
+        if n <= 0:
+            n = 0
+        blk.n_edges = n
+        view = self._edge_views.get(n)
+        if view is None:
+            view = self._edge_views[n] = memoryview(blk.edge_buf)[: 4 + 2 * (n - 1) if n else 0]
+        blk.edges = view
         blk.clipped = clipped > 0
         blk.overload = self._guard_tripped and not self._guard_seen
         self._guard_seen = self._guard_tripped
@@ -620,68 +647,61 @@ class Rp2Board(base.Board):
         blk.ticks_us = self.ticks_us()
         return blk
 
-    def _adc_t0(self, k: int) -> int:
-        """Time of block k's first sample in system-clock ticks, an exact integer (the ADC
-        and system clocks come from the same crystal; one ADC sample = (256 + DIV) / 256
-        cycles of 48 MHz)."""
-        per = (256 + self._adc_div) * self.clock_hz
-        return k * self._adc_block * per // (256 * _ADC_CLOCK_HZ)
+    def _next_block_ticks(self) -> int:
+        """Length in ticks of the block due: floor((k + 1)·a/d) − floor(k·a/d)."""
+        t = self._blk_q
+        self._blk_rem += self._blk_r
+        if self._blk_rem >= self._blk_d:
+            self._blk_rem -= self._blk_d
+            t += 1
+        return t
+
+    def _advance_t0(self, t_len: int) -> None:
+        self._t0_lo += t_len
+        if self._t0_lo >= 1 << 30:
+            self._t0_lo -= 1 << 30
+            self._t0_hi += 1
+        self._edge_rel -= t_len
 
     def _adc_resync(self) -> None:
         """The CPU collected ADC blocks too late: the DMA has started to overwrite the next
         one due. Drop every block completed so far and go on with the one being written;
-        its t0 shows the host the gap, and the edges before it are skipped."""
+        its t0 shows the host the gap, and the edges of the dropped blocks are skipped."""
         c = self._adc_completed[0]
         lost = c - self._adc_blocks
         self.frames_lost += lost
         self._adc_lost_pending += lost
+        for _ in range(lost):
+            t_len = self._next_block_ticks()
+            while self._edges(t_len, self._block.edge_buf) < 0:
+                pass  # more edges than a block holds: consume the rest
+            self._advance_t0(t_len)
         self._adc_blocks = c
-        self._skip_edges(self._adc_t0(c))
 
-    def _skip_edges(self, t_stop: int) -> None:
-        """Consume the period-timer words of edges before t_stop (ticks) unreported."""
-        blk = self._block
-        while True:
-            available = self._period_words_done() - self._edge_read
-            if available > _EDGE_RING_WORDS:  # overwritten: as in _edge_block
-                self._edge_read = self._period_words_done()
-                return
-            n = K.edges_block(self._edge_view, _EDGE_RING_WORDS,
-                              self._edge_read % _EDGE_RING_WORDS, available, 0,
-                              t_stop - self._edge_time, P.PERIOD_SCALE, P.PERIOD_OFFSET,
-                              blk.edge_buf, (len(blk.edge_buf) - 4) // 2 + 1, self._edge_state)
-            consumed, t_last = self._edge_state
-            self._edge_read += consumed
-            if consumed:
-                self._edge_time += t_last
-            if n >= 0 or not consumed:
-                return
+    def _edges(self, t_len: int, dst) -> int:
+        """Consume the period-timer words of the edges before t_len (ticks after the t0 of
+        the block due) into dst in ADC_BLOCK layout: their number, or -1 if not all fitted
+        (or a delta exceeds 65535 ticks; see rp2_dma.edges_block)."""
+        done = self._period_words_done()
+        available = done - self._edge_read
+        if available > _EDGE_RING_WORDS:
+            raise RuntimeError("the reference edge ring was overwritten (the CPU fell over "
+                               "%d ms behind): edge times are lost; CLEAR_FAULT and START again"
+                               % (_EDGE_RING_WORDS * 1000 // max(int(self._pem_freq), 1)))
+        n = K.edges_block(self._edge_view, _EDGE_RING_WORDS,
+                          self._edge_read % _EDGE_RING_WORDS, available, self._edge_rel,
+                          t_len, P.PERIOD_SCALE, P.PERIOD_OFFSET, dst,
+                          (len(dst) - 4) // 2 + 1, self._edge_state)
+        consumed = self._edge_state[0]   # ≥ 1 whenever n is -1
+        self._edge_read += consumed
+        if consumed:
+            self._edge_rel = self._edge_state[1]
+        return n
 
     def adc_lost(self) -> int:
         n = self._adc_lost_pending
         self._adc_lost_pending = 0
         return n
-
-    def _edge_block(self, t0: int, t_end: int) -> None:
-        blk = self._block
-        available = self._period_words_done() - self._edge_read
-        if available > _EDGE_RING_WORDS:
-            available = 0  # the ring was overwritten: this block has no edges
-            self._edge_read = self._period_words_done()
-        n = K.edges_block(self._edge_view, _EDGE_RING_WORDS,
-                          self._edge_read % _EDGE_RING_WORDS, available,
-                          self._edge_time - t0, t_end - t0, P.PERIOD_SCALE, P.PERIOD_OFFSET,
-                          blk.edge_buf, (len(blk.edge_buf) - 4) // 2 + 1, self._edge_state)
-        consumed, t_last = self._edge_state
-        self._edge_read += consumed
-        if consumed:
-            self._edge_time = t0 + t_last
-        if n <= 0:
-            blk.n_edges = 0
-            blk.edges = memoryview(blk.edge_buf)[:0]
-        else:
-            blk.n_edges = n
-            blk.edges = memoryview(blk.edge_buf)[: 4 + 2 * (n - 1)]
 
     # monochromator stepper -----------------------------------------------------------------------
     def step(self, n: int) -> None:
@@ -910,9 +930,22 @@ def _log2(n: int) -> int:
     return k
 
 
-def _put_u64(mv: memoryview, value: int) -> None:
-    for i in range(8):
-        mv[i] = (value >> (8 * i)) & 0xFF
+def _put_u64(mv: memoryview, hi: int, lo: int) -> None:
+    """Write hi·2**30 + lo (0 ≤ lo < 2**30) little-endian into mv[0:8], in small ints."""
+    mv[0] = lo & 0xFF
+    mv[1] = (lo >> 8) & 0xFF
+    mv[2] = (lo >> 16) & 0xFF
+    mv[3] = (lo >> 24) | (hi & 3) << 6
+    hi >>= 2
+    for i in range(4, 8):
+        mv[i] = hi & 0xFF
+        hi >>= 8
+
+
+def _gcd(a: int, b: int) -> int:
+    while b:
+        a, b = b, a % b
+    return a
 
 
 Board = Rp2Board

@@ -267,7 +267,31 @@ b._adc_irq(None)
 blk = b.adc_poll()
 assert struct.unpack("<Q", blk.t0)[0] == 8 * block_ticks
 assert struct.unpack("<I", blk.edges[:4])[0] == first_edge_after(8 * block_ticks)
+# the CPU fell so far behind that the edge ring was overwritten: edge times are lost, so the
+# board faults rather than send blocks with wrong phases
+b._period_dma.count -= 2100
+b._adc_irq(None)
+try:
+    b.adc_poll()
+    raise SystemExit("edge ring overrun not reported")
+except RuntimeError as e:
+    assert "START again" in str(e), e
 b.adc_stop()
+
+# --- ADC time base in small ints: block lengths with a fractional number of ticks add up
+# exactly, and t0 is written as a u64 from 30-bit parts
+b.adc_configure(33300.0, 64)
+b.adc_start()
+a = 64 * (256 + b._adc_div) * 125000000
+total = 0
+for k in range(1, 3001):
+    total += b._next_block_ticks()
+    assert total == k * a // (256 * 48000000), k
+b.adc_stop()
+buf = bytearray(8)
+for hi, lo in ((0, 0), (0, (1 << 30) - 1), (1, 0), (12345, 678901), ((1 << 34) - 1, (1 << 30) - 1)):
+    R._put_u64(memoryview(buf), hi, lo)
+    assert struct.unpack("<Q", buf)[0] == hi * (1 << 30) + lo, (hi, lo)
 print("OK")
 '''
 
