@@ -308,7 +308,7 @@ def regular_streams(draw):
     period of P samples (also one with boundaries exactly on samples), a slow drift, and
     per-edge jitter of 0, ±1 fixed-point unit (the smallest step that changes a pattern) or
     a few percent of a bin. Edge times are multiples of 2**-20 s at fs = 1 Hz, so exact."""
-    n_bins = draw(st.integers(1, 16))
+    n_bins = draw(st.one_of(st.integers(1, 16), st.sampled_from([32, 64])))
     period = draw(st.one_of(
         st.floats(0.6, 8.0 * n_bins),
         st.tuples(st.integers(1, 8 * n_bins), st.integers(1, 5)).map(lambda a: a[0] / a[1]),
