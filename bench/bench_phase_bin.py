@@ -12,7 +12,9 @@ which needs consecutive periods to put their samples in the same bins (docs/perf
 a 50 kHz PEM at 250 kHz and 2 MHz (edges with 2 ns rms jitter), a PEM 123 Hz off a
 multiple of the sample period (its samples drift through the bins), the same with edges on
 the 8 ns tick grid of the rp2's edge capture, with 50 ns rms jitter, and a PEM at 5.3
-samples per period, whose bins change every period.
+samples per period, whose bins change every period; and a 50 kHz PEM (edges on ticks) at
+cplscope's default analog rate, 48 MHz / 192.25 = 249.675 kHz, chosen so that the samples walk
+through every phase of the period (its bins change every ~10 periods).
 """
 from __future__ import annotations
 
@@ -54,6 +56,7 @@ ROWS = [  # label, fs (Hz), PEM (Hz), edge jitter (s rms), edge tick (Hz) or Non
     ("on 8 ns ticks", 250e3, 50.0123e3, 0.0, 125e6),
     ("50 ns jitter", 250e3, 50.0123e3, 50e-9, None),
     ("5.3 samp/period", 250e3, 250e3 / 5.3, 2e-9, None),
+    ("default rate", 48e6 / 192.25, 50e3, 0.0, 125e6),
 ]
 
 

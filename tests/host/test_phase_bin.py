@@ -362,6 +362,7 @@ REGIMES = {
     "jittery": (250e3, 50.0123e3, 50e-9, None),        # patterns last a few periods
     "incommensurate": (250e3, 250e3 / 5.3, 2e-9, None),  # a new pattern every period
     "1 MHz": (1e6, 50.0123e3, 2e-9, None),
+    "default rate": (48e6 / 192.25, 50e3, 0.0, 125e6),  # configure_analog(): phases walk
 }
 
 
