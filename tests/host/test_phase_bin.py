@@ -397,6 +397,22 @@ def test_mode_changes_within_one_call():
                     reference_phase_bin(samples, fs, edges, 16, k), np.int16)
 
 
+@pytest.mark.parametrize("n_bins,lengths", [(16, [98, 97, 99]), (32, [98, 196, 206, 214]),
+                                             (64, [98, 206, 322, 374, 392]), (12, [3, 4, 6])])
+def test_samples_exactly_on_bin_boundaries_in_scatter_mode(n_bins, lengths):
+    """Edges on samples put samples exactly on bin boundaries, where the quotient
+    B·(i − X_j)/ΔX is an integer m. For these B and lengths, m·ΔX·fl(1/ΔX) is below m in
+    double precision for some m (e.g. B = 16, 98 samples, sample 49: 7.999…), so a kernel
+    that took bins from a floating-point quotient would misplace them. Lengths drawn at
+    random change the pattern every period or two: scatter mode after the first chunk."""
+    rng = np.random.default_rng(n_bins)
+    edges = 7.0 + np.concatenate([[0], np.cumsum(rng.choice(lengths, 3000))]).astype(float)
+    samples = rng.integers(-2000, 2000, int(edges[-1]) + 3).astype(np.int16)
+    for k in (None, 5):
+        assert_same(phase_bin(samples, 1.0, edges, n_bins, k),
+                    reference_phase_bin(samples, 1.0, edges, n_bins, k), np.int16)
+
+
 @pytest.mark.parametrize("regime", ["commensurate", "incommensurate"])
 def test_bad_edge_inside_a_run_is_reported_where_it_is(regime):
     """A step back or an overlong period deep inside a stream, in run and in scatter mode:
