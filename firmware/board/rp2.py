@@ -593,6 +593,10 @@ class Rp2Board(base.Board):
                                         hard=True)
 
     def _adc_irq(self, dma) -> None:
+        # The channel that completed has chained to the other one. The DMA reloads a
+        # channel's count on each trigger but not its write address, which now points past
+        # the buffer: point it back at the start for the channel's next turn.
+        dma.write = self._adc_raw[0] if dma is self._adc_dma[0] else self._adc_raw[1]
         self._adc_completed[0] += 1
 
     def adc_stop(self) -> None:
