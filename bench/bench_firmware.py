@@ -43,7 +43,7 @@ class BenchBoard(Board):
         self.cf.pem_locked = True
     def counter_start(self): self.on = True
     def counter_stop(self): self.on = False
-    def counter_lost(self): return 0
+    def data_lost(self): return 0
     def counter_poll(self):
         if not self.on:
             return None

@@ -148,11 +148,12 @@ class Board:
         """The next completed frame, or None if none is ready. Never blocks."""
         raise NotImplementedError
 
-    def counter_lost(self) -> int:
-        """Completed counter frames the board dropped since the last call, because the CPU
-        collected them too late (the hardware had started to overwrite them); 0 if none.
-        The core calls it after every `counter_poll` and after `counter_stop`, so a loss
-        found when there is no frame to return is still reported. Never blocks."""
+    def data_lost(self) -> int:
+        """Completed counter frames or ADC blocks the board dropped since the last call,
+        because the CPU collected them too late (the hardware had started to overwrite
+        them); 0 if none. The core calls it after every `counter_poll` / `adc_poll` and after
+        stopping, so a loss found when there is no frame to return is still reported. A
+        dropped ADC block also shows as a gap in the next block's t0. Never blocks."""
         raise NotImplementedError
 
     # ADC -------------------------------------------------------------------------------
@@ -168,13 +169,6 @@ class Board:
 
     def adc_poll(self) -> "AdcBlock | None":
         """The next completed block, or None. Never blocks."""
-        raise NotImplementedError
-
-    def adc_lost(self) -> int:
-        """ADC blocks the board dropped since the last call, because the CPU collected them
-        too late (the hardware had started to overwrite them); 0 if none. The t0 of the next
-        block shows the gap. The core calls it after every `adc_poll` and after `adc_stop`.
-        Never blocks."""
         raise NotImplementedError
 
     # PEM -------------------------------------------------------------------------------

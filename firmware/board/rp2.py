@@ -179,7 +179,7 @@ class Rp2Board(base.Board):
         self._frame_done = array("i", [0, 0])   # completed RX channels per buffer
         self._frame_next = 0
         self.frames_lost = 0  # counter frames and ADC blocks collected too late (dropped)
-        self._lost_pending = 0  # of those, not yet reported by counter_lost()
+        self._lost_pending = 0  # of those, not yet reported by data_lost()
         self._frame = base.CounterFrame(self.max_bins)
         self._frame_ticks = array("i", [0, 0])
         self._t_bin = 0
@@ -196,7 +196,6 @@ class Rp2Board(base.Board):
         # or dropped; the DMA is writing block _adc_completed[0].
         self._adc_completed = array("i", [0])
         self._adc_blocks = 0
-        self._adc_lost_pending = 0  # ADC blocks dropped, not yet reported by adc_lost()
         self._block = base.AdcBlock(self.max_block_samples, 1024)
         self._edge_ring = array("I")
         self._edge_first = 0
@@ -523,7 +522,7 @@ class Rp2Board(base.Board):
         self.counter_start()
         self._guard_seen = guard_seen  # an overload not yet flagged still goes on a frame
 
-    def counter_lost(self) -> int:
+    def data_lost(self) -> int:
         n = self._lost_pending
         self._lost_pending = 0
         return n
@@ -674,7 +673,7 @@ class Rp2Board(base.Board):
         c = self._adc_completed[0]
         lost = c - self._adc_blocks
         self.frames_lost += lost
-        self._adc_lost_pending += lost
+        self._lost_pending += lost
         for _ in range(lost):
             t_len = self._next_block_ticks()
             while self._edges(t_len, self._block.edge_buf) < 0:
@@ -700,11 +699,6 @@ class Rp2Board(base.Board):
         self._edge_read += consumed
         if consumed:
             self._edge_rel = self._edge_state[1]
-        return n
-
-    def adc_lost(self) -> int:
-        n = self._adc_lost_pending
-        self._adc_lost_pending = 0
         return n
 
     # monochromator stepper -----------------------------------------------------------------------

@@ -256,7 +256,7 @@ class Board(BaseBoard):
         f.ticks_us = self._now & TICKS_MASK
         return f
 
-    def counter_lost(self) -> int:
+    def data_lost(self) -> int:
         return 0  # the hub stalls instead of overwriting: a simulated frame is never late
 
     # ADC ----------------------------------------------------------------------------------
@@ -269,9 +269,6 @@ class Board(BaseBoard):
 
     def adc_stop(self) -> None:
         self._adc = False
-
-    def adc_lost(self) -> int:
-        return 0  # the hub stalls instead of overwriting: a simulated block is never late
 
     def adc_poll(self):
         if not self._adc:

@@ -123,17 +123,18 @@ class Acquisition:
     def stop(self) -> None:
         if self.mode == "counting":
             self._board.counter_stop()
-            lost = self._board.counter_lost()
-            if lost:
-                self._tx.late(lost)
         else:
             self._board.adc_stop()
-            lost = self._board.adc_lost()
-            if lost:
-                self._tx.late(lost)
+        self._count_late()
         self.running = False
         # no later frame of this acquisition can carry OVERRUN: report what is pending now
         self._tx.report_overrun()
+
+    def _count_late(self) -> None:
+        """Frames the board dropped because they were collected too late."""
+        lost = self._board.data_lost()
+        if lost:
+            self._tx.late(lost)
 
     def _frame_flags(self, flags: int, saturated, overload, locked) -> int:
         """Add a board frame's own bits (and OVERRUN) to the state bits."""
@@ -153,9 +154,7 @@ class Acquisition:
         True if the board had a frame."""
         if self.mode == "counting":
             f = self._board.counter_poll()
-            lost = self._board.counter_lost()
-            if lost:
-                self._tx.late(lost)
+            self._count_late()
             if f is None:
                 return False
             flags = self._frame_flags(flags, f.saturated, f.overload, f.pem_locked)
@@ -168,9 +167,7 @@ class Acquisition:
             ticks = f.ticks_us
         else:
             blk = self._board.adc_poll()
-            lost = self._board.adc_lost()
-            if lost:
-                self._tx.late(lost)
+            self._count_late()
             if blk is None:
                 return False
             flags = self._frame_flags(flags, blk.clipped, blk.overload, blk.pem_locked)

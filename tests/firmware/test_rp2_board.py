@@ -150,13 +150,13 @@ assert rx0.ctrl["chain_to"] == rx1.channel and rx1.ctrl["chain_to"] == rx0.chann
 assert rx0.ctrl["treq_sel"] == 4 + 1 and tx0.ctrl["treq_sel"] == 1
 # next frame comes from buffer 1; a buffer completed twice before collection holds two frames
 # merged: both are dropped, and the counter restarts from buffer 0 with clean rings
-assert b.counter_lost() == 0
+assert b.data_lost() == 0
 for _ in range(4):
     b._rx_irq_1(None)
 b._rx_irq_0(None)                        # and buffer 0 has started a third frame
 old_gate = sms[0]
 assert b.counter_poll() is None and b.frames_lost == 2
-assert b.counter_lost() == 2 and b.counter_lost() == 0
+assert b.data_lost() == 2 and b.data_lost() == 0
 assert sms[0] is not old_gate and sms[0].on and b._counting
 assert b._frame_next == 0 and list(b._frame_done) == [0, 0]
 for c in (0, 1):
@@ -165,7 +165,7 @@ for c in (0, 1):
 # a buffer completed an odd number of times (a pass still running) is dropped too
 b._rx_irq_0(None); b._rx_irq_0(None); b._rx_irq_0(None)
 b._rx_irq_1(None); b._rx_irq_1(None)
-assert b.counter_poll() is None and b.counter_lost() == 2 and b.frames_lost == 4
+assert b.counter_poll() is None and b.data_lost() == 2 and b.frames_lost == 4
 # a bin near the sampler's limit is flagged
 for c in (0, 1):
     ring = b._rings[c][0]
@@ -245,7 +245,7 @@ blk = b.adc_poll()
 assert struct.unpack("<Q", blk.t0)[0] == block_ticks
 e0 = struct.unpack("<I", blk.edges[:4])[0]
 assert e0 == first_edge + 1000 * n1 - block_ticks     # the edges continue across blocks
-assert b.adc_lost() == 0
+assert b.data_lost() == 0
 
 def first_edge_after(t0):
     return first_edge + 1000 * -(-(t0 - first_edge) // 1000) - t0
@@ -256,7 +256,7 @@ def first_edge_after(t0):
 lost_before = b.frames_lost
 for _ in range(3):
     adc_block_done()
-assert b.adc_poll() is None and b.adc_lost() == 3 and b.adc_lost() == 0
+assert b.adc_poll() is None and b.data_lost() == 3 and b.data_lost() == 0
 assert b.adc_poll() is None                 # block 5 is still being written
 adc_block_done()
 blk = b.adc_poll()
@@ -270,7 +270,7 @@ def late_pack12(*a):
     return pack12(*a)
 R.K.pack12 = late_pack12
 adc_block_done()
-assert b.adc_poll() is None and b.adc_lost() == 2 and b.frames_lost == lost_before + 5
+assert b.adc_poll() is None and b.data_lost() == 2 and b.frames_lost == lost_before + 5
 R.K.pack12 = pack12
 adc_block_done()
 blk = b.adc_poll()

@@ -22,8 +22,7 @@ class FakeBoard(Board):
         self.frames_ready = -1  # -1: a frame at every poll; n >= 0: n more frames
         self.pem_period = 20_000_000
         self.bin_span = 0  # COUNTS bin_span the counter reports (1/65536 of the period)
-        self.lost = 0  # counter frames "collected too late", reported by counter_lost()
-        self.adc_lost_blocks = 0  # the same for ADC blocks, reported by adc_lost()
+        self.lost = 0  # frames or blocks "collected too late", reported by data_lost()
         self.locked = True
         self.drive = 0.0
         self.pem_cfg = None
@@ -90,7 +89,7 @@ class FakeBoard(Board):
         f.ticks_us = self.t & TICKS_MASK
         return f
 
-    def counter_lost(self) -> int:
+    def data_lost(self) -> int:
         n = self.lost
         self.lost = 0
         return n
@@ -112,11 +111,6 @@ class FakeBoard(Board):
 
     def adc_stop(self) -> None:
         self.adc_on = False
-
-    def adc_lost(self) -> int:
-        n = self.adc_lost_blocks
-        self.adc_lost_blocks = 0
-        return n
 
     def adc_poll(self):
         if not self.adc_on or self.frames_ready == 0:

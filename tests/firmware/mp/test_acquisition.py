@@ -180,14 +180,14 @@ def test_adc_blocks_the_board_collected_too_late_flag_overrun_and_count_as_late(
     ok(inst, b, START)
     b.written.clear()
     run(inst, 1)
-    b.adc_lost_blocks = 2  # rp2: the DMA had started to overwrite the next block due
+    b.lost = 2  # rp2: the DMA had started to overwrite the next block due
     run(inst, 1)
     flags = [struct.unpack_from("<H", p, 20)[0] for (_, _, _, p) in frames(b, 2)]
     flagged = [i for i, f in enumerate(flags) if f & P.F_OVERRUN]
     assert flagged == [4], flags
     ev = [e for e in events(b) if e[0] == P.EV_OVERRUN]
     assert len(ev) == 1 and ev[0][2].startswith("2 data frames dropped"), ev
-    b.adc_lost_blocks = 1  # found at the last poll before STOP: reported at STOP
+    b.lost = 1  # found at the last poll before STOP: reported at STOP
     b.frames_ready = 0
     run(inst, 1)
     b.written.clear()
