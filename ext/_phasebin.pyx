@@ -245,6 +245,21 @@ cdef inline bint _has_pattern(const int64_t* pattern, int64_t n, int64_t bu, int
     return ok
 
 
+ctypedef fused acc_t:
+    int64_t
+    double
+
+
+cdef inline void _fold_halves(acc_t* acc, int64_t width, int64_t n) noexcept nogil:
+    """Fold ``width`` = n·2**m accumulators in halves, so that acc[t] (t < n) ends as the
+    sum of acc[t], acc[t + n], acc[t + 2n], …"""
+    cdef int64_t h = width, j
+    while h > n:
+        h >>= 1
+        for j in range(h):
+            acc[j] += acc[j + h]
+
+
 cdef void _flush_run(_Run* run, int64_t upto, const sample_t[::1] samples, int64_t start,
                      const int64_t* pattern, int32_t* acc32, int64_t* acc64, double* facc,
                      int64_t* isums, double* row_sums, int64_t* row_counts) noexcept nogil:
@@ -258,7 +273,7 @@ cdef void _flush_run(_Run* run, int64_t upto, const sample_t[::1] samples, int64
     cdef int64_t n = run.n
     cdef int64_t total = upto - run.s0
     cdef int64_t rows = total // n
-    cdef int64_t width = n, steps, nb, b, j, t, h
+    cdef int64_t width = n, steps, nb, b, j, t
     cdef const sample_t* src
     if total <= 0:
         return
@@ -294,11 +309,7 @@ cdef void _flush_run(_Run* run, int64_t upto, const sample_t[::1] samples, int64
                     acc32[j] += src[j]
             for j in range(width):
                 acc64[j] += acc32[j]
-        h = width
-        while h > n:
-            h >>= 1
-            for j in range(h):
-                acc64[j] += acc64[j + h]
+        _fold_halves(acc64, width, n)
         for t in range(n):
             isums[pattern[t]] += acc64[t]
     else:
@@ -311,11 +322,7 @@ cdef void _flush_run(_Run* run, int64_t upto, const sample_t[::1] samples, int64
             src += width
         for j in range(total % width):
             facc[j] += src[j]
-        h = width
-        while h > n:
-            h >>= 1
-            for j in range(h):
-                facc[j] += facc[j + h]
+        _fold_halves(facc, width, n)
         for t in range(n):
             row_sums[pattern[t]] += facc[t]
     for t in range(n):
