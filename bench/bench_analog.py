@@ -17,10 +17,11 @@ Methods, each reporting g ± σ and its run time (best of --repeats):
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 import scipy.special
+
+from _timing import best_of
 
 from cplscope.demod import estimate
 from cplscope.demod.phase_binning import phase_bin
@@ -97,15 +98,6 @@ def with_ulia(samples, fs, edges, frame_periods, integration_time=1e-3):
     g = 2 * x.mean() / (j1 * dc.mean())
     per_block = 2 * x / (j1 * dc)
     return g, per_block.std(ddof=1) / np.sqrt(n_blocks)
-
-
-def best_of(fn, repeats):
-    best, result = np.inf, None
-    for _ in range(repeats):
-        t = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - t)
-    return best, result
 
 
 def main() -> None:

@@ -13,10 +13,11 @@ Prints two tables:
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 import scipy.special
+
+from _timing import best_time
 
 from cplscope.demod import estimate
 from cplscope.demod.bins import bin_layout
@@ -25,23 +26,13 @@ A0 = np.pi / 2
 PHI0 = 0.3
 
 
-def best_time(fn, repeat=7, number=20):
-    best = np.inf
-    for _ in range(repeat):
-        t = time.perf_counter()
-        for _ in range(number):
-            fn()
-        best = min(best, (time.perf_counter() - t) / number)
-    return best
-
-
 def speed_table():
     lay = bin_layout(16, A0, PHI0)
     mu = 2e4 * (lay.w + 0.1 * lay.c + 3e-4 * lay.s)
     frames = np.random.default_rng(0).poisson(mu, size=(1000, 16)).astype(np.uint32)
-    t_est = best_time(lambda: estimate(frames, A0, phase_offset=PHI0))
+    t_est = best_time(lambda: estimate(frames, A0, phase_offset=PHI0), number=20)
     t_dead = best_time(lambda: estimate(frames, A0, phase_offset=PHI0, dead_time=18e-9,
-                                        frame_time=0.01))
+                                        frame_time=0.01), number=20)
     t_sum = best_time(lambda: frames.sum(axis=0, dtype=np.int64), number=200)
     print("## estimate speed, B = 16, n_frames = 1000, uint32 counts")
     print("| what | time per call | calls/s | ratio to NumPy sum |")

@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import time
 import zlib
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
+from _timing import best_time
 
 from cplscope import _framing
 from cplscope.protocol import Flags, FrameType, StreamDecoder, encode_counts, encode_frame
@@ -50,15 +51,6 @@ def load_reference_scan() -> Callable:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.reference_scan
-
-
-def best_time(fn: Callable[[], object], repeats: int) -> float:
-    best = np.inf
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
 
 
 def decode_all(chunks: list[bytes], scanner=None) -> int:

@@ -19,9 +19,10 @@ through every phase of the period (its bins change every ~10 periods).
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
+
+from _timing import best_time
 
 from cplscope.demod.phase_binning import SUBSAMPLE_BITS, edge_positions, phase_bin
 
@@ -38,15 +39,6 @@ def numpy_reference(samples: np.ndarray, fs: float, edges: np.ndarray, n_bins: i
     k = (n_bins * ((i << SUBSAMPLE_BITS) - x[j])) // (x[j + 1] - x[j])
     sums = np.bincount(k, weights=samples[i], minlength=n_bins)
     return sums, np.bincount(k, minlength=n_bins)
-
-
-def best_time(fn, repeats: int) -> float:
-    best = np.inf
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
 
 
 ROWS = [  # label, fs (Hz), PEM (Hz), edge jitter (s rms), edge tick (Hz) or None
