@@ -23,13 +23,11 @@ import argparse
 import os
 import time
 
-import usb.core
-import usb.util
 
-from cplscope import usb_ids
 from cplscope.protocol import AdcBlock, Counts, Flags, Opcode, Reply, StreamDecoder, \
     encode_command
 from cplscope.sim.launcher import launch
+from cplscope.transport import claim_vendor_interface
 
 READ = 16384
 PEM_HZ = 50_000.0
@@ -45,13 +43,7 @@ def cpu_s(pid: int) -> float:
 class Host:
     def __init__(self, sim) -> None:
         self.dev = sim.find_device()
-        intf = usb.util.find_descriptor(self.dev.get_active_configuration(),
-                                        bInterfaceClass=usb_ids.VENDOR_CLASS)
-        d = usb.util.endpoint_direction
-        self.ep_in = usb.util.find_descriptor(
-            intf, custom_match=lambda e: d(e.bEndpointAddress) == usb.util.ENDPOINT_IN)
-        self.ep_out = usb.util.find_descriptor(
-            intf, custom_match=lambda e: d(e.bEndpointAddress) == usb.util.ENDPOINT_OUT)
+        _, self.ep_out, self.ep_in = claim_vendor_interface(self.dev)
         self.rid = 0
         self.dec = StreamDecoder()
 

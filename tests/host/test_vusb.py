@@ -16,6 +16,7 @@ from cplscope import usb_ids
 from cplscope.protocol import Counts, Event, EventCode, Opcode, Reply, StreamDecoder, \
     encode_command
 from cplscope.sim.launcher import launch
+from cplscope.transport import claim_vendor_interface
 
 K = 50  # PEM periods per frame: 1 ms frames at 50 kHz, 1000 frames/s of instrument time
 READ = 16384
@@ -45,13 +46,7 @@ class UsbHost:
 
     def attach(self) -> None:
         self.dev = wait_until(self.sim.find_device, what="the board on the bus")
-        intf = usb.util.find_descriptor(self.dev.get_active_configuration(),
-                                        bInterfaceClass=usb_ids.VENDOR_CLASS)
-        d = usb.util.endpoint_direction
-        self.ep_in = usb.util.find_descriptor(
-            intf, custom_match=lambda e: d(e.bEndpointAddress) == usb.util.ENDPOINT_IN)
-        self.ep_out = usb.util.find_descriptor(
-            intf, custom_match=lambda e: d(e.bEndpointAddress) == usb.util.ENDPOINT_OUT)
+        _, self.ep_out, self.ep_in = claim_vendor_interface(self.dev)
 
     def send(self, op: int, args: dict | None = None) -> int:
         self.rid += 1

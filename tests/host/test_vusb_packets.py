@@ -15,6 +15,7 @@ from cplscope import usb_ids
 from cplscope.sim.faults import Faults, FaultInjector
 from cplscope.sim.hub import CableServer, UsbPort
 from cplscope.sim.vusb import VirtualUSBBackend
+from cplscope.transport import claim_vendor_interface
 
 
 class ScriptedHub:
@@ -64,12 +65,7 @@ def rig():
 
 
 def endpoints(dev):
-    intf = usb.util.find_descriptor(dev.get_active_configuration(),
-                                    bInterfaceClass=usb_ids.VENDOR_CLASS)
-    ep_in = usb.util.find_descriptor(intf, custom_match=lambda e: usb.util.endpoint_direction(
-        e.bEndpointAddress) == usb.util.ENDPOINT_IN)
-    ep_out = usb.util.find_descriptor(intf, custom_match=lambda e: usb.util.endpoint_direction(
-        e.bEndpointAddress) == usb.util.ENDPOINT_OUT)
+    _, ep_out, ep_in = claim_vendor_interface(dev)
     return ep_in, ep_out
 
 
