@@ -64,6 +64,14 @@ class CommandError(RuntimeError):
 _HEAD = struct.Struct("<HBB")
 
 
+def _split_head(ft: FrameType, payload: bytes) -> tuple[int, int, int, bytes]:
+    """(request_id, opcode, third byte, body) of a COMMAND or REPLY payload."""
+    if len(payload) < _HEAD.size:
+        raise MalformedPayload(
+            ft, f"{ft.name} payload of {len(payload)} bytes is shorter than {_HEAD.size}")
+    return (*_HEAD.unpack_from(payload), payload[_HEAD.size:])
+
+
 @dataclass(slots=True)
 class Command:
     """A command frame's content: ``request_id`` (chosen by the host), ``opcode``, ``args``."""
@@ -144,10 +152,7 @@ def decode_command(payload: bytes, *, seq: int = 0, timestamp_us: int = 0,
                    raw: bytes | None = None) -> Command:
     """Decode a COMMAND payload (at least 4 bytes; args empty or a JSON object)."""
     ft = FrameType.COMMAND
-    if len(payload) < _HEAD.size:
-        raise MalformedPayload(ft, f"COMMAND payload of {len(payload)} bytes is shorter than 4")
-    request_id, opcode, _ = _HEAD.unpack_from(payload)
-    body = payload[_HEAD.size:]
+    request_id, opcode, _, body = _split_head(ft, payload)
     args = json_object(ft, body, "args") if body else {}
     return Command(request_id, enum_or_int(Opcode, opcode), args, seq=seq,
                    timestamp_us=timestamp_us, raw=raw)
@@ -177,10 +182,7 @@ def decode_reply(payload: bytes, *, seq: int = 0, timestamp_us: int = 0,
                  raw: bytes | None = None) -> Reply:
     """Decode a REPLY payload. OK: a JSON object (an empty body reads as {}). Else: UTF-8 text."""
     ft = FrameType.REPLY
-    if len(payload) < _HEAD.size:
-        raise MalformedPayload(ft, f"REPLY payload of {len(payload)} bytes is shorter than 4")
-    request_id, opcode, status = _HEAD.unpack_from(payload)
-    body = payload[_HEAD.size:]
+    request_id, opcode, status, body = _split_head(ft, payload)
     if status == ReplyStatus.OK:
         result = json_object(ft, body, "result") if body else {}
         return Reply(request_id, enum_or_int(Opcode, opcode), ReplyStatus.OK, result=result,
