@@ -426,3 +426,141 @@ def test_end_to_end_reference_samples(sample, wavelength):
     est, truth = _estimate_from_bench(sample, wavelength, 200, 2000, seed=22)
     assert abs(est.g_lum - truth.g_lum) < 3 * est.sigma_g
     assert abs(est.linear - truth.linear) < 3 * est.sigma_linear
+
+
+# --- transmission (CD) geometry -------------------------------------------------------------------
+
+from cplscope.sim.samples import Absorption  # noqa: E402
+from cplscope.sim.bench import uv_bialkali_qe, xenon_lamp  # noqa: E402
+
+LN10 = math.log(10.0)
+
+
+def cd_sample(a=0.5, delta_a=0.0, ld=0.0, name="cd-flat"):
+    lam = np.array([150.0, 1200.0])
+    ab = Absorption(lam, np.full(2, a), np.full(2, delta_a), np.full(2, ld))
+    return Sample(name, lam, np.zeros(2), np.zeros(2), np.zeros(2), 0.0, absorption=ab)
+
+
+def flat_cd_bench(sample, **kw):
+    """A CD bench with a flat lamp and QE, so the empty-beam rate is lamp_rate_cps exactly."""
+    opts = dict(geometry="cd", lamp=lambda lam: np.ones_like(lam),
+                qe=lambda lam: np.full_like(lam, 0.2), dead_time_s=0.0, **QUIET)
+    seed = kw.pop("seed", 21)
+    opts.update(kw)
+    return Bench(sample, seed=seed, **opts)
+
+
+def test_cd_geometry_keeps_the_cpl_default_bit_identical():
+    a = Bench("R-Cs4PbBr6", seed=9)
+    b = Bench("R-Cs4PbBr6", seed=9, geometry="cpl")
+    for lam in (420.0, 438.0, 504.0):
+        fa, fb = a.counts_frame(state(a, lam), 16, 2000), b.counts_frame(state(b, lam), 16, 2000)
+        assert np.array_equal(fa.counts, fb.counts)
+    assert a.qe is bialkali_qe and Bench("solvent", seed=1, geometry="cd").qe is uv_bialkali_qe
+
+
+@pytest.mark.parametrize("a, delta_a, ld", [(0.5, 0.0, 0.0), (0.8, 4e-3, 0.0),
+                                            (1.2, -0.05, 0.0), (0.3, 0.0, 0.02)])
+def test_cd_expected_counts_follow_the_transmission_model(a, delta_a, ld):
+    bench = flat_cd_bench(cd_sample(a, delta_a, ld), lamp_rate_cps=5e5)
+    a0, n_bins, periods = 1.9, 16, 500
+    st = state(bench, 300.0, a0=a0)
+    mu = bench.expected_counts(st, n_bins, periods)
+    dark = bench.expected_counts(state(bench, 300.0, a0=a0, shutter=False), n_bins, periods)
+    # r(θ) ∝ T(1 + u cos δ + v sin δ), T = (T_L + T_R)/2 with A_L,R = A ± ΔA/2 (and LD alike)
+    t_l, t_r = 10 ** -(a + delta_a / 2), 10 ** -(a - delta_a / 2)
+    v = (t_l - t_r) / (t_l + t_r)
+    assert v == pytest.approx(-math.tanh(LN10 * delta_a / 2), abs=1e-15)
+    u = -math.tanh(LN10 * ld / 2)
+    t_mean = 10 ** -a * math.cosh(LN10 * delta_a / 2) * math.cosh(LN10 * ld / 2)
+    s_ref, c_ref = brute_force_bins(n_bins, a0, bench.pem_phase_offset_rad)
+    expected = 5e5 * t_mean * periods * bench.pem_period_s * (1 / 16 + u * c_ref + v * s_ref)
+    np.testing.assert_allclose(mu - dark, expected, rtol=1e-8)
+    truth = bench.cd_truth(300.0)
+    assert truth.absorbance == pytest.approx(a, abs=1e-12)
+    assert truth.delta_a == pytest.approx(delta_a, abs=1e-12)
+    assert truth.linear_dichroism == pytest.approx(ld, abs=1e-12)
+
+
+def test_cd_frames_are_poisson_around_the_model_means():
+    bench = flat_cd_bench(cd_sample(0.7, 0.2), seed=22)
+    st = state(bench, 350.0)
+    n_frames, n_bins, periods = 400, 16, 500
+    frames = np.array([bench.counts_frame(st, n_bins, periods).counts for _ in range(n_frames)],
+                      dtype=float)
+    mu = bench.expected_counts(st, n_bins, periods)
+    assert mu.min() > 50
+    chi2_sum = np.sum((frames.sum(0) - n_frames * mu) ** 2 / (n_frames * mu))
+    assert chi2_sum < stats.chi2.ppf(0.9999, n_bins)
+    dof = n_frames * n_bins
+    assert abs(np.sum((frames - mu) ** 2 / mu) - dof) < 5 * math.sqrt(2 * dof)
+    # The sample's CD is visible: left-circular light (δ > 0 half) is absorbed more.
+    s, _ = bin_integrals(n_bins, math.pi / 2, bench.pem_phase_offset_rad)
+    assert np.sum(frames.sum(0) * s) < -10 * math.sqrt(np.sum(frames.sum(0) * s**2))
+
+
+def test_cd_lamp_shutter_and_rate_follow_absorbance():
+    solvent, sample = Bench("solvent", seed=23, geometry="cd"), Bench("R-Cs4PbBr6", seed=23,
+                                                                      geometry="cd")
+    st = state(solvent, 436.0)
+    dark = sample.expected_counts(state(sample, 436.0, shutter=False), 16, 1000, dead_time=False)
+    np.testing.assert_allclose(dark, 20.0 * plateau(sample, 800.0) * 1000 * 2e-5 / 16)
+    i0 = (solvent.expected_counts(st, 16, 1000, dead_time=False) - dark).sum()
+    i = (sample.expected_counts(st, 16, 1000, dead_time=False) - dark).sum()
+    truth = sample.cd_truth(436.0, "solvent")
+    # M ∝ T and the ratio of the totals carries A (J0 term: u = 0 here)
+    assert -math.log10(i / i0) - 0.5 * math.log10(1 - truth.v**2) == pytest.approx(
+        truth.absorbance, abs=1e-9)
+    assert 0.3 < truth.absorbance < 1.5
+
+
+def test_cd_empty_beam_rate_and_uv_response():
+    bench = Bench("blank", seed=24, geometry="cd", dead_time_s=0.0, **QUIET)
+    lam = np.arange(180.0, 900.0, 1.0)
+    rates = np.array([bench.expected_counts(state(bench, x), 16, 1000, dead_time=False).sum()
+                      for x in lam]) / (1000 * bench.pem_period_s)
+    dark = 20.0 * plateau(bench, 800.0)
+    assert rates.max() - dark == pytest.approx(1e6, rel=1e-3)
+    # The UV window and the xenon continuum leave light for the CSA bands.
+    at = dict(zip(lam, rates))
+    assert at[290.0] > 2e5 and at[193.0] > 1e4
+    assert xenon_lamp(np.array([480.0]))[0] == pytest.approx(1.0, abs=1e-3)
+    assert uv_bialkali_qe(np.array([290.0]))[0] > 5 * bialkali_qe(np.array([290.0]))[0]
+
+
+def test_cd_polarizer_at_minus_45_flips_the_signals():
+    plus = flat_cd_bench(cd_sample(0.5, 0.01, 0.005), seed=25)
+    minus = flat_cd_bench(cd_sample(0.5, 0.01, 0.005), seed=25, cd_polarizer_deg=-45)
+    assert minus._at_wavelength(400.0) == pytest.approx(
+        (plus._at_wavelength(400.0)[0], -plus._at_wavelength(400.0)[1],
+         -plus._at_wavelength(400.0)[2]))
+    assert minus.cd_truth(400.0).delta_a == pytest.approx(-0.01, abs=1e-12)
+
+
+def test_cd_calibration_samples_give_the_cpl_patterns():
+    """The polarizers as CD samples reproduce u = 1 and v = +1 (to their extinction)."""
+    for name, u, v in (("linear-polarizer-45", 1.0, 0.0), ("circular-polarizer-L", 0.0, 1.0),
+                       ("circular-polarizer-R", 0.0, -1.0)):
+        bench = Bench(name, seed=26, geometry="cd")
+        rate, u_cd, v_cd = bench._at_wavelength(450.0)
+        assert rate > 1e5
+        assert u_cd == pytest.approx(u, abs=1e-4) and v_cd == pytest.approx(v, abs=1e-4)
+
+
+@pytest.mark.parametrize("kwargs, pattern", [
+    ({"geometry": "absorption"}, r"geometry must be 'cpl'.*'cd'"),
+    ({"geometry": "cd", "cd_polarizer_deg": 30}, r"cd_polarizer_deg must be 45 or -45"),
+    ({"geometry": "cd", "lamp_rate_cps": 0}, r"lamp_rate_cps must be a finite number > 0"),
+])
+def test_bad_cd_parameters(kwargs, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        Bench("solvent", seed=0, **kwargs)
+
+
+def test_cd_geometry_needs_absorption_data():
+    with pytest.raises(ValueError, match=r"'Eu\(facam\)3' has no absorbance data.*'absorbance'"):
+        Bench("Eu(facam)3", seed=0, geometry="cd")
+    bench = Bench("solvent", seed=0, geometry="cd")
+    with pytest.raises(ValueError, match="no absorbance data"):
+        bench.set_sample("Eu(facam)3")

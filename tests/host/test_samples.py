@@ -247,3 +247,152 @@ def test_direct_construction_is_validated():
         Sample("x", [400.0, 500.0], [1.0, 1.0], [3.0, 0.0], [0.0, 0.0], 1e6)
     with pytest.raises(ValueError, match=r"key 'emission' must be a list of numbers"):
         Sample("x", [400.0, 500.0], ["a", 1.0], [0.0, 0.0], [0.0, 0.0], 1e6)
+
+
+# --- absorption data (CD geometry) ----------------------------------------------------------------
+
+from cplscope.sim.samples import (CSA_CONCENTRATION_M, CSA_DELTA_EPS_192,  # noqa: E402
+                                  CSA_DELTA_EPS_290, CSA_EPS_285, Absorption)
+
+CD_LAM = np.arange(250.0, 600.0, 0.1)
+
+
+def _solute(name, lam=CD_LAM):
+    """(A, ΔA) of a built-in's solute: its table minus the solvent cell's."""
+    ab, sv = load_sample(name).absorption, load_sample("solvent").absorption
+    a = np.interp(lam, ab.wavelength_nm, ab.absorbance) - np.interp(
+        lam, sv.wavelength_nm, sv.absorbance)
+    return a, np.interp(lam, ab.wavelength_nm, ab.delta_a)
+
+
+def _cd_dict(**overrides):
+    data = {"name": "cd-only", "wavelength_nm": [300.0, 400.0, 500.0],
+            "absorbance": [0.5, 1.0, 0.2], "delta_a": [1e-3, -2e-3, 0.0]}
+    data.update(overrides)
+    return {k: v for k, v in data.items() if v is not None}
+
+
+def test_paper_samples_have_their_absorption_bands():
+    def peak(name, lo, hi):
+        a, _ = _solute(name)
+        win = (CD_LAM >= lo) & (CD_LAM <= hi)
+        return CD_LAM[win][np.argmax(a[win])], a[win].max()
+
+    for name in ("R-Cs4PbBr6", "S-Cs4PbBr6"):
+        for centre in (313.0, 436.0):
+            at, top = peak(name, centre - 10, centre + 10)
+            assert at == pytest.approx(centre, abs=0.6) and 0.3 <= top <= 1.5
+    at, top = peak("N-Cs4PbBr6", 300, 330)
+    assert at == pytest.approx(313.0, abs=0.6) and 0.3 <= top <= 1.5
+    assert _solute("N-Cs4PbBr6")[0][np.argmin(abs(CD_LAM - 436))] < 0.1  # no 436-nm exciton
+    at, top = peak("CsPbBr3", 478, 495)
+    assert at == pytest.approx(485.0, abs=1.5) and 0.3 <= top <= 1.5
+    # the UV band edge makes the Cs4PbBr6 samples opaque (A > 3) below ~275 nm
+    assert _solute("R-Cs4PbBr6", np.array([265.0]))[0][0] > 3.0
+
+
+def test_r_and_s_are_mirror_images_with_the_papers_g_abs():
+    lam = np.arange(300.0, 450.0, 0.05)
+    a_r, d_r = _solute("R-Cs4PbBr6", lam)
+    a_s, d_s = _solute("S-Cs4PbBr6", lam)
+    np.testing.assert_allclose(a_r, a_s, rtol=1e-14)
+    g_r, g_s = d_r / a_r, d_s / a_s
+    assert g_r.max() == pytest.approx(8.5e-3, rel=1e-3)
+    assert g_s.min() == pytest.approx(-8.8e-3, rel=1e-3)
+    np.testing.assert_allclose(g_s, -g_r * 8.8 / 8.5, rtol=1e-12, atol=1e-18)
+    # bisignate on the 436-nm exciton: + on the blue side, − on the red side for R
+    assert d_r[np.argmin(abs(lam - 428))] > 0 > d_r[np.argmin(abs(lam - 444))]
+
+
+@pytest.mark.parametrize("name", ["N-Cs4PbBr6", "CsPbBr3", "solvent", "blank"])
+def test_achiral_samples_have_no_cd(name):
+    ab = load_sample(name).absorption
+    assert np.all(ab.delta_a == 0) and np.all(ab.linear_dichroism == 0)
+
+
+def test_solvent_is_a_small_flat_baseline():
+    ab = load_sample("solvent").absorption
+    vis = (ab.wavelength_nm >= 230) & (ab.wavelength_nm <= 900)
+    assert np.ptp(ab.absorbance[vis]) < 1e-3 and 0 < ab.absorbance[vis].max() < 0.1
+    assert not load_sample("solvent").has_emission
+
+
+def test_csa_standard_has_the_accepted_bands():
+    c = CSA_CONCENTRATION_M
+    lam = np.array([192.5, 285.0, 290.5])
+    for name, path in (("CSA", 1.0), ("CSA-1mm", 0.1)):
+        a, d = _solute(name, lam)
+        assert d[2] == pytest.approx(CSA_DELTA_EPS_290 * c * path, rel=1e-9)
+        assert d[0] == pytest.approx(CSA_DELTA_EPS_192 * c * path, rel=1e-3)
+        assert d[0] / d[2] == pytest.approx(-2.00, abs=0.01)
+        assert a[1] == pytest.approx(CSA_EPS_285 * c * path, rel=0.01)
+    # the 1-cm cell is opaque at 192.5 nm, the 1-mm one is not
+    assert _solute("CSA", lam)[0][0] > 3 > _solute("CSA-1mm", lam)[0][0] > 0.3
+
+
+def test_absorption_truth_inverts_the_transmission_model():
+    ab = Absorption(np.array([300.0, 500.0]), np.array([0.8, 0.8]), np.array([0.02, 0.02]),
+                    np.array([-0.01, -0.01]))
+    t = ab.truth(400.0, 2.0)
+    assert t.absorbance == pytest.approx(0.8, abs=1e-12)
+    assert t.delta_a == pytest.approx(0.02, abs=1e-12)
+    assert t.linear_dichroism == pytest.approx(-0.01, abs=1e-12)
+    assert t.v == pytest.approx(-math.tanh(math.log(10) * 0.01))
+    assert t.g_abs == pytest.approx(0.025)
+    # a narrow band: the slit average weights by the transmitted light
+    lam = np.array([399.0, 400.0, 401.0])
+    band = Absorption(lam, np.array([0.0, 1.0, 0.0]), np.zeros(3), np.zeros(3))
+    x = np.linspace(-2, 2, 400001)
+    slit = (1 - abs(x) / 2) / 2
+    t_ref = np.sum(slit * 10.0 ** -np.clip(1 - abs(x), 0, None)) / np.sum(slit)
+    # (the slit quadrature meets the table's kinks at ±1 nm inside a half: ~1e-3 accurate)
+    assert band.truth(400.0, 2.0).transmittance == pytest.approx(t_ref, rel=2e-3)
+    assert abs(band.truth(400.0, 2.0).transmittance - 10 ** -(2 / 3)) > 0.1  # not A(centre)
+    assert band.truth(400.0, 0.0).absorbance == pytest.approx(1.0)
+
+
+def test_cd_only_sample_file_loads(tmp_path):
+    s = Sample.from_dict(_cd_dict())
+    assert s.has_absorption and not s.has_emission and s.peak_rate_cps == 0
+    np.testing.assert_array_equal(s.absorption.delta_a, [1e-3, -2e-3, 0.0])
+    np.testing.assert_array_equal(s.absorption.linear_dichroism, 0.0)
+    g = Sample.from_dict(_cd_dict(delta_a=None, g_abs=[2e-3, -2e-3, 0.0]))
+    np.testing.assert_allclose(g.absorption.delta_a, [1e-3, -2e-3, 0.0])
+    both = Sample.from_dict({**_good_dict(), "absorbance": [0.1, 0.2, 0.3, 0.4]})
+    assert both.has_emission and both.has_absorption
+    path = tmp_path / "cd.json"
+    path.write_text(json.dumps(_cd_dict()))
+    assert sample_from_file(path).absorption.absorbance[1] == 1.0
+
+
+def test_builtin_with_absorption_round_trips_through_the_file_format():
+    r = load_sample("R-Cs4PbBr6")
+    back = Sample.from_dict(json.loads(json.dumps(r.to_dict())))
+    lam = np.array([313.0, 426.3, 438.0, 446.7])
+    np.testing.assert_allclose(back.absorption.truth(lam, 2.0).delta_a,
+                               r.absorption.truth(lam, 2.0).delta_a, rtol=1e-12)
+    np.testing.assert_allclose(back.truth(lam, 2.0).g_lum, r.truth(lam, 2.0).g_lum, rtol=1e-12)
+
+
+@pytest.mark.parametrize("change, pattern", [
+    ({"absorbance": None}, r"'delta_a'.*need 'absorbance'"),
+    ({"g_abs": [0, 0, 0]}, r"either 'delta_a' .* or 'g_abs' .*, not both"),
+    ({"absorbance": [0.5, -0.1, 0.2]}, r"'absorbance'.*-0.1 at 400.0 nm.*negative"),
+    ({"delta_a": [1e-3, 2.5, 0]}, r"'delta_a'.*2.5 at 400.0 nm.*exceeds twice the absorbance"),
+    ({"linear_dichroism": [0, 0, 0.5]}, r"'linear_dichroism'.*exceeds twice"),
+    ({"absorbance": [0.5, 1.0]}, r"'absorbance' has 2 values but 'wavelength_nm' has 3"),
+    ({"delta_a": [0, float("nan"), 0]}, r"'delta_a': element 1 is nan"),
+    ({"absorbance": "high"}, r"'absorbance' must be a list of numbers"),
+    ({"absorbance": None, "delta_a": None}, r"no spectra"),
+    ({"emission": [0, 1, 0]}, r"missing key\(s\) 'g_lum', 'peak_rate_cps'"),
+    ({"wavelength_nm": [300, 500, 400]}, r"not strictly increasing"),
+])
+def test_invalid_absorption_data_names_the_key_and_the_rule(change, pattern):
+    data = _cd_dict()
+    for key, value in change.items():
+        if value is None:
+            data.pop(key, None)
+        else:
+            data[key] = value
+    with pytest.raises(ValueError, match=pattern):
+        Sample.from_dict(data, source="my.json")

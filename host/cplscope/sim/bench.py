@@ -6,6 +6,16 @@ sign conventions are those of the measurement model, sections 2, 3 and 6):
     sample → excitation (flicker, drift) → PEM (A0 = drive/(k·λ), phase offset φ0)
     → analyzer at 45° → monochromator (triangular slit) → PMT (QE(λ), HV, dark, dead time)
 
+or, with ``geometry="cd"`` (circular dichroism, measurement model §9):
+
+    lamp (spectrum, flicker, drift) → monochromator (triangular slit) → linear polarizer
+    at ±45° → PEM → sample (A, ΔA, LD) → PMT (UV-extended QE, HV, dark, dead time)
+
+  where the detected rate is r(θ) ∝ T·(1 + u·cos δ(θ) + v·sin δ(θ)) with T = (T_L + T_R)/2,
+  v = (T_L − T_R)/(T_L + T_R) = −tanh(ln10·ΔA/2) and u from the linear dichroism: the same
+  binned model, so the board gets the same counter frames and ADC blocks. The shutter is the
+  lamp shutter (closed = dark counts only).
+
 - Counting mode (:meth:`Bench.counts_frame`): phase-binned counts over K PEM periods, with
   expected counts μ_k = M·(w_k + u·C_k + v·S_k) + d_k, Poisson statistics and the
   non-paralyzable dead time of the counting head.
@@ -19,6 +29,7 @@ memory (it is a random process in instrument time).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from functools import lru_cache
@@ -26,7 +37,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from .samples import Sample, Truth, load_sample
+from .samples import CDTruth, Sample, Truth, load_sample, slit_kernel
 
 __all__ = [
     "AdcBlock",
@@ -35,7 +46,11 @@ __all__ = [
     "InstrumentState",
     "bialkali_qe",
     "bin_integrals",
+    "uv_bialkali_qe",
+    "xenon_lamp",
 ]
+
+GEOMETRIES = ("cpl", "cd")
 
 _U32_MAX = 2**32 - 1
 _ADC_MAX = 4095
@@ -91,6 +106,29 @@ def bialkali_qe(wavelength_nm: float | np.ndarray) -> np.ndarray:
     return 0.26 * np.exp(-(((lam - 400.0) / width) ** 2)) * window
 
 
+def uv_bialkali_qe(wavelength_nm: float | np.ndarray) -> np.ndarray:
+    """Quantum efficiency of a bialkali photocathode behind a fused-silica (UV) window
+    (fraction): the curve of :func:`bialkali_qe` without the borosilicate cut-off, ~21 % at
+    290 nm and ~13 % at 192 nm, with the window's cut-off near 180 nm. The CD geometry's
+    default, so that the far-UV CSA bands are measurable."""
+    lam = np.asarray(wavelength_nm, dtype=float)
+    width = np.where(lam < 400.0, 250.0, 135.0)
+    window = 1.0 / (1.0 + np.exp(-(lam - 180.0) / 4.0))
+    return 0.26 * np.exp(-(((lam - 400.0) / width) ** 2)) * window
+
+
+def xenon_lamp(wavelength_nm: float | np.ndarray) -> np.ndarray:
+    """Relative spectral output of a xenon arc lamp through a fused-silica envelope and the
+    monochromator (peak 1): a 6000 K Planck curve (the arc's continuum, peak near 480 nm;
+    ~47 % of the peak at 290 nm, ~6 % at 192 nm) times the envelope's cut-off near 185 nm.
+    Xenon's emission lines in the near infrared are left out."""
+    lam = np.asarray(wavelength_nm, dtype=float)
+    x = 1.4388e7 / (lam * 6000.0)  # hc/(λkT)
+    peak_x = 4.965114231744276     # Wien: x at the maximum of x⁵/(eˣ − 1)
+    planck = (x / peak_x) ** 5 * math.expm1(peak_x) / np.expm1(x)
+    return planck / (1.0 + np.exp(-(lam - 185.0) / 3.0))
+
+
 _BIN_NODES, _BIN_WEIGHTS = np.polynomial.legendre.leggauss(32)
 
 
@@ -142,7 +180,16 @@ class Bench:
             firmware's default calibration; set it differently to simulate a miscalibrated PEM.
         pem_edge_jitter_s: RMS timing noise of the reported reference edges (ADC mode), s.
         slit_fwhm_nm: FWHM of the triangular monochromator bandpass, nm.
-        qe: quantum efficiency of the photocathode vs wavelength (nm → fraction).
+        qe: quantum efficiency of the photocathode vs wavelength (nm → fraction); None =
+            :func:`bialkali_qe` in the CPL geometry, :func:`uv_bialkali_qe` in the CD one.
+        geometry: ``"cpl"`` (emission, the default) or ``"cd"`` (transmission: lamp →
+            monochromator → polarizer → PEM → sample → PMT; the sample needs absorption data).
+        lamp: CD geometry: relative lamp spectrum through the monochromator (nm → ≥ 0);
+            None = :func:`xenon_lamp`.
+        lamp_rate_cps: CD geometry: detected count rate (before dead time) with an empty beam
+            at the wavelength where the slit-averaged lamp × QE peaks, at nominal HV, counts/s.
+        cd_polarizer_deg: CD geometry: angle of the linear polarizer to the PEM axis, +45 or
+            −45 degrees (−45 flips the sign of the CD and LD signals).
         dark_rate_cps: PMT dark count rate on the counting plateau, counts/s.
         dead_time_s: non-paralyzable dead time of the photon-counting head, s.
         hv_nominal_volts: HV at which ``sample.peak_rate_cps`` and ``dark_rate_cps`` hold, V.
@@ -170,7 +217,7 @@ class Bench:
         pem_drive_per_rad_nm: float = 1.0 / (500.0 * math.pi),
         pem_edge_jitter_s: float = 0.0,
         slit_fwhm_nm: float = 2.0,
-        qe: Callable[[np.ndarray], np.ndarray] = bialkali_qe,
+        qe: Callable[[np.ndarray], np.ndarray] | None = None,
         dark_rate_cps: float = 20.0,
         dead_time_s: float = 18e-9,
         hv_nominal_volts: float = 800.0,
@@ -186,7 +233,23 @@ class Bench:
         adc_offset: float = 100.0,
         adc_read_noise: float = 1.5,
         adc_window_s: float = 1e-6,
+        geometry: str = "cpl",
+        lamp: Callable[[np.ndarray], np.ndarray] | None = None,
+        lamp_rate_cps: float = 1e6,
+        cd_polarizer_deg: float = 45.0,
     ) -> None:
+        if geometry not in GEOMETRIES:
+            raise ValueError(f"geometry must be 'cpl' (emission) or 'cd' (transmission, "
+                             f"circular dichroism), got {geometry!r}")
+        self.geometry = geometry
+        self.lamp = xenon_lamp if lamp is None else lamp
+        self.lamp_rate_cps = _positive("lamp_rate_cps", lamp_rate_cps, unit=" counts/s")
+        if cd_polarizer_deg not in (45, -45):
+            raise ValueError(f"cd_polarizer_deg must be 45 or -45 (degrees to the PEM axis), "
+                             f"got {cd_polarizer_deg!r}")
+        self._cd_sign = 1.0 if cd_polarizer_deg == 45 else -1.0
+        if qe is None:
+            qe = uv_bialkali_qe if geometry == "cd" else bialkali_qe
         self.pem_frequency_hz = _positive("pem_frequency_hz", pem_frequency_hz, unit=" Hz")
         phi0 = float(pem_phase_offset_rad)
         if not math.isfinite(phi0):
@@ -233,11 +296,76 @@ class Bench:
     # --- configuration ------------------------------------------------------------------------
 
     def set_sample(self, sample: Sample | str) -> None:
-        """Put another sample on the bench (a Sample, a built-in name or a JSON path)."""
-        self.sample = sample if isinstance(sample, Sample) else load_sample(sample)
+        """Put another sample on the bench (a Sample, a built-in name or a JSON path).
+
+        Raises:
+            ValueError: in the CD geometry, for a sample without absorption data.
+        """
+        new = sample if isinstance(sample, Sample) else load_sample(sample)
+        if self.geometry == "cd" and not new.has_absorption:
+            raise ValueError(
+                f"sample {new.name!r} has no absorbance data, so it cannot sit in the CD "
+                "(transmission) geometry: give its file 'absorbance' (and 'delta_a' or "
+                "'g_abs'), or use a built-in with absorption data such as solvent, CSA, "
+                "R-Cs4PbBr6")
+        self.sample = new
         self._lambda_cache: dict[float, tuple[float, float, float]] = {}
         self._frame_cache: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
-        self._pe_per_emission = self._calibrate()
+        if self.geometry == "cd":
+            self._pe_per_emission = 0.0
+            self._pe_per_lamp = self._calibrate_lamp()
+        else:
+            self._pe_per_emission = self._calibrate()
+
+    def _lamp_qe(self, lam: np.ndarray) -> np.ndarray:
+        return np.asarray(self.lamp(lam), dtype=float) * np.asarray(self.qe(lam), dtype=float)
+
+    def _lamp_slit(self, wavelength_nm: float | np.ndarray) -> np.ndarray:
+        """Slit-averaged lamp × QE at monochromator setting(s) (relative)."""
+        offsets, weights = slit_kernel(self.slit_fwhm_nm)
+        lam = np.asarray(wavelength_nm, dtype=float)
+        return self._lamp_qe(lam[..., None] + offsets) @ weights
+
+    def _calibrate_lamp(self) -> float:
+        """Photoelectrons/s per unit of slit-averaged lamp × QE × transmittance, from
+        ``lamp_rate_cps`` (an empty beam at the lamp × QE peak, nominal HV)."""
+        if hasattr(self, "_pe_per_lamp_cached"):
+            return self._pe_per_lamp_cached
+        grid = np.arange(150.0, 1200.0, 0.5)
+        best = float(grid[int(np.argmax(self._lamp_slit(grid)))])
+        fine = np.linspace(best - 0.5, best + 0.5, 201)
+        top = float(np.max(self._lamp_slit(fine)))
+        if not (math.isfinite(top) and top > 0):
+            raise ValueError("the lamp spectrum × QE is zero or not finite everywhere between "
+                             "150 and 1200 nm: check the bench's lamp and qe functions")
+        plateau = self._counting_efficiency(self.hv_nominal_volts)
+        self._pe_per_lamp_cached = self.lamp_rate_cps / (top * plateau)
+        return self._pe_per_lamp_cached
+
+    def cd_truth(self, wavelength_nm: float | np.ndarray,
+                 baseline: Sample | str | None = None) -> CDTruth:
+        """What an ideal CD instrument recovers here (CD geometry): the sample's slit- and
+        lamp × QE-weighted :class:`~cplscope.sim.samples.CDTruth`, in the bench's sign
+        convention (a −45° polarizer flips ΔA and LD). With ``baseline`` (e.g. "solvent"),
+        ``absorbance`` and ``g_abs`` are relative to it, as measured against a baseline scan.
+        """
+        if not self.sample.has_absorption:
+            raise ValueError(f"sample {self.sample.name!r} has no absorption data")
+        t = self.sample.absorption.truth(wavelength_nm, self.slit_fwhm_nm, self._lamp_qe)
+        a = t.absorbance
+        if baseline is not None:
+            b = baseline if isinstance(baseline, Sample) else load_sample(baseline)
+            if not b.has_absorption:
+                raise ValueError(f"baseline {b.name!r} has no absorption data")
+            a = a - b.absorption.truth(wavelength_nm, self.slit_fwhm_nm, self._lamp_qe).absorbance
+        k = self._cd_sign
+        with np.errstate(invalid="ignore", divide="ignore"):
+            g = np.where(a != 0, k * t.delta_a / np.where(a != 0, a, 1.0), np.nan)
+        if np.ndim(g) == 0:
+            g = float(g)
+        return dataclasses.replace(t, absorbance=a, v=k * t.v, u=k * t.u,
+                                   delta_a=k * t.delta_a, linear_dichroism=k * t.linear_dichroism,
+                                   g_abs=g)
 
     def _calibrate(self) -> float:
         """Photoelectrons/s per unit of slit-averaged emission × QE, from peak_rate_cps."""
@@ -286,6 +414,8 @@ class Bench:
     def _at_wavelength(self, wavelength_nm: float) -> tuple[float, float, float]:
         """(signal photoelectron rate in 1/s at full excitation, u, v) at a wavelength setting."""
         hit = self._lambda_cache.get(wavelength_nm)
+        if hit is None and self.geometry == "cd":
+            hit = self._cd_at_wavelength(wavelength_nm)
         if hit is None:
             t = self.sample.truth(wavelength_nm, self.slit_fwhm_nm)
             qe = float(np.asarray(self.qe(np.array([wavelength_nm])))[0])
@@ -297,6 +427,19 @@ class Bench:
             if len(self._lambda_cache) >= _CACHE_LIMIT:
                 self._lambda_cache.clear()
             self._lambda_cache[wavelength_nm] = hit
+        return hit
+
+    def _cd_at_wavelength(self, wavelength_nm: float) -> tuple[float, float, float]:
+        """CD geometry: (photoelectron rate in 1/s through the sample, u, v)."""
+        t = self.sample.absorption.truth(wavelength_nm, self.slit_fwhm_nm, self._lamp_qe)
+        rate = self._pe_per_lamp * float(self._lamp_slit(wavelength_nm)) * t.transmittance
+        if rate > 0 and math.isfinite(rate):
+            hit = (rate, self._cd_sign * t.u, self._cd_sign * t.v)
+        else:
+            hit = (0.0, 0.0, 0.0)
+        if len(self._lambda_cache) >= _CACHE_LIMIT:
+            self._lambda_cache.clear()
+        self._lambda_cache[wavelength_nm] = hit
         return hit
 
     def _check_state(self, state: InstrumentState) -> None:

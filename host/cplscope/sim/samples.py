@@ -1,4 +1,5 @@
-"""Sample library of the simulated bench: emission spectrum, g_lum(λ) and linear polarization.
+"""Sample library of the simulated bench: emission spectrum, g_lum(λ) and linear polarization,
+and, for the circular-dichroism (transmission) geometry, absorbance, ΔA(λ) and linear dichroism.
 
 A :class:`Sample` is three tabulated, piecewise-linear functions of wavelength (nm):
 
@@ -13,6 +14,11 @@ peaks, at the nominal high voltage. Outside the tabulated range the emission is 
 :meth:`Sample.truth` gives what an ideal instrument should recover at a monochromator setting:
 the emission, g_lum and linear polarization averaged over the triangular slit function,
 weighted by emission. The bench (:mod:`cplscope.sim.bench`) uses exactly these values.
+
+A sample may also carry an :class:`Absorption`: its absorbance A = (A_L + A_R)/2, circular
+dichroism ΔA = A_L − A_R and linear dichroism LD = A(+45°) − A(−45°) against wavelength, which
+the bench's ``geometry="cd"`` uses (:meth:`Absorption.truth` gives what an ideal CD
+instrument recovers). A sample needs emission data, absorption data or both.
 
 Built-in samples: :func:`list_samples`. User samples: JSON files, see :func:`sample_from_file`
 and ``docs/simulator.md``.
@@ -29,6 +35,8 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 __all__ = [
+    "Absorption",
+    "CDTruth",
     "Sample",
     "Truth",
     "list_samples",
@@ -41,8 +49,12 @@ __all__ = [
 _SLIT_NODES = 48
 _GL_X, _GL_W = np.polynomial.legendre.leggauss(_SLIT_NODES)
 
-_REQUIRED_KEYS = ("name", "wavelength_nm", "emission", "g_lum", "peak_rate_cps")
+_REQUIRED_KEYS = ("name", "wavelength_nm")
+_EMISSION_KEYS = ("emission", "g_lum", "peak_rate_cps")
+_ABSORPTION_KEYS = ("absorbance", "delta_a", "g_abs", "linear_dichroism")
 _OPTIONAL_KEYS = ("linear", "description")
+_ALL_KEYS = _REQUIRED_KEYS + _EMISSION_KEYS + _ABSORPTION_KEYS + _OPTIONAL_KEYS
+_LN10 = math.log(10.0)
 
 
 @lru_cache(maxsize=64)
@@ -90,6 +102,131 @@ class Truth:
     linear: float | np.ndarray
 
 
+@dataclass(frozen=True)
+class CDTruth:
+    """What an ideal CD (transmission) instrument recovers at one monochromator setting.
+
+    The detected rate through the sample, at PEM retardation δ, is
+    r ∝ T·(1 + u·cos δ + v·sin δ) (measurement model §9), averaged over the slit with the
+    weight of the light reaching the detector (lamp × quantum efficiency).
+
+    Attributes:
+        wavelength_nm: monochromator wavelength in nm.
+        bandpass_nm: FWHM of the triangular slit function in nm.
+        transmittance: slit-averaged mean transmittance T = (T_L + T_R)/2 (fraction, with
+            the linear-dichroism factor as in :meth:`Absorption.point`).
+        v: reduced circular Stokes of the transmitted light, (T_L − T_R)/(T_L + T_R).
+        u: reduced linear (±45°) Stokes of the transmitted light from linear dichroism.
+        absorbance: A = (A_L + A_R)/2 recovered from ``transmittance``, ``v`` and ``u``.
+        delta_a: ΔA = A_L − A_R = −(2/ln 10)·artanh(v).
+        linear_dichroism: LD = A(+45°) − A(−45°) = −(2/ln 10)·artanh(u).
+        g_abs: ΔA / A; NaN where A = 0.
+    """
+
+    wavelength_nm: float | np.ndarray
+    bandpass_nm: float
+    transmittance: float | np.ndarray
+    v: float | np.ndarray
+    u: float | np.ndarray
+    absorbance: float | np.ndarray
+    delta_a: float | np.ndarray
+    linear_dichroism: float | np.ndarray
+    g_abs: float | np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class Absorption:
+    """Absorbance, circular and linear dichroism of a sample in the beam (CD geometry).
+
+    Values are for the whole cuvette as it sits in the beam (solvent and cell included), so
+    a measurement against a ``solvent`` baseline recovers the solute's share. Between the
+    tabulated points the spectra are linear; outside the table they keep their end values.
+
+    Attributes:
+        wavelength_nm: (n,) strictly increasing wavelengths in nm.
+        absorbance: (n,) A = (A_L + A_R)/2, decadic, ≥ 0.
+        delta_a: (n,) ΔA = A_L − A_R (decadic), |ΔA| ≤ 2A.
+        linear_dichroism: (n,) LD = A(+45°) − A(−45°) along the ±45° axes of the PEM frame
+            (decadic), |LD| ≤ 2A.
+    """
+
+    wavelength_nm: np.ndarray
+    absorbance: np.ndarray
+    delta_a: np.ndarray
+    linear_dichroism: np.ndarray
+
+    def __post_init__(self) -> None:
+        arrays = _check_absorption(
+            {"wavelength_nm": self.wavelength_nm, "absorbance": self.absorbance,
+             "delta_a": self.delta_a, "linear_dichroism": self.linear_dichroism},
+            source="absorption data")
+        for key, arr in arrays.items():
+            arr.setflags(write=False)
+            object.__setattr__(self, key, arr)
+
+    @property
+    def g_abs(self) -> np.ndarray:
+        """ΔA / A at the tabulated points (NaN where A = 0)."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(self.absorbance > 0, self.delta_a / np.where(
+                self.absorbance > 0, self.absorbance, 1.0), np.nan)
+
+    def point(self, wavelength_nm: float | np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(T, v, u) at ``wavelength_nm`` (nm) without a slit.
+
+        With A_L,R = A ± ΔA/2 and A(±45°) = A ± LD/2: T = 10^−A·cosh(x)·cosh(y),
+        v = −tanh(x), u = −tanh(y), x = ln10·ΔA/2, y = ln10·LD/2. That is exact for a sample
+        with only CD or only LD, and for both at once (two diattenuators in series) exact up
+        to a factor √(1 − v²) on u, i.e. to O(ΔA²).
+        """
+        lam = np.asarray(wavelength_nm, dtype=float)
+        a = np.interp(lam, self.wavelength_nm, self.absorbance)
+        x = 0.5 * _LN10 * np.interp(lam, self.wavelength_nm, self.delta_a)
+        y = 0.5 * _LN10 * np.interp(lam, self.wavelength_nm, self.linear_dichroism)
+        t = 10.0 ** (-a) * np.cosh(x) * np.cosh(y)
+        return t, -np.tanh(x), -np.tanh(y)
+
+    def truth(self, wavelength_nm: float | Sequence[float] | np.ndarray,
+              bandpass_nm: float = 2.0,
+              weight: Callable[[np.ndarray], np.ndarray] | None = None) -> CDTruth:
+        """Slit-averaged transmission truth at monochromator setting(s) ``wavelength_nm``.
+
+        Args:
+            wavelength_nm: centre wavelength(s) in nm (scalar or array).
+            bandpass_nm: FWHM of the triangular slit function in nm (0 = ideal slit).
+            weight: spectral weight of the light that reaches the detector (e.g. lamp × QE),
+                a function of wavelength in nm; None = flat.
+
+        Returns:
+            :class:`CDTruth` with T = ∫w·T·S / ∫w·S, v = ∫w·T·v·S / ∫w·T·S (likewise u) and
+            A, ΔA, LD, g_abs recovered from them as a CD instrument does. Scalars in,
+            scalars out.
+        """
+        lam = np.asarray(wavelength_nm, dtype=float)
+        if not np.all(np.isfinite(lam)) or np.any(lam <= 0):
+            raise ValueError(f"wavelength_nm must be finite and > 0 (nm), got {wavelength_nm!r}")
+        offsets, weights = slit_kernel(bandpass_nm)
+        grid = lam[..., None] + offsets
+        t, v, u = self.point(grid)
+        w = weights * (np.ones_like(grid) if weight is None else np.asarray(weight(grid)))
+        w_sum = w.sum(axis=-1)
+        wt = (w * t).sum(axis=-1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            t_eff = wt / w_sum
+            v_eff = (w * t * v).sum(axis=-1) / wt
+            u_eff = (w * t * u).sum(axis=-1) / wt
+            a_eff = (-np.log10(t_eff) - 0.5 * np.log10(1.0 - v_eff**2)
+                     - 0.5 * np.log10(1.0 - u_eff**2))
+            da = -(2.0 / _LN10) * np.arctanh(v_eff)
+            ld = -(2.0 / _LN10) * np.arctanh(u_eff)
+            g = np.where(a_eff != 0, da / np.where(a_eff != 0, a_eff, 1.0), np.nan)
+        out = (t_eff, v_eff, u_eff, a_eff, da, ld, g)
+        if lam.ndim == 0:
+            return CDTruth(float(lam), float(bandpass_nm), *(float(x) for x in out))
+        return CDTruth(lam, float(bandpass_nm), *out)
+
+
 @dataclass(frozen=True, eq=False)
 class Sample:
     """An emitter on the bench. Build one with :func:`load_sample` or :meth:`from_dict`.
@@ -103,6 +240,7 @@ class Sample:
         peak_rate_cps: detected count rate in counts/s at the emission peak (see module doc).
         description: free text, e.g. the source of the parameters.
         assumptions: parameters that are assumed rather than taken from a measurement.
+        absorption: absorbance and dichroism for the CD geometry, or None (emission only).
     """
 
     name: str
@@ -113,6 +251,7 @@ class Sample:
     peak_rate_cps: float
     description: str = ""
     assumptions: tuple[str, ...] = field(default=())
+    absorption: Absorption | None = None
 
     def __post_init__(self) -> None:
         arrays = _check_spectra(
@@ -136,11 +275,19 @@ class Sample:
             )
         object.__setattr__(self, "peak_rate_cps", rate)
         object.__setattr__(self, "assumptions", tuple(self.assumptions))
+        if self.absorption is not None and not isinstance(self.absorption, Absorption):
+            raise ValueError(f"sample {self.name!r}: absorption must be an Absorption or None, "
+                             f"got {type(self.absorption).__name__}")
 
     @property
     def has_emission(self) -> bool:
         """True when the sample emits anywhere in its tabulated range."""
         return bool(np.any(self.emission > 0))
+
+    @property
+    def has_absorption(self) -> bool:
+        """True when the sample has absorbance data (it can sit in the CD geometry)."""
+        return self.absorption is not None
 
     def spectrum(
         self, wavelength_nm: float | np.ndarray
@@ -181,16 +328,26 @@ class Sample:
         return Truth(lam, float(bandpass_nm), e_slit, g_slit, u_slit)
 
     def to_dict(self) -> dict[str, Any]:
-        """The sample as a JSON-ready dict in the user-file format."""
-        return {
-            "name": self.name,
-            "description": self.description,
-            "wavelength_nm": self.wavelength_nm.tolist(),
-            "emission": self.emission.tolist(),
-            "g_lum": self.g_lum.tolist(),
-            "linear": self.linear.tolist(),
-            "peak_rate_cps": self.peak_rate_cps,
-        }
+        """The sample as a JSON-ready dict in the user-file format (one wavelength grid: when
+        the emission and absorption tables differ, both are put on the union of the grids,
+        which reproduces every tabulated value and the linear interpolation between them,
+        except the emission just outside its table)."""
+        ab = self.absorption
+        lam = self.wavelength_nm
+        if ab is not None and not np.array_equal(lam, ab.wavelength_nm):
+            lam = np.union1d(lam, ab.wavelength_nm)
+        out: dict[str, Any] = {"name": self.name, "description": self.description,
+                               "wavelength_nm": lam.tolist()}
+        if self.has_emission or ab is None:
+            e, g, u = self.spectrum(lam)
+            out.update(emission=e.tolist(), g_lum=g.tolist(), linear=u.tolist(),
+                       peak_rate_cps=self.peak_rate_cps)
+        if ab is not None:
+            out.update(
+                absorbance=np.interp(lam, ab.wavelength_nm, ab.absorbance).tolist(),
+                delta_a=np.interp(lam, ab.wavelength_nm, ab.delta_a).tolist(),
+                linear_dichroism=np.interp(lam, ab.wavelength_nm, ab.linear_dichroism).tolist())
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, source: str = "sample data") -> "Sample":
@@ -208,14 +365,37 @@ class Sample:
         if missing:
             raise ValueError(
                 f"{source}: missing key(s) {', '.join(repr(k) for k in missing)}; a sample "
-                f"file needs {', '.join(_REQUIRED_KEYS)} (optional: {', '.join(_OPTIONAL_KEYS)})"
+                f"file needs {', '.join(_REQUIRED_KEYS)}, then {', '.join(_EMISSION_KEYS)} "
+                "(emission) and/or 'absorbance' (CD); optional: 'delta_a' or 'g_abs', "
+                f"'linear_dichroism', {', '.join(_OPTIONAL_KEYS)}"
             )
-        unknown = sorted(set(data) - set(_REQUIRED_KEYS) - set(_OPTIONAL_KEYS))
+        unknown = sorted(set(data) - set(_ALL_KEYS))
         if unknown:
             raise ValueError(
                 f"{source}: unknown key(s) {', '.join(repr(k) for k in unknown)}; allowed keys "
-                f"are {', '.join(_REQUIRED_KEYS + _OPTIONAL_KEYS)}"
+                f"are {', '.join(_ALL_KEYS)}"
             )
+        has_emission = any(k in data for k in _EMISSION_KEYS + ("linear",))
+        has_absorption = any(k in data for k in _ABSORPTION_KEYS)
+        if not (has_emission or has_absorption):
+            raise ValueError(
+                f"{source}: no spectra: give the emission keys ({', '.join(_EMISSION_KEYS)}) "
+                "for the CPL geometry and/or 'absorbance' (with 'delta_a' or 'g_abs') for "
+                "the CD geometry")
+        if has_emission:
+            lacking = [k for k in _EMISSION_KEYS if k not in data]
+            if lacking:
+                raise ValueError(
+                    f"{source}: missing key(s) {', '.join(repr(k) for k in lacking)}; "
+                    f"emission data needs all of {', '.join(_EMISSION_KEYS)} (a CD-only "
+                    "sample gives 'absorbance' and no emission keys)")
+        if has_absorption and "absorbance" not in data:
+            raise ValueError(
+                f"{source}: 'delta_a', 'g_abs' and 'linear_dichroism' need 'absorbance' "
+                "(decadic absorbance A = (A_L + A_R)/2 on the 'wavelength_nm' grid)")
+        if "delta_a" in data and "g_abs" in data:
+            raise ValueError(
+                f"{source}: give either 'delta_a' (ΔA = A_L − A_R) or 'g_abs' (ΔA/A), not both")
         name = data["name"]
         if not isinstance(name, str) or not name.strip():
             raise ValueError(f"{source}: key 'name' must be a non-empty string, got {name!r}")
@@ -225,21 +405,41 @@ class Sample:
                 f"{source}: key 'description' must be a string, got {type(description).__name__}"
             )
         lists = {}
-        for key in ("wavelength_nm", "emission", "g_lum", "linear"):
+        for key in ("wavelength_nm", "emission", "g_lum", "linear") + _ABSORPTION_KEYS:
             if key in data:
                 lists[key] = _number_list(data[key], key, source)
         n = len(lists["wavelength_nm"])
-        if "linear" not in lists:
-            lists["linear"] = np.zeros(n)
-        arrays = _check_spectra(name, lists, source=source)
+        absorption = None
+        if has_absorption:
+            ab = {k: lists[k] for k in ("wavelength_nm",) + _ABSORPTION_KEYS if k in lists}
+            ab.setdefault("linear_dichroism", np.zeros(n))
+            if "g_abs" in ab:
+                ab = _check_absorption(ab, source=source, shapes_only=True)
+                ab["delta_a"] = ab.pop("g_abs") * ab["absorbance"]
+            ab.setdefault("delta_a", np.zeros(n))
+            ab = _check_absorption(ab, source=source)
+            absorption = Absorption(ab["wavelength_nm"], ab["absorbance"], ab["delta_a"],
+                                    ab["linear_dichroism"])
+        if has_emission:
+            if "linear" not in lists:
+                lists["linear"] = np.zeros(n)
+            em = {k: lists[k] for k in ("wavelength_nm", "emission", "g_lum", "linear")}
+            rate = _check_number(data["peak_rate_cps"], "peak_rate_cps", source)
+        else:
+            zero = np.zeros(n)
+            em = {"wavelength_nm": lists["wavelength_nm"], "emission": zero, "g_lum": zero,
+                  "linear": zero}
+            rate = 0.0
+        arrays = _check_spectra(name, em, source=source)
         return cls(
             name=name,
             wavelength_nm=arrays["wavelength_nm"],
             emission=arrays["emission"],
             g_lum=arrays["g_lum"],
             linear=arrays["linear"],
-            peak_rate_cps=_check_number(data["peak_rate_cps"], "peak_rate_cps", source),
+            peak_rate_cps=rate,
             description=description,
+            absorption=absorption,
         )
 
 
@@ -330,6 +530,61 @@ def _check_spectra(name: str, arrays: Mapping[str, Any], *, source: str) -> dict
     return out
 
 
+def _check_absorption(arrays: Mapping[str, Any], *, source: str,
+                      shapes_only: bool = False) -> dict[str, np.ndarray]:
+    """Validate absorption tables (wavelength_nm, absorbance, delta_a or g_abs,
+    linear_dichroism); return float64 copies. ``shapes_only`` skips the physical bounds."""
+    out: dict[str, np.ndarray] = {}
+    for key, value in arrays.items():
+        try:
+            arr = np.array(value, dtype=float, copy=True)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{source}: key {key!r} must be a list of numbers ({exc})") from exc
+        if arr.ndim != 1:
+            raise ValueError(f"{source}: key {key!r} must be a flat list of numbers")
+        bad = np.flatnonzero(~np.isfinite(arr))
+        if bad.size:
+            raise ValueError(f"{source}: key {key!r}: element {bad[0]} is {arr[bad[0]]}; all "
+                             "values must be finite numbers")
+        out[key] = arr
+    lam = out["wavelength_nm"]
+    if lam.size < 2:
+        raise ValueError(
+            f"{source}: key 'wavelength_nm' has {lam.size} value(s); at least 2 are needed")
+    for key, arr in out.items():
+        if arr.size != lam.size:
+            raise ValueError(
+                f"{source}: key {key!r} has {arr.size} values but 'wavelength_nm' has "
+                f"{lam.size}; every spectrum needs one value per wavelength")
+    if lam[0] <= 0:
+        raise ValueError(
+            f"{source}: key 'wavelength_nm' starts at {lam[0]}; wavelengths are nm > 0")
+    steps = np.flatnonzero(np.diff(lam) <= 0)
+    if steps.size:
+        i = steps[0]
+        raise ValueError(
+            f"{source}: key 'wavelength_nm' is not strictly increasing: element {i + 1} "
+            f"({lam[i + 1]} nm) follows {lam[i]} nm; sort the table and remove duplicates")
+    if shapes_only:
+        return out
+    a = out["absorbance"]
+
+    def _first(mask: np.ndarray, key: str, rule: str) -> None:
+        idx = np.flatnonzero(mask)
+        if idx.size:
+            i = idx[0]
+            raise ValueError(f"{source}: key {key!r}: value {out[key][i]} at {lam[i]} nm "
+                             f"(element {i}) {rule}")
+
+    _first(a < 0, "absorbance", "is negative; absorbance (decadic, whole cuvette) must be ≥ 0")
+    for key in ("delta_a", "linear_dichroism"):
+        if key in out:
+            _first(np.abs(out[key]) > 2 * a * (1 + 1e-12), key,
+                   "exceeds twice the absorbance there; A_L = A + ΔA/2 and A_R = A − ΔA/2 "
+                   "(likewise for LD) must both be ≥ 0")
+    return out
+
+
 # --- built-in library -------------------------------------------------------------------------
 
 _GRID = np.linspace(300.0, 900.0, 30001)  # 0.02 nm steps
@@ -366,24 +621,135 @@ _CS4_ASSUMED = (
 )
 
 
+# --- absorption (CD geometry) -----------------------------------------------------------------
+
+#: Wavelength grid of the built-in absorption tables, nm (0.1 nm steps).
+_CD_GRID = np.linspace(170.0, 900.0, 7301)
+
+_SOLVENT_ASSUMED = (
+    "1 cm fused-silica cell with a UV-transparent solvent (water, hexane): flat A = 0.04 "
+    "(cell reflections) plus a solvent cut-off rising to A = 1 at 185 nm (e-folding 6 nm)",
+    "every built-in absorbing sample is measured in this cell: its table is the solute's "
+    "absorbance plus this baseline",
+)
+
+
+def _solvent_a(lam: np.ndarray) -> np.ndarray:
+    return 0.04 + np.exp(-(lam - 185.0) / 6.0)
+
+
+def _logistic(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
+def _absorption(solute_a: np.ndarray, delta_a: np.ndarray | None = None) -> Absorption:
+    """Absorption of a solute in the solvent cell: the tables add the solvent baseline."""
+    zero = np.zeros_like(_CD_GRID)
+    return Absorption(_CD_GRID, solute_a + _solvent_a(_CD_GRID),
+                      zero if delta_a is None else delta_a, zero)
+
+
+def _cs4_solute_a(with_436: bool) -> np.ndarray:
+    lam = _CD_GRID
+    a = 1.2 * _gauss(lam, 313.0, 20.0)                      # 0D [PbBr6] exciton
+    a += 3.5 * _logistic((285.0 - lam) / 6.0)               # band-to-band edge: opaque < 275 nm
+    a += 0.05 * (400.0 / lam) ** 4                          # Rayleigh-like scattering
+    if with_436:
+        a += 0.6 * _gauss(lam, 436.0, 20.0)                 # exciton of the chiral crystals
+    return a
+
+
+def _cs4_delta_a(sign: int) -> np.ndarray:
+    """ΔA of R (sign +1) or S (−1): a bisignate couplet on the 436-nm exciton (positive on
+    its blue side for R) and a positive band on the 313-nm exciton, scaled so that g_abs
+    over 300–450 nm peaks at +8.5e-3 (R) or bottoms at −8.8e-3 (S)."""
+    lam = _CD_GRID
+    solute = _cs4_solute_a(True)
+    shape = (0.6 * _gauss(lam, 436.0, 20.0) * np.tanh((436.0 - lam) / 5.0)
+             + 0.3 * 1.2 * _gauss(lam, 313.0, 20.0))
+    window = (lam >= 300.0) & (lam <= 450.0)
+    g_top = float(np.max(shape[window] / solute[window]))
+    return (8.5e-3 if sign > 0 else -8.8e-3) / g_top * shape
+
+
+_CS4_CD_ASSUMED = (
+    "absorbance (line shapes not in the paper): Gaussian excitons at 313 nm (A = 1.2, "
+    "FWHM 20 nm) and 436 nm (A = 0.6, FWHM 20 nm), a band edge rising to A ≈ 3.5 below "
+    "285 nm (opaque below ~275 nm) and 0.05·(400 nm/λ)⁴ scattering, in the `solvent` cell",
+    "CD shape (not in the paper): a bisignate couplet on the 436-nm exciton, ΔA ∝ "
+    "A_436(λ)·tanh((436 nm − λ)/5 nm), positive on the blue side for R, plus a positive band "
+    "∝ A_313 with 30 % of the couplet's weight; S is the mirror image",
+    "scale: max g_abs = ΔA/A(solute) over 300–450 nm = +8.5e-3 for R; min = −8.8e-3 for S",
+)
+
+
 def _cs4pbbr6(sign: int, label: str) -> Sample:
     e, g = _bands([(438.0, 18.0, 1.0, sign * 6e-4), (504.0, 20.0, 0.03, 0.0)])
     return Sample(f"{label}-Cs4PbBr6", _GRID, e, g, np.zeros_like(_GRID), peak_rate_cps=1.5e6,
                   description=f"{label}-Cs4PbBr6 nanocrystals, {_PAPER}",
-                  assumptions=_CS4_ASSUMED)
+                  assumptions=_CS4_ASSUMED + _CS4_CD_ASSUMED + _SOLVENT_ASSUMED,
+                  absorption=_absorption(_cs4_solute_a(True), _cs4_delta_a(sign)))
 
 
-def _dark(name: str, description: str, assumptions: tuple[str, ...] = ()) -> Sample:
+def _dark(name: str, description: str, assumptions: tuple[str, ...] = (),
+          absorption: Absorption | None = None) -> Sample:
     zero = np.zeros_like(_GRID)
     return Sample(name, _GRID, zero, zero, zero, peak_rate_cps=0.0, description=description,
-                  assumptions=assumptions)
+                  assumptions=assumptions, absorption=absorption)
 
 
 def _cspbbr3() -> Sample:
     e, g = _bands([(510.0, 20.0, 1.0, 0.0)])
+    lam = _CD_GRID
+    solute = (0.5 * _gauss(lam, 485.0, 20.0) + 0.4 * _logistic((475.0 - lam) / 10.0)
+              + 0.05 * (400.0 / lam) ** 4)
     return Sample("CsPbBr3", _GRID, e, g, np.zeros_like(_GRID), peak_rate_cps=1.5e6,
                   description=f"achiral CsPbBr3 nanocrystals, {_PAPER}",
-                  assumptions=("Gaussian line shape, FWHM 20 nm", "peak_rate_cps = 1.5e6"))
+                  assumptions=("Gaussian line shape, FWHM 20 nm", "peak_rate_cps = 1.5e6",
+                               "absorbance: Gaussian band at 485 nm (A = 0.5, FWHM 20 nm) on a "
+                               "continuum of A = 0.4 below 475 nm and 0.05·(400 nm/λ)⁴ "
+                               "scattering, in the `solvent` cell; no CD")
+                  + _SOLVENT_ASSUMED,
+                  absorption=_absorption(solute))
+
+
+#: Accepted CD of d-10-camphorsulfonate (Chen & Yang, Anal. Lett. 1977, 10, 1195; docs/cd.md):
+#: Δε = ε_L − ε_R in M⁻¹cm⁻¹ at the two band maxima, and ε at 285 nm.
+CSA_DELTA_EPS_290 = 2.36
+CSA_DELTA_EPS_192 = -4.72
+CSA_EPS_285 = 34.5
+#: Built-in CSA standard: 1.000 g/L ammonium d-10-camphorsulfonate (249.33 g/mol), mol/L.
+CSA_CONCENTRATION_M = 1.0 / 249.33
+
+
+def _csa(path_cm: float, name: str) -> Sample:
+    lam = _CD_GRID
+    c = CSA_CONCENTRATION_M
+    eps = CSA_EPS_285 * _gauss(lam, 285.0, 40.0) + 1200.0 * np.exp(-(lam - 192.5) / 9.0)
+    d_eps = CSA_DELTA_EPS_290 * _gauss(lam, 290.5, 34.0) + CSA_DELTA_EPS_192 * _gauss(
+        lam, 192.5, 16.0)
+    return _dark(
+        name, f"CD standard: ammonium d-10-camphorsulfonate (CSA), 1.000 g/L in water, "
+              f"{path_cm:g} cm path (4.011 mM)",
+        ("Δε: Gaussian bands of +2.36 M⁻¹cm⁻¹ at 290.5 nm (FWHM 34 nm) and −4.72 at 192.5 nm "
+         "(FWHM 16 nm), the accepted values (ratio −2.00); the band widths are assumed",
+         "ε: 34.5 M⁻¹cm⁻¹ at 285 nm (accepted) as a Gaussian of FWHM 40 nm, plus an assumed "
+         "far-UV rise 1200·exp(−(λ − 192.5 nm)/9 nm) M⁻¹cm⁻¹",
+         f"path {path_cm:g} cm; the cell's baseline is that of `solvent`") + _SOLVENT_ASSUMED,
+        absorption=_absorption(eps * c * path_cm, d_eps * c * path_cm))
+
+
+def _polarizer_absorption(kind: str, sign: int) -> Absorption:
+    """An imperfect polarizer in the CD beam: 80 % transmission for the passed state, 1e-5 for
+    the crossed one (A = 0.097 and 5). ``kind`` 'linear' puts the difference into LD (+45°
+    passed for sign +1), 'circular' into ΔA (left passed for sign +1)."""
+    a_pass, a_block = -math.log10(0.8), 5.0
+    mean = np.full_like(_CD_GRID, 0.5 * (a_pass + a_block))
+    diff = np.full_like(_CD_GRID, sign * (a_pass - a_block))
+    zero = np.zeros_like(_CD_GRID)
+    if kind == "linear":
+        return Absorption(_CD_GRID, mean, zero, diff)
+    return Absorption(_CD_GRID, mean, diff, zero)
 
 
 def _europium() -> Sample:
@@ -401,9 +767,13 @@ def _europium() -> Sample:
 
 def _polarizer(name: str, u: float, g: float, description: str) -> Sample:
     e = _broadband()
+    kind, sign = ("linear", int(np.sign(u))) if u else ("circular", int(np.sign(g)))
     return Sample(name, _GRID, e, np.full_like(_GRID, g), np.full_like(_GRID, u),
                   peak_rate_cps=1e6, description=description,
-                  assumptions=("flat source 350 … 850 nm", "peak_rate_cps = 1e6"))
+                  assumptions=("flat source 350 … 850 nm", "peak_rate_cps = 1e6",
+                               "CD geometry: the polarizer is the sample, 80 % transmission "
+                               "for the passed state and 1e-5 for the crossed one"),
+                  absorption=_polarizer_absorption(kind, sign))
 
 
 _LIBRARY: dict[str, Callable[[], Sample]] = {
@@ -411,7 +781,10 @@ _LIBRARY: dict[str, Callable[[], Sample]] = {
     "S-Cs4PbBr6": lambda: _cs4pbbr6(-1, "S"),
     "N-Cs4PbBr6": lambda: _dark(
         "N-Cs4PbBr6", f"achiral N-Cs4PbBr6 nanocrystals: no detectable emission, {_PAPER}",
-        ("no scattered excitation light reaches the detector",)),
+        ("no scattered excitation light reaches the detector",
+         "absorbance: as R/S-Cs4PbBr6 without the 436-nm exciton (313-nm exciton, band edge, "
+         "scattering), in the `solvent` cell; no CD") + _SOLVENT_ASSUMED,
+        absorption=_absorption(_cs4_solute_a(False))),
     "CsPbBr3": _cspbbr3,
     "Eu(facam)3": _europium,
     "linear-polarizer-45": lambda: _polarizer(
@@ -423,7 +796,14 @@ _LIBRARY: dict[str, Callable[[], Sample]] = {
     "circular-polarizer-R": lambda: _polarizer(
         "circular-polarizer-R", 0.0, -2.0,
         "broadband source behind a right-circular polarizer (v = −1, g_lum = −2)"),
-    "blank": lambda: _dark("blank", "empty sample holder: dark counts only"),
+    "blank": lambda: _dark("blank", "empty sample holder: dark counts only (CPL); an empty "
+                                    "beam, A = 0 (CD)",
+                           absorption=Absorption(_CD_GRID, *np.zeros((3, _CD_GRID.size)))),
+    "solvent": lambda: _dark(
+        "solvent", "CD baseline: the 1 cm cell with solvent only (no emission)",
+        _SOLVENT_ASSUMED[:1], absorption=_absorption(np.zeros_like(_CD_GRID))),
+    "CSA": lambda: _csa(1.0, "CSA"),
+    "CSA-1mm": lambda: _csa(0.1, "CSA-1mm"),
 }
 
 
