@@ -129,6 +129,13 @@ class Board:
         or until `timeout_us` (µs of instrument time) has passed. May return early."""
         raise NotImplementedError
 
+    def idle(self, timeout_us: int) -> None:
+        """Like `wait()`, when the core has nothing to do until the host writes: no
+        acquisition, no move, no partial command frame. A simulated board may then hold its
+        clock until the host writes (docs/sim-link.md); a real board just waits. The default
+        calls `wait(timeout_us)`."""
+        self.wait(timeout_us)
+
     # photon counter --------------------------------------------------------------------
     def counter_configure(self, bins: int, periods: int) -> None:
         """Set B phase bins per PEM period (one of `counter_bins`) and K periods per frame.

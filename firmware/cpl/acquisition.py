@@ -7,6 +7,7 @@ from cpl.args import CommandError, bad_state, in_range, one_of
 
 MODES = ("counting", "analog")
 ADC_HEADER = 32
+MAX_FRAMES = 1_000_000_000  # largest START frame count (a small int on a 32-bit port)
 PEM_FREQ_TOLERANCE = 1.05  # blocks are sized for a PEM up to 5 % above nominal
 
 
@@ -26,6 +27,8 @@ class Acquisition:
         self.running = False
         self.acq_id = 0
         self.frames_sent = 0  # data frames of the current/last acquisition
+        self.limit = 0  # data frames a bounded acquisition produces (0: unbounded)
+        self.produced = 0  # data frames produced in this acquisition: sent, dropped or late
         # the data frames' CRC: the board's native one if it has it (no long ints per frame)
         self.fb = P.FrameBuf(crc_into=board.crc32_into if board.native_crc32 else None)
         self._counts_dst = self.fb.payload[20:20]
@@ -100,7 +103,9 @@ class Acquisition:
                                    % (pem_hz, size, P.MAX_PAYLOAD))
 
     # run -------------------------------------------------------------------------------
-    def start(self) -> int:
+    def start(self, frames: int = 0) -> int:
+        """Start an acquisition; `frames` > 0 bounds it to that many data frames (COUNTS or
+        ADC_BLOCK), after which `done()` is True. Returns the new acq_id."""
         b = self._board
         try:
             if self.mode == "counting":
@@ -117,8 +122,15 @@ class Acquisition:
                                "%s; CONFIGURE another one" % e)
         self.acq_id = (self.acq_id + 1) & 0xFFFF
         self.frames_sent = 0
+        self.limit = frames
+        self.produced = 0
         self.running = True
         return self.acq_id
+
+    def done(self) -> bool:
+        """True when a bounded acquisition has produced all its data frames (those the host
+        did not read and those the board collected too late count as produced)."""
+        return self.limit > 0 and self.produced >= self.limit
 
     def stop(self) -> None:
         if self.mode == "counting":
@@ -135,6 +147,7 @@ class Acquisition:
         lost = self._board.data_lost()
         if lost:
             self._tx.late(lost)
+            self.produced += lost
 
     def _frame_flags(self, flags: int, saturated, overload, locked) -> int:
         """Add a board frame's own bits (and OVERRUN) to the state bits."""
@@ -192,4 +205,5 @@ class Acquisition:
             ticks = blk.ticks_us
         if self._tx.data(self.fb, ftype, n, ticks):
             self.frames_sent += 1
+        self.produced += 1
         return True

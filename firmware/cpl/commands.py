@@ -4,6 +4,7 @@ import sys
 
 from cpl import FIRMWARE_VERSION, PROTOCOL_VERSION
 from cpl import protocol as P
+from cpl.acquisition import MAX_FRAMES
 from cpl.args import (BOOL, INT, NUM, STR, CommandError, bad_state, check, in_range)
 
 NAMES = {1: "IDENTIFY", 2: "CONFIGURE", 3: "START", 4: "STOP", 5: "MOVE", 6: "HOME",
@@ -44,15 +45,20 @@ class Commands:
         return acq.config()
 
     def start(self, a: dict) -> dict:
-        check(a, {})
+        a = check(a, {"frames": INT})
+        frames = a.get("frames", 0)
+        if "frames" in a:
+            in_range("frames", frames, 1, MAX_FRAMES, "data frames")
         i = self.i
         if i.state == "fault":
             raise bad_state("in fault (%s); send CLEAR_FAULT first" % i.fault_text)
         if i.state == "running":
             raise bad_state("already running; STOP first")
-        acq_id = i.acq.start()
+        acq_id = i.acq.start(frames)
         i.state = "running"
         i.reset_frame_flags()
+        if frames:
+            return {"acq_id": acq_id, "frames": frames}
         return {"acq_id": acq_id}
 
     def stop(self, a: dict) -> dict:

@@ -71,11 +71,15 @@ class Instrument:
             self.mono.poll()
             self._track_conditions()
             if self.state == "running":
+                acq = self.acq
                 n = 0
-                while n < FRAMES_PER_LOOP and self.acq.pump(self._frame_flags(),
-                                                           self.mono.position()):
+                while (n < FRAMES_PER_LOOP and not acq.done()
+                       and acq.pump(self._frame_flags(), self.mono.position())):
                     n += 1
                     self._reset_conditions()
+                if acq.done():
+                    self._end_bounded()
+                    n += 1
                 busy = busy or n > 0
             reason = self.safety.check_trip()
             if reason is not None:
@@ -96,8 +100,21 @@ class Instrument:
             self.tx.event(P.EV_FAULT, P.SEV_ERROR, self.fault_text)
             busy = True
         if not busy:
-            b.wait(BUSY_WAIT_US if (self.state == "running" or self.mono.moving())
-                   else IDLE_WAIT_US)
+            if self.state == "running" or self.mono.moving():
+                b.wait(BUSY_WAIT_US)
+            elif self.reader.pending():
+                b.wait(IDLE_WAIT_US)  # time must pass: a truncated frame goes stale
+            else:
+                b.idle(IDLE_WAIT_US)  # nothing to do until the host writes
+
+    def _end_bounded(self) -> None:
+        """A bounded acquisition produced its frames: stop, report losses, then ACQ_DONE."""
+        acq = self.acq
+        acq.stop()
+        self.state = "idle"
+        self.tx.event(P.EV_ACQ_DONE, P.SEV_INFO,
+                      "acquisition %d ended after %d data frames (%d sent)"
+                      % (acq.acq_id, acq.produced, acq.frames_sent))
 
     def _enter_fault(self, text: str) -> None:
         if self.acq.running:

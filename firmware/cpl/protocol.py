@@ -38,6 +38,7 @@ EV_OVERRUN = 6
 EV_MONO = 7
 EV_FAULT = 8
 EV_BAD_FRAME = 9
+EV_ACQ_DONE = 10
 
 SEV_INFO = 0
 SEV_WARNING = 1
@@ -119,6 +120,11 @@ class Reader:
         self._consume = 0
         self._stale_us = stale_us
         self._partial_since = -1
+
+    def pending(self) -> bool:
+        """True while bytes of an incomplete frame wait for the rest (after `poll` returned
+        None): the core must let time pass so that a truncated frame goes stale."""
+        return self.fill > self._consume
 
     def space(self) -> memoryview:
         """The free tail of the buffer, to read new bytes into (then call `added`)."""

@@ -96,3 +96,16 @@ def test_every_counts_vector_states_its_bin_span_and_one_covers_part_of_the_peri
     spans = [decode_frame(bytes.fromhex(v["hex"])).bin_span for v in GOOD if v["type"] == 1]
     assert all("bin_span" in v["fields"] for v in GOOD if v["type"] == 1)
     assert 1.0 in spans and any(0.0 < s < 1.0 for s in spans), spans
+
+
+def test_acq_done_vector_names_its_acquisition_and_frame_count() -> None:
+    """The host ends a bounded acquisition on this event: its text must parse."""
+    from cplscope.protocol import Event, EventCode, decode_frame
+
+    vec = next(v for v in GOOD if v["name"] == "event_acq_done")
+    ev = decode_frame(bytes.fromhex(vec["hex"]))
+    assert isinstance(ev, Event) and ev.code is EventCode.ACQ_DONE
+    assert ev.acq_done == (12, 600)
+    other = Event(EventCode.OVERRUN, 1, "acquisition 12 ended after 600 data frames")
+    assert other.acq_done is None  # only an ACQ_DONE event ends an acquisition
+    assert Event(EventCode.ACQ_DONE, 0, "garbled").acq_done is None

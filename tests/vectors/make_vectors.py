@@ -103,6 +103,18 @@ def main() -> None:
         "fields": {"request_id": 514, "opcode": 9, "status": 0, "result": json.loads(result)},
         "hex": frame(5, 10, 78, struct.pack("<HBB", 514, 9, 0) + result.encode()).hex(),
     })
+    args = json.dumps({"frames": 600}, separators=(",", ":"))
+    vectors.append({
+        "name": "command_start_bounded", "type": 16, "seq": 3, "timestamp_us": 0,
+        "fields": {"request_id": 515, "opcode": 3, "args": json.loads(args)},
+        "hex": frame(16, 3, 0, struct.pack("<HBB", 515, 3, 0) + args.encode()).hex(),
+    })
+    text = "acquisition 12 ended after 600 data frames (598 sent)".encode()
+    vectors.append({
+        "name": "event_acq_done", "type": 4, "seq": 11, "timestamp_us": 60_000_100,
+        "fields": {"code": 10, "severity": 0, "text": text.decode()},
+        "hex": frame(4, 11, 60_000_100, struct.pack("<HH", 10, 0) + text).hex(),
+    })
     good = bytes.fromhex(vectors[0]["hex"])
     bad = bytearray(good)
     bad[30] ^= 0x01

@@ -8,6 +8,7 @@ layout cannot carry. REPLY and COMMAND live in :mod:`cplscope.protocol.commands`
 from __future__ import annotations
 
 import math
+import re
 import struct
 from dataclasses import dataclass, field
 from enum import IntEnum, IntFlag
@@ -65,6 +66,9 @@ class EventCode(IntEnum):
     MONO = 7  #: homing finished or a limit switch was hit
     FAULT = 8  #: unexpected firmware error; text holds the exception
     BAD_FRAME = 9  #: a host -> device frame failed its checks and was dropped
+    #: a bounded acquisition (START with ``frames``) produced all its data frames and
+    #: stopped; text: "acquisition <acq_id> ended after <n> data frames (<m> sent)"
+    ACQ_DONE = 10
 
 
 class Severity(IntEnum):
@@ -514,6 +518,17 @@ class Event:
 
     def to_payload(self) -> bytes:
         return encode_event(self.code, self.severity, self.text)
+
+    @property
+    def acq_done(self) -> tuple[int, int] | None:
+        """For an ACQ_DONE event: (acq_id, data frames produced) from its text, else None."""
+        if self.code != EventCode.ACQ_DONE:
+            return None
+        m = _ACQ_DONE.match(self.text)
+        return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+_ACQ_DONE = re.compile(r"acquisition (\d+) ended after (\d+) data frames")
 
 
 def encode_event(code: int, severity: int, text: str = "") -> bytes:

@@ -342,3 +342,148 @@ def test_status_goes_out_once_per_second_in_fault_too_and_stop_changes_nothing()
     sts = [json.loads(f[3]) for f in frames(b, 3)]
     assert len(sts) in (2, 3, 4), len(sts)
     assert all(s["state"] == "fault" and s["overload"] for s in sts)
+
+
+# bounded acquisitions: START {"frames": N} -------------------------------------------------
+def _acq_done(b):
+    return [e for e in events(b) if e[0] == P.EV_ACQ_DONE]
+
+
+def test_bounded_start_stops_by_itself_after_n_frames_and_says_so():
+    inst, b = make()
+    ok(inst, b, CONFIGURE, {"mode": "counting", "bins": 4, "periods": 10})
+    r = ok(inst, b, START, {"frames": 10})
+    assert r == {"acq_id": 1, "frames": 10}, r
+    run(inst, 10)
+    assert inst.state == "idle" and not b.counting
+    fs = counts_frames(b)
+    assert len(fs) == 10, len(fs)  # 4 per pass: 2 full passes, then 2 frames, then stop
+    done = _acq_done(b)
+    assert len(done) == 1 and done[0][1] == P.SEV_INFO, done
+    assert done[0][2] == "acquisition 1 ended after 10 data frames (10 sent)", done
+    # the event comes after the last data frame of the acquisition
+    order = [(f[1], f[0]) for f in frames(b)]
+    last_data = max(seq for seq, t in order if t == P.COUNTS)
+    done_seq = [seq for seq, t in order if t == P.EVENT][-1]
+    assert done_seq == last_data + 1, order
+    assert ok(inst, b, STOP) == {"frames_sent": 10}  # STOP after the end changes nothing
+    st = _status(inst, b)
+    assert st["state"] == "idle" and st["frames_sent"] == 10
+
+
+def test_frames_the_host_did_not_read_count_toward_the_bound():
+    inst, b = start_counting(4, 10)
+    ok(inst, b, STOP)
+    b.host_reading = False
+    ok_rid = __import__("helpers").command_frame(9, START, {"frames": 6})
+    b.rx += ok_rid
+    run(inst, 4)
+    assert inst.state == "idle" and inst.tx.frames_dropped == 6
+    b.host_reading = True
+    b.written.clear()
+    run(inst, 2)
+    ev = events(b)
+    codes = [e[0] for e in ev]
+    assert P.EV_OVERRUN in codes and codes[-1] == P.EV_ACQ_DONE, ev  # losses reported first
+    assert ev[-1][2] == "acquisition 2 ended after 6 data frames (0 sent)", ev
+    assert counts_frames(b) == []
+
+
+def test_frames_the_board_collected_too_late_count_toward_the_bound():
+    inst, b = make()
+    ok(inst, b, CONFIGURE, {"mode": "counting", "bins": 8, "periods": 10})
+    b.lost = 3  # found at the first poll
+    ok(inst, b, START, {"frames": 5})
+    run(inst, 3)
+    assert inst.state == "idle"
+    assert len(counts_frames(b)) == 2
+    assert _acq_done(b)[0][2] == "acquisition 1 ended after 5 data frames (2 sent)"
+
+
+def test_bounded_analog_acquisition_counts_blocks():
+    inst, b = make()
+    ok(inst, b, CONFIGURE, {"mode": "analog", "sample_rate_hz": 200000, "block_samples": 10})
+    ok(inst, b, START, {"frames": 3})
+    run(inst, 3)
+    assert inst.state == "idle" and not b.adc_on
+    assert len(frames(b, P.ADC_BLOCK)) == 3
+    assert _acq_done(b)[0][2] == "acquisition 1 ended after 3 data frames (3 sent)"
+
+
+def test_start_without_a_count_runs_until_stop():
+    inst, b = start_counting(4, 10)
+    run(inst, 10)
+    assert inst.state == "running" and len(counts_frames(b)) >= 40
+    assert _acq_done(b) == []
+    ok(inst, b, STOP)
+    assert _acq_done(b) == []  # only a bounded acquisition ends with ACQ_DONE
+
+
+def test_start_frame_count_is_validated_and_a_refused_start_changes_nothing():
+    inst, b = make()
+    for args, status in (({"frames": 0}, P.ST_OUT_OF_RANGE), ({"frames": -3}, P.ST_OUT_OF_RANGE),
+                         ({"frames": 1_000_000_001}, P.ST_OUT_OF_RANGE),
+                         ({"frames": 2.5}, P.ST_BAD_ARGS), ({"frames": "10"}, P.ST_BAD_ARGS),
+                         ({"frames": True}, P.ST_BAD_ARGS), ({"count": 10}, P.ST_BAD_ARGS)):
+        st, text = cmd(inst, b, START, args)
+        assert st == status, (args, st, text)
+        assert "frames" in text or "count" in text, text
+        assert inst.state == "idle" and not b.counting
+    st, text = cmd(inst, b, START, {"frames": 0})
+    assert "1..1000000000" in text, text
+    assert ok(inst, b, START, {"frames": 1_000_000_000})["frames"] == 1_000_000_000
+
+
+def test_bounded_stream_does_not_allocate():
+    inst, b = make()
+    ok(inst, b, CONFIGURE, {"mode": "counting", "bins": 32, "periods": 500})
+    ok(inst, b, START, {"frames": 100_000})
+    small, large = _streaming_alloc(inst, b)
+    assert inst.state == "running" and b.n_written > 800
+    assert large <= small + 64, (small, large)
+
+
+class _WaitLog:
+    """Records which kind of wait the core asks for."""
+
+    def __init__(self, b):
+        self.kinds = []
+        wait = b.wait
+
+        def timed(t):
+            self.kinds.append(("wait", t))
+            wait(t)
+
+        def idle(t):
+            self.kinds.append(("idle", t))
+            wait(t)
+
+        b.wait = timed
+        b.idle = idle
+
+
+def test_core_waits_idle_only_when_nothing_runs_moves_or_is_half_received():
+    inst, b = make()
+    log = _WaitLog(b)
+    run(inst, 2)
+    assert log.kinds == [("idle", 20_000)] * 2, log.kinds  # nothing to do: may hold the clock
+    log.kinds.clear()
+    b.rx += __import__("helpers").command_frame(5, STATUS)[:10]  # half a frame
+    run(inst, 2)
+    assert log.kinds == [("wait", 20_000)] * 2, log.kinds  # the 200-ms staleness must run
+    log.kinds.clear()
+    b.rx += __import__("helpers").command_frame(5, STATUS)[10:]
+    run(inst, 1)
+    assert frames(b, P.REPLY)  # the completed frame is answered
+    ok(inst, b, HOME)
+    log.kinds.clear()
+    b.rx += __import__("helpers").command_frame(6, MOVE, {"wavelength_nm": 400})
+    run(inst, 1)  # takes the MOVE; the stepper now moves until the next wait
+    run(inst, 1)
+    assert log.kinds == [("wait", 1000)], log.kinds  # a move in progress is timed work
+    log.kinds.clear()
+    ok(inst, b, CONFIGURE, {"mode": "counting", "bins": 4, "periods": 10})
+    ok(inst, b, START, {"frames": 2})
+    run(inst, 3)
+    assert inst.state == "idle"
+    assert log.kinds and log.kinds[-1][0] == "idle", log.kinds
