@@ -215,10 +215,7 @@ def allocate_dwell(coefficients: Sequence[float] | np.ndarray, total_s: float,
     knots = np.unique(knots[np.isfinite(knots)])
     fixed = lo[~live].sum()
 
-    def spent(scale: float) -> float:
-        return float(np.clip(scale * r, lo[live], hi[live]).sum()) + fixed
-
-    values = np.array([spent(k) for k in knots])
+    values = _clipped_sums(knots, r, lo[live], hi[live]) + fixed
     j = int(np.searchsorted(values, total_s, side="left"))
     if j >= len(knots):
         # Beyond the last knot only the uncapped points still grow (slope Σ√c of those).
@@ -233,6 +230,24 @@ def allocate_dwell(coefficients: Sequence[float] | np.ndarray, total_s: float,
     t = lo.copy()
     t[live] = np.clip(scale * r, lo[live], hi[live])
     return t
+
+
+def _clipped_sums(scales: np.ndarray, r: np.ndarray, lo: np.ndarray,
+                  hi: np.ndarray) -> np.ndarray:
+    """Σ_i clip(s·r_i, lo_i, hi_i) for every s in ``scales``, in O(n log n).
+
+    Σ lo + Σ_{a_i < s} (s·r_i − lo_i) − Σ_{b_i < s} (s·r_i − hi_i) with a = lo/r, b = hi/r:
+    a point enters its linear part at a_i and leaves it at b_i.
+    """
+    out = np.full(scales.shape, lo.sum())
+    for edge, bound, sign in ((lo / r, lo, 1.0), (hi / r, hi, -1.0)):
+        order = np.argsort(edge, kind="stable")
+        fin = np.isfinite(edge[order])
+        cum_r = np.concatenate([[0.0], np.cumsum(np.where(fin, r[order], 0.0))])
+        cum_b = np.concatenate([[0.0], np.cumsum(np.where(fin, bound[order], 0.0))])
+        k = np.searchsorted(edge[order], scales, side="left")
+        out += sign * (scales * cum_r[k] - cum_b[k])
+    return out
 
 
 def survey_dwell(budget_s: float, n_points: int, frame_s: float,

@@ -128,6 +128,29 @@ def test_budget_is_never_exceeded_by_more_than_a_frame_per_point(seed, sloppy):
         assert n_frames == pytest.approx(round(n_frames), abs=1e-9)   # whole frames
 
 
+@SETTINGS
+@given(c=st.lists(st.one_of(st.none(), st.floats(1e-9, 1e-2)), min_size=1, max_size=40),
+       survey_s=st.floats(0.0, 20.0), factor=st.floats(0.5, 50.0),
+       frame=st.sampled_from([0.01, 0.2, 1.0, 7.0]), cap=st.floats(1.0, 1e4),
+       min_dwell=st.floats(0.0, 10.0), seed=st.integers(0, 2**32 - 1))
+def test_any_plan_stays_within_a_frame_of_its_budget(c, survey_s, factor, frame, cap,
+                                                      min_dwell, seed):
+    # None marks a point that does not emit; the budget may be below the survey's cost.
+    survey = [SurveyPoint(survey_s, emits=x is not None, coefficient=x) for x in c]
+    spent = survey_s * len(c)
+    budget = max(spent * factor, 1e-3) + frame
+    plan = BudgetPlan(survey, budget, frame_s=frame, max_dwell_s=cap, min_dwell_s=min_dwell)
+    rng = np.random.default_rng(seed)
+    for i in rng.permutation(len(c)):
+        grant = plan.next_dwell(i)
+        assert grant == 0.0 or grant >= min_dwell - 1e-9
+        assert survey_s + grant <= max(cap, survey_s) + 1e-9
+        if c[i] is None:
+            assert grant == 0.0
+        plan.record(i, grant)
+    assert plan.used_s <= max(budget, spent) + 0.5 * frame + 1e-9
+
+
 @pytest.mark.parametrize("seed", range(6))
 def test_an_uncapped_plan_spends_the_budget(seed):
     rng = np.random.default_rng(100 + seed)
