@@ -5,8 +5,14 @@ package (`mip install usb-device`).
 IN (device → host): two data buffers and one priority buffer. A data frame (COUNTS or
 ADC_BLOCK) waits in a data buffer; any other frame (REPLY, EVENT, STATUS) in the priority
 buffer, which is sent first as soon as the endpoint is free, so a backlog of data frames never
-delays a reply. OUT (host → device): one transfer is always pending; what it brings goes into a
-ring the core drains with `read_into()`.
+delays a reply. OUT (host → device): one transfer of one packet (64 bytes) is always
+pending; what it brings goes into a ring the core drains with `read_into()`. One packet,
+because TinyUSB completes an OUT transfer only on a short packet or a full buffer, and the
+host sends no zero-length packet after a command whose length is a multiple of 64: a longer
+transfer would hold such a command until the next one arrived.
+
+Nothing here allocates per frame: the bound-method callbacks are made once, and the views
+handed to `submit_xfer` are cached per buffer and length.
 """
 from micropython import const
 import machine
@@ -22,7 +28,7 @@ PRODUCT = "cplscope CPL controller"
 
 _EP_IN_FLAG = const(0x80)
 _PACKET = const(64)  # full speed bulk max packet size
-_OUT_BUF = const(512)
+_OUT_BUF = const(64)  # one packet per OUT transfer (see above)
 _RX_RING = const(4096)
 _MAX_FRAME = const(24 + 8192)
 _TYPE_OFFSET = const(3)
@@ -38,6 +44,10 @@ class VendorInterface(Interface):
         self.ep_in = 0
         self._rx = Buffer(_RX_RING)
         self._out_buf = bytearray(_OUT_BUF)
+        mv = memoryview(self._out_buf)
+        self._out_views = [mv[:i] for i in range(_OUT_BUF + 1)]
+        self._out_cb = self._out_done
+        self._in_cb = self._in_done
         self._data = [bytearray(_MAX_FRAME), bytearray(_MAX_FRAME)]
         self._data_len = [0, 0]  # 0 = free
         self._data_seq = [0, 0]  # queue order
@@ -46,6 +56,7 @@ class VendorInterface(Interface):
         self._prio_len = 0
         self._sending = -2  # -2 idle, -1 priority buffer, 0/1 data buffer, -3 zero-length
         self._zlp = b""
+        self._views: list = [{}, {}, {}]  # data buffer 0, 1, priority buffer: length → view
         self.dropped_out = 0
 
     # descriptors ---------------------------------------------------------------------------
@@ -76,12 +87,12 @@ class VendorInterface(Interface):
     # OUT -----------------------------------------------------------------------------------
     def _submit_out(self) -> None:
         if self.is_open() and not self.xfer_pending(self.ep_out):
-            self.submit_xfer(self.ep_out, self._out_buf, self._out_done)
+            self.submit_xfer(self.ep_out, self._out_buf, self._out_cb)
 
     def _out_done(self, ep: int, result: int, n: int) -> None:
         if result == 0 and n:
             if self._rx.writable() >= n:
-                self._rx.write(memoryview(self._out_buf)[:n])
+                self._rx.write(self._out_views[n])
             else:
                 self.dropped_out += n
         self._submit_out()
@@ -132,7 +143,7 @@ class VendorInterface(Interface):
             return
         if self._prio_len:
             self._sending = -1
-            self.submit_xfer(self.ep_in, memoryview(self._prio)[:self._prio_len], self._in_done)
+            self.submit_xfer(self.ep_in, self._view(2, self._prio, self._prio_len), self._in_cb)
             return
         slot = -1
         for i in (0, 1):
@@ -140,8 +151,8 @@ class VendorInterface(Interface):
                 slot = i
         if slot >= 0:
             self._sending = slot
-            self.submit_xfer(self.ep_in, memoryview(self._data[slot])[:self._data_len[slot]],
-                             self._in_done)
+            self.submit_xfer(self.ep_in, self._view(slot, self._data[slot],
+                                                    self._data_len[slot]), self._in_cb)
 
     def _in_done(self, ep: int, result: int, n: int) -> None:
         if self._sending == -1:
@@ -151,10 +162,21 @@ class VendorInterface(Interface):
         if self._sending != -3 and n and n % _PACKET == 0 and self.is_open():
             # a transfer of whole packets ends on the host only with a zero-length packet
             self._sending = -3
-            self.submit_xfer(self.ep_in, self._zlp, self._in_done)
+            self.submit_xfer(self.ep_in, self._zlp, self._in_cb)
             return
         self._sending = -2
         self._kick()
+
+    def _view(self, which: int, buf: bytearray, n: int) -> memoryview:
+        """buf[:n] as a view, made once per length (a few lengths recur: data frames have
+        one per configuration); the cache is bounded."""
+        views = self._views[which]
+        v = views.get(n)
+        if v is None:
+            if len(views) >= 16:
+                views.clear()
+            v = views[n] = memoryview(buf)[:n]
+        return v
 
     def busy(self) -> bool:
         return self._data_len[0] != 0 and self._data_len[1] != 0

@@ -1,0 +1,311 @@
+"""`machine` for running firmware/board/rp2*.py in the MicroPython unix port: a behavioural
+model of the parts of an RP2040 the board uses, strict where the real chip or port is.
+
+* Interrupt handlers are called only through `call_irq`, with `micropython.heap_lock()`
+  held, as a hard IRQ on the board; any allocation raises MemoryError.
+* The unix port is 64-bit, so a value ≥ 2**30 is still a small int here. On the 32-bit rp2
+  port it is a long int, and making one in a hard IRQ raises MemoryError: the model raises
+  the same for every register address and value that reaches it from an IRQ outside the
+  30-bit range (`small`).
+* `Timer` takes the keywords of the rp2 port of release VERSION (`hard=` from v1.26.0).
+* `mem32` is the register bus of `rp2.py` (ADC, PIO control), not a dict.
+"""
+import micropython
+
+VERSION = (1, 26, 1)       # the MicroPython release modelled; tests may change it
+IN_IRQ = [False]
+IRQ_ENABLED = [True]
+PENDING = []               # (handler, arg) raised while interrupts were disabled
+VIOLATIONS = []            # what made a hard IRQ fail, for the test's message
+SMALL = 1 << 30
+
+
+def small(value, what="value"):
+    """On the 32-bit port `value` must be a small int if an IRQ handler is to touch it."""
+    if IN_IRQ[0] and not (-SMALL <= value < SMALL):
+        VIOLATIONS.append(what)  # a str constant: no allocation
+        raise MemoryError("heap is locked")
+    return value
+
+
+def call_irq(handler, arg):
+    """Run one hard interrupt handler as the chip would: now (or at enable_irq if
+    interrupts are disabled), heap locked."""
+    if not IRQ_ENABLED[0]:
+        PENDING.append((handler, arg))
+        return
+    IN_IRQ[0] = True
+    micropython.heap_lock()
+    try:
+        handler(arg)
+    finally:
+        micropython.heap_unlock()
+        IN_IRQ[0] = False
+
+
+def disable_irq():
+    was = IRQ_ENABLED[0]
+    IRQ_ENABLED[0] = False
+    return was
+
+
+def enable_irq(state):
+    IRQ_ENABLED[0] = bool(state)
+    if IRQ_ENABLED[0]:
+        while PENDING:
+            h, a = PENDING.pop(0)
+            call_irq(h, a)
+
+
+class Pin:
+    IN = 0
+    OUT = 1
+    PULL_UP = 1
+    PULL_DOWN = 2
+    levels = {}
+
+    def __init__(self, n, *a, **k):
+        self.n = n
+
+    def value(self, *v):
+        return Pin.levels.get(self.n, 0)
+
+
+class PWM:
+    def __init__(self, pin):
+        self.pin = pin
+        self.f = 1000
+        self.d = 0
+
+    def freq(self, f=None):
+        if f is not None:
+            if not 8 <= f <= 62_500_000:
+                raise ValueError("freq out of range")
+            self.f = int(f)
+        return self.f
+
+    def duty_u16(self, d=None):
+        if d is not None:
+            if not 0 <= d <= 65535:
+                raise ValueError("duty out of range")
+            self.d = d
+        return self.d
+
+
+# --- ADC: registers and FIFO ---------------------------------------------------------------
+ADC_BASE = 0x4004_C000   # RP2040
+CS_EN = 1
+CS_START_ONCE = 1 << 2
+CS_START_MANY = 1 << 3
+CS_READY = 1 << 8
+FCS_EN = 1
+FCS_DREQ_EN = 1 << 3
+FCS_EMPTY = 1 << 8
+FCS_UNDER = 1 << 10
+FCS_OVER = 1 << 11
+FIFO_DEPTH = 4
+
+
+class AdcModel:
+    def __init__(self):
+        self.cs = 0
+        self.fcs = 0
+        self.div = 0
+        self.fifo = []
+        self.over = False
+        self.under = False
+        self.source = [lambda i: 0] * 5   # per AINSEL channel: sample i → 12-bit value
+        self.n = 0                        # conversions so far
+        self.log = []                     # (register, value) writes, in order
+
+    @property
+    def ainsel(self):
+        return (self.cs >> 12) & 7
+
+    def running(self):
+        return bool(self.cs & CS_EN and self.cs & CS_START_MANY)
+
+    def read(self, off):
+        if off == 0x00:
+            return self.cs | CS_READY
+        if off == 0x04:
+            return self.source[self.ainsel](self.n) if self.cs & CS_EN else 0
+        if off == 0x08:
+            v = self.fcs | (len(self.fifo) << 16)
+            if not self.fifo:
+                v |= FCS_EMPTY
+            if self.over:
+                v |= FCS_OVER
+            if self.under:
+                v |= FCS_UNDER
+            return v
+        if off == 0x0C:
+            if not self.fifo:
+                self.under = True
+                return 0
+            return self.fifo.pop(0)
+        if off == 0x10:
+            return self.div
+        raise AssertionError("ADC register %#x not modelled" % off)
+
+    def write(self, off, v):
+        self.log.append((off, v))
+        if off == 0x00:
+            self.cs = v & ~CS_START_ONCE
+            if v & CS_START_ONCE:
+                self.convert(1)
+        elif off == 0x08:
+            if v & FCS_OVER:
+                self.over = False
+            if v & FCS_UNDER:
+                self.under = False
+            self.fcs = v & ~(FCS_OVER | FCS_UNDER | FCS_EMPTY)
+        elif off == 0x10:
+            self.div = v
+        else:
+            raise AssertionError("ADC register %#x not writable in the model" % off)
+
+    def convert(self, count):
+        """`count` conversions of the selected input (free-running or one-shot)."""
+        for _ in range(count):
+            v = self.source[self.ainsel](self.n) & 0xFFF
+            self.n += 1
+            if self.fcs & FCS_EN:
+                if len(self.fifo) >= FIFO_DEPTH:
+                    self.over = True
+                else:
+                    self.fifo.append(v)
+            if BUS.on_fifo is not None:
+                BUS.on_fifo()
+
+    def dreq(self):
+        return bool(self.fcs & FCS_DREQ_EN and self.fifo)
+
+
+ADC_MODEL = AdcModel()
+
+
+class ADC:
+    def __init__(self, ch):
+        if not 0 <= ch <= 4:
+            raise ValueError("ADC channel")
+        self.ch = ch
+
+    def read_u16(self):
+        # as the port does: select the channel (for good) and convert once
+        m = ADC_MODEL
+        m.cs = (m.cs & ~(7 << 12)) | (self.ch << 12) | CS_EN
+        v = m.source[self.ch](m.n) & 0xFFF
+        m.n += 1
+        return v << 4 | v >> 8
+
+
+class _Bus:
+    """Register accesses by address: the ADC here, PIO and DMA registers from rp2.py."""
+
+    def __init__(self):
+        self.devices = []   # (base, size, read(off), write(off, v))
+        self.on_fifo = None
+        self.stores = []    # every store, in order: (address, value)
+
+    def add(self, base, size, read, write):
+        self.devices.append((base, size, read, write))
+
+    def _find(self, addr):
+        for base, size, rd, wr in self.devices:
+            if base <= addr < base + size:
+                return base, rd, wr
+        raise AssertionError("no register at %#x in the model" % addr)
+
+    def read(self, addr):
+        small(addr, "register address")
+        base, rd, _ = self._find(addr)
+        return small(rd(addr - base), "register value")
+
+    def write(self, addr, v):
+        small(addr, "register address")
+        small(v, "register value")
+        if not 0 <= v < 1 << 32:
+            raise AssertionError("a 32-bit register got %r" % v)
+        self.stores.append((addr, v))
+        base, _, wr = self._find(addr)
+        wr(addr - base, v)
+
+
+BUS = _Bus()
+BUS.add(ADC_BASE, 0x24, ADC_MODEL.read, ADC_MODEL.write)
+
+
+class _Mem:
+    def __getitem__(self, a):
+        return BUS.read(a)
+
+    def __setitem__(self, a, v):
+        BUS.write(a, v)
+
+
+mem32 = _Mem()
+
+
+class WDT:
+    def __init__(self, timeout=5000):
+        if not 1 <= timeout <= 8388:
+            raise ValueError("timeout")
+        self.timeout = timeout
+
+    def feed(self):
+        pass
+
+
+class Timer:
+    ONE_SHOT = 0
+    PERIODIC = 1
+    all = []
+
+    def __init__(self, id=-1, **kw):
+        allowed = ["mode", "freq", "period", "tick_hz", "callback"]
+        if VERSION >= (1, 26, 0):
+            allowed.append("hard")
+        for k in kw:
+            if k not in allowed:
+                raise TypeError("unexpected keyword argument '%s'" % k)
+        if id != -1:
+            raise ValueError("Timer doesn't exist")
+        self.kw = kw
+        self.callback = kw.get("callback")
+        self.hard = kw.get("hard", False)
+        Timer.all.append(self)
+
+    def deinit(self):
+        self.callback = None
+        if self in Timer.all:
+            Timer.all.remove(self)
+
+    @staticmethod
+    def fire_all():
+        for t in list(Timer.all):
+            if t.callback is not None:
+                if not t.hard:
+                    raise AssertionError("a soft Timer callback would run late and allocate")
+                call_irq(t.callback, t)
+
+
+WDT_RESET = 3
+PWRON_RESET = 1
+_FREQ = [125_000_000]
+
+
+def freq():
+    return _FREQ[0]
+
+
+def unique_id():
+    return b"\xe6\x61\x41\x04\x03\x5a\x2b\x22"
+
+
+def reset_cause():
+    return PWRON_RESET
+
+
+def idle():
+    pass

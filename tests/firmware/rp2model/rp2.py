@@ -1,0 +1,417 @@
+"""`rp2` for the unix-port tests of firmware/board/rp2*.py: PIO state machines with FIFOs,
+and a behavioural DMA (see machine.py for the interrupt and small-int rules).
+
+DMA: channels with READ_ADDR / WRITE_ADDR that advance by the transfer size and wrap on
+their ring, a live transfer count that a trigger reloads from the value written last
+(writing `count` sets only that reload value), chain-to on completion, completion IRQs
+(unless irq_quiet), DREQ pacing from the PIO FIFOs and the ADC FIFO. Memory transfers go to
+the real buffers (uctypes), but only inside buffers a test registered with `allow()`: a
+transfer anywhere else fails the test instead of corrupting the heap. `pack_ctrl` returns
+the packed RP2040 CTRL word and `config` decodes it; a TRANS_COUNT with any of bits 31:28
+set (the RP2350's MODE field) is refused.
+"""
+import uctypes
+
+import machine
+
+PIO_BASE = (0x5020_0000, 0x5030_0000)
+FIFO_DEPTH = 4
+DREQ_ADC = 36
+DREQ_FORCE = 0x3F
+
+
+class PIO:
+    IN_LOW = 0
+    IN_HIGH = 1
+    OUT_LOW = 2
+    OUT_HIGH = 3
+    SHIFT_LEFT = 0
+    SHIFT_RIGHT = 1
+
+
+def asm_pio(**k):
+    return lambda f: f
+
+
+class StateMachine:
+    all = {}
+
+    def __init__(self, i, prog=None, **k):
+        old = StateMachine.all.get(i)
+        self.i = i
+        self.prog = prog
+        self.k = k
+        self.execs = []
+        self.puts = []
+        self.on = False
+        self.handler = None
+        self.hard = False
+        self.tx = []
+        self.rx = []
+        self.history = []   # "on"/"off" in order
+        if old is not None:
+            self.handler, self.hard = old.handler, old.hard
+        StateMachine.all[i] = self
+
+    def put(self, v):
+        self.puts.append(v)
+
+    def exec(self, ins):
+        self.execs.append(ins)
+
+    def active(self, v=None):
+        if v is not None:
+            self._set(bool(v))
+        return self.on
+
+    def _set(self, on):
+        if on != self.on:
+            self.history.append("on" if on else "off")
+        self.on = on
+
+    def restart(self):
+        pass
+
+    def irq(self, handler=None, hard=False):
+        self.handler = handler
+        self.hard = hard
+
+    def rx_fifo(self):
+        return len(self.rx)
+
+    def tx_fifo(self):
+        return len(self.tx)
+
+    def get(self):
+        return self.rx.pop(0)
+
+    # what the PIO program does, for the tests
+    def push_rx(self, word):
+        """`push noblock`: a full RX FIFO loses the word."""
+        if len(self.rx) < FIFO_DEPTH:
+            self.rx.append(word & 0xFFFFFFFF)
+        pump()
+
+    def count_bin(self, photons):
+        """photon_counter: pull the bin's running total, decrement it once per photon, push
+        it back."""
+        if not self.on:
+            raise AssertionError("SM%d counts while stopped" % self.i)
+        pump()
+        if not self.tx:
+            raise AssertionError("SM%d starved: its TX DMA fell behind" % self.i)
+        w = self.tx.pop(0)
+        if len(self.rx) >= FIFO_DEPTH:
+            raise AssertionError("SM%d stalled: its RX DMA fell behind" % self.i)
+        self.rx.append((w - photons) & 0xFFFFFFFF)
+        pump()
+
+    def raise_irq(self):
+        if self.handler is not None:
+            if not self.hard:
+                raise AssertionError("a soft PIO IRQ handler would run late")
+            machine.call_irq(self.handler, self)
+
+
+def _sm(i):
+    return StateMachine.all.get(i)
+
+
+def _pio_read(pio):
+    def read(off):
+        if 0x20 <= off < 0x30:
+            sm = _sm(4 * pio + (off - 0x20) // 4)
+            if sm is None or not sm.rx:
+                return 0
+            return sm.rx.pop(0)
+        if off == 0x00:
+            v = 0
+            for j in range(4):
+                sm = _sm(4 * pio + j)
+                if sm is not None and sm.on:
+                    v |= 1 << j
+            return v
+        raise AssertionError("PIO register %#x not modelled" % off)
+    return read
+
+
+def _pio_write(pio):
+    def write(off, v):
+        if 0x10 <= off < 0x20:
+            sm = _sm(4 * pio + (off - 0x10) // 4)
+            if sm is None or len(sm.tx) >= FIFO_DEPTH:
+                raise AssertionError("PIO TX FIFO write with no room")
+            sm.tx.append(v)
+        elif off in (0x00, 0x2000, 0x3000):   # CTRL, its atomic set and clear aliases
+            for j in range(4):
+                sm = _sm(4 * pio + j)
+                if sm is None:
+                    continue
+                bit = v >> j & 1
+                if off == 0x00:
+                    sm._set(bool(bit))
+                elif off == 0x2000 and bit:
+                    sm._set(True)
+                elif off == 0x3000 and bit:
+                    sm._set(False)
+        else:
+            raise AssertionError("PIO register %#x not writable in the model" % off)
+    return write
+
+
+for _p in (0, 1):
+    machine.BUS.add(PIO_BASE[_p], 0x4000, _pio_read(_p), _pio_write(_p))
+
+# --- DMA ------------------------------------------------------------------------------------
+_ALLOWED = []   # (start, end) of buffers DMA may touch
+
+
+def allow(buf, *more):
+    for b in (buf,) + more:
+        a = uctypes.addressof(b)
+        _ALLOWED.append((a, a + len(bytes(b))))
+
+
+def forbid_all():
+    _ALLOWED.clear()
+
+
+def _check_mem(addr, size, what):
+    for s, e in _ALLOWED:
+        if s <= addr and addr + size <= e:
+            return
+    raise AssertionError("DMA %s at %#x outside every buffer the firmware owns" % (what, addr))
+
+
+def _is_mem(addr):
+    return 0x1000_0000 <= addr < 0x4000_0000 or addr >= 0x1_0000_0000  # SRAM, or unix heap
+
+
+def _addr_reg(addr, what):
+    """An address register read from an IRQ: memory addresses are SRAM on the chip
+    (0x2000_0000…, small ints there); peripheral ones must pass the small-int rule."""
+    return addr if _is_mem(addr) else machine.small(addr, what)
+
+
+def _load(addr, size):
+    if _is_mem(addr):
+        _check_mem(addr, size, "read")
+        b = uctypes.bytearray_at(addr, size)
+        return int.from_bytes(b, "little")
+    return machine.BUS.read(addr)
+
+
+def _store(addr, size, v):
+    if _is_mem(addr):
+        _check_mem(addr, size, "write")
+        b = uctypes.bytearray_at(addr, size)
+        for i in range(size):
+            b[i] = v >> (8 * i) & 0xFF
+        return
+    machine.BUS.write(addr, v & ((1 << (8 * size)) - 1))
+
+
+_CTRL_KEYS = ("enable", "high_pri", "size", "inc_read", "inc_write", "ring_size", "ring_sel",
+              "chain_to", "treq_sel", "irq_quiet", "bswap", "sniff_en", "write_err",
+              "read_err")
+
+
+class DMA:
+    n = 0
+    channels = []
+
+    def __init__(self):
+        self.channel = len(DMA.channels)
+        DMA.channels.append(self)
+        self._read = 0
+        self._write = 0
+        self.live = 0
+        self.reload = 0
+        self._ctrl = 0
+        self.busy = False
+        self.handler = None
+        self.hard = False
+        self.closed = False
+        self.writes_while_busy = []
+
+    # registers
+    def _addr(self, v):
+        return v if isinstance(v, int) else uctypes.addressof(v)
+
+    @property
+    def read(self):
+        return _addr_reg(self._read, "DMA READ_ADDR")
+
+    @read.setter
+    def read(self, v):
+        if self.busy:
+            self.writes_while_busy.append("read")
+        self._read = self._addr(v)
+
+    @property
+    def write(self):
+        return _addr_reg(self._write, "DMA WRITE_ADDR")
+
+    @write.setter
+    def write(self, v):
+        if self.busy:
+            self.writes_while_busy.append("write")
+        self._write = self._addr(v)
+
+    @property
+    def count(self):
+        return machine.small(self.live, "DMA TRANS_COUNT")
+
+    @count.setter
+    def count(self, v):
+        self._set_count(v)
+
+    def _set_count(self, v):
+        if not 0 <= v < 1 << 28:
+            raise AssertionError("TRANS_COUNT %#x sets bits 31:28 (RP2350 MODE)" % v)
+        self.reload = v
+
+    @property
+    def ctrl(self):
+        return self._ctrl | (1 << 24 if self.busy else 0)
+
+    @ctrl.setter
+    def ctrl(self, v):
+        self._ctrl = v
+
+    def pack_ctrl(self, **k):
+        for key in k:
+            if key not in _CTRL_KEYS:
+                raise TypeError("unexpected keyword argument '%s'" % key)
+        v = 1 if k.get("enable", True) else 0
+        v |= (1 if k.get("high_pri", False) else 0) << 1
+        v |= (k.get("size", 2) & 3) << 2
+        v |= (1 if k.get("inc_read", True) else 0) << 4
+        v |= (1 if k.get("inc_write", True) else 0) << 5
+        ring = k.get("ring_size", 0)
+        if not 0 <= ring <= 15:
+            raise ValueError("ring_size")
+        v |= ring << 6
+        v |= (1 if k.get("ring_sel", False) else 0) << 10
+        chain = k.get("chain_to", self.channel)
+        if not 0 <= chain < 12:
+            raise ValueError("chain_to")
+        v |= chain << 11
+        v |= (k.get("treq_sel", DREQ_FORCE) & 0x3F) << 15
+        v |= (1 if k.get("irq_quiet", True) else 0) << 21
+        return v
+
+    def unpack(self):
+        c = self._ctrl
+        return {"enable": c & 1, "size": 1 << (c >> 2 & 3), "inc_read": c >> 4 & 1,
+                "inc_write": c >> 5 & 1, "ring_size": c >> 6 & 15, "ring_sel": c >> 10 & 1,
+                "chain_to": c >> 11 & 15, "treq_sel": c >> 15 & 0x3F,
+                "irq_quiet": c >> 21 & 1}
+
+    def config(self, read=None, write=None, count=None, ctrl=None, trigger=False):
+        if read is not None:
+            self.read = read
+        if write is not None:
+            self.write = write
+        if count is not None:
+            self._set_count(count)
+        if ctrl is not None:
+            self._ctrl = ctrl
+        if trigger:
+            self.trigger()
+
+    def irq(self, handler=None, hard=False):
+        self.handler = handler
+        self.hard = hard
+
+    def active(self, v=None):
+        if v is not None:
+            if v:
+                self.trigger()
+            else:
+                self.busy = False   # abort
+        return self.busy
+
+    def close(self):
+        self.busy = False
+        self.handler = None
+        self.closed = True
+
+    # behaviour
+    def trigger(self):
+        if self.closed:
+            raise AssertionError("trigger of a closed channel")
+        self.live = self.reload
+        self.busy = bool(self._ctrl & 1) and self.live > 0
+        pump()
+
+    def dreq(self):
+        t = self._ctrl >> 15 & 0x3F
+        if t == DREQ_FORCE:
+            return True
+        if t == DREQ_ADC:
+            return machine.ADC_MODEL.dreq()
+        pio, kind, sm = t // 8, t % 8 // 4, t % 4
+        s = _sm(4 * pio + sm)
+        if s is None:
+            return False
+        return len(s.tx) < FIFO_DEPTH if kind == 0 else bool(s.rx)
+
+    def _advance(self, addr, size, inc, ring_here):
+        if not inc:
+            return addr
+        ring = self._ctrl >> 6 & 15
+        if ring and ring_here:
+            mask = (1 << ring) - 1
+            return (addr & ~mask) | ((addr + size) & mask)
+        return addr + size
+
+    def step(self):
+        """One transfer."""
+        size = 1 << (self._ctrl >> 2 & 3)
+        sel = self._ctrl >> 10 & 1
+        v = _load(self._read, size)
+        _store(self._write, size, v)
+        self._read = self._advance(self._read, size, self._ctrl >> 4 & 1, sel == 0)
+        self._write = self._advance(self._write, size, self._ctrl >> 5 & 1, sel == 1)
+        self.live -= 1
+        if self.live == 0:
+            self.busy = False
+            if not self._ctrl >> 21 & 1 and self.handler is not None:
+                if not self.hard:
+                    raise AssertionError("a soft DMA IRQ handler would run late")
+                machine.call_irq(self.handler, self)
+            chain = self._ctrl >> 11 & 15
+            if chain != self.channel:
+                DMA.channels[chain].trigger()
+
+
+_PUMPING = [False]
+
+
+def pump():
+    """Run every channel whose DREQ is up until none can move (the DMA is fast next to the
+    devices)."""
+    if _PUMPING[0]:
+        return
+    _PUMPING[0] = True
+    try:
+        moved = True
+        while moved:
+            moved = False
+            for ch in DMA.channels:
+                if ch.busy and ch.dreq():
+                    ch.step()
+                    moved = True
+    finally:
+        _PUMPING[0] = False
+
+
+machine.BUS.on_fifo = pump
+
+
+def reset():
+    """A fresh chip (between test cases in one process)."""
+    DMA.channels.clear()
+    StateMachine.all.clear()
+    _ALLOWED.clear()
