@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -38,138 +38,78 @@ import numpy.typing as npt
 
 from ._clock import utc_now_iso
 from .calibration import Blank, Calibration
-from .demod import estimate
-from .protocol import usable_flags
+from .documents import PointEvent, RunStart, RunStop, Sink, SpectrumAssembler, emit
+from .frames import FrameSet, RawFrames
+from .pipeline import PointContext, process_point
 from .results import (
     FLAG_DWELL_LIMIT,
+    FLAG_FLICKER,
     FLAG_LINEAR_POL,
     FLAG_LINEAR_UNKNOWN,
     FLAG_MISFIT,
     FLAG_NO_EMISSION,
+    FLAG_SCATTER,
     FlagRules,
     PointResult,
-    frame_health_flags,
-    point_from_estimate,
 )
 from .spectrum import Spectrum
 
 __all__ = [
-    "Archive", "ArchiveWriter", "ArchivedDark", "ArchivedPoint", "PointSettings", "RawFrames",
-    "reprocess",
+    "Archive", "ArchiveWriter", "ArchivedDark", "ArchivedPoint", "FrameSet", "PointSettings",
+    "RawFrames", "reprocess",
 ]
 
 FORMAT = "cplscope-archive"
-VERSION = 1
+#: 2: each point stores its whole context (dark σ, nominal and commanded A0, tracking, drive,
+#: target σ, why it stopped, its plan index) and the run its blank and plan; version 1
+#: archives are still read.
+VERSION = 2
+_READABLE = (1, 2)
 _FLAGS_LEN = 256
 _TEXT_LEN = 64
-_AUTO_FLAGS = {FLAG_NO_EMISSION, FLAG_LINEAR_POL, FLAG_LINEAR_UNKNOWN, FLAG_MISFIT,
-               FLAG_DWELL_LIMIT}
+#: Flags the pipeline derives from the frames and the context; reprocessing recomputes them
+#: and keeps any other flag a stored result carries.
+_DERIVED_FLAGS = frozenset({FLAG_NO_EMISSION, FLAG_LINEAR_POL, FLAG_LINEAR_UNKNOWN, FLAG_MISFIT,
+                            FLAG_FLICKER, FLAG_SCATTER, "saturated", "overload", "mono_moving",
+                            "overrun", "pem_unlocked"})
 
 _FRAME_DT = np.dtype([("seq", "<u4"), ("timestamp_us", "<u8"), ("flags", "<u2"),
                       ("periods", "<u4"), ("pem_period_ps", "<u4"), ("mono_position", "<i4"),
                       ("acq_id", "<u2"), ("bin_span", "<f8"), ("owner", "<i4")])
 
 
-# --- frames -----------------------------------------------------------------------------
-
-@dataclass
-class RawFrames:
-    """Counting frames as arrays, usable or not, as the archive keeps them.
-
-    Attributes:
-        counts: (n, B) photon counts per phase bin, uint32.
-        seq, timestamp_us (µs), flags, periods, pem_period_ps (ps), mono_position (steps),
-            acq_id: (n,) int64 header fields of each frame.
-        bin_span: (n,) fraction of the PEM period covered by the bins.
-    """
-
-    counts: npt.NDArray[np.uint32]
-    seq: np.ndarray
-    timestamp_us: np.ndarray
-    flags: np.ndarray
-    periods: np.ndarray
-    pem_period_ps: np.ndarray
-    mono_position: np.ndarray
-    acq_id: np.ndarray
-    bin_span: np.ndarray
-
-    @classmethod
-    def of(cls, frames: Any) -> RawFrames:
-        """From a sequence of :class:`cplscope.protocol.Counts`, or any object with array
-        attributes ``counts``, ``seq``, ``timestamp_us``, ``flags``, ``periods``,
-        ``pem_period_ps``, ``mono_position``, ``acq_id`` (and ``bin_span``, scalar or
-        per frame, default 1) such as :class:`cplscope.frames.FrameSet`."""
-        if isinstance(frames, RawFrames):
-            return frames
-        names = ("seq", "timestamp_us", "flags", "periods", "pem_period_ps", "mono_position",
-                 "acq_id")
-        if hasattr(frames, "counts") and np.ndim(frames.counts) == 2:
-            counts = np.asarray(frames.counts)
-            cols = {n: np.asarray(getattr(frames, n), dtype=np.int64) for n in names}
-            span = np.broadcast_to(np.asarray(getattr(frames, "bin_span", 1.0), dtype=np.float64),
-                                   (counts.shape[0],)).copy()
-        else:
-            seq_frames = list(frames)
-            if not seq_frames:
-                raise ValueError("no frames given")
-            b = {f.n_bins for f in seq_frames}
-            if len(b) != 1:
-                raise ValueError(f"frames with different numbers of bins {sorted(b)}")
-            counts = np.stack([np.asarray(f.counts) for f in seq_frames])
-            cols = {n: np.array([int(getattr(f, n)) for f in seq_frames], dtype=np.int64)
-                    for n in names}
-            span = np.array([float(getattr(f, "bin_span", 1.0)) for f in seq_frames])
-        if counts.ndim != 2 or counts.dtype.kind not in "iu":
-            raise ValueError(f"counts must be an integer (n_frames, B) array, got {counts.dtype} "
-                             f"of shape {counts.shape}")
-        if counts.size and (counts.min() < 0 or counts.max() > 0xFFFFFFFF):
-            raise ValueError("counts must fit in uint32 (0 … 4294967295)")
-        n = counts.shape[0]
-        for name, col in cols.items():
-            if col.shape != (n,):
-                raise ValueError(f"{name} has shape {col.shape}, expected ({n},)")
-        return cls(counts.astype(np.uint32, copy=False), bin_span=span, **cols)
-
-    @property
-    def n_frames(self) -> int:
-        return int(self.counts.shape[0])
-
-    @property
-    def n_bins(self) -> int:
-        return int(self.counts.shape[1])
-
-    @property
-    def usable(self) -> np.ndarray:
-        """Boolean mask: frames that may enter an estimate (docs/protocol.md, Flags)."""
-        return np.array([usable_flags(int(f)) for f in self.flags], dtype=bool)
-
-    def select(self, mask: np.ndarray) -> RawFrames:
-        """The frames where ``mask`` is True."""
-        return RawFrames(**{f.name: getattr(self, f.name)[mask] for f in fields(self)})
-
-
 # --- settings ---------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class PointSettings:
-    """How one point was measured and estimated: everything reprocessing needs.
+    """How one point was measured and estimated: its :class:`~cplscope.pipeline.PointContext`
+    plus the frame time, dwell and bin span of its usable frames, the blank subtracted and
+    its position in the plan. Everything reprocessing needs.
 
     Attributes:
         wavelength_nm: emission wavelength, nm.
-        a0_rad: PEM peak retardation A0 at this wavelength, rad.
+        a0_rad: PEM peak retardation A0 in force at this point, rad.
         phase_offset_rad: φ0, rad.
+        frame_time_s: mean duration of one usable frame, s.
+        dwell_s: counting time of the frames used, s.
         handedness: +1 or −1.
         bin_span: fraction of the PEM period covered by the bins, (0, 1].
         dead_time_s: counter dead time, s (0 = no correction).
-        frame_time_s: duration of one frame, s.
-        dwell_s: counting time of the frames used, s.
         dark: expected dark counts per bin per frame, scalar or (B,).
         dark_source: where ``dark`` came from, e.g. ``"dark:0"`` (index into the archive's
-            darks), ``"assumed"``, ``"none"``.
+            darks), ``"given"``, ``"none"``.
         accumulation: index of the scan (0, 1, …) this point belongs to.
         noise: ``"poisson"`` (counting) or ``"gaussian"``.
-        blank_g, blank_sigma: blank subtracted from g (NaN: none).
+        blank_g, blank_sigma: blank subtracted from the wavelength's combined g (NaN: none).
         a0_tracking: whether the firmware held A0 constant over wavelength.
+        dark_sigma: standard uncertainty of ``dark``: a scalar common to all bins, or (B,).
+        target_sigma: the adaptive target σ_g (NaN: fixed dwell).
+        a0_nominal_rad: A0 by the firmware's PEM model (STATUS ``a0_rad``), rad.
+        a0_commanded_rad: the A0 commanded, rad.
+        pem_drive: the PEM drive, 0 … 1.
+        stopped: why counting ended (:class:`~cplscope.pipeline.PointContext`).
+        extra_flags: flags the measurement added (``hopeless``), ``;``-separated.
+        index: position of the wavelength in the plan (−1: unknown, version-1 archives).
     """
 
     wavelength_nm: float
@@ -187,18 +127,59 @@ class PointSettings:
     blank_g: float = math.nan
     blank_sigma: float = math.nan
     a0_tracking: bool = True
+    dark_sigma: Any = 0.0
+    target_sigma: float = math.nan
+    a0_nominal_rad: float = math.nan
+    a0_commanded_rad: float = math.nan
+    pem_drive: float = math.nan
+    stopped: str = "dwell"
+    extra_flags: str = ""
+    index: int = -1
 
     @property
     def blank(self) -> tuple[float, float] | None:
         """(g, σ) of the blank subtracted, or None."""
         return None if math.isnan(self.blank_g) else (self.blank_g, self.blank_sigma)
 
+    @classmethod
+    def from_context(cls, ctx: PointContext, *, frame_time_s: float, dwell_s: float,
+                     bin_span: float, blank: tuple[float, float] | None = None,
+                     index: int = -1) -> PointSettings:
+        """The archive row of a point measured with context ``ctx``."""
+        g, sg = blank if blank is not None else (math.nan, math.nan)
+        return cls(
+            wavelength_nm=ctx.wavelength_nm, a0_rad=ctx.a0_rad,
+            phase_offset_rad=ctx.phase_offset_rad, frame_time_s=float(frame_time_s),
+            dwell_s=float(dwell_s), handedness=ctx.handedness, bin_span=float(bin_span),
+            dead_time_s=ctx.dead_time_s, dark=ctx.dark, dark_source=ctx.dark_source,
+            accumulation=ctx.accumulation, noise=ctx.noise, blank_g=float(g),
+            blank_sigma=float(sg), a0_tracking=ctx.a0_tracking, dark_sigma=ctx.dark_sigma,
+            target_sigma=ctx.target_sigma, a0_nominal_rad=ctx.a0_nominal_rad,
+            a0_commanded_rad=ctx.a0_commanded_rad, pem_drive=ctx.pem_drive,
+            stopped=ctx.stopped, extra_flags=";".join(ctx.extra_flags), index=int(index))
+
+    def context(self) -> PointContext:
+        """The point's :class:`~cplscope.pipeline.PointContext`."""
+        return PointContext(
+            wavelength_nm=self.wavelength_nm, a0_rad=self.a0_rad,
+            phase_offset_rad=self.phase_offset_rad, handedness=self.handedness,
+            dead_time_s=self.dead_time_s, dark=self.dark, dark_sigma=self.dark_sigma,
+            dark_source=self.dark_source, accumulation=self.accumulation, noise=self.noise,
+            target_sigma=self.target_sigma, a0_nominal_rad=self.a0_nominal_rad,
+            a0_commanded_rad=self.a0_commanded_rad, a0_tracking=self.a0_tracking,
+            pem_drive=self.pem_drive, stopped=self.stopped,
+            extra_flags=tuple(f for f in self.extra_flags.split(";") if f))
+
 
 _SETTINGS_DT = np.dtype([
     ("wavelength_nm", "<f8"), ("a0_rad", "<f8"), ("phase_offset_rad", "<f8"),
     ("frame_time_s", "<f8"), ("dwell_s", "<f8"), ("handedness", "<i1"), ("bin_span", "<f8"),
     ("dead_time_s", "<f8"), ("dark_source", f"S{_TEXT_LEN}"), ("accumulation", "<i4"),
-    ("noise", "S8"), ("blank_g", "<f8"), ("blank_sigma", "<f8"), ("a0_tracking", "?")])
+    ("noise", "S8"), ("blank_g", "<f8"), ("blank_sigma", "<f8"), ("a0_tracking", "?"),
+    ("dark_sigma_common", "?"), ("target_sigma", "<f8"), ("a0_nominal_rad", "<f8"),
+    ("a0_commanded_rad", "<f8"), ("pem_drive", "<f8"), ("stopped", "S16"),
+    ("extra_flags", f"S{_TEXT_LEN}"), ("index", "<i4")])
+_TEXT_FIELDS = {"dark_source", "noise", "stopped", "extra_flags"}
 _RESULT_DT = np.dtype([(f.name, f"S{_FLAGS_LEN}" if f.name == "flags" else
                         "<i8" if f.name in ("n_frames", "accumulations") else "<f8")
                        for f in fields(PointResult)])
@@ -229,7 +210,8 @@ class ArchiveWriter:
 
     def __init__(self, path: str | os.PathLike[str], *, n_bins: int,
                  metadata: Mapping[str, Any], calibration: Calibration | None = None,
-                 rules: FlagRules = FlagRules(), overwrite: bool = False) -> None:
+                 rules: FlagRules = FlagRules(), overwrite: bool = False,
+                 blank: Blank | None = None, plan: Mapping[str, Any] | None = None) -> None:
         """Create the archive at ``path``.
 
         Args:
@@ -238,13 +220,15 @@ class ArchiveWriter:
             calibration: the calibration in force (stored in full, blank included).
             rules: the flag thresholds the results were computed with.
             overwrite: replace an existing file (otherwise FileExistsError).
+            blank: the blank the run subtracts (None: none).
+            plan: the run's plan (wavelengths, accumulations), JSON-ready.
         """
         if not 2 <= int(n_bins) <= 64:
             raise ValueError(f"n_bins must be 2 … 64, got {n_bins}")
         self.path = Path(path)
         if self.path.exists() and not overwrite:
             raise FileExistsError(f"{self.path} exists; choose a new file name for this run or "
-                                  "pass overwrite=True")
+                                  "allow overwriting it (--overwrite, overwrite=True)")
         self.n_bins = int(n_bins)
         self._stream: dict[str, int] | None = None
         f = h5py.File(self.path, "w", libver="latest")
@@ -258,14 +242,18 @@ class ArchiveWriter:
             f.attrs["rules"] = json.dumps(asdict(rules))
             f.attrs["closed"] = False
             f.attrs["stream"] = "null"
+            f.attrs["exit_status"] = ""
+            f.attrs["blank"] = json.dumps(blank.to_dict() if blank is not None else None)
+            f.attrs["plan"] = json.dumps(dict(plan) if plan is not None else None)
             b = self.n_bins
             chunk = max(16, 16384 // (4 * b))
             f.create_dataset("frames/counts", (0, b), maxshape=(None, b), dtype="<u4",
                              chunks=(chunk, b))
             f.create_dataset("frames/info", (0,), maxshape=(None,), dtype=_FRAME_DT, chunks=(512,))
             f.create_dataset("points", (0,), maxshape=(None,), dtype=_POINT_DT, chunks=(16,))
-            f.create_dataset("points_dark", (0, b), maxshape=(None, b), dtype="<f8",
-                             chunks=(64, b))
+            for name in ("points_dark", "points_dark_sigma"):
+                f.create_dataset(name, (0, b), maxshape=(None, b), dtype="<f8",
+                                 chunks=(64, b))
             f.create_dataset("darks", (0,), maxshape=(None,), dtype=_DARK_DT, chunks=(16,))
             for name in ("darks_level", "darks_sigma"):
                 f.create_dataset(name, (0, b), maxshape=(None, b), dtype="<f8", chunks=(16, b))
@@ -306,15 +294,20 @@ class ArchiveWriter:
 
     def add_dark(self, frames: Any, *, level: npt.ArrayLike | None = None,
                  sigma: npt.ArrayLike | None = None, source: str = "shutter-closed",
-                 wavelength_nm: float = math.nan, frame_time_s: float = math.nan) -> int:
+                 wavelength_nm: float = math.nan, frame_time_s: float = math.nan,
+                 dark: Any = None) -> int:
         """Store a dark measurement with its raw frames; returns its index (for
         ``PointSettings.dark_source = f"dark:{index}"``).
 
-        ``level`` (per bin per frame, counts) and its ``sigma`` default to the mean of the
-        usable frames and its standard error sqrt(mean/n) (Poisson).
+        ``level`` (per bin per frame, counts) and its ``sigma`` are taken from ``dark`` (a
+        :class:`~cplscope.measure.Dark`) at ``frame_time_s`` when given, else they default
+        to the mean of the usable frames and its standard error sqrt(mean/n) (Poisson).
         """
-        raw = RawFrames.of(frames)
+        raw = FrameSet.of(frames)
         f = self._f()
+        if dark is not None and level is None:
+            level = dark.per_frame(frame_time_s)
+            sigma = dark.sigma_per_frame(frame_time_s)
         if level is None:
             use = raw.counts[raw.usable].astype(np.float64)
             if use.shape[0] == 0:
@@ -342,14 +335,18 @@ class ArchiveWriter:
     def add_point(self, frames: Any, settings: PointSettings, result: PointResult) -> int:
         """Append one point: all its frames (usable or not), its settings and its result,
         then flush to disk. Returns the point's index."""
-        raw = RawFrames.of(frames)
+        raw = FrameSet.of(frames)
         f = self._f()
         dark = np.broadcast_to(np.asarray(settings.dark, dtype=np.float64), (self.n_bins,))
+        dark_sd = np.asarray(settings.dark_sigma, dtype=np.float64)
         row = np.zeros((), dtype=_POINT_DT)
         s = row["settings"]
         for name in _SETTINGS_FIELDS:
+            if name == "dark_sigma_common":
+                s[name] = dark_sd.ndim == 0
+                continue
             value = getattr(settings, name)
-            if name in ("dark_source", "noise"):
+            if name in _TEXT_FIELDS:
                 value = _text(value, _SETTINGS_DT[name].itemsize, name)
             s[name] = value
         r = row["result"]
@@ -358,22 +355,27 @@ class ArchiveWriter:
             r[name] = _text(";".join(value), _FLAGS_LEN, "flags") if name == "flags" else value
         index = f["points"].shape[0]
         row["frame_start"], row["frame_stop"] = self._append_frames(raw, index)
-        pd = f["points_dark"]
-        pd.resize((index + 1, self.n_bins))
-        pd[index] = dark
+        for name, value in (("points_dark", dark),
+                            ("points_dark_sigma", np.broadcast_to(dark_sd, (self.n_bins,)))):
+            ds = f[name]
+            ds.resize((index + 1, self.n_bins))
+            ds[index] = value
         self._append_row(f["points"], row)      # last: the row commits the point
         f.flush()
         return index
 
-    def close(self, stream: Mapping[str, int] | None = None) -> None:
+    def close(self, stream: Mapping[str, int] | None = None, *,
+              exit_status: str = "success") -> None:
         """Close the archive, recording the stream-health counters (``frames``,
-        ``rejected``, ``missing``, ``reconnects``, …) and marking it closed."""
+        ``rejected``, ``missing``, ``reconnects``, …) and the run's exit status
+        (``"success"``, ``"abort"``, ``"fail"``), and marking it closed."""
         if self._file is None:
             return
         self._file.close()
         self._file = None
         with h5py.File(self.path, "r+", libver="latest") as f:
             f.attrs["stream"] = json.dumps(dict(stream) if stream is not None else None)
+            f.attrs["exit_status"] = exit_status
             f.attrs["closed"] = True
 
     def __enter__(self) -> ArchiveWriter:
@@ -424,10 +426,12 @@ class Archive:
             file.close()
             raise ValueError(f"{path} is not a cplscope raw archive (format attribute "
                              f"{attrs.get('format')!r})")
-        if int(attrs["version"]) != VERSION:
+        self.version = int(attrs["version"])
+        if self.version not in _READABLE:
             file.close()
             raise ValueError(f"{path}: archive version {attrs['version']} is not supported "
-                             f"(this cplscope reads version {VERSION})")
+                             f"(this cplscope reads versions {', '.join(map(str, _READABLE))}); "
+                             "update cplscope")
         self.n_bins: int = int(attrs["n_bins"])
         self.metadata: dict[str, Any] = json.loads(attrs["metadata"])
         cal = json.loads(attrs["calibration"])
@@ -436,6 +440,10 @@ class Archive:
         self.rules = FlagRules(**json.loads(attrs["rules"]))
         self.closed_cleanly: bool = bool(attrs["closed"])
         self.stream: dict[str, int] | None = json.loads(attrs["stream"])
+        self.exit_status: str = str(attrs.get("exit_status", ""))
+        blank = json.loads(attrs.get("blank", "null"))
+        self.blank: Blank | None = Blank(**blank) if blank else None
+        self.plan: dict[str, Any] | None = json.loads(attrs.get("plan", "null"))
         n_frames = file["frames/counts"].shape[0]
         points = file["points"][:]
         # a killed writer may leave a row whose frames did not reach the disk: never trust one
@@ -479,14 +487,21 @@ class Archive:
         """Point ``i`` with its settings, stored result and frames."""
         row = self._points[i]
         s = row["settings"]
+        names = s.dtype.names or ()
         kw: dict[str, Any] = {}
         for name in _SETTINGS_FIELDS:
+            if name not in names or name == "dark_sigma_common":
+                continue
             v = s[name]
             kw[name] = v.decode() if isinstance(v, bytes) else v.item()
         kw["dark"] = self._f["points_dark"][i]
+        if "points_dark_sigma" in self._f:
+            sd = self._f["points_dark_sigma"][i]
+            kw["dark_sigma"] = float(sd[0]) if bool(s["dark_sigma_common"]) else sd
         settings = PointSettings(**kw)
         r = row["result"]
-        rk: dict[str, Any] = {n: r[n].item() for n in _RESULT_FIELDS if n != "flags"}
+        rnames = r.dtype.names or ()
+        rk: dict[str, Any] = {n: r[n].item() for n in _RESULT_FIELDS if n != "flags" and n in rnames}
         rk["flags"] = tuple(x for x in r["flags"].decode().split(";") if x)
         return ArchivedPoint(i, settings, PointResult(**rk),
                              self._frames(int(row["frame_start"]), int(row["frame_stop"])))
@@ -512,21 +527,24 @@ class Archive:
 # --- reprocessing -----------------------------------------------------------------------
 
 def reprocess(path: str | os.PathLike[str], calibration: Calibration | None = None,
-              blank: Blank | None = None, *, rules: FlagRules | None = None) -> Spectrum:
-    """Recompute every point of an archive from its stored frames.
+              blank: Blank | None = None, *, rules: FlagRules | None = None,
+              sinks: Sequence[Sink] = ()) -> Spectrum:
+    """Recompute a spectrum from an archive's frames, through the same point pipeline and
+    document stream as the run (one row per wavelength, accumulations combined, the blank
+    subtracted once).
 
     Frames that are not usable (docs/protocol.md, Flags) are left out, as in the run. With no
-    arguments the result equals the stored one.
+    arguments the result equals the run's CSV: the same rows, g, σ, flags and metadata, plus
+    a ``reprocessed`` note.
 
     Args:
-        calibration: new constants. A0 and φ0 are changed relative to the archive's
-            calibration (A0_point · a0_new/a0_old, φ0_point + φ0_new − φ0_old), so A0 tracking
-            or its absence is preserved; handedness and dead time are replaced. None keeps
-            the stored per-point values.
-        blank: a blank to subtract instead of the one used in the run. When None: the new
-            calibration's blank if a calibration is given, else the per-point stored blank.
-            To drop the blank, pass a calibration whose ``blank`` is None.
+        calibration: new constants. Each point's A0 is recomputed from the firmware's
+            nominal A0 stored with it (``a0_in_force``), so the tracking state is kept;
+            φ0, handedness and dead time are replaced. None keeps the stored values.
+        blank: a blank to subtract instead of the run's. When None: the new calibration's
+            blank if a calibration is given (none if it has none), else the run's.
         rules: flag thresholds; the archive's by default.
+        sinks: document subscribers (e.g. a :class:`~cplscope.documents.CsvSink`).
 
     Returns:
         A :class:`Spectrum` whose metadata notes the reprocessing.
@@ -537,58 +555,57 @@ def reprocess(path: str | os.PathLike[str], calibration: Calibration | None = No
         if calibration is not None and old is None:
             raise ValueError(f"{path} stores no calibration, so a new one cannot be applied "
                              "relative to it")
-        points = []
-        for ap in arc:
-            s = _recalibrated(ap.settings, old, calibration, blank)
-            points.append(_reprocess_point(ap, s, rules))
         meta = dict(arc.metadata)
-        if arc.stream is not None:
-            meta["stream"] = arc.stream
-    note: dict[str, Any] = {"date": utc_now_iso(),
-                            "archive": str(path)}
-    if calibration is not None:
-        cal = {k: v for k, v in calibration.to_dict().items()
-               if k not in ("format", "version", "blank")}
-        cal["blank_applied"] = blank is not None or calibration.blank is not None
-        meta["calibration"] = cal
-    elif blank is not None:
-        meta.setdefault("calibration", {})["blank_applied"] = True
-    meta["reprocessed"] = note
-    return Spectrum(points, meta)
-
-
-def _recalibrated(s: PointSettings, old: Calibration | None, new: Calibration | None,
-                  blank: Blank | None) -> PointSettings:
-    if new is not None:
-        assert old is not None
-        s = replace(s, a0_rad=s.a0_rad * new.a0_rad / old.a0_rad,
-                    phase_offset_rad=s.phase_offset_rad + new.phase_offset_rad - old.phase_offset_rad,
-                    handedness=new.handedness, dead_time_s=new.dead_time_s)
-        blank = blank if blank is not None else new.blank
-        if blank is None:
-            s = replace(s, blank_g=math.nan, blank_sigma=math.nan)
-    if blank is not None:
-        g, sigma = blank.at(s.wavelength_nm)
-        s = replace(s, blank_g=g, blank_sigma=sigma)
-    return s
-
-
-def _reprocess_point(ap: ArchivedPoint, s: PointSettings, rules: FlagRules) -> PointResult:
-    use = ap.frames.select(ap.frames.usable)
-    if use.n_frames == 0:
-        raise ValueError(f"point {ap.index} ({s.wavelength_nm:g} nm) has no usable frames")
-    kwargs: dict[str, Any] = {}
-    if s.bin_span != 1.0:
-        kwargs["bin_span"] = s.bin_span
-    est = estimate(use.counts, s.a0_rad, phase_offset=s.phase_offset_rad, dark=s.dark,
-                   dead_time=s.dead_time_s,
-                   frame_time=s.frame_time_s if s.dead_time_s > 0 else None,
-                   noise=s.noise, **kwargs)  # type: ignore[arg-type]
-    stored = ap.result.flags
-    health = frame_health_flags(ap.frames.flags)
-    passthrough = [f for f in stored if f not in _AUTO_FLAGS]
-    passthrough += [f for f in health if f not in passthrough]
-    return point_from_estimate(est, s.wavelength_nm, s.dwell_s, handedness=s.handedness,
-                               blank=s.blank, dwell_limit=FLAG_DWELL_LIMIT in stored,
-                               frame_flags=passthrough, rules=rules,
-                               accumulations=ap.result.accumulations)
+        if calibration is not None:
+            cal = {k: v for k, v in calibration.to_dict().items()
+                   if k not in ("format", "version", "blank")}
+            use_blank = blank if blank is not None else calibration.blank
+            cal["blank_applied"] = use_blank is not None
+            meta["calibration"] = cal
+        else:
+            use_blank = blank
+            if blank is not None:
+                meta.setdefault("calibration", {})["blank_applied"] = True
+        assembler = SpectrumAssembler(meta, rules)
+        plan = arc.plan or {}
+        wavelengths = plan.get("wavelengths_nm") or []
+        subscribers = list(sinks)
+        emit(subscribers, "start", RunStart.new(
+            meta, wavelengths, accumulations=int(plan.get("accumulations") or 1),
+            n_bins=arc.n_bins, calibration=calibration or old, blank=use_blank or arc.blank,
+            rules=rules))
+        order: dict[float, int] = {}
+        for seq, ap in enumerate(arc, 1):
+            s = ap.settings
+            ctx = s.context()
+            kept = tuple(f for f in ap.result.flags if f not in _DERIVED_FLAGS
+                         and not (f == FLAG_DWELL_LIMIT and math.isfinite(s.target_sigma)))
+            if kept:
+                ctx = replace(ctx, extra_flags=tuple(dict.fromkeys(ctx.extra_flags + kept)))
+            if calibration is not None:
+                ctx = ctx.recalibrated(old, calibration)
+            if calibration is not None or blank is not None:
+                point_blank = (use_blank.at(s.wavelength_nm) if use_blank is not None
+                               else None)
+            else:
+                point_blank = s.blank
+            use = ap.frames.select(ap.frames.usable)
+            if use.n_frames == 0:
+                raise ValueError(f"{path}: point {ap.index} ({s.wavelength_nm:g} nm) has no "
+                                 "usable frames")
+            _, result = process_point(use.counts, s.frame_time_s, s.bin_span, s.dwell_s, ctx,
+                                      frame_flags=ap.frames.flags, rules=rules)
+            index = s.index if s.index >= 0 else order.setdefault(
+                round(s.wavelength_nm, 6), len(order))
+            row = assembler.add(index, s.accumulation, result, point_blank)
+            emit(subscribers, "event", PointEvent(
+                seq, index, s.accumulation, ctx, ap.frames, result, row, point_blank,
+                assembler.spectrum(arc.stream), frame_time_s=s.frame_time_s,
+                dwell_s=s.dwell_s, bin_span=s.bin_span))
+        extra: dict[str, Any] = {}
+        if arc.exit_status == "abort":
+            extra["interrupted"] = True
+        extra["reprocessed"] = {"date": utc_now_iso(), "archive": str(path)}
+        spec = assembler.spectrum(arc.stream, **extra)
+        emit(subscribers, "stop", RunStop("success", "", arc.stream, spec))
+    return spec

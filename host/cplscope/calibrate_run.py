@@ -14,26 +14,52 @@ from .calibration import Blank, Calibration, load_for
 from ._clock import utc_now_iso
 from .measure import calibrate_handedness, calibrate_retardation, measure_dark
 
-__all__ = ["SIM_DEAD_TIME_S", "blank_from_spectrum", "calibrate", "calibrate_simulated",
-           "prepare", "store_blank"]
+__all__ = ["A0_COMMAND", "SIM_DEAD_TIME_S", "blank_from_spectrum", "calibrate",
+           "calibrate_simulated", "default_retardation", "prepare", "store_blank"]
 
 log = logging.getLogger(__name__)
 
 #: Dead time of the simulated counting head, as its "datasheet" states it (s).
 SIM_DEAD_TIME_S = 18e-9
-#: A0 the instrument is told to hold; the calibration records what that really gives.
+#: A0 the instrument is told to hold while it is calibrated; the calibration records what
+#: that really gives (its ratio to the command is the PEM's drive calibration).
 A0_COMMAND = math.pi / 2
 
 
+def default_retardation(bins: int = 16, phase_offset_rad: float = 0.0) -> float:
+    """The counting mode's default A0 (rad): the one that minimizes σ_g per detected photon
+    for ``bins`` equal phase bins (:func:`cplscope.demod.retardation.optimal_retardation`,
+    1.907 rad for B = 16, about 7 % fewer photons than π/2 for the same σ_g). Analog mode
+    keeps π/2 (its 1f lock-in efficiency 2·J1²/<sin²δ> peaks there, docs/estimator.md)."""
+    from .demod.retardation import optimal_retardation
+
+    return optimal_retardation(int(bins), phase_offset_rad)
+
+
 def prepare(inst, *, bins: int = 16, periods: int = 10000, hv_volts: float = 800.0,
-            a0_rad: float = A0_COMMAND, open_shutter: bool = True) -> None:
+            a0_rad: float | None = None, open_shutter: bool = True) -> None:
     """Put the instrument in counting mode, ready to measure: B bins, K periods per frame,
-    PMT HV (V), A0 held constant across wavelengths, shutter open."""
+    PMT HV (V), A0 (rad) held constant across wavelengths, shutter open.
+
+    ``a0_rad`` None: :func:`default_retardation` for ``bins``. The retardation command is
+    corrected by the calibration's scale, so the PEM really produces ``a0_rad``."""
     inst.configure_counting(bins=bins, periods=periods)
     inst.set_hv(hv_volts)
-    inst.set_retardation(a0_rad)
+    target = default_retardation(bins, _phase_offset(inst)) if a0_rad is None else float(a0_rad)
+    scale = _scale(inst)
+    inst.set_retardation(min(target / scale, math.pi))
     if open_shutter:
         inst.open_shutter()
+
+
+def _phase_offset(inst) -> float:
+    cal = getattr(inst, "calibration", None)
+    return float(cal.phase_offset_rad) if cal is not None else 0.0
+
+
+def _scale(inst) -> float:
+    cal = getattr(inst, "calibration", None)
+    return float(cal.retardation_scale) if cal is not None else 1.0
 
 
 def calibrate(inst, *, dwell_s: float = 20.0, wavelength_nm: float = 500.0,
@@ -58,7 +84,7 @@ def calibrate(inst, *, dwell_s: float = 20.0, wavelength_nm: float = 500.0,
     serial = str(inst.info()["serial"])
     old = inst.calibration
     tau = float(dead_time_s if dead_time_s is not None else old.dead_time_s)
-    prepare(inst, open_shutter=False)
+    _prepare_for_calibration(inst)
     inst.move_to(wavelength_nm)
     dark = measure_dark(inst, min(dwell_s, 10.0))
     inst.open_shutter()
@@ -73,7 +99,7 @@ def calibrate(inst, *, dwell_s: float = 20.0, wavelength_nm: float = 500.0,
         swap_sample("Put the handedness reference (e.g. a left-circular polarizer) in the "
                     "beam instead of the linear polarizer")
     else:
-        prepare(other, open_shutter=False)
+        _prepare_for_calibration(other)
         other.move_to(wavelength_nm)
         dark = measure_dark(other, min(dwell_s, 10.0))
         other.open_shutter()
@@ -87,12 +113,21 @@ def calibrate(inst, *, dwell_s: float = 20.0, wavelength_nm: float = 500.0,
         reference_wavelength_nm=float(wavelength_nm), sigma_a0_rad=fit.sigma_a0,
         sigma_phase_offset_rad=fit.sigma_phase,
         note=f"A0 commanded {A0_COMMAND:.6f} rad; retardation fit χ²_red {fit.chi2_red:.3f}; "
-             f"handedness reference g {hand.g_measured:+.4f} ± {hand.sigma_g:.1e}")
+             f"handedness reference g {hand.g_measured:+.4f} ± {hand.sigma_g:.1e}",
+        a0_command_rad=A0_COMMAND)
     inst.calibration = cal
     if save:
         path = cal.save()
         log.info("calibration of %s saved to %s", serial, path)
     return cal
+
+
+def _prepare_for_calibration(inst) -> None:
+    """Counting mode at the calibration's own A0 command (uncorrected: the fit measures
+    what the command gives), shutter closed."""
+    inst.configure_counting(bins=16, periods=10000)
+    inst.set_hv(800.0)
+    inst.set_retardation(A0_COMMAND)
 
 
 def calibrate_simulated(*, seed: int = 0, dwell_s: float = 20.0, save: bool = True,

@@ -126,8 +126,9 @@ class Calibration:
     """Calibration constants of one instrument.
 
     Attributes:
-        a0_rad: peak PEM retardation A0 in rad, 0 < A0 ≤ π, at ``reference_wavelength_nm``:
-            the A0 the firmware is told to hold (SET_RETARDATION).
+        a0_rad: peak PEM retardation A0 in rad, 0 < A0 ≤ π, that the PEM really produced at
+            ``reference_wavelength_nm`` when the firmware was told to hold
+            ``a0_command_rad`` (SET_RETARDATION).
         phase_offset_rad: φ0 in rad, δ(θ) = A0·sin(θ − φ0).
         handedness: +1 or −1; multiplies g_lum and ΔI.
         dead_time_s: non-paralyzable counter dead time τ in s (≥ 0).
@@ -140,6 +141,12 @@ class Calibration:
             None when unknown.
         blank: g of an achiral reference against wavelength, or None.
         note: free text.
+        a0_command_rad: the A0 (rad) the firmware was told to hold when ``a0_rad`` was
+            measured; None (files before it was recorded) means π/2. The ratio
+            ``a0_rad / a0_command_rad`` (:attr:`retardation_scale`) is the PEM's drive
+            calibration: the retardation in force at any wavelength and any command is that
+            ratio times the firmware's nominal A0 (STATUS ``a0_rad``, which follows the drive
+            and the wavelength, tracking or not).
     """
 
     a0_rad: float
@@ -155,6 +162,7 @@ class Calibration:
     sigma_dead_time_s: float | None = None
     blank: Blank | None = field(default=None)
     note: str = ""
+    a0_command_rad: float | None = None
 
     def __post_init__(self) -> None:
         a0 = _number("a0_rad", self.a0_rad)
@@ -185,6 +193,27 @@ class Calibration:
             raise CalibrationError(f"blank must be a Blank or None, got {type(self.blank).__name__}")
         if not isinstance(self.note, str):
             raise CalibrationError("note must be a string")
+        if self.a0_command_rad is not None and not (
+                0.0 < _number("a0_command_rad", self.a0_command_rad) <= math.pi):
+            raise CalibrationError(f"a0_command_rad must be in (0, π] rad, got "
+                                   f"{self.a0_command_rad!r}")
+
+    @property
+    def retardation_scale(self) -> float:
+        """Actual A0 over the firmware's nominal A0: ``a0_rad / a0_command_rad`` (1 for the
+        uncalibrated defaults)."""
+        return self.a0_rad / (self.a0_command_rad if self.a0_command_rad is not None
+                              else math.pi / 2)
+
+    def a0_in_force(self, nominal_a0_rad: float) -> float:
+        """The peak retardation (rad) the PEM really produces when the firmware's PEM model
+        says ``nominal_a0_rad`` (STATUS ``a0_rad`` at the present wavelength and drive)."""
+        a0 = float(nominal_a0_rad)
+        if not (math.isfinite(a0) and a0 > 0):
+            raise CalibrationError(
+                f"the PEM retardation is {nominal_a0_rad!r} rad (PEM off?): set a retardation "
+                "first (Instrument.set_retardation or Instrument.prepare)")
+        return a0 * self.retardation_scale
 
     @property
     def is_default(self) -> bool:
@@ -265,7 +294,7 @@ class Calibration:
 
 _FIELDS = ("a0_rad", "phase_offset_rad", "handedness", "dead_time_s", "serial", "date",
            "source", "reference_wavelength_nm", "sigma_a0_rad", "sigma_phase_offset_rad",
-           "sigma_dead_time_s", "blank", "note")
+           "sigma_dead_time_s", "blank", "note", "a0_command_rad")
 _REQUIRED = _FIELDS[:7]
 
 
@@ -275,7 +304,8 @@ def default_calibration(serial: str) -> Calibration:
     scale; callers should warn."""
     return Calibration(a0_rad=math.pi / 2, phase_offset_rad=0.0, handedness=1, dead_time_s=0.0,
                        serial=serial, date=utc_now_iso(),
-                       source="default", note="uncalibrated defaults")
+                       source="default", note="uncalibrated defaults",
+                       a0_command_rad=math.pi / 2)
 
 
 def config_dir() -> Path:

@@ -12,18 +12,27 @@ import queue
 import time
 from collections.abc import Callable, Generator
 from contextlib import closing
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import usb.core
 
 from .calibration import Calibration, load_for
 from .frames import FrameSet
+from .pipeline import Retardation
+from .results import FlagRules
 from .protocol import AdcBlock, CommandError, Counts, Event, EventCode, Opcode
 from .transport import ConnectionLost, LinkHealth, Transport
 
 __all__ = ["AcquisitionError", "Instrument", "OverloadError"]
 
 log = logging.getLogger(__name__)
+
+#: The firmware's PEM drive calibration after boot (drive 0.5 gives π/2 at 500 nm).
+_DRIVE_PER_RAD_NM = 0.0006366
+
+if TYPE_CHECKING:
+    from .measure import PointMeasurement
+    from .spectrum import Spectrum
 
 
 def _flag_names(flags: int) -> str:
@@ -102,23 +111,74 @@ class Instrument:
                              f"{serial}")
         self._calibration = value
 
-    # Measurements (see cplscope.measure and cplscope.scan for the arguments).
+    # --- measurements (cplscope.measure and cplscope.scan do the work) ------------------------
 
-    def measure(self, **kwargs: Any):
-        """Measure g_lum at the current wavelength: ``dwell_s=`` or ``target_sigma=`` (with
-        ``max_dwell_s=``). See :func:`cplscope.measure.measure`."""
-        from .measure import measure
-        return measure(self, **kwargs)
+    def prepare(self, *, bins: int = 16, periods: int = 10000, hv_volts: float = 800.0,
+                a0_rad: float | None = None, open_shutter: bool = True) -> None:
+        """Counting mode, ready to measure: ``bins`` phase bins, ``periods`` PEM periods per
+        frame, PMT HV (V), A0 (rad) held constant across wavelengths, shutter open. ``a0_rad``
+        None: the counting default (:func:`cplscope.calibrate_run.default_retardation`)."""
+        from .calibrate_run import prepare
+        prepare(self, bins=bins, periods=periods, hv_volts=hv_volts, a0_rad=a0_rad,
+                open_shutter=open_shutter)
 
-    def measure_dark(self, dwell_s: float = 10.0):
+    def measure(self, *, dwell_s: float | None = None, target_sigma: float | None = None,
+                max_dwell_s: float | None = None, min_dwell_s: float | None = None,
+                calibration: Calibration | None = None, dark: Any = None,
+                rules: FlagRules | None = None, blank: tuple[float, float] | None = None,
+                wavelength_nm: float | None = None,
+                skip_hopeless: bool = False) -> PointMeasurement:
+        """Measure g_lum at the current wavelength: a fixed ``dwell_s`` (s), or adaptive
+        until σ_g ≤ ``target_sigma`` or ``max_dwell_s`` (s, default
+        :data:`cplscope.measure.DEFAULT_MAX_DWELL_S`). See :func:`cplscope.measure.measure`
+        for every argument."""
+        from .measure import DEFAULT_MAX_DWELL_S, measure
+        return measure(self, dwell_s=dwell_s, target_sigma=target_sigma,
+                       max_dwell_s=DEFAULT_MAX_DWELL_S if max_dwell_s is None else max_dwell_s,
+                       min_dwell_s=min_dwell_s, calibration=calibration, dark=dark,
+                       rules=rules if rules is not None else FlagRules(), blank=blank,
+                       wavelength_nm=wavelength_nm, skip_hopeless=skip_hopeless)
+
+    def measure_dark(self, dwell_s: float = 10.0) -> Any:
         """Dark counts per bin with the shutter closed (:func:`cplscope.measure.measure_dark`)."""
         from .measure import measure_dark
         return measure_dark(self, dwell_s)
 
-    def scan(self, start: float, stop: float, step: float, **kwargs: Any):
-        """Scan from ``start`` to ``stop`` nm in ``step`` nm (:func:`cplscope.scan.scan`)."""
+    def scan(self, start: float, stop: float, step: float, *, dwell_s: float | None = None,
+             target_sigma: float | None = None, max_dwell_s: float | None = None,
+             accumulations: int = 1, dark: Any = True, dark_dwell_s: float = 10.0,
+             calibration: Calibration | None = None, blank: Any = None,
+             callback: Callable[..., None] | None = None, output: Any = None,
+             archive: Any = None, progress: bool = False, sample: str = "",
+             rules: FlagRules | None = None, settings: dict[str, Any] | None = None,
+             skip_hopeless: bool = False, overwrite: bool = False,
+             sinks: Any = ()) -> Spectrum:
+        """Scan from ``start`` to ``stop`` nm in ``step`` nm and return the spectrum
+        (:func:`cplscope.scan.scan` documents every argument)."""
+        from .measure import DEFAULT_MAX_DWELL_S
         from .scan import scan
-        return scan(self, start, stop, step, **kwargs)
+        return scan(self, start, stop, step, dwell_s=dwell_s, target_sigma=target_sigma,
+                    max_dwell_s=DEFAULT_MAX_DWELL_S if max_dwell_s is None else max_dwell_s,
+                    accumulations=accumulations, dark=dark, dark_dwell_s=dark_dwell_s,
+                    calibration=calibration, blank=blank, callback=callback, output=output,
+                    archive=archive, progress=progress, sample=sample,
+                    rules=rules if rules is not None else FlagRules(), settings=settings,
+                    skip_hopeless=skip_hopeless, overwrite=overwrite, sinks=sinks)
+
+    def retardation(self) -> Retardation:
+        """The PEM retardation the firmware holds now: its nominal A0 at the present
+        wavelength (STATUS ``a0_rad``, rad), the commanded A0, the tracking state and the
+        drive (:class:`cplscope.pipeline.Retardation`)."""
+        nominal = self.status().get("a0_rad")
+        cmd = self._settings.get(Opcode.SET_RETARDATION, {})
+        k = float(self._settings.get(Opcode.PEM_CONFIG, {}).get("drive_per_rad_nm",
+                                                                 _DRIVE_PER_RAD_NM))
+        nominal_f = float(nominal) if nominal is not None else math.nan
+        wl = self._wavelength_nm
+        drive = nominal_f * wl * k if wl is not None and math.isfinite(nominal_f) else math.nan
+        return Retardation(nominal_rad=nominal_f,
+                           commanded_rad=float(cmd.get("a0_rad", math.nan)),
+                           tracking=bool(cmd.get("track_wavelength", True)), drive=drive)
 
     def status(self) -> dict[str, Any]:
         """The board's STATUS object (docs/protocol.md)."""

@@ -8,20 +8,25 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from .calibration import Calibration
-from .demod import Estimate, estimate
+from .demod import Estimate
 from .demod.calibrate import RetardationFit, fit_handedness, fit_retardation
 from .frames import FrameSet
-from .protocol import Counts
-from .results import FlagRules, PointResult, frame_health_flags, point_from_estimate
+from .pipeline import PointContext, Retardation, estimate_frames, process_point
+from .results import FlagRules, PointResult, emission_significance, subtract_blank
 
-__all__ = ["Dark", "PointMeasurement", "calibrate_handedness", "calibrate_retardation",
-           "measure", "measure_dark"]
+__all__ = ["DEFAULT_MAX_DWELL_S", "FLAG_HOPELESS", "AnalogDark", "Dark", "PointMeasurement",
+           "calibrate_handedness", "calibrate_retardation", "measure", "measure_dark",
+           "retardation_in_force"]
+
+#: Set when the adaptive dwell gave a point up because its target σ was out of reach within
+#: the maximum dwell (``skip_hopeless``).
+FLAG_HOPELESS = "hopeless"
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +96,19 @@ class AnalogDark:
 
 @dataclass(frozen=True)
 class PointMeasurement:
-    """One measured point: the frames, the estimate and the flagged, corrected result."""
+    """One measured point.
+
+    Attributes:
+        wavelength_nm: wavelength, nm.
+        frames: the usable frames (a :class:`~cplscope.frames.FrameSet`; in analog mode the
+            list of :class:`~cplscope.analog.AnalogFrames` chunks).
+        estimate: the fit of the frames.
+        result: the point's result, with the blank (if any) subtracted.
+        dwell_limit: the adaptive dwell ended at the maximum dwell above the target σ.
+        dark: expected dark per bin per frame that was subtracted.
+        context: everything else the result depends on (the archive stores it).
+        raw_result: the result before blank subtraction (what accumulations combine).
+    """
 
     wavelength_nm: float
     frames: Any
@@ -99,12 +116,22 @@ class PointMeasurement:
     result: PointResult
     dwell_limit: bool
     dark: np.ndarray
+    context: PointContext | None = None
+    raw_result: PointResult | None = None
+
+
+#: Default maximum dwell per point of the adaptive mode (s), the same for every entry point.
+DEFAULT_MAX_DWELL_S = 300.0
+#: Emission significance below which the adaptive dwell stops a point early (no emission).
+_EARLY_EMPTY_Z = 2.0
 
 
 def measure_dark(inst, dwell_s: float = 10.0, *, n_bins: int = 16,
                  frame_periods: int = 5000) -> Dark | AnalogDark:
     """Close the shutter, count (or sample) for ``dwell_s`` s, restore the shutter. Returns
     the per-bin dark rate, or in analog mode the dark level."""
+    if not (math.isfinite(dwell_s) and dwell_s > 0):
+        raise ValueError(f"the dark dwell must be > 0 s, got {dwell_s!r}")
     was_open = bool(inst.status().get("shutter_open"))
     inst.close_shutter()
     try:
@@ -132,98 +159,138 @@ def measure_dark(inst, dwell_s: float = 10.0, *, n_bins: int = 16,
                 dwell_s=t, frames=frames)
 
 
-def _estimate(frames: FrameSet, cal: Calibration, dark: Dark | None) -> Estimate:
-    frame_time = frames.frame_time_s
-    d = dark.per_frame(frame_time) if dark is not None else 0.0
-    sd = dark.sigma_per_frame(frame_time) if dark is not None else 0.0
-    return estimate(frames.counts, cal.a0_rad, phase_offset=cal.phase_offset_rad, dark=d,
-                    dark_sigma=sd, dead_time=cal.dead_time_s,
-                    frame_time=frame_time if cal.dead_time_s else None, bin_span=frames.bin_span)
+def retardation_in_force(inst) -> Retardation:
+    """The retardation the firmware holds now (:class:`~cplscope.pipeline.Retardation`),
+    from STATUS and the last SET_RETARDATION / PEM_CONFIG settings."""
+    getter = getattr(inst, "retardation", None)
+    if callable(getter):
+        return getter()
+    return Retardation(nominal_rad=float(inst.status().get("a0_rad") or math.nan))
+
+
+def _context(wl: float, cal: Calibration, ret: Retardation, dark: Dark | None,
+             frames: FrameSet, **kw: Any) -> PointContext:
+    t = frames.frame_time_s
+    d = dark.per_frame(t) if dark is not None else 0.0
+    sd = dark.sigma_per_frame(t) if dark is not None else 0.0
+    return PointContext.build(wl, cal, ret, dark=d, dark_sigma=sd, **kw)
 
 
 def measure(inst, *, dwell_s: float | None = None, target_sigma: float | None = None,
-            max_dwell_s: float = 600.0, min_dwell_s: float | None = None,
+            max_dwell_s: float = DEFAULT_MAX_DWELL_S, min_dwell_s: float | None = None,
             calibration: Calibration | None = None, dark: Dark | AnalogDark | None = None,
             rules: FlagRules = FlagRules(), blank: tuple[float, float] | None = None,
-            wavelength_nm: float | None = None) -> PointMeasurement:
+            wavelength_nm: float | None = None, accumulation: int = 0,
+            skip_hopeless: bool = False, dark_source: str | None = None) -> PointMeasurement:
     """Measure g_lum at the current wavelength.
 
     Either a fixed ``dwell_s`` (s), or adaptive: count until ``sigma_g ≤ target_sigma`` or
     ``max_dwell_s`` (then the result carries the ``dwell_limit`` flag). The adaptive mode
-    re-estimates at growing intervals and stops early, after ``min_dwell_s`` (default 2 % of
-    ``max_dwell_s``, at least 1 s), when the emission is not even 2σ above dark: that point is
-    reported ``no_emission`` rather than counted for the full maximum dwell.
+    counts in chunks whose lengths follow from the data so far (so the same data give the
+    same chunks), and stops early, after ``min_dwell_s`` (default 2 % of ``max_dwell_s``, at
+    least 1 s), when the emission is not even 2σ above dark: that point is reported
+    ``no_emission`` rather than counted for the full maximum dwell.
 
     Args:
-        calibration: A0, φ0, handedness and dead time; default: the instrument's stored one.
+        calibration: A0 scale, φ0, handedness and dead time; default: the instrument's
+            stored one. Each point is fitted with the retardation really in force at its
+            wavelength (the calibration's scale times the firmware's nominal A0).
         dark: dark rates from :func:`measure_dark`; None assumes no dark counts.
         blank: (g, σ) of an achiral reference at this wavelength, subtracted from g.
         wavelength_nm: the wavelength to report (default: the instrument's current one).
+        accumulation: index of the scan this point belongs to (recorded in its context).
+        skip_hopeless: in adaptive mode, stop a point as soon as the rate measured so far
+            shows that the target σ cannot be reached within ``max_dwell_s``; it is flagged
+            ``hopeless``.
+        dark_source: how the dark is referred to in the context (default ``"given"`` or
+            ``"none"``).
     """
     cal = calibration if calibration is not None else inst.calibration
     if (dwell_s is None) == (target_sigma is None):
         raise ValueError("give either dwell_s (s) or target_sigma (adaptive dwell)")
+    if dwell_s is not None and not (math.isfinite(dwell_s) and dwell_s > 0):
+        raise ValueError(f"the dwell must be > 0 s, got {dwell_s!r}")
+    if target_sigma is not None and not (math.isfinite(target_sigma) and target_sigma > 0):
+        raise ValueError(f"the target σ(g) must be > 0, got {target_sigma!r}")
+    if not (math.isfinite(max_dwell_s) and max_dwell_s > 0):
+        raise ValueError(f"the maximum dwell must be > 0 s, got {max_dwell_s!r}")
     if inst.mode == "analog":
         if dark is not None and not isinstance(dark, AnalogDark):
             raise ValueError("in analog mode the dark must be an AnalogDark (measure_dark in "
                              "analog mode)")
         return measure_analog(inst, dwell_s=dwell_s, target_sigma=target_sigma,
                               max_dwell_s=max_dwell_s, calibration=cal, dark=dark, rules=rules,
-                              blank=blank, wavelength_nm=wavelength_nm)
+                              blank=blank, wavelength_nm=wavelength_nm,
+                              accumulation=accumulation)
     if isinstance(dark, AnalogDark):
         raise ValueError("an analog dark level cannot correct photon counts: measure the dark "
                          "in counting mode")
-    if target_sigma is not None and not target_sigma > 0:
-        raise ValueError(f"target_sigma must be > 0, got {target_sigma!r}")
     target = float(target_sigma) if target_sigma is not None else math.inf
-    if not max_dwell_s > 0:
-        raise ValueError(f"max_dwell_s must be > 0 s, got {max_dwell_s!r}")
     wl = wavelength_nm if wavelength_nm is not None else inst.wavelength_nm
     if wl is None:
         raise ValueError("no wavelength: move_to() a wavelength first, or pass wavelength_nm")
-    stop_reason = {"target": False, "empty": False}
+    ret = retardation_in_force(inst)
+    source = dark_source or ("given" if dark is not None else "none")
+    common = dict(dark_source=source, accumulation=int(accumulation),
+                  target_sigma=float(target_sigma) if target_sigma is not None else math.nan)
 
+    def fit(fs: FrameSet, stopped: str, extra: tuple[str, ...] = ()) -> tuple[PointContext, Any]:
+        ctx = _context(float(wl), cal, ret, dark, fs, stopped=stopped, extra_flags=extra,
+                       **common)
+        return ctx, estimate_frames(fs.counts, fs.frame_time_s, fs.span, ctx)
+
+    extra: tuple[str, ...] = ()
     if dwell_s is not None:
         frames = inst.acquire(duration_s=dwell_s)
+        stopped = "dwell"
     else:
         floor = min_dwell_s if min_dwell_s is not None else max(1.0, 0.02 * max_dwell_s)
-        check = {"at": min(floor, max_dwell_s)}
-
-        def progress(usable: list[Counts], dwell: float) -> bool:
-            if dwell < check["at"] or len(usable) < 3:
-                return False
-            est = _estimate(FrameSet.from_frames(usable), cal, dark)
+        frames = inst.acquire(duration_s=min(floor, max_dwell_s))
+        while True:
+            if frames.n_frames == 0:
+                break
+            _, est = fit(frames, "target")
+            dwell = frames.dwell_s
             if est.sigma_g <= target:
-                stop_reason["target"] = True
-                return True
-            if not est.snr >= 2.0:
-                stop_reason["empty"] = True
-                return True
+                stopped = "target"
+                break
+            if not emission_significance(est.intensity, est.sigma_intensity,
+                                         float(getattr(est, "emission_z", math.nan))
+                                         ) >= _EARLY_EMPTY_Z:
+                stopped = "no_emission"
+                break
+            if dwell + 0.5 * frames.frame_time_s >= max_dwell_s:
+                stopped = "max_dwell"
+                break
+            if skip_hopeless and est.sigma_g * math.sqrt(dwell / max_dwell_s) > target:
+                stopped = "hopeless"
+                extra = (FLAG_HOPELESS,)
+                break
             ratio = (est.sigma_g / target) ** 2 if math.isfinite(est.sigma_g) else 4.0
             predicted = dwell * ratio
-            check["at"] = min(max(dwell * 1.25, dwell + 0.6 * (predicted - dwell)), max_dwell_s)
-            return False
-
-        frames = inst.acquire(duration_s=max_dwell_s, progress=progress)
+            upto = min(max(dwell * 1.25, dwell + 0.6 * (predicted - dwell)), max_dwell_s)
+            frames = frames.extend(inst.acquire(duration_s=max(upto - dwell,
+                                                               frames.frame_time_s)))
     if frames.n_frames == 0:
         raise RuntimeError("no usable frame was measured (all were excluded: check the PEM "
                            "lock and the overload guard)")
-    est = _estimate(frames, cal, dark)
-    hit_limit = (target_sigma is not None and not stop_reason["target"]
-                 and not stop_reason["empty"] and not est.sigma_g <= target)
-    health = frame_health_flags(f.flags for f in frames.received)
-    result = point_from_estimate(est, wl, frames.dwell_s, handedness=cal.handedness,
-                                 blank=blank, dwell_limit=hit_limit, frame_flags=health,
-                                 rules=rules)
-    d = dark.per_frame(frames.frame_time_s) if dark is not None else np.zeros(frames.n_bins)
-    return PointMeasurement(float(wl), frames, est, result, hit_limit, d)
+    ctx = _context(float(wl), cal, ret, dark, frames, stopped=stopped, extra_flags=extra,
+                   **common)
+    est, raw = process_point(frames.counts, frames.frame_time_s, frames.span, frames.dwell_s,
+                             ctx, frame_flags=[f.flags for f in frames.received], rules=rules)
+    result = subtract_blank(raw, blank, rules)
+    return PointMeasurement(float(wl), frames, est, result, result.has("dwell_limit"),
+                            np.broadcast_to(np.asarray(ctx.dark, dtype=np.float64),
+                                            (frames.n_bins,)).copy(), ctx, raw)
 
 
 def measure_analog(inst, *, dwell_s: float | None = None, target_sigma: float | None = None,
-                   max_dwell_s: float = 600.0, calibration: Calibration | None = None,
+                   max_dwell_s: float = DEFAULT_MAX_DWELL_S,
+                   calibration: Calibration | None = None,
                    dark: AnalogDark | None = None, rules: FlagRules = FlagRules(),
                    blank: tuple[float, float] | None = None, wavelength_nm: float | None = None,
-                   n_bins: int = 16, frame_periods: int = 5000) -> PointMeasurement:
+                   n_bins: int = 16, frame_periods: int = 5000,
+                   accumulation: int = 0) -> PointMeasurement:
     """Measure g_lum at the current wavelength through the analog (ADC) path.
 
     The board streams raw samples; the host phase-bins them into frames of
@@ -236,20 +303,29 @@ def measure_analog(inst, *, dwell_s: float | None = None, target_sigma: float | 
     wl = wavelength_nm if wavelength_nm is not None else inst.wavelength_nm
     if wl is None:
         raise ValueError("no wavelength: move_to() a wavelength first, or pass wavelength_nm")
-    level = dark.level if dark is not None else 0.0
-    level_sd = dark.sigma if dark is not None else 0.0
+    ret = retardation_in_force(inst)
+    ctx = PointContext.build(
+        float(wl), cal, ret, dark=dark.level if dark is not None else 0.0,
+        dark_sigma=dark.sigma if dark is not None else 0.0,
+        dark_source="given" if dark is not None else "none", accumulation=int(accumulation),
+        noise="gaussian",
+        target_sigma=float(target_sigma) if target_sigma is not None else math.nan)
     chunks: list = []
 
-    def fit():
+    def means() -> np.ndarray:
         sums = np.concatenate([c.sums[c.complete] for c in chunks])
         n = np.concatenate([c.n[c.complete] for c in chunks])
-        if sums.shape[0] < 2:
+        return sums / n
+
+    def fit() -> Estimate | None:
+        m = means()
+        if m.shape[0] < 2:
             return None
-        return estimate(sums / n, cal.a0_rad, phase_offset=cal.phase_offset_rad, dark=level,
-                        dark_sigma=level_sd, noise="gaussian")
+        return estimate_frames(m, math.nan, 1.0, ctx)
 
     total = 0.0
     est = None
+    target = float(target_sigma) if target_sigma is not None else math.inf
     step = dwell_s if dwell_s is not None else max(1.0, 0.02 * max_dwell_s)
     while True:
         chunk = inst.acquire_analog(duration_s=min(step, max_dwell_s - total) if dwell_s is None
@@ -260,20 +336,23 @@ def measure_analog(inst, *, dwell_s: float | None = None, target_sigma: float | 
         est = fit()
         if dwell_s is not None:
             break
-        if est is not None and est.sigma_g <= target_sigma:
+        if est is not None and est.sigma_g <= target:
             break
         if total >= max_dwell_s * (1 - 1e-9):
             break
-        ratio = (est.sigma_g / target_sigma) ** 2 if est is not None else 4.0
+        ratio = (est.sigma_g / target) ** 2 if est is not None else 4.0
         step = max(0.5 * total, (ratio - 1) * total * 0.6, 0.5)
     if est is None:
         raise RuntimeError("fewer than 2 complete analog frames: measure longer")
-    hit_limit = target_sigma is not None and not est.sigma_g <= target_sigma
-    health = frame_health_flags(b.flags for c in chunks for b in c.blocks)
-    result = point_from_estimate(est, wl, total, handedness=cal.handedness, blank=blank,
-                                 dwell_limit=hit_limit, frame_flags=health, rules=rules)
-    return PointMeasurement(float(wl), chunks, est, result, hit_limit,
-                            np.full(n_bins, level))
+    stopped = "dwell" if dwell_s is not None else (
+        "target" if est.sigma_g <= target else "max_dwell")
+    ctx = replace(ctx, stopped=stopped)
+    est, raw = process_point(means(), math.nan, 1.0, total, ctx,
+                             frame_flags=[b.flags for c in chunks for b in c.blocks],
+                             rules=rules)
+    result = subtract_blank(raw, blank, rules)
+    return PointMeasurement(float(wl), chunks, est, result, result.has("dwell_limit"),
+                            np.full(n_bins, ctx.dark), ctx, raw)
 
 
 def calibrate_retardation(inst, *, dwell_s: float = 10.0, wavelength_nm: float | None = None,
@@ -289,7 +368,7 @@ def calibrate_retardation(inst, *, dwell_s: float = 10.0, wavelength_nm: float |
         inst.move_to(wavelength_nm)
     frames = inst.acquire(duration_s=dwell_s)
     d = dark.per_frame(frames.frame_time_s) if dark is not None else 0.0
-    fit = fit_retardation(frames.counts, dark=d, bin_span=frames.bin_span,
+    fit = fit_retardation(frames.counts, dark=d, bin_span=frames.span,
                           dead_time=dead_time_s, frame_time=frames.frame_time_s)
     return fit.a0_rad, fit.phase_offset_rad, fit
 
@@ -302,6 +381,6 @@ def calibrate_handedness(inst, *, expected_sign: int, a0_rad: float, phase_offse
     frames = inst.acquire(duration_s=dwell_s)
     d = dark.per_frame(frames.frame_time_s) if dark is not None else 0.0
     return fit_handedness(frames.counts, a0_rad, phase_offset_rad, expected_sign=expected_sign,
-                          dark=d, bin_span=frames.bin_span, dead_time=dead_time_s,
+                          dark=d, bin_span=frames.span, dead_time=dead_time_s,
                           frame_time=frames.frame_time_s)
 

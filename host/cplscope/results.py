@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable
-from dataclasses import dataclass, fields
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, fields, replace
 from statistics import NormalDist
 
 import numpy as np
@@ -34,8 +34,9 @@ from .protocol import Flags
 
 __all__ = [
     "CSV_COLUMNS", "FLAG_DWELL_LIMIT", "FLAG_FLICKER", "FLAG_LINEAR_POL", "FLAG_LINEAR_UNKNOWN", "FLAG_MISFIT",
-    "FLAG_NO_EMISSION", "FlagRules", "PointResult", "chi2_misfit", "chi2_quantile", "chi2_sf",
-    "frame_health_flags", "point_from_estimate", "signal_flags",
+    "FLAG_NO_EMISSION", "FLAG_SCATTER", "FlagRules", "PointResult", "chi2_misfit", "chi2_quantile",
+    "chi2_sf", "combine_points", "emission_significance", "frame_health_flags",
+    "point_from_estimate", "signal_flags", "subtract_blank",
 ]
 
 FLAG_NO_EMISSION = "no_emission"
@@ -46,12 +47,16 @@ FLAG_DWELL_LIMIT = "dwell_limit"
 #: The frame totals fluctuate beyond Poisson (lamp flicker, drift) while the bin shape fits:
 #: g is unaffected (the fluctuation is common to all bins), the source is unsteady.
 FLAG_FLICKER = "flicker"
+#: Set when repeated measurements of a wavelength disagree beyond their σ (combine_points).
+FLAG_SCATTER = "scatter"
+#: The flags the signal decision sets; recomputed whenever g or the intensity changes.
+_SIGNAL_FLAGS = frozenset({FLAG_NO_EMISSION, FLAG_LINEAR_POL, FLAG_LINEAR_UNKNOWN, FLAG_SCATTER})
 
 #: CSV columns, in file order (docs/data-files.md).
 CSV_COLUMNS: tuple[str, ...] = (
     "wavelength_nm", "intensity", "i_left", "i_right", "delta_i", "g_lum", "sigma_g",
     "linear", "sigma_linear", "chi2_red", "n_frames", "dwell_s", "flags",
-    "sigma_intensity", "accumulations",
+    "sigma_intensity", "accumulations", "emission_z",
 )
 
 _FLAG_NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
@@ -82,6 +87,9 @@ class PointResult:
         flags: flag names (docs/data-files.md), empty when nothing is wrong.
         sigma_intensity: standard uncertainty of ``intensity``.
         accumulations: number of scans averaged into this point.
+        emission_z: significance of the emission, the score statistic of the counts against
+            the dark under the no-signal hypothesis (one-sided normal; NaN when the estimate
+            does not provide it, then ``intensity/sigma_intensity`` is used).
     """
 
     wavelength_nm: float
@@ -99,6 +107,7 @@ class PointResult:
     flags: tuple[str, ...] = ()
     sigma_intensity: float = _NAN
     accumulations: int = 1
+    emission_z: float = _NAN
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "flags", _check_flags(self.flags))
@@ -109,9 +118,9 @@ class PointResult:
 
     @property
     def snr(self) -> float:
-        """Significance of the emission, intensity / sigma_intensity."""
-        s = self.sigma_intensity
-        return self.intensity / s if s > 0 else _NAN
+        """Significance of the emission: :attr:`emission_z` when known, else
+        intensity / sigma_intensity."""
+        return emission_significance(self.intensity, self.sigma_intensity, self.emission_z)
 
     def has(self, flag: str) -> bool:
         """True when ``flag`` is set."""
@@ -127,8 +136,10 @@ class FlagRules:
     """Thresholds of the automatic flags (docs/data-files.md, "Flags").
 
     Attributes:
-        snr_min: ``no_emission`` when intensity/sigma_intensity < snr_min (or is not finite).
-            5 keeps the chance that pure dark noise passes below 3e-7 (one-sided Gaussian).
+        snr_min: ``no_emission`` when the emission's significance (the score statistic
+            ``emission_z`` of the counts against the dark, else intensity/sigma_intensity) is
+            below snr_min or not finite. 5 keeps the chance that pure dark noise passes below
+            3e-7 (one-sided Gaussian).
         linear_ratio: ``linear_pol`` when |u| > linear_ratio·max(|g|, σ_g) and u is
             significant. A residual static retardation δ_r of the PEM and optics turns u into
             an apparent g of −2·δ_r·u; with δ_r = 0.005 rad, ratio 10 flags the points where
@@ -172,7 +183,7 @@ def point_from_estimate(
         dwell_s: counting time of the frames that went into ``est``, s (> 0).
         handedness: +1 or −1, the instrument's sign calibration.
         blank: (g_blank, sigma_blank) of an achiral reference at this wavelength, in the
-            handedness-corrected convention, or None.
+            handedness-corrected convention, or None (see :func:`subtract_blank`).
         dwell_limit: True when the point stopped at the maximum dwell before reaching the
             target σ.
         frame_flags: frame-health flags to pass through (e.g. from
@@ -199,19 +210,14 @@ def point_from_estimate(
     scale = 1.0 / dwell if est.noise == "poisson" else 1.0
     intensity = est.intensity * scale
     sigma_i = est.sigma_intensity * scale
-    g, sigma_g = handedness * est.g_lum, est.sigma_g
-    if blank is not None:
-        g_blank, sigma_blank = (float(x) for x in blank)
-        if not (math.isfinite(g_blank) and math.isfinite(sigma_blank) and sigma_blank >= 0):
-            raise ValueError(f"blank must be (g, sigma) with finite g and sigma ≥ 0, got {blank!r}")
-        g, sigma_g = g - g_blank, math.hypot(sigma_g, sigma_blank)
-    u, sigma_u = est.linear, est.sigma_linear
-
-    flags, (g, sigma_g, u, sigma_u) = signal_flags(intensity, sigma_i, g, sigma_g, u, sigma_u,
-                                                   rules)
+    z = float(getattr(est, "emission_z", _NAN))
+    flags, (g, sigma_g, u, sigma_u) = signal_flags(
+        intensity, sigma_i, handedness * est.g_lum, est.sigma_g, est.linear, est.sigma_linear,
+        rules, emission_z=z)
     shape_red = getattr(est, "chi2_shape_red", math.nan)
-    if math.isfinite(shape_red) and est.noise == "poisson":
-        if chi2_misfit(shape_red, est.dof_shape, rules.misfit_tail):
+    dof_shape = int(getattr(est, "dof_shape", 0))
+    if math.isfinite(shape_red) and dof_shape > 0:
+        if chi2_misfit(shape_red, dof_shape, rules.misfit_tail):
             flags.append(FLAG_MISFIT)
         elif chi2_misfit(est.chi2_red, est.dof, rules.misfit_tail):
             flags.append(FLAG_FLICKER)
@@ -222,23 +228,125 @@ def point_from_estimate(
     flags.extend(frame_flags)
 
     delta_i = intensity * g / 2.0
-    return PointResult(
+    point = PointResult(
         wavelength_nm=wl, intensity=intensity,
         i_left=(intensity + delta_i) / 2.0, i_right=(intensity - delta_i) / 2.0,
         delta_i=delta_i, g_lum=g, sigma_g=sigma_g, linear=u, sigma_linear=sigma_u,
         chi2_red=est.chi2_red, n_frames=int(est.n_frames), dwell_s=dwell,
-        flags=tuple(flags), sigma_intensity=sigma_i, accumulations=int(accumulations))
+        flags=tuple(flags), sigma_intensity=sigma_i, accumulations=int(accumulations),
+        emission_z=z)
+    return subtract_blank(point, blank, rules) if blank is not None else point
+
+
+def subtract_blank(point: PointResult, blank: tuple[float, float] | None,
+                   rules: FlagRules = FlagRules()) -> PointResult:
+    """``point`` with the blank's g subtracted: g ← g − g_blank, σ_g² ← σ_g² + σ_blank².
+
+    ``blank`` is (g_blank, sigma_blank) of an achiral reference at this wavelength, in the
+    handedness-corrected convention, or None (nothing to subtract). ΔI, I_L and I_R are
+    recomputed from the corrected g, and ``linear_pol`` is re-evaluated against it. A blank
+    is one measurement: subtract it once, from the combined point of all accumulations
+    (:func:`combine_points`), never from each accumulation.
+    """
+    if blank is None:
+        return point
+    g_blank, sigma_blank = (float(x) for x in blank)
+    if not (math.isfinite(g_blank) and math.isfinite(sigma_blank) and sigma_blank >= 0):
+        raise ValueError(f"blank must be (g, sigma) with finite g and sigma ≥ 0, got {blank!r}")
+    if not math.isfinite(point.g_lum):
+        return point
+    g, sigma_g = point.g_lum - g_blank, math.hypot(point.sigma_g, sigma_blank)
+    auto, _ = signal_flags(point.intensity, point.sigma_intensity, g, sigma_g, point.linear,
+                           point.sigma_linear, rules, emission_z=point.emission_z)
+    kept = [f for f in point.flags if f not in _SIGNAL_FLAGS]
+    delta_i = point.intensity * g / 2.0
+    return replace(point, g_lum=g, sigma_g=sigma_g, delta_i=delta_i,
+                   i_left=(point.intensity + delta_i) / 2.0,
+                   i_right=(point.intensity - delta_i) / 2.0, flags=tuple(auto + kept))
+
+
+def combine_points(points: Sequence[PointResult], rules: FlagRules = FlagRules()) -> PointResult:
+    """One point from repeated measurements of the same wavelength (accumulations).
+
+    - g_lum and u: inverse-variance weighted means of the points with a finite value.
+    - intensity: dwell-weighted mean Σ I_i·t_i / Σ t_i, i.e. total counts over total time
+      (σ propagated likewise); ΔI, I_L, I_R then follow from the combined I and g.
+    - emission_z: Σ √t_i·z_i / √Σ t_i (exact when the dark rate is the same in every
+      accumulation).
+    - chi2_red: frame-weighted mean; n_frames, dwell_s and accumulations add up.
+    - flags: ``no_emission``, ``linear_pol`` and ``linear_unknown`` are re-evaluated on the
+      combined point with ``rules``; every other flag of any point is kept; ``scatter`` is
+      set when the points' g values disagree (χ² of g_i about the mean, upper tail
+      < ``rules.misfit_tail``).
+
+    The points are treated as independent: none may have had a blank subtracted
+    (:func:`subtract_blank` comes after combining). A single point is returned unchanged.
+    """
+    if not points:
+        raise ValueError("combine_points needs at least one point")
+    if len(points) == 1:
+        return points[0]
+    col = lambda name: np.array([getattr(p, name) for p in points], dtype=np.float64)
+    t = col("dwell_s")
+    total_t = float(t.sum())
+    intensity = float(np.sum(col("intensity") * t) / total_t)
+    sigma_i = float(math.sqrt(np.sum((col("sigma_intensity") * t) ** 2)) / total_t)
+    g, sigma_g, chi2_g, n_g = _weighted(col("g_lum"), col("sigma_g"))
+    u, sigma_u, _, _ = _weighted(col("linear"), col("sigma_linear"))
+    zs = col("emission_z")
+    zok = np.isfinite(zs)
+    z = (float(np.sum(np.sqrt(t[zok]) * zs[zok]) / math.sqrt(t[zok].sum())) if zok.all()
+         else _NAN)
+    frames = col("n_frames")
+    chi = col("chi2_red")
+    ok = np.isfinite(chi)
+    chi2_red = float(np.sum(chi[ok] * frames[ok]) / np.sum(frames[ok])) if ok.any() else math.nan
+
+    flags, (g, sigma_g, u, sigma_u) = signal_flags(intensity, sigma_i, g, sigma_g, u, sigma_u,
+                                                   rules, emission_z=z)
+    if math.isfinite(g) and n_g >= 2 and chi2_sf(chi2_g, n_g - 1) < rules.misfit_tail:
+        flags.append(FLAG_SCATTER)
+    for p in points:
+        flags.extend(f for f in p.flags if f not in _SIGNAL_FLAGS)
+    delta_i = intensity * g / 2.0
+    return PointResult(
+        wavelength_nm=points[0].wavelength_nm, intensity=intensity,
+        i_left=(intensity + delta_i) / 2.0, i_right=(intensity - delta_i) / 2.0,
+        delta_i=delta_i, g_lum=g, sigma_g=sigma_g, linear=u, sigma_linear=sigma_u,
+        chi2_red=chi2_red, n_frames=int(frames.sum()), dwell_s=total_t, flags=tuple(flags),
+        sigma_intensity=sigma_i, accumulations=sum(p.accumulations for p in points),
+        emission_z=z)
+
+
+def _weighted(values: np.ndarray, sigmas: np.ndarray) -> tuple[float, float, float, int]:
+    """Inverse-variance mean, its σ, the χ² about it and the count of usable values."""
+    ok = np.isfinite(values) & np.isfinite(sigmas) & (sigmas > 0)
+    if not ok.any():
+        return math.nan, math.nan, math.nan, 0
+    v, w = values[ok], 1.0 / sigmas[ok] ** 2
+    mean = float(np.sum(w * v) / np.sum(w))
+    return mean, float(1.0 / math.sqrt(np.sum(w))), float(np.sum(w * (v - mean) ** 2)), int(ok.sum())
+
+
+def emission_significance(intensity: float, sigma_intensity: float,
+                          emission_z: float = _NAN) -> float:
+    """The significance a ``no_emission`` decision is made on: the score statistic
+    ``emission_z`` when it is finite, else the Wald ratio intensity / sigma_intensity."""
+    if math.isfinite(emission_z):
+        return float(emission_z)
+    return intensity / sigma_intensity if sigma_intensity > 0 else _NAN
 
 
 def signal_flags(intensity: float, sigma_intensity: float, g: float, sigma_g: float,
-                 u: float, sigma_u: float, rules: FlagRules = FlagRules(),
+                 u: float, sigma_u: float, rules: FlagRules = FlagRules(), *,
+                 emission_z: float = _NAN,
                  ) -> tuple[list[str], tuple[float, float, float, float]]:
     """The ``no_emission`` / ``linear_unknown`` / ``linear_pol`` decision for one point.
 
     Returns the flags and (g, σ_g, u, σ_u), all four NaN when the emission is not significant
-    (intensity/sigma_intensity < ``rules.snr_min``, not finite, or g undefined).
+    (:func:`emission_significance` < ``rules.snr_min``, not finite, or g undefined).
     """
-    snr = intensity / sigma_intensity if sigma_intensity > 0 else _NAN
+    snr = emission_significance(intensity, sigma_intensity, emission_z)
     if not (math.isfinite(snr) and snr >= rules.snr_min and math.isfinite(g)):
         return [FLAG_NO_EMISSION], (_NAN, _NAN, _NAN, _NAN)
     if not math.isfinite(u):

@@ -1,19 +1,39 @@
-"""Wavelength scans: accumulations, adaptive dwell, live callback, raw archive, Ctrl-C safety."""
+"""Wavelength scans: a plan that emits documents (accumulations, adaptive dwell, live callback,
+raw archive, Ctrl-C safety)."""
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .archive import ArchiveWriter, PointSettings
-from .calibration import Calibration
-from .measure import Dark, PointMeasurement, measure, measure_dark
+from .calibration import Blank, Calibration
+from .documents import (
+    ArchiveSink,
+    CallbackSink,
+    CsvSink,
+    DarkEvent,
+    PointEvent,
+    ProgressSink,
+    RunStart,
+    RunStop,
+    Sink,
+    SpectrumAssembler,
+    emit,
+)
+from .measure import (
+    DEFAULT_MAX_DWELL_S,
+    Dark,
+    PointMeasurement,
+    measure,
+    measure_dark,
+    retardation_in_force,
+)
 from .results import FlagRules
-from .spectrum import Spectrum, combine, run_metadata
+from .spectrum import Spectrum, run_metadata
 
 __all__ = ["ScanInterrupted", "scan", "scan_wavelengths"]
 
@@ -43,21 +63,27 @@ def scan_wavelengths(start: float, stop: float, step: float) -> np.ndarray:
 
 
 def scan(inst, start: float, stop: float, step: float, *, dwell_s: float | None = None,
-         target_sigma: float | None = None, max_dwell_s: float = 600.0,
+         target_sigma: float | None = None, max_dwell_s: float = DEFAULT_MAX_DWELL_S,
          accumulations: int = 1, dark: Dark | bool = True, dark_dwell_s: float = 10.0,
-         calibration: Calibration | None = None, blank: Any = None,
+         calibration: Calibration | None = None, blank: Blank | None = None,
          callback: Callable[[PointMeasurement, int, int], None] | None = None,
          output: str | Path | None = None, archive: str | Path | None = None,
          progress: bool = False, sample: str = "", rules: FlagRules = FlagRules(),
-         settings: dict[str, Any] | None = None) -> Spectrum:
+         settings: dict[str, Any] | None = None, skip_hopeless: bool = False,
+         overwrite: bool = False, sinks: Sequence[Sink] = ()) -> Spectrum:
     """Scan the emission monochromator and measure g_lum at every wavelength.
+
+    The scan is a plan that emits documents (:mod:`cplscope.documents`): a run start, a dark
+    per accumulation, an event per point and a run stop. The CSV, the raw archive, the
+    progress bar, the callback and any ``sinks`` subscribe to them.
 
     Args:
         start, stop, step: wavelengths in nm (both ends included).
         dwell_s: fixed counting time per point (s), or
         target_sigma: adaptive dwell: count each point until σ_g ≤ target_sigma, at most
             ``max_dwell_s`` s (flag ``dwell_limit`` when the limit ends it).
-        accumulations: repeated scans, combined point by point with inverse-variance weights.
+        accumulations: repeated scans, combined point by point with inverse-variance weights
+            (then the blank is subtracted once).
         dark: True: measure the dark counts (shutter closed, ``dark_dwell_s`` s) before each
             accumulation; a :class:`~cplscope.measure.Dark` to reuse; False: none.
         calibration: default ``inst.calibration``.
@@ -69,6 +95,9 @@ def scan(inst, start: float, stop: float, step: float, *, dwell_s: float | None 
         progress: show a tqdm progress bar.
         sample: sample name for the metadata.
         settings: extra settings for the metadata.
+        skip_hopeless: stop a point once its target σ is out of reach (flag ``hopeless``).
+        overwrite: replace an existing archive.
+        sinks: further document subscribers, ``sink(name, document)``.
 
     Returns:
         The combined :class:`~cplscope.spectrum.Spectrum`.
@@ -95,91 +124,86 @@ def scan(inst, start: float, stop: float, step: float, *, dwell_s: float | None 
                     wavelengths.max())
         blank_spec = None
     status = inst.status()
+    ret = retardation_in_force(inst)
     run_settings = {
         "start_nm": float(start), "stop_nm": float(stop), "step_nm": float(step),
         "bins": status.get("bins"), "periods": status.get("periods"),
         "dwell_s": dwell_s, "target_sigma_g": target_sigma, "max_dwell_s": max_dwell_s,
-        "accumulations": int(accumulations), "a0_tracking": True,
+        "accumulations": int(accumulations), "a0_tracking": ret.tracking,
+        "a0_commanded_rad": ret.commanded_rad if math.isfinite(ret.commanded_rad) else None,
+        "skip_hopeless": bool(skip_hopeless), "mode": inst.mode,
         "dark": "measured" if dark is True else "given" if dark else "none",
         **(settings or {})}
     meta = run_metadata(identify=inst.info(), calibration=cal, sample=sample or "unknown",
                         settings=run_settings, blank_applied=blank_spec is not None)
-    scans: list[Spectrum] = []
-    writer = (ArchiveWriter(archive, n_bins=int(status.get("bins") or 16), metadata=meta,
-                            calibration=cal, rules=rules) if archive is not None else None)
-    bar = None
+    subscribers: list[Sink] = []
+    if archive is not None:
+        subscribers.append(ArchiveSink(archive, overwrite=overwrite))
+    if output is not None:
+        subscribers.append(CsvSink(output))
     if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(wavelengths) * int(accumulations), unit="pt", desc="scan")
-    def result() -> Spectrum:
-        done = [s for s in scans if len(s)]
-        spec = combine(done, rules=rules) if done else Spectrum(metadata=dict(meta))
-        spec.metadata.update({k: v for k, v in meta.items() if k != "accumulations"})
-        spec.metadata["accumulations_done"] = len(done)
-        spec.set_stream(_stream(inst))
-        return spec
-
-    def save(spec: Spectrum) -> None:
-        if output is not None:
-            spec.write_csv(output)
-
+        subscribers.append(ProgressSink())
+    if callback is not None:
+        subscribers.append(CallbackSink(callback))
+    subscribers.extend(sinks)
+    n_bins = int(status.get("bins") or 16)
+    start_doc = RunStart.new(meta, wavelengths.tolist(), accumulations=int(accumulations),
+                             n_bins=n_bins, calibration=cal, blank=blank_spec, rules=rules)
+    assembler = SpectrumAssembler(meta, rules)
+    seq = 0
     try:
+        emit(subscribers, "start", start_doc)
         for acc in range(int(accumulations)):
-            current = Spectrum(metadata=dict(meta))
-            scans.append(current)
-            dark_now = dark if isinstance(dark, Dark) else (
-                measure_dark(inst, dark_dwell_s) if dark else None)
-            dark_index = -1
-            if writer is not None and isinstance(dark_now, Dark):
-                dark_index = writer.add_dark(dark_now.frames, source="shutter-closed",
-                                             frame_time_s=dark_now.frames.frame_time_s)
+            if isinstance(dark, Dark):
+                dark_now: Dark | None = dark
+                source = "given"
+            elif dark:
+                measured = measure_dark(inst, dark_dwell_s)
+                assert isinstance(measured, Dark)
+                dark_now = measured
+                source = f"dark:{acc}"
+                emit(subscribers, "dark", DarkEvent(acc, acc, dark_now))
+            else:
+                dark_now, source = None, "none"
             for i, wl in enumerate(wavelengths):
                 inst.move_to(float(wl))
                 b = blank_spec.at(float(wl)) if blank_spec is not None else None
                 point = measure(inst, dwell_s=dwell_s, target_sigma=target_sigma,
                                 max_dwell_s=max_dwell_s, calibration=cal, dark=dark_now,
-                                rules=rules, blank=b, wavelength_nm=float(wl))
-                current.append(point.result)
-                if writer is not None:
-                    writer.add_point(point.frames.received, PointSettings(
-                        wavelength_nm=float(wl), a0_rad=cal.a0_rad,
-                        phase_offset_rad=cal.phase_offset_rad,
-                        frame_time_s=point.frames.frame_time_s, dwell_s=point.frames.dwell_s,
-                        handedness=cal.handedness, bin_span=point.frames.bin_span,
-                        dead_time_s=cal.dead_time_s, dark=point.dark,
-                        dark_source=f"dark:{dark_index}" if dark_index >= 0 else "none",
-                        accumulation=acc, blank_g=b[0] if b else math.nan,
-                        blank_sigma=b[1] if b else math.nan), point.result)
-                save(result())
-                if callback is not None:
-                    callback(point, i, acc)
-                if bar is not None:
-                    r = point.result
-                    bar.set_postfix_str(f"{r.wavelength_nm:g} nm  g={r.g_lum:+.1e}±{r.sigma_g:.0e}"
-                                        f"  {r.dwell_s:.0f} s", refresh=False)
-                    bar.update(1)
+                                rules=rules, wavelength_nm=float(wl), accumulation=acc,
+                                skip_hopeless=skip_hopeless, dark_source=source)
+                assert point.raw_result is not None and point.context is not None
+                row = assembler.add(i, acc, point.raw_result, b)
+                seq += 1
+                frames = point.frames
+                emit(subscribers, "event", PointEvent(
+                    seq, i, acc, point.context,
+                    frames.all_received() if hasattr(frames, "all_received") else frames,
+                    point.raw_result, row, b, assembler.spectrum(_stream(inst)), point,
+                    frame_time_s=getattr(frames, "frame_time_s", math.nan),
+                    dwell_s=point.raw_result.dwell_s, bin_span=getattr(frames, "span", 1.0)))
     except KeyboardInterrupt as exc:
-        spec = result()
-        spec.metadata["interrupted"] = True
-        save(spec)
-        _close(writer, inst, bar)
+        spec = assembler.spectrum(_stream(inst), interrupted=True)
+        _stop(subscribers, "abort", "interrupted (Ctrl-C)", spec)
         raise ScanInterrupted(spec) from exc
-    except BaseException:
-        _close(writer, inst, bar)
+    except BaseException as exc:
+        spec = assembler.spectrum(_stream(inst))
+        _stop(subscribers, "fail", f"{type(exc).__name__}: {exc}", spec)
         raise
-    spec = result()
-    save(spec)
-    _close(writer, inst, bar)
+    spec = assembler.spectrum(_stream(inst))
+    _stop(subscribers, "success", "", spec)
     return spec
+
+
+def _stop(subscribers: Sequence[Sink], status: str, reason: str, spec: Spectrum) -> None:
+    try:
+        emit(subscribers, "stop", RunStop(status, reason, dict(spec.metadata.get("stream") or {})
+                                          or None, spec))
+    except Exception:
+        if status == "success":
+            raise
+        log.exception("a sink failed while the run stopped (%s)", reason)
 
 
 def _stream(inst) -> dict[str, int]:
     return inst.health().as_dict()
-
-
-def _close(writer: ArchiveWriter | None, inst, bar) -> None:
-    if bar is not None:
-        bar.close()
-    if writer is not None:
-        writer.close(stream=_stream(inst))

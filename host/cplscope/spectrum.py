@@ -25,16 +25,7 @@ import numpy as np
 from ._clock import utc_now_iso
 from ._files import write_text_atomic
 from .calibration import Calibration
-from .results import (
-    CSV_COLUMNS,
-    FLAG_LINEAR_POL,
-    FLAG_LINEAR_UNKNOWN,
-    FLAG_NO_EMISSION,
-    FlagRules,
-    PointResult,
-    chi2_sf,
-    signal_flags,
-)
+from .results import CSV_COLUMNS, FLAG_SCATTER, FlagRules, PointResult, combine_points
 
 __all__ = ["FLAG_SCATTER", "MARKER", "STREAM_KEYS", "Spectrum", "combine", "run_metadata"]
 
@@ -42,14 +33,11 @@ __all__ = ["FLAG_SCATTER", "MARKER", "STREAM_KEYS", "Spectrum", "combine", "run_
 MARKER = "# cplscope spectrum, format 1"
 #: Stream-health counters every run records (docs/data-files.md).
 STREAM_KEYS = ("frames", "rejected", "missing", "reconnects")
-#: Set by :func:`combine` when repeated scans disagree beyond their σ at a wavelength.
-FLAG_SCATTER = "scatter"
 
 _INSTRUMENT_KEYS = ("implementation", "board", "firmware_version", "protocol_version", "serial")
 _KEY = re.compile(r"[A-Za-z0-9_-]+\Z")
 _META_LINE = re.compile(r"#\s*([A-Za-z0-9_.-]+)\s*=\s?(.*)\Z")
 _INT_COLUMNS = {"n_frames", "accumulations"}
-_RECOMPUTED_FLAGS = {FLAG_NO_EMISSION, FLAG_LINEAR_POL, FLAG_LINEAR_UNKNOWN, FLAG_SCATTER}
 
 
 def run_metadata(
@@ -351,18 +339,11 @@ def combine(spectra: Sequence[Spectrum], *, rules: FlagRules = FlagRules(),
     decimals of a nm; a wavelength missing from some scans, e.g. a Ctrl-C'ed one, is averaged
     over the scans that have it).
 
-    - g_lum and u: inverse-variance weighted means of the scans with a finite value.
-    - intensity: dwell-weighted mean Σ I_i·t_i / Σ t_i, i.e. total counts over total time
-      (σ propagated likewise); ΔI, I_L, I_R then follow from the combined I and g.
-    - chi2_red: frame-weighted mean; n_frames, dwell_s and accumulations add up.
-    - flags: ``no_emission``, ``linear_pol`` and ``linear_unknown`` are re-evaluated on the
-      combined point with ``rules``; every other flag of any scan is kept; ``scatter`` is set
-      when the scans' g values disagree (χ² of g_i about the mean, upper tail
-      < ``rules.misfit_tail``).
-
-    The scans are treated as independent. A blank subtracted in each scan is one measurement
-    whose σ does not average down: combine raw scans, then subtract the blank (e.g. with
-    :func:`cplscope.archive.reprocess`).
+    Each wavelength's points are combined by :func:`cplscope.results.combine_points`
+    (inverse-variance g and u, dwell-weighted intensity, flags re-evaluated, ``scatter`` when
+    the scans disagree). The scans are treated as independent: a blank is one measurement
+    whose σ does not average down, so combine scans measured without a blank and subtract it
+    afterwards (:func:`cplscope.results.subtract_blank`), as :func:`cplscope.scan.scan` does.
 
     Metadata: the first spectrum's, with ``accumulations`` (the number of scans) and the
     ``stream`` counters summed when every scan has them.
@@ -373,7 +354,7 @@ def combine(spectra: Sequence[Spectrum], *, rules: FlagRules = FlagRules(),
     for spec in spectra:
         for p in spec.points:
             groups.setdefault(round(p.wavelength_nm, wavelength_decimals), []).append(p)
-    points = [_combine_points(g, rules) for g in groups.values()]
+    points = [combine_points(g, rules) for g in groups.values()]
     meta = copy.deepcopy(spectra[0].metadata)
     meta["accumulations"] = len(spectra)
     streams = [s.metadata.get("stream") for s in spectra]
@@ -382,41 +363,3 @@ def combine(spectra: Sequence[Spectrum], *, rules: FlagRules = FlagRules(),
         keys = set.intersection(*(set(s) for s in counters))
         meta["stream"] = {k: sum(int(s[k]) for s in counters) for k in sorted(keys)}
     return Spectrum(points, meta)
-
-
-def _weighted(values: np.ndarray, sigmas: np.ndarray) -> tuple[float, float, float, int]:
-    """Inverse-variance mean, its σ, the χ² about it and the count of usable values."""
-    ok = np.isfinite(values) & np.isfinite(sigmas) & (sigmas > 0)
-    if not ok.any():
-        return math.nan, math.nan, math.nan, 0
-    v, w = values[ok], 1.0 / sigmas[ok] ** 2
-    mean = float(np.sum(w * v) / np.sum(w))
-    return mean, float(1.0 / math.sqrt(np.sum(w))), float(np.sum(w * (v - mean) ** 2)), int(ok.sum())
-
-
-def _combine_points(pts: list[PointResult], rules: FlagRules) -> PointResult:
-    col = lambda name: np.array([getattr(p, name) for p in pts], dtype=np.float64)
-    t = col("dwell_s")
-    total_t = float(t.sum())
-    intensity = float(np.sum(col("intensity") * t) / total_t)
-    sigma_i = float(math.sqrt(np.sum((col("sigma_intensity") * t) ** 2)) / total_t)
-    g, sigma_g, chi2_g, n_g = _weighted(col("g_lum"), col("sigma_g"))
-    u, sigma_u, _, _ = _weighted(col("linear"), col("sigma_linear"))
-    frames = col("n_frames")
-    chi = col("chi2_red")
-    ok = np.isfinite(chi)
-    chi2_red = float(np.sum(chi[ok] * frames[ok]) / np.sum(frames[ok])) if ok.any() else math.nan
-
-    flags, (g, sigma_g, u, sigma_u) = signal_flags(intensity, sigma_i, g, sigma_g, u, sigma_u,
-                                                   rules)
-    if math.isfinite(g) and n_g >= 2 and chi2_sf(chi2_g, n_g - 1) < rules.misfit_tail:
-        flags.append(FLAG_SCATTER)
-    for p in pts:
-        flags.extend(f for f in p.flags if f not in _RECOMPUTED_FLAGS)
-    delta_i = intensity * g / 2.0
-    return PointResult(
-        wavelength_nm=pts[0].wavelength_nm, intensity=intensity,
-        i_left=(intensity + delta_i) / 2.0, i_right=(intensity - delta_i) / 2.0,
-        delta_i=delta_i, g_lum=g, sigma_g=sigma_g, linear=u, sigma_linear=sigma_u,
-        chi2_red=chi2_red, n_frames=int(frames.sum()), dwell_s=total_t, flags=tuple(flags),
-        sigma_intensity=sigma_i, accumulations=sum(p.accumulations for p in pts))
