@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import scipy.integrate
 import scipy.special
+import scipy.stats
 
 from cplscope import _estimate
 from cplscope.demod import estimate
@@ -357,8 +358,9 @@ def test_no_signal_above_dark_gives_nan_g():
 
 
 def test_gaussian_mode_rejects_non_finite_after_a_negative_value():
+    """inf is an error; NaN marks an empty bin in analog mode (tested below)."""
     frames = -np.ones((3, 8))
-    frames[2, 5] = np.nan
+    frames[2, 5] = np.inf
     with pytest.raises(ValueError, match="frame 2, bin 5"):
         estimate(frames, A0, noise="gaussian")
 
@@ -412,3 +414,238 @@ def test_dark_uncertainty_is_propagated(per_bin):
     without = estimate(rng.poisson(mu, size=(n_frames, n_bins)), A0, phase_offset=0.5,
                        dark=dark_true)
     assert np.mean(sig_m) > 1.2 * without.sigma_intensity
+
+
+# --- identifiability of u from the Fisher information (issue 10) ---------------------------
+
+def u0_model_sigma_g(n_bins, m, g, phi0):
+    """σ_g bound of the binned Poisson model with u fixed at 0, p = (M, v)."""
+    lay = bin_layout(n_bins, A0, phi0)
+    mu = m * (lay.w + 0.5 * g * lay.s)
+    jac = np.array([lay.w + 0.5 * g * lay.s, m * lay.s])
+    return 2.0 * np.sqrt(np.linalg.inv((jac / mu) @ jac.T)[-1, -1])
+
+
+@pytest.mark.parametrize("phi0", [1e-7, 1e-6, 1e-5, 1e-3])
+def test_near_degenerate_four_bin_layouts_fit_u_zero_and_reach_the_u0_bound(phi0):
+    """B = 4 with the bins almost aligned with δ: u is not constrained by 1e7 counts
+    (σ_u ≥ 0.5), so every draw is fitted with u = 0: finite g, σ at the u = 0 bound."""
+    rng = np.random.default_rng(int(40 + 1e7 * phi0) % 2**31)
+    n_draws, m, g = 1500, 1e7, 0.05
+    mu = expected_counts(4, m, 0.0, g, A0, phi0)
+    gs, sigmas, results = run(rng.poisson(mu, size=(n_draws, 4)), retardation=A0,
+                              phase_offset=phi0)
+    assert np.all(np.isfinite(gs)) and np.all(np.isfinite(sigmas))
+    assert all(np.isnan(r.linear) and "not identifiable" in r.note
+               and r.u_sigma_bound > 0.4 and r.covariance.shape == (2, 2) for r in results)
+    bound = u0_model_sigma_g(4, m, g, phi0)
+    sd = gs.std(ddof=1)
+    # the sd of n_draws normal values scatters by 1/√(2n) = 1.8 % (relative): 4 of those
+    assert sd / bound == pytest.approx(1.0, abs=4 / np.sqrt(2 * n_draws))
+    assert np.mean(sigmas) / bound == pytest.approx(1.0, abs=0.01)
+    assert abs(gs.mean() - g) < 4 * sd / np.sqrt(n_draws)
+
+
+def test_u_is_fitted_once_the_counts_constrain_it():
+    """The decision depends on the data: B = 4, φ0 = 1e-3 constrains u with 1e11 counts."""
+    rng = np.random.default_rng(41)
+    n_bins, phi0, u = 4, 1e-3, 0.3
+    few = estimate(rng.poisson(expected_counts(n_bins, 1e7, u, 0.01, A0, phi0)), A0,
+                   phase_offset=phi0)
+    many = estimate(rng.poisson(expected_counts(n_bins, 1e11, u, 0.01, A0, phi0)), A0,
+                    phase_offset=phi0)
+    assert few.u_sigma_bound > 0.1 and np.isnan(few.linear)
+    assert many.u_sigma_bound < 0.1
+    assert abs(many.linear - u) < 4 * many.sigma_linear and many.sigma_linear < 0.1
+
+
+def test_sixteen_bins_still_fit_u_at_its_bound():
+    rng = np.random.default_rng(42)
+    mu = expected_counts(16, 1e7, 0.0, 1e-3, A0, 0.3)
+    e = estimate(rng.poisson(mu), A0, phase_offset=0.3)
+    lay = bin_layout(16, A0, 0.3)
+    jac = np.array([lay.w, 1e7 * lay.c, 1e7 * lay.s])
+    crb_u = np.sqrt(np.linalg.inv((jac / mu) @ jac.T)[1, 1])
+    assert np.isfinite(e.linear) and e.covariance.shape == (3, 3) and not e.note
+    assert e.u_sigma_bound == pytest.approx(crb_u, rel=1e-3)
+    assert e.sigma_linear == pytest.approx(crb_u, rel=1e-2)
+
+
+# --- the no-emission score test (issue 10) -----------------------------------------------
+
+def false_alarm_rate(z_of_n, pmf, n_max):
+    n = np.arange(n_max + 1)
+    return float(np.sum(pmf(n)[np.array([z_of_n(k) >= 5.0 for k in n])]))
+
+
+@pytest.mark.parametrize("dark_total", [0.2, 3.0, 40.0, 800.0, 9000.0])
+def test_emission_score_false_alarm_rate_is_at_most_the_documented_one(dark_total):
+    """Exact, by enumeration: P(emission_z ≥ 5 | only dark) ≤ 2.87e-7, and close to it once
+    the counts are not too discrete (a discrete test cannot hit the rate exactly)."""
+    import scipy.stats
+    from cplscope.demod.estimator import _poisson_emission
+
+    n_max = int(dark_total + 40 * np.sqrt(dark_total) + 60)
+    nominal = scipy.stats.norm.sf(5.0)
+    rate = false_alarm_rate(lambda n: _poisson_emission(n, dark_total, 0.0)[0],
+                            lambda n: scipy.stats.poisson.pmf(n, dark_total), n_max)
+    assert rate <= nominal * (1 + 1e-9)
+    if dark_total >= 40:
+        assert rate > 0.5 * nominal
+    # with the dark known only to ±σ_D the H0 is the gamma-mixed Poisson (negative binomial)
+    sd = 0.3 * np.sqrt(dark_total) + 0.1
+    alpha, beta = dark_total**2 / sd**2, dark_total / sd**2
+    rate = false_alarm_rate(lambda n: _poisson_emission(n, dark_total, sd)[0],
+                            lambda n: scipy.stats.nbinom.pmf(n, alpha, beta / (1 + beta)),
+                            int(n_max * 1.5))
+    assert rate <= nominal * (1 + 1e-9)
+
+
+def test_emission_score_of_large_darks_keeps_the_rate():
+    """Above 1e4 dark counts the normal score with a skewness correction is used."""
+    import scipy.stats
+    from cplscope.demod.estimator import _poisson_emission
+
+    for dark_total in (2e4, 1e6):
+        n = np.arange(int(dark_total + 4 * np.sqrt(dark_total)),
+                      int(dark_total + 8 * np.sqrt(dark_total)))
+        z = np.array([_poisson_emission(k, dark_total, 0.0)[0] for k in n])
+        rate = scipy.stats.poisson.pmf(n, dark_total)[z >= 5].sum()
+        assert rate == pytest.approx(scipy.stats.norm.sf(5.0), rel=0.15)
+
+
+@pytest.mark.parametrize("n_frames", [1, 3, 30])
+def test_emission_z_is_calibrated_on_pure_dark_counts(n_frames):
+    rng = np.random.default_rng(43 + n_frames)
+    n_draws, dark = 4000, 0.7
+    zs = np.array([estimate(rng.poisson(dark, size=(n_frames, 16)), A0, phase_offset=0.3,
+                            dark=dark).emission_z for _ in range(n_draws)])
+    for threshold in (2.0, 3.0):
+        p = scipy.stats.norm.sf(threshold)
+        # at most the normal tail (the test is conservative on discrete counts), binomial 4σ
+        assert np.mean(zs >= threshold) <= p + 4 * np.sqrt(p * (1 - p) / n_draws)
+    assert np.mean(zs >= 2.0) > 0.4 * scipy.stats.norm.sf(2.0)
+
+
+def test_emission_score_needs_fewer_photons_than_a_wald_test_with_u_free():
+    """On 1600 dark counts, 220 signal photons: the score test (variance of the dark only)
+    detects most points, the Wald test M/σ_M with u free (σ_M inflated by the M–u
+    correlation and the signal's own variance) almost none, both at z ≥ 5."""
+    rng = np.random.default_rng(44)
+    lay = bin_layout(16, A0, 0.3)
+    n_frames, dark, m, n_draws = 10, 10.0, 220.0, 600
+    mu = m / n_frames * (lay.w + 0.05 * lay.s) + dark
+    x = lay.design
+
+    def wald_u_free(counts):
+        s = counts.sum(axis=0)
+        fisher = (x.T / np.maximum(s, 1.0)) @ x
+        theta = np.linalg.solve(fisher, (x.T / np.maximum(s, 1.0)) @ (s - n_frames * dark))
+        return theta[0] / np.sqrt(np.linalg.inv(fisher)[0, 0])
+
+    draws = [rng.poisson(mu, size=(n_frames, 16)) for _ in range(n_draws)]
+    score = np.mean([estimate(c, A0, phase_offset=0.3, dark=dark).emission_z >= 5
+                     for c in draws])
+    wald = np.mean([wald_u_free(c) >= 5 for c in draws])
+    # binomial sd of each fraction ≤ 0.5/√600 = 0.02
+    assert score > 0.5 and score > wald + 0.3
+
+
+@pytest.mark.parametrize("n_frames", [2, 3, 10])
+def test_analog_emission_z_is_normal_on_pure_dark(n_frames):
+    """Student t over the frames, mapped to a normal score: exact at any frame count,
+    also with the dark level known only to ±σ (drawn anew for every point)."""
+    rng = np.random.default_rng(45 + n_frames)
+    n_draws, noise, dark_sd = 3000, 3.0, 0.5
+    zs, zs_sd = [], []
+    for _ in range(n_draws):
+        frames = 100.0 + noise * rng.standard_normal((n_frames, 16))
+        zs.append(estimate(frames, A0, phase_offset=0.4, dark=100.0,
+                           noise="gaussian").emission_z)
+        zs_sd.append(estimate(frames + dark_sd * rng.standard_normal(), A0, phase_offset=0.4,
+                              dark=100.0, dark_sigma=dark_sd, noise="gaussian").emission_z)
+    for threshold in (2.0, 3.0):
+        p = scipy.stats.norm.sf(threshold)
+        tol = 4 * np.sqrt(p * (1 - p) / n_draws)
+        assert np.mean(np.array(zs) >= threshold) == pytest.approx(p, abs=tol)
+        # with a dark σ the t tail at n_frames − 1 is an upper bound: at most the rate
+        assert np.mean(np.array(zs_sd) >= threshold) <= p + tol
+
+
+# --- analog σ, χ² and flicker (issue 10) -----------------------------------------------------
+
+@pytest.mark.parametrize("n_frames", [3, 5, 10, 50])
+def test_analog_sigma_coverage_follows_student_t_at_every_frame_count(n_frames):
+    rng = np.random.default_rng(46 + n_frames)
+    n_draws, g = 2000, 0.01
+    results = [estimate(analog_frames(rng, n_frames, 16, 1000.0, 0.1, g, 0.4, 5.0), A0,
+                        phase_offset=0.4, noise="gaussian") for _ in range(n_draws)]
+    z = np.array([(r.g_lum - g) / r.sigma_g for r in results])
+    assert all(r.dof_sigma == n_frames - 1 for r in results)
+    nominal = 1 - 2 * scipy.stats.t.sf(3.0, n_frames - 1)
+    assert np.mean(np.abs(z) < 3) == pytest.approx(
+        nominal, abs=4 * np.sqrt(nominal * (1 - nominal) / n_draws))
+    # the coverage factor turns ±3σ into the normal 99.73 % interval
+    k = results[0].coverage_factor(3.0)
+    assert k == pytest.approx(scipy.stats.t.ppf(scipy.stats.norm.cdf(3.0), n_frames - 1) / 3)
+    p = 2 * scipy.stats.norm.sf(3.0)
+    assert np.mean(np.abs(z) < 3 * k) == pytest.approx(1 - p, abs=4 * np.sqrt(p / n_draws) + 1e-3)
+
+
+def test_analog_dark_sigma_adds_welch_satterthwaite_degrees_of_freedom():
+    rng = np.random.default_rng(47)
+    frames = analog_frames(rng, 5, 16, 1000.0, 0.0, 0.01, 0.4, 5.0, offset=20.0)
+    plain = estimate(frames, A0, phase_offset=0.4, dark=20.0, noise="gaussian")
+    with_sd = estimate(frames, A0, phase_offset=0.4, dark=20.0, dark_sigma=3.0,
+                       noise="gaussian")
+    assert plain.dof_sigma == 4 and with_sd.dof_sigma > 4
+    assert with_sd.sigma_g > plain.sigma_g
+
+
+@pytest.mark.parametrize("n_frames", [5, 40])
+def test_analog_flicker_raises_chi2_red_but_not_the_shape_chi2(n_frames):
+    rng = np.random.default_rng(48 + n_frames)
+    n_draws = 300
+    shapes, totals = [], []
+    for _ in range(n_draws):
+        e = estimate(analog_frames(rng, n_frames, 16, 1000.0, 0.1, 0.01, 0.4, 2.0, 0.05),
+                     A0, phase_offset=0.4, noise="gaussian")
+        shapes.append(e.chi2_shape_red)
+        totals.append(e.chi2_red)
+    dof_shape = e.dof_shape
+    assert dof_shape == 13
+    # each shape value is χ²(13)/13-equivalent: mean 1, sd √(2/13)
+    assert abs(np.mean(shapes) - 1) < 4 * np.sqrt(2 / dof_shape / n_draws)
+    assert np.mean(totals) > 1 + 10 * np.sqrt(2 / e.dof / n_draws)
+
+
+def test_analog_chi2_is_one_without_flicker_and_the_shape_sees_a_wrong_retardation():
+    rng = np.random.default_rng(49)
+    shapes, totals = [], []
+    for n_frames in (20, 60) * 150:   # pooled and full-covariance shape tests
+        e = estimate(analog_frames(rng, n_frames, 16, 1000.0, 0.1, 0.01, 0.4, 2.0), A0,
+                     phase_offset=0.4, noise="gaussian")
+        shapes.append(e.chi2_shape_red)
+        totals.append(e.chi2_red)
+    assert abs(np.mean(shapes) - 1) < 4 * np.sqrt(2 / e.dof_shape / 300)
+    assert abs(np.mean(totals) - 1) < 4 * np.sqrt(2 / e.dof / 300)
+    for n_frames in (20, 60):
+        polarizer = analog_frames(rng, n_frames, 16, 1000.0, 1.0, 0.0, 0.4, 2.0, 0.05)
+        wrong = estimate(polarizer, 1.1 * A0, phase_offset=0.4, noise="gaussian")
+        assert wrong.chi2_shape_red > 1 + 20 * np.sqrt(2 / wrong.dof_shape)
+
+
+def test_stats_helpers_match_scipy():
+    from cplscope.demod import _stats
+
+    for a, x in [(0.5, 0.1), (3.0, 1.0), (10.0, 30.0), (100.0, 80.0), (1e4, 1.03e4)]:
+        assert _stats.gamma_p(a, x) == pytest.approx(scipy.special.gammainc(a, x), rel=1e-11)
+    for a, b, x in [(0.5, 0.5, 0.3), (2, 0.5, 0.9), (50, 0.5, 0.99), (3, 30, 0.01)]:
+        assert _stats.betainc(a, b, x) == pytest.approx(scipy.special.betainc(a, b, x),
+                                                        rel=1e-11)
+    for t, d in [(3, 1), (3, 2), (5, 4), (-1, 3), (10, 50)]:
+        assert _stats.t_upper_tail(t, d) == pytest.approx(scipy.stats.t.sf(t, d), rel=1e-11)
+    assert _stats.t_quantile(0.99865, 2) == pytest.approx(scipy.stats.t.ppf(0.99865, 2),
+                                                          rel=1e-10)
+    assert _stats.f_upper_tail(3, 4, 10) == pytest.approx(scipy.stats.f.sf(3, 4, 10), rel=1e-11)
+    assert _stats.z_from_upper_tail(scipy.stats.norm.sf(5.0)) == pytest.approx(5.0, rel=1e-9)
