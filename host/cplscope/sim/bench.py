@@ -291,6 +291,7 @@ class Bench:
         self.rng = np.random.default_rng(seed)
         self._flicker_x = 0.0
         self._flicker_t: float | None = None
+        self._pe_per_lamp_cached: float | None = None
         self.set_sample(sample)
 
     # --- configuration ------------------------------------------------------------------------
@@ -329,7 +330,7 @@ class Bench:
     def _calibrate_lamp(self) -> float:
         """Photoelectrons/s per unit of slit-averaged lamp × QE × transmittance, from
         ``lamp_rate_cps`` (an empty beam at the lamp × QE peak, nominal HV)."""
-        if hasattr(self, "_pe_per_lamp_cached"):
+        if self._pe_per_lamp_cached is not None:
             return self._pe_per_lamp_cached
         grid = np.arange(150.0, 1200.0, 0.5)
         best = float(grid[int(np.argmax(self._lamp_slit(grid)))])
@@ -339,8 +340,9 @@ class Bench:
             raise ValueError("the lamp spectrum × QE is zero or not finite everywhere between "
                              "150 and 1200 nm: check the bench's lamp and qe functions")
         plateau = self._counting_efficiency(self.hv_nominal_volts)
-        self._pe_per_lamp_cached = self.lamp_rate_cps / (top * plateau)
-        return self._pe_per_lamp_cached
+        scale = self.lamp_rate_cps / (top * plateau)
+        self._pe_per_lamp_cached = scale
+        return scale
 
     def cd_truth(self, wavelength_nm: float | np.ndarray,
                  baseline: Sample | str | None = None) -> CDTruth:
@@ -349,20 +351,20 @@ class Bench:
         convention (a −45° polarizer flips ΔA and LD). With ``baseline`` (e.g. "solvent"),
         ``absorbance`` and ``g_abs`` are relative to it, as measured against a baseline scan.
         """
-        if not self.sample.has_absorption:
+        ab = self.sample.absorption
+        if ab is None:
             raise ValueError(f"sample {self.sample.name!r} has no absorption data")
-        t = self.sample.absorption.truth(wavelength_nm, self.slit_fwhm_nm, self._lamp_qe)
+        t = ab.truth(wavelength_nm, self.slit_fwhm_nm, self._lamp_qe)
         a = t.absorbance
         if baseline is not None:
             b = baseline if isinstance(baseline, Sample) else load_sample(baseline)
-            if not b.has_absorption:
+            if b.absorption is None:
                 raise ValueError(f"baseline {b.name!r} has no absorption data")
             a = a - b.absorption.truth(wavelength_nm, self.slit_fwhm_nm, self._lamp_qe).absorbance
         k = self._cd_sign
         with np.errstate(invalid="ignore", divide="ignore"):
-            g = np.where(a != 0, k * t.delta_a / np.where(a != 0, a, 1.0), np.nan)
-        if np.ndim(g) == 0:
-            g = float(g)
+            g_arr = np.where(a != 0, k * t.delta_a / np.where(a != 0, a, 1.0), np.nan)
+        g: float | np.ndarray = float(g_arr) if np.ndim(g_arr) == 0 else g_arr
         return dataclasses.replace(t, absorbance=a, v=k * t.v, u=k * t.u,
                                    delta_a=k * t.delta_a, linear_dichroism=k * t.linear_dichroism,
                                    g_abs=g)
@@ -431,10 +433,13 @@ class Bench:
 
     def _cd_at_wavelength(self, wavelength_nm: float) -> tuple[float, float, float]:
         """CD geometry: (photoelectron rate in 1/s through the sample, u, v)."""
-        t = self.sample.absorption.truth(wavelength_nm, self.slit_fwhm_nm, self._lamp_qe)
-        rate = self._pe_per_lamp * float(self._lamp_slit(wavelength_nm)) * t.transmittance
+        ab = self.sample.absorption
+        assert ab is not None  # set_sample checks it for the CD geometry
+        t = ab.truth(wavelength_nm, self.slit_fwhm_nm, self._lamp_qe)
+        rate = self._pe_per_lamp * float(self._lamp_slit(wavelength_nm)) * float(t.transmittance)
+        hit: tuple[float, float, float]
         if rate > 0 and math.isfinite(rate):
-            hit = (rate, self._cd_sign * t.u, self._cd_sign * t.v)
+            hit = (rate, self._cd_sign * float(t.u), self._cd_sign * float(t.v))
         else:
             hit = (0.0, 0.0, 0.0)
         if len(self._lambda_cache) >= _CACHE_LIMIT:
