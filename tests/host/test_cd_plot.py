@@ -1,0 +1,78 @@
+"""CD figure and the g_abs mirror report."""
+import math
+
+import numpy as np
+import pytest
+
+from cplscope.cd import FLAG_OPAQUE, CDPointResult
+from cplscope.cd_spectrum import CDSpectrum
+from cplscope.plot_cd import cd_mirror_report, plot_cd
+
+NAN = float("nan")
+LAM = np.arange(400.0, 461.0, 2.0)
+
+
+def synthetic(sign, seed, *, scale=1.0, sigma=2e-4, opaque_below=None, name="R"):
+    """A couplet g_abs(λ) drawn with Gaussian noise of σ (fixed seed)."""
+    rng = np.random.default_rng(seed)
+    g_true = sign * scale * 8e-3 * np.sin((LAM - 400.0) / 60.0 * 2 * math.pi)
+    pts = []
+    for lam, g in zip(LAM, g_true + sigma * rng.standard_normal(LAM.size)):
+        if opaque_below is not None and lam < opaque_below:
+            pts.append(CDPointResult(lam, *([NAN] * 8), 1.0, 10, 1.0, (FLAG_OPAQUE,)))
+            continue
+        a = 0.5
+        pts.append(CDPointResult(lam, a, 1e-3, g * a, sigma * a, g, sigma, 32980 * g * a, 0.0,
+                                 1.0, 10, 1.0))
+    return CDSpectrum(pts, {"sample": name})
+
+
+def test_mirror_report_accepts_a_mirror_pair_and_rejects_an_unequal_one():
+    r, s = synthetic(+1, 1), synthetic(-1, 2, name="S")
+    rep = cd_mirror_report(r, s)
+    assert rep.n_points == LAM.size and rep.consistent
+    assert abs(rep.ratio - 1.0) < 4 * rep.sigma_ratio
+    bad = cd_mirror_report(r, synthetic(-1, 3, scale=0.8))   # S 20 % weaker: not a mirror
+    assert not bad.consistent and bad.ratio > 1.1
+    opaque = cd_mirror_report(synthetic(+1, 4, opaque_below=420.0), s)
+    assert opaque.n_points == np.sum(LAM >= 420.0) and opaque.wavelength_min_nm == 420.0
+
+
+def test_mirror_report_needs_shared_g_abs():
+    r = synthetic(+1, 1)
+    far = CDSpectrum([CDPointResult(600.0, 0.5, 1e-3, 1e-3, 1e-4, 2e-3, 2e-4, 33.0, 0.0, 1.0,
+                                    10, 1.0)])
+    with pytest.raises(ValueError, match="share no wavelength where both have a g_abs"):
+        cd_mirror_report(r, far)
+
+
+@pytest.mark.parametrize("suffix", [".png", ".svg"])
+def test_plot_cd_writes_the_figure(tmp_path, suffix):
+    r, s = synthetic(+1, 1, opaque_below=406.0), synthetic(-1, 2, name="S")
+    path = tmp_path / f"cd{suffix}"
+    fig = plot_cd([r, s], path, mirror=True, title="pair")
+    assert path.stat().st_size > 10_000
+    ax_cd, ax_a, ax_g = fig.axes[0], fig.axes[2], fig.axes[1]
+    assert "mdeg" in ax_cd.get_ylabel() and "g_abs" in ax_g.get_ylabel()
+    assert "absorbance" in ax_a.get_ylabel()
+    texts = [t.get_text() for t in ax_g.texts]
+    assert any("g_R + g_S" in t and "g_R/(−g_S)" in t for t in texts)
+    assert [t.get_text() for t in ax_g.get_legend().get_texts()][:1] == ["R"]
+    # the g axis holds the couplet (±8e-3) and is not blown up by the opaque NaNs
+    lo, hi = ax_g.get_ylim()
+    assert -1.2e-2 < lo < -8e-3 and 8e-3 < hi < 1.2e-2
+
+
+def test_plot_cd_single_spectrum_in_delta_a_and_errors(tmp_path):
+    fig = plot_cd(synthetic(+1, 1), cd_unit="delta_a", show_absorbance=False)
+    assert "ΔA" in fig.axes[0].get_ylabel() and len(fig.axes) == 2
+    with pytest.raises(ValueError, match="cd_unit must be"):
+        plot_cd(synthetic(+1, 1), cd_unit="deg")
+    with pytest.raises(ValueError, match="mirror=True needs two spectra"):
+        plot_cd(synthetic(+1, 1), mirror=True)
+    with pytest.raises(ValueError, match="cannot tell the figure format"):
+        plot_cd(synthetic(+1, 1), tmp_path / "cd.jpg")
+    with pytest.raises(ValueError, match="nothing to plot"):
+        plot_cd(CDSpectrum())
+    with pytest.raises(ValueError, match="1 labels for 2 spectra"):
+        plot_cd([synthetic(+1, 1), synthetic(-1, 2)], labels=["R"])
