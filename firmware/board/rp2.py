@@ -1,4 +1,5 @@
-"""Board support for the Raspberry Pi Pico / Pico 2 (rp2 port, MicroPython ≥ 1.23).
+"""Board support for the Raspberry Pi Pico / Pico 2 (rp2 port, MicroPython ≥ 1.26, see
+`rp2_version`).
 
 Implements `board.base.Board` with PIO state machines, DMA and the USB vendor interface;
 docs/hardware.md has the pinout, the wiring and the timing limits. PIO programs and their
@@ -7,6 +8,10 @@ arithmetic live in `rp2_pio`, the native buffer kernels in `rp2_dma`, USB in `rp
 Resources: PIO0 SM0 gate, SM1/SM2 photon counters (even/odd bins); PIO1 SM4 period timer,
 SM5 overload guard, SM6 stepper. DMA: 8 channels for counting (2 counters × TX/RX × 2 frame
 buffers), 2 for the ADC, 1 for the period timer. PWM: PEM drive, PEM control voltage, PMT HV.
+
+Interrupt handlers (`_rx_irq_*`, `_adc_irq`, `_guard_irq`, `_adc_guard`) run with the heap
+locked: they allocate nothing, and every value they compute stays in the 30-bit small-int
+range of the 32-bit port (tests/firmware/test_rp2_irq.py checks both).
 """
 import math
 import sys
@@ -21,6 +26,8 @@ import uctypes
 from board import base
 from board import rp2_dma as K
 from board import rp2_pio as P
+from board import rp2_regs as H
+from board import rp2_version
 
 # --- pins (GPIO numbers, docs/hardware.md) ----------------------------------------------------
 PIN_PHOTON = 2      # discriminator TTL, pulse-stretched to ≥ 20 ns
@@ -49,9 +56,8 @@ STEP_RATE_HZ = 2000
 _PIO_BASE = (0x5020_0000, 0x5030_0000)
 _TXF = 0x10
 _RXF = 0x20
-_DMA_BASE = 0x5000_0000
-_DMA_STRIDE = 0x40
-_DMA_WRITE_ADDR = 0x04
+_PIO_CTRL = 0x00
+_ATOMIC_SET = 0x2000     # register alias: writing 1 bits sets them
 _IS_RP2350 = "RP2350" in sys.implementation._machine  # type: ignore[attr-defined]
 _ADC_BASE = 0x400A_0000 if _IS_RP2350 else 0x4004_C000
 _DREQ_ADC = 48 if _IS_RP2350 else 36
@@ -60,6 +66,14 @@ _ADC_FCS = 0x08
 _ADC_FIFO = 0x0C
 _ADC_DIV = 0x10
 _ADC_CLOCK_HZ = 48_000_000
+_CS_EN = 1
+_CS_START_MANY = 1 << 3
+_CS_READY = 1 << 8
+_FCS_CONFIG = 1 | (1 << 3) | (1 << 24)  # FIFO on, DREQ on, DREQ at 1 entry
+_FCS_EMPTY = 1 << 8
+_FCS_UNDER = 1 << 10     # write 1 to clear
+_FCS_OVER = 1 << 11      # write 1 to clear
+_ADC_FIFO_DEPTH = 8      # ≥ the FIFO depth of both chips
 
 _SET_PINS_OFF = 0xE000  # set(pins, 0): HV enable low, shutter closed
 _SET_PINS = 0xE000      # | value (bit 0 HV enable, bit 1 shutter)
@@ -67,6 +81,16 @@ _SET_PINS = 0xE000      # | value (bit 0 HV enable, bit 1 shutter)
 _COUNTER_SM = (1, 2)
 _PERIOD_WORDS = 16       # period-timer ring for lock and mean period (64 B, aligned)
 _EDGE_RING_WORDS = 2048  # period-timer ring in analog mode: ≥ the edges of 2 blocks
+# Period-timer DMA transfer count: 28 bits, because on an RP2350 bits 31:28 of TRANS_COUNT
+# are the MODE field (0 = normal); 2**28 - 1 edges last 89 min at 50 kHz.
+_PERIOD_COUNT = 0x0FFF_FFFF
+_PERIOD_RESTART = 0x0800_0000  # outside analog mode the timer restarts after this many
+# Analog mode: the ADC DMA writes one aligned ring endlessly, two channels chained to each
+# other taking turns of _ADC_TURN samples (a multiple of every ring length, so each turn
+# starts at the ring's start by the ring wrap alone: no address is ever re-armed, and a late
+# CPU can only lose samples of the ring, never write outside it).
+_ADC_TURN = 1 << 27
+_ADC_MARGIN = 256        # samples kept between the DMA and the oldest sample still read
 _GUARD_WINDOW_S = 200e-6
 _ADC_GUARD_HZ = 2000     # ADC level checks per second (trip within 0.5 ms + one check)
 _LOCK_TOLERANCE = 0.005  # relative period spread that still counts as locked
@@ -92,10 +116,6 @@ def _channel(dma) -> int:
     return dma.channel
 
 
-def _dma_write_addr(ch: int) -> int:
-    return machine.mem32[_DMA_BASE + ch * _DMA_STRIDE + _DMA_WRITE_ADDR]
-
-
 class _Ring:
     """One counter frame buffer: an aligned ring of ring_words uint32."""
 
@@ -117,6 +137,11 @@ class Rp2Board(base.Board):
     native_crc32 = True
 
     def __init__(self, usb: bool = True) -> None:
+        # a port older than the declared minimum lacks APIs used below: say so at once
+        # (REPL) and keep the reason for STATUS / SELF_TEST (`boot_fault`)
+        self.boot_fault = rp2_version.check(sys.implementation.version)
+        if self.boot_fault:
+            print("cplscope:", self.boot_fault)
         self._crc_table = array("I", bytes(1024))
         K.crc32_table(self._crc_table)
         self.clock_hz = machine.freq()
@@ -144,10 +169,13 @@ class Rp2Board(base.Board):
         self._pem_freq = 50_000.0
         self._drive = 0.0
         self._period_ring, self._period_first = _aligned(_PERIOD_WORDS)
+        self._period_view = memoryview(self._period_ring)[self._period_first:]
         self._period_dma = rp2.DMA()
         self._period_stats = array("i", [0, 0, 0])
         self._period_seen = 0
         self._period_ps = 0
+        self._edge_us = time.ticks_us()  # when the last new period word was seen
+        self._set_pem_freq(self._pem_freq)
         self._locked = False
         self._lock_lost = False
         self._start_period_timer()
@@ -156,7 +184,6 @@ class Rp2Board(base.Board):
         self._guard_rate = 0.0
         self._guard_level = 4095
         self._guard_trip_count = 0
-        self._guard_level_seen = 0
         self._outputs = 0  # bit 0 HV enable, bit 1 shutter
         self._guard = rp2.StateMachine(5, P.overload_guard, freq=self.clock_hz,
                                        jmp_pin=machine.Pin(PIN_PHOTON),
@@ -190,11 +217,17 @@ class Rp2Board(base.Board):
         self._adc_div = 479
         self._analog = False
         self._adc_dma: list = []
-        self._adc_raw: list = []
-        # ADC blocks alternate between the two DMA buffers: block k goes to buffer k & 1.
-        # _adc_completed[0] counts completed blocks (DMA IRQ), _adc_blocks those collected
-        # or dropped; the DMA is writing block _adc_completed[0].
-        self._adc_completed = array("i", [0])
+        # The ADC ring (see _ADC_TURN): _adc_turns[0] counts finished DMA turns (IRQ); block k,
+        # the next one due, starts _adc_blk_off samples into turn _adc_blk_turn, at ring index
+        # _adc_idx.
+        self._adc_ring = array("H")
+        self._adc_view = memoryview(b"")
+        self._adc_ring_len = 2
+        self._adc_ring_addr = 0
+        self._adc_turns = array("i", [0])
+        self._adc_blk_turn = 0
+        self._adc_blk_off = 0
+        self._adc_idx = 0
         self._adc_blocks = 0
         self._block = base.AdcBlock(self.max_block_samples, 1024)
         self._edge_ring = array("I")
@@ -216,6 +249,7 @@ class Rp2Board(base.Board):
         self._edge_rel = 0
         self._guard_seen = False
         self._guard_adc_level = 0
+        self._guard_pos = 0  # ring index up to which the ADC level guard has looked
         self._adc_timer: "machine.Timer | None" = None
         self._resonance = _Resonance(self)
         self._wdt: "machine.WDT | None" = None
@@ -256,7 +290,7 @@ class Rp2Board(base.Board):
     def _ready(self) -> bool:
         if self._counting and self._frame_done[self._frame_next] >= 2:
             return True
-        if self._analog and self._adc_completed[0] > self._adc_blocks:
+        if self._analog and self._adc_ahead() >= self._adc_block:
             return True
         return self._usb is not None and self._usb.readable() > 0
 
@@ -264,9 +298,11 @@ class Rp2Board(base.Board):
     def _ref_pin(self) -> int:
         return PIN_PEM_DRIVE if self._pem_source == base.PEM_INTERNAL else PIN_PEM_REF
 
-    def _start_period_timer(self, ring=None, first: int = 0, words: int = _PERIOD_WORDS) -> None:
+    def _start_period_timer(self, ring=None, first: int = 0, words: int = _PERIOD_WORDS,
+                            enable: bool = True) -> None:
         """(Re)start the period timer at its first instruction, its words going by DMA into an
-        aligned ring (word 0 is the start-up word, see rp2_pio). Returns with it running."""
+        aligned ring (word 0 is the start-up word, see rp2_pio). Returns with it running, or
+        with everything armed but the state machine if not `enable`."""
         sm = rp2.StateMachine(4, P.period_timer, freq=self.clock_hz,
                               jmp_pin=machine.Pin(self._ref_pin()))
         sm.active(0)
@@ -278,34 +314,64 @@ class Rp2Board(base.Board):
                                           ring_size=_log2(words * 4), ring_sel=True,
                                           treq_sel=12, irq_quiet=True)  # PIO1 RX0 (SM4)
         self._period_dma.config(read=_PIO_BASE[1] + _RXF, write=_addr(ring, first, 4),
-                                count=0x3FFF_FFFF, ctrl=ctrl, trigger=True)
+                                count=_PERIOD_COUNT, ctrl=ctrl, trigger=True)
         self._period_sm = sm
-        self._period_count0 = 0x3FFF_FFFF
-        sm.active(1)
+        self._period_count0 = _PERIOD_COUNT
+        self._period_seen = 0
+        if enable:
+            sm.active(1)
 
     def _period_words_done(self) -> int:
         return self._period_count0 - self._period_dma.count  # type: ignore[attr-defined]
 
+    def _set_pem_freq(self, frequency_hz: float) -> None:
+        """The nominal PEM frequency, and the integer thresholds _service() uses for it (so
+        that it does no float maths: it runs on every wait())."""
+        self._pem_freq = frequency_hz
+        self._nominal16 = int(16 * self.clock_hz / frequency_hz)  # cycles of 16 periods
+        # no new period word for 4 nominal periods + 2 ms: the reference is gone
+        self._edge_timeout_us = int(4_000_000 / frequency_hz) + 2000
+        # ps of the mean period from a 16-period sum in cycles: total·_ps_a/_ps_b
+        a = 1_000_000_000_000
+        b = 16 * self.clock_hz
+        g = _gcd(a, b)
+        self._ps_a = a // g
+        self._ps_b = b // g
+
     def _service(self) -> None:
-        """Lock detection, mean period, resonance tracking; cheap, runs from wait()."""
+        """Lock detection, mean period, resonance tracking; cheap (no allocation, small ints
+        only), runs from wait(). Locked while a new reference edge came within
+        _edge_timeout_us, the last 16 periods agree within 0.5 % (+2 cycles) and their mean
+        is within 5 % of the nominal one; in counting and in analog mode alike."""
         done = self._period_words_done()
-        fresh = done - self._period_seen
-        self._period_seen = done
-        if done > 0x3000_0000:
+        now = time.ticks_us()
+        if done != self._period_seen:
+            self._period_seen = done
+            self._edge_us = now
+        if not self._analog and done > _PERIOD_RESTART:
             self._start_period_timer()
-            self._period_seen = 0
-        if not self._analog and done >= _PERIOD_WORDS + 2:
-            ring = memoryview(self._period_ring)[self._period_first:]
-            K.period_stats(ring, _PERIOD_WORDS, P.PERIOD_SCALE, P.PERIOD_OFFSET,
-                           self._period_stats)
-            total, lo, hi = self._period_stats
-            mean = total / _PERIOD_WORDS
-            nominal = self.clock_hz / self._pem_freq
-            locked = (fresh > 0 and hi - lo <= 2 + _LOCK_TOLERANCE * mean
-                      and abs(mean - nominal) <= 0.05 * nominal)
-            self._period_ps = int(mean * 1e12 / self.clock_hz) if locked else 0
-        else:
-            locked = self._analog and fresh > 0 and self._locked
+            done = 0
+        locked = False
+        if (done >= _PERIOD_WORDS + 2
+                and time.ticks_diff(now, self._edge_us) <= self._edge_timeout_us):
+            if self._analog:
+                ring = self._edge_view
+                ring_len = _EDGE_RING_WORDS
+            else:
+                ring = self._period_view
+                ring_len = _PERIOD_WORDS
+            st = self._period_stats
+            K.period_stats(ring, ring_len, (done - _PERIOD_WORDS) % ring_len, _PERIOD_WORDS,
+                           P.PERIOD_SCALE, P.PERIOD_OFFSET, st)
+            total = st[0]
+            nominal = self._nominal16
+            locked = (st[2] - st[1] - 2 <= total // 3200          # 0.5 % of the mean
+                      and 20 * abs(total - nominal) <= nominal)   # 5 % of nominal
+            if locked:
+                b = self._ps_b
+                self._period_ps = (total // b) * self._ps_a + (total % b) * self._ps_a // b
+        if not locked:
+            self._period_ps = 0
         if self._locked and not locked:
             self._lock_lost = True
         self._locked = locked
@@ -318,7 +384,7 @@ class Rp2Board(base.Board):
             raise ValueError("PEM frequency must be 1 kHz … 200 kHz, got %r Hz" % frequency_hz)
         changed = source != self._pem_source
         self._pem_source = source
-        self._pem_freq = frequency_hz
+        self._set_pem_freq(frequency_hz)
         if source == base.PEM_INTERNAL:
             self._pem_ctrl.duty_u16(0)
             self._pem_drive.freq(int(frequency_hz))
@@ -329,7 +395,6 @@ class Rp2Board(base.Board):
         self._apply_drive()
         if changed:
             self._start_period_timer()
-            self._period_seen = 0
 
     def pem_set_drive(self, fraction: float) -> None:
         if not 0.0 <= fraction <= 1.0:
@@ -376,6 +441,8 @@ class Rp2Board(base.Board):
     def counter_start(self) -> None:
         if self._counting:
             return
+        if self.boot_fault:
+            raise RuntimeError(self.boot_fault)
         period = self._period_cycles()
         margin = int(period * _LOCK_TOLERANCE) + 2
         self._t_bin, budget, pairs = P.counter_timing(period, self._bins, margin)
@@ -468,11 +535,25 @@ class Rp2Board(base.Board):
                 K.fill_u32(ring.view, ring.words, -1)
         self._counting = False
 
+    def _counter_late(self, b: int) -> bool:
+        """True if the DMA has come round to buffer b again (or may have): its TX channels
+        were triggered by the other buffer's, or a buffer completed more often than once.
+        The channels of a collected buffer are idle with a transfer count of 0 until the
+        other buffer's TX channels finish and chain into them."""
+        done = self._frame_done
+        if done[b] != 2 or done[1 - b] >= 2:
+            return True
+        for chans in self._counter_dma:
+            tx = chans[b]
+            if tx.active() or tx.count:
+                return True
+        return False
+
     def counter_poll(self):
         b = self._frame_next
         if not self._counting or self._frame_done[b] < 2:
             return None
-        if self._frame_done[b] > 2:
+        if self._counter_late(b):
             self._drop_late_frames()
             return None
         frame = self._frame
@@ -484,12 +565,16 @@ class Rp2Board(base.Board):
             top = K.ring_collect(ring.view, ring.words, pairs, c, frame.buf)
             if top > biggest:
                 biggest = top
-            # re-arm this buffer's channels; the other buffer's channels chain into them
-            chans = self._counter_dma[c]
-            chans[b].read = ring.addr
-            chans[b].count = pairs * self._periods
-            chans[2 + b].write = ring.addr
-            chans[2 + b].count = pairs * self._periods
+        # Nothing to re-arm: a trigger reloads the transfer count, and the ring wrap brings
+        # the read and write addresses of both channels to the same ring word, whose bin is
+        # unchanged (a frame is K·B/2 transfers, a multiple of B/2; the ring is a multiple of
+        # B/2 words). Writing an address of a channel the chain may already have started
+        # would shift the bins, so none is written.
+        if self._counter_late(b):
+            # the other buffer finished while this one was read: it may hold counts of the
+            # next frame, and the ring reset above may have come too late for it
+            self._drop_late_frames()
+            return None
         self._frame_done[b] = 0
         self._frame_next = 1 - b
         # a bin counting more than half of the pulses the sampler can resolve is saturated
@@ -546,12 +631,35 @@ class Rp2Board(base.Board):
     def adc_start(self) -> None:
         if self._analog:
             return
+        if self.boot_fault:
+            raise RuntimeError(self.boot_fault)
         self.counter_stop()
+        # the guard timer first: if the port refuses it, nothing has been started yet (its
+        # callback does nothing until _analog is set)
+        if self._adc_timer is None:
+            self._adc_timer = machine.Timer(-1, mode=machine.Timer.PERIODIC,
+                                            freq=_ADC_GUARD_HZ, callback=self._adc_guard,
+                                            hard=True)
         self._hv_cached = self._read_hv_now()
         n = self._adc_block
-        self._adc_raw = [array("H", bytes(2 * n)) for _ in (0, 1)]
-        self._adc_completed[0] = 0
+        # the ring holds the block being read, the next one, and the margin
+        ring_len = 2
+        while ring_len < n + n // 2 + _ADC_MARGIN:
+            ring_len <<= 1
+        if ring_len != self._adc_ring_len or not self._adc_view:
+            self._adc_view = memoryview(b"")
+            self._adc_ring = array("H")
+            ring, first = _aligned(ring_len, "H")
+            self._adc_ring = ring
+            self._adc_view = memoryview(ring)[first:first + ring_len]
+            self._adc_ring_len = ring_len
+            self._adc_ring_addr = _addr(ring, first, 2)
+        self._adc_turns[0] = 0
+        self._adc_blk_turn = 0
+        self._adc_blk_off = 0
+        self._adc_idx = 0
         self._adc_blocks = 0
+        self._guard_pos = 0
         if not self._edge_view:
             ring, first = _aligned(_EDGE_RING_WORDS)
             self._edge_ring, self._edge_first = ring, first
@@ -570,67 +678,111 @@ class Rp2Board(base.Board):
         self._block.samples = memoryview(self._block.sample_buf)[: 3 * n // 2]
         machine.ADC(ADC_PMT)  # GPIO 26 to analog input
         adc = _ADC_BASE
-        machine.mem32[adc + _ADC_CS] = 1                       # enable, AINSEL = 0
-        machine.mem32[adc + _ADC_DIV] = self._adc_div
-        machine.mem32[adc + _ADC_FCS] = 1 | (1 << 3) | (1 << 24)  # FIFO, DREQ at 1 entry
+        mem = machine.mem32
+        mem[adc + _ADC_CS] = _CS_EN                    # enabled, AINSEL = 0, not converting
+        for _ in range(1000):                          # a conversion in flight ends (2 µs)
+            if mem[adc + _ADC_CS] & _CS_READY:
+                break
+        mem[adc + _ADC_DIV] = self._adc_div
+        mem[adc + _ADC_FCS] = _FCS_CONFIG
+        self._adc_drain()
+        ring_bits = _log2(2 * self._adc_ring_len)
         chans = [rp2.DMA(), rp2.DMA()]
         for b in (0, 1):
             ch = chans[b]
-            ch.config(read=adc + _ADC_FIFO, write=self._adc_raw[b], count=n,
+            ch.config(read=adc + _ADC_FIFO, write=self._adc_ring_addr, count=_ADC_TURN,
                       ctrl=ch.pack_ctrl(size=1, inc_read=False, inc_write=True,
+                                        ring_size=ring_bits, ring_sel=True,
                                         treq_sel=_DREQ_ADC, chain_to=_channel(chans[1 - b]),
                                         irq_quiet=False))
             ch.irq(self._adc_irq, hard=True)
         self._adc_dma = chans
         chans[0].active(1)
-        # period timer into the big ring, then free-running ADC, back to back so that
-        # sample 0 and the timer's count start together (fixed offset, in the φ0 calibration)
-        self._start_period_timer(self._edge_ring, self._edge_first, _EDGE_RING_WORDS)
-        machine.mem32[adc + _ADC_CS] = 1 | (1 << 3)            # START_MANY
+        # the period timer into the big ring, armed but stopped; then the timer's state
+        # machine and the free-running ADC start in two consecutive stores with interrupts
+        # off, so that sample 0 and the timer's count start a fixed few cycles apart (in φ0)
+        self._start_period_timer(self._edge_ring, self._edge_first, _EDGE_RING_WORDS,
+                                 enable=False)
         self._analog = True
-        self._adc_timer = machine.Timer(-1, freq=_ADC_GUARD_HZ, callback=self._adc_guard,
-                                        hard=True)
+        state = machine.disable_irq()
+        H.store2(_PIO_BASE[1] + _ATOMIC_SET + _PIO_CTRL, 1 << (4 - 4),  # SM4 = PIO1 SM0
+                 adc + _ADC_CS, _CS_EN | _CS_START_MANY)
+        machine.enable_irq(state)
+
+    def _adc_drain(self) -> None:
+        """Empty the ADC FIFO and clear its OVER/UNDER flags, the ADC not converting: a
+        leftover sample would shift every sample of the run against t0."""
+        mem = machine.mem32
+        fcs = _ADC_BASE + _ADC_FCS
+        for _ in range(_ADC_FIFO_DEPTH):
+            if mem[fcs] & _FCS_EMPTY:
+                break
+            mem[_ADC_BASE + _ADC_FIFO]
+        mem[fcs] = _FCS_CONFIG | _FCS_OVER | _FCS_UNDER
+        if not mem[fcs] & _FCS_EMPTY:
+            raise RuntimeError("the ADC FIFO does not drain: the ADC is still converting")
 
     def _adc_irq(self, dma) -> None:
-        # The channel that completed has chained to the other one. The DMA reloads a
-        # channel's count on each trigger but not its write address, which now points past
-        # the buffer: point it back at the start for the channel's next turn.
-        dma.write = self._adc_raw[0] if dma is self._adc_dma[0] else self._adc_raw[1]
-        self._adc_completed[0] += 1
+        # a DMA turn of _ADC_TURN samples ended (every 9 min at 250 kS/s) and chained into
+        # the other channel, which starts at the ring's start by the ring wrap
+        self._adc_turns[0] += 1
+
+    def _adc_ahead(self) -> int:
+        """Samples the DMA has written since the start of block k, the next one due. Right
+        after a turn ends and before its IRQ this lags by the few samples of the new turn
+        (never leads), which _ADC_MARGIN covers."""
+        w = self._adc_turns[0]
+        left = self._adc_dma[w & 1].count  # type: ignore[attr-defined]
+        return ((w - self._adc_blk_turn) * _ADC_TURN + (_ADC_TURN - left)
+                - self._adc_blk_off)
+
+    def _adc_next(self) -> None:
+        """Block k is done with (sent or dropped): block k + 1 is due."""
+        n = self._adc_block
+        self._adc_blocks += 1
+        self._adc_idx = (self._adc_idx + n) & (self._adc_ring_len - 1)
+        self._adc_blk_off += n
+        if self._adc_blk_off >= _ADC_TURN:
+            self._adc_blk_off -= _ADC_TURN
+            self._adc_blk_turn += 1
 
     def adc_stop(self) -> None:
         if not self._analog:
             return
         if self._adc_timer is not None:
             self._adc_timer.deinit()
-        machine.mem32[_ADC_BASE + _ADC_CS] = 1
-        machine.mem32[_ADC_BASE + _ADC_FCS] = 1 << 0  # drain below
+            self._adc_timer = None
+        self._analog = False
+        machine.mem32[_ADC_BASE + _ADC_CS] = _CS_EN  # stop converting
         for ch in self._adc_dma:
             ch.irq(None)
             ch.active(0)
             ch.close()
         machine.mem32[_ADC_BASE + _ADC_FCS] = 0
         self._adc_dma = []
-        self._analog = False
         self._start_period_timer()
-        self._period_seen = 0
 
     def adc_poll(self):
-        k = self._adc_blocks
-        if not self._analog or self._adc_completed[0] <= k:
-            return None
-        if self._adc_completed[0] > k + 1:
-            # block k + 1 is complete too, so the DMA is writing block k's buffer again
-            self._adc_resync()
+        if not self._analog:
             return None
         n = self._adc_block
+        limit = self._adc_ring_len - _ADC_MARGIN
+        ahead = self._adc_ahead()
+        if ahead < n:
+            return None
+        if ahead > limit:
+            # the DMA has come round to block k's samples
+            self._adc_resync(ahead)
+            return None
         blk = self._block
         blk.n_samples = n
-        clipped = K.pack12(self._adc_raw[k & 1], n, blk.sample_buf)
-        if self._adc_completed[0] > k + 1:
-            self._adc_resync()  # ... and it started while the block was being packed
+        clipped = K.pack12_ring(self._adc_view, self._adc_idx, n, self._adc_ring_len,
+                                blk.sample_buf)
+        ahead = self._adc_ahead()
+        if ahead > limit:
+            self._adc_resync(ahead)  # ... while the block was being packed
             return None
-        self._adc_blocks = k + 1
+        self._adc_next()
         _put_u64(blk.t0, self._t0_hi, self._t0_lo)
         t_len = self._next_block_ticks()
         # edges: period-timer words since the last block whose time falls in this one
@@ -666,12 +818,11 @@ class Rp2Board(base.Board):
             self._t0_hi += 1
         self._edge_rel -= t_len
 
-    def _adc_resync(self) -> None:
-        """The CPU collected ADC blocks too late: the DMA has started to overwrite the next
-        one due. Drop every block completed so far and go on with the one being written;
+    def _adc_resync(self, ahead: int) -> None:
+        """The CPU collected ADC blocks too late: the DMA has come round to the samples of
+        the next one due. Drop every completed block and go on with the one being written;
         its t0 shows the host the gap, and the edges of the dropped blocks are skipped."""
-        c = self._adc_completed[0]
-        lost = c - self._adc_blocks
+        lost = ahead // self._adc_block
         self.frames_lost += lost
         self._lost_pending += lost
         for _ in range(lost):
@@ -679,13 +830,16 @@ class Rp2Board(base.Board):
             while self._edges(t_len, self._block.edge_buf) < 0:
                 pass  # more edges than a block holds: consume the rest
             self._advance_t0(t_len)
-        self._adc_blocks = c
+            self._adc_next()
 
     def _edges(self, t_len: int, dst) -> int:
         """Consume the period-timer words of the edges before t_len (ticks after the t0 of
         the block due) into dst in ADC_BLOCK layout: their number, or -1 if not all fitted
         (or a delta exceeds 65535 ticks; see rp2_dma.edges_block)."""
         done = self._period_words_done()
+        if done > _PERIOD_COUNT - _EDGE_RING_WORDS:
+            raise RuntimeError("analog acquisition longer than %d reference periods: STOP and "
+                               "START again" % (_PERIOD_COUNT - _EDGE_RING_WORDS))
         available = done - self._edge_read
         if available > _EDGE_RING_WORDS:
             raise RuntimeError("the reference edge ring was overwritten (the CPU fell over "
@@ -792,18 +946,14 @@ class Rp2Board(base.Board):
         self._guard_tripped = True
 
     def _adc_guard(self, timer) -> None:
-        # hard IRQ every 0.5 ms in analog mode: the largest sample since the last check
+        # hard IRQ every 0.5 ms in analog mode: the largest sample written since the last
+        # check, wherever the DMA is in its ring (the write address of SRAM is a small int)
         if not self._analog or self._guard_tripped:
             return
-        b = self._adc_completed[0] & 1  # the buffer the DMA is writing
-        ch = self._adc_dma[b]
-        start = uctypes.addressof(self._adc_raw[b])
-        pos = (_dma_write_addr(_channel(ch)) - start) // 2
-        if pos <= 0 or pos > self._adc_block:
-            return
-        lo = self._guard_level_seen if self._guard_level_seen < pos else 0
-        level = K.max_u16(self._adc_raw[b], lo, pos, self._adc_block)
-        self._guard_level_seen = pos
+        ch = self._adc_dma[self._adc_turns[0] & 1]
+        pos = ((ch.write - self._adc_ring_addr) >> 1) & (self._adc_ring_len - 1)
+        level = K.max_u16(self._adc_view, self._guard_pos, pos, self._adc_ring_len)
+        self._guard_pos = pos
         if level > self._guard_level:
             self._trip()
             self._guard_adc_level = level
@@ -897,7 +1047,7 @@ class _Resonance:
     def _set(self, f: float) -> None:
         self.freq = f
         self._board._pem_drive.freq(int(f))
-        self._board._pem_freq = f
+        self._board._set_pem_freq(f)
         self._board._apply_drive()
         self._t = time.ticks_ms()
 

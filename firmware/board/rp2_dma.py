@@ -62,6 +62,33 @@ def pack12(src, n: int, dst) -> int:
 
 
 @micropython.viper
+def pack12_ring(src, start: int, n: int, ring_len: int, dst) -> int:
+    """pack12 of the n (even) samples of a ring of ring_len (a power of two) uint16 from
+    index start (even), wrapping. Returns the number of samples at 0 or 4095."""
+    s = ptr16(src)
+    d = ptr8(dst)
+    mask = ring_len - 1
+    clipped = 0
+    i = 0
+    o = 0
+    j = start
+    while i < n:
+        a = s[j] & 0xFFF
+        b = s[j + 1] & 0xFFF
+        d[o] = a & 0xFF
+        d[o + 1] = (a >> 8) | ((b & 0x0F) << 4)
+        d[o + 2] = b >> 4
+        if a == 0 or a == 0xFFF:
+            clipped += 1
+        if b == 0 or b == 0xFFF:
+            clipped += 1
+        i += 2
+        o += 3
+        j = (j + 2) & mask
+    return clipped
+
+
+@micropython.viper
 def max_u16(src, start: int, stop: int, ring_len: int) -> int:
     """Largest 12-bit sample in a ring of ring_len uint16 from index start (inclusive) to
     stop (exclusive), wrapping."""
@@ -79,23 +106,28 @@ def max_u16(src, start: int, stop: int, ring_len: int) -> int:
 
 
 @micropython.viper
-def period_stats(words, n: int, scale: int, offset: int, out):
-    """From n period-timer words, out[0] = sum of periods (cycles), out[1] = shortest,
-    out[2] = longest (cycles = scale·word + offset)."""
+def period_stats(words, ring_len: int, start: int, n: int, scale: int, offset: int, out):
+    """From n period-timer words of a ring of ring_len uint32, from index start (wrapping):
+    out[0] = sum of periods (cycles), out[1] = shortest, out[2] = longest
+    (cycles = scale·word + offset)."""
     w = ptr32(words)
     o = ptr32(out)
     total = 0
     lo = 0x3FFFFFFF
     hi = 0
     i = 0
+    j = start
     while i < n:
-        p = scale * w[i] + offset
+        p = scale * w[j] + offset
         total += p
         if p < lo:
             lo = p
         if p > hi:
             hi = p
         i += 1
+        j += 1
+        if j >= ring_len:
+            j = 0
     o[0] = total
     o[1] = lo
     o[2] = hi

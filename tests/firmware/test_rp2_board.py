@@ -1,107 +1,64 @@
-"""firmware/board/rp2.py run in the MicroPython unix port against stand-ins for `machine` and
-`rp2` that record what the board asks of the hardware. The PIO programs themselves are tested
-in the emulator (test_pio_*.py); this checks the Python glue around them: frame collection from
-the DMA rings and re-arming, overrun detection, ADC blocks with t0 and reference edges, the
-guard latch, and argument checking."""
-import subprocess
+"""firmware/board/rp2.py run in the MicroPython unix port against the behavioural model of
+the chip in rp2model/ (DMA with chain-to, rings, transfer-count reload and completion IRQs;
+PIO FIFOs; the ADC's registers and FIFO; hard IRQs with the heap locked). The PIO programs
+themselves are tested in the emulator (test_pio_*.py); this checks the Python glue around
+them: counter frames from the DMA rings, late frames and blocks detected and dropped, ADC
+blocks with t0 and reference edges, the start of a run, the guard latch, argument checks."""
+from rp2run import run_mp
 
-from conftest import FIRMWARE
-
-FAKES = r'''
-import sys
-
-class _Mem:
-    def __init__(self): self.d = {}
-    def __getitem__(self, a): return self.d.get(a, 0)
-    def __setitem__(self, a, v): self.d[a] = v
-
-class Pin:
-    IN = 0; OUT = 1; PULL_UP = 1
-    levels = {}
-    def __init__(self, n, *a, **k): self.n = n
-    def value(self, *v): return Pin.levels.get(self.n, 0)
-
-class PWM:
-    def __init__(self, pin): self.pin = pin; self.f = 0; self.d = 0
-    def freq(self, f=None):
-        if f is not None: self.f = f
-        return self.f
-    def duty_u16(self, d=None):
-        if d is not None: self.d = d
-        return self.d
-
-class ADC:
-    def __init__(self, ch): self.ch = ch
-    def read_u16(self): return 0
-
-class WDT:
-    def __init__(self, timeout): self.timeout = timeout
-    def feed(self): pass
-
-class Timer:
-    def __init__(self, i, freq=0, callback=None, hard=False): self.callback = callback
-    def deinit(self): self.callback = None
-
-mem32 = _Mem()
-WDT_RESET = 3; PWRON_RESET = 1
-def freq(): return 125000000
-def unique_id(): return b"\xe6\x61\x41\x04\x03\x5a\x2b\x22"
-def reset_cause(): return PWRON_RESET
-def disable_irq(): return 0
-def enable_irq(s): pass
-def idle(): pass
-'''
-
-FAKE_RP2 = r'''
-class PIO:
-    IN_LOW = 0; IN_HIGH = 1; OUT_LOW = 2; OUT_HIGH = 3; SHIFT_LEFT = 0; SHIFT_RIGHT = 1
-
-def asm_pio(**k):
-    return lambda f: f
-
-class StateMachine:
-    all = {}
-    def __init__(self, i, prog=None, **k):
-        self.i = i; self.prog = prog; self.k = k; self.execs = []; self.puts = []
-        self.on = False; self.handler = None; self.rx = []
-        StateMachine.all[i] = self
-    def put(self, v): self.puts.append(v)
-    def exec(self, ins): self.execs.append(ins)
-    def active(self, v=None):
-        if v is not None: self.on = bool(v)
-        return self.on
-    def restart(self): pass
-    def irq(self, handler=None, hard=False): self.handler = handler
-    def rx_fifo(self): return len(self.rx)
-    def get(self): return self.rx.pop(0)
-
-class DMA:
-    n = 0
-    def __init__(self):
-        self.channel = DMA.n; DMA.n += 1
-        self.read = self.write = self.count = 0; self.ctrl = None; self.on = False
-        self.handler = None
-    def pack_ctrl(self, **k): return k
-    def config(self, read=None, write=None, count=None, ctrl=None, trigger=False):
-        self.read = read; self.write = write; self.count = count; self.ctrl = ctrl
-        self.on = trigger
-    def irq(self, handler=None, hard=False): self.handler = handler
-    def active(self, v=None):
-        if v is not None: self.on = bool(v)
-        return self.on
-    def close(self): pass
-'''
-
-SCRIPT = r'''
-import sys
-sys.path.insert(0, %(fakes)r)
-sys.path.insert(0, %(fw)r)
+SETUP = r'''
 import struct
+import machine
+import rp2
 from board import rp2 as R
 from board import rp2_pio as P
 
+PAIRS = []
+
+def store2(a1, v1, a2, v2):
+    """The model of rp2_regs.store2: two stores in one native call."""
+    PAIRS.append((machine.IRQ_ENABLED[0], rp2.StateMachine.all[4].on,
+                  machine.ADC_MODEL.running()))
+    machine.BUS.write(a1, v1)
+    machine.BUS.write(a2, v2)
+
+R.H.store2 = store2
+_aligned = R._aligned
+
+def aligned(*a):
+    """Every DMA buffer of the board comes from _aligned: the model lets DMA touch those."""
+    buf, first = _aligned(*a)
+    rp2.allow(buf)
+    return buf, first
+
+R._aligned = aligned
 b = R.Rp2Board(usb=False)
-assert b.serial() == "e6614104035a2b22"
+assert b.boot_fault == "", b.boot_fault
+sms = rp2.StateMachine.all
+
+def allow_counter():
+    pass
+
+def run_periods(k, photons, pairs=None):
+    """k PEM periods; photons(bin) per bin and period (SM1 even bins, SM2 odd ones)."""
+    pairs = pairs or b._bins // 2
+    for _ in range(k):
+        for p in range(pairs):
+            sms[1].count_bin(photons(2 * p))
+            sms[2].count_bin(photons(2 * p + 1))
+
+def counts(f):
+    return list(struct.unpack("<%dI" % (len(f.counts) // 4), f.counts))
+'''
+
+COUNTING = SETUP + r'''
+# --- argument checks
+for bad in ((12, 10), (128, 10), (8, 0)):
+    try:
+        b.counter_configure(*bad)
+        raise SystemExit("counter_configure%r accepted" % (bad,))
+    except ValueError:
+        pass
 
 # --- native frame CRC: the CRC-32 check value, written little-endian after the data
 assert b.native_crc32
@@ -109,83 +66,113 @@ buf = bytearray(b"123456789" + bytes(4))
 b.crc32_into(buf, 9)
 assert bytes(buf[9:]) == bytes((0x26, 0x39, 0xF4, 0xCB)), buf
 
-# --- argument checks
-for bad in ((12, 10), (128, 10), (8, 0)):
-    try:
-        b.counter_configure(*bad)
-        raise SystemExit("counter_configure%%r accepted" %% (bad,))
-    except ValueError:
-        pass
+# --- counting: frames collected on time are exact, for every B, also when a frame is not
+# a whole number of ring turns (B < 16: the ring is 8 words, a frame K·B/2 transfers)
+for bins, k in ((2, 9), (4, 5), (8, 3), (16, 1), (64, 2), (8, 10)):
+    b.counter_configure(bins, k)
+    b.counter_start()
+    allow_counter()
+    t_bin, budget, pairs = P.counter_timing(2500, bins, int(2500 * 0.005) + 2)
+    assert sms[1].puts == [budget] and sms[2].puts == [budget]
+    assert sms[0].puts == [pairs - 1, P.gate_delay_word(t_bin)]
+    for frame_no in range(7):
+        pattern = lambda j: (j + frame_no) % 3 + 1
+        run_periods(k, pattern)
+        f = b.counter_poll()
+        assert f is not None, (bins, k, frame_no)
+        assert counts(f) == [k * pattern(j) for j in range(bins)], (bins, k, frame_no, counts(f))
+        assert f.periods == k and not f.saturated and not f.overload
+        assert b.counter_poll() is None
+    assert b.data_lost() == 0 and b.frames_lost == 0
+    # nothing was re-armed: no address of a running channel was ever written
+    for chans in b._counter_dma:
+        for ch in chans:
+            assert ch.writes_while_busy == [], ch.writes_while_busy
+    b.counter_stop()
+print("on time ok")
 
-# --- counting: B = 8, K = 10, external reference at the nominal 50 kHz
+# --- collected one frame late: buffer 0 completes, then buffer 1 and its TX chain has
+# restarted buffer 0's channels. That frame is dropped, never sent, and every frame sent
+# afterwards is exact.
+def exact(f, k, bins, per):
+    return counts(f) == [k * per(j) for j in range(bins)]
+
+one = lambda j: j + 1
+for bins, k in ((8, 10), (4, 5), (32, 3)):
+    b.counter_configure(bins, k)
+    b.counter_start()
+    allow_counter()
+    lost0 = b.frames_lost
+    run_periods(k, one)           # frame in buffer 0
+    run_periods(k, one)           # frame in buffer 1: its end chains into buffer 0
+    run_periods(1, one)           # ... which is counting again
+    assert b.counter_poll() is None, "a frame collected after the DMA came round was sent"
+    assert b.frames_lost - lost0 == 2 and b.data_lost() == 2
+    allow_counter()
+    for _ in range(4):
+        run_periods(k, one)
+        f = b.counter_poll()
+        assert f is not None and exact(f, k, bins, one), (bins, counts(f) if f else None)
+    # late by less than a frame: the TX chain into buffer 0 started a few bins before the
+    # end of frame 1 (TX runs ahead of the counters by their FIFO), RX not finished
+    run_periods(k, one)
+    run_periods(k - 1, one)
+    for p in range(bins // 2 - 1):
+        sms[1].count_bin(1)
+        sms[2].count_bin(1)
+    assert b._frame_done[1] < 2
+    f = b.counter_poll()
+    assert f is None, "a buffer whose channels run again was collected"
+    assert b.data_lost() >= 1
+    allow_counter()
+    for _ in range(3):
+        run_periods(k, one)
+        f = b.counter_poll()
+        assert f is not None and exact(f, k, bins, one), (bins, counts(f) if f else None)
+    b.counter_stop()
+print("late ok")
+
+# --- the frame is read while the DMA comes round (a slow CPU): dropped too
 b.counter_configure(8, 10)
 b.counter_start()
-t_bin, budget, pairs = P.counter_timing(2500, 8, int(2500 * 0.005) + 2)
-sms = R.rp2.StateMachine.all
-assert sms[1].puts == [budget] and sms[2].puts == [budget]
-assert sms[0].puts == [pairs - 1, P.gate_delay_word(t_bin)]
-expected = [0] * 8
-for c in (0, 1):
-    ring = b._rings[c][0]
-    for j in range(ring.words):
-        n = 7 * j + c + 1
-        ring.buf[ring.first + j] = 0xFFFFFFFF - n
-        expected[2 * (j %% 4) + c] += n
-assert b.counter_poll() is None          # no DMA completion yet
-b._rx_irq_0(None)
-assert b.counter_poll() is None          # one counter of two done
-b._rx_irq_0(None)
+allow_counter()
+collect = R.K.ring_collect
+def slow_collect(*a):
+    r = collect(*a)
+    if a[3] == 1:          # the second counter's ring: meanwhile frame 1 ends
+        run_periods(10, one)
+    return r
+run_periods(10, one)
+R.K.ring_collect = slow_collect
+assert b.counter_poll() is None and b.data_lost() == 2
+R.K.ring_collect = collect
+allow_counter()
+run_periods(10, one)
 f = b.counter_poll()
-assert f is not None and f.periods == 10
-counts = list(struct.unpack("<8I", f.counts))
-assert counts == expected, (counts, expected)
-assert not f.saturated and not f.overload
-# PEM not locked (no period words yet): the span of the nominal 2500-cycle period
+assert f is not None and exact(f, 10, 8, one)
+
+# --- saturation flag and bin_span
+t_bin, budget, pairs = P.counter_timing(2500, 8, int(2500 * 0.005) + 2)
+run_periods(10, lambda j: t_bin // 6 if j == 0 else 0)
+f = b.counter_poll()
+assert f.saturated
 assert f.bin_span == P.bin_span(8 * t_bin, 2500) and 0 < f.bin_span < 65536, f.bin_span
-ring = b._rings[0][0]
-assert all(ring.buf[ring.first + j] == 0xFFFFFFFF for j in range(ring.words))
-tx0, tx1, rx0, rx1 = b._counter_dma[0]
-assert tx0.read == ring.addr and rx0.write == ring.addr and rx0.count == pairs * 10
-assert rx0.ctrl["chain_to"] == rx1.channel and rx1.ctrl["chain_to"] == rx0.channel
-assert rx0.ctrl["treq_sel"] == 4 + 1 and tx0.ctrl["treq_sel"] == 1
-# next frame comes from buffer 1; a buffer completed twice before collection holds two frames
-# merged: both are dropped, and the counter restarts from buffer 0 with clean rings
-assert b.data_lost() == 0
-for _ in range(4):
-    b._rx_irq_1(None)
-b._rx_irq_0(None)                        # and buffer 0 has started a third frame
-old_gate = sms[0]
-assert b.counter_poll() is None and b.frames_lost == 2
-assert b.data_lost() == 2 and b.data_lost() == 0
-assert sms[0] is not old_gate and sms[0].on and b._counting
-assert b._frame_next == 0 and list(b._frame_done) == [0, 0]
-for c in (0, 1):
-    for ring in b._rings[c]:
-        assert all(ring.buf[ring.first + j] == 0xFFFFFFFF for j in range(ring.words))
-# a buffer completed an odd number of times (a pass still running) is dropped too
-b._rx_irq_0(None); b._rx_irq_0(None); b._rx_irq_0(None)
-b._rx_irq_1(None); b._rx_irq_1(None)
-assert b.counter_poll() is None and b.data_lost() == 2 and b.frames_lost == 4
-# a bin near the sampler's limit is flagged
-for c in (0, 1):
-    ring = b._rings[c][0]
-    ring.buf[ring.first] = 0xFFFFFFFF - 10 * (t_bin // 6)
-b._rx_irq_0(None); b._rx_irq_0(None)
 # locked at a measured 2510.25-cycle period: the span follows the 16-period sum
+run_periods(10, one)
 b._period_ps = 20082000
 b._period_stats[0] = 40164
 f = b.counter_poll()
-assert f.saturated
 assert f.bin_span == P.bin_span(16 * 8 * t_bin, 40164) != P.bin_span(8 * t_bin, 2500)
 assert f.bin_span == round(65536 * 8 * t_bin / 2510.25), f.bin_span
 b.counter_stop()
+assert not any(ch.busy for ch in rp2.DMA.channels[1:]), "counter DMA left running"
 
-# --- guard: trip latches, HV and shutter refuse until reset
+# --- guard: the PIO's IRQ (a hard IRQ, heap locked) latches the trip
 b.guard_arm(2e6, 4000)
 b.hv_set(800.0)
 b.shutter_set(True)
 assert sms[5].execs[-1] == 0xE003
-b._guard_irq(None)
+sms[5].raise_irq()
 assert b.guard_tripped() and b._hv.d == 0 and sms[5].execs[-1] == 0xE000
 assert "2e+06" in b.guard_reason()
 for call in (lambda: b.hv_set(100.0), lambda: b.shutter_set(True)):
@@ -204,88 +191,142 @@ assert b.position() == 3 and b.moving()
 assert sms[6].puts == [0x80000004, 1]
 sms[6].rx = [0, 0]
 assert not b.moving()
+print("OK")
+'''
 
-# --- ADC: 64-sample blocks at 100 kS/s, reference every 1000 ticks
-def adc_block_done():
-    """The DMA channel of the next block finishes it (its write address has run past the
-    buffer) and interrupts: the board must point it back at its buffer."""
-    k = b._adc_completed[0]
-    ch = b._adc_dma[k & 1]
-    ch.write = 0x20040000
-    b._adc_irq(ch)
-    assert ch.write is b._adc_raw[k & 1]
 
+def test_rp2_counting_in_micropython(micropython, tmp_path):
+    out = run_mp(micropython, COUNTING, tmp_path)
+    assert "on time ok" in out and "late ok" in out
+
+
+ANALOG = SETUP + r'''
+adc = machine.ADC_MODEL
+adc.source[0] = lambda i: (i * 61) % 4096
+adc.source[1] = lambda i: 1234
+block_ticks = 64 * 125000000 // 100000
+
+def edges(n0=700):
+    """Reference edges every 1000 ticks from the period timer's start (fixed offset)."""
+    sm = sms[4]
+    sm.push_rx(12345)                        # start-up word
+    sm.push_rx((300 - 4) // 2)               # first edge: 300 + PERIOD_START_EDGE ticks
+    for _ in range(n0):
+        sm.push_rx((1000 - 4) // 2)
+
+def t0(blk):
+    return struct.unpack("<Q", blk.t0)[0]
+
+def first_edge(blk):
+    return struct.unpack("<I", blk.edges[:4])[0]
+
+def samples(blk):
+    s = bytes(blk.samples)
+    out = []
+    for i in range(0, len(s), 3):
+        out.append(s[i] | (s[i + 1] & 0x0F) << 8)
+        out.append(s[i + 1] >> 4 | s[i + 2] << 4)
+    return out
+
+# leftovers of an earlier run in the ADC FIFO (with OVER set) must not become sample 0
+adc.fcs = 1 | (1 << 3)
+adc.fifo = [4000, 4001, 4002]
+adc.over = True
 b.adc_configure(100000.0, 64)
 b.adc_start()
-raw = b._adc_raw[0]
-for i in range(64):
-    raw[i] = (i * 61) %% 4096
-ring, first = b._edge_ring, b._edge_first
-ring[first] = 12345                         # start-up word
-ring[first + 1] = (300 - 4) // 2            # first edge: 300 + PERIOD_START_EDGE ticks
-for j in range(2, 700):
-    ring[first + j] = (1000 - 4) // 2
-b._period_dma.count = b._period_count0 - 700
+assert adc.fifo == [] and not adc.over, (adc.fifo, adc.over)
+# the period timer and the ADC start in one store pair with interrupts off, both stopped
+# before it
+assert PAIRS == [(False, False, False)], PAIRS
+assert sms[4].on and adc.running() and sms[4].history[-1:] == ["on"]
+assert adc.div == b._adc_div and adc.ainsel == 0
+adc.n = 0                                  # the stream's samples count from here
+edges(1600)
+first = 300 + P.PERIOD_START_EDGE
 assert b.adc_poll() is None
-adc_block_done()
+adc.convert(64)
 blk = b.adc_poll()
-assert blk.n_samples == 64 and struct.unpack("<Q", blk.t0)[0] == 0
-s = bytes(blk.samples)
-a0 = s[0] | (s[1] & 0x0F) << 8
-b0 = s[1] >> 4 | s[2] << 4
-assert (a0, b0) == (0, 61)
-block_ticks = 64 * 125000000 // 100000
-first_edge = struct.unpack("<I", blk.edges[:4])[0]
-assert first_edge == 300 + P.PERIOD_START_EDGE, first_edge
-assert blk.n_edges == (block_ticks - first_edge - 1) // 1000 + 1
-assert all(d == 1000 for d in struct.unpack("<%%dH" %% (blk.n_edges - 1), blk.edges[4:]))
+assert blk.n_samples == 64 and t0(blk) == 0
+assert samples(blk) == [(i * 61) % 4096 for i in range(64)], samples(blk)[:8]
+assert first_edge(blk) == first
+assert blk.n_edges == (block_ticks - first - 1) // 1000 + 1
+assert all(d == 1000 for d in struct.unpack("<%dH" % (blk.n_edges - 1), blk.edges[4:]))
 n1 = blk.n_edges
-adc_block_done()
+adc.convert(64)
 blk = b.adc_poll()
-assert struct.unpack("<Q", blk.t0)[0] == block_ticks
-e0 = struct.unpack("<I", blk.edges[:4])[0]
-assert e0 == first_edge + 1000 * n1 - block_ticks     # the edges continue across blocks
+assert t0(blk) == block_ticks and samples(blk) == [(i * 61) % 4096 for i in range(64, 128)]
+assert first_edge(blk) == first + 1000 * n1 - block_ticks   # the edges continue
 assert b.data_lost() == 0
 
-def first_edge_after(t0):
-    return first_edge + 1000 * -(-(t0 - first_edge) // 1000) - t0
+def first_edge_after(t):
+    return first + 1000 * -(-(t - first) // 1000) - t
 
-# collected too late: blocks 2, 3 and 4 complete before a poll, so the DMA is writing block
-# 2's buffer again. All three are dropped; block 5 comes next, its t0 shows the gap and its
-# edges start after it.
-lost_before = b.frames_lost
-for _ in range(3):
-    adc_block_done()
-assert b.adc_poll() is None and b.data_lost() == 3 and b.data_lost() == 0
-assert b.adc_poll() is None                 # block 5 is still being written
-adc_block_done()
+# a few blocks collected late but within the ring: all arrive, in order, exact
+adc.convert(3 * 64)
+for k in (2, 3, 4):
+    blk = b.adc_poll()
+    assert blk is not None and t0(blk) == k * block_ticks
+    assert samples(blk) == [(i * 61) % 4096 for i in range(64 * k, 64 * k + 64)]
+assert b.adc_poll() is None and b.data_lost() == 0
+# so late that the DMA came round (the ring is 512 samples, 256 kept free): every complete
+# block is dropped, the next one shows the gap in t0 and its edges start after it
+adc.convert(5 * 64)
+assert b.adc_poll() is None and b.data_lost() == 5
+adc.convert(64)
 blk = b.adc_poll()
-assert struct.unpack("<Q", blk.t0)[0] == 5 * block_ticks
-assert struct.unpack("<I", blk.edges[:4])[0] == first_edge_after(5 * block_ticks)
-assert blk.n_edges == (block_ticks - first_edge_after(5 * block_ticks) - 1) // 1000 + 1
-# the next block completes while this one is being packed: dropped as well
-pack12 = R.K.pack12
-def late_pack12(*a):
-    adc_block_done()
-    return pack12(*a)
-R.K.pack12 = late_pack12
-adc_block_done()
-assert b.adc_poll() is None and b.data_lost() == 2 and b.frames_lost == lost_before + 5
-R.K.pack12 = pack12
-adc_block_done()
+assert t0(blk) == 10 * block_ticks, t0(blk)
+assert samples(blk) == [(i * 61) % 4096 for i in range(640, 704)]
+assert first_edge(blk) == first_edge_after(10 * block_ticks)
+# the DMA comes round while the block is being packed: dropped as well
+pack = R.K.pack12_ring
+def late_pack(*a):
+    r = pack(*a)
+    adc.convert(5 * 64)
+    return r
+adc.convert(64)
+R.K.pack12_ring = late_pack
+assert b.adc_poll() is None and b.data_lost() == 6
+R.K.pack12_ring = pack
+adc.convert(64)
 blk = b.adc_poll()
-assert struct.unpack("<Q", blk.t0)[0] == 8 * block_ticks
-assert struct.unpack("<I", blk.edges[:4])[0] == first_edge_after(8 * block_ticks)
-# the CPU fell so far behind that the edge ring was overwritten: edge times are lost, so the
-# board faults rather than send blocks with wrong phases
-b._period_dma.count -= 2100
-adc_block_done()
+assert t0(blk) == 17 * block_ticks
+assert samples(blk) == [(i * 61) % 4096 for i in range(17 * 64, 18 * 64)]
+
+# --- the level guard (2 kHz hard timer, heap locked) sees every sample, also the last
+# ones of a block, wherever the DMA is in its ring
+b.guard_arm(2e6, 4095)
+machine.Timer.fire_all()        # the guard has seen everything so far
+assert not b.guard_tripped()
+b.guard_arm(2e6, 3000)
+adc.source[0] = lambda i: 4000 if i == 18 * 64 + 63 else 100
+adc.convert(40)
+machine.Timer.fire_all()
+assert not b.guard_tripped()
+adc.convert(24)                 # up to the block's last sample (4000)
+adc.convert(1)                  # and one of the next block
+machine.Timer.fire_all()
+assert b.guard_tripped() and "4000" in b.guard_reason(), b.guard_reason()
+assert b._hv.d == 0
+
+# the edge ring overwritten (the CPU fell over 2048 edges behind): the board faults rather
+# than send blocks with wrong phases
+b.guard_reset()
+adc.source[0] = lambda i: 100
+blk = b.adc_poll()
+for _ in range(2100):
+    sms[4].push_rx(498)
+adc.convert(64)
 try:
     b.adc_poll()
     raise SystemExit("edge ring overrun not reported")
 except RuntimeError as e:
     assert "START again" in str(e), e
 b.adc_stop()
+assert not adc.running() and not any(ch.busy for ch in b._adc_dma)
+assert machine.Timer.all == []
+
+# --- HV read-back comes from ADC1 outside analog mode
+b.hv_read()
 
 # --- ADC time base in small ints: block lengths with a fractional number of ticks add up
 # exactly, and t0 is written as a u64 from 30-bit parts
@@ -305,12 +346,5 @@ print("OK")
 '''
 
 
-def test_rp2_board_glue_in_micropython(micropython, tmp_path):
-    fakes = tmp_path / "fakes"
-    fakes.mkdir()
-    (fakes / "machine.py").write_text(FAKES)
-    (fakes / "rp2.py").write_text(FAKE_RP2)
-    script = tmp_path / "run.py"
-    script.write_text(SCRIPT % {"fakes": str(fakes), "fw": str(FIRMWARE)})
-    p = subprocess.run([micropython, str(script)], capture_output=True, text=True, timeout=60)
-    assert p.returncode == 0 and p.stdout.strip().endswith("OK"), p.stdout + p.stderr
+def test_rp2_analog_in_micropython(micropython, tmp_path):
+    run_mp(micropython, ANALOG, tmp_path)

@@ -37,6 +37,13 @@ out['n_edges'] = K.edges_block(words, len(words), inp['idx'], inp['avail'], inp[
                                inp['t_len'], 2, 4, edges, 65, state)
 out['edges'] = edges.hex()
 out['state'] = list(state)
+ring16 = array('H', inp['ring16'])
+dst = bytearray(3 * 12 // 2)
+out['ring_clipped'] = K.pack12_ring(ring16, 10, 12, 16, dst)
+out['ring_packed'] = dst.hex()
+st = array('i', [0, 0, 0])
+K.period_stats(words, len(words), 27, 16, 2, 4, st)
+out['stats'] = list(st)
 print(json.dumps(out))
 """
 
@@ -55,7 +62,8 @@ def test_viper_kernels_match_the_protocol_and_the_ring_layout(micropython):
     samples = [rng.randrange(4096) for _ in range(62)] + [0, 4095]
     words = [rng.randrange(100, 200) for _ in range(32)]
     inp = {"bins": bins, "rings": rings, "ring": rings[0], "samples": samples,
-           "words": words, "idx": 30, "avail": 20, "t_prev": -37, "t_len": 3000}
+           "words": words, "idx": 30, "avail": 20, "t_prev": -37, "t_len": 3000,
+           "ring16": [rng.randrange(4096) for _ in range(14)] + [0, 4095]}
     p = subprocess.run([micropython, "-c", SCRIPT % {"fw": str(FIRMWARE),
                                                       "inp": json.dumps(inp)}],
                        capture_output=True, text=True, timeout=60)
@@ -71,6 +79,13 @@ def test_viper_kernels_match_the_protocol_and_the_ring_layout(micropython):
     assert out["reset"] == [[0xFFFF_FFFF] * 8] * 2  # ready for the next frame
 
     assert out["packed"] == pack_reference(samples)
+    # the same from a ring of 16 samples, 12 of them from index 10 (wrapping)
+    wrapped = [inp["ring16"][(10 + i) % 16] for i in range(12)]
+    assert out["ring_packed"] == pack_reference(wrapped)
+    assert out["ring_clipped"] == sum(1 for s in wrapped if s in (0, 4095)) == 2
+    # period statistics of 16 words from index 27 of the 32-word ring (wrapping)
+    periods = [2 * words[(27 + i) % 32] + 4 for i in range(16)]
+    assert out["stats"] == [sum(periods), min(periods), max(periods)]
     assert out["clipped"] == sum(1 for s in samples if s in (0, 4095))
 
     # edges: walk the ring from index 30 (wrapping), periods 2w+4, stop at t_len

@@ -221,8 +221,15 @@ class DMA:
     channels = []
 
     def __init__(self):
-        self.channel = len(DMA.channels)
-        DMA.channels.append(self)
+        free = [c.channel for c in DMA.channels if c.closed]
+        if free:
+            self.channel = free[0]
+            DMA.channels[free[0]] = self
+        elif len(DMA.channels) < 12:
+            self.channel = len(DMA.channels)
+            DMA.channels.append(self)
+        else:
+            raise OSError("no free DMA channel")
         self._read = 0
         self._write = 0
         self.live = 0

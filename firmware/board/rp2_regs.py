@@ -1,0 +1,15 @@
+"""Register stores that must happen together (rp2 board).
+
+A native (viper) function runs from RAM without interpreter dispatch in between, so two
+stores in one call are a fixed few cycles apart; the caller disables interrupts around it so
+that no handler runs between them. The tests replace `store2` by a model of the chip."""
+import micropython
+
+
+@micropython.viper
+def store2(addr1: uint, value1: uint, addr2: uint, value2: uint):
+    """*addr1 = value1, then at once *addr2 = value2 (32-bit stores)."""
+    p = ptr32(addr1)
+    q = ptr32(addr2)
+    p[0] = value1
+    q[0] = value2
