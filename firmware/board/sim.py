@@ -13,7 +13,7 @@ from board.base import (AdcBlock, Board as BaseBoard, CounterFrame, RESET_POWER_
                         RESET_WATCHDOG, TICKS_MASK)
 
 ENV_ADDRESS = "CPLSCOPE_SIM_LINK"
-LINK_VERSION = 1
+LINK_VERSION = 2
 
 # board → hub
 HELLO = 0x01
@@ -40,6 +40,8 @@ RB_USB = 4
 RB_TRIP_ADC = 8
 COUNTER_HDR = "<IIBBH"  # periods, pem_period_ps, saturated, reserved, reserved
 ADC_HDR = "<8sHHBBH"  # t0_ticks (u64 LE), n_samples, n_edges, clipped, reserved, reserved
+WAIT_IDLE = 1  # WAIT flags: nothing to do until the host writes (the hub may hold the clock)
+WAIT_RX = 2  # waiting for the rest of a host frame: deliver host data during the wait
 IN_FLIGHT_MAX = 2  # double-buffered bulk IN, as on the Pico
 WATCHDOG_EXIT = 75
 
@@ -87,6 +89,7 @@ class Board(BaseBoard):
         self._msg_mv = memoryview(self._msg)
         self._rb = bytearray(READBACK_SIZE)
         self._req = bytearray(5 + STATE_SIZE + 8)
+        self._wait_msg = memoryview(self._req)[:13]
         self._rx = bytearray(32768)  # USB OUT bytes not yet read by the core
         self._rx_mv = memoryview(self._rx)
         self._rx_n = 0
@@ -170,10 +173,16 @@ class Board(BaseBoard):
             self._read_msg()
 
     def _await(self, want: int) -> int:
+        t0 = time.ticks_ms()
         while True:
             tag, n = self._read_msg()
             if tag == want:
                 self._readback()
+                # Time the hub held this board (waiting for the host to write or to read,
+                # docs/sim-link.md) is not time the interpreter hung: the watchdog skips it.
+                held = time.ticks_diff(time.ticks_ms(), t0)
+                if held > 50:
+                    self._wd_fed = time.ticks_add(self._wd_fed, held)
                 return n
 
     def _readback(self) -> None:
@@ -212,12 +221,21 @@ class Board(BaseBoard):
         return self._now & TICKS_MASK
 
     def wait(self, timeout_us: int) -> None:
+        # A timed wait with the stepper idle and no acquisition running is the core waiting
+        # for the rest of a host frame: the hub delivers host data during it.
+        busy = self.moving() or self._counting or self._adc
+        self._wait(timeout_us, 0 if busy else WAIT_RX)
+
+    def idle(self, timeout_us: int) -> None:
+        self._wait(timeout_us, WAIT_IDLE)
+
+    def _wait(self, timeout_us: int, flags: int) -> None:
         self._check_watchdog()
         self._pump()
         if self._rx_n:
             return
-        struct.pack_into("<BII", self._req, 0, WAIT, 4, timeout_us)
-        self._sock.write(memoryview(self._req)[:9])
+        struct.pack_into("<BIII", self._req, 0, WAIT, 8, timeout_us, flags)
+        self._sock.write(self._wait_msg)
         self._await(TIME)
 
     # counter ------------------------------------------------------------------------------
@@ -257,7 +275,7 @@ class Board(BaseBoard):
         return f
 
     def data_lost(self) -> int:
-        return 0  # the hub stalls instead of overwriting: a simulated frame is never late
+        return 0  # the hub holds the board instead of overwriting: never late
 
     # ADC ----------------------------------------------------------------------------------
     def adc_configure(self, sample_rate_hz: float, block_samples: int) -> None:

@@ -3,6 +3,7 @@ cplscope.sim.link.SimHub with a deterministic fake bench; commands go in as USB 
 REPLY / COUNTS / ADC_BLOCK frames come back as USB IN data, decoded here with struct/zlib."""
 from __future__ import annotations
 
+import contextlib
 import json
 import struct
 import subprocess
@@ -12,7 +13,7 @@ import zlib
 import pytest
 
 from cplscope.protocol import Status
-from cplscope.sim.link import AdcAnswer, CounterAnswer, LinkState, SimHub
+from cplscope.sim.link import COMMAND_LATENCY_US, AdcAnswer, CounterAnswer, LinkState, SimHub
 from fwpaths import FIRMWARE
 
 PEM_HZ = 50_000.0
@@ -81,12 +82,18 @@ class Host:
         raise AssertionError("timed out waiting for frames")
 
     def call(self, op: int, args: dict | None = None, timeout: float = 10.0):
+        status, res, _ts, _n = self.call_frame(op, args, timeout)
+        return status, res
+
+    def call_frame(self, op: int, args: dict | None = None, timeout: float = 10.0):
+        """(status, result, the reply's device timestamp in µs, the reply frame's size)."""
         rid = self.send(op, args)
-        for ftype, _seq, _ts, p in self.frames(timeout):
+        for ftype, _seq, ts, p in self.frames(timeout):
             if ftype == 5 and struct.unpack_from("<H", p)[0] == rid:
                 status = p[3]
                 body = p[4:].decode()
-                return status, (json.loads(body) if status == 0 else body)
+                return status, (json.loads(body) if status == 0 else body), ts, 24 + len(p)
+        raise AssertionError("no reply")
 
     def ok(self, op: int, args: dict | None = None):
         status, res = self.call(op, args)
@@ -94,10 +101,10 @@ class Host:
         return res
 
 
-@pytest.fixture
-def sim(micropython):
+@contextlib.contextmanager
+def running_sim(micropython, **hub_options):
     bench = FakeBench()
-    hub = SimHub(bench, "tcp:127.0.0.1:0", speed=200.0).start()
+    hub = SimHub(bench, "tcp:127.0.0.1:0", **hub_options).start()
     proc = subprocess.Popen([micropython, str(FIRMWARE / "main.py"), hub.address],
                             cwd=FIRMWARE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
@@ -109,6 +116,12 @@ def sim(micropython):
         hub.close()
         if out:
             print(out.decode(errors="replace"))
+
+
+@pytest.fixture
+def sim(micropython):
+    with running_sim(micropython) as s:
+        yield s
 
 
 def counts_of(p: bytes):
@@ -229,3 +242,96 @@ def test_garbage_and_bad_commands_keep_it_alive(sim):
                                  "block_samples": 1024})
     assert status == 4 and "250000" in text, text
     assert host.ok(1)["board"] == "sim"
+
+
+# --- virtual time: only simulated events advance it ------------------------------------------
+def test_an_idle_firmware_holds_instrument_time_and_a_command_costs_a_fixed_latency(sim):
+    host, _bench, hub, _p = sim
+    host.ok(1)
+    _st, _r, ts1, size1 = host.call_frame(10)
+    time.sleep(0.3)  # wall time passes; the idle instrument's does not
+    _st, _r, ts2, size2 = host.call_frame(10)
+    # the first reply's bulk IN transfer (1 µs per byte at 1 MB/s), then the next command
+    assert ts2 - ts1 == size1 + COMMAND_LATENCY_US
+    deadline = time.monotonic() + 10
+    while hub.now_us != ts2 + size2:  # the reply's transfer ends, then nothing happens
+        assert hub.now_us < ts2 + size2 and time.monotonic() < deadline, hub.now_us
+        time.sleep(0.001)
+    time.sleep(0.2)
+    assert hub.now_us == ts2 + size2
+
+
+def _move_then_status(micropython, wall_pause_s: float):
+    with running_sim(micropython) as (host, _bench, _hub, _p):
+        host.ok(6)
+        _s, _r, t_move, _n = host.call_frame(5, {"wavelength_nm": 438})
+        time.sleep(wall_pause_s)
+        st, res, t_status, _n = host.call_frame(10)
+        assert st == 0
+        return res, t_status - t_move
+
+
+def test_a_status_poll_waits_for_the_move_and_lands_at_the_same_instrument_time(micropython):
+    """Whether the host asks at once (mid-move in wall time) or after a pause, the poll
+    reaches the firmware when the move is over, at the same instrument time."""
+    now_res, now_dt = _move_then_status(micropython, 0.0)
+    late_res, late_dt = _move_then_status(micropython, 0.5)
+    assert now_res["moving"] is False and now_res["mono_position"] == 2380
+    assert now_dt == late_dt and now_dt > 2380 / 5000 * 1e6  # after the 0.48-s move
+    assert {k: v for k, v in now_res.items()} == late_res
+
+
+def test_bounded_start_streams_exactly_n_frames_then_acq_done(sim):
+    host, bench, hub, _p = sim
+    host.ok(2, {"mode": "counting", "bins": 4, "periods": 500})
+    assert host.ok(3, {"frames": 25}) == {"acq_id": 1, "frames": 25}
+    got, done = [], None
+    for ftype, seq, ts, p in host.frames(30):
+        if ftype == 1:
+            got.append((seq, ts))
+        elif ftype == 4 and struct.unpack_from("<H", p)[0] == 10:
+            done = (seq, p[4:].decode())
+            break
+    assert len(got) == 25 and len(bench.states) == 25
+    assert [b[0] - a[0] for a, b in zip(got, got[1:])] == [1] * 24  # no gap
+    assert all(b[1] - a[1] == 10_000 for a, b in zip(got, got[1:]))
+    assert done == (got[-1][0] + 1, "acquisition 1 ended after 25 data frames (25 sent)")
+    assert host.ok(10)["state"] == "idle" and len(bench.states) == 25
+
+
+def _stream_unread(micropython, n, **hub_options):
+    """Start a bounded stream and read nothing for 0.5 s of wall time, or (lossy hub) until
+    the bench has computed every frame; then read everything: (COUNTS seqs, EVENT codes,
+    frames the bench had computed before the host read)."""
+    with running_sim(micropython, **hub_options) as (host, bench, hub, _p):
+        host.ok(2, {"mode": "counting", "bins": 4, "periods": 50})
+        host.send(3, {"frames": n})
+        if hub_options.get("stall_s") is None:
+            time.sleep(0.5)
+        deadline = time.monotonic() + 60
+        while hub_options.get("stall_s") is not None and len(bench.states) < n:
+            assert time.monotonic() < deadline and hub.error is None
+            time.sleep(0.01)
+        computed = len(bench.states)
+        seqs, codes = [], []
+        for ftype, seq, _ts, p in host.frames(30):
+            if ftype == 1:
+                seqs.append(seq)
+            elif ftype == 4:
+                codes.append(struct.unpack_from("<H", p)[0])
+                if codes[-1] == 10:
+                    return seqs, codes, computed
+    raise AssertionError("no ACQ_DONE")
+
+
+def test_a_host_that_reads_late_loses_nothing_by_default(micropython):
+    seqs, codes, computed = _stream_unread(micropython, 20)
+    assert computed <= 2  # the instrument waited for the host instead of running on
+    assert len(seqs) == 20 and seqs == list(range(seqs[0], seqs[0] + 20))
+    assert 6 not in codes  # no EVENT OVERRUN
+
+
+def test_lossy_back_pressure_is_opt_in(micropython):
+    seqs, codes, computed = _stream_unread(micropython, 20, stall_s=0.01)
+    assert computed == 20
+    assert len(seqs) < 20 and 6 in codes  # frames dropped, reported by EVENT OVERRUN

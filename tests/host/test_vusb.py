@@ -210,8 +210,10 @@ def test_firmware_kill_and_restart(sim, host):
 
 def test_same_seed_same_faults():
     def lost_seqs(seed):
-        with launch(seed=seed, speed=400.0, faults={"drop": 0.3}) as s:
+        with launch(seed=seed, faults={"drop": 0.3}) as s:
             h = UsbHost(s)
+            # an idle board sends nothing by itself (its clock holds): stream 60 frames
+            h.send(Opcode.START, {"frames": 60})
             deadline = time.monotonic() + 10
             while h.dec.last_seq is None or h.dec.last_seq < 40:
                 h.read()

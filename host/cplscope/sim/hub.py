@@ -1,7 +1,7 @@
 """The simulated instrument's hub process: the optical bench, the firmware link and the device
 side of the virtual USB cable.
 
-    python -m cplscope.sim.hub --sample R-Cs4PbBr6 --seed 0 --speed 50 [--faults JSON] ...
+    python -m cplscope.sim.hub --sample R-Cs4PbBr6 --seed 0 [--speed 50] [--faults JSON] ...
 
 It builds a :class:`~cplscope.sim.bench.Bench`, a :class:`~cplscope.sim.adapter.BenchAdapter`,
 a :class:`~cplscope.sim.link.SimHub` for the firmware (``micropython firmware/main.py LINK``)
@@ -132,6 +132,7 @@ class UsbPort:
             if self._replug_at_us is not None and now_us >= self._replug_at_us:
                 self._replug_at_us = None
                 self.set_plugged(True)
+            self.hub.wake_at_us = self._replug_at_us
 
     def set_faults(self, changes: dict[str, Any]) -> Faults:
         with self._state:
@@ -141,6 +142,7 @@ class UsbPort:
             if "reconnect_after" in changes and not self.plugged:
                 ra = new.reconnect_after
                 self._replug_at_us = None if ra is None else self.hub.now_us + round(ra * 1e6)
+                self.hub.wake_at_us = self._replug_at_us
             self.faults.faults = new
             return new
 
@@ -423,14 +425,18 @@ def main(argv: list[str] | None = None) -> int:
                                  description="hub process of the simulated cplscope instrument")
     ap.add_argument("--sample", default="R-Cs4PbBr6", help="built-in sample name or JSON path")
     ap.add_argument("--seed", type=int, default=0, help="seed of the bench and of the faults")
-    ap.add_argument("--speed", type=float, default=1.0,
-                    help="instrument µs per wall µs while the firmware idles")
+    ap.add_argument("--speed", type=float, default=None,
+                    help="pace moves and homing at this many instrument µs per wall µs and "
+                         "let host commands reach the board mid-move (default: as fast as "
+                         "possible, reproducible)")
     ap.add_argument("--bench", help="JSON object of Bench keyword arguments")
     ap.add_argument("--faults", help="JSON object of cable faults (corrupt, drop, stall, "
                                      "disconnect_at, reconnect_after)")
     ap.add_argument("--serial", default="51a000000001")
     ap.add_argument("--usb-bytes-per-s", type=float, default=1.0e6)
-    ap.add_argument("--stall-s", type=float, default=1.0)
+    ap.add_argument("--stall-s", type=float, default=None,
+                    help="lossy back-pressure: stop waiting for a host that does not read "
+                         "after this many wall s per request (default: wait, lossless)")
     ap.add_argument("--no-zlp", action="store_true",
                     help="whole-packet IN buffers run on into the next (no zero-length packet)")
     ap.add_argument("--dir", help="folder for the sockets (default: a new temporary folder)")

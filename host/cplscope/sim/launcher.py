@@ -311,7 +311,7 @@ class SimSession:
 
 
 def launch(sample: str = "R-Cs4PbBr6", *, faults: dict[str, Any] | None = None, seed: int = 0,
-           speed: float = 1.0, bench_options: dict[str, Any] | None = None,
+           speed: float | None = None, bench_options: dict[str, Any] | None = None,
            timeout: float = 20.0, serial: str = "51a000000001",
            usb_bytes_per_s: float = 1.0e6, zlp: bool = True) -> SimSession:
     """Start the simulated instrument and return its :class:`SimSession` once the board is on
@@ -319,8 +319,9 @@ def launch(sample: str = "R-Cs4PbBr6", *, faults: dict[str, Any] | None = None, 
 
     sample: built-in sample name or path of a sample JSON file. faults: cable faults
     (``corrupt``, ``drop``, ``stall``: fractions 0…1; ``disconnect_at``, ``reconnect_after``:
-    instrument s). seed: seed of the bench and of the faults. speed: instrument s per wall s
-    while the firmware idles (acquisitions run as fast as they can be computed anyway).
+    instrument s). seed: seed of the bench and of the faults. speed: None (default) runs as
+    fast as it can be computed, reproducibly; a number paces moves and homing at that many
+    instrument s per wall s (docs/sim-link.md).
     bench_options: keyword arguments of :class:`~cplscope.sim.bench.Bench` (``slit_fwhm_nm``,
     ``dark_rate_cps``, ``dead_time_s``, ``flicker_rms``, ``pem_phase_offset_rad``,
     ``pem_drive_per_rad_nm``, …). timeout: s of wall time allowed for the start.
@@ -330,16 +331,18 @@ def launch(sample: str = "R-Cs4PbBr6", *, faults: dict[str, Any] | None = None, 
     Faults().updated(faults)  # unknown keys and bad values: ValueError here, not in the child
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be an integer ≥ 0, got {seed!r}")
-    if not speed > 0:
-        raise ValueError(f"speed must be > 0 (instrument s per wall s), got {speed!r}")
+    if speed is not None and not speed > 0:
+        raise ValueError(f"speed must be None or > 0 (instrument s per wall s), got {speed!r}")
     if not timeout > 0:
         raise ValueError(f"timeout must be > 0 s, got {timeout!r}")
     micropython = find_micropython()
     firmware = find_firmware()
     folder = tempfile.mkdtemp(prefix="cplsim-")
     cmd = [sys.executable, "-m", "cplscope.sim.hub", "--sample", str(sample), "--seed",
-           str(seed), "--speed", repr(float(speed)), "--serial", serial,
+           str(seed), "--serial", serial,
            "--usb-bytes-per-s", repr(float(usb_bytes_per_s)), "--dir", folder]
+    if speed is not None:
+        cmd += ["--speed", repr(float(speed))]
     if faults:
         cmd += ["--faults", json.dumps(faults)]
     if bench_options:

@@ -23,7 +23,13 @@ __all__ = ["LinkState", "CounterAnswer", "AdcAnswer", "LinkBench", "SimHub", "pa
            "ENV_ADDRESS"]
 
 ENV_ADDRESS = "CPLSCOPE_SIM_LINK"
-LINK_VERSION = 1
+LINK_VERSION = 2
+#: Instrument time a host command costs to reach an idle firmware (µs): the bulk OUT transfer
+#: and the firmware's reaction, fixed so that the wall clock never enters instrument time.
+COMMAND_LATENCY_US = 100
+WAIT_IDLE = 1  # WAIT flags: nothing to do until the host writes
+WAIT_RX = 2  # waiting for the rest of a host frame: deliver host data during the wait
+_KEEPALIVE_S = 0.5  # an idle firmware is answered (without advancing time) this often
 
 HELLO, USB_IN, WAIT, STATE, COUNTER_REQ, ADC_REQ = 0x01, 0x02, 0x03, 0x04, 0x05, 0x06
 WELCOME, USB_OUT, IN_ACK, TIME, COUNTER_DATA, ADC_DATA = 0x81, 0x82, 0x83, 0x84, 0x85, 0x86
@@ -122,11 +128,22 @@ def pack12(samples: Sequence[int]) -> bytes:
 class SimHub:
     """Accepts one firmware connection and serves it from a background thread.
 
+    Instrument time advances only by simulated events, never by the wall clock
+    (docs/sim-link.md, "Virtual time"): a data request by its frame's duration, a timed WAIT
+    by its timeout, a host command reaching an idle firmware by `COMMAND_LATENCY_US`, an idle
+    firmware with IN buffers in flight to the end of their transfer. So the same bench seed and
+    the same host commands give the same frames, however loaded the machine is.
+
     address: 'tcp:127.0.0.1:0' (a free port) or 'unix:PATH' (None: a unix socket in a
-    temporary directory). speed: how many µs of instrument time pass per µs of wall time while
-    the firmware waits idle (acquisition frames always advance time by their own duration at
-    once, but a data request waits up to `stall_s` s of wall time while the host has not
-    read the board's last two IN buffers, so a host that keeps up never loses frames).
+    temporary directory). speed: None (default) runs everything as fast as it can be computed
+    and holds host data while the stepper moves, so that polls during a move change nothing;
+    a number paces timed work (moves, homing) at `speed` µs of instrument time per µs of wall
+    time and delivers host data during it, for interactive use and tests that must talk to the
+    board mid-move (then polls are not reproducible). stall_s: None (default) is lossless
+    back-pressure: while the cable is plugged, instrument time does not pass an IN buffer's
+    acknowledgement until the host has read it, however long (wall) that takes; a number is
+    the old lossy behaviour: give up waiting after `stall_s` s of wall time per request, so a
+    host that stops reading makes the board drop data (OVERRUN).
     usb_bytes_per_s: bulk IN throughput (full speed ≈ 1.0e6 B/s). home_at: the board
     step count at which the home switch closes (the board starts at 0). steps_per_nm, home_nm:
     the hub's monochromator calibration for `LinkState.wavelength_nm`.
@@ -137,16 +154,20 @@ class SimHub:
     after instrument time advances. Both run on the hub's threads and must not block.
     """
 
-    def __init__(self, bench: LinkBench, address: str | None = None, *, speed: float = 1.0,
+    def __init__(self, bench: LinkBench, address: str | None = None, *,
+                 speed: float | None = None,
                  usb_bytes_per_s: float = 1.0e6, serial: str = "51a000000001",
                  home_at: int = -1500, step_rate_hz: float = 5000.0,
                  steps_per_nm: float = 10.0, home_nm: float = 200.0,
-                 start_time_us: int = 0, stall_s: float = 1.0,
+                 start_time_us: int = 0, stall_s: float | None = None,
                  accept_restarts: bool = False,
                  on_link: Callable[[bool], None] | None = None,
                  on_time: Callable[[int], None] | None = None) -> None:
-        if speed <= 0:
-            raise ValueError(f"speed must be > 0 (instrument µs per wall µs), got {speed}")
+        if speed is not None and not speed > 0:
+            raise ValueError(f"speed must be None or > 0 (instrument µs per wall µs), got "
+                             f"{speed}")
+        if stall_s is not None and not stall_s >= 0:
+            raise ValueError(f"stall_s must be None (lossless) or ≥ 0 s, got {stall_s}")
         if usb_bytes_per_s <= 0:
             raise ValueError(f"usb_bytes_per_s must be > 0, got {usb_bytes_per_s}")
         self.bench = bench
@@ -174,11 +195,17 @@ class SimHub:
         self._conn: socket.socket | None = None
         self._send_lock = threading.Lock()
         self._cv = threading.Condition()
-        self._in: deque[tuple[bytes, int]] = deque()  # (IN data, submit time µs)
-        self._acks: list[int] = []  # due times (µs) of IN buffers the host has read
+        self._in: deque[bytes] = deque()  # IN buffers the host has not read yet
+        # end of transfer (instrument µs) of every IN buffer not yet acknowledged, oldest
+        # first; the first len(_due) - len(_in) of them have been read by the host
+        self._due: deque[int] = deque()
+        self._last_due = start_time_us
+        self._out: list[bytes] = []  # host data not yet delivered to the board
+        self._freed = 0  # IN buffers freed by a bus reset, acknowledged at the next answer
         self._stuck = 0  # IN buffers the board submitted while the USB was disconnected
-        self._out_gen = 0
-        self._out_seen = 0
+        #: instrument time (µs) of a scheduled cable event (a replug), or None: while the
+        #: cable is out and one is scheduled, an idle firmware's time runs to it
+        self.wake_at_us: int | None = None
         self._stop = False
         self._thread = threading.Thread(target=self._serve, name="sim-hub", daemon=True)
         self._connected = threading.Event()
@@ -229,17 +256,14 @@ class SimHub:
                 return
             self.usb_connected = connected
             if not connected:
+                for _ in range(len(self._in)):  # the unread buffers are the newest
+                    self._due.pop()
                 self._stuck += len(self._in)
                 self._in.clear()
-                freed = 0
             else:
-                freed, self._stuck = self._stuck, 0
+                self._freed += self._stuck  # acknowledged with the board's next answer
+                self._stuck = 0
             self._cv.notify_all()
-        if freed and self._conn is not None:
-            try:
-                self._send(pack_message(IN_ACK, struct.pack("<H", freed)))
-            except OSError:
-                pass
 
     def close(self) -> None:
         self._stop = True
@@ -269,14 +293,19 @@ class SimHub:
 
     # host side of the virtual USB -------------------------------------------------------------
     def host_write(self, data: bytes) -> None:
-        """Bulk OUT: deliver `data` to the board."""
-        self._send(pack_message(USB_OUT, bytes(data)))
+        """Bulk OUT: queue `data` for the board. It reaches the firmware with the hub's next
+        answer to it (at once while it streams or idles; while the stepper moves only with a
+        `speed` set); an idle firmware gets it `COMMAND_LATENCY_US` of instrument time later."""
         with self._cv:
-            self._out_gen += 1
+            if self._conn is None:
+                raise ConnectionError("the firmware is not connected")
+            self._out.append(bytes(data))
             self._cv.notify_all()
 
     def host_read(self, timeout: float) -> bytes | None:
-        """Bulk IN: the next buffer the board submitted, or None after `timeout` s (wall)."""
+        """Bulk IN: the next buffer the board submitted, or None after `timeout` s (wall).
+        Reading never moves instrument time: the buffer is acknowledged to the board when
+        instrument time reaches the end of its transfer."""
         deadline = time.monotonic() + timeout
         with self._cv:
             while not self._in:
@@ -284,11 +313,8 @@ class SimHub:
                 if left <= 0 or self._stop:
                     return None
                 self._cv.wait(left)
-            data, t_submit = self._in.popleft()
-            self._acks.append(max(self.now_us, t_submit) + int(len(data) * 1e6
-                                                               / self.usb_bytes_per_s))
+            data = self._in.popleft()
             self._cv.notify_all()
-        self._flush_acks()
         return data
 
     # serving ----------------------------------------------------------------------------------
@@ -298,14 +324,37 @@ class SimHub:
         with self._send_lock:
             self._conn.sendall(msg)
 
-    def _flush_acks(self) -> None:
-        with self._cv:
-            due = [t for t in self._acks if t <= self.now_us]
-            self._acks = [t for t in self._acks if t > self.now_us]
-        if due and self._conn is not None:
-            self._send(pack_message(IN_ACK, struct.pack("<H", len(due))))
+    def _acks_due(self) -> int:
+        """With the lock held: how many IN buffers to acknowledge now, i.e. those whose
+        transfer has ended by `now_us`. Lossless (stall_s None): wait, however long, until
+        the host has read each of them; lossy: at most `stall_s` s of wall time."""
+        n = 0
+        deadline = None if self.stall_s is None else time.monotonic() + self.stall_s
+        while self._due and self._due[0] <= self.now_us and not self._stop:
+            if len(self._due) > len(self._in):  # the oldest one has been read
+                self._due.popleft()
+                n += 1
+                continue
+            left = _KEEPALIVE_S if deadline is None else deadline - time.monotonic()
+            if left <= 0:
+                break
+            self._cv.wait(min(left, _KEEPALIVE_S))
+        n += self._freed
+        self._freed = 0
+        return n
+
+    def _finish(self, deliver: bool) -> None:
+        """Before an answer to the board: scheduled faults at the new time, the IN
+        acknowledgements that fell due and (if `deliver`) the host data waiting."""
         if self.on_time is not None:
-            self.on_time(self.now_us)
+            self.on_time(self.now_us)  # outside the lock: it may plug or unplug the cable
+        with self._cv:
+            n = self._acks_due()
+            out, self._out = (self._out, []) if deliver else ([], self._out)
+        if n:
+            self._send(pack_message(IN_ACK, struct.pack("<H", n)))
+        for data in out:
+            self._send(pack_message(USB_OUT, data))
 
     def _recv_exact(self, n: int) -> bytes:
         assert self._conn is not None
@@ -350,7 +399,10 @@ class SimHub:
             self._connected.clear()
             conn, self._conn = self._conn, None
             self._in.clear()
-            self._acks.clear()
+            self._due.clear()
+            self._last_due = self.now_us
+            self._out.clear()
+            self._freed = 0
             self._stuck = 0
             self._cv.notify_all()
         if conn is not None:
@@ -391,29 +443,32 @@ class SimHub:
         elif tag == USB_IN:
             with self._cv:
                 if self.usb_connected:
-                    self._in.append((p, self.now_us))
+                    self._in.append(p)
+                    # bulk IN transfers one buffer after the other at usb_bytes_per_s
+                    due = (max(self.now_us, self._last_due)
+                           + int(len(p) * 1e6 / self.usb_bytes_per_s))
+                    self._due.append(due)
+                    self._last_due = due
                 else:
                     self._stuck += 1  # nobody takes it until the next bus reset
                 self._cv.notify_all()
         elif tag == STATE:
             self._state(p)
         elif tag == WAIT:
-            self._wait(struct.unpack("<I", p)[0])
+            self._wait(*struct.unpack("<II", p))
         elif tag == COUNTER_REQ:
-            self._stall()
             st = self._state(p)
             bins, _r, periods = _COUNTER_REQ.unpack_from(p, _STATE.size)
             a = self.bench.counter_frame(st, bins, periods)
             if len(a.counts) != bins:
                 raise ValueError(f"bench returned {len(a.counts)} counts for {bins} bins")
             self.now_us += int(a.duration_us)
-            self._flush_acks()
+            self._finish(deliver=True)
             body = (self._readback(a.trip_rate_cps)
                     + _COUNTER_HDR.pack(a.periods, a.pem_period_ps, int(a.saturated), 0, 0)
                     + struct.pack("<%dI" % bins, *a.counts))
             self._send(pack_message(COUNTER_DATA, body))
         elif tag == ADC_REQ:
-            self._stall()
             st = self._state(p)
             rate, n, _r = _ADC_REQ.unpack_from(p, _STATE.size)
             b = self.bench.adc_block(st, rate, n)
@@ -425,7 +480,7 @@ class SimHub:
                 edges = struct.pack("<I", e[0]) + struct.pack(
                     "<%dH" % (len(e) - 1), *(e[i + 1] - e[i] for i in range(len(e) - 1)))
             self.now_us += int(b.duration_us)
-            self._flush_acks()
+            self._finish(deliver=True)
             body = (self._readback(b.trip_level, adc_trip=True)
                     if b.trip_level is not None else self._readback())
             body += _ADC_HDR.pack(b.t0_ticks, n, len(e), int(b.clipped), 0, 0) + edges
@@ -434,37 +489,42 @@ class SimHub:
         else:
             raise ValueError(f"unknown link message 0x{tag:02x} from the board")
 
-    def _stall(self) -> None:
-        deadline = time.monotonic() + self.stall_s
-        with self._cv:
-            while len(self._in) >= 2 and not self._stop and self.usb_connected:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return
-                self._cv.wait(left)
+    def _wait(self, timeout_us: int, flags: int) -> None:
+        """A WAIT: instrument time passes by simulated events only (docs/sim-link.md).
 
-    def _wait(self, timeout_us: int) -> None:
-        """Idle: instrument time runs at `speed` × wall time until host data arrives, an IN
-        acknowledgement falls due, or the timeout (instrument µs) passes."""
+        Timed work (flags without WAIT_IDLE: the stepper moves, an acquisition runs, a host
+        frame is incomplete): advance the whole timeout at once, paced by `speed` if set.
+        Idle (WAIT_IDLE): advance to the end of the oldest IN transfer in flight, else deliver
+        host data `COMMAND_LATENCY_US` later, else, while the cable is out and a replug is
+        scheduled, advance the timeout; otherwise hold (wall time) without advancing."""
+        if flags & WAIT_IDLE:
+            deliver = self._idle(timeout_us)
+        else:
+            if self.speed is not None:
+                time.sleep(timeout_us / self.speed / 1e6)
+            self.now_us += timeout_us
+            deliver = bool(flags & WAIT_RX) or self.speed is not None
+        self._finish(deliver)
+        self._send(pack_message(TIME, self._readback()))
+
+    def _idle(self, timeout_us: int) -> bool:
+        """Advance time for an idle firmware; True if the host data is to be delivered."""
         t0 = time.monotonic()
-        limit_s = timeout_us / self.speed / 1e6
         with self._cv:
             while not self._stop:
-                if self._out_gen != self._out_seen:
-                    break
-                if self._acks:
-                    # nothing else happens meanwhile: jump to the first due acknowledgement
-                    first = min(self._acks)
-                    if first - self.now_us <= timeout_us:
-                        timeout_us = max(0, first - self.now_us)
-                        limit_s = 0.0
-                        break
-                left = limit_s - (time.monotonic() - t0)
+                if self._freed:
+                    return False
+                if self._due:  # IN buffers in flight: their transfer ends
+                    self.now_us = max(self.now_us, self._due[0])
+                    return False
+                if self._out:
+                    self.now_us += COMMAND_LATENCY_US
+                    return True
+                if not self.usb_connected and self.wake_at_us is not None:
+                    self.now_us += max(1, min(timeout_us, self.wake_at_us - self.now_us))
+                    return False
+                left = _KEEPALIVE_S - (time.monotonic() - t0)
                 if left <= 0:
-                    break
+                    return False  # a keep-alive answer: the firmware's loop runs again
                 self._cv.wait(left)
-            self._out_seen = self._out_gen
-        elapsed_us = int((time.monotonic() - t0) * 1e6 * self.speed)
-        self.now_us += min(timeout_us, elapsed_us) if limit_s else timeout_us
-        self._flush_acks()
-        self._send(pack_message(TIME, self._readback()))
+        return False
