@@ -71,7 +71,7 @@ _TEXT_LEN = 64
 #: and keeps any other flag a stored result carries.
 _DERIVED_FLAGS = frozenset({FLAG_NO_EMISSION, FLAG_LINEAR_POL, FLAG_LINEAR_UNKNOWN, FLAG_MISFIT,
                             FLAG_FLICKER, FLAG_SCATTER, "saturated", "overload", "mono_moving",
-                            "overrun", "pem_unlocked"})
+                            "overrun", "pem_unlocked", "nonlinear"})
 
 _FRAME_DT = np.dtype([("seq", "<u4"), ("timestamp_us", "<u8"), ("flags", "<u2"),
                       ("periods", "<u4"), ("pem_period_ps", "<u4"), ("mono_position", "<i4"),
@@ -264,6 +264,31 @@ class ArchiveWriter:
             raise
         self._file: h5py.File | None = f
 
+    @classmethod
+    def reopen(cls, path: str | os.PathLike[str]) -> ArchiveWriter:
+        """Open an existing archive to append to it (resuming its scan)."""
+        p = Path(path)
+        try:
+            f = h5py.File(p, "r+", libver="latest")
+        except OSError as exc:
+            raise ValueError(f"{p} cannot be opened for appending: {exc}") from None
+        try:
+            if f.attrs.get("format") != FORMAT or int(f.attrs["version"]) != VERSION:
+                raise ValueError(f"{p} is not a version-{VERSION} cplscope archive: it cannot "
+                                 "be appended to")
+            f.attrs["closed"] = False
+            f.flush()
+            f.swmr_mode = True
+        except BaseException:
+            f.close()
+            raise
+        self = cls.__new__(cls)
+        self.path = p
+        self.n_bins = int(f.attrs["n_bins"])
+        self._stream = None
+        self._file = f
+        return self
+
     def _f(self) -> h5py.File:
         if self._file is None:
             raise ValueError(f"archive {self.path} is closed")
@@ -365,10 +390,11 @@ class ArchiveWriter:
         return index
 
     def close(self, stream: Mapping[str, int] | None = None, *,
-              exit_status: str = "success") -> None:
+              exit_status: str = "success", extra: Mapping[str, Any] | None = None) -> None:
         """Close the archive, recording the stream-health counters (``frames``,
-        ``rejected``, ``missing``, ``reconnects``, …) and the run's exit status
-        (``"success"``, ``"abort"``, ``"fail"``), and marking it closed."""
+        ``rejected``, ``missing``, ``reconnects``, …), the run's exit status
+        (``"success"``, ``"abort"``, ``"fail"``) and the metadata the run added as it went
+        (``extra``: survey, plan), and marking it closed."""
         if self._file is None:
             return
         self._file.close()
@@ -376,6 +402,7 @@ class ArchiveWriter:
         with h5py.File(self.path, "r+", libver="latest") as f:
             f.attrs["stream"] = json.dumps(dict(stream) if stream is not None else None)
             f.attrs["exit_status"] = exit_status
+            f.attrs["extra"] = json.dumps(dict(extra) if extra else {})
             f.attrs["closed"] = True
 
     def __enter__(self) -> ArchiveWriter:
@@ -444,6 +471,7 @@ class Archive:
         blank = json.loads(attrs.get("blank", "null"))
         self.blank: Blank | None = Blank(**blank) if blank else None
         self.plan: dict[str, Any] | None = json.loads(attrs.get("plan", "null"))
+        self.extra: dict[str, Any] = json.loads(attrs.get("extra", "{}"))
         n_frames = file["frames/counts"].shape[0]
         points = file["points"][:]
         # a killed writer may leave a row whose frames did not reach the disk: never trust one
@@ -602,7 +630,7 @@ def reprocess(path: str | os.PathLike[str], calibration: Calibration | None = No
                 seq, index, s.accumulation, ctx, ap.frames, result, row, point_blank,
                 assembler.spectrum(arc.stream), frame_time_s=s.frame_time_s,
                 dwell_s=s.dwell_s, bin_span=s.bin_span))
-        extra: dict[str, Any] = {}
+        extra: dict[str, Any] = dict(arc.extra)
         if arc.exit_status == "abort":
             extra["interrupted"] = True
         extra["reprocessed"] = {"date": utc_now_iso(), "archive": str(path)}

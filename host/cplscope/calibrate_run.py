@@ -30,7 +30,7 @@ def default_retardation(bins: int = 16, phase_offset_rad: float = 0.0) -> float:
     """The counting mode's default A0 (rad): the one that minimizes σ_g per detected photon
     for ``bins`` equal phase bins (:func:`cplscope.demod.retardation.optimal_retardation`,
     1.907 rad for B = 16, about 7 % fewer photons than π/2 for the same σ_g). Analog mode
-    keeps π/2 (its 1f lock-in efficiency 2·J1²/<sin²δ> peaks there, docs/estimator.md)."""
+    keeps its own default, π/2 (docs/estimator.md explains why)."""
     from .demod.retardation import optimal_retardation
 
     return optimal_retardation(int(bins), phase_offset_rad)
@@ -42,8 +42,12 @@ def prepare(inst, *, bins: int = 16, periods: int = 10000, hv_volts: float = 800
     PMT HV (V), A0 (rad) held constant across wavelengths, shutter open.
 
     ``a0_rad`` None: :func:`default_retardation` for ``bins``. The retardation command is
-    corrected by the calibration's scale, so the PEM really produces ``a0_rad``."""
+    corrected by the calibration's scale, so the PEM really produces ``a0_rad``. The board's
+    overload guard is set to the instrument's damage limit (:mod:`cplscope.limits`)."""
     inst.configure_counting(bins=bins, periods=periods)
+    limits = getattr(inst, "rate_limits", None)
+    if limits is not None:
+        inst.set_limits(max_count_rate_cps=limits.damage_cps)
     inst.set_hv(hv_volts)
     target = default_retardation(bins, _phase_offset(inst)) if a0_rad is None else float(a0_rad)
     scale = _scale(inst)

@@ -6,6 +6,8 @@ are plans that emit, in order:
 - ``("start", RunStart)``: the run metadata (instrument, calibration, sample, settings) and
   the plan (wavelengths, accumulations);
 - ``("dark", DarkEvent)``: a dark measurement (one per accumulation when measured);
+- ``("survey", Survey)``: the quick pass of a surveyed or time-budget scan
+  (:class:`cplscope.survey.Survey`);
 - ``("event", PointEvent)``: one per point and accumulation: the point's frames, context and
   result, and the spectrum as it stands after it;
 - ``("stop", RunStop)``: the exit status (``"success"``, ``"abort"`` on Ctrl-C, ``"fail"``),
@@ -106,6 +108,7 @@ class PointEvent:
         measurement: the live :class:`~cplscope.measure.PointMeasurement` (None when
             replayed from an archive).
         frame_time_s, dwell_s, bin_span: of the usable frames.
+        budget_left_s: counting time left in a time-budget scan, s (NaN: no budget).
     """
 
     seq_num: int
@@ -121,6 +124,7 @@ class PointEvent:
     frame_time_s: float = math.nan
     dwell_s: float = math.nan
     bin_span: float = 1.0
+    budget_left_s: float = math.nan
 
 
 @dataclass(frozen=True)
@@ -133,6 +137,8 @@ class RunStop:
     stream: dict[str, int] | None
     spectrum: Spectrum
     time: str = field(default_factory=utc_now_iso)
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Metadata the run added as it went (the survey, the time-budget plan, resumes)."""
 
 
 class Sink(Protocol):
@@ -195,16 +201,20 @@ class ArchiveSink:
     """Writes the raw HDF5 archive: every frame of every dark and point, each point's
     context and result, flushed after every document."""
 
-    def __init__(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, overwrite: bool = False,
+                 append: bool = False) -> None:
         self.path = Path(path)
         self.overwrite = overwrite
+        self.append = append
         self._writer: Any = None
         self._darks: dict[int, int] = {}
 
     def __call__(self, name: str, doc: Any) -> None:
         from .archive import ArchiveWriter, PointSettings
 
-        if name == "start":
+        if name == "start" and self.append:
+            self._writer = ArchiveWriter.reopen(self.path)
+        elif name == "start":
             self._writer = ArchiveWriter(self.path, n_bins=doc.n_bins, metadata=doc.metadata,
                                          calibration=doc.calibration, rules=doc.rules,
                                          blank=doc.blank, overwrite=self.overwrite,
@@ -223,7 +233,8 @@ class ArchiveSink:
                                            blank=doc.blank, index=doc.index)
             self._writer.add_point(doc.frames, s, doc.result)
         elif name == "stop" and self._writer is not None:
-            self._writer.close(stream=doc.stream, exit_status=doc.exit_status)
+            self._writer.close(stream=doc.stream, exit_status=doc.exit_status,
+                               extra=doc.extra)
             self._writer = None
 
     def dark_source(self, index: int) -> str:
@@ -246,8 +257,10 @@ class ProgressSink:
                              desc=self.desc)
         elif name == "event" and self._bar is not None:
             r = doc.result
+            left = (f"  budget left {doc.budget_left_s:.0f} s"
+                    if math.isfinite(doc.budget_left_s) else "")
             self._bar.set_postfix_str(f"{r.wavelength_nm:g} nm  g={r.g_lum:+.1e}±{r.sigma_g:.0e}"
-                                      f"  {r.dwell_s:.0f} s", refresh=False)
+                                      f"  {r.dwell_s:.0f} s{left}", refresh=False)
             self._bar.update(1)
         elif name == "stop" and self._bar is not None:
             self._bar.close()

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 _DRIVE_PER_RAD_NM = 0.0006366
 
 if TYPE_CHECKING:
+    from .limits import RateLimits
     from .measure import PointMeasurement
     from .spectrum import Spectrum
 
@@ -75,6 +76,7 @@ class Instrument:
         self._t.on_event = self._on_event
         self._overload: Event | None = None
         self._calibration: Calibration | None = None
+        self._rate_limits: RateLimits | None = None
 
     # --- identity ---------------------------------------------------------------------------
 
@@ -136,7 +138,7 @@ class Instrument:
         return measure(self, dwell_s=dwell_s, target_sigma=target_sigma,
                        max_dwell_s=DEFAULT_MAX_DWELL_S if max_dwell_s is None else max_dwell_s,
                        min_dwell_s=min_dwell_s, calibration=calibration, dark=dark,
-                       rules=rules if rules is not None else FlagRules(), blank=blank,
+                       rules=rules if rules is not None else self.flag_rules(), blank=blank,
                        wavelength_nm=wavelength_nm, skip_hopeless=skip_hopeless)
 
     def measure_dark(self, dwell_s: float = 10.0) -> Any:
@@ -152,9 +154,12 @@ class Instrument:
              archive: Any = None, progress: bool = False, sample: str = "",
              rules: FlagRules | None = None, settings: dict[str, Any] | None = None,
              skip_hopeless: bool = False, overwrite: bool = False,
-             sinks: Any = ()) -> Spectrum:
+             sinks: Any = (), time_budget_s: float | None = None,
+             survey: bool | float = False,
+             survey_callback: Callable[..., None] | None = None) -> Spectrum:
         """Scan from ``start`` to ``stop`` nm in ``step`` nm and return the spectrum
-        (:func:`cplscope.scan.scan` documents every argument)."""
+        (:func:`cplscope.scan.scan` documents every argument): a fixed ``dwell_s`` (s), an
+        adaptive ``target_sigma``, or a ``time_budget_s`` (s) for the whole scan."""
         from .measure import DEFAULT_MAX_DWELL_S
         from .scan import scan
         return scan(self, start, stop, step, dwell_s=dwell_s, target_sigma=target_sigma,
@@ -162,8 +167,47 @@ class Instrument:
                     accumulations=accumulations, dark=dark, dark_dwell_s=dark_dwell_s,
                     calibration=calibration, blank=blank, callback=callback, output=output,
                     archive=archive, progress=progress, sample=sample,
-                    rules=rules if rules is not None else FlagRules(), settings=settings,
-                    skip_hopeless=skip_hopeless, overwrite=overwrite, sinks=sinks)
+                    rules=rules if rules is not None else self.flag_rules(), settings=settings,
+                    skip_hopeless=skip_hopeless, overwrite=overwrite, sinks=sinks,
+                    time_budget_s=time_budget_s, survey=survey,
+                    survey_callback=survey_callback)
+
+    def resume(self, archive: Any, *, output: Any = None, progress: bool = False,
+               callback: Callable[..., None] | None = None, sinks: Any = ()) -> Spectrum:
+        """Continue an interrupted scan from its raw archive without repeating or losing a
+        point (:func:`cplscope.scan.resume_scan`)."""
+        from .scan import resume_scan
+        return resume_scan(self, archive, output=output, progress=progress,
+                           callback=callback, sinks=sinks)
+
+    @property
+    def rate_limits(self) -> RateLimits:
+        """The counting head's linear-range and damage count-rate limits (counts/s), as
+        stored for this board's serial (:mod:`cplscope.limits`; defaults until set)."""
+        if self._rate_limits is None:
+            from .limits import load_limits
+            self._rate_limits = load_limits(str(self.info()["serial"]))
+        return self._rate_limits
+
+    def set_rate_limits(self, *, linear_cps: float | None = None,
+                        damage_cps: float | None = None, save: bool = True) -> RateLimits:
+        """Set the linear-range limit (points above it are flagged ``nonlinear``) and the
+        damage limit (the board's guard cuts the HV above it), in counts/s; ``save`` keeps
+        them for this instrument. The damage limit is sent to the board at once."""
+        from .limits import RateLimits, save_limits
+        old = self.rate_limits
+        new = RateLimits(linear_cps=float(linear_cps) if linear_cps is not None else old.linear_cps,
+                         damage_cps=float(damage_cps) if damage_cps is not None
+                         else old.damage_cps)
+        self.set_limits(max_count_rate_cps=new.damage_cps)
+        if save:
+            save_limits(str(self.info()["serial"]), new)
+        self._rate_limits = new
+        return new
+
+    def flag_rules(self) -> FlagRules:
+        """The default flag thresholds for this instrument (its linear-range limit)."""
+        return FlagRules(nonlinear_rate_cps=self.rate_limits.linear_cps)
 
     def retardation(self) -> Retardation:
         """The PEM retardation the firmware holds now: its nominal A0 at the present

@@ -18,6 +18,7 @@ from .demod import Estimate
 from .demod.calibrate import RetardationFit, fit_handedness, fit_retardation
 from .frames import FrameSet
 from .pipeline import PointContext, Retardation, estimate_frames, process_point
+from .planning import is_hopeless
 from .results import FlagRules, PointResult, emission_significance, subtract_blank
 
 __all__ = ["DEFAULT_MAX_DWELL_S", "FLAG_HOPELESS", "AnalogDark", "Dark", "PointMeasurement",
@@ -181,7 +182,8 @@ def measure(inst, *, dwell_s: float | None = None, target_sigma: float | None = 
             calibration: Calibration | None = None, dark: Dark | AnalogDark | None = None,
             rules: FlagRules = FlagRules(), blank: tuple[float, float] | None = None,
             wavelength_nm: float | None = None, accumulation: int = 0,
-            skip_hopeless: bool = False, dark_source: str | None = None) -> PointMeasurement:
+            skip_hopeless: bool = False, dark_source: str | None = None,
+            prior: FrameSet | None = None, stopped: str | None = None) -> PointMeasurement:
     """Measure g_lum at the current wavelength.
 
     Either a fixed ``dwell_s`` (s), or adaptive: count until ``sigma_g ≤ target_sigma`` or
@@ -204,11 +206,16 @@ def measure(inst, *, dwell_s: float | None = None, target_sigma: float | None = 
             ``hopeless``.
         dark_source: how the dark is referred to in the context (default ``"given"`` or
             ``"none"``).
+        prior: frames already measured at this wavelength with the same settings (a
+            survey's): they start the point, and ``dwell_s`` (which may then be 0) or the
+            adaptive dwell adds to them.
+        stopped: why the point ends, for its context (default from the dwell mode).
     """
     cal = calibration if calibration is not None else inst.calibration
     if (dwell_s is None) == (target_sigma is None):
         raise ValueError("give either dwell_s (s) or target_sigma (adaptive dwell)")
-    if dwell_s is not None and not (math.isfinite(dwell_s) and dwell_s > 0):
+    if dwell_s is not None and not (math.isfinite(dwell_s) and (
+            dwell_s > 0 or (dwell_s == 0 and prior is not None))):
         raise ValueError(f"the dwell must be > 0 s, got {dwell_s!r}")
     if target_sigma is not None and not (math.isfinite(target_sigma) and target_sigma > 0):
         raise ValueError(f"the target σ(g) must be > 0, got {target_sigma!r}")
@@ -241,29 +248,38 @@ def measure(inst, *, dwell_s: float | None = None, target_sigma: float | None = 
 
     extra: tuple[str, ...] = ()
     if dwell_s is not None:
-        frames = inst.acquire(duration_s=dwell_s)
-        stopped = "dwell"
+        frames = inst.acquire(duration_s=dwell_s) if dwell_s > 0 else FrameSet.from_frames(
+            [], n_bins=prior.n_bins if prior is not None else 0)
+        if prior is not None:
+            frames = prior.extend(frames)
+        reason = stopped or "dwell"
     else:
         floor = min_dwell_s if min_dwell_s is not None else max(1.0, 0.02 * max_dwell_s)
-        frames = inst.acquire(duration_s=min(floor, max_dwell_s))
+        if prior is not None and prior.n_frames:
+            frames = prior
+            if prior.dwell_s < floor:
+                frames = frames.extend(inst.acquire(duration_s=floor - prior.dwell_s))
+        else:
+            frames = inst.acquire(duration_s=min(floor, max_dwell_s))
+        reason = "target"
         while True:
             if frames.n_frames == 0:
                 break
             _, est = fit(frames, "target")
             dwell = frames.dwell_s
             if est.sigma_g <= target:
-                stopped = "target"
+                reason = "target"
                 break
             if not emission_significance(est.intensity, est.sigma_intensity,
                                          float(getattr(est, "emission_z", math.nan))
                                          ) >= _EARLY_EMPTY_Z:
-                stopped = "no_emission"
+                reason = "no_emission"
                 break
             if dwell + 0.5 * frames.frame_time_s >= max_dwell_s:
-                stopped = "max_dwell"
+                reason = "max_dwell"
                 break
-            if skip_hopeless and est.sigma_g * math.sqrt(dwell / max_dwell_s) > target:
-                stopped = "hopeless"
+            if skip_hopeless and is_hopeless(est.sigma_g, dwell, target, max_dwell_s):
+                reason = "hopeless"
                 extra = (FLAG_HOPELESS,)
                 break
             ratio = (est.sigma_g / target) ** 2 if math.isfinite(est.sigma_g) else 4.0
@@ -274,7 +290,7 @@ def measure(inst, *, dwell_s: float | None = None, target_sigma: float | None = 
     if frames.n_frames == 0:
         raise RuntimeError("no usable frame was measured (all were excluded: check the PEM "
                            "lock and the overload guard)")
-    ctx = _context(float(wl), cal, ret, dark, frames, stopped=stopped, extra_flags=extra,
+    ctx = _context(float(wl), cal, ret, dark, frames, stopped=reason, extra_flags=extra,
                    **common)
     est, raw = process_point(frames.counts, frames.frame_time_s, frames.span, frames.dwell_s,
                              ctx, frame_flags=[f.flags for f in frames.received], rules=rules)

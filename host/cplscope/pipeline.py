@@ -23,6 +23,7 @@ import numpy as np
 from .calibration import Calibration
 from .demod import Estimate, estimate
 from .results import (
+    FLAG_NONLINEAR,
     FlagRules,
     PointResult,
     combine_points,
@@ -31,7 +32,8 @@ from .results import (
     subtract_blank,
 )
 
-__all__ = ["PointContext", "Retardation", "estimate_frames", "process_point", "spectrum_row"]
+__all__ = ["PointContext", "Retardation", "estimate_frames", "peak_rate_cps", "process_point",
+           "spectrum_row"]
 
 _NAN = float("nan")
 
@@ -168,12 +170,22 @@ def process_point(counts: np.ndarray, frame_time_s: float, bin_span: float, dwel
     sigma_reached = est.sigma_g <= ctx.target_sigma
     dwell_limit = (math.isfinite(ctx.target_sigma) and not sigma_reached
                    and ctx.stopped not in ("no_emission", "hopeless"))
-    health = frame_health_flags(frame_flags)
+    health = tuple(frame_health_flags(frame_flags))
+    if ctx.noise == "poisson" and peak_rate_cps(counts, frame_time_s) > rules.nonlinear_rate_cps:
+        health += (FLAG_NONLINEAR,)
     result = point_from_estimate(est, ctx.wavelength_nm, dwell_s, handedness=ctx.handedness,
                                  dwell_limit=dwell_limit,
-                                 frame_flags=tuple(health) + tuple(ctx.extra_flags),
-                                 rules=rules)
+                                 frame_flags=health + tuple(ctx.extra_flags), rules=rules)
     return est, result
+
+
+def peak_rate_cps(counts: np.ndarray, frame_time_s: float) -> float:
+    """The highest observed count rate of a point's frames, all bins, counts/s (0 when the
+    frame time is unknown)."""
+    c = np.asarray(counts)
+    if c.size == 0 or not (math.isfinite(frame_time_s) and frame_time_s > 0):
+        return 0.0
+    return float(c.sum(axis=1, dtype=np.float64).max() / frame_time_s)
 
 
 def spectrum_row(accumulations: Sequence[PointResult], blank: tuple[float, float] | None,

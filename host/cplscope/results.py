@@ -34,7 +34,7 @@ from .protocol import Flags
 
 __all__ = [
     "CSV_COLUMNS", "FLAG_DWELL_LIMIT", "FLAG_FLICKER", "FLAG_LINEAR_POL", "FLAG_LINEAR_UNKNOWN", "FLAG_MISFIT",
-    "FLAG_NO_EMISSION", "FLAG_SCATTER", "FlagRules", "PointResult", "chi2_misfit", "chi2_quantile",
+    "FLAG_NONLINEAR", "FLAG_NO_EMISSION", "FLAG_SCATTER", "FlagRules", "PointResult", "chi2_misfit", "chi2_quantile",
     "chi2_sf", "combine_points", "emission_significance", "frame_health_flags",
     "point_from_estimate", "signal_flags", "subtract_blank",
 ]
@@ -47,6 +47,8 @@ FLAG_DWELL_LIMIT = "dwell_limit"
 #: The frame totals fluctuate beyond Poisson (lamp flicker, drift) while the bin shape fits:
 #: g is unaffected (the fluctuation is common to all bins), the source is unsteady.
 FLAG_FLICKER = "flicker"
+#: A frame's count rate exceeded the counting head's linear range (kept, dead-time corrected).
+FLAG_NONLINEAR = "nonlinear"
 #: Set when repeated measurements of a wavelength disagree beyond their σ (combine_points).
 FLAG_SCATTER = "scatter"
 #: The flags the signal decision sets; recomputed whenever g or the intensity changes.
@@ -147,18 +149,25 @@ class FlagRules:
         linear_nsigma: u counts as significant when |u| > linear_nsigma·σ_u.
         misfit_tail: ``misfit`` when chi2_red lies outside the central 1 − 2·misfit_tail range
             of χ²(dof)/dof (Wilson–Hilferty quantiles).
+        nonlinear_rate_cps: ``nonlinear`` when a frame's observed count rate (all bins,
+            counts/s) exceeds the counting head's linear range (:mod:`cplscope.limits`);
+            the point is kept, dead-time corrected. inf: never.
     """
 
     snr_min: float = 5.0
     linear_ratio: float = 10.0
     linear_nsigma: float = 3.0
     misfit_tail: float = 1e-3
+    nonlinear_rate_cps: float = 2.0e6
 
     def __post_init__(self) -> None:
         for name in ("snr_min", "linear_ratio", "linear_nsigma"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"FlagRules.{name} must be a finite number ≥ 0, got {value!r}")
+        if not self.nonlinear_rate_cps > 0:
+            raise ValueError("FlagRules.nonlinear_rate_cps must be > 0 counts/s, got "
+                             f"{self.nonlinear_rate_cps!r}")
         if not 0.0 < self.misfit_tail < 0.5:
             raise ValueError(f"FlagRules.misfit_tail must be in (0, 0.5), got {self.misfit_tail!r}")
 

@@ -24,6 +24,11 @@ from .documents import (
     SpectrumAssembler,
     emit,
 )
+from . import planning
+from .frames import FrameSet
+from .planning import BudgetPlan
+from .survey import Survey
+from .survey import survey as run_survey
 from .measure import (
     DEFAULT_MAX_DWELL_S,
     Dark,
@@ -35,7 +40,7 @@ from .measure import (
 from .results import FlagRules
 from .spectrum import Spectrum, run_metadata
 
-__all__ = ["ScanInterrupted", "scan", "scan_wavelengths"]
+__all__ = ["ScanInterrupted", "resume_scan", "scan", "scan_wavelengths"]
 
 log = logging.getLogger(__name__)
 
@@ -70,12 +75,15 @@ def scan(inst, start: float, stop: float, step: float, *, dwell_s: float | None 
          output: str | Path | None = None, archive: str | Path | None = None,
          progress: bool = False, sample: str = "", rules: FlagRules = FlagRules(),
          settings: dict[str, Any] | None = None, skip_hopeless: bool = False,
-         overwrite: bool = False, sinks: Sequence[Sink] = ()) -> Spectrum:
+         overwrite: bool = False, sinks: Sequence[Sink] = (),
+         time_budget_s: float | None = None, survey: bool | float = False,
+         survey_callback: Callable[[Survey], None] | None = None,
+         _resume: Any = None) -> Spectrum:
     """Scan the emission monochromator and measure g_lum at every wavelength.
 
     The scan is a plan that emits documents (:mod:`cplscope.documents`): a run start, a dark
-    per accumulation, an event per point and a run stop. The CSV, the raw archive, the
-    progress bar, the callback and any ``sinks`` subscribe to them.
+    per accumulation, an optional survey, an event per point and a run stop. The CSV, the
+    raw archive, the progress bar, the callback and any ``sinks`` subscribe to them.
 
     Args:
         start, stop, step: wavelengths in nm (both ends included).
@@ -98,6 +106,17 @@ def scan(inst, start: float, stop: float, step: float, *, dwell_s: float | None 
         skip_hopeless: stop a point once its target σ is out of reach (flag ``hopeless``).
         overwrite: replace an existing archive.
         sinks: further document subscribers, ``sink(name, document)``.
+        time_budget_s: plan the counting time of the whole scan (s, survey included): a
+            survey pass measures every point briefly, then the rest of the budget goes where
+            it lowers Σσ_g² over the emitting points most (:class:`cplscope.planning.
+            BudgetPlan`, revised after every point; no-emission points get nothing more).
+            With ``target_sigma`` a point also stops once it reaches the target. Needs
+            ``accumulations=1``.
+        survey: a quick pass before the scan (True: 1 s per point; a number: its dwell in
+            s) that predicts nonlinear points, no-emission points and the scan's duration
+            (``survey_callback`` receives the :class:`cplscope.survey.Survey` before the long
+            scan starts; raise from it to cancel). Its frames start every point, so it costs
+            no photons.
 
     Returns:
         The combined :class:`~cplscope.spectrum.Spectrum`.
@@ -108,18 +127,32 @@ def scan(inst, start: float, stop: float, step: float, *, dwell_s: float | None 
     wavelengths = scan_wavelengths(start, stop, step)
     if int(accumulations) < 1:
         raise ValueError(f"accumulations must be ≥ 1, got {accumulations!r}")
-    if (dwell_s is None) == (target_sigma is None):
-        raise ValueError("give either dwell_s (s per point) or target_sigma (adaptive dwell)")
+    if time_budget_s is not None:
+        if not (math.isfinite(time_budget_s) and time_budget_s > 0):
+            raise ValueError(f"the time budget must be > 0 s, got {time_budget_s!r}")
+        if int(accumulations) != 1:
+            raise ValueError("a time budget plans one pass over the band: use accumulations=1 "
+                             "(or no budget)")
+        if dwell_s is not None:
+            raise ValueError("give a time budget or a fixed dwell_s, not both")
+    elif (dwell_s is None) == (target_sigma is None):
+        raise ValueError("give either dwell_s (s per point), target_sigma (adaptive dwell) or "
+                         "a time budget")
     cal = calibration if calibration is not None else inst.calibration
     if archive is not None and inst.mode == "analog":
         raise ValueError("the raw archive holds counting frames; in analog mode save the "
                          "spectrum CSV (output=) and leave archive=None")
+    if (survey or time_budget_s is not None) and inst.mode == "analog":
+        raise ValueError("the survey and the time budget work in counting mode")
     if cal.is_default:
         log.warning("instrument %s is not calibrated: A0, φ0 and the handedness are defaults, "
                     "so g_lum has an unknown sign and scale. Run `cplscope calibrate`.",
                     cal.serial)
+    resume: _Resume | None = _resume
     blank_spec = blank if blank is not None else cal.blank
-    if blank_spec is not None and not blank_spec.covers(wavelengths):
+    if resume is not None:
+        blank_spec = resume.blank
+    elif blank_spec is not None and not blank_spec.covers(wavelengths):
         log.warning("the blank does not cover %g–%g nm: not subtracted", wavelengths.min(),
                     wavelengths.max())
         blank_spec = None
@@ -131,18 +164,24 @@ def scan(inst, start: float, stop: float, step: float, *, dwell_s: float | None 
         "dwell_s": dwell_s, "target_sigma_g": target_sigma, "max_dwell_s": max_dwell_s,
         "accumulations": int(accumulations), "a0_tracking": ret.tracking,
         "a0_commanded_rad": ret.commanded_rad if math.isfinite(ret.commanded_rad) else None,
+        "hv_volts": status.get("hv_set_volts"),
         "skip_hopeless": bool(skip_hopeless), "mode": inst.mode,
         "dark": "measured" if dark is True else "given" if dark else "none",
+        "dark_dwell_s": float(dark_dwell_s),
+        "time_budget_s": time_budget_s, "survey": survey,
         **(settings or {})}
-    meta = run_metadata(identify=inst.info(), calibration=cal, sample=sample or "unknown",
-                        settings=run_settings, blank_applied=blank_spec is not None)
+    meta = (resume.metadata if resume is not None else
+            run_metadata(identify=inst.info(), calibration=cal, sample=sample or "unknown",
+                         settings=run_settings, blank_applied=blank_spec is not None))
     subscribers: list[Sink] = []
     if archive is not None:
-        subscribers.append(ArchiveSink(archive, overwrite=overwrite))
+        subscribers.append(ArchiveSink(archive, overwrite=overwrite,
+                                       append=resume is not None))
     if output is not None:
         subscribers.append(CsvSink(output))
-    if progress:
-        subscribers.append(ProgressSink())
+    progress_sink = ProgressSink() if progress else None
+    if progress_sink is not None:
+        subscribers.append(progress_sink)
     if callback is not None:
         subscribers.append(CallbackSink(callback))
     subscribers.extend(sinks)
@@ -150,55 +189,131 @@ def scan(inst, start: float, stop: float, step: float, *, dwell_s: float | None 
     start_doc = RunStart.new(meta, wavelengths.tolist(), accumulations=int(accumulations),
                              n_bins=n_bins, calibration=cal, blank=blank_spec, rules=rules)
     assembler = SpectrumAssembler(meta, rules)
+    extra_meta: dict[str, Any] = dict(resume.extra) if resume is not None else {}
     seq = 0
+    done: set[tuple[int, int]] = set()
+    if resume is not None:
+        seq = resume.replay(assembler)
+        done = resume.done
+        extra_meta["resumed"] = extra_meta.get("resumed", 0) + 1
+    plan: BudgetPlan | None = None
+
+    def point_event(i: int, acc: int, point: PointMeasurement) -> None:
+        nonlocal seq
+        assert point.raw_result is not None and point.context is not None
+        b = blank_spec.at(float(wavelengths[i])) if blank_spec is not None else None
+        row = assembler.add(i, acc, point.raw_result, b)
+        seq += 1
+        frames = point.frames
+        if plan is not None:
+            extra_meta["plan"] = plan.report()
+        emit(subscribers, "event", PointEvent(
+            seq, i, acc, point.context,
+            frames.all_received() if hasattr(frames, "all_received") else frames,
+            point.raw_result, row, b, assembler.spectrum(_stream(inst), **extra_meta), point,
+            frame_time_s=getattr(frames, "frame_time_s", math.nan),
+            dwell_s=point.raw_result.dwell_s, bin_span=getattr(frames, "span", 1.0),
+            budget_left_s=plan.remaining_s if plan is not None else math.nan))
+
     try:
         emit(subscribers, "start", start_doc)
         for acc in range(int(accumulations)):
-            if isinstance(dark, Dark):
-                dark_now: Dark | None = dark
-                source = "given"
+            todo = [i for i in range(len(wavelengths)) if (i, acc) not in done]
+            if not todo:
+                continue
+            if resume is not None and acc in resume.darks:
+                dark_now: Dark | None = resume.darks[acc]
+                source = f"dark:{resume.dark_index[acc]}"
+            elif isinstance(dark, Dark):
+                dark_now, source = dark, "given"
             elif dark:
                 measured = measure_dark(inst, dark_dwell_s)
                 assert isinstance(measured, Dark)
                 dark_now = measured
-                source = f"dark:{acc}"
-                emit(subscribers, "dark", DarkEvent(acc, acc, dark_now))
+                index = resume.next_dark if resume is not None else acc
+                source = f"dark:{index}"
+                emit(subscribers, "dark", DarkEvent(acc, index, dark_now))
             else:
                 dark_now, source = None, "none"
-            for i, wl in enumerate(wavelengths):
-                inst.move_to(float(wl))
-                b = blank_spec.at(float(wl)) if blank_spec is not None else None
-                point = measure(inst, dwell_s=dwell_s, target_sigma=target_sigma,
-                                max_dwell_s=max_dwell_s, calibration=cal, dark=dark_now,
-                                rules=rules, wavelength_nm=float(wl), accumulation=acc,
-                                skip_hopeless=skip_hopeless, dark_source=source)
-                assert point.raw_result is not None and point.context is not None
-                row = assembler.add(i, acc, point.raw_result, b)
-                seq += 1
-                frames = point.frames
-                emit(subscribers, "event", PointEvent(
-                    seq, i, acc, point.context,
-                    frames.all_received() if hasattr(frames, "all_received") else frames,
-                    point.raw_result, row, b, assembler.spectrum(_stream(inst)), point,
-                    frame_time_s=getattr(frames, "frame_time_s", math.nan),
-                    dwell_s=point.raw_result.dwell_s, bin_span=getattr(frames, "span", 1.0)))
+            common: dict[str, Any] = dict(calibration=cal, dark=dark_now, rules=rules,
+                                          accumulation=acc, dark_source=source)
+            prior: dict[int, FrameSet] = {}
+            if survey or time_budget_s is not None:
+                frame_s = _frame_time_s(status)
+                survey_dwell_s = (planning.survey_dwell(time_budget_s, len(todo), frame_s)
+                                  if time_budget_s is not None
+                                  else (1.0 if survey is True else float(survey)))
+                sv = run_survey(inst, [float(wavelengths[i]) for i in todo],
+                                dwell_s=survey_dwell_s, dark=dark_now, calibration=cal,
+                                rules=rules, target_sigma=target_sigma,
+                                max_dwell_s=max_dwell_s,
+                                min_dwell_s=max(1.0, 0.02 * max_dwell_s), dark_source=source)
+                extra_meta["survey"] = sv.as_dict()
+                emit(subscribers, "survey", sv)
+                if survey_callback is not None:
+                    survey_callback(sv)
+                prior = {i: sv.points[k].frames for k, i in enumerate(todo)}
+                if time_budget_s is not None:
+                    plan = BudgetPlan(sv.planner_points(), time_budget_s, frame_s=frame_s,
+                                      max_dwell_s=max_dwell_s)
+            for k, i in enumerate(todo):
+                wl = float(wavelengths[i])
+                if plan is not None:
+                    grant = plan.next_dwell(k)
+                    if target_sigma is not None:
+                        grant = min(grant, _needed_s(prior[i], sv.points[k], target_sigma,
+                                                     frame_s))
+                    if grant > 0:
+                        inst.move_to(wl)
+                    point = measure(inst, dwell_s=grant, prior=prior[i], wavelength_nm=wl,
+                                    stopped="budget", **common)
+                    plan.record(k, max(point.result.dwell_s - prior[i].dwell_s, 0.0),
+                                point.result.sigma_g)
+                else:
+                    inst.move_to(wl)
+                    point = measure(inst, dwell_s=dwell_s, target_sigma=target_sigma,
+                                    max_dwell_s=max_dwell_s, wavelength_nm=wl,
+                                    skip_hopeless=skip_hopeless, prior=prior.get(i),
+                                    **common)
+                point_event(i, acc, point)
     except KeyboardInterrupt as exc:
-        spec = assembler.spectrum(_stream(inst), interrupted=True)
-        _stop(subscribers, "abort", "interrupted (Ctrl-C)", spec)
+        spec = assembler.spectrum(_stream(inst), interrupted=True, **extra_meta)
+        _stop(subscribers, "abort", "interrupted (Ctrl-C)", spec, extra_meta)
         raise ScanInterrupted(spec) from exc
     except BaseException as exc:
-        spec = assembler.spectrum(_stream(inst))
-        _stop(subscribers, "fail", f"{type(exc).__name__}: {exc}", spec)
+        spec = assembler.spectrum(_stream(inst), **extra_meta)
+        _stop(subscribers, "fail", f"{type(exc).__name__}: {exc}", spec, extra_meta)
         raise
-    spec = assembler.spectrum(_stream(inst))
-    _stop(subscribers, "success", "", spec)
+    spec = assembler.spectrum(_stream(inst), **extra_meta)
+    _stop(subscribers, "success", "", spec, extra_meta)
     return spec
 
 
-def _stop(subscribers: Sequence[Sink], status: str, reason: str, spec: Spectrum) -> None:
+def _frame_time_s(status: dict[str, Any]) -> float:
+    periods = status.get("periods") or 0
+    period_ps = status.get("pem_period_ps") or 20_000_000
+    t = float(periods) * float(period_ps) * 1e-12
+    if not t > 0:
+        raise ValueError("the board reports no frame time (periods × PEM period): configure "
+                         "counting first")
+    return t
+
+
+def _needed_s(prior: FrameSet, surveyed: PointMeasurement, target: float,
+              frame_s: float) -> float:
+    """Extra dwell (s, whole frames) the survey predicts for reaching ``target``."""
+    r = surveyed.result
+    if not (math.isfinite(r.sigma_g) and r.sigma_g > 0):
+        return math.inf
+    need = prior.dwell_s * ((r.sigma_g / target) ** 2 - 1.0)
+    return max(0.0, math.ceil(need / frame_s - 1e-9) * frame_s)
+
+
+def _stop(subscribers: Sequence[Sink], status: str, reason: str, spec: Spectrum,
+          extra: dict[str, Any]) -> None:
     try:
         emit(subscribers, "stop", RunStop(status, reason, dict(spec.metadata.get("stream") or {})
-                                          or None, spec))
+                                          or None, spec, extra=dict(extra)))
     except Exception:
         if status == "success":
             raise
@@ -207,3 +322,107 @@ def _stop(subscribers: Sequence[Sink], status: str, reason: str, spec: Spectrum)
 
 def _stream(inst) -> dict[str, int]:
     return inst.health().as_dict()
+
+
+# --- resume -------------------------------------------------------------------------------
+
+class _Resume:
+    """What an interrupted scan's archive says: its settings, the points it has, its darks."""
+
+    def __init__(self, path: str | Path, inst) -> None:
+        from .archive import Archive
+
+        self.path = Path(path)
+        with Archive.open(self.path) as arc:
+            if arc.version < 2 or not arc.plan:
+                raise ValueError(f"{self.path} was written by an older cplscope and does not "
+                                 "record its plan: it cannot be resumed (reprocess it instead)")
+            self.metadata = dict(arc.metadata)
+            self.settings = dict(self.metadata.get("settings") or {})
+            self.calibration = arc.calibration
+            self.blank = arc.blank
+            self.rules = arc.rules
+            self.extra = {k: v for k, v in (arc.extra or {}).items() if k != "interrupted"}
+            self.n_bins = arc.n_bins
+            self.points = list(arc)
+            darks = arc.darks
+            self.exit_status = arc.exit_status
+        serial = str(inst.info()["serial"])
+        owner = str(self.metadata.get("instrument", {}).get("serial", ""))
+        if owner != serial:
+            raise ValueError(f"{self.path} was measured on instrument {owner!r}, this is "
+                             f"{serial!r}: resume a scan on the instrument that started it")
+        if self.settings.get("time_budget_s") is not None:
+            raise ValueError(f"{self.path} is a time-budget scan: its plan cannot be resumed; "
+                             "reprocess it, or scan the missing range again")
+        self.done = {(p.settings.index, p.settings.accumulation) for p in self.points}
+        self.darks: dict[int, Dark] = {}
+        self.dark_index: dict[int, int] = {}
+        for p in self.points:
+            src = p.settings.dark_source
+            if src.startswith("dark:"):
+                idx = int(src.split(":", 1)[1])
+                if idx < len(darks):
+                    self.darks[p.settings.accumulation] = _dark_of(darks[idx])
+                    self.dark_index[p.settings.accumulation] = idx
+        self.next_dark = len(darks)
+
+    def replay(self, assembler: SpectrumAssembler) -> int:
+        """Feed the archived points into ``assembler`` through the pipeline; returns the
+        number of points."""
+        from .pipeline import process_point
+
+        for ap in self.points:
+            s = ap.settings
+            use = ap.frames.select(ap.frames.usable)
+            _, result = process_point(use.counts, s.frame_time_s, s.bin_span, s.dwell_s,
+                                      s.context(), frame_flags=ap.frames.flags,
+                                      rules=self.rules)
+            assembler.add(s.index, s.accumulation, result, s.blank)
+        return len(self.points)
+
+    def scan_kwargs(self) -> dict[str, Any]:
+        st = self.settings
+        return dict(dwell_s=st.get("dwell_s"), target_sigma=st.get("target_sigma_g"),
+                    max_dwell_s=float(st.get("max_dwell_s") or DEFAULT_MAX_DWELL_S),
+                    accumulations=int(st.get("accumulations") or 1),
+                    dark=st.get("dark", "measured") != "none",
+                    dark_dwell_s=float(st.get("dark_dwell_s") or 10.0),
+                    skip_hopeless=bool(st.get("skip_hopeless")),
+                    survey=st.get("survey") or False)
+
+
+def _dark_of(arc_dark) -> Dark:
+    """A counting :class:`Dark` from an archived dark (its frames; the level as stored)."""
+    frames = arc_dark.frames.select(arc_dark.frames.usable)
+    t = frames.dwell_s
+    total = frames.counts.sum(axis=0, dtype=np.float64)
+    return Dark(rate_cps=total / t, sigma_rate_cps=np.sqrt(np.maximum(total, 1.0)) / t,
+                dwell_s=t, frames=frames)
+
+
+def resume_scan(inst, archive: str | Path, *, output: str | Path | None = None,
+                progress: bool = False, callback: Callable[..., None] | None = None,
+                sinks: Sequence[Sink] = ()) -> Spectrum:
+    """Continue an interrupted or aborted scan from its raw archive.
+
+    The settings, calibration, blank, flag rules and the darks come from the archive; the
+    points it holds are taken as they are (never measured again) and the missing ones are
+    measured and appended to the same archive, so the result is the spectrum one
+    uninterrupted run gives. The instrument must be the one that started the scan, set up
+    the same way (bins, periods, HV, retardation: :meth:`Instrument.prepare`).
+    """
+    r = _Resume(archive, inst)
+    st = r.settings
+    status = inst.status()
+    for key in ("bins", "periods"):
+        if st.get(key) is not None and status.get(key) != st.get(key):
+            raise ValueError(f"the scan in {archive} used {key} = {st.get(key)}, the instrument "
+                             f"has {status.get(key)}: configure it as the scan was "
+                             f"(--{key} {st.get(key)})")
+    if r.calibration is None:
+        raise ValueError(f"{archive} stores no calibration: it cannot be resumed")
+    return scan(inst, float(st["start_nm"]), float(st["stop_nm"]), float(st["step_nm"]),
+                calibration=r.calibration, blank=r.blank, rules=r.rules, archive=archive,
+                output=output, progress=progress, callback=callback, sinks=sinks,
+                sample=str(r.metadata.get("sample", "")), _resume=r, **r.scan_kwargs())
