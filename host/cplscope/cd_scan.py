@@ -1,0 +1,300 @@
+"""CD scans for lab scripts: move, count, fit, write the CD spectrum CSV point by point.
+
+    import cplscope
+    from cplscope.cd_scan import cd_scan
+
+    opts = {"bench_options": {"geometry": "cd"}}           # the twin's transmission geometry
+    with cplscope.connect("sim", sample="solvent", **opts) as inst:
+        inst.prepare(bins=16, periods=10000, hv_volts=800)
+        base = cd_scan(inst, 400, 460, 2, dwell_s=30, output="solvent.csv")
+    with cplscope.connect("sim", sample="R-Cs4PbBr6", **opts) as inst:
+        inst.prepare(bins=16, periods=10000, hv_volts=800)
+        spec = cd_scan(inst, 400, 460, 2, target_sigma_g_abs=5e-4, max_dwell_s=300,
+                       baseline=base, output="r-cd.csv")
+
+A baseline scan is the same call on the solvent (or the empty cell) without a baseline. The
+scan uses only the instrument's ``move_to``, ``acquire``, ``status`` and ``calibration``, and
+:func:`cplscope.demod.estimate`; the physics is :func:`cplscope.cd.cd_point` (docs/cd.md).
+"""
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Callable
+from os import PathLike
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+
+from .cd import BaselinePoint, CDCalibration, CDPointResult, CDRules, cd_point
+from .cd_spectrum import CDSpectrum, cd_metadata
+from .demod import Estimate, estimate
+from .frames import FrameSet
+from .results import frame_health_flags
+from .spectrum import run_metadata
+
+__all__ = ["cd_scan", "measure_cd_point", "scan_wavelengths"]
+
+#: Shortest acquisition of the adaptive dwell, s of counting time.
+MIN_CHUNK_S = 1.0
+
+
+def scan_wavelengths(start: float, stop: float, step: float) -> np.ndarray:
+    """start, start ± step, … up to stop inclusive (nm); the direction follows stop − start.
+
+    Raises:
+        ValueError: on non-finite values, a step ≤ 0, or more than 100 000 points.
+    """
+    a, b, s = float(start), float(stop), float(step)
+    if not all(math.isfinite(x) for x in (a, b, s)) or s <= 0:
+        raise ValueError(f"start, stop and step must be finite nm with step > 0, got "
+                         f"{start!r}, {stop!r}, {step!r}")
+    n = int(math.floor(abs(b - a) / s + 1e-9)) + 1
+    if n > 100_000:
+        raise ValueError(f"{n} points from {a:g} to {b:g} nm in {s:g}-nm steps is too many")
+    sign = 1.0 if b >= a else -1.0
+    return np.round(a + sign * s * np.arange(n), 6)
+
+
+def _a0_in_force(inst: Any) -> float:
+    """The PEM retardation really in force (rad): the firmware's nominal A0 (STATUS
+    ``a0_rad``) through the calibration's drive scale."""
+    cal = inst.calibration
+    nominal = inst.status().get("a0_rad")
+    if nominal is None or not math.isfinite(float(nominal)) or float(nominal) <= 0:
+        raise RuntimeError("the instrument does not report its PEM retardation (STATUS "
+                           "a0_rad): set it first, e.g. with inst.prepare()")
+    return float(cal.a0_in_force(float(nominal)))
+
+
+def _cd_calibration(inst: Any, given: CDCalibration | None) -> CDCalibration:
+    if given is not None:
+        return given
+    stored = getattr(inst.calibration, "cd", None)
+    if isinstance(stored, CDCalibration):
+        return stored
+    if isinstance(stored, dict):
+        return CDCalibration.from_dict(stored)
+    return CDCalibration(source="uncalibrated: cd_sign = +1, cd_scale = 1 (fit CSA to set)")
+
+
+def _load_baseline(baseline: None | CDSpectrum | str | PathLike[str]) -> CDSpectrum | None:
+    if baseline is None or isinstance(baseline, CDSpectrum):
+        return baseline
+    return CDSpectrum.read_csv(Path(baseline))
+
+
+def _fit(frames: list[FrameSet], a0: float, inst: Any, dark: Any) -> tuple[Estimate, float]:
+    cal = inst.calibration
+    counts = np.concatenate([f.counts for f in frames])
+    times = np.concatenate([f.frame_times_s for f in frames])
+    spans = np.concatenate([f.spans for f in frames])
+    frame_time = float(times.mean())
+    d = dark.per_frame(frame_time) if dark is not None else 0.0
+    sd = dark.sigma_per_frame(frame_time) if dark is not None else 0.0
+    est = estimate(counts, a0, phase_offset=cal.phase_offset_rad, dark=d, dark_sigma=sd,
+                   dead_time=cal.dead_time_s, frame_time=frame_time,
+                   bin_span=float(spans.mean()))
+    return est, float(times.sum())
+
+
+def measure_cd_point(
+    inst: Any, wavelength_nm: float, *,
+    dwell_s: float | None = None,
+    target_sigma_delta_a: float | None = None,
+    target_sigma_g_abs: float | None = None,
+    max_dwell_s: float = 300.0,
+    baseline: BaselinePoint | None = None,
+    cd_calibration: CDCalibration | None = None,
+    rules: CDRules = CDRules(),
+    dark: Any = None,
+) -> tuple[CDPointResult, Estimate]:
+    """Move to ``wavelength_nm`` and measure one CD point.
+
+    With ``dwell_s``: count that long. With a target σ (of ΔA, or of g_abs, which needs a
+    baseline): count in chunks until the σ is reached or ``max_dwell_s`` is spent (then the
+    point is flagged ``dwell_limit``); each chunk is sized from σ ∝ 1/√t, and an opaque point
+    stops at once (more light will not come). ``dark`` is a dark measurement of the
+    instrument (``inst.measure_dark(...)``: anything with ``per_frame(t)`` and
+    ``sigma_per_frame(t)``), or None for no dark counts.
+
+    Returns:
+        (the point, the estimate of all its frames).
+
+    Raises:
+        ValueError: on a missing or contradictory dwell/target, or a g_abs target without a
+            baseline.
+    """
+    targets = [x for x in (dwell_s, target_sigma_delta_a, target_sigma_g_abs) if x is not None]
+    if len(targets) != 1:
+        raise ValueError("give exactly one of dwell_s, target_sigma_delta_a and "
+                         "target_sigma_g_abs")
+    if target_sigma_g_abs is not None and baseline is None:
+        raise ValueError("a target σ(g_abs) needs a baseline (g_abs = ΔA/A): give a baseline "
+                         "scan, or use target_sigma_delta_a")
+    for name, value in (("dwell_s", dwell_s), ("target_sigma_delta_a", target_sigma_delta_a),
+                        ("target_sigma_g_abs", target_sigma_g_abs), ("max_dwell_s", max_dwell_s)):
+        if value is not None and not (math.isfinite(float(value)) and float(value) > 0):
+            raise ValueError(f"{name} must be a positive number, got {value!r}")
+    cal = _cd_calibration(inst, cd_calibration)
+    wl = float(inst.move_to(float(wavelength_nm)))
+    a0 = _a0_in_force(inst)
+    frames: list[FrameSet] = []
+
+    def once(duration: float) -> tuple[CDPointResult, Estimate]:
+        frames.append(inst.acquire(duration_s=duration))
+        est, total = _fit(frames, a0, inst, dark)
+        health = frame_health_flags(np.concatenate([f.flags for f in frames]))
+        return cd_point(est, wl, total, baseline=baseline, calibration=cal, rules=rules,
+                        frame_flags=health), est
+
+    if dwell_s is not None:
+        return once(float(dwell_s))
+    target = float(target_sigma_delta_a if target_sigma_delta_a is not None
+                   else target_sigma_g_abs)  # type: ignore[arg-type]
+    key = "sigma_delta_a" if target_sigma_delta_a is not None else "sigma_g_abs"
+    spent, chunk = 0.0, min(MIN_CHUNK_S, float(max_dwell_s))
+    while True:
+        point, est = once(chunk)
+        spent = point.dwell_s
+        sigma = float(getattr(point, key))
+        if point.has("opaque") or point.has("no_absorbance"):
+            return point, est
+        if math.isfinite(sigma) and sigma <= target:
+            return point, est
+        left = float(max_dwell_s) - spent
+        if left <= 1e-9:
+            return _with_flag(point, "dwell_limit"), est
+        need = spent * ((sigma / target) ** 2 - 1.0) * 1.05 if math.isfinite(sigma) else spent
+        chunk = min(max(need, MIN_CHUNK_S), left)
+
+
+def _with_flag(point: CDPointResult, flag: str) -> CDPointResult:
+    from dataclasses import replace
+    return replace(point, flags=point.flags + (flag,)) if flag not in point.flags else point
+
+
+def cd_scan(
+    inst: Any, start: float, stop: float, step: float, *,
+    dwell_s: float | None = None,
+    target_sigma_delta_a: float | None = None,
+    target_sigma_g_abs: float | None = None,
+    max_dwell_s: float = 300.0,
+    baseline: None | CDSpectrum | str | PathLike[str] = None,
+    output: str | PathLike[str] | None = None,
+    progress: bool | TextIO = False,
+    cd_calibration: CDCalibration | None = None,
+    rules: CDRules = CDRules(),
+    dark: Any = None,
+    sample: str | None = None,
+    callback: Callable[[CDPointResult, int, CDSpectrum], Any] | None = None,
+) -> CDSpectrum:
+    """Measure a CD spectrum from ``start`` to ``stop`` nm in ``step``-nm steps.
+
+    Args:
+        inst: a connected, prepared instrument (``inst.prepare()``: counting mode, HV, A0,
+            shutter open) in the CD light path.
+        start, stop, step: the wavelength grid, nm.
+        dwell_s: fixed counting time per point, s; or
+        target_sigma_delta_a: count each point until σ(ΔA) reaches this; or
+        target_sigma_g_abs: until σ(g_abs) reaches this (needs ``baseline``).
+        max_dwell_s: the most counting time a point may take with a target, s.
+        baseline: a baseline scan (a :class:`CDSpectrum` or the path of its CSV) on the same
+            grid, or None: then A and g_abs are NaN (``no_baseline``) — which is what a
+            baseline scan itself is.
+        output: CSV file, rewritten atomically after every point.
+        progress: True (stderr) or a text stream: one line per point.
+        cd_calibration: CD sign and scale; None = the instrument calibration's ``cd`` if it
+            has one, else the identity (stated in the metadata).
+        rules: flag thresholds (:class:`~cplscope.cd.CDRules`).
+        dark: a dark measurement (``inst.measure_dark(...)``), or None.
+        sample: the sample's name for the metadata (default: the simulated sample, if any).
+        callback: called with (point, index, spectrum so far) after each point.
+
+    Returns:
+        The :class:`CDSpectrum` (also in ``output``). A KeyboardInterrupt leaves ``output``
+        complete up to the last finished point and propagates.
+
+    Raises:
+        ValueError: on a bad grid, dwell or target, or a baseline without a point at one of
+            the scan's wavelengths (checked before the first move).
+    """
+    grid = scan_wavelengths(start, stop, step)
+    base = _load_baseline(baseline)
+    if base is not None:
+        for wl in grid:
+            base.baseline_at(float(wl))     # every wavelength present and not opaque
+    if target_sigma_g_abs is not None and base is None:
+        raise ValueError("a target σ(g_abs) needs a baseline (g_abs = ΔA/A): give a baseline "
+                         "scan, or use target_sigma_delta_a")
+    cal = _cd_calibration(inst, cd_calibration)
+    name = sample if sample is not None else _sample_name(inst)
+    settings = {"start_nm": float(start), "stop_nm": float(stop), "step_nm": float(step),
+                "dwell_s": dwell_s, "target_sigma_delta_a": target_sigma_delta_a,
+                "target_sigma_g_abs": target_sigma_g_abs, "max_dwell_s": float(max_dwell_s),
+                "dark": "given" if dark is not None else "none",
+                "rules": {"min_snr": rules.min_snr, "max_absorbance": rules.max_absorbance,
+                          "min_absorbance_snr": rules.min_absorbance_snr,
+                          "ld_nsigma": rules.ld_nsigma}}
+    meta = run_metadata(identify=inst.info(), calibration=inst.calibration, sample=name,
+                        settings=settings)
+    meta = cd_metadata(meta, cd_calibration=cal.to_dict(),
+                       baseline=_baseline_label(baseline, base))
+    spec = CDSpectrum(metadata=meta)
+    stream = sys.stderr if progress is True else (progress or None)
+    conv = _baseline_conversion(base, cal)
+    for i, wl in enumerate(grid):
+        b = base.baseline_at(float(wl)) if base is not None else None
+        if b is not None and conv != 1.0:
+            b = BaselinePoint(b.rate_cps, b.sigma_rate_cps, conv * b.delta_a,
+                              abs(conv) * b.sigma_delta_a)
+        point, _ = measure_cd_point(
+            inst, float(wl), dwell_s=dwell_s, target_sigma_delta_a=target_sigma_delta_a,
+            target_sigma_g_abs=target_sigma_g_abs, max_dwell_s=max_dwell_s, baseline=b,
+            cd_calibration=cal, rules=rules, dark=dark)
+        spec.append(point)
+        if output is not None:
+            spec.write_csv(output)
+        if stream is not None:
+            print(_progress_line(point, i, len(grid)), file=stream, flush=True)
+        if callback is not None:
+            callback(point, i, spec)
+    return spec
+
+
+def _baseline_conversion(base: CDSpectrum | None, cal: CDCalibration) -> float:
+    """Factor that puts the baseline's ΔA into ``cal``'s convention (1 when it was measured
+    with the same CD calibration, or says nothing about it)."""
+    if base is None:
+        return 1.0
+    meta = base.metadata.get("cd_calibration")
+    if not isinstance(meta, dict):
+        return 1.0
+    try:
+        used = CDCalibration(int(meta.get("cd_sign", 1)), float(meta.get("cd_scale", 1.0)))
+    except (TypeError, ValueError):
+        return 1.0
+    return cal.factor / used.factor
+
+
+def _progress_line(p: CDPointResult, i: int, n: int) -> str:
+    flags = f"  [{', '.join(p.flags)}]" if p.flags else ""
+    return (f"{i + 1}/{n} {p.wavelength_nm:8.2f} nm  A = {p.absorbance:.4f}  "
+            f"θ = {p.ellipticity_mdeg:+.2f} ± {p.sigma_ellipticity_mdeg:.2f} mdeg  "
+            f"g_abs = {p.g_abs:+.2e} ± {p.sigma_g_abs:.1e}  {p.dwell_s:.1f} s{flags}")
+
+
+def _sample_name(inst: Any) -> str:
+    sim = getattr(inst, "sim", None) or getattr(inst, "_sim", None)
+    name = getattr(sim, "sample", None)
+    return str(name) if name else "unknown"
+
+
+def _baseline_label(given: Any, base: CDSpectrum | None) -> str | None:
+    if base is None:
+        return None
+    if isinstance(given, (str, PathLike)):
+        return str(given)
+    sample = base.metadata.get("sample")
+    return f"CD spectrum of {sample}" if sample else "CD spectrum"
