@@ -21,6 +21,7 @@ SCRIPT = textwrap.dedent("""
     from cplscope.sim.launcher import launch
     s = launch(speed=10.0)
     print(s.hub_pid, s.firmware_pid, flush=True)
+    sys.stdin.readline()  # the test has seen the children alive: now end as asked
     if sys.argv[1] == "crash":
         raise RuntimeError("the lab script fails")
     time.sleep(60)
@@ -36,7 +37,10 @@ def alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-def wait_gone(pids, timeout=5.0) -> list[int]:
+def wait_gone(pids, timeout=60.0) -> list[int]:
+    """The pids still alive once all are gone or ``timeout`` s have passed. The deadline is
+    only a bound for a broken launcher: it returns as soon as the processes are gone, so a
+    slow machine waits longer but never gets another verdict."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         left = [p for p in pids if alive(p)]
@@ -46,14 +50,31 @@ def wait_gone(pids, timeout=5.0) -> list[int]:
     return [p for p in pids if alive(p)]
 
 
+def wait_task_gone(tid: int, timeout: float = 60.0) -> bool:
+    """True once the kernel task (thread) ``tid`` of this process has ended."""
+    deadline = time.monotonic() + timeout
+    while Path(f"/proc/self/task/{tid}").exists():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
 def run_script(mode: str) -> tuple[subprocess.Popen, list[int]]:
-    p = subprocess.Popen([sys.executable, "-c", SCRIPT, mode], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE)
+    """Start the lab script, check that its children run, then let it go on to ``mode``.
+
+    The script waits for a line on its stdin after printing the pids: had it crashed right
+    away, its exit handlers could end the children before this check saw them alive (the
+    race that made the crash test fail on a busy machine)."""
+    p = subprocess.Popen([sys.executable, "-c", SCRIPT, mode], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     line = p.stdout.readline()
     if not line:
         raise AssertionError(p.stderr.read().decode())
     pids = [int(x) for x in line.split()]
     assert all(alive(x) for x in pids)
+    p.stdin.write(b"go\n")
+    p.stdin.flush()
     return p, pids
 
 
@@ -64,13 +85,13 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
 def test_no_orphans_when_the_script_is_killed():
     p, pids = run_script("sleep")
     p.send_signal(signal.SIGKILL)
-    p.wait(5)
+    p.wait(60)
     assert wait_gone(pids) == []
 
 
 def test_no_orphans_when_the_script_crashes():
     p, pids = run_script("crash")
-    p.wait(20)
+    p.wait(60)
     assert p.returncode == 1 and b"the lab script fails" in p.stderr.read()
     assert wait_gone(pids) == []
 
@@ -82,7 +103,7 @@ def test_close_is_idempotent_and_ends_the_children():
     assert s.find_device() is not None
     s.close()
     s.close()
-    assert s.closed and wait_gone(pids, 1.0) == [] and not os.path.exists(folder)
+    assert s.closed and wait_gone(pids) == [] and not os.path.exists(folder)
 
 
 def test_a_session_outlives_the_thread_that_started_it():
@@ -92,9 +113,12 @@ def test_a_session_outlives_the_thread_that_started_it():
     t.join()
     s = box[0]
     try:
-        time.sleep(0.3)  # PDEATHSIG would have fired by now had the thread forked them
+        # PDEATHSIG is sent when the kernel task of the thread ends: wait for that event
+        # (not a fixed sleep), then ask both children for an answer they could not give had
+        # they been sent SIGKILL.
+        assert wait_task_gone(t.native_id) is True
+        assert s.stats()["firmware_up"] and s.find_device() is not None
         assert alive(s.hub_pid) and alive(s.firmware_pid)
-        assert s.find_device() is not None
     finally:
         s.close()
 
