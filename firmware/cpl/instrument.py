@@ -50,6 +50,12 @@ class Instrument:
         self.safety.arm()
         self.pem.apply_board()
         self.tx.event(P.EV_BOOT, P.SEV_INFO, FIRMWARE_VERSION)
+        # a board that cannot run here (e.g. a MicroPython release older than it supports)
+        # says why in `boot_fault`: the instrument starts in fault with that reason
+        boot_fault = getattr(b, "boot_fault", "")
+        if boot_fault:
+            self._enter_fault(boot_fault)
+            self.tx.event(P.EV_FAULT, P.SEV_ERROR, boot_fault)
         if b.reset_cause() == RESET_WATCHDOG:
             self.tx.event(P.EV_WATCHDOG, P.SEV_ERROR, "the previous run ended in a watchdog reset")
         self._status_last = self.clock.update()
@@ -216,5 +222,5 @@ class Instrument:
             "hv_set_volts": self.safety.hv_set_volts, "shutter_open": b.shutter_open(),
             "overload": self.safety.overload, "frames_sent": self.tx.frames_sent,
             "frames_dropped": self.tx.frames_dropped, "frames_late": self.tx.frames_late,
-            "uptime_us": self.clock.now_us(),
+            "uptime_us": self.clock.now_us(), "fault": self.fault_text or None,
         }

@@ -250,7 +250,7 @@ def test_status_has_every_key():
     r = ok(inst, b, STATUS)
     keys = ("state mode bins periods pem_locked pem_period_ps a0_rad wavelength_nm "
             "mono_position moving homed hv_volts hv_set_volts shutter_open overload frames_sent "
-            "frames_dropped frames_late uptime_us").split()
+            "frames_dropped frames_late uptime_us fault").split()
     assert sorted(r) == sorted(keys), sorted(r)
     assert r["state"] == "idle" and r["wavelength_nm"] is None and r["homed"] is False
     assert r["moving"] is False
@@ -310,3 +310,21 @@ def test_internal_error_gives_reply_and_fault_event():
     assert any(e[0] == P.EV_FAULT and "kaput" in e[2] for e in events(b))
     assert inst.state == "fault"
     assert ok(inst, b, CLEAR_FAULT) == {"state": "idle"}
+
+
+def test_a_board_that_cannot_run_boots_into_fault_and_says_why():
+    from fakeboard import FakeBoard
+    from cpl.instrument import Instrument
+    b = FakeBoard()
+    b.boot_fault = "MicroPython 1.25.0 is too old: it needs v1.26.0 or later"
+    inst = Instrument(b)
+    inst.boot()
+    evs = [e for e in events(b) if e[0] == P.EV_FAULT]
+    assert evs and "1.26.0" in evs[0][2], events(b)
+    st = ok(inst, b, STATUS)
+    assert st["state"] == "fault" and "too old" in st["fault"], st
+    expect(inst, b, START, None, P.ST_BAD_STATE, "too old")
+    # a board without the attribute, or with an empty one, boots idle
+    inst, b = make()
+    st = ok(inst, b, STATUS)
+    assert st["state"] == "idle" and st["fault"] is None, st
