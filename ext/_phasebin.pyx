@@ -28,7 +28,7 @@ chunk of _CHUNK periods:
 
 The edges are converted in chunks, so that the per-period tests read positions from L1.
 """
-from libc.math cimport fabs
+from libc.math cimport cos, fabs, sin
 from libc.stdint cimport int16_t, int32_t, int64_t, uint16_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc
 
@@ -746,3 +746,61 @@ def bin_periods(const sample_t[::1] samples, int64_t start, const edge_t[::1] ed
         status = _bin_periods(samples, start, edges, scale, base, n_bins, shift, first_period,
                               frame_periods, sums, counts, &where)
     return status, where
+
+
+cdef void _phase_moments(int64_t start, int64_t stop, const int64_t[::1] x, int64_t n_bins,
+                         int shift, int64_t first_period, int64_t frame_periods,
+                         int64_t harmonics, double[:, :, ::1] out) noexcept nogil:
+    cdef int64_t n_periods = x.shape[0] - 1
+    cdef int64_t rows = out.shape[0]
+    cdef int64_t j, i, lo, hi, k, row, num, dx, n
+    cdef double step, c1, s1, cn, sn, t
+    cdef double* acc
+    for j in range(n_periods):
+        row = (first_period + j) // frame_periods
+        if row >= rows:
+            break
+        dx = x[j + 1] - x[j]
+        lo = max(_ceil_shift(x[j], shift), start)
+        hi = min(_ceil_shift(x[j + 1], shift), stop)
+        step = 6.283185307179586 / <double>dx
+        for i in range(lo, hi):
+            num = (i << shift) - x[j]                # 0 ≤ num < ΔX, exact
+            k = (n_bins * num) // dx                  # the boundary rule's bin
+            acc = &out[row, k, 0]
+            c1 = cos(<double>num * step)
+            s1 = sin(<double>num * step)
+            cn = c1
+            sn = s1
+            acc[0] += 1.0
+            for n in range(1, harmonics + 1):
+                acc[n] += cn
+                acc[harmonics + n] += sn
+                t = cn * c1 - sn * s1
+                sn = sn * c1 + cn * s1
+                cn = t
+
+
+def phase_moments(int64_t start, int64_t stop, const int64_t[::1] x, int64_t n_bins,
+                  int shift, int64_t first_period, int64_t frame_periods, int64_t harmonics,
+                  double[:, :, ::1] out):
+    """Add the Fourier moments of the sampled phases of each bin into ``out``.
+
+    For every sample i in [start, stop) inside a period [X_j, X_{j+1}) of the int64
+    fixed-point edges ``x`` (units of 2**-shift sample), in the bin of the boundary rule,
+    with phase θ = 2π·(i·2**shift − X_j)/(X_{j+1} − X_j) rad, adds
+    [1, cos θ … cos Hθ, sin θ … sin Hθ] (H = ``harmonics``) to out[row, bin], row =
+    (first_period + j) // frame_periods; rows beyond ``out`` are skipped. The edges must be
+    checked (increasing, B·ΔX within int64) by the caller, as for bin_periods.
+    """
+    if n_bins < 1 or frame_periods < 1 or first_period < 0 or harmonics < 0 or not 0 <= shift < 40:
+        raise ValueError("phase_moments: n_bins, frame_periods ≥ 1, first_period, harmonics "
+                         "≥ 0 and 0 ≤ shift < 40 required")
+    if out.shape[1] != n_bins or out.shape[2] != 2 * harmonics + 1:
+        raise ValueError(f"phase_moments: out must have shape (rows, {n_bins}, "
+                         f"{2 * harmonics + 1})")
+    if x.shape[0] < 2 or out.shape[0] == 0:
+        return
+    with nogil:
+        _phase_moments(start, stop, x, n_bins, shift, first_period, frame_periods, harmonics,
+                       out)

@@ -29,7 +29,10 @@ from typing import Literal
 
 import numpy as np
 
-__all__ = ["SUBSAMPLE_BITS", "PartialFrame", "PhaseBinner", "edge_positions", "phase_bin"]
+from .bins import HARMONICS, SampledPhases
+
+__all__ = ["SUBSAMPLE_BITS", "PartialFrame", "PhaseBinner", "edge_positions", "phase_bin",
+           "sampled_phases"]
 
 #: Fraction bits of the fixed-point edge positions (units of 2**-SUBSAMPLE_BITS sample).
 SUBSAMPLE_BITS = 20
@@ -149,7 +152,7 @@ def _period_starts(x: np.ndarray) -> np.ndarray:
 # --- one-shot ----------------------------------------------------------------------------
 
 def phase_bin(samples: np.ndarray, sample_rate: float, ref_edges, n_bins: int,
-              frame_periods: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+              frame_periods: int | None = None, *, sampled_phases: bool = False):
     """Sum ADC samples into PEM phase bins (lock-in sampling of a raw stream).
 
     Args:
@@ -162,12 +165,17 @@ def phase_bin(samples: np.ndarray, sample_rate: float, ref_edges, n_bins: int,
         n_bins: B ≥ 1; bin k spans θ ∈ [2πk/B, 2π(k+1)/B) from the rising edge.
         frame_periods: K ≥ 1 groups K consecutive periods (from the first edge) into one
             frame and drops a trailing incomplete frame; None sums all periods.
+        sampled_phases: also return the phases at which each bin was sampled (see
+            :func:`sampled_phases`), for ``estimate(..., sampled_phases=...)``. Opt-in: it
+            costs a few tens of ns per sample, the binning itself about 1.
 
     Returns:
         ``(sums, n)``: float64 sums of the samples (input units) and int64 sample counts per
         bin, of shape (B,), or (n_frames, B) with ``frame_periods``. ``sums / n`` is the
         mean signal per bin (NaN where a bin got no sample, e.g. periods shorter than B
-        samples). Sums of integer samples are exact.
+        samples). Sums of integer samples are exact. With ``sampled_phases=True``,
+        ``(sums, n, phases)`` with a :class:`~cplscope.demod.bins.SampledPhases` of the
+        same frames.
 
     Raises:
         ValueError: wrong dimension or dtype of ``samples``; non-finite or non-increasing
@@ -182,6 +190,8 @@ def phase_bin(samples: np.ndarray, sample_rate: float, ref_edges, n_bins: int,
     if k is None:
         sums, counts = np.zeros((1, b)), np.zeros((1, b), dtype=np.int64)
         _bin_times(data, times, fs, b, n_periods + 1, sums, counts)
+        if sampled_phases:
+            return sums[0], counts[0], _moments_of(times, fs, b, data.size, None)
         return sums[0], counts[0]
     n_frames = n_periods // k
     sums, counts = np.zeros((n_frames, b)), np.zeros((n_frames, b), dtype=np.int64)
@@ -189,7 +199,56 @@ def phase_bin(samples: np.ndarray, sample_rate: float, ref_edges, n_bins: int,
     _bin_times(data, times[:used], fs, b, k, sums, counts)
     if times.size > used - 1:  # the dropped tail must be valid edges too
         edge_positions(times[max(used - 2, 0):], fs)
+    if sampled_phases:
+        return sums, counts, _moments_of(times[:used], fs, b, data.size, k)
     return sums, counts
+
+
+def sampled_phases(sample_rate: float, ref_edges, n_bins: int, n_samples: int,
+                   frame_periods: int | None = None) -> SampledPhases:
+    """The phases at which a stream of ``n_samples`` samples sampled each phase bin.
+
+    Only the sample times and the reference edges matter, not the sample values, so this
+    can be computed beside any :func:`phase_bin` call (with the same arguments it is what
+    ``phase_bin(..., sampled_phases=True)`` returns). Each sample i (at i/sample_rate s)
+    in a period between two edges has the phase θ = 2π·(t_i − t_j)/(t_{j+1} − t_j) rad and
+    falls into the bin of the boundary rule; the result holds, per frame and bin, the sums
+    of 1, cos nθ and sin nθ, n = 1 … HARMONICS, from which
+    :meth:`~cplscope.demod.bins.SampledPhases.layout` computes the means of sin δ and cos δ
+    over the samples for any A0 and φ0.
+
+    Args:
+        sample_rate: ADC sample rate in Hz.
+        ref_edges: increasing PEM reference rising-edge times in s from sample 0.
+        n_bins: B ≥ 1.
+        n_samples: number of samples in the stream (≥ 0).
+        frame_periods: K periods per frame as for :func:`phase_bin`, or None for one total.
+
+    Returns:
+        A :class:`~cplscope.demod.bins.SampledPhases`, moments of shape (B, 2H+1), or
+        (n_frames, B, 2H+1) with ``frame_periods``.
+    """
+    fs = _check_sample_rate(sample_rate)
+    b = _check_count(n_bins, "n_bins")
+    k = _check_frame_periods(frame_periods)
+    if isinstance(n_samples, bool) or not isinstance(n_samples, numbers.Integral) or n_samples < 0:
+        raise ValueError(f"n_samples must be an integer ≥ 0, got {n_samples!r}")
+    times = _check_times(ref_edges)
+    if k is not None:
+        times = times[: (max(times.size - 1, 0) // k) * k + 1]
+    return _moments_of(times, fs, b, int(n_samples), k)
+
+
+def _moments_of(times: np.ndarray, fs: float, n_bins: int, n_samples: int,
+                frame_periods: int | None) -> SampledPhases:
+    x = edge_positions(times, fs)
+    _check_period_length(x, n_bins)
+    n_periods = max(x.size - 1, 0)
+    k = frame_periods if frame_periods is not None else n_periods + 1
+    rows = n_periods // k if frame_periods is not None else 1
+    out = np.zeros((rows, n_bins, 2 * HARMONICS + 1))
+    _phasebin().phase_moments(0, n_samples, x, n_bins, SUBSAMPLE_BITS, 0, k, HARMONICS, out)
+    return SampledPhases(out if frame_periods is not None else out[0])
 
 
 def _check_times(edges) -> np.ndarray:
@@ -270,13 +329,19 @@ class PhaseBinner:
     added to the block's exact start index after quantization.
     """
 
-    def __init__(self, sample_rate: float, n_bins: int, frame_periods: int | None = None):
+    def __init__(self, sample_rate: float, n_bins: int, frame_periods: int | None = None, *,
+                 sampled_phases: bool = False):
         """Args:
             sample_rate: ADC sample rate in Hz.
             n_bins: B ≥ 1 phase bins per PEM period.
             frame_periods: K ≥ 1 periods per frame; None accumulates the whole stream into
                 one result, returned by :meth:`flush`.
+            sampled_phases: also track the phases at which each bin was sampled (as
+                ``phase_bin(..., sampled_phases=True)``); :meth:`feed` and :meth:`flush`
+                then return ``(sums, n, phases)`` with a
+                :class:`~cplscope.demod.bins.SampledPhases` of the same frames.
         """
+        self._phases = bool(sampled_phases)
         self._fs = _check_sample_rate(sample_rate)
         self._b = _check_count(n_bins, "n_bins")
         self._k = _check_frame_periods(frame_periods)
@@ -289,6 +354,7 @@ class PhaseBinner:
         self._binned = 0                     # periods binned in total
         self._acc_sums = np.zeros(self._b)
         self._acc_n = np.zeros(self._b, dtype=np.int64)
+        self._acc_mom = np.zeros((self._b, 2 * HARMONICS + 1))
         self._closed = False
 
     @property
@@ -339,7 +405,8 @@ class PhaseBinner:
 
         Returns:
             ``(sums, n)`` of the frames completed by this call, shapes (m, B), m ≥ 0. With
-            ``frame_periods=None`` m is always 0; the totals come from :meth:`flush`.
+            ``frame_periods=None`` m is always 0; the totals come from :meth:`flush`. With
+            ``sampled_phases=True``, ``(sums, n, phases)``.
 
         Raises:
             ValueError: bad samples or edges (as :func:`phase_bin`), an edge not after the
@@ -374,7 +441,7 @@ class PhaseBinner:
         ready = int(np.searchsorted(starts[1:], self._fed, side="right"))
         out = self._bin_ready(ready, data, data_start)
         self._release(data, data_start)
-        return out
+        return out if self._phases else out[:2]
 
     def flush(self) -> tuple[np.ndarray, np.ndarray]:
         """End the stream: bin the periods whose closing edge is known, with the samples
@@ -392,20 +459,26 @@ class PhaseBinner:
         self._held = self._held[:0]
         self._held_start = self._fed
         if self._k is None:
-            return self._acc_sums.copy(), self._acc_n.copy()
-        return out
+            out = (self._acc_sums.copy(), self._acc_n.copy(),
+                   SampledPhases(self._acc_mom.copy()))
+        return out if self._phases else out[:2]
 
     def _bin_ready(self, n_ready: int, data: np.ndarray, data_start: int
                    ) -> tuple[np.ndarray, np.ndarray]:
         """Bin the first ``n_ready`` open periods, from the held samples and then ``data``
         (which starts at absolute index ``data_start``), into the frame accumulators."""
         b, k = self._b, self._k
+        n_mom = 2 * HARMONICS + 1
         if n_ready == 0:
-            return np.zeros((0, b)), np.zeros((0, b), dtype=np.int64)
+            return (np.zeros((0, b)), np.zeros((0, b), dtype=np.int64),
+                    SampledPhases(np.zeros((0, b, n_mom))))
         k_eff = k if k is not None else self._periods + n_ready + 1
         rows = (self._periods + n_ready) // k_eff + 1
         sums, counts = np.zeros((rows, b)), np.zeros((rows, b), dtype=np.int64)
         sums[0], counts[0] = self._acc_sums, self._acc_n
+        moments = np.zeros((rows if self._phases else 0, b, n_mom))
+        if self._phases:
+            moments[0] = self._acc_mom
         edges = self._edges[: n_ready + 1]
         starts = _period_starts(edges)
         for arr, arr_start in ((self._held, self._held_start), (data, data_start)):
@@ -415,11 +488,18 @@ class PhaseBinner:
             if arr.size and last > first:
                 _bin(arr, arr_start, edges[first: last + 1], b, self._periods + first,
                      k_eff, sums, counts)
+                if self._phases:
+                    _phasebin().phase_moments(arr_start, arr_start + arr.size,
+                                              edges[first: last + 1], b, SUBSAMPLE_BITS,
+                                              self._periods + first, k_eff, HARMONICS,
+                                              moments)
         self._edges = self._edges[n_ready:]
         self._binned += n_ready
         self._periods = (self._periods + n_ready) % k_eff
         self._acc_sums, self._acc_n = sums[-1].copy(), counts[-1].copy()
-        return sums[:-1], counts[:-1]
+        if self._phases:
+            self._acc_mom = moments[-1].copy()
+        return sums[:-1], counts[:-1], SampledPhases(moments[:-1])
 
     def _release(self, data: np.ndarray, data_start: int) -> None:
         """Keep (as a copy) only the samples that a period not yet binned can claim."""
