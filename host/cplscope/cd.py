@@ -21,7 +21,9 @@ cosh(ln10·ΔA/2) (and cosh(ln10·LD/2)); they are of order ΔA².
 standard: :func:`fit_csa`), the baseline (A against I_0; the baseline's own ΔA is
 subtracted), the σ of every quantity from the counts of both scans, and the flags
 (:class:`CDRules`): ``opaque`` (too little light: values NaN, not noise), ``no_baseline``,
-``no_absorbance``, ``linear_dichroism``, ``misfit``.
+``no_absorbance``, ``linear_dichroism``, ``misfit`` (the bin shape does not fit) and
+``flicker`` (the frame totals scatter beyond Poisson: the lamp is unsteady, which ΔA does not
+feel but A does).
 """
 from __future__ import annotations
 
@@ -34,7 +36,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from .demod import Estimate
-from .results import FLAG_DWELL_LIMIT, FLAG_MISFIT, chi2_misfit
+from .results import FLAG_DWELL_LIMIT, FLAG_FLICKER, FLAG_MISFIT, chi2_misfit
 
 __all__ = [
     "CD_COLUMNS", "CD_CSV_COLUMNS", "CSA_DELTA_EPS_192", "CSA_DELTA_EPS_290", "CSA_EPS_285",
@@ -332,7 +334,15 @@ def cd_point(
     rate = float(est.intensity) * scale
     sigma_rate = float(est.sigma_intensity) * scale
     flags: list[str] = []
-    if chi2_misfit(est.chi2_red, est.dof, rules.misfit_tail):
+    shape_red = float(getattr(est, "chi2_shape_red", _NAN))
+    dof_shape = int(getattr(est, "dof_shape", 0))
+    if math.isfinite(shape_red) and dof_shape > 0:
+        # the bin shape carries ΔA and LD; the frame totals carry A: lamp flicker shows there
+        if chi2_misfit(shape_red, dof_shape, rules.misfit_tail):
+            flags.append(FLAG_MISFIT)
+        elif chi2_misfit(est.chi2_red, est.dof, rules.misfit_tail):
+            flags.append(FLAG_FLICKER)
+    elif chi2_misfit(est.chi2_red, est.dof, rules.misfit_tail):
         flags.append(FLAG_MISFIT)
     if dwell_limit:
         flags.append(FLAG_DWELL_LIMIT)
