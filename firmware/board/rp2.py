@@ -60,6 +60,11 @@ _PIO_CTRL = 0x00
 _ATOMIC_SET = 0x2000     # register alias: writing 1 bits sets them
 _IS_RP2350 = "RP2350" in sys.implementation._machine  # type: ignore[attr-defined]
 _ADC_BASE = 0x400A_0000 if _IS_RP2350 else 0x4004_C000
+_PWM_BASE = 0x400A_8000 if _IS_RP2350 else 0x4005_0000
+_PWM_SLICES = 12 if _IS_RP2350 else 8
+_PWM_STRIDE = 0x14
+_PWM_DIV = 0x04          # 8.4 fixed-point clock divider
+_PWM_TOP = 0x10
 _DREQ_ADC = 48 if _IS_RP2350 else 36
 _ADC_CS = 0x00
 _ADC_FCS = 0x08
@@ -153,6 +158,7 @@ class Rp2Board(base.Board):
         # PWM outputs
         self._pem_drive = machine.PWM(machine.Pin(PIN_PEM_DRIVE))
         self._pem_drive.duty_u16(0)
+        self._pem_p16 = 0  # drive PWM period · divider, in 1/16 cycles
         self._pem_ctrl = machine.PWM(machine.Pin(PIN_PEM_CTRL))
         self._pem_ctrl.freq(PWM_CARRIER_HZ)
         self._pem_ctrl.duty_u16(0)
@@ -387,7 +393,6 @@ class Rp2Board(base.Board):
         self._set_pem_freq(frequency_hz)
         if source == base.PEM_INTERNAL:
             self._pem_ctrl.duty_u16(0)
-            self._pem_drive.freq(int(frequency_hz))
             self._resonance.search(frequency_hz)
         else:
             self._resonance.stop()
@@ -409,6 +414,39 @@ class Rp2Board(base.Board):
             self._pem_drive.duty_u16(int(duty * 65535))
         else:
             self._pem_ctrl.duty_u16(int(self._drive * 65535))
+
+    def _pem_drive_freq(self, f: float, direction: int = 0) -> float:
+        """Set the PEM drive PWM (GP6) as close to f as its 8.4 fixed-point divider and
+        16-bit TOP allow, and return the frequency reached; with direction ±1, to the
+        nearest setting above (+1) or below (-1) the present one if the closest one is the
+        present one. machine.PWM.freq() would keep the divider at 1 at PEM frequencies:
+        20 Hz steps at 50 kHz, coarser than a PEM's resonance (about 5 Hz wide at Q ≈ 1e4).
+        With the divider's fraction (1 … 8, so TOP ≥ 300 keeps the duty fine) the steps
+        are about f²/(16·f_clk): mostly 1.25 Hz at 50 kHz (0.2 Hz at 20 kHz); the grid
+        of TOP·divider products is irregular, with gaps of up to 4 of those steps."""
+        ticks16 = 16 * self.clock_hz / f       # PWM period in 1/16 system-clock cycles
+        cur = self._pem_p16
+        best_d, best_t, best_err = 16, 2, -1.0
+        for d in range(16, 129):               # divider 1 … 8 in steps of 1/16
+            t = int(ticks16 / d + 0.5)
+            if 2 <= t <= 65536:
+                err = abs(t * d - ticks16)
+                if best_err < 0 or err < best_err:
+                    best_d, best_t, best_err = d, t, err
+        if direction and best_t * best_d == cur:
+            best_err = -1.0
+            for d in range(16, 129):
+                t = (cur - 1) // d if direction > 0 else cur // d + 1
+                if 2 <= t <= 65536:
+                    err = abs(t * d - cur)
+                    if best_err < 0 or err < best_err:
+                        best_d, best_t, best_err = d, t, err
+        self._pem_drive.freq(int(f))           # pin function and slice enable, as the port does
+        base = _PWM_BASE + ((PIN_PEM_DRIVE >> 1) % _PWM_SLICES) * _PWM_STRIDE
+        machine.mem32[base + _PWM_DIV] = best_d
+        machine.mem32[base + _PWM_TOP] = best_t - 1
+        self._pem_p16 = best_t * best_d
+        return 16 * self.clock_hz / self._pem_p16
 
     def pem_period_ps(self) -> int:
         return self._period_ps
@@ -1044,15 +1082,19 @@ class _Resonance:
     def _sweep_f(self, i: int) -> float:
         return self._nominal * (1 - self.SPAN + 2 * self.SPAN * i / (self.STEPS - 1))
 
-    def _set(self, f: float) -> None:
-        self.freq = f
-        self._board._pem_drive.freq(int(f))
-        self._board._set_pem_freq(f)
-        self._board._apply_drive()
+    def _set(self, f: float, direction: int = 0) -> None:
+        b = self._board
+        self.freq = b._pem_drive_freq(f, direction)  # the frequency reached, not the one asked
+        b._set_pem_freq(self.freq)
+        b._apply_drive()                       # the duty again, for the new TOP
         self._t = time.ticks_ms()
 
     def service(self) -> None:
         if not self._mode or time.ticks_diff(time.ticks_ms(), self._t) < self.SETTLE_MS:
+            return
+        if self._board._analog:
+            # the ADC streams ADC0: reading the pickup would switch its input (AINSEL) for
+            # good. Tracking holds the frequency until the acquisition stops.
             return
         amp = self._board._adc_pickup.read_u16()
         if self._mode == 1:
@@ -1068,7 +1110,8 @@ class _Resonance:
             if self._last >= 0 and amp < self._last:
                 self._dir = -self._dir
             self._last = amp
-            self._set(self.freq + self._dir * self.TRACK_STEP)
+            # TRACK_STEP, or at least one step of the PWM's grid
+            self._set(self.freq + self._dir * self.TRACK_STEP, 1 if self._dir > 0 else -1)
 
 
 def _log2(n: int) -> int:

@@ -71,18 +71,45 @@ class Pin:
         return Pin.levels.get(self.n, 0)
 
 
+# --- PWM: slices with DIV (8.4 fixed point) and TOP registers ------------------------------
+PWM_BASE = 0x4005_0000   # RP2040
+PWM_REGS = {}            # (slice, offset) → value
+
+
+def _pwm_read(off):
+    return PWM_REGS.get((off // 0x14, off % 0x14), 0)
+
+
+def _pwm_write(off, v):
+    PWM_REGS[(off // 0x14, off % 0x14)] = v
+
+
+def pwm_freq(slice_):
+    """The frequency a slice runs at: f_clk·16 / ((TOP + 1)·DIV)."""
+    div = PWM_REGS.get((slice_, 0x04), 16)
+    top = PWM_REGS.get((slice_, 0x10), 0xFFFF)
+    return _FREQ[0] * 16 / ((top + 1) * div)
+
+
 class PWM:
+    """As the rp2 port: freq() picks the smallest integer divider whose TOP fits in 16 bits
+    (at PEM frequencies: divider 1, TOP = f_clk/f - 1 rounded); duty_u16 scales to TOP."""
+
     def __init__(self, pin):
         self.pin = pin
-        self.f = 1000
+        self.slice = (pin.n >> 1) % 8
         self.d = 0
 
     def freq(self, f=None):
         if f is not None:
             if not 8 <= f <= 62_500_000:
                 raise ValueError("freq out of range")
-            self.f = int(f)
-        return self.f
+            div = 1
+            while _FREQ[0] / (div * f) > 65536:
+                div += 1
+            PWM_REGS[(self.slice, 0x04)] = 16 * div
+            PWM_REGS[(self.slice, 0x10)] = int(_FREQ[0] / (div * f) + 0.5) - 1
+        return int(pwm_freq(self.slice))
 
     def duty_u16(self, d=None):
         if d is not None:
@@ -234,6 +261,7 @@ class _Bus:
 
 BUS = _Bus()
 BUS.add(ADC_BASE, 0x24, ADC_MODEL.read, ADC_MODEL.write)
+BUS.add(PWM_BASE, 0x14 * 8, _pwm_read, _pwm_write)
 
 
 class _Mem:

@@ -1,0 +1,84 @@
+"""The rp2 board's internal PEM drive in the chip model: the drive PWM reaches frequencies
+finer than a PEM's resonance (machine.PWM.freq keeps an integer divider: 20 Hz steps at
+50 kHz), tracking moves it every step, and in analog mode tracking does not read the pickup
+(ADC.read_u16 would switch the streaming ADC's input for good)."""
+from rp2run import run_mp
+
+
+PEM_SCRIPT = r'''
+import machine
+import rp2
+from board import rp2 as R
+
+
+class Clock:
+    us = 0
+
+    @staticmethod
+    def ticks_us():
+        return Clock.us & 0x3FFFFFFF
+
+    @staticmethod
+    def ticks_ms():
+        return (Clock.us // 1000) & 0x3FFFFFFF
+
+    @staticmethod
+    def ticks_diff(a, b):
+        return ((a - b + 0x20000000) & 0x3FFFFFFF) - 0x20000000
+
+
+R.time = Clock
+R.H.store2 = lambda a1, v1, a2, v2: (machine.BUS.write(a1, v1), machine.BUS.write(a2, v2))
+_aligned = R._aligned
+
+def aligned(*a):
+    buf, first = _aligned(*a)
+    rp2.allow(buf)
+    return buf, first
+
+R._aligned = aligned
+b = R.Rp2Board(usb=False)
+adc = machine.ADC_MODEL
+drive_slice = R.PIN_PEM_DRIVE >> 1
+
+# --- internal PEM drive: the PWM reaches frequencies finer than the PEM's linewidth
+b.pem_configure("internal", 50000.0)
+for want in (50000.0, 50003.3, 50007.0, 49991.2, 42012.5, 20000.7):
+    got = b._pem_drive_freq(want)
+    assert abs(machine.pwm_freq(drive_slice) - got) < 1e-6 * got
+    assert abs(got - want) <= 2 * want * want / (16 * 125e6), (want, got)  # old: 20 Hz
+# tracking steps move the drive frequency every time, by about the resolution
+r = b._resonance
+r._set(50000.0)
+r._mode, r._last, r._dir = 2, -1, 1.0
+seen = [machine.pwm_freq(drive_slice)]
+adc.source[2] = lambda i: 1000      # a flat pickup: tracking keeps its direction
+for _ in range(8):
+    Clock.us += 100_000
+    b._service()
+    seen.append(machine.pwm_freq(drive_slice))
+assert all(bb > aa for aa, bb in zip(seen, seen[1:])), seen
+steps = [bb - aa for aa, bb in zip(seen, seen[1:])]
+# one step of the PWM's grid each: mostly f²/(16·f_clk) = 1.25 Hz, never the 20 Hz of an
+# integer divider; a PEM's resonance is ~5 Hz wide
+assert max(steps) < 5.2 and sum(steps) / len(steps) < 2.6, steps
+
+# --- analog mode with the internal PEM: tracking must not switch the ADC's input
+b.adc_configure(100000.0, 64)
+b.adc_start()
+f_run = machine.pwm_freq(drive_slice)
+for _ in range(3):
+    Clock.us += 100_000
+    b._service()
+assert adc.ainsel == 0, "the resonance tracking switched the streaming ADC to ADC%d" % adc.ainsel
+assert machine.pwm_freq(drive_slice) == f_run
+b.adc_stop()
+Clock.us += 100_000
+b._service()                        # tracking goes on after the run
+assert machine.pwm_freq(drive_slice) != f_run
+print("OK")
+'''
+
+
+def test_internal_pem_drive_resolution_and_analog_input(micropython, tmp_path):
+    run_mp(micropython, PEM_SCRIPT, tmp_path)
