@@ -141,7 +141,8 @@ OpenInstrument = Callable[..., Any]
 def open_instrument(hil: Hil) -> Iterator[OpenInstrument]:
     """``open_instrument(sample=..., seed=..., faults=..., bench_options=..., speed=...)``
     returns a connected :class:`cplscope.Instrument`; all are made safe and closed after the
-    test. On a real board ``sample`` is whatever is in the instrument; simulator-only
+    test. ``speed`` None (default): the reproducible simulator; a number paces moves in wall
+    time (docs/sim-link.md). On a real board ``sample`` is whatever is in the instrument; simulator-only
     arguments there are an error in the test (mark it ``sim_only``)."""
     import cplscope
 
@@ -149,7 +150,7 @@ def open_instrument(hil: Hil) -> Iterator[OpenInstrument]:
 
     def open_(sample: str = "R-Cs4PbBr6", *, seed: int = 1,
               faults: dict[str, Any] | None = None,
-              bench_options: dict[str, Any] | None = None, speed: float = 200.0,
+              bench_options: dict[str, Any] | None = None, speed: float | None = None,
               reconnect_timeout: float = 30.0) -> Any:
         if hil.is_sim:
             inst = cplscope.connect(SIM, sample=sample, seed=seed, faults=faults,
@@ -181,7 +182,7 @@ def open_raw(hil: Hil) -> Iterator[Callable[..., Any]]:
     opened: list[tuple[Any, Any]] = []
 
     def open_(sample: str = "R-Cs4PbBr6", *, seed: int = 1, record: bool = False,
-              speed: float = 200.0) -> RawLink:
+              speed: float | None = None) -> RawLink:
         session = None
         if hil.is_sim:
             session = launch(sample, seed=seed, speed=speed)
@@ -272,7 +273,7 @@ def _calibrate_in_sim(seed: int) -> CalibratedSetup:
 
     from .helpers import A0_RAD, tune
 
-    with cplscope.connect(SIM, sample="linear-polarizer-45", seed=seed, speed=200.0) as inst:
+    with cplscope.connect(SIM, sample="linear-polarizer-45", seed=seed) as inst:
         tune(inst, CAL_WAVELENGTH_NM, a0_rad=A0_RAD)
         dark = inst.measure_dark(dwell_s=20.0)
         a0, phi0, fit_ = calibrate_retardation(inst, dwell_s=20.0, dark=dark,
@@ -280,8 +281,7 @@ def _calibrate_in_sim(seed: int) -> CalibratedSetup:
         fit: Any = fit_
         serial = inst.info()["serial"]
         make_safe(inst)
-    with cplscope.connect(SIM, sample="circular-polarizer-L", seed=seed + 1,
-                          speed=200.0) as inst:
+    with cplscope.connect(SIM, sample="circular-polarizer-L", seed=seed + 1) as inst:
         tune(inst, CAL_WAVELENGTH_NM, a0_rad=A0_RAD)
         dark = inst.measure_dark(dwell_s=20.0)
         hand = calibrate_handedness(inst, expected_sign=+1, a0_rad=a0, phase_offset_rad=phi0,

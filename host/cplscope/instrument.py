@@ -11,7 +11,6 @@ import math
 import queue
 import time
 from collections.abc import Callable, Generator
-from contextlib import closing
 from typing import TYPE_CHECKING, Any
 
 import usb.core
@@ -20,7 +19,7 @@ from .calibration import Calibration, load_for
 from .frames import FrameSet
 from .pipeline import Retardation
 from .results import FlagRules
-from .protocol import AdcBlock, CommandError, Counts, Event, EventCode, Opcode
+from .protocol import AdcBlock, CommandError, Counts, Event, EventCode, Opcode, ReplyStatus
 from .transport import ConnectionLost, LinkHealth, Transport
 
 __all__ = ["AcquisitionError", "Instrument", "OverloadError"]
@@ -41,6 +40,15 @@ def _flag_names(flags: int) -> str:
 
     names = [f.name for f in Flags if f.name and int(flags) & int(f)]
     return "|".join(n for n in names if n) or "none"
+
+
+class _AcquisitionEnd:
+    """Queued behind the data frames of a bounded acquisition when its ACQ_DONE arrives."""
+
+    __slots__ = ("acq_id",)
+
+    def __init__(self, acq_id: int) -> None:
+        self.acq_id = acq_id
 
 
 class AcquisitionError(RuntimeError):
@@ -333,22 +341,36 @@ class Instrument:
 
     # --- acquisition ------------------------------------------------------------------------
 
+    #: False once the board refused START's ``frames`` (a firmware older than bounded
+    #: acquisitions): the instrument then falls back to START … STOP.
+    _bounded_start = True
+
     def acquire(self, *, n_frames: int | None = None, duration_s: float | None = None,
                 timeout: float | None = None,
                 progress: Callable[[list[Counts], float], bool | None] | None = None,
                 ) -> FrameSet:
         """Count until ``n_frames`` usable frames or ``duration_s`` s of usable counting time.
 
-        Frames that must not enter an estimate (saturated, overload, monochromator moving,
-        PEM unlocked) are excluded and counted in ``FrameSet.excluded``. A USB disconnect or a
-        firmware restart does not lose the frames already received: the acquisition waits for
-        the board, puts its settings back and carries on. ``progress(frames, dwell_s)`` is
-        called after each usable frame with the frames so far and their counting time (s);
-        returning True ends the acquisition there.
+        The board is asked for exactly the frames needed (a bounded START; the frame time
+        K·T_PEM comes from STATUS) and stops by itself, so the frames measured never depend
+        on how fast the host or the machine is: on the simulated instrument the same seed and
+        the same calls give the same frames. Frames that must not enter an estimate
+        (saturated, overload, monochromator moving, PEM unlocked) are excluded and counted in
+        ``FrameSet.excluded``; another bounded acquisition then counts the remainder. A USB
+        disconnect or a firmware restart does not lose the frames already received: the
+        acquisition waits for the board, puts its settings back and carries on. Frames of
+        consecutive calls join with :meth:`FrameSet.extend`.
+
+        ``progress(frames, dwell_s)`` (deprecated: call ``acquire(n_frames=…)`` in chunks
+        instead) is called after each usable frame with the frames so far and their
+        counting time (s); returning True ends the acquisition there. With it the board
+        counts in chunks of about 1 s, and the frames of the chunk computed after an early
+        end are discarded, so that the result still does not depend on timing.
 
         Raises:
             OverloadError: the PMT guard tripped.
-            AcquisitionError: no frames for ``timeout`` s of wall time, or the board is gone.
+            AcquisitionError: no usable frame for ``timeout`` s (default 30) of wall time, or
+                the board is gone.
         """
         if n_frames is None and duration_s is None:
             raise ValueError("give n_frames or duration_s (s)")
@@ -356,43 +378,83 @@ class Instrument:
             raise ValueError(f"n_frames must be ≥ 1, got {n_frames}")
         if duration_s is not None and not duration_s > 0:
             raise ValueError(f"duration_s must be > 0 s, got {duration_s}")
+        frame_s = self._frame_time_s()
+        chunk = max(1, math.ceil(1.0 / frame_s)) if progress is not None else None
         frames: list[Counts] = []
         received: list[Counts] = []
         excluded = 0
         dwell = 0.0
-        with closing(self._acquisition(Counts, timeout)) as stream:
-            for msg in stream:
+        ended = False
+        last_usable = time.monotonic()
+        while not ended:
+            if n_frames is not None:
+                need = n_frames - len(frames)
+            else:
+                left = duration_s * (1 - 1e-9) - dwell  # type: ignore[operator]
+                per_frame = dwell / len(frames) if frames else frame_s
+                need = math.ceil(left / per_frame) if left > 0 else 0
+            if need <= 0:
+                break
+            if chunk is not None:
+                need = min(need, chunk)
+            for msg in self._acquisition(Counts, timeout, frames=need, since=last_usable):
+                if ended:
+                    continue  # computed after the early end: discarded
                 received.append(msg)
                 if not msg.usable:
                     excluded += 1
                     continue
+                last_usable = time.monotonic()
                 frames.append(msg)
                 dwell += msg.periods * msg.pem_period_ps * 1e-12
-                if ((n_frames is not None and len(frames) >= n_frames)
-                        or (duration_s is not None and dwell >= duration_s * (1 - 1e-9))):
-                    break
                 if progress is not None and progress(frames, dwell):
-                    break
+                    ended = True
         return FrameSet.from_frames(frames, excluded=excluded, received=received)
 
     def acquire_analog(self, *, duration_s: float, n_bins: int = 16,
                        frame_periods: int = 5000, timeout: float | None = None):
         """Stream raw ADC blocks for ``duration_s`` s of sampling and phase-bin them on the host
         into frames of ``frame_periods`` PEM periods and ``n_bins`` bins. Needs
-        :meth:`configure_analog` first. Returns :class:`cplscope.analog.AnalogFrames`."""
+        :meth:`configure_analog` first. Returns :class:`cplscope.analog.AnalogFrames`.
+
+        The board is asked for a bounded number of blocks (enough for ``duration_s`` plus two
+        frames, since a frame only counts once complete) and stops by itself; blocks after
+        ``duration_s`` is reached are discarded, and a shortfall (unusable blocks) is counted
+        in another bounded acquisition, so the result does not depend on timing."""
         from .analog import AnalogCollector
 
         if not duration_s > 0:
             raise ValueError(f"duration_s must be > 0 s, got {duration_s}")
-        if self._settings.get(Opcode.CONFIGURE, {}).get("mode") != "analog":
+        config = self._settings.get(Opcode.CONFIGURE, {})
+        if config.get("mode") != "analog":
             raise ValueError("the instrument is not in analog mode: call configure_analog()")
+        block_s = float(config["block_samples"]) / float(config["sample_rate_hz"])
+        frame_s = frame_periods * self._pem_period_s()
         collector = AnalogCollector(n_bins, frame_periods)
-        with closing(self._acquisition(AdcBlock, timeout)) as stream:
-            for block in stream:
-                collector.feed(block)
+        last_usable = time.monotonic()
+        while collector.dwell_s < duration_s:
+            need = math.ceil((duration_s - collector.dwell_s + 2 * frame_s) / block_s)
+            for block in self._acquisition(AdcBlock, timeout, frames=need, since=last_usable):
                 if collector.dwell_s >= duration_s:
-                    break
+                    continue  # beyond the duration asked for: discarded
+                if block.usable:
+                    last_usable = time.monotonic()
+                collector.feed(block)
         return collector.frames()
+
+    def _pem_period_s(self, status: dict[str, Any] | None = None) -> float:
+        """The PEM period (s) from STATUS, or the nominal one while the PEM is unlocked."""
+        st = self.status() if status is None else status
+        ps = st.get("pem_period_ps")
+        if ps:
+            return float(ps) * 1e-12
+        hz = self._settings.get(Opcode.PEM_CONFIG, {}).get("frequency_hz", 50_000.0)
+        return 1.0 / float(hz)
+
+    def _frame_time_s(self) -> float:
+        """Duration of one counting frame, K·T_PEM (s), from STATUS."""
+        st = self.status()
+        return max(1, int(st.get("periods") or 1)) * self._pem_period_s(st)
 
     @property
     def mode(self) -> str:
@@ -401,16 +463,26 @@ class Instrument:
 
     # --- plumbing -----------------------------------------------------------------------------
 
-    def _acquisition(self, kind: type, timeout: float | None) -> Generator[Any, None, None]:
+    def _acquisition(self, kind: type, timeout: float | None, *, frames: int | None = None,
+                     since: float | None = None) -> Generator[Any, None, None]:
         """START, then yield the data frames of type ``kind`` (Counts or AdcBlock) of this
-        acquisition, usable or not; STOP when the consumer closes the generator.
+        acquisition, usable or not.
 
-        A disconnect or firmware restart is bridged (:meth:`_resume`). Raises OverloadError
-        when the PMT guard trips, and AcquisitionError when for ``timeout`` s (default 30) of
-        wall time no frame arrived, or frames arrived but none was usable."""
+        With ``frames`` the START is bounded: the board stops by itself after that many data
+        frames and the generator ends at its EVENT ACQ_DONE, when every frame it sent has
+        been yielded (a board without bounded START is stopped after that many frames
+        arrived). Without, the stream runs until the consumer closes the generator (STOP).
+        A disconnect or firmware restart is bridged: an unbounded stream restarts
+        (:meth:`_resume`), a bounded one ends there, for the caller to ask for the rest.
+        Raises OverloadError when the PMT guard trips, and AcquisitionError when for
+        ``timeout`` s (default 30) of wall time since ``since`` (default: now) or the last
+        usable frame no frame arrived, or frames arrived but none was usable."""
         stall = timeout if timeout is not None else 30.0
-        acq_id = self._start()
-        last = time.monotonic()          # the last usable frame (or the start)
+        acq_id = self._start(frames)
+        bounded = frames is not None and self._bounded_start
+        running = True
+        seen = 0
+        last = since if since is not None else time.monotonic()  # the last usable frame
         try:
             while True:
                 if self._overload is not None:
@@ -418,6 +490,10 @@ class Instrument:
                                         "HV is off and the shutter closed. Lower the HV or "
                                         "the light level, then clear_fault()")
                 if self._restarted() or not self._t.connected:
+                    if bounded:
+                        self._resume(start=False)
+                        running = False
+                        return
                     acq_id = self._resume()
                     last = time.monotonic()
                     continue
@@ -427,6 +503,11 @@ class Instrument:
                     if time.monotonic() - last > stall:
                         raise AcquisitionError(f"no data frame for {stall:g} s: the board "
                                                "stopped streaming (check `cplscope info`)")
+                    continue
+                if isinstance(msg, _AcquisitionEnd):
+                    if bounded and msg.acq_id == acq_id:
+                        running = False
+                        return
                     continue
                 if not isinstance(msg, kind) or msg.acq_id != acq_id:
                     continue
@@ -438,8 +519,12 @@ class Instrument:
                         f"{_flag_names(msg.flags)}): check the PEM lock, the light level "
                         "(saturation) and the overload guard")
                 yield msg
+                seen += 1
+                if frames is not None and not bounded and seen >= frames:
+                    return
         finally:
-            self._stop()
+            if running:
+                self._stop()
 
     def _command(self, opcode: Opcode, args: dict[str, Any] | None = None, *,
                  timeout: float = 10.0) -> dict[str, Any]:
@@ -480,14 +565,22 @@ class Instrument:
         self._settings[opcode] = {**self._settings.get(opcode, {}), **args}
         return result
 
-    def _start(self) -> int:
+    def _start(self, frames: int | None = None) -> int:
+        """START (bounded to ``frames`` data frames if given and the board can); the acq_id."""
         self._t.drain()
+        args = {"frames": int(frames)} if frames is not None and self._bounded_start else None
         try:
-            return int(self._command(Opcode.START)["acq_id"])
+            return int(self._command(Opcode.START, args)["acq_id"])
         except CommandError as exc:
+            if args is not None and exc.status == ReplyStatus.BAD_ARGS and "frames" in exc.text:
+                log.warning("the board's firmware has no bounded START (%s): stopping "
+                            "acquisitions from the host, whose frames then depend on timing; "
+                            "update the firmware (`cplscope flash`)", exc.text)
+                self._bounded_start = False
+                return self._start(frames)
             if "already running" in exc.text:
                 self._command(Opcode.STOP)
-                return int(self._command(Opcode.START)["acq_id"])
+                return int(self._command(Opcode.START, args)["acq_id"])
             raise
 
     def _stop(self) -> None:
@@ -499,8 +592,10 @@ class Instrument:
     def _restarted(self) -> bool:
         return self._t.health().restarts != self._restarts_seen
 
-    def _resume(self) -> int:
-        """After a disconnect or a firmware restart: wait, restore the settings, START again."""
+    def _resume(self, start: bool = True) -> int:
+        """After a disconnect or a firmware restart: wait, restore the settings (or stop the
+        acquisition that ran on), then START again if ``start``; returns the new acq_id
+        (-1 without START)."""
         if not self._t.wait_connected(self._t.reconnect_timeout):
             raise AcquisitionError("the board disconnected and did not come back within "
                                    f"{self._t.reconnect_timeout:g} s")
@@ -509,7 +604,7 @@ class Instrument:
                 self._replay()
             else:
                 self._stop()
-        return self._start()
+        return self._start() if start else -1
 
     def _replay(self) -> None:
         """Put every remembered setting back after a firmware restart."""
@@ -548,6 +643,9 @@ class Instrument:
     def _on_event(self, event: Event) -> None:
         if event.code == EventCode.OVERLOAD:
             self._overload = event
+        done = event.acq_done
+        if done is not None:  # in stream order, behind the acquisition's last data frame
+            self._t.data.put(_AcquisitionEnd(done[0]))  # type: ignore[arg-type]
         if event.severity >= 1:
             log.warning("board event %s: %s", getattr(event.code, "name", event.code),
                         event.text)
