@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numbers
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -393,7 +393,7 @@ class PhaseBinner:
         return PartialFrame(self._acc_sums.copy(), self._acc_n.copy(), self._periods)
 
     def feed(self, samples: np.ndarray, edges=(), *,
-             origin: Literal["stream", "block"] = "stream") -> tuple[np.ndarray, np.ndarray]:
+             origin: Literal["stream", "block"] = "stream") -> tuple[Any, ...]:
         """Add the next block of samples and any newly known reference edges.
 
         Args:
@@ -443,7 +443,7 @@ class PhaseBinner:
         self._release(data, data_start)
         return out if self._phases else out[:2]
 
-    def flush(self) -> tuple[np.ndarray, np.ndarray]:
+    def flush(self) -> tuple[Any, ...]:
         """End the stream: bin the periods whose closing edge is known, with the samples
         that arrived, and return what is left, as :func:`phase_bin` would.
 
@@ -459,12 +459,13 @@ class PhaseBinner:
         self._held = self._held[:0]
         self._held_start = self._fed
         if self._k is None:
-            out = (self._acc_sums.copy(), self._acc_n.copy(),
-                   SampledPhases(self._acc_mom.copy()))
+            return ((self._acc_sums.copy(), self._acc_n.copy(),
+                     SampledPhases(self._acc_mom.copy())) if self._phases
+                    else (self._acc_sums.copy(), self._acc_n.copy()))
         return out if self._phases else out[:2]
 
     def _bin_ready(self, n_ready: int, data: np.ndarray, data_start: int
-                   ) -> tuple[np.ndarray, np.ndarray]:
+                   ) -> tuple[np.ndarray, np.ndarray, SampledPhases]:
         """Bin the first ``n_ready`` open periods, from the held samples and then ``data``
         (which starts at absolute index ``data_start``), into the frame accumulators."""
         b, k = self._b, self._k
