@@ -32,6 +32,7 @@ from .protocol import (
     Reply,
     Status,
     StreamDecoder,
+    StreamStats,
     encode_command,
 )
 
@@ -55,15 +56,17 @@ class ConnectionLost(RuntimeError):
     it. The transport keeps trying to reconnect for ``reconnect_timeout`` seconds."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class LinkHealth:
-    """Stream health since the transport opened.
+    """Stream health since the transport opened: the decoder's counters
+    (:class:`cplscope.protocol.StreamStats`, which documents them) plus what only the USB link
+    sees.
 
     ``frames``: good frames decoded; ``rejected``: corrupt frames and candidates thrown away
     (CRC, version, length, malformed payload); ``missing``: sequence numbers never received;
-    ``restarts``: firmware restarts seen (the sequence number went back); ``reconnects``:
-    USB reconnections after a disconnect; ``stalls``: endpoint halts cleared; ``unknown``:
-    good frames of a type this host does not know.
+    ``restarts``: firmware restarts seen (the sequence number went back); ``unknown``: good
+    frames of a type this host does not know; ``reconnects``: USB reconnections after a
+    disconnect; ``stalls``: endpoint halts cleared.
     """
 
     frames: int = 0
@@ -73,6 +76,13 @@ class LinkHealth:
     reconnects: int = 0
     stalls: int = 0
     unknown: int = 0
+
+    @classmethod
+    def of(cls, stats: StreamStats, *, reconnects: int = 0, stalls: int = 0) -> LinkHealth:
+        """A snapshot of a decoder's counters with the link's own."""
+        return cls(frames=stats.frames, rejected=stats.rejected, missing=stats.missing,
+                   restarts=stats.restarts, reconnects=reconnects, stalls=stalls,
+                   unknown=stats.unknown)
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -143,7 +153,8 @@ class Transport:
         self.data: queue.Queue[Counts | AdcBlock] = queue.Queue()
         self.events: deque[Event] = deque(maxlen=1000)
         self.last_status: Status | None = None
-        self._health = LinkHealth()
+        self._reconnects = 0
+        self._stalls = 0
         self._connected = threading.Event()
         self._closed = threading.Event()
         self._gave_up = False
@@ -170,11 +181,8 @@ class Transport:
 
     def health(self) -> LinkHealth:
         """A snapshot of the stream health counters."""
-        s = self._decoder.stats
-        h = self._health
-        return LinkHealth(frames=s.frames, rejected=s.rejected, missing=s.missing,
-                          restarts=s.restarts, reconnects=h.reconnects,
-                          stalls=h.stalls, unknown=s.unknown)
+        return LinkHealth.of(self._decoder.stats, reconnects=self._reconnects,
+                             stalls=self._stalls)
 
     def wait_connected(self, timeout: float) -> bool:
         """Wait up to ``timeout`` s for the board to be connected; True if it is."""
@@ -266,7 +274,7 @@ class Transport:
                 continue
             except usb.core.USBError as exc:
                 if exc.errno == errno.EPIPE:
-                    self._health.stalls += 1
+                    self._stalls += 1
                     try:
                         self._ep_in.clear_halt()
                     except usb.core.USBError:
@@ -314,7 +322,7 @@ class Transport:
                 device = self._find()
                 if device is not None:
                     self._open(device)
-                    self._health.reconnects += 1
+                    self._reconnects += 1
                     log.info("USB link re-established")
                     return True
             except (usb.core.USBError, DeviceNotFound) as exc:
