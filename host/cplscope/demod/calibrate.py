@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .bins import bin_layout
+from .deadtime import dead_time_correct
 from .estimator import estimate
 
 __all__ = ["HandednessFit", "RetardationFit", "fit_handedness", "fit_retardation"]
@@ -77,13 +78,7 @@ def fit_retardation(counts: np.ndarray, *, dark: float | np.ndarray = 0.0,
     if not np.all(np.isfinite(c)) or np.any(c < 0):
         raise ValueError("counts must be finite and ≥ 0")
     n_frames, n_bins = c.shape
-    if dead_time:
-        if frame_time is None or not frame_time > 0:
-            raise ValueError("dead_time needs frame_time, the duration of one frame in s")
-        loss = c * (dead_time * n_bins / (frame_time * bin_span))
-        if np.any(loss >= 1):
-            raise ValueError("counts at or above the dead-time limit: check dead_time")
-        c = c / (1.0 - loss)
+    c = dead_time_correct(c, dead_time, frame_time, bin_span)
     n = c.sum(axis=0)
     d = n_frames * np.broadcast_to(np.asarray(dark, dtype=np.float64), (n_bins,))
     signal = (n - d).sum()
