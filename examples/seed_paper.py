@@ -4,10 +4,13 @@ Zhao, Wang, Wang, Wang, Inorg. Chem. Front. 2024, 11, 4424 (doi 10.1039/d4qi0100
 R- and S-Cs4PbBr6 nanocrystals (mirror-image CPL, |g_lum| ≈ 6e-4 over 425–525 nm), achiral
 N-Cs4PbBr6 (no emission) and achiral CsPbBr3 (g = 0) on a JASCO CPL-300.
 
-    python examples/seed_paper.py [--out DIR] [--quick]
+    python examples/seed_paper.py [--out DIR] [--quick] [--readme README.md]
 
 Writes one CSV per sample, the CPL figure of the R/S pair with its mirror-symmetry report
-(docs/figures/seed-paper-cpl.png in the repository), and prints a summary.
+(docs/figures/seed-paper-cpl.png in the repository), and prints the results table. The
+simulated instrument is deterministic (same seeds, same commands, same data), so the table is
+the same on every machine; ``--readme`` writes it into the README between its
+``<!-- seed-table -->`` markers.
 """
 import argparse
 from pathlib import Path
@@ -15,12 +18,14 @@ from pathlib import Path
 import numpy as np
 
 import cplscope
-from cplscope.calibrate_run import calibrate_simulated, prepare
+from cplscope.calibrate_run import calibrate_simulated
 from cplscope.plot import mirror_report, plot_cpl
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--out", type=Path, default=Path("seed-paper"))
 parser.add_argument("--quick", action="store_true", help="coarser steps, shorter dwell")
+parser.add_argument("--readme", type=Path, default=None,
+                    help="write the table into this README between <!-- seed-table --> markers")
 args = parser.parse_args()
 args.out.mkdir(parents=True, exist_ok=True)
 step, target, max_dwell = (4.0, 3e-4, 200.0) if args.quick else (2.0, 1.5e-4, 600.0)
@@ -30,7 +35,7 @@ for i, sample in enumerate(("R-Cs4PbBr6", "S-Cs4PbBr6", "N-Cs4PbBr6", "CsPbBr3")
     with cplscope.connect("sim", sample=sample, seed=10 + i) as inst:
         if inst.calibration.is_default:
             inst.calibration = calibrate_simulated()
-        prepare(inst)
+        inst.prepare()
         results[sample] = inst.scan(410, 530, step, target_sigma=target, max_dwell_s=max_dwell,
                                     sample=sample, output=args.out / f"{sample}.csv",
                                     progress=True)
@@ -52,13 +57,28 @@ def weighted(spec, mask):
 
 
 print(report.text())
-for name in ("R-Cs4PbBr6", "S-Cs4PbBr6"):
-    m, e, chi2, n = weighted(results[name], band & (results[name].intensity > 1e5))
-    print(f"{name}: weighted g over the main band = {m:+.2e} ± {e:.1e}")
+rows = [("sample", "paper", "recovered (weighted mean over the main band)"), ("---",) * 3]
+m_r, e_r, _, _ = weighted(r, band & (r.intensity > 1e5))
+m_s, e_s, _, _ = weighted(s, band & (s.intensity > 1e5))
+rows.append(("R-Cs4PbBr6", "+6e-4 over 425–525 nm", f"{m_r:+.2e} ± {e_r:.1e}"))
+rows.append(("S-Cs4PbBr6", "−6e-4 (mirror image)",
+             f"{m_s:+.2e} ± {e_s:.1e}; g_R + g_S: χ² = {report.chi2:.1f}/{report.dof}, "
+             f"p = {report.p_value:.2f}; g_R/(−g_S) = {report.ratio:.2f} ± {report.sigma_ratio:.2f}"))
 n_spec = results["N-Cs4PbBr6"]
-print(f"N-Cs4PbBr6: {int(n_spec.has_flag('no_emission').sum())} of {len(n_spec)} points "
-      "no_emission")
+rows.append(("N-Cs4PbBr6", "no emission", f"{int(n_spec.has_flag('no_emission').sum())} of "
+             f"{len(n_spec)} points `no_emission`"))
 c = results["CsPbBr3"]
 m, e, chi2, n = weighted(c, c.intensity > 1e4)
-print(f"CsPbBr3: weighted g = {m:+.1e} ± {e:.1e}; χ² of g = 0 over {n} points: "
-      f"{chi2 + (m / e) ** 2:.1f}")
+rows.append(("CsPbBr3", "g = 0", f"{m:+.1e} ± {e:.1e}; χ² of g = 0: "
+             f"{chi2 + (m / e) ** 2:.1f} over {n} points"))
+table = "\n".join("| " + " | ".join(row) + " |" for row in rows)
+print(table)
+if args.readme is not None:
+    text = args.readme.read_text(encoding="utf-8")
+    marker = "<!-- seed-table -->"
+    head, sep, rest = text.partition(marker)
+    _, sep2, tail = rest.partition(marker)
+    if not (sep and sep2):
+        raise SystemExit(f"{args.readme} has no pair of {marker} markers")
+    args.readme.write_text(f"{head}{marker}\n{table}\n{marker}{tail}", encoding="utf-8")
+    print(f"table written into {args.readme}")
