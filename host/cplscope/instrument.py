@@ -42,6 +42,11 @@ def _flag_names(flags: int) -> str:
     return "|".join(n for n in names if n) or "none"
 
 
+#: wall s a bounded acquisition's stream may be quiet after a corrupt frame before the host
+#: asks (STATUS) whether the corrupt frame was its EVENT ACQ_DONE
+_LOST_END_S = 1.0
+
+
 class _AcquisitionEnd:
     """Queued behind the data frames of a bounded acquisition when its ACQ_DONE arrives."""
 
@@ -478,11 +483,14 @@ class Instrument:
         ``timeout`` s (default 30) of wall time since ``since`` (default: now) or the last
         usable frame no frame arrived, or frames arrived but none was usable."""
         stall = timeout if timeout is not None else 30.0
+        rejected = self._t.health().rejected  # before START: its frames may come at once
         acq_id = self._start(frames)
         bounded = frames is not None and self._bounded_start
         running = True
         seen = 0
         last = since if since is not None else time.monotonic()  # the last usable frame
+        heard = time.monotonic()  # the last frame of this acquisition
+        over = False  # STATUS says the board stopped: take what is queued, then end
         try:
             while True:
                 if self._overload is not None:
@@ -500,6 +508,16 @@ class Instrument:
                 try:
                     msg = self._t.data.get(timeout=0.2)
                 except queue.Empty:
+                    if over:
+                        running = False
+                        return
+                    if (bounded and time.monotonic() - heard > _LOST_END_S
+                            and self._t.health().rejected > rejected):
+                        # a corrupt frame arrived and the stream went quiet: was it the
+                        # ACQ_DONE? (never asked on a clean link, so never mid-stream there)
+                        rejected = self._t.health().rejected
+                        over = self._command(Opcode.STATUS).get("state") != "running"
+                        continue
                     if time.monotonic() - last > stall:
                         raise AcquisitionError(f"no data frame for {stall:g} s: the board "
                                                "stopped streaming (check `cplscope info`)")
@@ -511,6 +529,7 @@ class Instrument:
                     continue
                 if not isinstance(msg, kind) or msg.acq_id != acq_id:
                     continue
+                heard = time.monotonic()
                 if msg.usable:
                     last = time.monotonic()
                 elif time.monotonic() - last > stall:
