@@ -211,3 +211,25 @@ def crc32_seal(table, buf, n: int):
     p[n + 1] = (c >> 8) & 0xFF
     p[n + 2] = (c >> 16) & 0xFF
     p[n + 3] = (c >> 24) & 0xFF
+
+
+@micropython.viper
+def ring_in(ring, mask: int, pos: int, src, n: int):
+    """Copy src[0:n] into a byte ring of mask + 1 bytes (a power of two) from pos, wrapping."""
+    d = ptr8(ring)
+    s = ptr8(src)
+    i = 0
+    while i < n:
+        d[(pos + i) & mask] = s[i]
+        i += 1
+
+
+@micropython.viper
+def ring_out(ring, mask: int, pos: int, dst, n: int):
+    """Copy n bytes of a byte ring of mask + 1 bytes from pos (wrapping) into dst[0:n]."""
+    s = ptr8(ring)
+    d = ptr8(dst)
+    i = 0
+    while i < n:
+        d[i] = s[(pos + i) & mask]
+        i += 1

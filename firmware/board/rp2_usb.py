@@ -11,13 +11,17 @@ because TinyUSB completes an OUT transfer only on a short packet or a full buffe
 host sends no zero-length packet after a command whose length is a multiple of 64: a longer
 transfer would hold such a command until the next one arrived.
 
-Nothing here allocates per frame: the bound-method callbacks are made once, and the views
-handed to `submit_xfer` are cached per buffer and length.
+Nothing here allocates per frame: the bound-method callbacks are made once, the views
+handed to `submit_xfer` are cached per buffer and length, and the OUT ring is a bytearray
+with two indices, one written by each side (micropython-lib's `Buffer` makes a memoryview
+per read and per write).
 """
 from micropython import const
 import machine
 import usb.device  # type: ignore[import-not-found]
-from usb.device.core import Interface, Buffer  # type: ignore[import-not-found]
+from usb.device.core import Interface  # type: ignore[import-not-found]
+
+from board import rp2_dma as K
 
 # pid.codes test allocation (docs/hardware.md): for development and lab use, not for devices
 # that are sold or distributed.
@@ -29,7 +33,9 @@ PRODUCT = "cplscope CPL controller"
 _EP_IN_FLAG = const(0x80)
 _PACKET = const(64)  # full speed bulk max packet size
 _OUT_BUF = const(64)  # one packet per OUT transfer (see above)
-_RX_RING = const(4096)
+_RX_RING = const(4096)  # a power of two
+_RX_MASK = const(_RX_RING - 1)
+_IDX_MASK = const(0xFFFF)  # the ring's indices count bytes modulo 2**16
 _MAX_FRAME = const(24 + 8192)
 _TYPE_OFFSET = const(3)
 _DATA_TYPES = (0x01, 0x02)  # COUNTS, ADC_BLOCK
@@ -42,10 +48,10 @@ class VendorInterface(Interface):
         super().__init__()
         self.ep_out = 0
         self.ep_in = 0
-        self._rx = Buffer(_RX_RING)
+        self._rx = bytearray(_RX_RING)
+        self._rx_w = 0  # bytes written, mod 2**16 (only the OUT callback writes it)
+        self._rx_r = 0  # bytes read, mod 2**16 (only read_into writes it)
         self._out_buf = bytearray(_OUT_BUF)
-        mv = memoryview(self._out_buf)
-        self._out_views = [mv[:i] for i in range(_OUT_BUF + 1)]
         self._out_cb = self._out_done
         self._in_cb = self._in_done
         self._data = [bytearray(_MAX_FRAME), bytearray(_MAX_FRAME)]
@@ -91,18 +97,26 @@ class VendorInterface(Interface):
 
     def _out_done(self, ep: int, result: int, n: int) -> None:
         if result == 0 and n:
-            if self._rx.writable() >= n:
-                self._rx.write(self._out_views[n])
+            w = self._rx_w
+            if _RX_RING - ((w - self._rx_r) & _IDX_MASK) >= n:
+                K.ring_in(self._rx, _RX_MASK, w & _RX_MASK, self._out_buf, n)
+                self._rx_w = (w + n) & _IDX_MASK
             else:
                 self.dropped_out += n
         self._submit_out()
 
     def readable(self) -> int:
         """Bytes of OUT data waiting."""
-        return self._rx.readable()
+        return (self._rx_w - self._rx_r) & _IDX_MASK
 
     def read_into(self, buf: memoryview) -> int:
-        n = self._rx.readinto(buf)
+        r = self._rx_r
+        n = (self._rx_w - r) & _IDX_MASK
+        if n > len(buf):
+            n = len(buf)
+        if n:
+            K.ring_out(self._rx, _RX_MASK, r & _RX_MASK, buf, n)
+            self._rx_r = (r + n) & _IDX_MASK
         self._submit_out()
         return n
 
@@ -183,9 +197,17 @@ class VendorInterface(Interface):
 
 
 def start(serial: str) -> VendorInterface:
-    """Enumerate as cplscope (vendor interface) + the built-in CDC REPL. Re-enumerates."""
+    """Enumerate as cplscope (vendor interface) + the built-in CDC REPL. Re-enumerates.
+
+    The device class is 0xEF/0x02/0x01 (miscellaneous, interface association): the CDC
+    REPL is a function of two interfaces under an IAD, and Windows binds its composite
+    driver to such a device only with this class (micropython-lib's default is 0). The
+    vendor interface then needs WinUSB bound by hand once (Zadig, docs/build.md):
+    `machine.USBDevice` serves no BOS descriptor, so Microsoft OS 2.0 descriptors cannot
+    be offered."""
     itf = VendorInterface()
     usb.device.get().init(itf, builtin_driver=True, manufacturer_str=MANUFACTURER,
                           product_str=PRODUCT, serial_str=serial, id_vendor=VID,
-                          id_product=PID)
+                          id_product=PID, device_class=0xEF, device_subclass=0x02,
+                          device_protocol=0x01)
     return itf

@@ -12,6 +12,16 @@ from board import rp2_usb as U
 itf = U.start("e6614104035a2b22")
 H = core.HOST
 assert H.itf is itf and itf.is_open()
+from usb import device
+kw = device.get().kw
+# Windows: a composite device with an IAD (the CDC REPL) needs class 0xEF/02/01
+assert (kw["device_class"], kw["device_subclass"], kw["device_protocol"]) == (0xEF, 2, 1), kw
+assert (kw["id_vendor"], kw["id_product"]) == (0x1209, 0x0001) and kw["builtin_driver"]
+# one vendor interface (class 0xFF) with one bulk OUT and one bulk IN endpoint of 64 bytes
+d = device.get().desc
+assert [i[2:5] for i in d.interfaces] == [(0xFF, 0, 0)], d.interfaces
+assert sorted((e[0] & 0x80, e[1], e[2]) for e in d.endpoints) == [(0, "bulk", 64),
+                                                                   (0x80, "bulk", 64)]
 
 def frame(n, kind=0x03):
     """n bytes whose byte 3 is the frame type (COUNTS=1, ADC_BLOCK=2, else priority)."""
@@ -29,6 +39,16 @@ for n in (1, 20, 63, 64, 65, 127, 128, 192, 300, 512, 1024):
     core.host_poll()
     k += itf.read_into(memoryview(got)[k:])
     assert k == n and bytes(got[:n]) == bytes(data), (n, k)
+# the OUT ring wraps (4 KB) and its 16-bit indices wrap: still byte exact
+for i in range(700):
+    data = frame(100 + i % 37)
+    core.host_write(data)
+    k = itf.read_into(memoryview(got)[:50])
+    core.host_poll()
+    while itf.readable():
+        k += itf.read_into(memoryview(got)[k:])
+        core.host_poll()
+    assert k == len(data) and bytes(got[:k]) == bytes(data), (i, k)
 print("out ok")
 
 # --- IN: a frame of whole packets is ended by a zero-length packet, others are not

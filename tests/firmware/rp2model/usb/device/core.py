@@ -1,5 +1,6 @@
-"""`usb.device.core` for the unix-port tests: `Interface` and `Buffer` with the behaviour
-rp2_usb.py relies on, and a host that moves full-speed bulk packets.
+"""`usb.device.core` for the unix-port tests: `Interface` with the behaviour rp2_usb.py
+relies on, and a host that moves full-speed bulk packets. (No `Buffer`: micropython-lib's
+allocates a memoryview per read and write, so the board does not use it.)
 
 The rules modelled are TinyUSB's: an OUT transfer completes when a short packet (< max
 packet size) arrives or its buffer is full; the host sends a zero-length packet only if
@@ -11,51 +12,6 @@ Endpoint max packet sizes other than 64 fail the test. Nothing here allocates af
 import micropython
 
 PACKET = 64
-
-
-class Buffer:
-    """A byte ring (micropython-lib's Buffer subset)."""
-
-    def __init__(self, length):
-        self._b = bytearray(length)
-        self._n = length
-        self._r = 0
-        self._len = 0
-
-    def readable(self):
-        return self._len
-
-    def writable(self):
-        return self._n - self._len
-
-    def write(self, data):
-        n = len(data)
-        if n > self.writable():
-            n = self.writable()
-        w = (self._r + self._len) % self._n
-        i = 0
-        while i < n:
-            self._b[w] = data[i]
-            w += 1
-            if w == self._n:
-                w = 0
-            i += 1
-        self._len += n
-        return n
-
-    def readinto(self, buf):
-        n = len(buf)
-        if n > self._len:
-            n = self._len
-        i = 0
-        while i < n:
-            buf[i] = self._b[self._r]
-            self._r += 1
-            if self._r == self._n:
-                self._r = 0
-            i += 1
-        self._len -= n
-        return n
 
 
 class Interface:
