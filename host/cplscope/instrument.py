@@ -447,9 +447,21 @@ class Instrument:
                 collector.feed(block)
         return collector.frames()
 
+    def _poll_status(self, attempts: int = 3) -> dict[str, Any]:
+        """STATUS, asked again when its reply never came (a reply lost to a corrupt frame):
+        STATUS changes nothing, so asking twice is safe."""
+        for i in range(attempts):
+            try:
+                return self._command(Opcode.STATUS)
+            except TimeoutError:
+                if i == attempts - 1:
+                    raise
+                log.warning("STATUS got no reply; asking again")
+        raise AssertionError("unreachable")
+
     def _pem_period_s(self, status: dict[str, Any] | None = None) -> float:
         """The PEM period (s) from STATUS, or the nominal one while the PEM is unlocked."""
-        st = self.status() if status is None else status
+        st = self._poll_status() if status is None else status
         ps = st.get("pem_period_ps")
         if ps:
             return float(ps) * 1e-12
@@ -458,7 +470,7 @@ class Instrument:
 
     def _frame_time_s(self) -> float:
         """Duration of one counting frame, K·T_PEM (s), from STATUS."""
-        st = self.status()
+        st = self._poll_status()
         return max(1, int(st.get("periods") or 1)) * self._pem_period_s(st)
 
     @property
@@ -516,7 +528,7 @@ class Instrument:
                         # a corrupt frame arrived and the stream went quiet: was it the
                         # ACQ_DONE? (never asked on a clean link, so never mid-stream there)
                         rejected = self._t.health().rejected
-                        over = self._command(Opcode.STATUS).get("state") != "running"
+                        over = self._poll_status().get("state") != "running"
                         continue
                     if time.monotonic() - last > stall:
                         raise AcquisitionError(f"no data frame for {stall:g} s: the board "
@@ -649,7 +661,7 @@ class Instrument:
         deadline = time.monotonic() + timeout
         previous = None
         while time.monotonic() < deadline:
-            st = self._command(Opcode.STATUS)  # survives a disconnect during the move
+            st = self._poll_status()  # survives a disconnect during the move
             moving = st.get("moving")
             pos = st.get("mono_position")
             if moving is False or (moving is None and pos == target and previous == target):

@@ -41,6 +41,7 @@ class ScriptedTransport:
         self.made = 0
         self.state = "idle"
         self.rejected = 0
+        self.lose_status = 0  # STATUS replies to lose (corrupt frames), then answer
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -81,6 +82,9 @@ class ScriptedTransport:
     def command(self, opcode: Opcode, args: dict[str, Any] | None = None, *,
                 timeout: float = 5.0) -> dict[str, Any]:
         self.log.append((Opcode(opcode), args))
+        if opcode == Opcode.STATUS and self.lose_status:
+            self.lose_status -= 1
+            raise TimeoutError("STATUS: no reply within 10 s")
         if opcode == Opcode.STATUS:
             return {"state": self.state, "periods": K, "pem_period_ps": PERIOD_PS}
         if opcode == Opcode.START:
@@ -153,3 +157,11 @@ def test_a_firmware_without_bounded_start_is_stopped_by_the_host() -> None:
     assert t.log[-1][0] == Opcode.STOP
     inst.acquire(n_frames=2)
     assert t.starts()[-1] is None  # remembered: no second refusal
+
+
+def test_a_lost_status_reply_is_asked_again() -> None:
+    t = ScriptedTransport()
+    t.lose_status = 2
+    fs = Instrument(t).acquire(n_frames=3)  # type: ignore[arg-type]
+    assert fs.n_frames == 3
+    assert [op for op, _ in t.log][:3] == [Opcode.STATUS] * 3
