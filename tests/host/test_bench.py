@@ -564,3 +564,20 @@ def test_cd_geometry_needs_absorption_data():
     bench = Bench("solvent", seed=0, geometry="cd")
     with pytest.raises(ValueError, match="no absorbance data"):
         bench.set_sample("Eu(facam)3")
+
+
+def test_cd_adc_level_follows_the_transmission_model():
+    """Analog mode sees the same light: ADC level ∝ T·(1 + v·sin δ) in the CD geometry."""
+    delta_a = 0.05
+    bench = flat_cd_bench(cd_sample(0.4, delta_a), dark_rate_cps=0.0, lamp_rate_cps=2e6)
+    st = state(bench, 400.0, a0=math.pi / 2)
+    t = np.arange(64) / (64 * bench.pem_frequency_hz)
+    level = bench.expected_adc(st, t) - bench.adc_offset
+    delta = math.pi / 2 * np.sin(2 * np.pi * bench.pem_frequency_hz * t
+                                 - bench.pem_phase_offset_rad)
+    v = -math.tanh(LN10 * delta_a / 2)
+    shape = 1 + v * np.sin(delta)
+    np.testing.assert_allclose(level / level.mean(), shape / shape.mean(), rtol=1e-12)
+    empty = flat_cd_bench(cd_sample(0.0), dark_rate_cps=0.0, lamp_rate_cps=2e6)
+    ratio = level.mean() / (empty.expected_adc(st, t) - empty.adc_offset).mean()
+    assert ratio == pytest.approx(10 ** -0.4 * math.cosh(LN10 * delta_a / 2), rel=1e-12)

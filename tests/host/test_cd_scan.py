@@ -99,3 +99,12 @@ def test_baseline_cd_is_put_into_the_scans_convention():
     same = CDSpectrum(metadata={"cd_calibration": {"cd_sign": -1, "cd_scale": 2.0}})
     assert _baseline_conversion(same, CDCalibration(-1, 2.0)) == 1.0
     assert _baseline_conversion(CDSpectrum(), CDCalibration(-1, 2.0)) == 1.0
+
+
+def test_adaptive_dwell_stops_at_the_maximum_and_says_so(home):
+    with cplscope.connect("sim", sample="R-Cs4PbBr6", seed=35, **CD) as inst:
+        spec = cd_scan(calibrated(inst), 426, 426, 1, target_sigma_delta_a=1e-7,
+                       max_dwell_s=3.0)
+    p = spec[0]
+    assert "dwell_limit" in p.flags and p.dwell_s == pytest.approx(3.0, abs=0.25)
+    assert p.sigma_delta_a > 1e-7
