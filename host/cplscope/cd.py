@@ -171,6 +171,10 @@ class BaselinePoint:
                                  "baseline scan has no usable value at this wavelength "
                                  "(opaque?) — measure the baseline again")
             object.__setattr__(self, name, value)
+        if self.rate_cps <= 0:
+            raise ValueError(f"BaselinePoint.rate_cps must be > 0, got {self.rate_cps!r}: the "
+                             "baseline transmits no light at this wavelength — check the lamp, "
+                             "the shutter and the cell")
         if self.sigma_rate_cps < 0 or self.sigma_delta_a < 0:
             raise ValueError("BaselinePoint σ values must be ≥ 0")
 

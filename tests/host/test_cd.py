@@ -284,5 +284,7 @@ def test_cd_point_and_calibration_validation():
         CDRules(max_absorbance=float("inf"))
     with pytest.raises(ValueError, match="baseline scan has no usable value"):
         BaselinePoint(float("nan"), 1.0)
+    with pytest.raises(ValueError, match="rate_cps must be > 0"):
+        BaselinePoint(0.0, 1.0)
     with pytest.raises(ValueError, match="flag 'Bad'"):
         CDPointResult(400.0, *([0.0] * 8), 1.0, 1, 1.0, flags=("Bad",))
