@@ -138,7 +138,9 @@ class Estimate:
 
     @property
     def snr(self) -> float:
-        """Significance of the emission: intensity / sigma_intensity."""
+        """intensity / sigma_intensity, a Wald statistic of the fitted M (its σ carries the
+        signal's own variance and, with u fitted, the M–u correlation). Decide "no emission"
+        with :attr:`emission_z`, whose false-alarm rate is documented."""
         return self.intensity / self.sigma_intensity if self.sigma_intensity > 0 else float("nan")
 
     def coverage_factor(self, z: float = 1.0) -> float:
