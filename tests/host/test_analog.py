@@ -235,3 +235,28 @@ def test_rising_edges_ignore_noise_at_the_threshold():
 def test_demodulate_errors_say_what_to_do(kwargs, match):
     with pytest.raises(ValueError, match=match):
         demodulate(np.ones(1000), 250e3, retardation=A0, **kwargs)
+
+
+def test_sampled_phases_are_checked_against_the_data():
+    from cplscope.demod import SampledPhases
+
+    rng = np.random.default_rng(66)
+    x, edges = daq_recording(rng, 0.1, 250e3, 50e3, 0.02)
+    sums, n, phases = phase_bin(x, 250e3, edges, 16, 1000, sampled_phases=True)
+    with np.errstate(invalid="ignore"):
+        means = sums / n
+    total = SampledPhases(phases.moments.sum(axis=0))      # stream totals also work
+    e = estimate(means, A0, phase_offset=PHI0, noise="gaussian", sampled_phases=total)
+    assert np.isfinite(e.g_lum)
+    cases = [
+        (dict(noise="gaussian", sampled_phases=SampledPhases(phases.moments[:3])), "same phase_bin"),
+        (dict(noise="poisson", sampled_phases=phases), "noise='gaussian'"),
+        (dict(noise="gaussian", sampled_phases=phases, bin_span=0.9), "bin_span"),
+        (dict(noise="gaussian", sampled_phases=phases.moments), "SampledPhases"),
+    ]
+    for kwargs, match in cases:
+        with pytest.raises(ValueError, match=match):
+            estimate(np.nan_to_num(means) if kwargs["noise"] == "poisson" else means, A0,
+                     phase_offset=PHI0, **kwargs)
+    with pytest.raises(ValueError, match="2H"):
+        SampledPhases(np.zeros((16, 5)))
