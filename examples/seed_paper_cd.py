@@ -61,7 +61,8 @@ plot_cd([r, s], args.out / "seed-paper-cd.png", mirror=report,
 print(report.text())
 for name, pick in (("R-Cs4PbBr6", np.nanargmax), ("S-Cs4PbBr6", np.nanargmin)):
     spec = results[name]
-    band = (spec.wavelength_nm >= 300) & (spec.wavelength_nm <= 450) & (spec.sigma_g_abs < 2 * target)
+    lam = spec.wavelength_nm
+    band = (lam >= 300) & (lam <= 450) & (spec.sigma_g_abs < 2 * target)
     g = np.where(band, spec.g_abs, np.nan)
     i = int(pick(g))
     print(f"{name}: extreme g_abs over 300–450 nm = {spec.g_abs[i]:+.2e} ± "
