@@ -199,6 +199,19 @@ def test_status_roundtrip_keeps_extra_keys() -> None:
     assert roundtrip(msg) == msg
 
 
+def test_status_fault_reason_is_a_known_optional_key() -> None:
+    d = status_dict(state="fault", fault="MicroPython 1.25 is older than 1.26")
+    msg = decode_payload(FrameType.STATUS, encode_status(d), 0, 0)
+    assert msg.fault == "MicroPython 1.25 is older than 1.26" and msg.extra == {}
+    assert msg.to_dict() == d and roundtrip(msg) == msg
+    assert decode_payload(FrameType.STATUS, encode_status(status_dict(fault=None)), 0, 0).fault \
+        is None
+    old = decode_payload(FrameType.STATUS, encode_status(status_dict()), 0, 0)  # no key
+    assert old.fault is None and old.to_dict() == status_dict()
+    with pytest.raises(MalformedPayload, match="'fault' = 3 is not a string or null"):
+        decode_payload(FrameType.STATUS, json.dumps(status_dict(fault=3)).encode(), 0, 0)
+
+
 json_text = st.text(st.characters(codec="utf-8"), max_size=30)
 json_obj = st.dictionaries(json_text, st.one_of(st.none(), st.booleans(), st.integers(-2**53, 2**53),
                                                 st.floats(allow_nan=False, allow_infinity=False),

@@ -388,6 +388,8 @@ _STATUS_KEYS: dict[str, type | tuple[type, ...]] = {
     "shutter_open": bool, "overload": bool, "frames_sent": int, "frames_dropped": int,
     "frames_late": int, "uptime_us": int,
 }
+#: keys a newer firmware sends and an older one may lack: value None when absent
+_STATUS_OPTIONAL: dict[str, type | tuple[type, ...]] = {"fault": str}
 _STATES = ("idle", "running", "fault")
 _MODES = ("counting", "analog")
 
@@ -405,8 +407,9 @@ class Status:
     CLEAR_FAULT; ``frames_sent``: data frames handed to USB; ``frames_dropped``: data frames
     sealed but dropped because the host did not read (they leave sequence gaps);
     ``frames_late``: counter frames the board dropped because the firmware collected them too
-    late (no sequence gap); ``uptime_us``: device time in µs. Numeric values may be None when the device does not know them. ``extra`` holds keys
-    that protocol version 1 does not define.
+    late (no sequence gap); ``uptime_us``: device time in µs. Numeric values may be None when the device does not know them. ``fault``: why the
+    device is in fault (None when it is not, or from a firmware that does not send the key).
+    ``extra`` holds keys that protocol version 1 does not define.
     """
 
     state: str
@@ -428,6 +431,7 @@ class Status:
     frames_dropped: int | None
     frames_late: int | None
     uptime_us: int | None
+    fault: str | None = field(default=None, kw_only=True)
     extra: dict[str, Any] = field(default_factory=dict, kw_only=True)
     seq: int = field(default=0, kw_only=True)
     timestamp_us: int = field(default=0, kw_only=True)
@@ -450,19 +454,26 @@ class Status:
                 continue
             if (isinstance(value, bool) and kind is not bool) or not isinstance(value, kind):
                 problems.append(f"{key!r} = {value!r} is not {_kind_name(kind)}")
+        for key, kind in _STATUS_OPTIONAL.items():
+            value = obj.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, kind)):
+                problems.append(f"{key!r} = {value!r} is not {_kind_name(kind)} or null")
         if obj.get("state") not in _STATES and isinstance(obj.get("state"), str):
             problems.append(f"'state' = {obj['state']!r} is not one of {_STATES}")
         if obj.get("mode") not in _MODES and isinstance(obj.get("mode"), str):
             problems.append(f"'mode' = {obj['mode']!r} is not one of {_MODES}")
         if problems:
             raise MalformedPayload(FrameType.STATUS, "STATUS object: " + "; ".join(problems))
-        extra = {k: v for k, v in obj.items() if k not in _STATUS_KEYS}
-        return cls(**{k: obj[k] for k in _STATUS_KEYS}, extra=extra, seq=seq,
-                   timestamp_us=timestamp_us, raw=raw)
+        extra = {k: v for k, v in obj.items()
+                 if k not in _STATUS_KEYS and k not in _STATUS_OPTIONAL}
+        return cls(**{k: obj[k] for k in _STATUS_KEYS}, fault=obj.get("fault"), extra=extra,
+                   seq=seq, timestamp_us=timestamp_us, raw=raw)
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON object: the version-1 keys, then ``extra``."""
+        """The JSON object: the version-1 keys, ``fault`` when set, then ``extra``."""
         d = {k: getattr(self, k) for k in _STATUS_KEYS}
+        if self.fault is not None:
+            d["fault"] = self.fault
         d.update(self.extra)
         return d
 
