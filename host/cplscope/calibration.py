@@ -147,6 +147,9 @@ class Calibration:
             calibration: the retardation in force at any wavelength and any command is that
             ratio times the firmware's nominal A0 (STATUS ``a0_rad``, which follows the drive
             and the wavelength, tracking or not).
+        cd: the CD mode's sign and scale from the CSA standard
+            (:class:`cplscope.cd.CDCalibration` as a dict: ``cd_sign``, ``cd_scale``,
+            ``sigma_scale``, ``source``), or None until ``cplscope cd-calibrate`` stores it.
     """
 
     a0_rad: float
@@ -163,6 +166,7 @@ class Calibration:
     blank: Blank | None = field(default=None)
     note: str = ""
     a0_command_rad: float | None = None
+    cd: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         a0 = _number("a0_rad", self.a0_rad)
@@ -193,6 +197,13 @@ class Calibration:
             raise CalibrationError(f"blank must be a Blank or None, got {type(self.blank).__name__}")
         if not isinstance(self.note, str):
             raise CalibrationError("note must be a string")
+        if self.cd is not None:
+            if not isinstance(self.cd, dict) or not {"cd_sign", "cd_scale"} <= set(self.cd):
+                raise CalibrationError("cd must be an object with cd_sign and cd_scale (from "
+                                       "`cplscope cd-calibrate`), or null")
+            if self.cd["cd_sign"] not in (1, -1) or not (
+                    _number("cd.cd_scale", self.cd["cd_scale"]) > 0):
+                raise CalibrationError(f"cd: cd_sign must be ±1 and cd_scale > 0, got {self.cd}")
         if self.a0_command_rad is not None and not (
                 0.0 < _number("a0_command_rad", self.a0_command_rad) <= math.pi):
             raise CalibrationError(f"a0_command_rad must be in (0, π] rad, got "
@@ -294,7 +305,7 @@ class Calibration:
 
 _FIELDS = ("a0_rad", "phase_offset_rad", "handedness", "dead_time_s", "serial", "date",
            "source", "reference_wavelength_nm", "sigma_a0_rad", "sigma_phase_offset_rad",
-           "sigma_dead_time_s", "blank", "note", "a0_command_rad")
+           "sigma_dead_time_s", "blank", "note", "a0_command_rad", "cd")
 _REQUIRED = _FIELDS[:7]
 
 

@@ -76,6 +76,8 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--concentration", type=float, default=None, metavar="MOL_L",
                    help="CSA concentration, mol/L (default: from the absorbance at 285 nm)")
     p.add_argument("--path", type=float, default=1.0, help="cell path length, cm (1)")
+    p.add_argument("--no-store", action="store_true",
+                   help="do not store the fit with the instrument's calibration")
     p.add_argument("--save", type=Path, default=None, metavar="JSON",
                    help="write the CD calibration here (for `cplscope cd --cd-calibration`)")
     p.set_defaults(func=run, cd_action="calibrate")
@@ -207,6 +209,19 @@ def _calibrate(args: argparse.Namespace) -> int:
     fit = fit_csa(spec, concentration_mol_l=args.concentration, path_cm=args.path,
                   applied=used)
     print(fit.text())
+    serial = str(spec.metadata.get("instrument", {}).get("serial", ""))
+    if serial and not args.no_store:
+        import dataclasses
+
+        from .calibration import load_for
+        cal = load_for(serial)
+        if cal.is_default:
+            print(f"# instrument {serial} has no calibration yet (run `cplscope calibrate`): "
+                  "the CD calibration was not stored with it", file=sys.stderr)
+        else:
+            dataclasses.replace(cal, cd=fit.calibration.to_dict()).save()
+            print(f"# CD calibration stored with the calibration of instrument {serial}; "
+                  "`cplscope cd` applies it")
     if args.save is not None:
         args.save.write_text(json.dumps(fit.calibration.to_dict(), indent=2) + "\n",
                              encoding="utf-8")

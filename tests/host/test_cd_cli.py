@@ -25,6 +25,11 @@ def home(tmp_path, monkeypatch):
 
 
 def test_baseline_sample_plot_and_csa_calibration(home, capsys):
+    from cplscope.calibrate_run import calibrate_simulated
+    from cplscope.calibration import load_for
+
+    stored = calibrate_simulated(seed=3, dwell_s=5.0)
+    assert stored.cd is None
     grid = ["--start", "284", "--stop", "296", "--step", "4"]
     assert run(["-q", "cd", "--sim", "--sample", "solvent", *grid, "--dwell", "20",
                 "--output", "solvent.csv"]) == 0
@@ -37,6 +42,8 @@ def test_baseline_sample_plot_and_csa_calibration(home, capsys):
     assert run(["cd-calibrate", "csa.csv", "--save", "cd-cal.json"]) == 0
     cal = json.loads((home / "cd-cal.json").read_text())
     assert cal["cd_sign"] == 1 and abs(cal["cd_scale"] - 1.0) < 4 * cal["sigma_scale"] + 0.01
+    # stored with the instrument's calibration too, where `cplscope cd` finds it
+    assert load_for(stored.serial).cd == cal
     assert run(["cd-plot", "csa.csv", "csa.csv", "--mirror", "--output", "pair.svg"]) == 0
     out = capsys.readouterr().out
     assert "accepted" in out and "cd_sign = +1" in out and "NOT a mirror pair" in out
