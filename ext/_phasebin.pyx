@@ -753,8 +753,10 @@ cdef void _phase_moments(int64_t start, int64_t stop, const int64_t[::1] x, int6
                          int64_t harmonics, double[:, :, ::1] out) noexcept nogil:
     cdef int64_t n_periods = x.shape[0] - 1
     cdef int64_t rows = out.shape[0]
-    cdef int64_t j, i, lo, hi, k, row, num, dx, n
-    cdef double step, c1, s1, cn, sn, t
+    cdef int64_t j, i, lo, hi, k, row, num, dx, n, m
+    cdef double step, c1, s1, t, c4, s4, cd, sd
+    cdef double c[4]
+    cdef double s[4]
     cdef double* acc
     for j in range(n_periods):
         row = (first_period + j) // frame_periods
@@ -764,21 +766,48 @@ cdef void _phase_moments(int64_t start, int64_t stop, const int64_t[::1] x, int6
         lo = max(_ceil_shift(x[j], shift), start)
         hi = min(_ceil_shift(x[j + 1], shift), stop)
         step = 6.283185307179586 / <double>dx
+        # θ advances by a fixed step per sample: rotate (cos θ, sin θ) from sample to sample,
+        # re-seeded from libm every 32 samples so that rounding cannot accumulate
+        cd = cos(<double>(<int64_t>1 << shift) * step)
+        sd = sin(<double>(<int64_t>1 << shift) * step)
+        c1 = 1.0
+        s1 = 0.0
         for i in range(lo, hi):
             num = (i << shift) - x[j]                # 0 ≤ num < ΔX, exact
             k = (n_bins * num) // dx                  # the boundary rule's bin
             acc = &out[row, k, 0]
-            c1 = cos(<double>num * step)
-            s1 = sin(<double>num * step)
-            cn = c1
-            sn = s1
+            if (i - lo) % 32 == 0:
+                c1 = cos(<double>num * step)
+                s1 = sin(<double>num * step)
+            else:
+                t = c1 * cd - s1 * sd
+                s1 = s1 * cd + c1 * sd
+                c1 = t
             acc[0] += 1.0
-            for n in range(1, harmonics + 1):
-                acc[n] += cn
-                acc[harmonics + n] += sn
-                t = cn * c1 - sn * s1
-                sn = sn * c1 + cn * s1
-                cn = t
+            # e^{inθ} for n = 1 … 4, then four independent chains stepped by e^{i4θ}, so
+            # that the recurrence is not one long chain of dependent multiplications
+            c[0] = c1
+            s[0] = s1
+            for m in range(1, 4):
+                c[m] = c[m - 1] * c1 - s[m - 1] * s1
+                s[m] = s[m - 1] * c1 + c[m - 1] * s1
+            c4 = c[3]
+            s4 = s[3]
+            n = 1
+            while n + 3 <= harmonics:
+                for m in range(4):
+                    acc[n + m] += c[m]
+                    acc[harmonics + n + m] += s[m]
+                    t = c[m] * c4 - s[m] * s4
+                    s[m] = s[m] * c4 + c[m] * s4
+                    c[m] = t
+                n += 4
+            m = 0
+            while n <= harmonics:
+                acc[n] += c[m]
+                acc[harmonics + n] += s[m]
+                n += 1
+                m += 1
 
 
 def phase_moments(int64_t start, int64_t stop, const int64_t[::1] x, int64_t n_bins,
