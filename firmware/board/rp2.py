@@ -57,6 +57,9 @@ _PIO_BASE = (0x5020_0000, 0x5030_0000)
 _TXF = 0x10
 _RXF = 0x20
 _PIO_CTRL = 0x00
+_DMA_BASE = 0x5000_0000  # outside interrupt handlers only (a long int on the 32-bit port)
+_DMA_STRIDE = 0x40
+_DMA_TRANS_COUNT = 0x08
 _ATOMIC_SET = 0x2000     # register alias: writing 1 bits sets them
 _IS_RP2350 = "RP2350" in sys.implementation._machine  # type: ignore[attr-defined]
 _ADC_BASE = 0x400A_0000 if _IS_RP2350 else 0x4004_C000
@@ -210,6 +213,9 @@ class Rp2Board(base.Board):
         self._counter_dma: list = []
         self._rings: list = []
         self._frame_done = array("i", [0, 0])   # completed RX channels per buffer
+        self._rx_count_addr: list = [[0, 0], [0, 0]]  # [buffer][counter] RX TRANS_COUNT
+        self._snap = array("I", [0, 0])
+        self.frames_misaligned = 0  # frames dropped because the counters were out of step
         self._frame_next = 0
         self.frames_lost = 0  # counter frames and ADC blocks collected too late (dropped)
         self._lost_pending = 0  # of those, not yet reported by data_lost()
@@ -538,6 +544,9 @@ class Rp2Board(base.Board):
             chans[0].active(1)
             chans[2].active(1)
             self._counter_dma.append(chans)
+            for b in (0, 1):
+                self._rx_count_addr[b][c] = (_DMA_BASE + _channel(chans[2 + b]) * _DMA_STRIDE
+                                             + _DMA_TRANS_COUNT)
         self._counters = counters
         self._gate = gate
         self._lock_lost = not self._locked
@@ -613,6 +622,9 @@ class Rp2Board(base.Board):
             # next frame, and the ring reset above may have come too late for it
             self._drop_late_frames()
             return None
+        if not self._counters_in_step(1 - b):
+            self._drop_misaligned()
+            return None
         self._frame_done[b] = 0
         self._frame_next = 1 - b
         # a bin counting more than half of the pulses the sampler can resolve is saturated
@@ -644,6 +656,30 @@ class Rp2Board(base.Board):
         self.counter_stop()
         self.counter_start()
         self._guard_seen = guard_seen  # an overload not yet flagged still goes on a frame
+
+    def _counters_in_step(self, b: int) -> bool:
+        """Integrity check of the bin-to-ring mapping. The counters take turns, bin by bin,
+        so at any moment counter 0 has handed over as many of the running frame's bins as
+        counter 1, or one more. A counter that missed a gate edge would be one transfer off
+        for good, every later frame with its bins shifted; then this snapshot of the two
+        running RX channels' transfer counts (two loads a few cycles apart, counter 0 first,
+        so at most one hand-over falls between them) is outside that range during half of
+        each period: the check catches such a slip within a few frames."""
+        addr = self._rx_count_addr[b]
+        H.load2(addr[0], addr[1], self._snap)
+        lead = self._snap[1] - self._snap[0]  # counter 0's hand-overs minus counter 1's
+        return 0 <= lead <= 1
+
+    def _drop_misaligned(self) -> None:
+        """The counters are out of step: drop the frame, restart the counter from clean
+        rings (rare, so it may allocate)."""
+        self.frames_misaligned += 1
+        self.frames_lost += 1
+        self._lost_pending += 1
+        guard_seen = self._guard_seen
+        self.counter_stop()
+        self.counter_start()
+        self._guard_seen = guard_seen
 
     def data_lost(self) -> int:
         n = self._lost_pending

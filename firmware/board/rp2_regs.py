@@ -1,8 +1,9 @@
-"""Register stores that must happen together (rp2 board).
+"""Register accesses that must happen together (rp2 board).
 
 A native (viper) function runs from RAM without interpreter dispatch in between, so two
-stores in one call are a fixed few cycles apart; the caller disables interrupts around it so
-that no handler runs between them. The tests replace `store2` by a model of the chip."""
+accesses in one call are a fixed few cycles apart; the caller disables interrupts around it
+so that no handler runs between them. The tests replace these functions by a model of the
+chip."""
 import micropython
 
 
@@ -13,3 +14,13 @@ def store2(addr1: uint, value1: uint, addr2: uint, value2: uint):
     q = ptr32(addr2)
     p[0] = value1
     q[0] = value2
+
+
+@micropython.viper
+def load2(addr1: uint, addr2: uint, out):
+    """out[0] = *addr1, then at once out[1] = *addr2 (32-bit loads; out: array('I'))."""
+    o = ptr32(out)
+    p = ptr32(addr1)
+    q = ptr32(addr2)
+    o[0] = p[0]
+    o[1] = q[0]

@@ -166,7 +166,8 @@ class Clock:
 
 
 R.time = Clock
-R.H.store2 = lambda a1, v1, a2, v2: (machine.BUS.write(a1, v1), machine.BUS.write(a2, v2))
+R.H.store2 = rp2.store2
+R.H.load2 = rp2.load2
 _aligned = R._aligned
 
 def aligned(*a):
