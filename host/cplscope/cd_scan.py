@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Callable
+from dataclasses import replace
+from collections.abc import Callable, Sequence
 from os import PathLike
 from pathlib import Path
 from typing import Any, TextIO
@@ -29,43 +30,19 @@ import numpy as np
 
 from .cd import BaselinePoint, CDCalibration, CDPointResult, CDRules, cd_point
 from .cd_spectrum import CDSpectrum, cd_metadata
-from .demod import Estimate, estimate
+from .demod import Estimate
+from .documents import ArchiveSink, PointEvent, RunStart, RunStop, Sink, SpectrumAssembler, emit
 from .frames import FrameSet
-from .results import frame_health_flags
+from .measure import retardation_in_force
+from .pipeline import PointContext, estimate_frames, process_point
+from .results import FlagRules, frame_health_flags
+from .scan import scan_wavelengths
 from .spectrum import run_metadata
 
-__all__ = ["cd_scan", "measure_cd_point", "scan_wavelengths"]
+__all__ = ["cd_reprocess", "cd_scan", "measure_cd_point", "scan_wavelengths"]
 
 #: Shortest acquisition of the adaptive dwell, s of counting time.
 MIN_CHUNK_S = 1.0
-
-
-def scan_wavelengths(start: float, stop: float, step: float) -> np.ndarray:
-    """start, start ± step, … up to stop inclusive (nm); the direction follows stop − start.
-
-    Raises:
-        ValueError: on non-finite values, a step ≤ 0, or more than 100 000 points.
-    """
-    a, b, s = float(start), float(stop), float(step)
-    if not all(math.isfinite(x) for x in (a, b, s)) or s <= 0:
-        raise ValueError(f"start, stop and step must be finite nm with step > 0, got "
-                         f"{start!r}, {stop!r}, {step!r}")
-    n = int(math.floor(abs(b - a) / s + 1e-9)) + 1
-    if n > 100_000:
-        raise ValueError(f"{n} points from {a:g} to {b:g} nm in {s:g}-nm steps is too many")
-    sign = 1.0 if b >= a else -1.0
-    return np.round(a + sign * s * np.arange(n), 6)
-
-
-def _a0_in_force(inst: Any) -> float:
-    """The PEM retardation really in force (rad): the firmware's nominal A0 (STATUS
-    ``a0_rad``) through the calibration's drive scale."""
-    cal = inst.calibration
-    nominal = inst.status().get("a0_rad")
-    if nominal is None or not math.isfinite(float(nominal)) or float(nominal) <= 0:
-        raise RuntimeError("the instrument does not report its PEM retardation (STATUS "
-                           "a0_rad): set it first, e.g. with inst.prepare()")
-    return float(cal.a0_in_force(float(nominal)))
 
 
 def _cd_calibration(inst: Any, given: CDCalibration | None) -> CDCalibration:
@@ -85,18 +62,60 @@ def _load_baseline(baseline: None | CDSpectrum | str | PathLike[str]) -> CDSpect
     return CDSpectrum.read_csv(Path(baseline))
 
 
-def _fit(frames: list[FrameSet], a0: float, inst: Any, dark: Any) -> tuple[Estimate, float]:
-    cal = inst.calibration
-    counts = np.concatenate([f.counts for f in frames])
-    times = np.concatenate([f.frame_times_s for f in frames])
-    spans = np.concatenate([f.spans for f in frames])
-    frame_time = float(times.mean())
-    d = dark.per_frame(frame_time) if dark is not None else 0.0
-    sd = dark.sigma_per_frame(frame_time) if dark is not None else 0.0
-    est = estimate(counts, a0, phase_offset=cal.phase_offset_rad, dark=d, dark_sigma=sd,
-                   dead_time=cal.dead_time_s, frame_time=frame_time,
-                   bin_span=float(spans.mean()))
-    return est, float(times.sum())
+def _context(inst: Any, wl: float, frames: FrameSet, dark: Any, stopped: str) -> PointContext:
+    """The point's context: the retardation really in force (the calibration's scale times
+    the firmware's nominal A0), φ0, dead time and dark, as for a CPL point."""
+    ret = retardation_in_force(inst)
+    if not (math.isfinite(ret.nominal_rad) and ret.nominal_rad > 0):
+        raise RuntimeError("the instrument does not report its PEM retardation (STATUS "
+                           "a0_rad): set it first, e.g. with inst.prepare()")
+    t = frames.frame_time_s
+    return PointContext.build(
+        wl, inst.calibration, ret,
+        dark=dark.per_frame(t) if dark is not None else 0.0,
+        dark_sigma=dark.sigma_per_frame(t) if dark is not None else 0.0,
+        dark_source="given" if dark is not None else "none", stopped=stopped)
+
+
+def _measure(inst: Any, wavelength_nm: float, *, dwell_s: float | None,
+             target_sigma_delta_a: float | None, target_sigma_g_abs: float | None,
+             max_dwell_s: float, baseline: BaselinePoint | None, cal: CDCalibration,
+             rules: CDRules, dark: Any) -> tuple[CDPointResult, Estimate, FrameSet, PointContext]:
+    wl = float(inst.move_to(float(wavelength_nm)))
+    state: dict[str, Any] = {"frames": FrameSet.from_frames([])}
+
+    def once(duration: float, stopped: str) -> tuple[CDPointResult, Estimate]:
+        state["frames"] = state["frames"].extend(inst.acquire(duration_s=duration))
+        fs: FrameSet = state["frames"]
+        ctx = _context(inst, wl, fs, dark, stopped)
+        state["ctx"] = ctx
+        est = estimate_frames(fs.counts, fs.frame_time_s, fs.span, ctx)
+        health = frame_health_flags([f.flags for f in fs.received])
+        return cd_point(est, wl, fs.dwell_s, baseline=baseline, calibration=cal, rules=rules,
+                        frame_flags=health), est
+
+    def done(point: CDPointResult, est: Estimate):
+        return point, est, state["frames"], state["ctx"]
+
+    if dwell_s is not None:
+        return done(*once(float(dwell_s), "dwell"))
+    target = float(target_sigma_delta_a if target_sigma_delta_a is not None
+                   else target_sigma_g_abs)  # type: ignore[arg-type]
+    key = "sigma_delta_a" if target_sigma_delta_a is not None else "sigma_g_abs"
+    spent, chunk = 0.0, min(MIN_CHUNK_S, float(max_dwell_s))
+    while True:
+        point, est = once(chunk, "target")
+        spent = point.dwell_s
+        sigma = float(getattr(point, key))
+        if point.has("opaque") or point.has("no_absorbance"):
+            return done(point, est)
+        if math.isfinite(sigma) and sigma <= target:
+            return done(point, est)
+        left = float(max_dwell_s) - spent
+        if left <= 1e-9:
+            return done(_with_flag(point, "dwell_limit"), est)
+        need = spent * ((sigma / target) ** 2 - 1.0) * 1.05 if math.isfinite(sigma) else spent
+        chunk = min(max(need, MIN_CHUNK_S), left)
 
 
 def measure_cd_point(
@@ -126,52 +145,31 @@ def measure_cd_point(
         ValueError: on a missing or contradictory dwell/target, or a g_abs target without a
             baseline.
     """
+    _check_dwell(dwell_s, target_sigma_delta_a, target_sigma_g_abs, max_dwell_s)
+    if target_sigma_g_abs is not None and baseline is None:
+        raise ValueError("a target σ(g_abs) needs a baseline (g_abs = ΔA/A): give a baseline "
+                         "scan, or use target_sigma_delta_a")
+    cal = _cd_calibration(inst, cd_calibration)
+    point, est, _, _ = _measure(inst, wavelength_nm, dwell_s=dwell_s,
+                                target_sigma_delta_a=target_sigma_delta_a,
+                                target_sigma_g_abs=target_sigma_g_abs, max_dwell_s=max_dwell_s,
+                                baseline=baseline, cal=cal, rules=rules, dark=dark)
+    return point, est
+
+
+def _check_dwell(dwell_s: float | None, target_sigma_delta_a: float | None,
+                 target_sigma_g_abs: float | None, max_dwell_s: float) -> None:
     targets = [x for x in (dwell_s, target_sigma_delta_a, target_sigma_g_abs) if x is not None]
     if len(targets) != 1:
         raise ValueError("give exactly one of dwell_s, target_sigma_delta_a and "
                          "target_sigma_g_abs")
-    if target_sigma_g_abs is not None and baseline is None:
-        raise ValueError("a target σ(g_abs) needs a baseline (g_abs = ΔA/A): give a baseline "
-                         "scan, or use target_sigma_delta_a")
     for name, value in (("dwell_s", dwell_s), ("target_sigma_delta_a", target_sigma_delta_a),
                         ("target_sigma_g_abs", target_sigma_g_abs), ("max_dwell_s", max_dwell_s)):
         if value is not None and not (math.isfinite(float(value)) and float(value) > 0):
             raise ValueError(f"{name} must be a positive number, got {value!r}")
-    cal = _cd_calibration(inst, cd_calibration)
-    wl = float(inst.move_to(float(wavelength_nm)))
-    a0 = _a0_in_force(inst)
-    frames: list[FrameSet] = []
-
-    def once(duration: float) -> tuple[CDPointResult, Estimate]:
-        frames.append(inst.acquire(duration_s=duration))
-        est, total = _fit(frames, a0, inst, dark)
-        health = frame_health_flags(np.concatenate([f.flags for f in frames]))
-        return cd_point(est, wl, total, baseline=baseline, calibration=cal, rules=rules,
-                        frame_flags=health), est
-
-    if dwell_s is not None:
-        return once(float(dwell_s))
-    target = float(target_sigma_delta_a if target_sigma_delta_a is not None
-                   else target_sigma_g_abs)  # type: ignore[arg-type]
-    key = "sigma_delta_a" if target_sigma_delta_a is not None else "sigma_g_abs"
-    spent, chunk = 0.0, min(MIN_CHUNK_S, float(max_dwell_s))
-    while True:
-        point, est = once(chunk)
-        spent = point.dwell_s
-        sigma = float(getattr(point, key))
-        if point.has("opaque") or point.has("no_absorbance"):
-            return point, est
-        if math.isfinite(sigma) and sigma <= target:
-            return point, est
-        left = float(max_dwell_s) - spent
-        if left <= 1e-9:
-            return _with_flag(point, "dwell_limit"), est
-        need = spent * ((sigma / target) ** 2 - 1.0) * 1.05 if math.isfinite(sigma) else spent
-        chunk = min(max(need, MIN_CHUNK_S), left)
 
 
 def _with_flag(point: CDPointResult, flag: str) -> CDPointResult:
-    from dataclasses import replace
     return replace(point, flags=point.flags + (flag,)) if flag not in point.flags else point
 
 
@@ -189,6 +187,9 @@ def cd_scan(
     dark: Any = None,
     sample: str | None = None,
     callback: Callable[[CDPointResult, int, CDSpectrum], Any] | None = None,
+    archive: str | PathLike[str] | None = None,
+    overwrite: bool = False,
+    sinks: Sequence[Sink] = (),
 ) -> CDSpectrum:
     """Measure a CD spectrum from ``start`` to ``stop`` nm in ``step``-nm steps.
 
@@ -211,6 +212,14 @@ def cd_scan(
         dark: a dark measurement (``inst.measure_dark(...)``), or None.
         sample: the sample's name for the metadata (default: the simulated sample, if any).
         callback: called with (point, index, spectrum so far) after each point.
+        archive: HDF5 raw archive (:mod:`cplscope.archive`) of every frame with each point's
+            context, written as the scan goes; :func:`cd_reprocess` recomputes the CD
+            spectrum from it (e.g. with another baseline).
+        overwrite: replace an existing archive.
+        sinks: document subscribers: the scan emits the same run-start / event / run-stop
+            documents as a CPL scan (:mod:`cplscope.documents`); an event's ``result`` is the
+            point in the binned model's terms (g = 2v) and ``measurement`` its
+            :class:`~cplscope.cd.CDPointResult`.
 
     Returns:
         The :class:`CDSpectrum` (also in ``output``). A KeyboardInterrupt leaves ``output``
@@ -221,6 +230,7 @@ def cd_scan(
             the scan's wavelengths (checked before the first move).
     """
     grid = scan_wavelengths(start, stop, step)
+    _check_dwell(dwell_s, target_sigma_delta_a, target_sigma_g_abs, max_dwell_s)
     base = _load_baseline(baseline)
     if base is not None:
         for wl in grid:
@@ -244,23 +254,97 @@ def cd_scan(
     spec = CDSpectrum(metadata=meta)
     stream = sys.stderr if progress is True else (progress or None)
     conv = _baseline_conversion(base, cal)
-    for i, wl in enumerate(grid):
-        b = base.baseline_at(float(wl)) if base is not None else None
-        if b is not None and conv != 1.0:
-            b = BaselinePoint(b.rate_cps, b.sigma_rate_cps, conv * b.delta_a,
-                              abs(conv) * b.sigma_delta_a)
-        point, _ = measure_cd_point(
-            inst, float(wl), dwell_s=dwell_s, target_sigma_delta_a=target_sigma_delta_a,
-            target_sigma_g_abs=target_sigma_g_abs, max_dwell_s=max_dwell_s, baseline=b,
-            cd_calibration=cal, rules=rules, dark=dark)
-        spec.append(point)
-        if output is not None:
-            spec.write_csv(output)
-        if stream is not None:
-            print(_progress_line(point, i, len(grid)), file=stream, flush=True)
-        if callback is not None:
-            callback(point, i, spec)
+    subscribers: list[Sink] = []
+    if archive is not None:
+        subscribers.append(ArchiveSink(archive, overwrite=overwrite))
+    subscribers.extend(sinks)
+    status = inst.status()
+    emit(subscribers, "start", RunStart.new(
+        meta, grid.tolist(), accumulations=1, n_bins=int(status.get("bins") or 16),
+        calibration=inst.calibration, blank=None, rules=_BINNED_RULES))
+    binned = SpectrumAssembler(meta, _BINNED_RULES)
+    try:
+        for i, wl in enumerate(grid):
+            b = base.baseline_at(float(wl)) if base is not None else None
+            if b is not None and conv != 1.0:
+                b = BaselinePoint(b.rate_cps, b.sigma_rate_cps, conv * b.delta_a,
+                                  abs(conv) * b.sigma_delta_a)
+            point, _, frames, ctx = _measure(
+                inst, float(wl), dwell_s=dwell_s, target_sigma_delta_a=target_sigma_delta_a,
+                target_sigma_g_abs=target_sigma_g_abs, max_dwell_s=max_dwell_s, baseline=b,
+                cal=cal, rules=rules, dark=dark)
+            spec.append(point)
+            if output is not None:
+                spec.write_csv(output)
+            if subscribers:
+                if point.has("dwell_limit"):
+                    ctx = replace(ctx, extra_flags=("dwell_limit",))
+                _, raw = process_point(frames.counts, frames.frame_time_s, frames.span,
+                                       frames.dwell_s, ctx,
+                                       frame_flags=[f.flags for f in frames.received],
+                                       rules=_BINNED_RULES)
+                row = binned.add(i, 0, raw, None)
+                emit(subscribers, "event", PointEvent(
+                    i + 1, i, 0, ctx, frames.all_received(), raw, row, None,
+                    binned.spectrum(), point, frame_time_s=frames.frame_time_s,
+                    dwell_s=frames.dwell_s, bin_span=frames.span))
+            if stream is not None:
+                print(_progress_line(point, i, len(grid)), file=stream, flush=True)
+            if callback is not None:
+                callback(point, i, spec)
+    except BaseException as exc:
+        status_text = "abort" if isinstance(exc, KeyboardInterrupt) else "fail"
+        emit(subscribers, "stop", RunStop(status_text, f"{type(exc).__name__}: {exc}",
+                                          inst.health().as_dict(), binned.spectrum()))
+        raise
+    emit(subscribers, "stop", RunStop("success", "", inst.health().as_dict(),
+                                      binned.spectrum()))
     return spec
+
+
+def cd_reprocess(archive: str | PathLike[str], *,
+                 baseline: None | CDSpectrum | str | PathLike[str] = None,
+                 cd_calibration: CDCalibration | None = None,
+                 rules: CDRules = CDRules()) -> CDSpectrum:
+    """Recompute a CD spectrum from the raw archive of a :func:`cd_scan`, through the same
+    point pipeline (each point's stored context), with a ``baseline`` and CD calibration
+    (default: the ones the scan recorded in its metadata, when the baseline is a file)."""
+    from .archive import Archive
+
+    with Archive.open(archive) as arc:
+        meta = dict(arc.metadata)
+        if meta.get("mode") != "cd":
+            raise ValueError(f"{archive} is not the archive of a CD scan (mode "
+                             f"{meta.get('mode')!r}); use `cplscope reprocess` for CPL runs")
+        given = baseline if baseline is not None else meta.get("baseline")
+        base = _load_baseline(given) if given else None
+        stored = meta.get("cd_calibration")
+        cal = cd_calibration or (CDCalibration.from_dict(stored) if isinstance(stored, dict)
+                                 else CDCalibration())
+        conv = _baseline_conversion(base, cal)
+        spec = CDSpectrum(metadata=meta)
+        for ap in arc:
+            s = ap.settings
+            use = ap.frames.select(ap.frames.usable)
+            est, _ = process_point(use.counts, s.frame_time_s, s.bin_span, s.dwell_s,
+                                   s.context(), frame_flags=ap.frames.flags,
+                                   rules=_BINNED_RULES)
+            b = base.baseline_at(s.wavelength_nm) if base is not None else None
+            if b is not None and conv != 1.0:
+                b = BaselinePoint(b.rate_cps, b.sigma_rate_cps, conv * b.delta_a,
+                                  abs(conv) * b.sigma_delta_a)
+            health = frame_health_flags(ap.frames.flags)
+            point = cd_point(est, s.wavelength_nm, s.dwell_s, baseline=b, calibration=cal,
+                             rules=rules, frame_flags=health)
+            spec.append(_with_flag(point, "dwell_limit") if "dwell_limit" in s.extra_flags
+                        else point)
+    spec.metadata["reprocessed"] = {"archive": str(archive)}
+    return spec
+
+
+#: The binned model's flag rules for the archive's point rows of a CD scan (its CPL-style
+#: view; the CD flags are :class:`~cplscope.cd.CDRules`).
+_BINNED_RULES = FlagRules(nonlinear_rate_cps=math.inf)
 
 
 def _baseline_conversion(base: CDSpectrum | None, cal: CDCalibration) -> float:

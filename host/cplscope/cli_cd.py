@@ -56,8 +56,19 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--max-absorbance", type=float, default=3.0,
                    help="points above this absorbance are flagged opaque (3)")
     p.add_argument("--output", type=Path, default=None, help="CSV file (cd.csv)")
+    p.add_argument("--archive", type=Path, default=None, metavar="H5",
+                   help="raw HDF5 archive of every frame with each point's context "
+                        "(`cplscope cd-reprocess` recomputes the spectrum from it)")
     p.add_argument("--plot", type=Path, default=None, help="figure file (.png, .svg, .pdf)")
     p.set_defaults(func=run, cd_action="scan")
+
+    p = subparsers.add_parser(
+        "cd-reprocess", help="recompute a CD spectrum from the raw archive of `cplscope cd`")
+    p.add_argument("archive", type=Path, help="archive written by `cplscope cd --archive`")
+    p.add_argument("--baseline", type=Path, default=None, metavar="CSV",
+                   help="baseline CD spectrum (default: the one the scan used)")
+    p.add_argument("--output", type=Path, required=True, help="CSV file to write")
+    p.set_defaults(func=run, cd_action="reprocess")
 
     p = subparsers.add_parser("cd-plot", help="CD figure of one or more CD spectrum CSVs")
     p.add_argument("csv", type=Path, nargs="+")
@@ -92,6 +103,8 @@ def run(args: argparse.Namespace) -> int:
         return _plot(args)
     if action == "calibrate":
         return _calibrate(args)
+    if action == "reprocess":
+        return _reprocess(args)
     raise ValueError(f"not a CD subcommand: {action!r}")
 
 
@@ -166,7 +179,9 @@ def _scan(args: argparse.Namespace) -> int:
                            target_sigma_g_abs=args.target_sigma, max_dwell_s=args.max_dwell,
                            baseline=args.baseline, output=output, progress=not quiet,
                            cd_calibration=cd_cal, dark=dark, sample=args.sample_name,
-                           rules=CDRules(max_absorbance=args.max_absorbance))
+                           rules=CDRules(max_absorbance=args.max_absorbance),
+                           archive=args.archive,
+                           overwrite=bool(getattr(args, "overwrite", False)))
         except KeyboardInterrupt:
             print(f"\ninterrupted: the points measured so far are in {output}", file=sys.stderr)
             return EXIT_INTERRUPTED
@@ -175,6 +190,18 @@ def _scan(args: argparse.Namespace) -> int:
         plot_cd(spec, args.plot, labels=[args.sample_name])
         print(f"# figure -> {args.plot}")
     return status
+
+
+def _reprocess(args: argparse.Namespace) -> int:
+    from .cd_scan import cd_reprocess
+
+    if not args.archive.exists():
+        raise _error(f"{args.archive} does not exist: give the archive of a `cplscope cd "
+                     "--archive` scan")
+    spec = cd_reprocess(args.archive, baseline=args.baseline)
+    spec.write_csv(args.output)
+    print(f"# {len(spec)} points -> {args.output}")
+    return 0
 
 
 def _plot(args: argparse.Namespace) -> int:

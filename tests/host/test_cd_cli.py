@@ -34,11 +34,15 @@ def test_baseline_sample_plot_and_csa_calibration(home, capsys):
     assert run(["-q", "cd", "--sim", "--sample", "solvent", *grid, "--dwell", "20",
                 "--output", "solvent.csv"]) == 0
     assert run(["-q", "cd", "--sim", "--sample", "CSA", "--seed", "2", *grid, "--dwell", "20",
-                "--baseline", "solvent.csv", "--output", "csa.csv", "--plot", "csa.png"]) == 0
+                "--baseline", "solvent.csv", "--output", "csa.csv", "--plot", "csa.png",
+                "--archive", "csa.h5"]) == 0
     csa = CDSpectrum.read_csv(home / "csa.csv")
     assert csa.metadata["mode"] == "cd" and csa.metadata["sample"] == "CSA"
     assert all(p.flags == () for p in csa) and (home / "csa.png").stat().st_size > 10_000
     assert all(p.delta_a > 0 for p in csa)          # CSA's positive band near 290 nm
+    assert run(["cd-reprocess", "csa.h5", "--output", "csa2.csv"]) == 0
+    assert [p.as_dict() for p in CDSpectrum.read_csv(home / "csa2.csv")] == [
+        p.as_dict() for p in csa]
     assert run(["cd-calibrate", "csa.csv", "--save", "cd-cal.json"]) == 0
     cal = json.loads((home / "cd-cal.json").read_text())
     assert cal["cd_sign"] == 1 and abs(cal["cd_scale"] - 1.0) < 4 * cal["sigma_scale"] + 0.01

@@ -8,7 +8,7 @@ import pytest
 import cplscope
 from cplscope.calibration import Calibration
 from cplscope.cd import CDCalibration
-from cplscope.cd_scan import cd_scan, scan_wavelengths
+from cplscope.cd_scan import cd_reprocess, cd_scan, scan_wavelengths
 from cplscope.cd_spectrum import CDSpectrum
 from cplscope.sim.bench import Bench
 
@@ -44,10 +44,12 @@ def baseline(home, tmp_path_factory):
 def test_scan_recovers_sign_and_size_of_g_abs(baseline, tmp_path):
     out = tmp_path / "r.csv"
     log = io.StringIO()
+    docs = []
     with cplscope.connect("sim", sample="R-Cs4PbBr6", seed=32, **CD) as inst:
         spec = cd_scan(calibrated(inst), 426, 446, 20, target_sigma_g_abs=1e-3,
                        max_dwell_s=300, baseline=baseline, output=out, progress=log,
-                       sample="R-Cs4PbBr6")
+                       sample="R-Cs4PbBr6", archive=tmp_path / "r.h5",
+                       sinks=[lambda name, doc: docs.append(name)])
     bench = Bench("R-Cs4PbBr6", seed=0, geometry="cd")
     for p in spec:
         truth = bench.cd_truth(p.wavelength_nm, "solvent")
@@ -62,6 +64,10 @@ def test_scan_recovers_sign_and_size_of_g_abs(baseline, tmp_path):
     assert back.metadata["baseline"] == str(baseline)
     assert back.metadata["cd_calibration"]["cd_sign"] == 1
     assert log.getvalue().count("\n") == 2 and "g_abs" in log.getvalue()
+    # the same document stream as a CPL scan, and a raw archive the CD spectrum comes back from
+    assert docs == ["start", "event", "event", "stop"]
+    again = cd_reprocess(tmp_path / "r.h5")
+    assert [p.as_dict() for p in again] == [p.as_dict() for p in back]
 
 
 def test_baseline_scan_and_argument_checks(baseline):
@@ -76,7 +82,7 @@ def test_baseline_scan_and_argument_checks(baseline):
             cd_scan(inst, 426, 446, 20, target_sigma_g_abs=1e-3)
         with pytest.raises(ValueError, match="exactly one of dwell_s"):
             cd_scan(inst, 426, 426, 1, dwell_s=1, target_sigma_delta_a=1e-4)
-        with pytest.raises(ValueError, match="step > 0"):
+        with pytest.raises(ValueError, match="step must be > 0"):
             cd_scan(inst, 426, 446, 0, dwell_s=1)
 
 
