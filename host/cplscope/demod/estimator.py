@@ -271,7 +271,7 @@ def estimate(
             "sin δ, so the counts carry no information on g_lum: shift the bins (phase_offset) "
             "or use more bins")
     if noise == "poisson":
-        sums, sumsq = _moments(frames, dead_ratio, noise)
+        sums, sumsq = _moments(frames, dead_ratio)
         return _poisson_fit(frames, sums, sumsq, n_frames, dark_k, layout, dead_time,
                             frame_time, span, dead_ratio, dark_sd)
     empty = tuple(int(k) for k in np.flatnonzero(~keep_bins)) if keep_bins is not None else ()
@@ -369,30 +369,20 @@ def _dead_ratio(dead_time, frame_time, n_bins: int, noise: str, span: float) -> 
     return np.full(n_bins, tau / (t * span / n_bins))
 
 
-def _moments(frames: np.ndarray, dead_ratio: np.ndarray, noise: str):
+def _moments(frames: np.ndarray, dead_ratio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-bin sums and sums of squares of photon counts (dead-time corrected), checked."""
     sums, sumsq, status, bad = _estimate.frame_moments(frames, dead_ratio)
     if status != _estimate.OK:
         f, k = divmod(int(bad), frames.shape[1])
         value = frames[f, k]
-        if status == _estimate.NEGATIVE and noise == "poisson":
+        if status == _estimate.NEGATIVE:
             raise ValueError(f"counts must be ≥ 0; frame {f}, bin {k} holds {value}")
         if status == _estimate.NON_FINITE:
             raise ValueError(f"counts must be finite; frame {f}, bin {k} holds {value}")
-        if status == _estimate.DEAD_TIME_LIMIT:
-            raise ValueError(
-                f"frame {f}, bin {k} holds {value} counts, at or above the dead-time limit of "
-                "its live time: check dead_time and frame_time (s), or the detector saturated")
-        if noise == "gaussian":  # negative analog levels are legitimate (offsets)
-            sums, sumsq, status, bad = _moments_signed(frames)
+        raise ValueError(
+            f"frame {f}, bin {k} holds {value} counts, at or above the dead-time limit of "
+            "its live time: check dead_time and frame_time (s), or the detector saturated")
     return sums, sumsq
-
-
-def _moments_signed(frames: np.ndarray):
-    x = frames.astype(np.float64, copy=False)
-    if not np.all(np.isfinite(x)):
-        f, k = np.argwhere(~np.isfinite(x))[0]
-        raise ValueError(f"counts must be finite; frame {f}, bin {k} holds {x[f, k]}")
-    return x.sum(axis=0), np.einsum("fk,fk->k", x, x), _estimate.OK, -1
 
 
 # --- fits --------------------------------------------------------------------------------
