@@ -598,7 +598,13 @@ class Rp2Board(base.Board):
 
     def counter_poll(self):
         b = self._frame_next
-        if not self._counting or self._frame_done[b] < 2:
+        if not self._counting:
+            return None
+        if self._frame_done[b] < 2:
+            if self._frame_done[1 - b] >= 2:
+                # the other buffer finished first: a completion of this one was not counted
+                # (an interrupt lost while interrupts were off for a whole frame)
+                self._drop_late_frames()
             return None
         if self._counter_late(b):
             self._drop_late_frames()
