@@ -147,8 +147,8 @@ class Estimate:
         """Factor k so that ±k·z·σ covers what ±z·σ of a normal distribution would.
 
         With ``dof_sigma`` finite (analog mode), σ is itself estimated from the frames and
-        (g − g_true)/σ_g follows Student's t: k = t_{dof}(Φ(z))/z, e.g. 3.9 at z = 3 with 3
-        frames, 1.07 with 50. 1 in counting mode.
+        (g − g_true)/σ_g follows Student's t: k = t_{dof}(Φ(z))/z, e.g. 6.4 at z = 3 with 3
+        frames, 1.05 with 50. 1 in counting mode.
         """
         if not z > 0:
             raise ValueError(f"z must be > 0, got {z!r}")
