@@ -396,7 +396,7 @@ class Instrument:
                 need = n_frames - len(frames)
             else:
                 left = duration_s * (1 - 1e-9) - dwell  # type: ignore[operator]
-                per_frame = dwell / len(frames) if frames else frame_s
+                per_frame = dwell / len(frames) if frames and dwell > 0 else frame_s
                 need = math.ceil(left / per_frame) if left > 0 else 0
             if need <= 0:
                 break
