@@ -41,7 +41,8 @@ class StateMachine:
         self.i = i
         self.prog = prog
         self.k = k
-        self.execs = []
+        self._ex = [None] * 256     # exec() may come from a hard IRQ: no list growth
+        self._nex = 0
         self.puts = []
         self.on = False
         self.handler = None
@@ -57,7 +58,14 @@ class StateMachine:
         self.puts.append(v)
 
     def exec(self, ins):
-        self.execs.append(ins)
+        self._ex[self._nex & 255] = ins
+        self._nex += 1
+
+    @property
+    def execs(self):
+        """The instructions exec()uted, oldest first (the last 256)."""
+        n = self._nex
+        return [self._ex[i & 255] for i in range(max(0, n - 256), n)]
 
     def active(self, v=None):
         if v is not None:

@@ -1,0 +1,147 @@
+"""The whole firmware (cpl.instrument on the rp2 board) in the MicroPython unix port, on the
+chip model (rp2model/): commands and replies over the modelled USB vendor interface,
+counting frames from the modelled PIO/DMA path, a guard trip reaching the host, the analog
+block path with its time stamps. Every interrupt handler runs with the heap locked."""
+from fwpaths import MP_TESTS
+from rp2run import run_mp
+
+SCRIPT = r'''
+import sys
+sys.path.insert(0, %(mp)r)
+import json
+import struct
+import machine
+import rp2
+from usb.device import core
+from board import rp2 as R
+from helpers import command_frame, decode
+
+
+class Clock:
+    """Board time that moves 100 µs per reading: wait() ends without real waiting."""
+    us = 0
+
+    @staticmethod
+    def ticks_us():
+        Clock.us += 100
+        return Clock.us & 0x3FFFFFFF
+
+    @staticmethod
+    def ticks_ms():
+        return (Clock.us // 1000) & 0x3FFFFFFF
+
+    @staticmethod
+    def ticks_diff(a, b):
+        return ((a - b + 0x20000000) & 0x3FFFFFFF) - 0x20000000
+
+
+R.time = Clock
+R.H.store2 = rp2.store2
+R.H.load2 = rp2.load2
+_aligned = R._aligned
+
+def aligned(*a):
+    buf, first = _aligned(*a)
+    rp2.allow(buf)
+    return buf, first
+
+R._aligned = aligned
+from cpl.instrument import Instrument
+from cpl import protocol as P
+
+b = R.Rp2Board()           # with USB: the model's usb.device
+inst = Instrument(b)
+inst.boot()
+sms = rp2.StateMachine.all
+got = []
+
+def step(n=4):
+    for _ in range(n):
+        inst.step()
+        core.host_poll()
+    transfers, _ = core.host_read()
+    for t in transfers:
+        got.append(decode(t))
+
+def command(op, args=None, rid=1):
+    del got[:]
+    core.host_write(command_frame(rid, op, args))
+    step()
+    replies = [f for f in got if f[0] == P.REPLY]
+    assert len(replies) == 1, [f[0] for f in got]
+    r_id, r_op, status = struct.unpack_from("<HBB", replies[0][3], 0)
+    assert (r_id, r_op) == (rid, op)
+    body = str(replies[0][3][4:], "utf-8")
+    return status, (json.loads(body) if status == 0 else body)
+
+def ok(op, args=None):
+    st, r = command(op, args)
+    assert st == 0, (op, st, r)
+    return r
+
+step()
+boot = [f for f in got if f[0] == P.EVENT]
+assert boot and struct.unpack_from("<H", boot[0][3], 0)[0] == P.EV_BOOT
+r = ok(1)                                               # IDENTIFY
+assert r["board"] == "rp2" and r["serial"] == "e6614104035a2b22", r
+st = ok(10)                                             # STATUS
+assert st["state"] == "idle" and st["fault"] is None, st
+
+# --- counting: frames over USB, exact
+assert ok(2, {"mode": "counting", "bins": 8, "periods": 10})["bins"] == 8
+ok(3)                                                   # START
+del got[:]
+for frame in range(3):
+    for _ in range(10):
+        for p in range(4):
+            sms[1].count_bin(2 * p + 1)
+            sms[2].count_bin(2 * p + 2)
+    step(2)
+counts = []
+for ftype, seq, ts, p in got:
+    if ftype == P.COUNTS:
+        nb = struct.unpack_from("<H", p, 0)[0]
+        counts.append(struct.unpack_from("<%%dI" %% nb, p, 20))
+assert counts == [tuple(10 * (j + 1) for j in range(8))] * 3, counts
+ok(4)                                                   # STOP
+
+# --- a guard trip (the PIO's IRQ) reaches the host: EVENT OVERLOAD, fault, HV refused
+ok(8, {"volts": 500})                                   # SET_HV
+del got[:]
+sms[5].raise_irq()
+step()
+evs = [struct.unpack_from("<H", f[3], 0)[0] for f in got if f[0] == P.EVENT]
+assert P.EV_OVERLOAD in evs, evs
+st = ok(10)
+assert st["state"] == "fault" and st["overload"] and "overload" in st["fault"], st
+assert command(8, {"volts": 500})[0] == P.ST_BAD_STATE
+ok(13)                                                  # CLEAR_FAULT
+assert ok(10)["state"] == "idle"
+
+# --- analog: blocks with t0 and edges over USB
+adc = machine.ADC_MODEL
+adc.source[0] = lambda i: 1000 + i %% 64
+ok(2, {"mode": "analog", "sample_rate_hz": 100000, "block_samples": 64})
+ok(3)
+adc.n = 0
+sms[4].push_rx(0)
+sms[4].push_rx((300 - 4) // 2)
+for _ in range(200):
+    sms[4].push_rx((2500 - 4) // 2)
+del got[:]
+for k in range(4):
+    adc.convert(64)
+    machine.Timer.fire_all()
+    step(2)
+blocks = [f for f in got if f[0] == P.ADC_BLOCK]
+assert len(blocks) == 4, [f[0] for f in got]
+ok(4)
+assert machine.VIOLATIONS == [], machine.VIOLATIONS
+print("blocks", len(blocks))
+print("OK")
+'''
+
+
+def test_firmware_on_the_chip_model(micropython, tmp_path):
+    out = run_mp(micropython, SCRIPT % {"mp": str(MP_TESTS)}, tmp_path)
+    assert "blocks 4" in out
