@@ -92,8 +92,8 @@ def test_analog_point_on_the_simulated_instrument(home, sample, g_true):
     r = point.result
     assert point.estimate.noise == "gaussian" and r.n_frames >= 19
     assert abs(r.g_lum - g_true) < 5 * r.sigma_g
-    if g_true == 0.0:
-        assert r.linear == pytest.approx(1.0, abs=0.02)
+    if g_true == 0.0:      # as the acceptance suite: 4σ plus the bench's 2 % model margin
+        assert abs(r.linear - 1.0) < 4 * r.sigma_linear + 0.02
 
 
 def test_acquire_gives_up_when_no_frame_is_usable(home):
