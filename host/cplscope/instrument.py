@@ -10,6 +10,7 @@ import logging
 import math
 import queue
 import time
+import warnings
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
@@ -383,6 +384,10 @@ class Instrument:
             raise ValueError(f"n_frames must be ≥ 1, got {n_frames}")
         if duration_s is not None and not duration_s > 0:
             raise ValueError(f"duration_s must be > 0 s, got {duration_s}")
+        if progress is not None:
+            warnings.warn("acquire(progress=...) is deprecated: call acquire(n_frames=...) "
+                          "in chunks and join them with FrameSet.extend", DeprecationWarning,
+                          stacklevel=2)
         frame_s = self._frame_time_s()
         chunk = max(1, math.ceil(1.0 / frame_s)) if progress is not None else None
         frames: list[Counts] = []

@@ -135,7 +135,8 @@ def test_progress_ends_early_and_the_rest_of_its_chunk_is_discarded() -> None:
         calls.append(len(frames))
         return len(frames) == 14
 
-    fs = Instrument(t).acquire(duration_s=60.0, progress=progress)  # type: ignore[arg-type]
+    with pytest.warns(DeprecationWarning, match="n_frames"):
+        fs = Instrument(t).acquire(duration_s=60.0, progress=progress)  # type: ignore[arg-type]
     assert t.starts() == [{"frames": 10}, {"frames": 10}]  # 1-s chunks
     assert fs.n_frames == 14 and calls == list(range(1, 15))
     assert t.made == 20  # the chunk ran to its end on the board; 6 frames were dropped
