@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .demod import PhaseBinner
+from .demod import PhaseBinner, SampledPhases
+from .demod.bins import HARMONICS
 from .protocol import AdcBlock
 
 __all__ = ["AnalogCollector", "AnalogFrames"]
@@ -31,6 +32,9 @@ class AnalogFrames:
         sample_rate_hz: ADC sample rate, Hz.
         excluded_blocks: blocks not used (unusable flags).
         breaks: times the stream had to restart (gaps, unusable blocks).
+        moments: (n_frames, B, 2H+1) the reference phases each bin actually sampled
+            (:class:`cplscope.demod.SampledPhases`), so that a rate locked to the PEM (the
+            samples at a few fixed phases) is fitted with the right model.
     """
 
     sums: np.ndarray
@@ -40,6 +44,7 @@ class AnalogFrames:
     excluded_blocks: int = 0
     breaks: int = 0
     blocks: list[AdcBlock] = field(default_factory=list, repr=False)
+    moments: np.ndarray | None = None
 
     @property
     def n_frames(self) -> int:
@@ -47,22 +52,30 @@ class AnalogFrames:
 
     @property
     def means(self) -> np.ndarray:
-        """(n_frames, B) mean signal per bin (ADC counts); frames with an empty bin are
-        left out (see :attr:`complete`)."""
-        return self.sums[self.complete] / self.n[self.complete]
+        """(n_frames, B) mean signal per bin (ADC counts); NaN in a bin that received no
+        sample in that frame (a rate locked to the PEM leaves bins empty)."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(self.n > 0, self.sums / np.maximum(self.n, 1), np.nan)
 
     @property
     def complete(self) -> np.ndarray:
         return np.all(self.n > 0, axis=1)
 
+    @property
+    def sampled_phases(self) -> SampledPhases | None:
+        """The sampled phases of every frame, or None when they were not recorded."""
+        return SampledPhases(self.moments) if self.moments is not None else None
+
     def check(self) -> None:
-        """Raise a ValueError that says why, when there are frames but none is complete."""
-        if self.n_frames and not self.complete.any():
-            empty = int((self.n.sum(axis=0) == 0).sum())
+        """Raise a ValueError that says why, when the frames cannot be fitted: fewer than 3
+        phase bins ever received a sample (M, u and v need 3)."""
+        filled = int((self.n.sum(axis=0) > 0).sum()) if self.n_frames else 0
+        if self.n_frames and filled < 3:
             raise ValueError(
-                f"{empty} of {self.n.shape[1]} phase bins never received a sample: the ADC "
-                f"rate {self.sample_rate_hz:g} Hz is locked to the PEM frequency. Choose a rate "
-                "that is not a simple multiple of it (configure_analog's default 249675 Hz)")
+                f"only {filled} of {self.n.shape[1]} phase bins received samples: the ADC rate "
+                f"{self.sample_rate_hz:g} Hz is locked to the PEM frequency at too few phases. "
+                "Choose a rate that is not a simple multiple of it (configure_analog's default "
+                "249675 Hz)")
 
     @property
     def dwell_s(self) -> float:
@@ -84,6 +97,7 @@ class AnalogCollector:
         self._next_t0: float | None = None
         self._sums: list[np.ndarray] = []
         self._n: list[np.ndarray] = []
+        self._moments: list[np.ndarray] = []
         self._samples = 0                # in the completed frames
         self.sample_rate_hz = float("nan")
         self.excluded_blocks = 0
@@ -109,25 +123,30 @@ class AnalogCollector:
                 self.breaks += 1
             self._restart()
             self.sample_rate_hz = float(block.sample_rate_hz)
-            self._binner = PhaseBinner(self.sample_rate_hz, self.n_bins, self.frame_periods)
+            self._binner = PhaseBinner(self.sample_rate_hz, self.n_bins, self.frame_periods,
+                                       sampled_phases=True)
         self._next_t0 = block.t0_ticks + step
-        sums, n = self._binner.feed(block.samples, block.edge_times_s(), origin="block")
-        self._keep(sums, n)
+        sums, n, phases = self._binner.feed(block.samples, block.edge_times_s(),
+                                            origin="block")
+        self._keep(sums, n, phases.moments)
         return len(self._sums)
 
     def _restart(self) -> None:
         self._binner = None
         self._next_t0 = None
 
-    def _keep(self, sums: np.ndarray, n: np.ndarray) -> None:
-        for s, c in zip(sums, n):
+    def _keep(self, sums: np.ndarray, n: np.ndarray, moments: np.ndarray) -> None:
+        m = moments if moments.ndim == 3 else moments[None]
+        for s, c, mm in zip(sums, n, m):
             self._sums.append(s)
             self._n.append(c)
+            self._moments.append(mm)
             self._samples += int(c.sum())
 
     def frames(self) -> AnalogFrames:
         b = self.n_bins
         sums = np.array(self._sums).reshape(-1, b)
         n = np.array(self._n, dtype=np.int64).reshape(-1, b)
+        moments = np.array(self._moments, dtype=np.float64).reshape(-1, b, 2 * HARMONICS + 1)
         return AnalogFrames(sums, n, self.frame_periods, self.sample_rate_hz,
-                            self.excluded_blocks, self.breaks, list(self.blocks))
+                            self.excluded_blocks, self.breaks, list(self.blocks), moments)

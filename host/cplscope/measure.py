@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from .calibration import Calibration
-from .demod import Estimate
+from .demod import Estimate, SampledPhases
 from .demod.calibrate import RetardationFit, fit_handedness, fit_retardation
 from .frames import FrameSet
 from .pipeline import PointContext, Retardation, estimate_frames, process_point
@@ -144,7 +144,7 @@ def measure_dark(inst, dwell_s: float = 10.0, *, n_bins: int = 16,
             if m.shape[0] < 2:
                 raise RuntimeError("the analog dark measurement gave fewer than 2 frames: "
                                    "measure longer")
-            per_frame = m.mean(axis=1)
+            per_frame = np.nanmean(m, axis=1)
             return AnalogDark(level=float(per_frame.mean()),
                               sigma=float(per_frame.std(ddof=1) / np.sqrt(len(per_frame))),
                               dwell_s=af.dwell_s)
@@ -329,15 +329,19 @@ def measure_analog(inst, *, dwell_s: float | None = None, target_sigma: float | 
     chunks: list = []
 
     def means() -> np.ndarray:
-        sums = np.concatenate([c.sums[c.complete] for c in chunks])
-        n = np.concatenate([c.n[c.complete] for c in chunks])
-        return sums / n
+        return np.concatenate([c.means for c in chunks])
+
+    def phases() -> SampledPhases | None:
+        moments = [c.moments for c in chunks]
+        if any(m is None for m in moments):
+            return None
+        return SampledPhases(np.concatenate(moments))
 
     def fit() -> Estimate | None:
         m = means()
         if m.shape[0] < 2:
             return None
-        return estimate_frames(m, math.nan, 1.0, ctx)
+        return estimate_frames(m, math.nan, 1.0, ctx, phases())
 
     total = 0.0
     est = None
@@ -365,7 +369,7 @@ def measure_analog(inst, *, dwell_s: float | None = None, target_sigma: float | 
     ctx = replace(ctx, stopped=stopped)
     est, raw = process_point(means(), math.nan, 1.0, total, ctx,
                              frame_flags=[b.flags for c in chunks for b in c.blocks],
-                             rules=rules)
+                             rules=rules, sampled_phases=phases())
     result = subtract_blank(raw, blank, rules)
     return PointMeasurement(float(wl), chunks, est, result, result.has("dwell_limit"),
                             np.full(n_bins, ctx.dark), ctx, raw)

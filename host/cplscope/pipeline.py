@@ -135,25 +135,29 @@ class PointContext:
 
 
 def estimate_frames(counts: np.ndarray, frame_time_s: float, bin_span: float,
-                    ctx: PointContext) -> Estimate:
+                    ctx: PointContext, sampled_phases: Any = None) -> Estimate:
     """The estimate of (M, u, v) from a point's usable frames under ``ctx``.
 
     Args:
-        counts: (n_frames, B) photon counts (counting) or per-frame bin means (analog).
+        counts: (n_frames, B) photon counts (counting) or per-frame bin means (analog, NaN
+            for an empty bin).
         frame_time_s: mean duration of one frame, s (for the dead-time correction).
         bin_span: fraction of the PEM period the bins cover, (0, 1].
+        sampled_phases: analog only: the phases each bin sampled
+            (:class:`cplscope.demod.SampledPhases`), for any sample rate.
     """
     dead = ctx.dead_time_s if ctx.noise == "poisson" else 0.0
     return estimate(counts, ctx.a0_rad, phase_offset=ctx.phase_offset_rad, dark=ctx.dark,
                     dark_sigma=ctx.dark_sigma, dead_time=dead,
                     frame_time=frame_time_s if dead else None,
                     noise=ctx.noise,  # type: ignore[arg-type]
-                    bin_span=bin_span)
+                    bin_span=bin_span, sampled_phases=sampled_phases)
 
 
 def process_point(counts: np.ndarray, frame_time_s: float, bin_span: float, dwell_s: float,
                   ctx: PointContext, *, frame_flags: Any = (),
-                  rules: FlagRules = FlagRules()) -> tuple[Estimate, PointResult]:
+                  rules: FlagRules = FlagRules(),
+                  sampled_phases: Any = None) -> tuple[Estimate, PointResult]:
     """One accumulation of one point: the estimate and its result, without a blank.
 
     Args:
@@ -165,8 +169,9 @@ def process_point(counts: np.ndarray, frame_time_s: float, bin_span: float, dwel
         frame_flags: the protocol flags of every frame received for the point (usable or
             not), turned into frame-health flags.
         rules: flag thresholds.
+        sampled_phases: analog only, see :func:`estimate_frames`.
     """
-    est = estimate_frames(counts, frame_time_s, bin_span, ctx)
+    est = estimate_frames(counts, frame_time_s, bin_span, ctx, sampled_phases)
     sigma_reached = est.sigma_g <= ctx.target_sigma
     dwell_limit = (math.isfinite(ctx.target_sigma) and not sigma_reached
                    and ctx.stopped not in ("no_emission", "hopeless"))

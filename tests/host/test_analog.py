@@ -60,11 +60,27 @@ def test_a_gap_or_an_unusable_block_restarts_binning_without_spanning_it():
         assert np.all(np.abs(col.n.sum(axis=1) - 100 * FS / F_PEM) <= 1)
 
 
-def test_a_rate_locked_to_the_pem_leaves_bins_empty_and_says_so():
+def test_a_rate_locked_to_the_pem_is_fitted_at_the_phases_it_sampled():
+    """250 kS/s at a 50 kHz PEM samples 5 fixed phases: 11 of 16 bins stay empty (NaN), the
+    collector records the phases each bin saw, and the fit uses them."""
     c = AnalogCollector(16, 100)
     t = np.arange(20 * 2048) / 250_000
     edges = np.round(np.arange(0, int(t[-1] * F_PEM)) / F_PEM * TICK).astype(np.int64)
     c.feed(AdcBlock(0, TICK, 250_000.0, 0, OK, 1, np.full(t.size, 500, np.uint16), edges))
+    frames = c.frames()
+    frames.check()
+    empty = np.isnan(frames.means).all(axis=0)
+    assert empty.sum() == 11 and frames.sampled_phases is not None
+    e = cplscope.demod.estimate(frames.means, math.pi / 2, phase_offset=0.3, dark=100.0,
+                                noise="gaussian", sampled_phases=frames.sampled_phases)
+    assert e.intensity == pytest.approx(400.0, rel=1e-6) and abs(e.g_lum) < 1e-9
+
+
+def test_a_rate_with_too_few_phases_says_so():
+    c = AnalogCollector(16, 100)
+    t = np.arange(20 * 2048) / 100_000         # 2 samples per PEM period: 2 phases
+    edges = np.round(np.arange(0, int(t[-1] * F_PEM)) / F_PEM * TICK).astype(np.int64)
+    c.feed(AdcBlock(0, TICK, 100_000.0, 0, OK, 1, np.full(t.size, 500, np.uint16), edges))
     with pytest.raises(ValueError, match="locked to the PEM"):
         c.frames().check()
 
@@ -260,3 +276,21 @@ def test_sampled_phases_are_checked_against_the_data():
                      phase_offset=PHI0, **kwargs)
     with pytest.raises(ValueError, match="2H"):
         SampledPhases(np.zeros((16, 5)))
+
+
+def test_analog_point_at_a_rate_locked_to_the_pem(home):
+    """250 kS/s with the twin's 50 kHz PEM (a DAQ user's natural choice): the instrument's
+    analog path fits the five phases it sampled and gets the circular polarizer's g = 2."""
+    with cplscope.connect("sim", sample="circular-polarizer-L", seed=6) as inst:
+        inst.calibration = Calibration(a0_rad=math.pi / 2, phase_offset_rad=0.3, handedness=1,
+                                       dead_time_s=0.0, serial=inst.info()["serial"],
+                                       date="2026-01-01T00:00:00+00:00", source="test")
+        inst.configure_analog(sample_rate_hz=250_000.0)
+        inst.set_hv(800)
+        inst.set_retardation(math.pi / 2)
+        inst.move_to(500)
+        dark = inst.measure_dark(1.0)
+        inst.open_shutter()
+        point = inst.measure(dwell_s=2.0, dark=dark)
+    assert len(point.estimate.empty_bins) == 11
+    assert abs(point.result.g_lum - 2.0) < 5 * point.result.sigma_g
