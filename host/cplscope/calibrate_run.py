@@ -43,8 +43,10 @@ def prepare(inst, *, bins: int = 16, periods: int = 10000, hv_volts: float = 800
 
     ``a0_rad`` None: :func:`default_retardation` for ``bins``. The retardation command is
     corrected by the calibration's scale, so the PEM really produces ``a0_rad``. The board's
-    overload guard is set to the instrument's damage limit (:mod:`cplscope.limits`)."""
+    overload guard is set to the instrument's damage limit (:mod:`cplscope.limits`), and its
+    stored monochromator settings (:mod:`cplscope.mono_config`) are sent before it homes."""
     inst.configure_counting(bins=bins, periods=periods)
+    _apply_mono_config(inst)
     limits = getattr(inst, "rate_limits", None)
     if limits is not None:
         inst.set_limits(max_count_rate_cps=limits.damage_cps)
@@ -54,6 +56,18 @@ def prepare(inst, *, bins: int = 16, periods: int = 10000, hv_volts: float = 800
     inst.set_retardation(min(target / scale, math.pi))
     if open_shutter:
         inst.open_shutter()
+
+
+def _apply_mono_config(inst) -> None:
+    """Send the instrument's stored monochromator settings (:mod:`cplscope.mono_config`)."""
+    from .mono_config import load_mono_config
+
+    info = getattr(inst, "info", None)
+    if info is None:
+        return
+    config = load_mono_config(str(info()["serial"]))
+    if config:
+        inst.configure_monochromator(**config)
 
 
 def _phase_offset(inst) -> float:
