@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["dead_time_correct", "dead_time_ratio"]
+__all__ = ["apply_dead_time", "dead_time_correct", "dead_time_ratio"]
 
 
 def dead_time_ratio(dead_time_s: float, frame_time_s: float | None, n_bins: int,
@@ -38,8 +38,14 @@ def dead_time_correct(counts: np.ndarray, dead_time_s: float, frame_time_s: floa
     ratio = dead_time_ratio(dead_time_s, frame_time_s, c.shape[-1], span)
     if ratio == 0.0:
         return c
-    loss = c * ratio
-    if np.any(loss >= 1):
+    if np.any(c * ratio >= 1):
         raise ValueError("counts at or above the dead-time limit of their live time: check "
                          "dead_time and frame_time (s), or the detector saturated")
-    return c / (1.0 - loss)
+    return apply_dead_time(c, ratio)
+
+
+def apply_dead_time(counts: np.ndarray, ratio: float | np.ndarray) -> np.ndarray:
+    """c / (1 − c·ratio) for counts already checked against the limit; ``ratio`` is τ/t_k,
+    one number or one per bin (:func:`dead_time_ratio`)."""
+    c = np.asarray(counts, dtype=np.float64)
+    return c / (1.0 - c * ratio)

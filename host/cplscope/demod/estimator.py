@@ -26,6 +26,7 @@ import numpy as np
 from .. import _estimate
 from . import _stats
 from .bins import BinLayout, SampledPhases, bin_layout, subset
+from .deadtime import apply_dead_time, dead_time_ratio
 
 __all__ = ["EMISSION_Z_MIN", "Estimate", "U_SIGMA_MAX", "estimate"]
 
@@ -366,7 +367,7 @@ def _dead_ratio(dead_time, frame_time, n_bins: int, noise: str, span: float) -> 
     t = float(frame_time)
     if not np.isfinite(t) or t <= 0:
         raise ValueError(f"frame_time must be a positive number of seconds, got {frame_time!r}")
-    return np.full(n_bins, tau / (t * span / n_bins))
+    return np.full(n_bins, dead_time_ratio(tau, t, n_bins, span))
 
 
 def _moments(frames: np.ndarray, dead_ratio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -499,9 +500,7 @@ def _poisson_fit(frames, sums, sumsq, n_frames, dark_k, layout, dead_time, frame
 
 def _shape_chi2(frames, dead_ratio, p, var_factor, n_par) -> tuple[float, int]:
     """Σ_f Σ_k (x_fk − T_f·p_k)² / (T_f·p_k·vf_k) over frames with T_f > 0."""
-    x = frames.astype(np.float64)
-    if len(dead_ratio):
-        x = x / (1.0 - x * dead_ratio)
+    x = apply_dead_time(frames, dead_ratio) if len(dead_ratio) else frames.astype(np.float64)
     totals = x.sum(axis=1)
     keep = totals > 0
     if not np.all(keep):
