@@ -1,11 +1,19 @@
 """CPL figures and the mirror-symmetry check of an enantiomer pair.
 
-:func:`plot_cpl` draws the figure of the seed paper's Fig. 3 (b, d): a panel with ΔI
-(left axis) and the total intensity "DC" (right axis, dashed) against wavelength, and a panel
-with g_lum and its ±σ band. ``no_emission`` points are gaps. Several spectra (an R/S pair) are
-overlaid with a legend. The figure uses matplotlib's Agg canvas directly, so it never needs a
-display or touches pyplot's global state; the file format follows the suffix (.png, .svg,
-.pdf).
+:func:`plot_cpl` draws the figure of the seed paper's Fig. 3 (b, d) as a CPL paper shows it:
+
+- top panel: ΔI = I_L − I_R (left axis, solid) and the total I = I_L + I_R (right axis,
+  dashed, lightly filled), both in the file's intensity unit, told apart by a legend, with
+  the zeros of both axes at the same height;
+- bottom panel: g_lum. Well-measured points (σ_g within ``faint_factor`` × the spectrum's
+  best σ_g, its 10th percentile) are a line with a ±1σ band; the others (weak emission at the band edges) are
+  faded markers with ±1σ error bars, and the axis range is set by the well-measured points,
+  so their noise cannot flatten the band. An optional smoothed curve states its window.
+
+``no_emission`` points (g is NaN) are gaps. Several spectra (an R/S pair) are overlaid, one
+colour each. A mirror report goes above the g panel, never over the data. The figure uses
+matplotlib's Agg canvas directly, so it never needs a display or touches pyplot's global
+state; the file format follows the suffix (.png, .svg, .pdf).
 
 :func:`mirror_report` tests whether g_R + g_S is consistent with 0 at the wavelengths where
 both spectra have emission, and estimates the mirror ratio g_R/(−g_S).
@@ -21,6 +29,9 @@ from pathlib import Path
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+from matplotlib.ticker import ScalarFormatter
 
 from .results import chi2_sf
 from .spectrum import Spectrum
@@ -129,7 +140,8 @@ def _mirror_ratio(gr: np.ndarray, sr: np.ndarray, gs: np.ndarray, ss: np.ndarray
 
 def plot_cpl(spectra: Spectrum | Sequence[Spectrum], path: str | os.PathLike[str] | None = None,
              *, labels: Sequence[str] | None = None, title: str | None = None,
-             mirror: bool | MirrorReport = False) -> Figure:
+             mirror: bool | MirrorReport = False, smooth_points: int | None = None,
+             faint_factor: float = 3.0) -> Figure:
     """Draw the CPL figure and optionally save it.
 
     Args:
@@ -138,78 +150,185 @@ def plot_cpl(spectra: Spectrum | Sequence[Spectrum], path: str | os.PathLike[str
         labels: legend labels (default: each spectrum's ``sample`` metadata).
         title: figure title.
         mirror: True to compute :func:`mirror_report` of the first two spectra and print it
-            on the g_lum panel, or a report to print.
+            above the g_lum panel, or a report to print.
+        smooth_points: also draw g_lum smoothed by an inverse-variance weighted moving
+            average over this many neighbouring points (odd, ≥ 3); the legend states it.
+        faint_factor: points whose σ_g exceeds this many times the spectrum's typical σ_g
+            (the 10th percentile of its σ_g) are drawn faded, with error bars, and do not set the g
+            axis range.
 
     Returns:
         The matplotlib Figure (Agg canvas).
 
     Raises:
-        ValueError: on an unsupported suffix, a label count that does not match, or an empty
-            spectrum.
+        ValueError: on an unsupported suffix, a label count that does not match, an empty
+            spectrum, or a smoothing window that is not an odd number ≥ 3.
     """
     specs = [spectra] if isinstance(spectra, Spectrum) else list(spectra)
     if not specs or any(len(s) == 0 for s in specs):
         raise ValueError("nothing to plot: pass spectra with at least one point each")
     if labels is not None and len(labels) != len(specs):
         raise ValueError(f"{len(labels)} labels for {len(specs)} spectra")
+    if smooth_points is not None and (smooth_points < 3 or smooth_points % 2 == 0):
+        raise ValueError(f"smooth_points must be an odd number of points ≥ 3, got "
+                         f"{smooth_points!r}")
+    if not faint_factor > 1:
+        raise ValueError(f"faint_factor must be > 1, got {faint_factor!r}")
     fmt = None
     if path is not None:
         fmt = _FORMATS.get(Path(path).suffix.lower())
         if fmt is None:
             raise ValueError(f"cannot tell the figure format from {Path(path).name!r}: use a "
                              f"file name ending in {', '.join(_FORMATS)}")
+    if mirror is True and len(specs) < 2:
+        raise ValueError("mirror=True needs two spectra (R and S)")
     names = list(labels) if labels is not None else [_label(s, i) for i, s in enumerate(specs)]
     unit = str(specs[0].metadata.get("units", {}).get("intensity", "cps"))
 
-    fig = Figure(figsize=(7.0, 6.5), layout="constrained")
+    fig = Figure(figsize=(7.0, 7.0), layout="constrained")
     FigureCanvasAgg(fig)
-    ax_cpl, ax_g = fig.subplots(2, 1, sharex=True)
-    ax_dc = ax_cpl.twinx()
+    ax_cpl, ax_g = fig.subplots(2, 1, sharex=True, height_ratios=(1.0, 1.0))
+    ax_tot = ax_cpl.twinx()
     colors = [f"C{i % 10}" for i in range(len(specs))]
-    well: list[np.ndarray] = []
+    well_sets: list[np.ndarray] = []
+    any_faint = False
     for spec, name, color in zip(specs, names, colors):
         order = np.argsort(spec.wavelength_nm, kind="stable")
         wl = spec.wavelength_nm[order]
-        ax_cpl.plot(wl, spec.delta_i[order], color=color, lw=1.4, label=f"{name} ΔI")
-        ax_dc.plot(wl, spec.intensity[order], color=color, lw=1.0, ls="--", alpha=0.7,
-                   label=f"{name} DC")
+        total = spec.intensity[order]
+        ax_tot.fill_between(wl, 0.0, total, color=color, alpha=0.08, lw=0)
+        ax_tot.plot(wl, total, color=color, lw=1.0, ls="--", alpha=0.8,
+                    label=f"{name}: total I (right axis)")
+        ax_cpl.plot(wl, spec.delta_i[order], color=color, lw=1.6,
+                    label=f"{name}: ΔI (left axis)")
+
         g, sg = spec.g_lum[order], spec.sigma_g[order]
-        ax_g.fill_between(wl, g - sg, g + sg, color=color, alpha=0.25, lw=0)
-        ax_g.plot(wl, g, color=color, lw=1.4, label=name)
-        well.append(np.column_stack([g, sg]))
-    _g_limits(ax_g, np.concatenate(well))
+        well, faint = _significance(g, sg, faint_factor)
+        any_faint |= bool(faint.any())
+        g_well = np.where(well, g, np.nan)
+        ax_g.fill_between(wl, g_well - sg, g_well + sg, color=color, alpha=0.25, lw=0)
+        ax_g.plot(wl, g_well, color=color, lw=1.4, marker="o", ms=2.5, label=name)
+        if faint.any():
+            bars = ax_g.errorbar(wl[faint], g[faint], yerr=sg[faint], fmt="o", ms=3,
+                                 color=color, alpha=0.35, capsize=0, lw=0)
+            for collection in bars.lines[2]:   # the bars fainter than their markers
+                collection.set_alpha(0.15)
+                collection.set_linewidth(0.8)
+        if smooth_points is not None:  # drawn where it is as well measured as the band
+            g_s, sg_s = _smooth(g, sg, smooth_points)
+            shown = _significance(g_s, sg_s, faint_factor, typical=_typical(sg))[0]
+            ax_g.plot(wl, np.where(shown, g_s, np.nan), color=color, lw=2.4, alpha=0.9,
+                      solid_capstyle="round",
+                      label=f"{name}: smoothed ({smooth_points}-point weighted mean)")
+        well_sets.append(np.column_stack([g[well], sg[well]]))
+    _align_zeros(ax_cpl, ax_tot)
+    ax_tot.yaxis.set_major_formatter(_NonNegativeFormatter(useMathText=True))
     ax_cpl.axhline(0.0, color="0.6", lw=0.6)
     ax_g.axhline(0.0, color="0.6", lw=0.6)
-    ax_cpl.set_ylabel(f"ΔI = I_L − I_R ({unit})")
-    ax_dc.set_ylabel(f"DC, I_L + I_R ({unit}, dashed)")
-    ax_g.set_ylabel("g_lum  (band: ±1σ)")
+    _g_limits(ax_g, np.concatenate(well_sets))
+    ax_cpl.set_ylabel(f"ΔI = I$_L$ − I$_R$ ({unit})")
+    ax_tot.set_ylabel(f"total I = I$_L$ + I$_R$ ({unit})")
+    ax_g.set_ylabel("g$_{lum}$ = 2ΔI / I")
     ax_g.set_xlabel("wavelength (nm)")
-    ax_g.ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
-    ax_g.legend(loc="best", fontsize="small")
+    for ax in (ax_cpl, ax_tot, ax_g):
+        ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3), useMathText=True)
+    handles = [*ax_cpl.get_legend_handles_labels()[0], *ax_tot.get_legend_handles_labels()[0]]
+    ax_cpl.legend(handles=handles, loc="upper right", fontsize="x-small", framealpha=0.85)
+    g_handles, g_labels = ax_g.get_legend_handles_labels()
+    g_handles.append(Patch(color="0.5", alpha=0.3, lw=0))
+    g_labels.append("band: ±1σ")
+    if any_faint:
+        g_handles.append(Line2D([], [], marker="o", ms=3, ls="", color="0.4", alpha=0.35))
+        g_labels.append(f"faded, bars ±1σ: σ$_g$ > {faint_factor:g}× the best (weak emission)")
+    ax_g.legend(g_handles, g_labels, loc="best", fontsize="x-small", framealpha=0.85)
     if title:
         fig.suptitle(title)
     report = mirror if isinstance(mirror, MirrorReport) else (
-        mirror_report(specs[0], specs[1]) if mirror and len(specs) >= 2 else None)
-    if mirror is True and len(specs) < 2:
-        raise ValueError("mirror=True needs two spectra (R and S)")
-    if report is not None:
-        ax_g.text(0.01, 0.02, report.text(), transform=ax_g.transAxes, fontsize="x-small",
-                  va="bottom", ha="left", bbox=dict(boxstyle="round", fc="white", alpha=0.8))
+        mirror_report(specs[0], specs[1]) if mirror else None)
+    if report is not None:  # above the panel, where no data can be
+        ax_g.set_title(report.text(), loc="left", fontsize="x-small")
     if path is not None:
         fig.savefig(path, format=fmt, dpi=150)
     return fig
 
 
-def _g_limits(ax, g_sigma: np.ndarray, spread: float = 4.0) -> None:
-    """Scale the g axis to the well-measured points (σ within ``spread``× the best), so the
-    noise of the band edges does not flatten the band itself; worse points run off-axis."""
+class _NonNegativeFormatter(ScalarFormatter):
+    """Tick labels of an intensity axis: none below 0 (that part of the axis only keeps
+    the zeros of the two axes aligned when ΔI is negative)."""
+
+    def __call__(self, x: float, pos: int | None = None) -> str:
+        return "" if x < 0 else super().__call__(x, pos)
+
+
+def _typical(sg: np.ndarray) -> float:
+    """The typical σ_g of a spectrum's best points: the 10th percentile over its points with
+    emission (the target σ of an adaptive scan; the peak's σ of a fixed-dwell one)."""
+    ok = np.isfinite(sg) & (sg > 0)
+    return float(np.quantile(sg[ok], 0.1)) if ok.any() else math.nan
+
+
+def _significance(g: np.ndarray, sg: np.ndarray, factor: float, *,
+                  typical: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Masks of the well-measured points (σ_g ≤ factor × the typical σ_g, by default the
+    10th percentile of ``sg``) and of the faint ones (finite, but noisier); no-emission
+    points are in neither."""
+    ok = np.isfinite(g) & np.isfinite(sg) & (sg > 0)
+    if not ok.any():
+        return ok, ok
+    ref = _typical(sg) if typical is None else typical
+    well = ok & (sg <= factor * ref)
+    return well, ok & ~well
+
+
+def _smooth(g: np.ndarray, sg: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse-variance weighted moving average of g over ``window`` neighbouring points
+    (no-emission points carry no weight) and its σ; NaN at no-emission points."""
+    ok = np.isfinite(g) & np.isfinite(sg) & (sg > 0)
+    w = np.where(ok, 1.0 / np.where(ok, sg, 1.0) ** 2, 0.0)
+    wg = np.where(ok, w * np.where(ok, g, 0.0), 0.0)
+    kernel = np.ones(window)
+    num = np.convolve(wg, kernel, mode="same")
+    den = np.convolve(w, kernel, mode="same")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean, sigma = num / den, 1.0 / np.sqrt(den)
+    mean[~ok] = np.nan  # keep the gaps of the data
+    sigma[~ok] = np.nan
+    return mean, sigma
+
+
+def _align_zeros(left, right) -> None:
+    """Set the two y ranges so that 0 is at the same height on both axes (each range
+    includes 0 and all its data)."""
+    lo1, hi1 = left.get_ylim()
+    lo2, hi2 = right.get_ylim()
+    lo1, hi1, lo2, hi2 = min(lo1, 0.0), max(hi1, 0.0), min(lo2, 0.0), max(hi2, 0.0)
+    if not (hi1 > lo1 and hi2 > lo2):
+        return
+    # the fraction of each axis below zero; both axes take the larger one
+    f = max(-lo1 / (hi1 - lo1), -lo2 / (hi2 - lo2))
+    if f >= 1.0:
+        return
+    left.set_ylim(*_with_zero_at(f, lo1, hi1))
+    right.set_ylim(*_with_zero_at(f, lo2, hi2))
+
+
+def _with_zero_at(f: float, lo: float, hi: float) -> tuple[float, float]:
+    """A range holding [lo, hi] with 0 at the fraction ``f`` from the bottom."""
+    if f <= 0.0:
+        return 0.0, hi
+    span = max(hi / (1.0 - f), -lo / f)
+    return -f * span, (1.0 - f) * span
+
+
+def _g_limits(ax, g_sigma: np.ndarray) -> None:
+    """Scale the g axis to the well-measured points (their g ± 2σ and 0), so the noise of
+    the band edges does not flatten the band itself; faint points run off-axis."""
     g, sg = g_sigma[:, 0], g_sigma[:, 1]
     ok = np.isfinite(g) & np.isfinite(sg) & (sg > 0)
     if not ok.any():
         return
-    good = ok & (sg <= spread * sg[ok].min())
-    lo = min(0.0, float(np.min(g[good] - 2 * sg[good])))
-    hi = max(0.0, float(np.max(g[good] + 2 * sg[good])))
+    lo = min(0.0, float(np.min(g[ok] - 2 * sg[ok])))
+    hi = max(0.0, float(np.max(g[ok] + 2 * sg[ok])))
     pad = 0.15 * (hi - lo) or 1e-4
     ax.set_ylim(lo - pad, hi + pad)
 

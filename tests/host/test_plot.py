@@ -95,8 +95,78 @@ def test_figure_files_are_valid(tmp_path, suffix):
         y = np.asarray(ln.get_ydata(), dtype=float)
         x = np.asarray(ln.get_xdata(), dtype=float)
         assert np.isnan(y[x > 466]).all() and np.isfinite(y[x <= 466]).all()
-    assert any("mirror pair" in t.get_text() for t in ax_g.texts)
+    # the mirror report sits above the g panel, not over its data
+    assert "mirror pair" in ax_g.get_title(loc="left") and not ax_g.texts
     assert ax_cpl.get_ylabel().startswith("ΔI")
+
+
+def test_delta_i_and_total_are_told_apart_with_units_and_aligned_zeros():
+    rng = np.random.default_rng(4)
+    r, s = enantiomer(rng, +1), enantiomer(rng, -1, name="S")   # ΔI > 0 and ΔI < 0
+    fig = plot_cpl([r, s])
+    ax_cpl, ax_tot = fig.axes[0], fig.axes[2]
+    assert "(cps)" in ax_cpl.get_ylabel() and "(cps)" in ax_tot.get_ylabel()
+    assert "total" in ax_tot.get_ylabel()
+    legend = [t.get_text() for t in ax_cpl.get_legend().get_texts()]
+    assert sum("ΔI" in t for t in legend) == 2 and sum("total I" in t for t in legend) == 2
+    styles = {ln.get_label(): ln.get_linestyle() for ln in ax_cpl.get_lines() + ax_tot.get_lines()}
+    assert styles["R-Cs4PbBr6: ΔI (left axis)"] != styles["R-Cs4PbBr6: total I (right axis)"]
+    (lo1, hi1), (lo2, hi2) = ax_cpl.get_ylim(), ax_tot.get_ylim()
+    assert lo1 < 0 < hi1 and lo2 < 0 < hi2            # S's ΔI is negative
+    assert -lo1 / (hi1 - lo1) == pytest.approx(-lo2 / (hi2 - lo2), rel=1e-9)
+    # all data stay inside both ranges
+    assert np.nanmin(s.delta_i) >= lo1 and np.nanmax(r.delta_i) <= hi1
+    assert np.nanmax(r.intensity) <= hi2
+    ticks = ax_tot.yaxis.get_major_formatter().format_ticks([-1e5, 0.0, 1e5])
+    assert ticks[0] == "" and ticks[1] != ""           # no negative intensities labelled
+
+
+def test_faint_points_are_faded_markers_and_do_not_set_the_g_range():
+    rng = np.random.default_rng(5)
+    r = enantiomer(rng, +1)
+    edge = (WL < 426) | (WL > 470)
+    for i in np.flatnonzero(edge):                     # weak band edges: σ 30× the rest
+        p = r.points[i]
+        r.points[i] = p.__class__(**{**p.__dict__, "sigma_g": 30 * p.sigma_g,
+                                     "g_lum": 5e-3 * (-1) ** i})
+    fig = plot_cpl(r)
+    ax_g = fig.axes[1]
+    (line,) = [ln for ln in ax_g.get_lines() if ln.get_label() == "R-Cs4PbBr6"]
+    y = np.asarray(line.get_ydata(), dtype=float)
+    assert np.isnan(y[edge]).all() and np.isfinite(y[~edge]).all()
+    (bars,) = ax_g.containers                          # the faint points, with error bars
+    x_faint = np.asarray(bars.lines[0].get_xdata(), dtype=float)
+    assert sorted(x_faint) == sorted(WL[edge]) and bars.lines[0].get_alpha() < 0.5
+    assert all(c.get_alpha() < 0.5 for c in bars.lines[2])
+    lo, hi = ax_g.get_ylim()
+    assert hi < 5e-3 and lo > -5e-3                    # set by the well-measured band
+    assert hi > 6e-4 + 2 * 6e-5 and lo <= 0
+    legend = [t.get_text() for t in ax_g.get_legend().get_texts()]
+    assert any("faded" in t for t in legend)
+
+
+def test_smoothing_is_optional_stated_and_an_inverse_variance_mean():
+    from cplscope.plot import _smooth
+
+    rng = np.random.default_rng(6)
+    r = enantiomer(rng, +1, dark_above=470.0)
+    fig = plot_cpl(r, smooth_points=5)
+    labels = [t.get_text() for t in fig.axes[1].get_legend().get_texts()]
+    assert any("5-point" in t for t in labels)
+    assert not any("smoothed" in t for t in
+                   [t.get_text() for t in plot_cpl(r).axes[1].get_legend().get_texts()])
+    g = np.array([1.0, 2.0, 3.0, 4.0, 5.0, np.nan, 7.0])
+    sg = np.array([1.0, 1.0, 1.0, 1.0, 1.0, np.nan, 1.0])
+    out, sigma = _smooth(g, sg, 3)
+    np.testing.assert_allclose(out[[0, 1, 2, 3, 4, 6]], [1.5, 2.0, 3.0, 4.0, 4.5, 7.0])
+    np.testing.assert_allclose(sigma[[1, 2, 3]], 1 / np.sqrt(3))
+    assert np.isnan(out[5]) and np.isnan(sigma[5])     # the gap stays a gap
+    sg2 = np.array([1.0, 1e3, 1.0, 1.0, 1.0, 1.0, 1.0])   # a noisy point hardly counts
+    assert _smooth(np.array([0, 100, 0, 0, 0, 0, 0.0]), sg2, 3)[0][0] == \
+        pytest.approx(0, abs=1e-3)
+    for bad in (1, 2, 4):
+        with pytest.raises(ValueError, match="odd number"):
+            plot_cpl(r, smooth_points=bad)
 
 
 def test_single_spectrum_and_bad_arguments(tmp_path):
