@@ -2,30 +2,104 @@
 
 Every subcommand that talks to an instrument runs unchanged on a real board (``--device
 usb`` or ``usb://SERIAL``) and on the simulated instrument (``--sim --sample NAME``).
+
+Every option is checked before the instrument is touched, in the CLI's own names: numbers by
+their argparse types (negative numbers such as ``--target-sigma -1e-4`` parse, and are refused
+with the option's name), then the checks each option group registers on its subparser
+(:func:`_add_check`) run in :func:`main` before the subcommand. A new option group declares
+its options and its check in one function, as :func:`_device_options`,
+:func:`_dwell_options`, :func:`_range_options` and :func:`_output_options` do. Mistakes end
+with exit status 2 and one message that names the option or file and says what to do; the
+only check that needs the instrument is the scan range against the monochromator's, made
+right after connecting, before anything is measured.
 """
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import logging
 import math
+import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 log = logging.getLogger("cplscope")
 
+EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+DEFAULT_SAMPLE = "R-Cs4PbBr6"
+DEFAULT_MAX_DWELL_S = 300.0  # = cplscope.measure.DEFAULT_MAX_DWELL_S, for scan and point
+FIGURE_SUFFIXES = (".png", ".svg", ".pdf")
 
 
 class CliError(Exception):
     """A user error: printed without a traceback, exit status 2."""
 
 
-# --- instrument options ------------------------------------------------------------------
+Check = Callable[[argparse.Namespace], None]
+
+
+# --- option types: argparse names the option in their messages ----------------------------
+
+def _number(text: str) -> float:
+    try:
+        x = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(x):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return x
+
+
+def _positive(unit: str) -> Callable[[str], float]:
+    """A type for a number > 0 in ``unit``."""
+    def parse(text: str) -> float:
+        x = _number(text)
+        if not x > 0:
+            raise argparse.ArgumentTypeError(f"must be > 0{unit}, got {text}")
+        return x
+    parse.__name__ = "positive number"
+    return parse
+
+
+def _non_negative(unit: str) -> Callable[[str], float]:
+    """A type for a number ≥ 0 in ``unit``."""
+    def parse(text: str) -> float:
+        x = _number(text)
+        if x < 0:
+            raise argparse.ArgumentTypeError(f"must be ≥ 0{unit}, got {text}")
+        return x
+    parse.__name__ = "non-negative number"
+    return parse
+
+
+def _int_at_least(low: int) -> Callable[[str], int]:
+    """A type for an integer ≥ ``low``."""
+    def parse(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if n < low:
+            raise argparse.ArgumentTypeError(f"must be an integer ≥ {low}, got {text}")
+        return n
+    parse.__name__ = "integer"
+    return parse
+
+
+def _bins(text: str) -> int:
+    n = _int_at_least(2)(text)
+    if n > 64 or n & (n - 1):
+        raise argparse.ArgumentTypeError(f"must be a power of 2 from 2 to 64, got {text}")
+    return n
+
 
 def _fault(text: str) -> tuple[str, float]:
     key, sep, value = text.partition("=")
@@ -37,26 +111,130 @@ def _fault(text: str) -> tuple[str, float]:
         raise argparse.ArgumentTypeError(f"--fault {key}: {value!r} is not a number") from None
 
 
+# --- checks that run before the subcommand ------------------------------------------------
+
+def _add_check(p: argparse.ArgumentParser, check: Check) -> None:
+    """Run ``check(args)`` before this subcommand (in the order added); it raises
+    :class:`CliError` on a mistake."""
+    checks = p.get_default("checks")
+    if checks is None:
+        checks = []
+        p.set_defaults(checks=checks)
+    if check not in checks:
+        checks.append(check)
+
+
+def _run_checks(args: argparse.Namespace) -> None:
+    for check in getattr(args, "checks", None) or ():
+        check(args)
+
+
+# --- instrument options ------------------------------------------------------------------
+
 def _device_options(p: argparse.ArgumentParser) -> None:
+    """The options of every subcommand that talks to an instrument, and their check."""
     g = p.add_argument_group("instrument")
     g.add_argument("--sim", action="store_true",
                    help="use the simulated instrument (bench + firmware in MicroPython)")
     g.add_argument("--device", default="usb",
                    help="real board: 'usb' (first found) or 'usb://SERIAL' (default: usb)")
     g.add_argument("--sample", default=None,
-                   help="simulated sample name (see `cplscope samples`); default R-Cs4PbBr6")
+                   help=f"simulated sample name (see `cplscope samples`; any letter case); "
+                        f"default {DEFAULT_SAMPLE}")
     g.add_argument("--sample-file", type=Path, default=None,
                    help="simulated sample from a JSON file (docs/simulator.md)")
     g.add_argument("--fault", type=_fault, action="append", default=[], metavar="KEY=VALUE",
                    help="simulated fault, repeatable: corrupt, drop, stall (fractions), "
                         "disconnect_at, reconnect_after (instrument s)")
-    g.add_argument("--seed", type=int, default=0, help="seed of the simulated bench (0)")
-    g.add_argument("--bins", type=int, default=16, help="phase bins B (2…64, power of 2)")
-    g.add_argument("--periods", type=int, default=10000,
+    g.add_argument("--seed", type=_int_at_least(0), default=0,
+                   help="seed of the simulated bench (0)")
+    g.add_argument("--bins", type=_bins, default=16, help="phase bins B (2…64, power of 2)")
+    g.add_argument("--periods", type=_int_at_least(1), default=10000,
                    help="PEM periods per frame K (default 10000: 0.2 s at 50 kHz)")
-    g.add_argument("--hv", type=float, default=800.0, help="PMT high voltage, V (800)")
+    g.add_argument("--hv", type=_non_negative(" V"), default=800.0,
+                   help="PMT high voltage, V (800)")
     g.add_argument("--calibration", type=Path, default=None,
                    help="calibration file (default: the one stored for the board's serial)")
+    _add_check(p, _check_instrument)
+
+
+def _check_instrument(args: argparse.Namespace) -> None:
+    """Sample, sample file, faults, device address and calibration file; sets
+    ``args.sample_name`` (a built-in sample's canonical name, or the sample file)."""
+    faults = dict(args.fault)
+    if not args.sim:
+        used = [opt for opt, value in (("--sample", args.sample),
+                                       ("--sample-file", args.sample_file),
+                                       ("--fault", faults)) if value]
+        if used:
+            raise CliError(f"{', '.join(used)} need --sim (the simulated instrument); a real "
+                           "board is measured with --device")
+        if not (args.device == "usb" or (args.device.startswith("usb://")
+                                         and len(args.device) > len("usb://"))):
+            raise CliError(f"--device {args.device!r}: give 'usb' (the first board found) or "
+                           "'usb://SERIAL' (`cplscope info` shows a board's serial)")
+        args.sample_name = getattr(args, "label", None) or "unknown"
+    else:
+        if args.sample and args.sample_file:
+            raise CliError("give --sample or --sample-file, not both")
+        if args.sample_file is not None:
+            args.sample_name = _checked_sample_file(args.sample_file)
+        else:
+            args.sample = _canonical_sample(args.sample or DEFAULT_SAMPLE)
+            args.sample_name = args.sample
+        from .sim.faults import Faults
+
+        try:
+            Faults().updated(faults)
+        except ValueError as exc:
+            raise CliError(f"--fault: {exc}") from None
+    if args.calibration is not None:
+        _check_input_file(args.calibration, "--calibration",
+                          "give a file written by `cplscope calibrate`, or leave the option "
+                          "out to use the calibration stored for the instrument")
+        from .calibration import Calibration
+
+        try:
+            Calibration.load(args.calibration)
+        except (OSError, ValueError) as exc:
+            raise CliError(f"--calibration {args.calibration}: {exc}") from None
+
+
+def _canonical_sample(name: str) -> str:
+    """The library's spelling of a simulated sample name (any letter case)."""
+    from .sim.samples import list_samples
+
+    names = list_samples()
+    folded = {n.casefold(): n for n in names}
+    if name.casefold() in folded:
+        return folded[name.casefold()]
+    close = difflib.get_close_matches(name.casefold(), list(folded), n=1, cutoff=0.6)
+    hint = f"did you mean {folded[close[0]]}? " if close else ""
+    raise CliError(f"--sample {name!r} is not a simulated sample; {hint}`cplscope samples` "
+                   "lists them, and --sample-file FILE.json reads your own")
+
+
+def _checked_sample_file(path: Path) -> str:
+    _check_input_file(path, "--sample-file",
+                      "give the path of a sample JSON file (format: docs/simulator.md)")
+    from .sim.samples import sample_from_file
+
+    try:
+        sample_from_file(path)
+    except ValueError as exc:
+        raise CliError(f"--sample-file: {exc}; the format is in docs/simulator.md") from None
+    return str(path)
+
+
+def _check_input_file(path: Path, option: str, what_to_do: str) -> None:
+    """A readable file, or a CliError naming ``option`` (may be empty) and the file."""
+    label = f"{option} {path}" if option else str(path)
+    if not path.exists():
+        raise CliError(f"{label}: no such file; {what_to_do}")
+    if not path.is_file():
+        raise CliError(f"{label} is not a file; {what_to_do}")
+    if not os.access(path, os.R_OK):
+        raise CliError(f"{label}: no permission to read it; {what_to_do}")
 
 
 class _Session:
@@ -80,24 +258,26 @@ class _Session:
 
 
 def _connect(args: argparse.Namespace, *, ready: bool = True):
-    """Connect; with ``ready`` also set up counting, HV and A0 and open the shutter (an
-    inspecting command such as ``info`` leaves the instrument as it is)."""
+    """Connect; check the wavelengths the command will visit (``args.wavelengths_nm``)
+    against the monochromator's range before anything is measured; with ``ready`` also set
+    up counting, HV and A0 and open the shutter (an inspecting command such as ``info``
+    leaves the instrument as it is)."""
     import cplscope
     from .calibration import Calibration, load_for
 
+    if not hasattr(args, "sample_name"):  # called without main()'s checks
+        _check_instrument(args)
     faults = dict(args.fault)
     if args.sim:
-        if args.sample and args.sample_file:
-            raise CliError("give --sample or --sample-file, not both")
-        sample = str(args.sample_file) if args.sample_file else (args.sample or "R-Cs4PbBr6")
+        sample = str(args.sample_file) if args.sample_file else args.sample
         inst = cplscope.connect("sim", sample=sample, faults=faults or None, seed=args.seed)
-        args.sample_name = sample
     else:
-        if faults or args.sample or args.sample_file:
-            raise CliError("--fault, --sample and --sample-file need --sim")
         inst = cplscope.connect(args.device)
-        args.sample_name = getattr(args, "label", None) or "unknown"
     try:
+        wanted = getattr(args, "wavelengths_nm", None)
+        if wanted is not None and len(wanted):
+            _check_monochromator_range(inst, wanted, getattr(args, "wavelength_options",
+                                                             "--start/--stop"))
         serial = str(inst.info()["serial"])
         if args.calibration is not None:
             inst.calibration = Calibration.load(args.calibration, expected_serial=serial)
@@ -117,12 +297,177 @@ def _connect(args: argparse.Namespace, *, ready: bool = True):
     return _Session(inst, ready)
 
 
+def _check_monochromator_range(inst, wavelengths_nm: Sequence[float], options: str) -> None:
+    """Refuse wavelengths outside the monochromator's configured range (before any move)."""
+    config = inst.configure_monochromator()  # no arguments: the configuration in force
+    lo, hi = config.get("min_nm"), config.get("max_nm")
+    if lo is None or hi is None:
+        return
+    low, high = float(min(wavelengths_nm)), float(max(wavelengths_nm))
+    if low < float(lo) or high > float(hi):
+        span = f"{low:g} nm" if low == high else f"{low:g}–{high:g} nm"
+        raise CliError(f"{options}: {span} is outside the monochromator's range "
+                       f"{float(lo):g}–{float(hi):g} nm; choose wavelengths within it")
+
+
 def _print_point(point) -> None:
     r = point.result if hasattr(point, "result") else point
     flags = ";".join(r.flags) or "-"
     print(f"{r.wavelength_nm:8.2f} nm  I = {r.intensity:11.4g} cps  g = {r.g_lum:+.3e} ± "
           f"{r.sigma_g:.1e}  u = {r.linear:+.3f}  χ² = {r.chi2_red:.2f}  "
           f"{r.dwell_s:7.1f} s  {flags}")
+
+
+# --- dwell and wavelength options ---------------------------------------------------------
+
+def _dwell_options(p: argparse.ArgumentParser) -> None:
+    """--target-sigma / --dwell (one of them) with --max-dwell and the dark measurement."""
+    p.add_argument("--target-sigma", type=_positive(""), default=None, metavar="SIGMA_G",
+                   help="adaptive dwell: count each point until σ(g_lum) ≤ this")
+    p.add_argument("--dwell", type=_positive(" s"), default=None,
+                   help="fixed dwell per point, s")
+    p.add_argument("--max-dwell", type=_positive(" s"), default=DEFAULT_MAX_DWELL_S,
+                   help=f"maximum dwell per point with --target-sigma, s "
+                        f"({DEFAULT_MAX_DWELL_S:g})")
+    p.add_argument("--no-dark", action="store_true", help="do not measure dark counts")
+    p.add_argument("--dark-dwell", type=_positive(" s"), default=10.0,
+                   help="dark measurement, s (10)")
+    _add_check(p, _check_dwell)
+
+
+def _check_dwell(args: argparse.Namespace) -> None:
+    if (args.dwell is None) == (args.target_sigma is None):
+        raise CliError("give --target-sigma (adaptive dwell) or --dwell (s per point), "
+                       "one of them")
+    if args.target_sigma is not None and args.target_sigma >= 2:
+        raise CliError(f"--target-sigma {args.target_sigma:g}: σ(g_lum) targets are below 2 "
+                       "(g_lum lies in −2…+2; typical targets 1e-4…1e-3)")
+
+
+def _range_options(p: argparse.ArgumentParser) -> None:
+    """--start, --stop, --step of a wavelength scan (nm)."""
+    p.add_argument("--start", type=_positive(" nm"), default=None,
+                   help="first wavelength, nm (required)")
+    p.add_argument("--stop", type=_positive(" nm"), default=None,
+                   help="last wavelength, nm (required)")
+    p.add_argument("--step", type=_positive(" nm"), default=None, help="step, nm (required)")
+    _add_check(p, _check_range)
+
+
+def _check_range(args: argparse.Namespace) -> None:
+    """The scan's wavelengths (``args.wavelengths_nm``), checked against the monochromator's
+    range once connected."""
+    missing = [f"--{n}" for n in ("start", "stop", "step") if getattr(args, n) is None]
+    if missing:
+        raise CliError(f"give {', '.join(missing)} (nm), e.g. --start 400 --stop 560 --step 2")
+    from .scan import scan_wavelengths
+
+    args.wavelengths_nm = scan_wavelengths(args.start, args.stop, args.step)
+    args.wavelength_options = "--start/--stop"
+
+
+# --- output options: one overwrite policy for every file written --------------------------
+
+def _output_options(p: argparse.ArgumentParser, *, csv: str | None = None,
+                    csv_required: bool = False, archive: bool = False, plot: bool = False,
+                    figure_required: bool = False, jasco: bool = False) -> None:
+    """The files a subcommand writes, and ``--overwrite``. ``csv`` is the --output CSV's
+    default name; ``figure_required`` makes --output the figure (``cplscope plot``)."""
+    outputs: list[tuple[str, str, tuple[str, ...]]] = []
+    if figure_required:
+        p.add_argument("--output", type=Path, required=True,
+                       help="figure file (.png, .svg, .pdf)")
+        outputs.append(("output", "--output", FIGURE_SUFFIXES))
+    elif csv is not None or csv_required:
+        default = f" ({csv})" if csv else ""
+        p.add_argument("--output", type=Path, default=None, help=f"spectrum CSV file{default}")
+        outputs.append(("output", "--output", ()))
+        p.set_defaults(output_default=csv)
+    if archive:
+        p.add_argument("--archive", type=Path, default=None,
+                       help="HDF5 raw archive of all frames (.h5)")
+        outputs.append(("archive", "--archive", ()))
+    if plot:
+        p.add_argument("--plot", type=Path, default=None, help="figure file (.png, .svg, .pdf)")
+        outputs.append(("plot", "--plot", FIGURE_SUFFIXES))
+    if jasco:
+        p.add_argument("--jasco", type=Path, default=None, help="also export JASCO-style CSV")
+        outputs.append(("jasco", "--jasco", ()))
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace output files that exist (otherwise they are refused)")
+    p.set_defaults(outputs=outputs)
+    _add_check(p, _check_outputs)
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Every output: a writable folder that exists, a known suffix where one is needed, not
+    an existing file unless --overwrite, and no two outputs the same file."""
+    seen: dict[Path, str] = {}
+    for dest, option, suffixes in getattr(args, "outputs", ()):
+        path = getattr(args, dest)
+        if path is None and dest == "output" and getattr(args, "output_default", None):
+            path = Path(args.output_default)
+            setattr(args, dest, path)
+        if path is None:
+            continue
+        _check_output_path(path, option, suffixes, overwrite=args.overwrite)
+        key = path.resolve()
+        if key in seen:
+            raise CliError(f"{seen[key]} and {option} are the same file {path}; give each "
+                           "output its own name")
+        seen[key] = option
+
+
+def _check_output_path(path: Path, option: str, suffixes: Sequence[str], *,
+                       overwrite: bool) -> None:
+    if suffixes and path.suffix.lower() not in suffixes:
+        raise CliError(f"{option} {path}: the figure format follows the suffix; use a name "
+                       f"ending in {', '.join(suffixes)}")
+    if path.is_dir():
+        raise CliError(f"{option} {path} is a folder; give a file name")
+    folder = path.parent
+    if not folder.is_dir():
+        raise CliError(f"{option} {path}: the folder {folder} does not exist; create it "
+                       f"(mkdir -p {folder}) or choose another path")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise CliError(f"{option} {path}: no permission to write in {folder}; choose another "
+                       "folder")
+    if path.exists() and not overwrite:
+        raise CliError(f"{option} {path} exists; pass --overwrite to replace it, or choose "
+                       "another name")
+
+
+# --- input files of reprocess and plot -----------------------------------------------------
+
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def _is_hdf5(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(8) == _HDF5_SIGNATURE
+    except OSError:
+        return False
+
+
+def _read_spectrum_csv(path: Path):
+    """A spectrum CSV written by ``cplscope scan``, or a CliError naming the file."""
+    from .spectrum import Spectrum
+
+    _check_input_file(path, "", "give spectrum CSV files written by `cplscope scan "
+                      "--output`")
+    if _is_hdf5(path):
+        raise CliError(f"{path} is an HDF5 raw archive, not a spectrum CSV: plot the CSV "
+                       f"that `cplscope scan --output` wrote, or recompute the spectrum with "
+                       f"`cplscope reprocess {path} --plot FIGURE.png`")
+    try:
+        return Spectrum.read_csv(path)
+    except UnicodeDecodeError:
+        raise CliError(f"{path} is not a text file; `cplscope plot` expects spectrum CSV "
+                       "files written by `cplscope scan --output`") from None
+    except ValueError as exc:
+        raise CliError(f"{exc}; `cplscope plot` expects spectrum CSV files written by "
+                       "`cplscope scan --output`") from None
 
 
 # --- subcommands -------------------------------------------------------------------------
@@ -132,9 +477,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
     from .plot import plot_cpl
     from .scan import ScanInterrupted
 
-    if (args.dwell is None) == (args.target_sigma is None):
-        raise CliError("give --target-sigma (adaptive dwell) or --dwell (s per point)")
-    output = args.output or Path("spectrum.csv")
+    output = args.output
     with _connect(args) as inst:
         def live(point, i, acc):
             if args.verbose:
@@ -147,7 +490,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
                              accumulations=args.accumulations, dark=not args.no_dark,
                              dark_dwell_s=args.dark_dwell, callback=live, output=output,
                              archive=args.archive, progress=not args.quiet,
-                             sample=args.sample_name,
+                             sample=args.sample_name, overwrite=args.overwrite,
                              settings={"hv_volts": args.hv, "seed": args.seed if args.sim
                                        else None})
         except ScanInterrupted as exc:
@@ -166,9 +509,12 @@ def cmd_scan(args: argparse.Namespace) -> int:
     return status
 
 
+def _check_point(args: argparse.Namespace) -> None:
+    args.wavelengths_nm = [args.wavelength]
+    args.wavelength_options = "--wavelength"
+
+
 def cmd_point(args: argparse.Namespace) -> int:
-    if (args.dwell is None) == (args.target_sigma is None):
-        raise CliError("give --target-sigma (adaptive dwell) or --dwell (s)")
     with _connect(args) as inst:
         inst.move_to(args.wavelength)
         dark = None if args.no_dark else inst.measure_dark(args.dark_dwell)
@@ -189,12 +535,23 @@ def cmd_dark(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_blank(args: argparse.Namespace) -> None:
+    if args.blank is not None:
+        _check_input_file(args.blank, "--blank", "give the spectrum CSV of an achiral "
+                          "reference measured with `cplscope scan --output`")
+
+
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from .calibrate_run import calibrate, calibrate_simulated, store_blank
     from .spectrum import Spectrum
 
     if args.blank is not None:
-        cal = store_blank(Spectrum.read_csv(args.blank), path=args.calibration)
+        try:
+            blank = Spectrum.read_csv(args.blank)
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise CliError(f"--blank {args.blank} is not a spectrum CSV ({exc}); give one "
+                           "written by `cplscope scan --output`") from None
+        cal = store_blank(blank, path=args.calibration)
         n = len(cal.blank.g) if cal.blank is not None else 0
         print(f"# blank of {n} points stored in the calibration of {cal.serial}")
         return 0
@@ -211,6 +568,17 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_archive_input(args: argparse.Namespace) -> None:
+    _check_input_file(args.archive, "", "give the HDF5 raw archive that `cplscope scan "
+                      "--archive` wrote")
+    if not _is_hdf5(args.archive):
+        raise CliError(f"{args.archive} is not an HDF5 raw archive; give the file that "
+                       "`cplscope scan --archive` wrote (a spectrum CSV is plotted with "
+                       "`cplscope plot`)")
+    if args.output is None:
+        args.output = args.archive.with_suffix(".reprocessed.csv")
+
+
 def cmd_reprocess(args: argparse.Namespace) -> int:
     from .archive import reprocess
     from .calibration import Calibration
@@ -218,28 +586,40 @@ def cmd_reprocess(args: argparse.Namespace) -> int:
 
     cal = Calibration.load(args.calibration) if args.calibration else None
     spec = reprocess(args.archive, cal)
-    out = args.output or args.archive.with_suffix(".reprocessed.csv")
-    spec.write_csv(out)
-    print(f"# {len(spec)} points -> {out}")
+    spec.write_csv(args.output)
+    print(f"# {len(spec)} points -> {args.output}")
     if args.plot:
         plot_cpl(spec, args.plot)
         print(f"# figure -> {args.plot}")
     return 0
 
 
+def _check_plot(args: argparse.Namespace) -> None:
+    if args.label and len(args.label) != len(args.csv):
+        raise CliError(f"--label given {len(args.label)} times for {len(args.csv)} CSV "
+                       "files: give one label per file, or none")
+    if args.mirror and len(args.csv) != 2:
+        raise CliError("--mirror needs exactly two spectra (R then S)")
+    if args.smooth is not None and (args.smooth < 3 or args.smooth % 2 == 0):
+        raise CliError(f"--smooth {args.smooth}: give an odd number of points ≥ 3 (the "
+                       "window is centred on each point)")
+    args.spectra = [_read_spectrum_csv(p) for p in args.csv]
+
+
 def cmd_plot(args: argparse.Namespace) -> int:
     from .plot import mirror_report, plot_cpl
-    from .spectrum import Spectrum
 
-    specs = [Spectrum.read_csv(p) for p in args.csv]
+    specs = args.spectra
     labels = args.label or None
     mirror = None
     if args.mirror:
-        if len(specs) != 2:
-            raise CliError("--mirror needs exactly two spectra (R then S)")
-        mirror = mirror_report(specs[0], specs[1])
+        try:
+            mirror = mirror_report(specs[0], specs[1])
+        except ValueError as exc:
+            raise CliError(f"--mirror: {exc}") from None
         print(mirror.text())
-    plot_cpl(specs, args.output, labels=labels, mirror=mirror or False)
+    plot_cpl(specs, args.output, labels=labels, mirror=mirror or False,
+             smooth_points=args.smooth)
     print(f"# figure -> {args.output}")
     return 0
 
@@ -263,6 +643,13 @@ def cmd_samples(args: argparse.Namespace) -> int:
 
     for name in list_samples():
         print(name)
+    return 0
+
+
+def cmd_udev_rule(args: argparse.Namespace) -> int:
+    from .udev import rules_text
+
+    sys.stdout.write(rules_text())
     return 0
 
 
@@ -316,75 +703,80 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 # --- parser ------------------------------------------------------------------------------
 
-def _dwell_options(p: argparse.ArgumentParser, max_default: float) -> None:
-    p.add_argument("--target-sigma", type=float, default=None,
-                   help="adaptive dwell: count until σ(g_lum) ≤ this")
-    p.add_argument("--dwell", type=float, default=None, help="fixed dwell per point, s")
-    p.add_argument("--max-dwell", type=float, default=max_default,
-                   help=f"maximum dwell per point with --target-sigma, s ({max_default:g})")
-    p.add_argument("--no-dark", action="store_true", help="do not measure dark counts")
-    p.add_argument("--dark-dwell", type=float, default=10.0, help="dark measurement, s (10)")
+def _global_options(p: argparse.ArgumentParser, *, top: bool) -> None:
+    """-v and -q, accepted before and after the subcommand (a subcommand's copy leaves
+    the value given before it alone unless given itself)."""
+    default: Any = False if top else argparse.SUPPRESS
+    if "--verbose" not in p._option_string_actions:
+        p.add_argument("-v", "--verbose", action="store_true", default=default,
+                       help="print every point")
+    if "--quiet" not in p._option_string_actions:
+        p.add_argument("-q", "--quiet", action="store_true", default=default,
+                       help="no progress bar")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cplscope", description="Circularly polarized luminescence spectrometer control. "
         "Add --sim to any instrument command to use the simulated instrument.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="print every point")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _global_options(parser, top=True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("scan", help="measure a g_lum spectrum")
     _device_options(p)
-    p.add_argument("--start", type=float, required=True, help="first wavelength, nm")
-    p.add_argument("--stop", type=float, required=True, help="last wavelength, nm")
-    p.add_argument("--step", type=float, required=True, help="step, nm")
-    _dwell_options(p, 300.0)
-    p.add_argument("--accumulations", type=int, default=1, help="repeated scans, averaged")
-    p.add_argument("--output", type=Path, default=None, help="CSV file (spectrum.csv)")
-    p.add_argument("--archive", type=Path, default=None, help="HDF5 raw archive of all frames")
-    p.add_argument("--plot", type=Path, default=None, help="figure file (.png, .svg, .pdf)")
-    p.add_argument("--jasco", type=Path, default=None, help="also export JASCO-style CSV")
+    _range_options(p)
+    _dwell_options(p)
+    p.add_argument("--accumulations", type=_int_at_least(1), default=1,
+                   help="repeated scans, averaged (1)")
+    _output_options(p, csv="spectrum.csv", archive=True, plot=True, jasco=True)
     p.set_defaults(func=cmd_scan)
 
     p = sub.add_parser("point", help="measure g_lum at one wavelength")
     _device_options(p)
-    p.add_argument("--wavelength", type=float, required=True, help="nm")
-    _dwell_options(p, 600.0)
+    p.add_argument("--wavelength", type=_positive(" nm"), required=True, help="nm")
+    _dwell_options(p)
     p.add_argument("--json", action="store_true", help="also print the result as JSON")
+    _add_check(p, _check_point)
     p.set_defaults(func=cmd_point)
 
     p = sub.add_parser("dark", help="measure dark counts (shutter closed)")
     _device_options(p)
-    p.add_argument("--dwell", type=float, default=10.0, help="s (10)")
+    p.add_argument("--dwell", type=_positive(" s"), default=10.0, help="s (10)")
     p.set_defaults(func=cmd_dark)
 
     p = sub.add_parser("calibrate", help="A0, φ0 and handedness; stored per instrument")
     _device_options(p)
-    p.add_argument("--dwell", type=float, default=20.0, help="s per step (20)")
-    p.add_argument("--wavelength", type=float, default=500.0, help="nm (500)")
+    p.add_argument("--dwell", type=_positive(" s"), default=20.0, help="s per step (20)")
+    p.add_argument("--wavelength", type=_positive(" nm"), default=500.0, help="nm (500)")
     p.add_argument("--reference-sign", type=int, choices=(1, -1), default=1,
                    help="sign of the handedness reference's g (+1: left-circular polarizer)")
-    p.add_argument("--dead-time", type=float, default=None,
+    p.add_argument("--dead-time", type=_non_negative(" s"), default=None,
                    help="counting head dead time from its datasheet, s (e.g. 18e-9)")
     p.add_argument("--blank", type=Path, default=None, metavar="CSV",
                    help="store this achiral reference's spectrum as the blank (baseline) that "
                         "scans of the same instrument subtract from g")
+    _add_check(p, _check_blank)
     p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("reprocess", help="recompute a spectrum from a raw archive")
-    p.add_argument("archive", type=Path)
+    p.add_argument("archive", type=Path, help="HDF5 raw archive (`cplscope scan --archive`)")
     p.add_argument("--calibration", type=Path, default=None, help="new calibration file")
-    p.add_argument("--output", type=Path, default=None, help="CSV file")
-    p.add_argument("--plot", type=Path, default=None, help="figure file")
+    _add_check(p, _check_reprocess_calibration)
+    _output_options(p, csv_required=True, plot=True)
     p.set_defaults(func=cmd_reprocess)
+    # the default CSV name follows the archive: set before the output check runs
+    p.get_default("checks").insert(0, _check_archive_input)
 
     p = sub.add_parser("plot", help="CPL figure of one or more spectrum CSVs")
-    p.add_argument("csv", type=Path, nargs="+")
-    p.add_argument("--output", type=Path, required=True, help="figure file (.png/.svg/.pdf)")
+    p.add_argument("csv", type=Path, nargs="+", help="spectrum CSV (`cplscope scan --output`)")
+    _output_options(p, figure_required=True)
     p.add_argument("--label", action="append", default=[], help="legend label, repeatable")
     p.add_argument("--mirror", action="store_true",
                    help="R/S mirror-symmetry report of two spectra")
+    p.add_argument("--smooth", type=_int_at_least(1), default=None, metavar="POINTS",
+                   help="also draw g_lum smoothed over this many points (odd, ≥ 3; the "
+                        "figure states the window)")
+    _add_check(p, _check_plot)
     p.set_defaults(func=cmd_plot)
 
     p = sub.add_parser("info", help="identify the board, status, calibration, stream health")
@@ -394,30 +786,108 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("samples", help="list the simulated samples")
     p.set_defaults(func=cmd_samples)
 
+    p = sub.add_parser("udev-rule", help="print a Linux udev rule that lets users open the "
+                       "board (save it under /etc/udev/rules.d/)")
+    p.set_defaults(func=cmd_udev_rule)
+
     p = sub.add_parser("flash", help="copy the firmware to a board with mpremote")
     p.add_argument("--port", default=None, help="serial port of the board's REPL (auto)")
     p.add_argument("--dry-run", action="store_true", help="print the commands only")
     p.set_defaults(func=cmd_flash)
 
     p = sub.add_parser("demo", help="the g_lum estimator on generated photon counts")
-    p.add_argument("--g", type=float, default=6e-4)
-    p.add_argument("--rate", type=float, default=2e6, help="peak count rate, cps")
-    p.add_argument("--dwell", type=float, default=300.0, help="s per point")
-    p.add_argument("--bins", type=int, default=16)
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--g", type=_number, default=6e-4)
+    p.add_argument("--rate", type=_positive(" cps"), default=2e6, help="peak count rate, cps")
+    p.add_argument("--dwell", type=_positive(" s"), default=300.0, help="s per point")
+    p.add_argument("--bins", type=_bins, default=16)
+    p.add_argument("--seed", type=_int_at_least(0), default=1)
     p.set_defaults(func=cmd_demo)
+
+    _add_cd_subcommands(sub)
+    for subparser in sub.choices.values():
+        _global_options(subparser, top=False)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def _check_reprocess_calibration(args: argparse.Namespace) -> None:
+    if args.calibration is not None:
+        _check_input_file(args.calibration, "--calibration",
+                          "give a calibration file written by `cplscope calibrate`")
+
+
+def _add_cd_subcommands(sub: Any) -> None:
+    """``cd``, ``cd-plot``, ``cd-calibrate`` from :mod:`cplscope.cli_cd`, when present."""
+    try:
+        from . import cli_cd
+    except ImportError as exc:
+        if getattr(exc, "name", None) != f"{__package__}.cli_cd":
+            raise
+        return
+    cli_cd.add_parser(sub)
+
+
+def _value_options(parser: argparse.ArgumentParser) -> set[str]:
+    """Option strings, of every subcommand, that take one value."""
+    found: set[str] = set()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for subparser in action.choices.values():
+                found |= _value_options(subparser)
+        elif action.option_strings and action.nargs is None:
+            found.update(action.option_strings)
+    return found
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _join_negative_values(argv: Sequence[str], parser: argparse.ArgumentParser) -> list[str]:
+    """``--opt -1e-4`` → ``--opt=-1e-4``: argparse takes a value such as -1e-4 for an option
+    and says "expected one argument"; joined, it reaches the option's type, which refuses it
+    with a message that says why."""
+    takes_value = _value_options(parser)
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        tok = argv[i]
+        if tok == "--":
+            out.extend(argv[i:])
+            break
+        nxt = argv[i + 1] if i + 1 < len(argv) else None
+        if (tok in takes_value and nxt is not None and nxt.startswith("-")
+                and _is_number(nxt)):
+            out.append(f"{tok}={nxt}")
+            i += 2
+            continue
+        out.append(tok)
+        i += 1
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (0 done, 1 failed, 2 a usage mistake,
+    130 interrupted)."""
+    parser = build_parser()
+    raw = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = parser.parse_args(_join_negative_values(raw, parser))
+    except SystemExit as exc:  # argparse has printed the usage mistake (or --help)
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    args.verbose = bool(getattr(args, "verbose", False))
+    args.quiet = bool(getattr(args, "quiet", False))
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
+        _run_checks(args)
         return int(args.func(args) or 0)
     except CliError as exc:
         print(f"cplscope {args.command}: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cplscope.archive import Archive
-from cplscope.cli import main
+from cplscope.cli import _join_negative_values, _run_checks, build_parser, main
 from cplscope.scan import scan_wavelengths
 from cplscope.spectrum import Spectrum
 
@@ -34,7 +34,7 @@ def test_calibrate_stores_a_calibration_close_to_the_simulated_pem(home):
 
 def test_scan_writes_csv_archive_and_figure(home, tmp_path, capsys):
     csv, h5, png = tmp_path / "r.csv", tmp_path / "r.h5", tmp_path / "r.png"
-    rc = main(["-q", "scan", "--sim", "--sample", "R-Cs4PbBr6", "--start", "430", "--stop",
+    rc = main(["-q", "scan", "--sim", "--sample", "r-cs4pbbr6", "--start", "430", "--stop",
                "446", "--step", "8", "--dwell", "20", "--output", str(csv), "--archive",
                str(h5), "--plot", str(png), "--dark-dwell", "5"])
     assert rc == 0
@@ -57,7 +57,10 @@ def test_reprocess_reproduces_the_scan(home, tmp_path):
                  "440", "--step", "2", "--dwell", "10", "--output", str(csv), "--archive",
                  str(h5), "--no-dark"]) == 0
     out = tmp_path / "again.csv"
-    assert main(["reprocess", str(h5), "--output", str(out)]) == 0
+    out.write_text("an older result")
+    assert main(["reprocess", str(h5), "--output", str(out)]) == 2   # exists: refused
+    assert out.read_text() == "an older result"
+    assert main(["reprocess", str(h5), "--output", str(out), "--overwrite"]) == 0
     a, b = Spectrum.read_csv(csv), Spectrum.read_csv(out)
     np.testing.assert_allclose(a.g_lum, b.g_lum, rtol=1e-9)
     np.testing.assert_allclose(a.sigma_g, b.sigma_g, rtol=1e-9)
@@ -100,23 +103,207 @@ def test_plot_with_mirror_report(home, tmp_path, capsys):
     assert svg.read_text().lstrip().startswith(("<?xml", "<svg"))
 
 
+@pytest.fixture
+def no_instrument(monkeypatch, tmp_path):
+    """Any attempt to connect fails the test: the mistake must be caught before; the
+    working folder is an empty temporary one."""
+    import cplscope
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the command connected to an instrument before refusing")
+
+    monkeypatch.setattr(cplscope, "connect", refuse)
+    monkeypatch.setenv("CPLSCOPE_HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+SCAN = ["scan", "--sim", "--start", "400", "--stop", "410", "--step", "5"]
+
+
+def refused(argv, capfd, *expected):
+    """Run ``cplscope argv``: exit status 2, no traceback, every ``expected`` text in the
+    message; returns the message."""
+    rc = main(argv)
+    err = capfd.readouterr().err
+    assert rc == 2, err
+    assert "Traceback" not in err
+    for text in expected:
+        assert text in err, err
+    return err
+
+
+# --- the mistakes of issue 12's table, each caught before any measurement ------------------
+
+def test_unknown_sample_names_the_option_and_the_nearest_sample(no_instrument, capfd):
+    err = refused(SCAN + ["--sample", "R-CsPbBr6", "--dwell", "1"], capfd, "--sample",
+                  "'R-CsPbBr6'", "R-Cs4PbBr6", "cplscope samples")
+    assert "no reply" not in err
+
+
+def test_missing_sample_file(no_instrument, capfd):
+    refused(SCAN + ["--sample-file", "nothere.json", "--dwell", "1"], capfd,
+            "--sample-file", "nothere.json", "no such file")
+
+
+@pytest.mark.parametrize("text,reason", [("{", "not valid JSON"),
+                                         ('{"name": "x"}', "sample file")])
+def test_malformed_sample_file(no_instrument, capfd, text, reason):
+    bad = no_instrument / "bad.json"
+    bad.write_text(text)
+    refused(SCAN + ["--sample-file", str(bad), "--dwell", "1"], capfd, "--sample-file",
+            "bad.json", reason)
+
+
+@pytest.mark.parametrize("option,value", [
+    ("--target-sigma", "-1e-4"), ("--target-sigma", "-2E-4"), ("--dwell", "-1"),
+    ("--dwell", "0"), ("--max-dwell", "-300"), ("--dark-dwell", "-1.5"), ("--step", "-2"),
+    ("--hv", "-800"), ("--accumulations", "0"), ("--bins", "12"), ("--seed", "-1"),
+    ("--target-sigma", "nan"), ("--dwell", "ten"),
+])
+def test_bad_numbers_are_refused_with_the_option_name(no_instrument, capfd, option, value):
+    argv = SCAN + [option, value]
+    if option not in ("--target-sigma", "--dwell"):
+        argv += ["--dwell", "1"]
+    err = refused(argv, capfd, option)
+    assert "expected one argument" not in err and "duration_s" not in err
+
+
+def test_target_sigma_above_the_range_of_g(no_instrument, capfd):
+    refused(SCAN + ["--target-sigma", "5"], capfd, "--target-sigma", "below 2")
+
+
+def test_negative_numbers_parse_where_they_are_valid():
+    parser = build_parser()
+    args = parser.parse_args(_join_negative_values(["demo", "--g", "-6e-4"], parser))
+    assert args.g == -6e-4
+    # a negative number is joined only to an option that takes a value
+    assert _join_negative_values(["scan", "--no-dark", "-1"], parser) == \
+        ["scan", "--no-dark", "-1"]
+    assert _join_negative_values(["scan", "--dwell", "-1e-3", "--", "--dwell", "-1"],
+                                 parser) == ["scan", "--dwell=-1e-3", "--", "--dwell", "-1"]
+
+
+@pytest.mark.parametrize("option,name", [("--output", "x.csv"), ("--archive", "x.h5"),
+                                         ("--plot", "x.png"), ("--jasco", "x.txt")])
+def test_outputs_in_a_missing_folder_are_refused_before_the_scan(no_instrument, capfd,
+                                                                 option, name):
+    refused(SCAN + ["--dwell", "1", option, f"nodir/{name}"], capfd, option, "nodir",
+            "does not exist")
+
+
+def test_figure_suffix_is_checked_before_the_scan(no_instrument, capfd):
+    refused(SCAN + ["--dwell", "1", "--plot", "r.jpeg"], capfd, "--plot", ".png")
+
+
+@pytest.mark.parametrize("option,name", [("--output", "r.csv"), ("--archive", "r.h5"),
+                                         ("--plot", "r.png"), ("--jasco", "r.txt")])
+def test_existing_outputs_are_refused_without_overwrite(no_instrument, capfd, option, name):
+    (no_instrument / name).write_text("kept")
+    refused(SCAN + ["--dwell", "1", option, name], capfd, option, name, "--overwrite")
+    assert (no_instrument / name).read_text() == "kept"
+
+
+def test_default_output_follows_the_same_policy(no_instrument, capfd):
+    (no_instrument / "spectrum.csv").write_text("kept")
+    refused(SCAN + ["--dwell", "1"], capfd, "--output", "spectrum.csv", "--overwrite")
+
+
+def test_two_outputs_may_not_be_one_file(no_instrument, capfd):
+    refused(SCAN + ["--dwell", "1", "--output", "r.csv", "--jasco", "r.csv"], capfd,
+            "--output", "--jasco", "same file")
+
+
+def test_plot_of_an_archive_names_the_file_and_what_was_expected(no_instrument, capfd):
+    h5 = no_instrument / "run.h5"
+    h5.write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(range(256)) * 8)
+    refused(["plot", str(h5), "--output", "fig.png"], capfd, "run.h5", "HDF5",
+            "spectrum CSV", "cplscope reprocess")
+    junk = no_instrument / "junk.csv"
+    junk.write_bytes(b"\xff\xfe\x00binary")
+    refused(["plot", str(junk), "--output", "fig.png"], capfd, "junk.csv", "spectrum CSV")
+    refused(["plot", "absent.csv", "--output", "fig.png"], capfd, "absent.csv",
+            "no such file")
+    assert not (no_instrument / "fig.png").exists()
+
+
+def test_reprocess_of_a_csv_says_it_needs_an_archive(no_instrument, capfd):
+    csv = no_instrument / "r.csv"
+    csv.write_text("wavelength_nm\n")
+    refused(["reprocess", str(csv)], capfd, "r.csv", "HDF5 raw archive")
+
+
+def test_global_options_are_accepted_after_the_subcommand(no_instrument, capfd):
+    args = build_parser().parse_args(["scan", "--start", "1", "--stop", "2", "--step", "1",
+                                      "-q", "-v"])
+    assert args.quiet is True and args.verbose is True
+    args = build_parser().parse_args(["-q", "scan"])
+    assert args.quiet is True and args.verbose is False
+    assert main(["samples", "-q"]) == 0
+    assert "R-Cs4PbBr6" in capfd.readouterr().out
+
+
+def test_max_dwell_default_is_the_same_in_scan_and_point():
+    from cplscope.measure import DEFAULT_MAX_DWELL_S
+
+    parser = build_parser()
+    scan_args = parser.parse_args(["scan"])
+    point_args = parser.parse_args(["point", "--wavelength", "438"])
+    assert scan_args.max_dwell == point_args.max_dwell == DEFAULT_MAX_DWELL_S
+
+
+def test_sample_names_are_stored_in_the_library_spelling(no_instrument):
+    args = build_parser().parse_args(SCAN + ["--sample", "r-cs4pbbr6", "--dwell", "1"])
+    _run_checks(args)
+    assert args.sample == args.sample_name == "R-Cs4PbBr6"
+
+
+def test_scan_range_outside_the_monochromator_ends_before_measuring(tmp_path, monkeypatch,
+                                                                    capfd):
+    """The one check that needs the instrument: made right after connecting, before the
+    first-run calibration of the simulated instrument or any point."""
+    monkeypatch.setenv("CPLSCOPE_HOME", str(tmp_path / "home"))
+    out = tmp_path / "far.csv"
+    refused(["-q", "scan", "--sim", "--start", "880", "--stop", "920", "--step", "10",
+             "--dwell", "1", "--output", str(out)], capfd, "--start/--stop", "880–920 nm",
+            "200–900 nm")
+    assert not out.exists() and not list((tmp_path / "home").glob("calibration-*"))
+
+
 @pytest.mark.parametrize("argv,message", [
     (["scan", "--sim", "--start", "400", "--stop", "410", "--step", "5"], "--target-sigma"),
+    (["scan", "--sim", "--start", "400", "--stop", "410", "--step", "5", "--dwell", "1",
+      "--target-sigma", "1e-4"], "one of them"),
+    (["scan", "--sim", "--dwell", "1"], "--start, --stop, --step"),
     (["scan", "--sim", "--sample", "x", "--sample-file", "y.json", "--start", "400", "--stop",
       "410", "--step", "5", "--dwell", "1"], "not both"),
     (["scan", "--fault", "corrupt=0.1", "--start", "400", "--stop", "410", "--step", "5",
       "--dwell", "1"], "need --sim"),
+    (["scan", "--sim", "--fault", "dorp=0.1", "--start", "400", "--stop", "410", "--step",
+      "5", "--dwell", "1"], "--fault"),
+    (["scan", "--device", "serial7", "--start", "400", "--stop", "410", "--step", "5",
+      "--dwell", "1"], "--device"),
+    (["scan", "--sim", "--calibration", "nocal.json", "--start", "400", "--stop", "410",
+      "--step", "5", "--dwell", "1"], "--calibration"),
+    (["point", "--sim", "--wavelength", "-438", "--dwell", "1"], "--wavelength"),
+    (["calibrate", "--blank", "noblank.csv"], "--blank"),
+    (["plot", "a.csv", "--output", "fig.jpg"], "--output"),
 ])
-def test_usage_errors_say_what_to_do(argv, message, capsys):
-    assert main(argv) == 2
-    assert message in capsys.readouterr().err
+def test_usage_errors_say_what_to_do(no_instrument, argv, message, capfd):
+    refused(argv, capfd, message)
 
 
-def test_bad_fault_value_is_rejected_by_the_parser(capsys):
-    with pytest.raises(SystemExit):
-        main(["scan", "--sim", "--fault", "corrupt", "--start", "1", "--stop", "2",
-              "--step", "1", "--dwell", "1"])
-    assert "KEY=VALUE" in capsys.readouterr().err
+def test_bad_fault_value_is_rejected_by_the_parser(no_instrument, capfd):
+    refused(["scan", "--sim", "--fault", "corrupt", "--start", "1", "--stop", "2",
+             "--step", "1", "--dwell", "1"], capfd, "KEY=VALUE")
+
+
+def test_udev_rule_prints_the_rule_for_the_board(capfd):
+    from cplscope.udev import rules_text
+
+    assert main(["udev-rule"]) == 0
+    out = capfd.readouterr().out
+    assert out == rules_text() and "1209" in out
 
 
 def test_flash_dry_run_lists_every_firmware_file(capsys):
