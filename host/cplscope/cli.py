@@ -813,6 +813,12 @@ def _check_reprocess_calibration(args: argparse.Namespace) -> None:
     if args.calibration is not None:
         _check_input_file(args.calibration, "--calibration",
                           "give a calibration file written by `cplscope calibrate`")
+        from .calibration import Calibration
+
+        try:
+            Calibration.load(args.calibration)
+        except (OSError, ValueError) as exc:
+            raise CliError(f"--calibration {args.calibration}: {exc}") from None
 
 
 def _add_cd_subcommands(sub: Any) -> None:

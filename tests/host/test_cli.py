@@ -34,9 +34,11 @@ def test_calibrate_stores_a_calibration_close_to_the_simulated_pem(home):
 
 def test_scan_writes_csv_archive_and_figure(home, tmp_path, capsys):
     csv, h5, png = tmp_path / "r.csv", tmp_path / "r.h5", tmp_path / "r.png"
+    for old in (csv, h5, png):                 # results of an earlier run, replaced on request
+        old.write_text("an older run")
     rc = main(["-q", "scan", "--sim", "--sample", "r-cs4pbbr6", "--start", "430", "--stop",
                "446", "--step", "8", "--dwell", "20", "--output", str(csv), "--archive",
-               str(h5), "--plot", str(png), "--dark-dwell", "5"])
+               str(h5), "--plot", str(png), "--dark-dwell", "5", "--overwrite"])
     assert rc == 0
     spec = Spectrum.read_csv(csv)
     assert list(spec.wavelength_nm) == [430.0, 438.0, 446.0]
@@ -287,6 +289,7 @@ def test_scan_range_outside_the_monochromator_ends_before_measuring(tmp_path, mo
       "--step", "5", "--dwell", "1"], "--calibration"),
     (["point", "--sim", "--wavelength", "-438", "--dwell", "1"], "--wavelength"),
     (["calibrate", "--blank", "noblank.csv"], "--blank"),
+    (["reprocess", "run.h5", "--calibration", "nocal.json"], "run.h5"),
     (["plot", "a.csv", "--output", "fig.jpg"], "--output"),
 ])
 def test_usage_errors_say_what_to_do(no_instrument, argv, message, capfd):
@@ -376,3 +379,14 @@ def test_info_leaves_the_instrument_as_it_is(home, capsys):
     assert out["instrument"]["implementation"] == "micropython"
     assert out["status"]["hv_set_volts"] == 0 and out["status"]["shutter_open"] is False
     assert out["usb"]["idVendor"] == "1209" and out["stream"]["rejected"] == 0
+
+
+def test_malformed_calibration_file_is_refused_up_front(no_instrument, capfd):
+    h5 = no_instrument / "run.h5"
+    h5.write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(64))
+    cal = no_instrument / "cal.json"
+    cal.write_text("{not json")
+    refused(["reprocess", str(h5), "--calibration", str(cal)], capfd, "--calibration",
+            "cal.json", "JSON")
+    refused(SCAN + ["--dwell", "1", "--calibration", str(cal)], capfd, "--calibration",
+            "cal.json")
