@@ -10,7 +10,7 @@ import scipy.special
 import scipy.stats
 
 from cplscope import _estimate
-from cplscope.demod import estimate
+from cplscope.demod import EMISSION_Z_MIN, estimate
 from cplscope.demod.bins import bin_layout
 
 A0 = np.pi / 2
@@ -649,3 +649,18 @@ def test_stats_helpers_match_scipy():
                                                           rel=1e-10)
     assert _stats.f_upper_tail(3, 4, 10) == pytest.approx(scipy.stats.f.sf(3, 4, 10), rel=1e-11)
     assert _stats.z_from_upper_tail(scipy.stats.norm.sf(5.0)) == pytest.approx(5.0, rel=1e-9)
+
+
+def test_emission_score_of_a_bright_point_over_a_large_dark_is_significant():
+    """Above 1e4 dark counts the score uses a skewness-corrected normal; its expansion must
+    not turn a bright point's huge z negative (it called 1e6-count points no_emission)."""
+    rng = np.random.default_rng(12)
+    lay = bin_layout(16, 1.9, 0.3)
+    for m in (20.0, 444.0, 5000.0):
+        counts = rng.poisson(m * lay.w + 0.25, size=(3000, 16))
+        e = estimate(counts, 1.9, phase_offset=0.3, dark=np.full(16, 0.25), dark_sigma=0.018)
+        assert e.emission_z >= EMISSION_Z_MIN and e.emission_p < 1e-6
+    # and pure dark of the same size stays near 0
+    dark_only = rng.poisson(0.25, size=(3000, 16))
+    e = estimate(dark_only, 1.9, phase_offset=0.3, dark=np.full(16, 0.25), dark_sigma=0.018)
+    assert abs(e.emission_z) < 5

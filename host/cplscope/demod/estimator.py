@@ -426,6 +426,12 @@ def _dark_total_sd(dark_sd: np.ndarray, n_bins: int, scale: float) -> float:
     return float(np.sqrt(np.sum(dark_sd**2))) * scale
 
 
+#: |z| beyond which the skewness correction of the large-dark emission score is not applied.
+_CF_Z_MAX = 8.0
+#: |emission_z| cap: the exact tails cannot resolve p-values beyond it (z ≈ 37.5).
+_Z_CAP = 37.5
+
+
 def _poisson_emission(n_total: float, dark_total: float, dark_sd: float) -> tuple[float, float]:
     """(z, p) of the score test of N against the dark D ± σ_D under "no signal".
 
@@ -443,8 +449,14 @@ def _poisson_emission(n_total: float, dark_total: float, dark_sd: float) -> tupl
     if d > _EXACT_TAIL_MAX:
         z = (n - d) / np.sqrt(var)
         gamma = (d + 3.0 * sd**2 + 2.0 * sd**4 / d) / var**1.5
-        z = z - gamma * (z * z - 1.0) / 6.0
-        return float(z), _stats.upper_tail_from_z(z)
+        # The Cornish–Fisher term is a small-|z| expansion: it is monotone in z only while
+        # γ·|z| < 3, and far out (a bright point) it would turn a huge z negative. Apply it
+        # where it is valid (it matters near the decision threshold), keep the normal score
+        # elsewhere, and cap both as the exact tails are capped.
+        if abs(z) <= _CF_Z_MAX and gamma * abs(z) < 1.5:
+            z = z - gamma * (z * z - 1.0) / 6.0
+        z = float(np.clip(z, -_Z_CAP, _Z_CAP))
+        return z, _stats.upper_tail_from_z(z)
     if sd == 0.0:
         p = _stats.poisson_upper_tail(n, d)
     elif n <= 0.0:
