@@ -6,7 +6,7 @@ mirror-image CD of R- and S-Cs4PbBr6 nanocrystals over 300–450 nm (g_abs up to
 same board and PEM measure it in the CD light path (docs/cd.md): a solvent baseline, then
 each sample against it.
 
-    python examples/seed_paper_cd.py [--out DIR] [--quick]
+    python examples/seed_paper_cd.py [--out DIR] [--quick] [--readme README.md]
 
 Writes one CD CSV per sample, the CD figure of the R/S pair with its mirror report
 (docs/figures/seed-paper-cd.png in the repository), and prints a summary.
@@ -24,6 +24,8 @@ from cplscope.plot_cd import cd_mirror_report, plot_cd
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--out", type=Path, default=Path("seed-paper-cd"))
 parser.add_argument("--quick", action="store_true", help="coarser steps, looser target")
+parser.add_argument("--readme", type=Path, default=None,
+                    help="write the table into this README between <!-- cd-table --> markers")
 args = parser.parse_args()
 args.out.mkdir(parents=True, exist_ok=True)
 step, target, max_dwell = (4.0, 1e-3, 150.0) if args.quick else (2.0, 5e-4, 300.0)
@@ -59,6 +61,9 @@ report = cd_mirror_report(r, s)
 plot_cd([r, s], args.out / "seed-paper-cd.png", mirror=report,
         title="R-/S-Cs4PbBr6 NCs, CD on the simulated instrument")
 print(report.text())
+rows = [("sample", "paper (Fig. 3a/c)", "recovered on the twin"), ("---",) * 3]
+paper = {"R-Cs4PbBr6": "g_abs max +8.5e-3", "S-Cs4PbBr6": "g_abs max −8.8e-3 (mirror image)",
+         "N-Cs4PbBr6": "no CD", "CsPbBr3": "no CD"}
 for name, pick in (("R-Cs4PbBr6", np.nanargmax), ("S-Cs4PbBr6", np.nanargmin)):
     spec = results[name]
     lam = spec.wavelength_nm
@@ -69,9 +74,26 @@ for name, pick in (("R-Cs4PbBr6", np.nanargmax), ("S-Cs4PbBr6", np.nanargmin)):
           f"{spec.sigma_g_abs[i]:.1e} at {spec.wavelength_nm[i]:g} nm; "
           f"{int(spec.has_flag('opaque').sum())} opaque points below "
           f"{spec.wavelength_nm[~spec.has_flag('opaque')].min():g} nm")
+    extra = (f"; g_R + g_S: χ² = {report.chi2:.1f}/{report.dof}, p = {report.p_value:.2f}; "
+             f"g_R/(−g_S) = {report.ratio:.2f} ± {report.sigma_ratio:.2f}"
+             if name == "S-Cs4PbBr6" else "")
+    rows.append((name, paper[name], f"{spec.g_abs[i]:+.2e} ± {spec.sigma_g_abs[i]:.1e} at "
+                 f"{spec.wavelength_nm[i]:g} nm{extra}"))
 for name in ("N-Cs4PbBr6", "CsPbBr3"):
     spec = results[name]
     ok = np.isfinite(spec.delta_a) & (spec.sigma_delta_a > 0)
     chi2 = float(np.sum((spec.delta_a[ok] / spec.sigma_delta_a[ok]) ** 2))
     print(f"{name}: ΔA = 0: χ² = {chi2:.1f} over {int(ok.sum())} points "
           f"({int(spec.has_flag('opaque').sum())} opaque)")
+    rows.append((name, paper[name], f"ΔA = 0: χ² = {chi2:.1f} over {int(ok.sum())} points"))
+table = "\n".join("| " + " | ".join(row) + " |" for row in rows)
+print(table)
+if args.readme is not None:
+    text = args.readme.read_text(encoding="utf-8")
+    marker = "<!-- cd-table -->"
+    head, sep, rest = text.partition(marker)
+    _, sep2, tail = rest.partition(marker)
+    if not (sep and sep2):
+        raise SystemExit(f"{args.readme} has no pair of {marker} markers")
+    args.readme.write_text(f"{head}{marker}\n{table}\n{marker}{tail}", encoding="utf-8")
+    print(f"table written into {args.readme}")
