@@ -312,7 +312,7 @@ class SimSession:
 
 def launch(sample: str = "R-Cs4PbBr6", *, faults: dict[str, Any] | None = None, seed: int = 0,
            speed: float | None = None, bench_options: dict[str, Any] | None = None,
-           timeout: float = 20.0, serial: str = "51a000000001",
+           timeout: float = 60.0, serial: str = "51a000000001",
            usb_bytes_per_s: float = 1.0e6, zlp: bool = True) -> SimSession:
     """Start the simulated instrument and return its :class:`SimSession` once the board is on
     the (virtual) bus.
@@ -324,7 +324,9 @@ def launch(sample: str = "R-Cs4PbBr6", *, faults: dict[str, Any] | None = None, 
     instrument s per wall s (docs/sim-link.md).
     bench_options: keyword arguments of :class:`~cplscope.sim.bench.Bench` (``slit_fwhm_nm``,
     ``dark_rate_cps``, ``dead_time_s``, ``flicker_rms``, ``pem_phase_offset_rad``,
-    ``pem_drive_per_rad_nm``, …). timeout: s of wall time allowed for the start.
+    ``pem_drive_per_rad_nm``, …). timeout: s of wall time allowed for the start (generous:
+    a child that exits is reported at once, so the limit only ends a start that hangs, and a
+    busy machine must not turn a slow start into a failure).
     usb_bytes_per_s: bulk IN throughput in instrument time. zlp: end whole-packet IN buffers
     with a zero-length packet, as the board's USB layer does.
     """
