@@ -821,15 +821,33 @@ def _check_reprocess_calibration(args: argparse.Namespace) -> None:
             raise CliError(f"--calibration {args.calibration}: {exc}") from None
 
 
+# options of the CD subcommands that take a number > 0 (unit), or ≥ 0 (dark dwell: 0 = none)
+_CD_POSITIVE = {"start": " nm", "stop": " nm", "step": " nm", "dwell": " s",
+                "target_sigma": "", "target_sigma_delta_a": "", "max_dwell": " s",
+                "max_absorbance": "", "concentration": " mol/L", "path": " cm"}
+_CD_NON_NEGATIVE = {"dark_dwell": " s"}
+
+
 def _add_cd_subcommands(sub: Any) -> None:
-    """``cd``, ``cd-plot``, ``cd-calibrate`` from :mod:`cplscope.cli_cd`, when present."""
+    """``cd``, ``cd-plot``, ``cd-calibrate`` from :mod:`cplscope.cli_cd`, when present; their
+    plain-float options get the checked types of the other subcommands, so that a negative
+    dwell is refused before the instrument is touched."""
     try:
         from . import cli_cd
     except ImportError as exc:
         if getattr(exc, "name", None) != f"{__package__}.cli_cd":
             raise
         return
+    before = set(sub.choices)
     cli_cd.add_parser(sub)
+    for name in set(sub.choices) - before:
+        for action in sub.choices[name]._actions:
+            if action.type is not float:
+                continue
+            if action.dest in _CD_POSITIVE:
+                action.type = _positive(_CD_POSITIVE[action.dest])
+            elif action.dest in _CD_NON_NEGATIVE:
+                action.type = _non_negative(_CD_NON_NEGATIVE[action.dest])
 
 
 def _value_options(parser: argparse.ArgumentParser) -> set[str]:

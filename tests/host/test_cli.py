@@ -390,3 +390,15 @@ def test_malformed_calibration_file_is_refused_up_front(no_instrument, capfd):
             "cal.json", "JSON")
     refused(SCAN + ["--dwell", "1", "--calibration", str(cal)], capfd, "--calibration",
             "cal.json")
+
+
+@pytest.mark.parametrize("option", ["--dwell", "--step", "--max-dwell", "--dark-dwell"])
+def test_cd_subcommand_refuses_negative_numbers_before_connecting(no_instrument, capfd,
+                                                                   option):
+    pytest.importorskip("cplscope.cli_cd")
+    values = {"--start": "284", "--stop": "296", "--step": "4", "--dwell": "20"}
+    values[option] = "-3"
+    argv = ["cd", "--sim", "--sample", "solvent"]
+    for key, value in values.items():
+        argv += [key, value]
+    refused(argv, capfd, option, "≥ 0" if option == "--dark-dwell" else "> 0")
