@@ -134,9 +134,20 @@ def test_bad_arguments_fail_before_any_process_starts(monkeypatch):
         launcher.find_micropython()
 
 
-def test_hub_errors_are_reported():
-    with pytest.raises(SimLaunchError, match="no-such-sample"):
+def test_unknown_samples_fail_before_any_process_starts(monkeypatch):
+    def no_spawn(*args, **kwargs):
+        raise AssertionError("a child process was started")
+
+    monkeypatch.setattr(launcher._Spawner, "popen", no_spawn)
+    with pytest.raises(ValueError, match="unknown sample 'no-such-sample'.*R-Cs4PbBr6"):
         launch("no-such-sample")
+    with pytest.raises(ValueError, match="cannot read sample file"):
+        launch("/nonexistent/sample.json")
+
+
+def test_hub_errors_are_reported():
+    with pytest.raises(SimLaunchError, match="no_such_option"):
+        launch(bench_options={"no_such_option": 1.0})
 
 
 def test_firmware_is_found():

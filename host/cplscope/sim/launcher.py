@@ -317,7 +317,8 @@ def launch(sample: str = "R-Cs4PbBr6", *, faults: dict[str, Any] | None = None, 
     """Start the simulated instrument and return its :class:`SimSession` once the board is on
     the (virtual) bus.
 
-    sample: built-in sample name or path of a sample JSON file. faults: cable faults
+    sample: built-in sample name (any letter case) or path of a sample JSON file, checked
+    before any process starts (ValueError). faults: cable faults
     (``corrupt``, ``drop``, ``stall``: fractions 0…1; ``disconnect_at``, ``reconnect_after``:
     instrument s). seed: seed of the bench and of the faults. speed: None (default) runs as
     fast as it can be computed, reproducibly; a number paces moves and homing at that many
@@ -337,6 +338,9 @@ def launch(sample: str = "R-Cs4PbBr6", *, faults: dict[str, Any] | None = None, 
         raise ValueError(f"speed must be None or > 0 (instrument s per wall s), got {speed!r}")
     if not timeout > 0:
         raise ValueError(f"timeout must be > 0 s, got {timeout!r}")
+    from .samples import load_sample
+
+    load_sample(sample)  # unknown names and bad files: ValueError here, not a child's traceback
     micropython = find_micropython()
     firmware = find_firmware()
     folder = tempfile.mkdtemp(prefix="cplsim-")
