@@ -101,6 +101,18 @@ def _bins(text: str) -> int:
     return n
 
 
+def _duration(text: str) -> float:
+    from .planning import parse_duration
+
+    try:
+        value = parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be longer than 0 s, got {text!r}")
+    return value
+
+
 def _fault(text: str) -> tuple[str, float]:
     key, sep, value = text.partition("=")
     if not sep or not key:
@@ -155,6 +167,16 @@ def _device_options(p: argparse.ArgumentParser) -> None:
                    help="PMT high voltage, V (800)")
     g.add_argument("--calibration", type=Path, default=None,
                    help="calibration file (default: the one stored for the board's serial)")
+    g.add_argument("--retardation", type=_positive(" rad"), default=None, metavar="RAD",
+                   help="PEM peak retardation A0, rad (default for counting: the A0 that "
+                        "minimizes σ(g) per photon for --bins, 1.907 rad at 16 bins)")
+    g.add_argument("--linear-rate", type=_positive(" counts/s"), default=None, metavar="CPS",
+                   help="counting head's linear range for this run: points above it are "
+                        "kept and flagged nonlinear (default: the instrument's, "
+                        "`cplscope limits`)")
+    g.add_argument("--max-rate", type=_positive(" counts/s"), default=None, metavar="CPS",
+                   help="damage limit for this run: the board's guard cuts the HV above it "
+                        "(default: the instrument's, `cplscope limits`)")
     _add_check(p, _check_instrument)
 
 
@@ -188,6 +210,13 @@ def _check_instrument(args: argparse.Namespace) -> None:
             Faults().updated(faults)
         except ValueError as exc:
             raise CliError(f"--fault: {exc}") from None
+    if getattr(args, "retardation", None) is not None and args.retardation > math.pi:
+        raise CliError(f"--retardation {args.retardation:g}: the peak retardation A0 must be "
+                       "in (0, π] rad (π/2 = 1.571 is quarter-wave)")
+    linear, damage = getattr(args, "linear_rate", None), getattr(args, "max_rate", None)
+    if linear is not None and damage is not None and damage < linear:
+        raise CliError(f"--max-rate {damage:g} is below --linear-rate {linear:g}: the damage "
+                       "limit must be at or above the linear range")
     if args.calibration is not None:
         _check_input_file(args.calibration, "--calibration",
                           "give a file written by `cplscope calibrate`, or leave the option "
@@ -274,6 +303,10 @@ def _connect(args: argparse.Namespace, *, ready: bool = True):
     else:
         inst = cplscope.connect(args.device)
     try:
+        from .calibrate_run import _apply_mono_config
+
+        _apply_mono_config(inst)
+        _apply_rate_limits(inst, args)
         wanted = getattr(args, "wavelengths_nm", None)
         if wanted is not None and len(wanted):
             _check_monochromator_range(inst, wanted, getattr(args, "wavelength_options",
@@ -290,11 +323,23 @@ def _connect(args: argparse.Namespace, *, ready: bool = True):
         if ready:
             from .calibrate_run import prepare
 
-            prepare(inst, bins=args.bins, periods=args.periods, hv_volts=args.hv)
+            prepare(inst, bins=args.bins, periods=args.periods, hv_volts=args.hv,
+                    a0_rad=getattr(args, "retardation", None))
     except BaseException:
         inst.close()
         raise
     return _Session(inst, ready)
+
+
+def _apply_rate_limits(inst, args: argparse.Namespace) -> None:
+    """--linear-rate / --max-rate for this run (not stored; `cplscope limits` stores)."""
+    linear, damage = getattr(args, "linear_rate", None), getattr(args, "max_rate", None)
+    if linear is None and damage is None:
+        return
+    try:
+        inst.set_rate_limits(linear_cps=linear, damage_cps=damage, save=False)
+    except ValueError as exc:
+        raise CliError(f"--linear-rate/--max-rate: {exc}") from None
 
 
 def _check_monochromator_range(inst, wavelengths_nm: Sequence[float], options: str) -> None:
@@ -336,9 +381,26 @@ def _dwell_options(p: argparse.ArgumentParser) -> None:
 
 
 def _check_dwell(args: argparse.Namespace) -> None:
-    if (args.dwell is None) == (args.target_sigma is None):
-        raise CliError("give --target-sigma (adaptive dwell) or --dwell (s per point), "
-                       "one of them")
+    if getattr(args, "resume", None) is not None:
+        given = [f"--{n.replace('_', '-')}" for n in ("dwell", "target_sigma", "time_budget")
+                 if getattr(args, n, None) is not None]
+        if given:
+            raise CliError(f"--resume continues the scan with the settings in its archive: "
+                           f"drop {', '.join(given)}")
+        return
+    budget = getattr(args, "time_budget", None)
+    if budget is not None:
+        if args.dwell is not None:
+            raise CliError("give --time-budget or --dwell, not both (a budget plans the dwell "
+                           "of every point)")
+        if getattr(args, "accumulations", 1) != 1:
+            raise CliError("--time-budget plans one pass over the band: drop --accumulations")
+    elif (args.dwell is None) == (args.target_sigma is None):
+        raise CliError("give --target-sigma (adaptive dwell), --dwell (s per point) or, for "
+                       "scan, --time-budget, one of them")
+    if getattr(args, "skip_hopeless", False) and args.target_sigma is None:
+        raise CliError("--skip-hopeless needs --target-sigma (a point is hopeless when it "
+                       "cannot reach the target within --max-dwell)")
     if args.target_sigma is not None and args.target_sigma >= 2:
         raise CliError(f"--target-sigma {args.target_sigma:g}: σ(g_lum) targets are below 2 "
                        "(g_lum lies in −2…+2; typical targets 1e-4…1e-3)")
@@ -357,6 +419,31 @@ def _range_options(p: argparse.ArgumentParser) -> None:
 def _check_range(args: argparse.Namespace) -> None:
     """The scan's wavelengths (``args.wavelengths_nm``), checked against the monochromator's
     range once connected."""
+    resume = getattr(args, "resume", None)
+    if resume is not None:
+        given = [f"--{n}" for n in ("start", "stop", "step") if getattr(args, n) is not None]
+        if given:
+            raise CliError(f"--resume continues the scan over the wavelengths in its archive: "
+                           f"drop {', '.join(given)}")
+        _check_input_file(resume, "--resume", "give the archive (--archive) of the "
+                          "interrupted scan")
+        if not _is_hdf5(resume):
+            raise CliError(f"--resume {resume}: not an HDF5 archive; give the file the "
+                           "interrupted scan wrote with --archive")
+        from .archive import Archive
+        from .scan import scan_wavelengths
+
+        try:
+            with Archive.open(resume) as arc:
+                st = arc.metadata.get("settings", {})
+                args.wavelengths_nm = scan_wavelengths(st["start_nm"], st["stop_nm"],
+                                                       st["step_nm"])
+                args.resume_settings = dict(st)
+                args.resume_date = arc.metadata.get("date")
+        except (OSError, ValueError, KeyError) as exc:
+            raise CliError(f"--resume {resume}: {exc}") from None
+        args.wavelength_options = "--resume"
+        return
     missing = [f"--{n}" for n in ("start", "stop", "step") if getattr(args, n) is None]
     if missing:
         raise CliError(f"give {', '.join(missing)} (nm), e.g. --start 400 --stop 560 --step 2")
@@ -410,12 +497,26 @@ def _check_outputs(args: argparse.Namespace) -> None:
             setattr(args, dest, path)
         if path is None:
             continue
-        _check_output_path(path, option, suffixes, overwrite=args.overwrite)
+        resume = getattr(args, "resume", None)
+        if resume is not None and dest == "archive":
+            raise CliError("--resume appends to its own archive: drop --archive")
+        same_run = (resume is not None and dest == "output" and path.exists()
+                    and _csv_date(path) == getattr(args, "resume_date", None))
+        _check_output_path(path, option, suffixes, overwrite=args.overwrite or same_run)
         key = path.resolve()
         if key in seen:
             raise CliError(f"{seen[key]} and {option} are the same file {path}; give each "
                            "output its own name")
         seen[key] = option
+
+
+def _csv_date(path: Path) -> Any:
+    """The run date of a spectrum CSV (None when it is not one)."""
+    try:
+        from .spectrum import Spectrum
+        return Spectrum.read_csv(path).metadata.get("date")
+    except (OSError, ValueError):
+        return None
 
 
 def _check_output_path(path: Path, option: str, suffixes: Sequence[str], *,
@@ -478,21 +579,39 @@ def cmd_scan(args: argparse.Namespace) -> int:
     from .scan import ScanInterrupted
 
     output = args.output
+    if args.resume is not None:
+        rs = getattr(args, "resume_settings", {})
+        for key, opt in (("bins", "bins"), ("periods", "periods"), ("hv_volts", "hv")):
+            if rs.get(key) is not None:
+                setattr(args, opt, rs[key])
+        if rs.get("a0_commanded_rad") is not None and args.retardation is None:
+            args.retardation = None      # the calibration's scale turns it into the command
     with _connect(args) as inst:
         def live(point, i, acc):
             if args.verbose:
                 _print_point(point)
 
+        def show_survey(survey):
+            if not args.quiet:
+                print(survey.summary(), file=sys.stderr)
+
         status = 0
         try:
-            spec = inst.scan(args.start, args.stop, args.step, dwell_s=args.dwell,
-                             target_sigma=args.target_sigma, max_dwell_s=args.max_dwell,
-                             accumulations=args.accumulations, dark=not args.no_dark,
-                             dark_dwell_s=args.dark_dwell, callback=live, output=output,
-                             archive=args.archive, progress=not args.quiet,
-                             sample=args.sample_name, overwrite=args.overwrite,
-                             settings={"hv_volts": args.hv, "seed": args.seed if args.sim
-                                       else None})
+            if args.resume is not None:
+                spec = inst.resume(args.resume, output=output, progress=not args.quiet,
+                                   callback=live)
+            else:
+                spec = inst.scan(args.start, args.stop, args.step, dwell_s=args.dwell,
+                                 target_sigma=args.target_sigma, max_dwell_s=args.max_dwell,
+                                 accumulations=args.accumulations, dark=not args.no_dark,
+                                 dark_dwell_s=args.dark_dwell, callback=live, output=output,
+                                 archive=args.archive, progress=not args.quiet,
+                                 sample=args.sample_name, overwrite=args.overwrite,
+                                 time_budget_s=args.time_budget,
+                                 survey=args.survey if args.survey is not None else False,
+                                 survey_callback=show_survey,
+                                 skip_hopeless=args.skip_hopeless,
+                                 settings={"seed": args.seed if args.sim else None})
         except ScanInterrupted as exc:
             spec = exc.spectrum
             print(f"\ninterrupted: {len(spec)} points kept in {output}", file=sys.stderr)
@@ -646,6 +765,49 @@ def cmd_samples(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_limits(args: argparse.Namespace) -> int:
+    """Show the instrument's stored count-rate limits, or store new ones."""
+    from .limits import limits_path, save_limits
+
+    args.auto_calibrate = False
+    with _connect(args, ready=False) as inst:
+        serial = str(inst.info()["serial"])
+        limits = inst.rate_limits
+        if args.linear_rate is not None or args.max_rate is not None:
+            path = save_limits(serial, limits)
+            print(f"# limits of {serial} stored in {path}")
+        else:
+            print(f"# limits of {serial} ({limits_path(serial)})")
+    print(f"linear range  {limits.linear_cps:.4g} counts/s  (points above: kept, flagged "
+          "nonlinear)")
+    print(f"damage limit  {limits.damage_cps:.4g} counts/s  (the board's guard cuts the HV)")
+    return 0
+
+
+def cmd_mono(args: argparse.Namespace) -> int:
+    """Show the monochromator settings, or store new ones for this instrument."""
+    from .mono_config import MONO_KEYS, mono_config_path, save_mono_config
+
+    given = {k: getattr(args, k) for k in MONO_KEYS if getattr(args, k) is not None}
+    args.auto_calibrate = False
+    with _connect(args, ready=False) as inst:
+        serial = str(inst.info()["serial"])
+        try:
+            config = inst.configure_monochromator(**given)   # the board validates them
+        except Exception as exc:
+            raise CliError(f"the monochromator refused {given}: {exc}") from None
+        if given:
+            path = save_mono_config(serial, given)
+            print(f"# monochromator settings of {serial} stored in {path}; every command "
+                  "sends them before homing")
+        else:
+            print(f"# monochromator settings of {serial} ({mono_config_path(serial)})")
+    for key, unit in MONO_KEYS.items():
+        if key in config:
+            print(f"{key:15s} {config[key]:g} {unit}")
+    return 0
+
+
 def cmd_udev_rule(args: argparse.Namespace) -> int:
     from .udev import rules_text
 
@@ -728,6 +890,22 @@ def build_parser() -> argparse.ArgumentParser:
     _dwell_options(p)
     p.add_argument("--accumulations", type=_int_at_least(1), default=1,
                    help="repeated scans, averaged (1)")
+    g = p.add_argument_group("planning")
+    g.add_argument("--time-budget", type=_duration, default=None, metavar="DURATION",
+                   help="counting time of the whole scan (30min, 2h, 1h30m, 900s): a survey, "
+                        "then the time goes where it lowers Σσ(g)² most; no-emission points "
+                        "get only the survey")
+    g.add_argument("--survey", type=_positive(" s"), nargs="?", const=1.0, default=None,
+                   metavar="SECONDS",
+                   help="a quick pass first (1 s per point, or SECONDS) that predicts "
+                        "nonlinear and empty points and the scan's duration; its frames start "
+                        "every point")
+    g.add_argument("--skip-hopeless", action="store_true",
+                   help="with --target-sigma: stop a point as soon as it cannot reach the "
+                        "target within --max-dwell (flag hopeless)")
+    g.add_argument("--resume", type=Path, default=None, metavar="ARCHIVE",
+                   help="continue an interrupted scan from its --archive (its settings, "
+                        "calibration and darks; the points it has are kept)")
     _output_options(p, csv="spectrum.csv", archive=True, plot=True, jasco=True)
     p.set_defaults(func=cmd_scan)
 
@@ -782,6 +960,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="identify the board, status, calibration, stream health")
     _device_options(p)
     p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("limits", help="the counting head's linear-range and damage count "
+                       "rates, stored per instrument (give --linear-rate/--max-rate to set)")
+    _device_options(p)
+    p.set_defaults(func=cmd_limits)
+
+    p = sub.add_parser("mono", help="the monochromator's settings, stored per instrument")
+    _device_options(p)
+    p.add_argument("--steps-per-nm", type=_positive(" steps/nm"), default=None)
+    p.add_argument("--home-nm", type=_non_negative(" nm"), default=None,
+                   help="wavelength at the home switch, nm")
+    p.add_argument("--backlash-steps", type=_int_at_least(0), default=None)
+    p.add_argument("--min-nm", type=_non_negative(" nm"), default=None)
+    p.add_argument("--max-nm", type=_positive(" nm"), default=None)
+    p.set_defaults(func=cmd_mono)
 
     p = sub.add_parser("samples", help="list the simulated samples")
     p.set_defaults(func=cmd_samples)

@@ -1,0 +1,100 @@
+"""The command line's planning and per-instrument settings: --retardation, --time-budget,
+--survey, --skip-hopeless, --resume, --linear-rate/--max-rate, `cplscope limits` and
+`cplscope mono`, on the simulated instrument."""
+import numpy as np
+import pytest
+
+from cplscope.archive import Archive
+from cplscope.cli import main
+from cplscope.spectrum import Spectrum
+
+SCAN = ["scan", "--sim", "--start", "430", "--stop", "446", "--step", "4", "--periods", "5000"]
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cplscope-home")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("CPLSCOPE_HOME", str(path))
+    assert main(["-q", "calibrate", "--sim", "--dwell", "5"]) == 0
+    yield path
+    mp.undo()
+
+
+def test_retardation_and_a_time_budget(home, tmp_path):
+    out = tmp_path / "b.csv"
+    assert main(["-q", *SCAN, "--retardation", "1.7", "--time-budget", "1min",
+                 "--output", str(out)]) == 0
+    spec = Spectrum.read_csv(out)
+    assert spec.metadata["settings"]["a0_commanded_rad"] == pytest.approx(
+        1.7 / spec.metadata["calibration"]["a0_rad"] * spec.metadata["calibration"][
+            "a0_command_rad"], rel=1e-9)
+    assert spec.metadata["plan"]["budget_s"] == 60.0
+    assert spec.dwell_s.sum() <= 60.0 + 0.1 * len(spec) + 1e-9
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--time-budget", "soon"], ["--time-budget", "soon"]),
+    (["--time-budget", "1min", "--dwell", "1"], ["--time-budget", "--dwell"]),
+    (["--skip-hopeless", "--dwell", "1"], ["--skip-hopeless", "--target-sigma"]),
+    (["--retardation", "4", "--dwell", "1"], ["--retardation", "π"]),
+    (["--linear-rate", "5e6", "--max-rate", "1e6", "--dwell", "1"], ["--max-rate"]),
+])
+def test_planning_mistakes_end_before_anything_runs(home, capsys, argv, words):
+    assert main([*SCAN, *argv]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and all(w in err for w in words), err
+
+
+def test_survey_prints_its_prediction_and_nonlinear_points_are_flagged(home, tmp_path, capsys):
+    out = tmp_path / "s.csv"
+    assert main([*SCAN, "--dwell", "1", "--survey", "0.5", "--linear-rate", "1e6",
+                 "--output", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "survey of 5 points" in err and "above the linear range" in err
+    spec = Spectrum.read_csv(out)
+    assert spec.has_flag("nonlinear").any() and spec.metadata["survey"]["nonlinear_nm"]
+
+
+def test_resume_continues_an_interrupted_scan(home, tmp_path, monkeypatch):
+    out, h5 = tmp_path / "r.csv", tmp_path / "r.h5"
+    import cplscope.scan as scan_module
+
+    real = scan_module.measure
+    calls = {"n": 0}
+
+    def interrupting(*a, **kw):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(*a, **kw)
+
+    monkeypatch.setattr(scan_module, "measure", interrupting)
+    assert main(["-q", *SCAN, "--dwell", "0.5", "--output", str(out), "--archive",
+                 str(h5)]) == 130
+    monkeypatch.setattr(scan_module, "measure", real)
+    assert len(Spectrum.read_csv(out)) == 2
+    assert main(["-q", "scan", "--sim", "--resume", str(h5), "--output", str(out)]) == 0
+    spec = Spectrum.read_csv(out)
+    assert np.array_equal(spec.wavelength_nm, [430, 434, 438, 442, 446])
+    with Archive.open(h5) as arc:
+        assert len(arc) == 5 and arc.exit_status == "success"
+    # --resume takes its settings from the archive
+    assert main(["scan", "--sim", "--resume", str(h5), "--start", "400"]) == 2
+
+
+def test_limits_and_monochromator_settings_are_kept_per_instrument(home, capsys):
+    assert main(["limits", "--sim", "--linear-rate", "1.5e6", "--max-rate", "8e6"]) == 0
+    assert "1.5e+06" in capsys.readouterr().out
+    assert main(["limits", "--sim"]) == 0
+    out = capsys.readouterr().out
+    assert "1.5e+06" in out and "8e+06" in out
+    assert main(["mono", "--sim", "--max-nm", "700"]) == 0
+    capsys.readouterr()
+    assert main(["mono", "--sim"]) == 0
+    assert "max_nm          700 nm" in capsys.readouterr().out
+    # the stored range is checked before a scan moves
+    assert main(["point", "--sim", "--wavelength", "750", "--dwell", "1"]) == 2
+    assert "750" in capsys.readouterr().err
+    assert main(["mono", "--sim", "--max-nm", "900"]) == 0
+    assert main(["limits", "--sim", "--linear-rate", "2e6", "--max-rate", "1e7"]) == 0
