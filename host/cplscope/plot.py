@@ -199,11 +199,19 @@ def plot_cpl(spectra: Spectrum | Sequence[Spectrum], path: str | os.PathLike[str
         ax_tot.fill_between(wl, 0.0, total, color=color, alpha=0.08, lw=0)
         ax_tot.plot(wl, total, color=color, lw=1.0, ls="--", alpha=0.8,
                     label=f"{name}: total I (right axis)")
-        ax_cpl.plot(wl, spec.delta_i[order], color=color, lw=1.6,
-                    label=f"{name}: ΔI (left axis)")
-
         g, sg = spec.g_lum[order], spec.sigma_g[order]
         well, faint = _significance(g, sg, faint_factor)
+        delta_i = spec.delta_i[order]
+        # ΔI = I·g/2 carries g's noise: drawn as a line where g is well measured, and as
+        # faded markers with ±1σ bars (σ_ΔI = I·σ_g/2) where it is not, as in the g panel
+        ax_cpl.plot(wl, np.where(well, delta_i, np.nan), color=color, lw=1.6,
+                    label=f"{name}: ΔI (left axis)")
+        if faint.any():
+            bars = ax_cpl.errorbar(wl[faint], delta_i[faint], yerr=0.5 * total[faint] * sg[faint],
+                                   fmt="o", ms=2.5, color=color, alpha=0.35, capsize=0, lw=0)
+            for collection in bars.lines[2]:
+                collection.set_alpha(0.15)
+                collection.set_linewidth(0.8)
         any_faint |= bool(faint.any())
         g_well = np.where(well, g, np.nan)
         ax_g.fill_between(wl, g_well - sg, g_well + sg, color=color, alpha=0.25, lw=0)
