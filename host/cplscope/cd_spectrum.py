@@ -11,7 +11,6 @@ ends.
 """
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ import numpy as np
 
 from ._files import write_text_atomic
 from .cd import CD_COLUMNS, CD_CSV_COLUMNS, BaselinePoint, CDPointResult, baseline_from_point
-from .spectrum import _META_LINE, _flatten, _unflatten
+from .spectrum import TableFormat, read_table, table_text
 
 __all__ = ["CD_MARKER", "CDSpectrum", "MODE", "cd_metadata"]
 
@@ -31,7 +30,12 @@ CD_MARKER = "# cplscope cd spectrum, format 1"
 #: The ``mode`` metadata value of a CD spectrum.
 MODE = "cd"
 
-_INT_COLUMNS = {"n_frames"}
+_INT_COLUMNS = frozenset({"n_frames"})
+#: The CD spectrum CSV (docs/data-files.md).
+CD_TABLE = TableFormat(CD_MARKER, tuple(CD_CSV_COLUMNS), tuple(CD_COLUMNS), _INT_COLUMNS,
+                       CDPointResult, "cplscope CD spectrum CSV",
+                       lambda header: (" (this looks like a CPL spectrum: use "
+                                       "cplscope.Spectrum)") if "g_lum" in header else "")
 
 
 @dataclass
@@ -115,14 +119,7 @@ class CDSpectrum:
 
     def to_csv_text(self) -> str:
         """The CSV file's text (see the module docstring for the layout)."""
-        meta = dict(self.metadata)
-        meta["mode"] = MODE
-        lines = [",".join(CD_CSV_COLUMNS), CD_MARKER]
-        for key, value in _flatten(meta):
-            lines.append(f"# {key} = {json.dumps(value, ensure_ascii=False)}")
-        for p in self.points:
-            lines.append(",".join(_cell(name, getattr(p, name)) for name in CD_CSV_COLUMNS))
-        return "\n".join(lines) + "\n"
+        return table_text(CD_TABLE, self.points, {**self.metadata, "mode": MODE})
 
     def write_csv(self, path: str | os.PathLike[str]) -> Path:
         """Write the spectrum to ``path`` atomically (a crash leaves the previous complete
@@ -137,76 +134,10 @@ class CDSpectrum:
             ValueError: naming the file and line when it is not a CD spectrum (e.g. a CPL
                 spectrum), or a header, metadata line or row is malformed.
         """
-        p = Path(path)
-        meta_flat: list[tuple[str, Any]] = []
-        header: list[str] | None = None
-        points: list[CDPointResult] = []
-        try:
-            fh = open(p, encoding="utf-8")
-        except OSError as exc:
-            raise ValueError(f"cannot read CD spectrum {str(p)!r}: {exc.strerror or exc}") \
-                from exc
-        with fh:
-            for lineno, raw in enumerate(fh, 1):
-                line = raw.strip()
-                if not line:
-                    continue
-                if line.startswith("#"):
-                    m = _META_LINE.match(line)
-                    if m:
-                        try:
-                            meta_flat.append((m.group(1), json.loads(m.group(2))))
-                        except json.JSONDecodeError as exc:
-                            raise ValueError(f"{p}:{lineno}: metadata value is not JSON "
-                                             f"({exc}): {line!r}") from None
-                    continue
-                if header is None:
-                    header = [c.strip() for c in line.split(",")]
-                    missing = [c for c in CD_COLUMNS if c not in header]
-                    if missing:
-                        hint = (" (this looks like a CPL spectrum: use cplscope.Spectrum)"
-                                if "g_lum" in header else "")
-                        raise ValueError(f"{p}:{lineno}: header lacks column(s) {missing}; "
-                                         f"not a cplscope CD spectrum CSV{hint}")
-                    continue
-                points.append(_parse_row(line, header, p, lineno))
-        if header is None:
-            raise ValueError(f"{p}: no header row; not a cplscope CD spectrum CSV")
-        meta = _unflatten(meta_flat)
+        points, meta = read_table(CD_TABLE, path)
         if meta.get("mode", MODE) != MODE:
-            raise ValueError(f"{p}: metadata says mode = {meta.get('mode')!r}, not 'cd'")
+            raise ValueError(f"{path}: metadata says mode = {meta.get('mode')!r}, not 'cd'")
         return cls(points, meta)
-
-
-def _cell(name: str, value: Any) -> str:
-    if name == "flags":
-        return ";".join(value)
-    if name in _INT_COLUMNS:
-        return str(int(value))
-    return repr(float(value))        # shortest exact form; NaN as 'nan'
-
-
-def _parse_row(line: str, header: list[str], path: Path, lineno: int) -> CDPointResult:
-    cells = line.split(",")
-    if len(cells) != len(header):
-        raise ValueError(f"{path}:{lineno}: {len(cells)} cells but the header has "
-                         f"{len(header)} columns")
-    row = dict(zip(header, (c.strip() for c in cells)))
-    kwargs: dict[str, Any] = {}
-    try:
-        for name in CD_CSV_COLUMNS:
-            if name not in row:
-                continue
-            text = row[name]
-            if name == "flags":
-                kwargs[name] = tuple(f for f in text.split(";") if f)
-            elif name in _INT_COLUMNS:
-                kwargs[name] = int(text)
-            else:
-                kwargs[name] = float(text)
-        return CDPointResult(**kwargs)
-    except (ValueError, TypeError) as exc:
-        raise ValueError(f"{path}:{lineno}: {exc}") from None
 
 
 def cd_metadata(base: Mapping[str, Any], *, cd_calibration: Mapping[str, Any],

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import os
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -27,7 +26,8 @@ from ._files import write_text_atomic
 from .calibration import Calibration
 from .results import CSV_COLUMNS, FLAG_SCATTER, FlagRules, PointResult, combine_points
 
-__all__ = ["FLAG_SCATTER", "MARKER", "STREAM_KEYS", "Spectrum", "combine", "run_metadata"]
+__all__ = ["CPL_TABLE", "FLAG_SCATTER", "MARKER", "STREAM_KEYS", "Spectrum", "TableFormat",
+           "combine", "read_table", "run_metadata", "table_text"]
 
 #: Second line of every spectrum CSV; identifies the format.
 MARKER = "# cplscope spectrum, format 1"
@@ -37,7 +37,7 @@ STREAM_KEYS = ("frames", "rejected", "missing", "reconnects")
 _INSTRUMENT_KEYS = ("implementation", "board", "firmware_version", "protocol_version", "serial")
 _KEY = re.compile(r"[A-Za-z0-9_-]+\Z")
 _META_LINE = re.compile(r"#\s*([A-Za-z0-9_.-]+)\s*=\s?(.*)\Z")
-_INT_COLUMNS = {"n_frames", "accumulations"}
+_INT_COLUMNS = frozenset({"n_frames", "accumulations"})
 
 
 def run_metadata(
@@ -219,12 +219,7 @@ class Spectrum:
 
     def to_csv_text(self) -> str:
         """The CSV file's text (see the module docstring for the layout)."""
-        lines = [",".join(CSV_COLUMNS), MARKER]
-        for key, value in _flatten(self.metadata):
-            lines.append(f"# {key} = {json.dumps(value, ensure_ascii=False)}")
-        for p in self.points:
-            lines.append(",".join(_cell(name, getattr(p, name)) for name in CSV_COLUMNS))
-        return "\n".join(lines) + "\n"
+        return table_text(CPL_TABLE, self.points, self.metadata)
 
     def write_csv(self, path: str | os.PathLike[str]) -> Path:
         """Write the spectrum to ``path`` atomically (temporary file, fsync, rename): a crash
@@ -240,46 +235,97 @@ class Spectrum:
 
         Raises ValueError naming the file and line when the header or a row is malformed.
         """
-        p = Path(path)
-        meta_flat: list[tuple[str, Any]] = []
-        header: list[str] | None = None
-        points: list[PointResult] = []
-        with open(p, encoding="utf-8") as fh:
-            for lineno, raw in enumerate(fh, 1):
-                line = raw.strip()
-                if not line:
-                    continue
-                if line.startswith("#"):
-                    m = _META_LINE.match(line)
-                    if m:
-                        try:
-                            meta_flat.append((m.group(1), json.loads(m.group(2))))
-                        except json.JSONDecodeError as exc:
-                            raise ValueError(f"{p}:{lineno}: metadata value is not JSON "
-                                             f"({exc}): {line!r}") from None
-                    continue
-                if header is None:
-                    header = [c.strip() for c in line.split(",")]
-                    missing = [c for c in CSV_COLUMNS[:13] if c not in header]
-                    if missing:
-                        raise ValueError(f"{p}:{lineno}: header lacks column(s) {missing}; "
-                                         "is this a cplscope spectrum CSV?")
-                    continue
-                points.append(_parse_row(line, header, p, lineno))
-        if header is None:
-            raise ValueError(f"{p}: no header row; not a cplscope spectrum CSV")
-        return cls(points, _unflatten(meta_flat))
+        points, meta = read_table(CPL_TABLE, path)
+        return cls(points, meta)
 
 
-def _cell(name: str, value: Any) -> str:
+# --- the CSV table codec, shared by every spectrum kind --------------------------------------
+
+@dataclass(frozen=True)
+class TableFormat:
+    """How one kind of spectrum is written as CSV: column header first, then ``marker``,
+    the metadata as ``# key = JSON`` lines, one row per point.
+
+    Attributes:
+        marker: the second line, naming the format.
+        columns: the columns in file order (the row type's field names).
+        required: the columns a file must have to be read as this kind.
+        int_columns: the columns written as integers.
+        row_type: the point dataclass, built from a row's cells.
+        what: what the file is, for error messages ("cplscope spectrum CSV").
+        hint: extra advice when the header lacks columns, given the header.
+    """
+
+    marker: str
+    columns: tuple[str, ...]
+    required: tuple[str, ...]
+    int_columns: frozenset[str]
+    row_type: Any
+    what: str
+    hint: Any = None
+
+
+def table_text(fmt: TableFormat, rows: Iterable[Any], metadata: Mapping[str, Any]) -> str:
+    """The CSV text of ``rows`` with ``metadata`` in format ``fmt``."""
+    lines = [",".join(fmt.columns), fmt.marker]
+    for key, value in _flatten(metadata):
+        lines.append(f"# {key} = {json.dumps(value, ensure_ascii=False)}")
+    for p in rows:
+        lines.append(",".join(_cell(fmt, name, getattr(p, name)) for name in fmt.columns))
+    return "\n".join(lines) + "\n"
+
+
+def read_table(fmt: TableFormat, path: str | os.PathLike[str]) -> tuple[list[Any], dict[str, Any]]:
+    """The rows and the metadata of a CSV file in format ``fmt``.
+
+    Raises ValueError naming the file and line when it cannot be read, is not of this kind,
+    or a header, metadata line or row is malformed.
+    """
+    p = Path(path)
+    meta_flat: list[tuple[str, Any]] = []
+    header: list[str] | None = None
+    points: list[Any] = []
+    try:
+        fh = open(p, encoding="utf-8")
+    except OSError as exc:
+        raise ValueError(f"cannot read {fmt.what} {str(p)!r}: {exc.strerror or exc}") from exc
+    with fh:
+        for lineno, raw in enumerate(fh, 1):
+            line = raw.strip()
+            if not line:
+                continue
+            if line.startswith("#"):
+                m = _META_LINE.match(line)
+                if m:
+                    try:
+                        meta_flat.append((m.group(1), json.loads(m.group(2))))
+                    except json.JSONDecodeError as exc:
+                        raise ValueError(f"{p}:{lineno}: metadata value is not JSON "
+                                         f"({exc}): {line!r}") from None
+                continue
+            if header is None:
+                header = [c.strip() for c in line.split(",")]
+                missing = [c for c in fmt.required if c not in header]
+                if missing:
+                    hint = fmt.hint(header) if fmt.hint is not None else ""
+                    raise ValueError(f"{p}:{lineno}: header lacks column(s) {missing}; "
+                                     f"not a {fmt.what}{hint}")
+                continue
+            points.append(_parse_row(fmt, line, header, p, lineno))
+    if header is None:
+        raise ValueError(f"{p}: no header row; not a {fmt.what}")
+    return points, _unflatten(meta_flat)
+
+
+def _cell(fmt: TableFormat, name: str, value: Any) -> str:
     if name == "flags":
         return ";".join(value)
-    if name in _INT_COLUMNS:
+    if name in fmt.int_columns:
         return str(int(value))
     return repr(float(value))        # shortest exact form; NaN as 'nan'
 
 
-def _parse_row(line: str, header: list[str], path: Path, lineno: int) -> PointResult:
+def _parse_row(fmt: TableFormat, line: str, header: list[str], path: Path, lineno: int) -> Any:
     cells = line.split(",")
     if len(cells) != len(header):
         raise ValueError(f"{path}:{lineno}: {len(cells)} cells but the header has "
@@ -287,18 +333,18 @@ def _parse_row(line: str, header: list[str], path: Path, lineno: int) -> PointRe
     row = dict(zip(header, (c.strip() for c in cells)))
     kwargs: dict[str, Any] = {}
     try:
-        for name in CSV_COLUMNS:
+        for name in fmt.columns:
             if name not in row:
                 continue
             text = row[name]
             if name == "flags":
                 kwargs[name] = tuple(f for f in text.split(";") if f)
-            elif name in _INT_COLUMNS:
+            elif name in fmt.int_columns:
                 kwargs[name] = int(text)
             else:
                 kwargs[name] = float(text)
-        return PointResult(**kwargs)
-    except ValueError as exc:
+        return fmt.row_type(**kwargs)
+    except (ValueError, TypeError) as exc:
         raise ValueError(f"{path}:{lineno}: {exc}") from None
 
 
@@ -329,6 +375,14 @@ def _unflatten(items: Iterable[tuple[str, Any]]) -> dict[str, Any]:
             node = child
         node[leaf] = value
     return out
+
+
+#: The CPL spectrum CSV (docs/data-files.md).
+CPL_TABLE = TableFormat(MARKER, CSV_COLUMNS, CSV_COLUMNS[:13], _INT_COLUMNS, PointResult,
+                        "cplscope spectrum CSV",
+                        lambda header: (" (this looks like a CD spectrum: use "
+                                        "cplscope.cd_spectrum.CDSpectrum)")
+                        if "delta_a" in header else "")
 
 
 # --- accumulation -----------------------------------------------------------------------

@@ -82,7 +82,7 @@ def test_malformed_files_are_named(tmp_path):
     (tmp_path / "meta.csv").write_text("\n".join(text[:3] + ["# bad = {not json"] + text[3:]))
     with pytest.raises(ValueError, match="metadata value is not JSON"):
         CDSpectrum.read_csv(tmp_path / "meta.csv")
-    with pytest.raises(ValueError, match="cannot read CD spectrum"):
+    with pytest.raises(ValueError, match="cannot read cplscope CD spectrum CSV"):
         CDSpectrum.read_csv(tmp_path / "missing.csv")
     with pytest.raises(ValueError, match="no column 'g_lum'"):
         spectrum().column("g_lum")
