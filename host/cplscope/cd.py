@@ -36,7 +36,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from .demod import Estimate
-from .results import FLAG_DWELL_LIMIT, FLAG_FLICKER, FLAG_MISFIT, chi2_misfit
+from .results import FLAG_DWELL_LIMIT, fit_flags
 
 __all__ = [
     "CD_COLUMNS", "CD_CSV_COLUMNS", "CSA_DELTA_EPS_192", "CSA_DELTA_EPS_290", "CSA_EPS_285",
@@ -338,16 +338,8 @@ def cd_point(
     rate = float(est.intensity) * scale
     sigma_rate = float(est.sigma_intensity) * scale
     flags: list[str] = []
-    shape_red = float(getattr(est, "chi2_shape_red", _NAN))
-    dof_shape = int(getattr(est, "dof_shape", 0))
-    if math.isfinite(shape_red) and dof_shape > 0:
-        # the bin shape carries ΔA and LD; the frame totals carry A: lamp flicker shows there
-        if chi2_misfit(shape_red, dof_shape, rules.misfit_tail):
-            flags.append(FLAG_MISFIT)
-        elif chi2_misfit(est.chi2_red, est.dof, rules.misfit_tail):
-            flags.append(FLAG_FLICKER)
-    elif chi2_misfit(est.chi2_red, est.dof, rules.misfit_tail):
-        flags.append(FLAG_MISFIT)
+    # the bin shape carries ΔA and LD; the frame totals carry A: lamp flicker shows there
+    flags.extend(fit_flags(est, rules.misfit_tail))
     if dwell_limit:
         flags.append(FLAG_DWELL_LIMIT)
     flags.extend(frame_flags)

@@ -35,7 +35,7 @@ from .protocol import Flags
 __all__ = [
     "CSV_COLUMNS", "FLAG_DWELL_LIMIT", "FLAG_FLICKER", "FLAG_LINEAR_POL", "FLAG_LINEAR_UNKNOWN", "FLAG_MISFIT",
     "FLAG_NONLINEAR", "FLAG_NO_EMISSION", "FLAG_SCATTER", "FlagRules", "PointResult", "chi2_misfit", "chi2_quantile",
-    "chi2_sf", "combine_points", "emission_significance", "frame_health_flags",
+    "chi2_sf", "combine_points", "emission_significance", "fit_flags", "frame_health_flags",
     "point_from_estimate", "signal_flags", "subtract_blank",
 ]
 
@@ -223,15 +223,7 @@ def point_from_estimate(
     flags, (g, sigma_g, u, sigma_u) = signal_flags(
         intensity, sigma_i, handedness * est.g_lum, est.sigma_g, est.linear, est.sigma_linear,
         rules, emission_z=z)
-    shape_red = getattr(est, "chi2_shape_red", math.nan)
-    dof_shape = int(getattr(est, "dof_shape", 0))
-    if math.isfinite(shape_red) and dof_shape > 0:
-        if chi2_misfit(shape_red, dof_shape, rules.misfit_tail):
-            flags.append(FLAG_MISFIT)
-        elif chi2_misfit(est.chi2_red, est.dof, rules.misfit_tail):
-            flags.append(FLAG_FLICKER)
-    elif chi2_misfit(est.chi2_red, est.dof, rules.misfit_tail):
-        flags.append(FLAG_MISFIT)
+    flags.extend(fit_flags(est, rules.misfit_tail))
     if dwell_limit:
         flags.append(FLAG_DWELL_LIMIT)
     flags.extend(frame_flags)
@@ -245,6 +237,22 @@ def point_from_estimate(
         flags=tuple(flags), sigma_intensity=sigma_i, accumulations=int(accumulations),
         emission_z=z)
     return subtract_blank(point, blank, rules) if blank is not None else point
+
+
+def fit_flags(est: Estimate, misfit_tail: float = 1e-3) -> list[str]:
+    """``misfit`` when the bin-shape χ² (blind to common-mode flicker) is out of range: the
+    modulation model does not describe the frames; else ``flicker`` when the plain χ² is:
+    the frame totals fluctuate while the shape fits. An estimate without a shape χ² is judged
+    on its plain χ² alone (``misfit``)."""
+    shape_red = float(getattr(est, "chi2_shape_red", math.nan))
+    dof_shape = int(getattr(est, "dof_shape", 0))
+    if math.isfinite(shape_red) and dof_shape > 0:
+        if chi2_misfit(shape_red, dof_shape, misfit_tail):
+            return [FLAG_MISFIT]
+        if chi2_misfit(est.chi2_red, est.dof, misfit_tail):
+            return [FLAG_FLICKER]
+        return []
+    return [FLAG_MISFIT] if chi2_misfit(est.chi2_red, est.dof, misfit_tail) else []
 
 
 def subtract_blank(point: PointResult, blank: tuple[float, float] | None,
