@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 
 from .cd import FLAG_OPAQUE
 from .cd_spectrum import CDSpectrum
-from .plot import MirrorReport, mirror_report
+from .plot import MirrorReport, _g_limits, _label, mirror_report
 
 __all__ = ["cd_mirror_report", "plot_cd"]
 
@@ -168,21 +168,7 @@ def _shade_opaque(ax, wl: np.ndarray, opaque: np.ndarray) -> None:
 
 def _limits(ax, y_sigma: np.ndarray, spread: float = 4.0) -> None:
     """Scale the axis to the well-measured points (σ within ``spread``× the best)."""
-    y, sy = y_sigma[:, 0], y_sigma[:, 1]
-    ok = np.isfinite(y) & np.isfinite(sy) & (sy > 0)
-    if not ok.any():
-        return
-    good = ok & (sy <= spread * sy[ok].min())
-    lo = min(0.0, float(np.min(y[good] - 2 * sy[good])))
-    hi = max(0.0, float(np.max(y[good] + 2 * sy[good])))
-    pad = 0.15 * (hi - lo) or 1e-4
-    ax.set_ylim(lo - pad, hi + pad)
-
-
-def _label(spec: CDSpectrum, i: int) -> str:
-    sample = spec.metadata.get("sample")
-    if isinstance(sample, str) and sample:
-        return sample
-    if isinstance(sample, dict) and sample.get("name"):
-        return str(sample["name"])
-    return f"spectrum {i + 1}"
+    sy = y_sigma[:, 1]
+    ok = np.isfinite(y_sigma[:, 0]) & np.isfinite(sy) & (sy > 0)
+    if ok.any():
+        _g_limits(ax, y_sigma[ok & (sy <= spread * sy[ok].min())])
