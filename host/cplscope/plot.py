@@ -25,6 +25,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -341,7 +342,8 @@ def _g_limits(ax, g_sigma: np.ndarray) -> None:
     ax.set_ylim(lo - pad, hi + pad)
 
 
-def _label(spec: Spectrum, i: int) -> str:
+def _label(spec: Any, i: int) -> str:
+    """The legend label of a spectrum (CPL or CD): its sample's name, else its index."""
     sample = spec.metadata.get("sample")
     if isinstance(sample, str) and sample:
         return sample
