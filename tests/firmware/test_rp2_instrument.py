@@ -17,35 +17,9 @@ from board import rp2 as R
 from helpers import command_frame, decode
 
 
-class Clock:
-    """Board time that moves 100 µs per reading: wait() ends without real waiting."""
-    us = 0
-
-    @staticmethod
-    def ticks_us():
-        Clock.us += 100
-        return Clock.us & 0x3FFFFFFF
-
-    @staticmethod
-    def ticks_ms():
-        return (Clock.us // 1000) & 0x3FFFFFFF
-
-    @staticmethod
-    def ticks_diff(a, b):
-        return ((a - b + 0x20000000) & 0x3FFFFFFF) - 0x20000000
-
-
-R.time = Clock
-R.H.store2 = rp2.store2
-R.H.load2 = rp2.load2
-_aligned = R._aligned
-
-def aligned(*a):
-    buf, first = _aligned(*a)
-    rp2.allow(buf)
-    return buf, first
-
-R._aligned = aligned
+from harness import Clock, install
+Clock.step = 100
+install(R)
 from cpl.instrument import Instrument
 from cpl import protocol as P
 

@@ -148,34 +148,8 @@ from board import rp2 as R
 from board import rp2_pio as P
 
 
-class Clock:
-    """time for the board: µs that advance only when the test says so."""
-    us = 0
-
-    @staticmethod
-    def ticks_us():
-        return Clock.us & 0x3FFFFFFF
-
-    @staticmethod
-    def ticks_ms():
-        return (Clock.us // 1000) & 0x3FFFFFFF
-
-    @staticmethod
-    def ticks_diff(a, b):
-        return ((a - b + 0x20000000) & 0x3FFFFFFF) - 0x20000000
-
-
-R.time = Clock
-R.H.store2 = rp2.store2
-R.H.load2 = rp2.load2
-_aligned = R._aligned
-
-def aligned(*a):
-    buf, first = _aligned(*a)
-    rp2.allow(buf)
-    return buf, first
-
-R._aligned = aligned
+from harness import Clock, install
+install(R)
 b = R.Rp2Board(usb=False)
 sms = rp2.StateMachine.all
 

@@ -11,33 +11,8 @@ import rp2
 from board import rp2 as R
 
 
-class Clock:
-    us = 0
-
-    @staticmethod
-    def ticks_us():
-        return Clock.us & 0x3FFFFFFF
-
-    @staticmethod
-    def ticks_ms():
-        return (Clock.us // 1000) & 0x3FFFFFFF
-
-    @staticmethod
-    def ticks_diff(a, b):
-        return ((a - b + 0x20000000) & 0x3FFFFFFF) - 0x20000000
-
-
-R.time = Clock
-R.H.store2 = rp2.store2
-R.H.load2 = rp2.load2
-_aligned = R._aligned
-
-def aligned(*a):
-    buf, first = _aligned(*a)
-    rp2.allow(buf)
-    return buf, first
-
-R._aligned = aligned
+from harness import Clock, install
+install(R)
 b = R.Rp2Board(usb=False)
 adc = machine.ADC_MODEL
 drive_slice = R.PIN_PEM_DRIVE >> 1

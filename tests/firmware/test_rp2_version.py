@@ -31,16 +31,8 @@ import machine
 import rp2
 from board import rp2 as R
 
-R.H.store2 = rp2.store2
-R.H.load2 = rp2.load2
-_aligned = R._aligned
-
-def aligned(*a):
-    buf, first = _aligned(*a)
-    rp2.allow(buf)
-    return buf, first
-
-R._aligned = aligned
+from harness import install
+install(R, clock=False)
 adc = machine.ADC_MODEL
 
 def nothing_started(b):
