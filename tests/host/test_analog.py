@@ -90,21 +90,28 @@ def home(tmp_path, monkeypatch):
     monkeypatch.setenv("CPLSCOPE_HOME", str(tmp_path))
 
 
-@pytest.mark.parametrize("sample,g_true", [("circular-polarizer-L", 2.0),
-                                           ("linear-polarizer-45", 0.0)])
-def test_analog_point_on_the_simulated_instrument(home, sample, g_true):
-    with cplscope.connect("sim", sample=sample, seed=2) as inst:
-        cal = Calibration(a0_rad=math.pi / 2, phase_offset_rad=0.3, handedness=1,
-                          dead_time_s=0.0, serial=inst.info()["serial"],
-                          date="2026-01-01T00:00:00+00:00", source="test")
-        inst.calibration = cal
-        inst.configure_analog()
+def analog_point(sample: str, *, seed: int, sample_rate_hz: float | None = None):
+    """A 2-s analog point at 500 nm on the twin with its true PEM constants and a dark."""
+    with cplscope.connect("sim", sample=sample, seed=seed) as inst:
+        inst.calibration = Calibration(a0_rad=math.pi / 2, phase_offset_rad=0.3, handedness=1,
+                                       dead_time_s=0.0, serial=inst.info()["serial"],
+                                       date="2026-01-01T00:00:00+00:00", source="test")
+        if sample_rate_hz is None:
+            inst.configure_analog()
+        else:
+            inst.configure_analog(sample_rate_hz=sample_rate_hz)
         inst.set_hv(800)
         inst.set_retardation(math.pi / 2)
         inst.move_to(500)
         dark = inst.measure_dark(1.0)
         inst.open_shutter()
-        point = inst.measure(dwell_s=2.0, dark=dark)
+        return inst.measure(dwell_s=2.0, dark=dark)
+
+
+@pytest.mark.parametrize("sample,g_true", [("circular-polarizer-L", 2.0),
+                                           ("linear-polarizer-45", 0.0)])
+def test_analog_point_on_the_simulated_instrument(home, sample, g_true):
+    point = analog_point(sample, seed=2)
     r = point.result
     assert point.estimate.noise == "gaussian" and r.n_frames >= 19
     assert abs(r.g_lum - g_true) < 5 * r.sigma_g
@@ -281,16 +288,6 @@ def test_sampled_phases_are_checked_against_the_data():
 def test_analog_point_at_a_rate_locked_to_the_pem(home):
     """250 kS/s with the twin's 50 kHz PEM (a DAQ user's natural choice): the instrument's
     analog path fits the five phases it sampled and gets the circular polarizer's g = 2."""
-    with cplscope.connect("sim", sample="circular-polarizer-L", seed=6) as inst:
-        inst.calibration = Calibration(a0_rad=math.pi / 2, phase_offset_rad=0.3, handedness=1,
-                                       dead_time_s=0.0, serial=inst.info()["serial"],
-                                       date="2026-01-01T00:00:00+00:00", source="test")
-        inst.configure_analog(sample_rate_hz=250_000.0)
-        inst.set_hv(800)
-        inst.set_retardation(math.pi / 2)
-        inst.move_to(500)
-        dark = inst.measure_dark(1.0)
-        inst.open_shutter()
-        point = inst.measure(dwell_s=2.0, dark=dark)
+    point = analog_point("circular-polarizer-L", seed=6, sample_rate_hz=250_000.0)
     assert len(point.estimate.empty_bins) == 11
     assert abs(point.result.g_lum - 2.0) < 5 * point.result.sigma_g
