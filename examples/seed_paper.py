@@ -16,6 +16,7 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+from _readme_table import markdown, write_into
 
 import cplscope
 from cplscope.calibrate_run import calibrate_simulated
@@ -57,7 +58,7 @@ def weighted(spec, mask):
 
 
 print(report.text())
-rows = [("sample", "paper", "recovered (weighted mean over the main band)"), ("---",) * 3]
+rows = [("sample", "paper", "recovered (weighted mean over the main band)")]
 m_r, e_r, _, _ = weighted(r, band & (r.intensity > 1e5))
 m_s, e_s, _, _ = weighted(s, band & (s.intensity > 1e5))
 rows.append(("R-Cs4PbBr6", "+6e-4 over 425–525 nm", f"{m_r:+.2e} ± {e_r:.1e}"))
@@ -71,14 +72,7 @@ c = results["CsPbBr3"]
 m, e, chi2, n = weighted(c, c.intensity > 1e4)
 rows.append(("CsPbBr3", "g = 0", f"{m:+.1e} ± {e:.1e}; χ² of g = 0: "
              f"{chi2 + (m / e) ** 2:.1f} over {n} points"))
-table = "\n".join("| " + " | ".join(row) + " |" for row in rows)
+table = markdown(rows)
 print(table)
 if args.readme is not None:
-    text = args.readme.read_text(encoding="utf-8")
-    marker = "<!-- seed-table -->"
-    head, sep, rest = text.partition(marker)
-    _, sep2, tail = rest.partition(marker)
-    if not (sep and sep2):
-        raise SystemExit(f"{args.readme} has no pair of {marker} markers")
-    args.readme.write_text(f"{head}{marker}\n{table}\n{marker}{tail}", encoding="utf-8")
-    print(f"table written into {args.readme}")
+    write_into(args.readme, "<!-- seed-table -->", table)

@@ -15,6 +15,7 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+from _readme_table import markdown, write_into
 
 import cplscope
 from cplscope.calibrate_run import calibrate_simulated, prepare
@@ -61,7 +62,7 @@ report = cd_mirror_report(r, s)
 plot_cd([r, s], args.out / "seed-paper-cd.png", mirror=report,
         title="R-/S-Cs4PbBr6 NCs, CD on the simulated instrument")
 print(report.text())
-rows = [("sample", "paper (Fig. 3a/c)", "recovered on the twin"), ("---",) * 3]
+rows = [("sample", "paper (Fig. 3a/c)", "recovered on the twin")]
 paper = {"R-Cs4PbBr6": "g_abs max +8.5e-3", "S-Cs4PbBr6": "g_abs max −8.8e-3 (mirror image)",
          "N-Cs4PbBr6": "no CD", "CsPbBr3": "no CD"}
 for name, pick in (("R-Cs4PbBr6", np.nanargmax), ("S-Cs4PbBr6", np.nanargmin)):
@@ -86,14 +87,7 @@ for name in ("N-Cs4PbBr6", "CsPbBr3"):
     print(f"{name}: ΔA = 0: χ² = {chi2:.1f} over {int(ok.sum())} points "
           f"({int(spec.has_flag('opaque').sum())} opaque)")
     rows.append((name, paper[name], f"ΔA = 0: χ² = {chi2:.1f} over {int(ok.sum())} points"))
-table = "\n".join("| " + " | ".join(row) + " |" for row in rows)
+table = markdown(rows)
 print(table)
 if args.readme is not None:
-    text = args.readme.read_text(encoding="utf-8")
-    marker = "<!-- cd-table -->"
-    head, sep, rest = text.partition(marker)
-    _, sep2, tail = rest.partition(marker)
-    if not (sep and sep2):
-        raise SystemExit(f"{args.readme} has no pair of {marker} markers")
-    args.readme.write_text(f"{head}{marker}\n{table}\n{marker}{tail}", encoding="utf-8")
-    print(f"table written into {args.readme}")
+    write_into(args.readme, "<!-- cd-table -->", table)
