@@ -469,10 +469,8 @@ def _number_list(value: Any, key: str, source: str) -> np.ndarray:
     return np.asarray(seq, dtype=float)
 
 
-def _check_spectra(name: str, arrays: Mapping[str, Any], *, source: str) -> dict[str, np.ndarray]:
-    """Validate the tabulated spectra; return them as float64 copies."""
-    if not isinstance(name, str) or not name.strip():
-        raise ValueError(f"{source}: 'name' must be a non-empty string, got {name!r}")
+def _float_arrays(arrays: Mapping[str, Any], source: str) -> dict[str, np.ndarray]:
+    """Every value as a flat float64 copy of finite numbers (ValueError naming the key)."""
     out: dict[str, np.ndarray] = {}
     for key, value in arrays.items():
         try:
@@ -483,11 +481,17 @@ def _check_spectra(name: str, arrays: Mapping[str, Any], *, source: str) -> dict
             raise ValueError(f"{source}: key {key!r} must be a flat list of numbers")
         bad = np.flatnonzero(~np.isfinite(arr))
         if bad.size:
-            raise ValueError(
-                f"{source}: key {key!r}: element {bad[0]} is {arr[bad[0]]}; all values must be "
-                "finite numbers"
-            )
+            raise ValueError(f"{source}: key {key!r}: element {bad[0]} is {arr[bad[0]]}; all "
+                             "values must be finite numbers")
         out[key] = arr
+    return out
+
+
+def _check_spectra(name: str, arrays: Mapping[str, Any], *, source: str) -> dict[str, np.ndarray]:
+    """Validate the tabulated spectra; return them as float64 copies."""
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"{source}: 'name' must be a non-empty string, got {name!r}")
+    out = _float_arrays(arrays, source)
     lam = out["wavelength_nm"]
     if lam.size < 2:
         raise ValueError(
@@ -534,19 +538,7 @@ def _check_absorption(arrays: Mapping[str, Any], *, source: str,
                       shapes_only: bool = False) -> dict[str, np.ndarray]:
     """Validate absorption tables (wavelength_nm, absorbance, delta_a or g_abs,
     linear_dichroism); return float64 copies. ``shapes_only`` skips the physical bounds."""
-    out: dict[str, np.ndarray] = {}
-    for key, value in arrays.items():
-        try:
-            arr = np.array(value, dtype=float, copy=True)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"{source}: key {key!r} must be a list of numbers ({exc})") from exc
-        if arr.ndim != 1:
-            raise ValueError(f"{source}: key {key!r} must be a flat list of numbers")
-        bad = np.flatnonzero(~np.isfinite(arr))
-        if bad.size:
-            raise ValueError(f"{source}: key {key!r}: element {bad[0]} is {arr[bad[0]]}; all "
-                             "values must be finite numbers")
-        out[key] = arr
+    out = _float_arrays(arrays, source)
     lam = out["wavelength_nm"]
     if lam.size < 2:
         raise ValueError(
