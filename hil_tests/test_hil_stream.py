@@ -1,6 +1,7 @@
 """Stream integrity at the highest sustained counting rate: B = 16 bins, K = 10 PEM periods
 per frame (5000 frames/s at 50 kHz, the fastest rate bench/bench_sim.py finds without drops),
-for 60 s of instrument time (60 min with --soak): every frame arrives, in sequence, intact."""
+for 20 s of instrument time, 100 000 frames (60 min with --soak): every frame arrives, in
+sequence, intact."""
 from __future__ import annotations
 
 import math
@@ -12,7 +13,7 @@ BINS, PERIODS = 16, 10
 
 
 def test_highest_rate_stream_has_no_gaps_and_no_rejections(open_raw, hil) -> None:
-    seconds = 3600.0 if hil.soak else 60.0
+    seconds = 3600.0 if hil.soak else 20.0
     link = open_raw()
     link.call(Opcode.CONFIGURE, {"mode": "counting", "bins": BINS, "periods": PERIODS})
     link.call(Opcode.HOME, timeout_s=120.0)
