@@ -26,8 +26,6 @@ from os import PathLike
 from pathlib import Path
 from typing import Any, TextIO
 
-import numpy as np
-
 from .cd import BaselinePoint, CDCalibration, CDPointResult, CDRules, cd_point
 from .cd_spectrum import CDSpectrum, cd_metadata
 from .demod import Estimate

@@ -574,8 +574,8 @@ def _read_spectrum_csv(path: Path):
 # --- subcommands -------------------------------------------------------------------------
 
 def cmd_scan(args: argparse.Namespace) -> int:
+    from .documents import PlotSink
     from .export import write_jasco_csv
-    from .plot import plot_cpl
     from .scan import ScanInterrupted
 
     output = args.output
@@ -595,11 +595,13 @@ def cmd_scan(args: argparse.Namespace) -> int:
             if not args.quiet:
                 print(survey.summary(), file=sys.stderr)
 
+        plot_sinks = ([PlotSink(args.plot, labels=[args.sample_name])]
+                      if args.plot is not None else [])
         status = 0
         try:
             if args.resume is not None:
                 spec = inst.resume(args.resume, output=output, progress=not args.quiet,
-                                   callback=live)
+                                   callback=live, sinks=plot_sinks)
             else:
                 spec = inst.scan(args.start, args.stop, args.step, dwell_s=args.dwell,
                                  target_sigma=args.target_sigma, max_dwell_s=args.max_dwell,
@@ -611,7 +613,8 @@ def cmd_scan(args: argparse.Namespace) -> int:
                                  survey=args.survey if args.survey is not None else False,
                                  survey_callback=show_survey,
                                  skip_hopeless=args.skip_hopeless,
-                                 settings={"seed": args.seed if args.sim else None})
+                                 settings={"seed": args.seed if args.sim else None},
+                                 sinks=plot_sinks)
         except ScanInterrupted as exc:
             spec = exc.spectrum
             print(f"\ninterrupted: {len(spec)} points kept in {output}", file=sys.stderr)
@@ -620,7 +623,6 @@ def cmd_scan(args: argparse.Namespace) -> int:
     print(f"# {len(spec)} points -> {output}; frames {health.frames}, rejected "
           f"{health.rejected}, missing {health.missing}, reconnects {health.reconnects}")
     if args.plot and len(spec):
-        plot_cpl(spec, args.plot, labels=[args.sample_name])
         print(f"# figure -> {args.plot}")
     if args.jasco and len(spec):
         write_jasco_csv(spec, args.jasco)

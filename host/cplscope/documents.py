@@ -30,8 +30,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-import numpy as np
-
 from ._clock import utc_now_iso
 from .pipeline import PointContext, spectrum_row
 from .results import FlagRules, PointResult
@@ -207,7 +205,6 @@ class ArchiveSink:
         self.overwrite = overwrite
         self.append = append
         self._writer: Any = None
-        self._darks: dict[int, int] = {}
 
     def __call__(self, name: str, doc: Any) -> None:
         from .archive import ArchiveWriter, PointSettings
@@ -224,9 +221,8 @@ class ArchiveSink:
         elif name == "dark" and self._writer is not None:
             frames = getattr(doc.dark, "frames", None)
             if frames is not None:
-                self._darks[doc.index] = self._writer.add_dark(
-                    frames, source="shutter-closed", frame_time_s=frames.frame_time_s,
-                    dark=doc.dark)
+                self._writer.add_dark(frames, source="shutter-closed",
+                                      frame_time_s=frames.frame_time_s, dark=doc.dark)
         elif name == "event" and self._writer is not None:
             s = PointSettings.from_context(doc.context, frame_time_s=doc.frame_time_s,
                                            dwell_s=doc.dwell_s, bin_span=doc.bin_span,
@@ -236,9 +232,6 @@ class ArchiveSink:
             self._writer.close(stream=doc.stream, exit_status=doc.exit_status,
                                extra=doc.extra)
             self._writer = None
-
-    def dark_source(self, index: int) -> str:
-        return f"dark:{index}"
 
 
 class ProgressSink:
@@ -299,11 +292,3 @@ def emit(sinks: Sequence[Sink], name: str, doc: Any) -> None:
     for sink in sinks:
         sink(name, doc)
 
-
-def dark_rows(dark: Any, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
-    """(level, σ) per bin per frame of a counting dark for the archive's dark tables."""
-    frames = dark.frames
-    t = frames.frame_time_s
-    lvl = np.broadcast_to(np.asarray(dark.per_frame(t), dtype=np.float64), (n_bins,))
-    sig = np.broadcast_to(np.asarray(dark.sigma_per_frame(t), dtype=np.float64), (n_bins,))
-    return lvl, sig
