@@ -27,7 +27,7 @@ EXIT_INTERRUPTED = 130
 def add_parser(subparsers: Any) -> None:
     """Add ``cd``, ``cd-plot`` and ``cd-calibrate`` to ``subparsers`` (the object
     ``ArgumentParser.add_subparsers`` returned)."""
-    from .cli import _device_options
+    from .cli import _device_options, _output_options
 
     p = subparsers.add_parser(
         "cd", help="measure a CD spectrum (ΔA, A, g_abs, ellipticity) in transmission",
@@ -55,11 +55,7 @@ def add_parser(subparsers: Any) -> None:
                         "instrument calibration's, else +1 and 1)")
     p.add_argument("--max-absorbance", type=float, default=3.0,
                    help="points above this absorbance are flagged opaque (3)")
-    p.add_argument("--output", type=Path, default=None, help="CSV file (cd.csv)")
-    p.add_argument("--archive", type=Path, default=None, metavar="H5",
-                   help="raw HDF5 archive of every frame with each point's context "
-                        "(`cplscope cd-reprocess` recomputes the spectrum from it)")
-    p.add_argument("--plot", type=Path, default=None, help="figure file (.png, .svg, .pdf)")
+    _output_options(p, csv="cd.csv", archive=True, plot=True)
     p.set_defaults(func=run, cd_action="scan")
 
     p = subparsers.add_parser(
@@ -67,7 +63,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("archive", type=Path, help="archive written by `cplscope cd --archive`")
     p.add_argument("--baseline", type=Path, default=None, metavar="CSV",
                    help="baseline CD spectrum (default: the one the scan used)")
-    p.add_argument("--output", type=Path, required=True, help="CSV file to write")
+    _output_options(p, csv_required=True)
     p.set_defaults(func=run, cd_action="reprocess")
 
     p = subparsers.add_parser("cd-plot", help="CD figure of one or more CD spectrum CSVs")
@@ -195,6 +191,8 @@ def _scan(args: argparse.Namespace) -> int:
 def _reprocess(args: argparse.Namespace) -> int:
     from .cd_scan import cd_reprocess
 
+    if args.output is None:
+        raise _error("give --output, the CD spectrum CSV to write")
     if not args.archive.exists():
         raise _error(f"{args.archive} does not exist: give the archive of a `cplscope cd "
                      "--archive` scan")

@@ -66,3 +66,15 @@ def test_user_errors(home):
     (home / "x.csv").write_text("wavelength_nm,absorbance\n")
     with pytest.raises(ValueError, match="not a cplscope CD spectrum"):
         run(["cd-plot", "x.csv", "--output", "x.png"])
+
+
+def test_cd_outputs_follow_the_overwrite_policy(home, capsys):
+    from cplscope.cli import main
+
+    (home / "taken.csv").write_text("x\n")
+    grid = ["--start", "420", "--stop", "424", "--step", "4", "--dwell", "1"]
+    assert main(["cd", "--sim", "--sample", "solvent", *grid, "--output", "taken.csv"]) == 2
+    err = capsys.readouterr().err
+    assert "--output taken.csv exists" in err and "--overwrite" in err and "Traceback" not in err
+    assert main(["cd", "--sim", "--sample", "solvent", *grid, "--plot", "x.txt"]) == 2
+    assert "--plot" in capsys.readouterr().err
