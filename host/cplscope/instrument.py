@@ -189,8 +189,8 @@ class Instrument:
     def resume(self, archive: Any, *, output: Any = None, progress: bool = False,
                callback: Callable[..., None] | None = None, sinks: Any = ()) -> Spectrum:
         """Continue an interrupted scan from its raw archive without repeating or losing a
-        point (:func:`cplscope.scan.resume_scan`)."""
-        from .scan import resume_scan
+        point (:func:`cplscope.resume.resume_scan`)."""
+        from .resume import resume_scan
         return resume_scan(self, archive, output=output, progress=progress,
                            callback=callback, sinks=sinks)
 
