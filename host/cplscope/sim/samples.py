@@ -487,22 +487,18 @@ def _float_arrays(arrays: Mapping[str, Any], source: str) -> dict[str, np.ndarra
     return out
 
 
-def _check_spectra(name: str, arrays: Mapping[str, Any], *, source: str) -> dict[str, np.ndarray]:
-    """Validate the tabulated spectra; return them as float64 copies."""
-    if not isinstance(name, str) or not name.strip():
-        raise ValueError(f"{source}: 'name' must be a non-empty string, got {name!r}")
-    out = _float_arrays(arrays, source)
+def _check_grid(out: Mapping[str, np.ndarray], keys: Sequence[str], source: str) -> np.ndarray:
+    """The table's ``wavelength_nm``, checked: at least 2 values, > 0 nm, strictly
+    increasing, and one value of each of ``keys`` per wavelength."""
     lam = out["wavelength_nm"]
     if lam.size < 2:
         raise ValueError(
-            f"{source}: key 'wavelength_nm' has {lam.size} value(s); at least 2 are needed"
-        )
-    for key in ("emission", "g_lum", "linear"):
+            f"{source}: key 'wavelength_nm' has {lam.size} value(s); at least 2 are needed")
+    for key in keys:
         if out[key].size != lam.size:
             raise ValueError(
                 f"{source}: key {key!r} has {out[key].size} values but 'wavelength_nm' has "
-                f"{lam.size}; every spectrum needs one value per wavelength"
-            )
+                f"{lam.size}; every spectrum needs one value per wavelength")
     if lam[0] <= 0:
         raise ValueError(
             f"{source}: key 'wavelength_nm' starts at {lam[0]}; wavelengths are nm > 0")
@@ -511,8 +507,16 @@ def _check_spectra(name: str, arrays: Mapping[str, Any], *, source: str) -> dict
         i = steps[0]
         raise ValueError(
             f"{source}: key 'wavelength_nm' is not strictly increasing: element {i + 1} "
-            f"({lam[i + 1]} nm) follows {lam[i]} nm; sort the table and remove duplicates"
-        )
+            f"({lam[i + 1]} nm) follows {lam[i]} nm; sort the table and remove duplicates")
+    return lam
+
+
+def _check_spectra(name: str, arrays: Mapping[str, Any], *, source: str) -> dict[str, np.ndarray]:
+    """Validate the tabulated spectra; return them as float64 copies."""
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"{source}: 'name' must be a non-empty string, got {name!r}")
+    out = _float_arrays(arrays, source)
+    lam = _check_grid(out, ("emission", "g_lum", "linear"), source)
 
     def _first(mask: np.ndarray, key: str, rule: str) -> None:
         idx = np.flatnonzero(mask)
@@ -539,24 +543,7 @@ def _check_absorption(arrays: Mapping[str, Any], *, source: str,
     """Validate absorption tables (wavelength_nm, absorbance, delta_a or g_abs,
     linear_dichroism); return float64 copies. ``shapes_only`` skips the physical bounds."""
     out = _float_arrays(arrays, source)
-    lam = out["wavelength_nm"]
-    if lam.size < 2:
-        raise ValueError(
-            f"{source}: key 'wavelength_nm' has {lam.size} value(s); at least 2 are needed")
-    for key, arr in out.items():
-        if arr.size != lam.size:
-            raise ValueError(
-                f"{source}: key {key!r} has {arr.size} values but 'wavelength_nm' has "
-                f"{lam.size}; every spectrum needs one value per wavelength")
-    if lam[0] <= 0:
-        raise ValueError(
-            f"{source}: key 'wavelength_nm' starts at {lam[0]}; wavelengths are nm > 0")
-    steps = np.flatnonzero(np.diff(lam) <= 0)
-    if steps.size:
-        i = steps[0]
-        raise ValueError(
-            f"{source}: key 'wavelength_nm' is not strictly increasing: element {i + 1} "
-            f"({lam[i + 1]} nm) follows {lam[i]} nm; sort the table and remove duplicates")
+    lam = _check_grid(out, tuple(out), source)
     if shapes_only:
         return out
     a = out["absorbance"]
