@@ -388,7 +388,7 @@ class Instrument:
             warnings.warn("acquire(progress=...) is deprecated: call acquire(n_frames=...) "
                           "in chunks and join them with FrameSet.extend", DeprecationWarning,
                           stacklevel=2)
-        frame_s = self._frame_time_s()
+        frame_s = self.frame_time_s()
         chunk = max(1, math.ceil(1.0 / frame_s)) if progress is not None else None
         frames: list[Counts] = []
         received: list[Counts] = []
@@ -473,8 +473,9 @@ class Instrument:
         hz = self._settings.get(Opcode.PEM_CONFIG, {}).get("frequency_hz", 50_000.0)
         return 1.0 / float(hz)
 
-    def _frame_time_s(self) -> float:
-        """Duration of one counting frame, K·T_PEM (s), from STATUS."""
+    def frame_time_s(self) -> float:
+        """Duration of one counting frame, K·T_PEM (s), from STATUS (the nominal PEM period
+        while it is not locked)."""
         st = self._poll_status()
         return max(1, int(st.get("periods") or 1)) * self._pem_period_s(st)
 

@@ -239,7 +239,7 @@ def scan(inst, start: float, stop: float, step: float, *, dwell_s: float | None 
                                           accumulation=acc, dark_source=source)
             prior: dict[int, FrameSet] = {}
             if survey or time_budget_s is not None:
-                frame_s = _frame_time_s(status)
+                frame_s = inst.frame_time_s()
                 survey_dwell_s = (planning.survey_dwell(time_budget_s, len(todo), frame_s)
                                   if time_budget_s is not None
                                   else (1.0 if survey is True else float(survey)))
@@ -287,16 +287,6 @@ def scan(inst, start: float, stop: float, step: float, *, dwell_s: float | None 
     spec = assembler.spectrum(_stream(inst), **extra_meta)
     _stop(subscribers, "success", "", spec, extra_meta)
     return spec
-
-
-def _frame_time_s(status: dict[str, Any]) -> float:
-    periods = status.get("periods") or 0
-    period_ps = status.get("pem_period_ps") or 20_000_000
-    t = float(periods) * float(period_ps) * 1e-12
-    if not t > 0:
-        raise ValueError("the board reports no frame time (periods × PEM period): configure "
-                         "counting first")
-    return t
 
 
 def _needed_s(prior: FrameSet, surveyed: PointMeasurement, target: float,
