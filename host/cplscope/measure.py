@@ -241,10 +241,9 @@ def measure(inst, *, dwell_s: float | None = None, target_sigma: float | None = 
     common = dict(dark_source=source, accumulation=int(accumulation),
                   target_sigma=float(target_sigma) if target_sigma is not None else math.nan)
 
-    def fit(fs: FrameSet, stopped: str, extra: tuple[str, ...] = ()) -> tuple[PointContext, Any]:
-        ctx = _context(float(wl), cal, ret, dark, fs, stopped=stopped, extra_flags=extra,
-                       **common)
-        return ctx, estimate_frames(fs.counts, fs.frame_time_s, fs.span, ctx)
+    def estimate_so_far(fs: FrameSet) -> Estimate:
+        ctx = _context(float(wl), cal, ret, dark, fs, **common)
+        return estimate_frames(fs.counts, fs.frame_time_s, fs.span, ctx)
 
     extra: tuple[str, ...] = ()
     if dwell_s is not None:
@@ -265,7 +264,7 @@ def measure(inst, *, dwell_s: float | None = None, target_sigma: float | None = 
         while True:
             if frames.n_frames == 0:
                 break
-            _, est = fit(frames, "target")
+            est = estimate_so_far(frames)
             dwell = frames.dwell_s
             if est.sigma_g <= target:
                 reason = "target"
