@@ -31,7 +31,7 @@ from .cd_spectrum import CDSpectrum, cd_metadata
 from .demod import Estimate
 from .documents import ArchiveSink, PointEvent, RunStart, RunStop, Sink, SpectrumAssembler, emit
 from .frames import FrameSet
-from .measure import retardation_in_force
+from .measure import point_context, retardation_in_force
 from .pipeline import PointContext, estimate_frames, process_point
 from .results import FlagRules, frame_health_flags
 from .scan import scan_wavelengths
@@ -60,32 +60,20 @@ def _load_baseline(baseline: None | CDSpectrum | str | PathLike[str]) -> CDSpect
     return CDSpectrum.read_csv(Path(baseline))
 
 
-def _context(inst: Any, wl: float, frames: FrameSet, dark: Any, stopped: str) -> PointContext:
-    """The point's context: the retardation really in force (the calibration's scale times
-    the firmware's nominal A0), φ0, dead time and dark, as for a CPL point."""
-    ret = retardation_in_force(inst)
-    if not (math.isfinite(ret.nominal_rad) and ret.nominal_rad > 0):
-        raise RuntimeError("the instrument does not report its PEM retardation (STATUS "
-                           "a0_rad): set it first, e.g. with inst.prepare()")
-    t = frames.frame_time_s
-    return PointContext.build(
-        wl, inst.calibration, ret,
-        dark=dark.per_frame(t) if dark is not None else 0.0,
-        dark_sigma=dark.sigma_per_frame(t) if dark is not None else 0.0,
-        dark_source="given" if dark is not None else "none", stopped=stopped)
-
-
 def _measure(inst: Any, wavelength_nm: float, *, dwell_s: float | None,
              target_sigma_delta_a: float | None, target_sigma_g_abs: float | None,
              max_dwell_s: float, baseline: BaselinePoint | None, cal: CDCalibration,
              rules: CDRules, dark: Any) -> tuple[CDPointResult, Estimate, FrameSet, PointContext]:
     wl = float(inst.move_to(float(wavelength_nm)))
+    ret = retardation_in_force(inst)
+    source = "given" if dark is not None else "none"
     state: dict[str, Any] = {"frames": FrameSet.from_frames([])}
 
     def once(duration: float, stopped: str) -> tuple[CDPointResult, Estimate]:
         state["frames"] = state["frames"].extend(inst.acquire(duration_s=duration))
         fs: FrameSet = state["frames"]
-        ctx = _context(inst, wl, fs, dark, stopped)
+        ctx = point_context(wl, inst.calibration, ret, dark, fs, dark_source=source,
+                            stopped=stopped)
         state["ctx"] = ctx
         est = estimate_frames(fs.counts, fs.frame_time_s, fs.span, ctx)
         health = frame_health_flags([f.flags for f in fs.received])

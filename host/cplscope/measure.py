@@ -23,7 +23,7 @@ from .results import FlagRules, PointResult, emission_significance, subtract_bla
 
 __all__ = ["DEFAULT_MAX_DWELL_S", "FLAG_HOPELESS", "AnalogDark", "Dark", "PointMeasurement",
            "calibrate_handedness", "calibrate_retardation", "measure", "measure_dark",
-           "retardation_in_force"]
+           "point_context", "retardation_in_force"]
 
 #: Set when the adaptive dwell gave a point up because its target σ was out of reach within
 #: the maximum dwell (``skip_hopeless``).
@@ -169,8 +169,11 @@ def retardation_in_force(inst) -> Retardation:
     return Retardation(nominal_rad=float(inst.status().get("a0_rad") or math.nan))
 
 
-def _context(wl: float, cal: Calibration, ret: Retardation, dark: Dark | None,
-             frames: FrameSet, **kw: Any) -> PointContext:
+def point_context(wl: float, cal: Calibration, ret: Retardation, dark: Dark | None,
+                  frames: FrameSet, **kw: Any) -> PointContext:
+    """A point's context at wavelength ``wl`` (nm): the retardation in force under ``cal``,
+    the dark (per bin per frame at these frames' frame time) and ``kw`` (PointContext
+    fields)."""
     t = frames.frame_time_s
     d = dark.per_frame(t) if dark is not None else 0.0
     sd = dark.sigma_per_frame(t) if dark is not None else 0.0
@@ -242,7 +245,7 @@ def measure(inst, *, dwell_s: float | None = None, target_sigma: float | None = 
                   target_sigma=float(target_sigma) if target_sigma is not None else math.nan)
 
     def estimate_so_far(fs: FrameSet) -> Estimate:
-        ctx = _context(float(wl), cal, ret, dark, fs, **common)
+        ctx = point_context(float(wl), cal, ret, dark, fs, **common)
         return estimate_frames(fs.counts, fs.frame_time_s, fs.span, ctx)
 
     extra: tuple[str, ...] = ()
@@ -289,7 +292,7 @@ def measure(inst, *, dwell_s: float | None = None, target_sigma: float | None = 
     if frames.n_frames == 0:
         raise RuntimeError("no usable frame was measured (all were excluded: check the PEM "
                            "lock and the overload guard)")
-    ctx = _context(float(wl), cal, ret, dark, frames, stopped=reason, extra_flags=extra,
+    ctx = point_context(float(wl), cal, ret, dark, frames, stopped=reason, extra_flags=extra,
                    **common)
     est, raw = process_point(frames.counts, frames.frame_time_s, frames.span, frames.dwell_s,
                              ctx, frame_flags=[f.flags for f in frames.received], rules=rules)
