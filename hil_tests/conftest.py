@@ -3,6 +3,7 @@
     pytest hil_tests                          # the simulated instrument (default)
     pytest hil_tests --board usb              # the first real board on the USB bus
     pytest hil_tests --board usb://SERIAL     # that board
+    pytest hil_tests --board emulated         # MicroPython's rp2 port on an emulated RP2040
     pytest hil_tests --soak                   # long runs (60 min stream, 10 000-frame fuzz, …)
 
 Every test gets its instrument from a fixture that always closes it; a simulated instrument
@@ -19,13 +20,15 @@ from typing import Any
 import pytest
 
 SIM = "sim"
+EMULATED = "emulated"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("cplscope hil", "cplscope acceptance tests (hil_tests/)")
     group.addoption("--board", default=SIM, metavar="ADDRESS",
                     help="instrument under test: 'sim' (default, the simulated instrument), "
-                         "'usb' (first board found) or 'usb://SERIAL'")
+                         "'usb' (first board found), 'usb://SERIAL', or 'emulated' (the "
+                         "firmware in MicroPython's rp2 port on an emulated RP2040)")
     group.addoption("--calibration-sample", default=None, metavar="NAME",
                     help="real board only: the known sample in the instrument (a built-in "
                          "name such as linear-polarizer-45, or a sample JSON file); tests "
@@ -36,6 +39,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--bandpass-nm", default=2.0, type=float, metavar="NM",
                     help="real board only: monochromator bandpass (FWHM, nm) used to compute "
                          "the declared sample's ground truth (default 2)")
+    group.addoption("--pico-image", default=None, metavar="PATH",
+                    help="--board emulated: MicroPython RPI_PICO image, .uf2 or .bin "
+                         "(default $CPLSCOPE_MICROPYTHON_IMAGE)")
+    group.addoption("--pico-bootrom", default=None, metavar="PATH",
+                    help="--board emulated: the RP2040 bootrom, 16 KiB "
+                         "(default $CPLSCOPE_RP2040_BOOTROM)")
+    group.addoption("--usb-device-lib", default=None, metavar="PATH",
+                    help="--board emulated: a micropython-lib checkout, for usb-device "
+                         "(default $CPLSCOPE_USB_DEVICE_LIB)")
     group.addoption("--soak", action="store_true", default=False,
                     help="long runs: 60 min stream, 10 000-frame command fuzz, longer "
                          "accuracy statistics")
@@ -63,28 +75,58 @@ class Hil:
     bandpass_nm: float
     soak: bool
 
+    pico_files: Any = None  # emulated: hil_tests.emulated.pico.PicoFiles, or why not (str)
+
     @property
     def is_sim(self) -> bool:
         return self.address == SIM
 
+    @property
+    def is_emulated(self) -> bool:
+        return self.address == EMULATED
+
 
 def _hil(config: pytest.Config) -> Hil:
     address = config.getoption("--board")
-    if address != SIM and address != "usb" and not (
+    if address not in (SIM, EMULATED, "usb") and not (
             address.startswith("usb://") and len(address) > 6):
-        raise pytest.UsageError(f"--board {address!r}: use 'sim', 'usb' or 'usb://SERIAL'")
+        raise pytest.UsageError(
+            f"--board {address!r}: use 'sim', 'emulated', 'usb' or 'usb://SERIAL'")
+    files = None
+    if address == EMULATED:
+        from .emulated.pico import find_pico_files
+
+        files = find_pico_files(config.getoption("--pico-image"),
+                                config.getoption("--pico-bootrom"),
+                                config.getoption("--usb-device-lib"))
     return Hil(address, config.getoption("--calibration-sample"),
                config.getoption("--calibration-file"), config.getoption("--bandpass-nm"),
-               config.getoption("--soak"))
+               config.getoption("--soak"), files)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     hil_dir = Path(__file__).parent
     hil = _hil(config) if any(hil_dir in Path(str(i.path)).parents for i in items) else None
-    if hil is None or hil.is_sim:
+    if hil is None:
         return
     for item in items:
         if hil_dir not in Path(str(item.path)).parents:
+            continue
+        mark = item.get_closest_marker("emulated_only")
+        if mark is not None and not hil.is_emulated:
+            why = mark.args[0] if mark.args else "needs the emulated Pico's bench"
+            item.add_marker(pytest.mark.skip(reason=f"emulated Pico only (--board emulated): "
+                                                    f"{why}"))
+            continue
+        if hil.is_sim:
+            continue
+        if hil.is_emulated and isinstance(hil.pico_files, str):
+            item.add_marker(pytest.mark.skip(reason=hil.pico_files))
+            continue
+        mark = item.get_closest_marker("timing")
+        if mark is not None and hil.is_emulated:
+            why = mark.args[0] if mark.args else "needs real timing"
+            item.add_marker(pytest.mark.skip(reason=f"not on the emulated Pico: {why}"))
             continue
         mark = item.get_closest_marker("sim_only")
         if mark is not None:
@@ -106,6 +148,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if item.get_closest_marker("calibrated") is not None and hil.calibration_file is None:
             item.add_marker(pytest.mark.skip(reason=(
                 "needs the instrument's calibration: give --calibration-file PATH")))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failed test on the emulated Pico gets the board's console and the emulator's log."""
+    outcome = yield
+    report = outcome.get_result()
+    board = getattr(item, "funcargs", {}).get("pico")
+    if report.failed and board is not None:
+        try:
+            report.sections.append(("emulated Pico console", board.console()[-4000:]))
+        except Exception as e:  # the emulator itself may be what failed
+            report.sections.append(("emulated Pico console", f"unavailable: {e}"))
+        report.sections.append(("emulated Pico log", board.log()[-4000:]))
 
 
 @pytest.fixture(scope="session")
@@ -134,11 +190,29 @@ def make_safe(inst: Any) -> None:
             pass
 
 
+@pytest.fixture(scope="session")
+def pico(hil: Hil) -> Iterator[Any]:
+    """The emulated Pico (hil_tests.emulated.pico.EmulatedPico), booted once per run and
+    shared like a real board; None on the other boards."""
+    if not hil.is_emulated:
+        yield None
+        return
+    if isinstance(hil.pico_files, str):
+        pytest.skip(hil.pico_files)
+    from .emulated.pico import EmulatedPico
+
+    board = EmulatedPico(hil.pico_files, seed=1)
+    try:
+        yield board
+    finally:
+        board.close()
+
+
 OpenInstrument = Callable[..., Any]
 
 
 @pytest.fixture
-def open_instrument(hil: Hil) -> Iterator[OpenInstrument]:
+def open_instrument(hil: Hil, pico: Any) -> Iterator[OpenInstrument]:
     """``open_instrument(sample=..., seed=..., faults=..., bench_options=..., speed=...)``
     returns a connected :class:`cplscope.Instrument`; all are made safe and closed after the
     test. ``speed`` None (default): the reproducible simulator; a number paces moves in wall
@@ -160,7 +234,14 @@ def open_instrument(hil: Hil) -> Iterator[OpenInstrument]:
             if faults or bench_options:
                 pytest.fail("faults and bench options exist only in the simulator: mark the "
                             "test sim_only")
-            inst = cplscope.connect(hil.address, reconnect_timeout=reconnect_timeout)
+            if pico is not None:
+                from cplscope.transport import Transport
+
+                inst = cplscope.Instrument(Transport(pico.find_device,
+                                                     reconnect_timeout=reconnect_timeout),
+                                           address=EMULATED)
+            else:
+                inst = cplscope.connect(hil.address, reconnect_timeout=reconnect_timeout)
         opened.append(inst)
         return inst
 
@@ -171,7 +252,7 @@ def open_instrument(hil: Hil) -> Iterator[OpenInstrument]:
 
 
 @pytest.fixture
-def open_raw(hil: Hil) -> Iterator[Callable[..., Any]]:
+def open_raw(hil: Hil, pico: Any) -> Iterator[Callable[..., Any]]:
     """``open_raw(sample=..., seed=..., record=False)`` returns a
     :class:`hil_tests.rawlink.RawLink` on a fresh simulated instrument or on the real board
     (``.sim`` is the SimSession or None). Closed after the test."""
@@ -187,6 +268,10 @@ def open_raw(hil: Hil) -> Iterator[Callable[..., Any]]:
         if hil.is_sim:
             session = launch(sample, seed=seed, speed=speed)
             device = session.find_device()
+        elif pico is not None:
+            device = pico.find_device()
+            if device is None:
+                pytest.fail("the emulated Pico is off its bus:\n" + pico.log())
         else:
             device = find_real_board(hil.address)
         try:

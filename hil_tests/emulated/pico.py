@@ -1,0 +1,204 @@
+"""An emulated Pico: MicroPython's rp2 port running ``firmware/`` in rp2040js (Node.js).
+
+``EmulatedPico(files)`` starts ``pico_bridge.mjs`` with the MicroPython image, the RP2040
+bootrom and a flash file system holding the firmware, and waits until the board is enumerated
+on the emulator's USB. ``find_device()`` then returns a pyusb device through the same
+:class:`cplscope.sim.vusb.VirtualUSBBackend` the twin uses: the host code path is the one a
+lab script takes. ``bench(...)`` changes the light, the PEM reference and the ADC input on the
+emulated pins.
+
+Nothing here is downloaded or built: the image, the bootrom and micropython-lib's
+``usb-device`` are given by path (docs/hil-tests.md, "The emulated Pico").
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import usb.core
+
+from cplscope import usb_ids
+from cplscope.sim.vusb import VirtualUSBBackend
+
+from .fsimage import (RPI_PICO, FlashLayout, build_image, compile_mpy, firmware_files,
+                      usb_device_files)
+
+__all__ = ["PicoFiles", "EmulatedPico", "EmulatorError", "find_pico_files", "ensure_node_modules",
+           "HERE"]
+
+HERE = Path(__file__).resolve().parent
+FIRMWARE = HERE.parents[1] / "firmware"
+ENV_IMAGE = "CPLSCOPE_MICROPYTHON_IMAGE"
+ENV_BOOTROM = "CPLSCOPE_RP2040_BOOTROM"
+ENV_USB_LIB = "CPLSCOPE_USB_DEVICE_LIB"
+
+
+class EmulatorError(RuntimeError):
+    """The emulated Pico did not start or stopped; the text holds its console."""
+
+
+@dataclass(frozen=True)
+class PicoFiles:
+    """What the emulated board needs from the user: a MicroPython rp2 image (.uf2 or .bin)
+    for RPI_PICO, the RP2040 bootrom (16 KiB), and micropython-lib (for ``usb-device``)."""
+
+    image: Path
+    bootrom: Path
+    usb_device_lib: Path
+
+
+def find_pico_files(image: str | None, bootrom: str | None,
+                    usb_lib: str | None) -> PicoFiles | str:
+    """The three paths, from the options or else the environment; a text saying what is
+    missing (the reason to skip) when one is not given or not there."""
+    given = {ENV_IMAGE: image or os.environ.get(ENV_IMAGE),
+             ENV_BOOTROM: bootrom or os.environ.get(ENV_BOOTROM),
+             ENV_USB_LIB: usb_lib or os.environ.get(ENV_USB_LIB)}
+    missing = [k for k, v in given.items() if not v]
+    if missing:
+        return ("the emulated Pico needs " + ", ".join(missing) + " (or --pico-image, "
+                "--pico-bootrom, --usb-device-lib): the official MicroPython RPI_PICO .uf2, "
+                "the RP2040 bootrom and a micropython-lib checkout (docs/hil-tests.md)")
+    paths = {k: Path(v).expanduser() for k, v in given.items() if v}
+    absent = [f"{k}={p}" for k, p in paths.items() if not p.exists()]
+    if absent:
+        return "not found: " + ", ".join(absent)
+    return PicoFiles(paths[ENV_IMAGE], paths[ENV_BOOTROM], paths[ENV_USB_LIB])
+
+
+def ensure_node_modules() -> Path:
+    """``rp2040js`` from the committed lockfile (``npm ci`` the first time); returns the
+    bridge script."""
+    node = shutil.which("node")
+    if node is None:
+        raise EmulatorError("the emulated Pico needs Node.js (node) on the PATH")
+    if not (HERE / "node_modules" / "rp2040js" / "package.json").is_file():
+        npm = shutil.which("npm")
+        if npm is None:
+            raise EmulatorError("rp2040js is not installed and npm is not on the PATH: run "
+                                f"`npm ci` in {HERE}")
+        done = subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=HERE,
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            raise EmulatorError(f"`npm ci` in {HERE} failed:\n{done.stdout}{done.stderr}")
+    return HERE / "pico_bridge.mjs"
+
+
+class EmulatedPico:
+    """A running emulated board. Close it (or use ``with``) to end the emulator."""
+
+    def __init__(self, files: PicoFiles, *, seed: int = 1, layout: FlashLayout = RPI_PICO,
+                 boot_timeout_s: float = 300.0) -> None:
+        script = ensure_node_modules()
+        self.folder = tempfile.mkdtemp(prefix="cplpico-")
+        fs_path = Path(self.folder, "fs.img")
+        board_files = {**firmware_files(FIRMWARE), **usb_device_files(files.usb_device_lib)}
+        fs_path.write_bytes(build_image(compile_mpy(board_files), layout))
+        self._log_path = Path(self.folder, "pico.log")
+        cable = str(Path(self.folder, "cable"))
+        with open(self._log_path, "ab") as log:
+            self._proc = subprocess.Popen(
+                ["node", str(script), "--bootrom", str(files.bootrom), "--image",
+                 str(files.image), "--fs", str(fs_path), "--fs-offset", str(layout.offset),
+                 "--cable", cable, "--seed", str(seed)],
+                cwd=HERE, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log)
+        try:
+            ready = self._read_ready(boot_timeout_s)
+            self.backend = VirtualUSBBackend(ready["cable"])
+            self.wait_enumerated(boot_timeout_s)
+        except BaseException:
+            self.close()
+            raise
+
+    def _read_ready(self, timeout_s: float) -> dict[str, Any]:
+        out = self._proc.stdout
+        assert out is not None
+        box: list[bytes] = []
+        t = threading.Thread(target=lambda: box.append(out.readline()), daemon=True)
+        t.start()
+        t.join(timeout_s)
+        try:
+            ready = json.loads(box[0]) if box and box[0] else None
+        except json.JSONDecodeError:
+            ready = None
+        if not isinstance(ready, dict) or not ready.get("ready"):
+            raise EmulatorError(f"the emulator did not start; its output:\n{self.log()}")
+        return ready
+
+    def wait_enumerated(self, timeout_s: float = 300.0, *, after: int = 0) -> dict[str, Any]:
+        """Wait until the firmware's composite device is on the emulated bus (more than
+        `after` enumerations so far); returns the bridge's statistics. The wait is in wall
+        time and generous: the emulator runs at a fraction of real time."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if self._proc.poll() is not None:
+                raise EmulatorError(f"the emulator exited with status {self._proc.returncode};"
+                                    f" its output:\n{self.log()}")
+            st = self.stats()
+            if st["visible"] and st["enumerations"] > after and self.find_device() is not None:
+                return st
+            if time.monotonic() > deadline:
+                raise EmulatorError(f"the board did not enumerate as {usb_ids.VID:04x}:"
+                                    f"{usb_ids.PID:04x} within {timeout_s:g} s; its output:\n"
+                                    f"{self.log()}")
+            time.sleep(0.2)
+
+    def find_device(self) -> usb.core.Device | None:
+        """``usb.core.find(idVendor=VID, idProduct=PID, backend=self.backend)``."""
+        return usb.core.find(idVendor=usb_ids.VID, idProduct=usb_ids.PID, backend=self.backend)
+
+    def control(self, **request: Any) -> dict[str, Any]:
+        return self.backend.control(request)
+
+    def stats(self) -> dict[str, Any]:
+        """The bridge's counters: instrument time (``time_us``), bus state, USB traffic, photons
+        and PEM edges put on the pins, HV and shutter outputs, the bench settings."""
+        return self.control(op="stats")
+
+    def bench(self, **settings: Any) -> dict[str, Any]:
+        """Change the bench (keys of ``bench`` in pico_bridge.mjs: ``light_cps``, ``pem_hz``,
+        ``pem_on``, ``adc_mean``, ``adc_amp``, …); returns all settings."""
+        return self.control(op="bench", set=settings)["bench"]
+
+    def instrument_time_s(self) -> float:
+        return self.control(op="time")["time_us"] * 1e-6
+
+    def console(self) -> str:
+        """What the board printed on its CDC REPL so far."""
+        return self.control(op="console")["text"]
+
+    def log(self) -> str:
+        try:
+            return self._log_path.read_text(errors="replace")[-20000:]
+        except OSError:
+            return ""
+
+    def close(self) -> None:
+        p = getattr(self, "_proc", None)
+        if p is not None and p.poll() is None:
+            try:
+                self.control(op="quit")
+            except Exception:
+                pass
+            try:
+                p.wait(3)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(5)
+        if hasattr(self, "backend"):
+            self.backend.close()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def __enter__(self) -> "EmulatedPico":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,678 @@
+// The emulated Pico: rp2040js running a MicroPython rp2 image with cplscope's firmware on its
+// flash file system, an optical bench on its pins, and a USB host whose device is served to
+// Python over the simulated instrument's cable protocol (cplscope/sim/vusb.py), so that
+// pyusb's VirtualUSBBackend reaches this board exactly as it reaches the twin.
+//
+//   node pico_bridge.mjs --bootrom B --image I --fs F --fs-offset N --cable PATH [--seed S]
+//
+// Prints one JSON line {"ready": true, ...} on stdout once the cable listens; everything else
+// (the board's CDC console, USB events) goes to stderr. Ends on the cable's "quit" or when its
+// stdin closes.
+import fs from 'node:fs';
+import net from 'node:net';
+import { RP2040, ConsoleLogger, LogLevel } from 'rp2040js';
+
+// --- command line ---------------------------------------------------------------------------
+function parseArgs(argv) {
+  const out = { seed: 1, fsOffset: null, fs: null };
+  for (let i = 0; i < argv.length; i += 2) {
+    const k = argv[i], v = argv[i + 1];
+    if (v === undefined) throw new Error(`option ${k} needs a value`);
+    switch (k) {
+      case '--bootrom': out.bootrom = v; break;
+      case '--image': out.image = v; break;
+      case '--fs': out.fs = v; break;
+      case '--fs-offset': out.fsOffset = Number(v); break;
+      case '--cable': out.cable = v; break;
+      case '--seed': out.seed = Number(v); break;
+      default: throw new Error(`unknown option ${k}`);
+    }
+  }
+  for (const k of ['bootrom', 'image', 'cable']) {
+    if (!out[k]) throw new Error(`--${k} is required`);
+  }
+  if (out.fs && !(out.fsOffset >= 0)) throw new Error('--fs needs --fs-offset BYTES');
+  return out;
+}
+
+const opts = parseArgs(process.argv.slice(2));
+const log = (...a) => process.stderr.write(`[pico ${(clockNs() / 1e6).toFixed(3)} ms] ${a.join(' ')}\n`);
+
+// --- the chip -------------------------------------------------------------------------------
+const FLASH_BASE = 0x10000000;
+const mcu = new RP2040();
+mcu.logger = new ConsoleLogger(LogLevel.Error);
+const clock = mcu.clock;
+function clockNs() { return mcu ? mcu.clock.nanos : 0; }
+
+function loadBootrom(path) {
+  const raw = fs.readFileSync(path);
+  if (raw.length !== 16384) throw new Error(`${path}: a bootrom is 16384 bytes, this is ${raw.length}`);
+  mcu.loadBootrom(new Uint32Array(raw.buffer, raw.byteOffset, 4096));
+}
+
+function loadImage(path) {
+  const raw = fs.readFileSync(path);
+  const UF2_MAGIC0 = 0x0a324655, UF2_MAGIC1 = 0x9e5d5157, UF2_END = 0x0ab16f30;
+  if (raw.length >= 512 && raw.readUInt32LE(0) === UF2_MAGIC0) {
+    let blocks = 0;
+    for (let off = 0; off + 512 <= raw.length; off += 512) {
+      if (raw.readUInt32LE(off) !== UF2_MAGIC0 || raw.readUInt32LE(off + 4) !== UF2_MAGIC1 ||
+          raw.readUInt32LE(off + 508) !== UF2_END) {
+        throw new Error(`${path}: UF2 block ${off / 512} is damaged`);
+      }
+      const flags = raw.readUInt32LE(off + 8);
+      if (flags & 1) continue; // "not main flash"
+      const addr = raw.readUInt32LE(off + 12), n = raw.readUInt32LE(off + 16);
+      if (addr < FLASH_BASE || addr + n > FLASH_BASE + mcu.flash.length || n > 476) {
+        throw new Error(`${path}: UF2 block ${off / 512} targets 0x${addr.toString(16)}, outside flash`);
+      }
+      mcu.flash.set(raw.subarray(off + 32, off + 32 + n), addr - FLASH_BASE);
+      blocks++;
+    }
+    if (!blocks) throw new Error(`${path}: no flash blocks in this UF2`);
+    return;
+  }
+  if (raw.length > 0x200000) throw new Error(`${path}: larger than the Pico's 2 MB flash`);
+  mcu.flash.set(raw, 0);
+}
+
+loadBootrom(opts.bootrom);
+loadImage(opts.image);
+if (opts.fs) mcu.flash.set(fs.readFileSync(opts.fs), opts.fsOffset);
+mcu.core.PC = FLASH_BASE;
+
+// --- deterministic random numbers (mulberry32) ---------------------------------------------
+function rng(seed) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+const random = rng(opts.seed);
+
+// --- the bench on the pins (GPIO numbers of firmware/board/rp2.py) --------------------------
+const PIN = { photon: 2, pemRef: 3, pemDrive: 6, hvCtrl: 10, hvEn: 12, shutter: 13, step: 14, dir: 15, home: 16 };
+const bench = {
+  pem_hz: 50000.0,        // PEM controller's 1f reference (external mode)
+  pem_on: true,
+  light_cps: 2.0e5,       // photon rate with HV on and the shutter open, counts/s
+  dark_cps: 200.0,        // with HV on and the shutter closed
+  g: 6.0e-3,              // modulation of the light at the PEM's 1f: rate × (1 + g/2 · sign)
+  pulse_ns: 24,           // pulse width after the stretcher
+  adc_mean: 1200,         // ADC0 (PMT analog), counts of 4095, with HV on and shutter open
+  adc_amp: 200,           // its 1f modulation amplitude, counts
+  adc_dark: 40,
+  adc_noise: 8,
+  hv_full_scale: 1250,    // HV module: V at 100 % control (GP10 PWM duty); monitor 3.3 V there
+  pem_q: 1.0e4,           // PEM head: resonance quality factor and peak pickup (ADC2, counts)
+  pickup_peak: 3000,
+  mono_steps: 400,        // monochromator position, steps above the home switch
+};
+const counters = { photons: 0, steps: 0, pemEdges: 0 };
+
+function lit() { return mcu.gpio[PIN.hvEn].outputValue; }
+function open() { return mcu.gpio[PIN.shutter].outputValue; }
+function pemLevel() { return mcu.gpio[PIN.pemRef].inputValue; }
+
+// PEM reference: a square wave on GP3, edges every half period of instrument time.
+let pemState = false;
+const pemAlarm = clock.createAlarm(() => {
+  if (!bench.pem_on) return;
+  pemState = !pemState;
+  mcu.gpio[PIN.pemRef].setInputValue(pemState);
+  counters.pemEdges++;
+  pemAlarm.schedule(0.5e9 / bench.pem_hz);
+});
+function startPem() { pemAlarm.cancel(); if (bench.pem_on) pemAlarm.schedule(0.5e9 / bench.pem_hz); }
+
+// Photons: a Poisson process whose rate follows the light path and the PEM's half cycle.
+function photonRate() {
+  if (!lit()) return 0;
+  const base = open() ? bench.light_cps : bench.dark_cps;
+  return base * (1 + (pemLevel() ? 0.5 : -0.5) * bench.g);
+}
+const pulseEnd = clock.createAlarm(() => mcu.gpio[PIN.photon].setInputValue(false));
+const photonAlarm = clock.createAlarm(() => {
+  const rate = photonRate();
+  if (rate > 0) {
+    mcu.gpio[PIN.photon].setInputValue(true);
+    pulseEnd.schedule(bench.pulse_ns);
+    counters.photons++;
+  }
+  nextPhoton();
+});
+function nextPhoton() {
+  const rate = Math.max(photonRate(), 1000); // re-check the light path at least every ~ms
+  photonAlarm.schedule(Math.max(-Math.log(1 - random()) / rate * 1e9, bench.pulse_ns * 2));
+}
+
+// On silicon a pin's input reads the pad, so a pin the chip drives reads back its own level
+// (the shutter's state, the internal PEM drive as the reference); rp2040js keeps the input
+// apart, so copy the output level into it.
+for (const pin of mcu.gpio) {
+  pin.addListener(() => { if (pin.outputEnable) pin.setInputValue(pin.outputValue); });
+}
+
+// Monochromator: step pulses on GP14 (rising edges), direction GP15, home switch GP16 to
+// ground at or below home.
+function updateHome() { mcu.gpio[PIN.home].setInputValue(bench.mono_steps > 0); }
+mcu.gpio[PIN.step].addListener((state, old) => {
+  const high = mcu.gpio[PIN.step].outputValue;
+  if (high && !stepWasHigh) {
+    bench.mono_steps += mcu.gpio[PIN.dir].outputValue ? 1 : -1;
+    counters.steps++;
+    updateHome();
+  }
+  stepWasHigh = high;
+});
+let stepWasHigh = false;
+
+// PWM outputs seen as analog levels (after the board's RC filters) and frequencies.
+function pwmChannel(pin) { return mcu.pwm.channels[(pin >> 1) & 7]; }
+function pwmDuty(pin) {
+  const ch = pwmChannel(pin);
+  if (!(ch.csr & 1)) return 0;
+  const cc = pin & 1 ? ch.cc >>> 16 : ch.cc & 0xffff;
+  return Math.min(1, cc / (ch.top + 1));
+}
+function pwmHz(pin) {
+  const ch = pwmChannel(pin);
+  if (!(ch.csr & 1)) return 0;
+  const div = (ch.div || 16) / 16;
+  return 125e6 / (div * (ch.top + 1) * (ch.csr & 2 ? 2 : 1));
+}
+// The PEM head driven on GP6 (internal mode): a resonance of quality factor pem_q at pem_hz.
+function pemPickup() {
+  const f = pwmHz(PIN.pemDrive);
+  if (!f) return 0;
+  const x = 2 * bench.pem_q * (f - bench.pem_hz) / bench.pem_hz;
+  return bench.pickup_peak / Math.sqrt(1 + x * x);
+}
+
+// ADC: channel 0 follows the light and the PEM phase, 1 the HV monitor, 2 the PEM pickup.
+mcu.adc.onADCRead = (channel) => {
+  let v;
+  if (channel === 0) {
+    const on = lit() && open();
+    const phase = 2 * Math.PI * bench.pem_hz * clock.nanos * 1e-9;
+    v = on ? bench.adc_mean + bench.adc_amp * Math.sin(phase) : bench.adc_dark;
+    v += bench.adc_noise * (random() + random() + random() - 1.5) * 2;
+  } else if (channel === 1) v = lit() ? pwmDuty(PIN.hvCtrl) * 4095 : 0;
+  else if (channel === 2) v = pemPickup();
+  else v = 876; // temperature sensor, about 27 °C
+  const value = Math.max(0, Math.min(4095, Math.round(v)));
+  // sampleTime µs, as the default implementation waits
+  adcAlarm.value = value;
+  adcAlarm.schedule(mcu.adc.sampleTime * 1000);
+};
+const adcAlarm = clock.createAlarm(() => mcu.adc.completeADCRead(adcAlarm.value, false));
+
+// --- PIO stepped from the CPU loop (rp2040js would run it on wall-clock timers) --------------
+const pioRunning = [false, false];
+mcu.pio.forEach((pio, i) => {
+  pio.run = () => { pioRunning[i] = true; };
+  pio.stop = ((orig) => function () { pioRunning[i] = false; return orig.call(this); })(pio.stop);
+});
+function stepPio(cycles) {
+  for (let i = 0; i < 2; i++) {
+    const pio = mcu.pio[i];
+    if (!pioRunning[i] || pio.stopped) { pioRunning[i] = false; continue; }
+    for (let c = 0; c < cycles; c++) pio.step();
+  }
+}
+
+// --- the USB host ---------------------------------------------------------------------------
+const usb = mcu.usbCtrl;
+const EP0_SIZE = 64;
+const SIE_CTRL = 0x4c, EP_STALL_ARM = 0x68, PULLUP_EN = 1 << 16;
+const host = {
+  pullup: false,
+  generation: 0,
+  address: 0,
+  device: null,        // Uint8Array(18) once enumerated
+  config: null,        // full configuration descriptor
+  enumerated: false,
+  ctrl: null,          // the control transfer in progress
+  ctrlQueue: [],
+  inQueues: new Map(),  // endpoint → [Uint8Array packets]
+  inWaiters: new Map(), // endpoint → [pending reads]
+  outArmed: new Map(),  // endpoint → armed OUT buffer size, or absent
+  outQueues: new Map(), // endpoint → [pending writes]
+  cdcIn: -1, cdcOut: -1,
+  console: '',
+  stats: { in_packets: 0, in_bytes: 0, out_bytes: 0, enumerations: 0, stalls: 0, resets: 0 },
+};
+
+const origWrite = usb.writeUint32.bind(usb);
+usb.writeUint32 = (offset, value) => {
+  origWrite(offset, value);
+  if (offset === SIE_CTRL) {
+    const up = (value & PULLUP_EN) !== 0;
+    if (up !== host.pullup) {
+      host.pullup = up;
+      if (up) { log('USB pull-up on: the board connects'); connectBoard(); }
+      else { log('USB pull-up off: the board disconnects'); disconnectBoard(); }
+    }
+  } else if (offset === EP_STALL_ARM && value & 3 && host.ctrl) {
+    host.stats.stalls++;
+    finishCtrl(-9, 'the board stalled the control request');
+  }
+};
+// rp2040js queues the two halves of a double-buffered IN endpoint buffer 1 first; the
+// controller sends buffer 0 first. Put them back in bus order.
+const origDpram = usb.DPRAMUpdated.bind(usb);
+usb.DPRAMUpdated = (offset, value) => {
+  const ep = (offset - 0x80) >> 3;
+  const alarm = offset >= 0x88 && offset < 0x100 && !(offset & 4) ? usb.endpointWriteAlarms[ep] : null;
+  const before = alarm ? alarm.buffers.length : 0;
+  origDpram(offset, value);
+  if (alarm && alarm.buffers.length === before + 2) {
+    const b = alarm.buffers;
+    [b[before], b[before + 1]] = [b[before + 1], b[before]];
+  }
+};
+usb.onUSBEnabled = () => { if (host.pullup) connectBoard(); };
+usb.onResetReceived = () => {};
+
+function disconnectBoard() {
+  host.enumerated = false;
+  host.device = host.config = null;
+  host.generation++;
+  failAll(-4, 'the board disconnected');
+}
+
+function failAll(status, text) {
+  if (host.ctrl) finishCtrl(status, text);
+  for (const t of host.ctrlQueue.splice(0)) t.done(status, Buffer.from(text));
+  for (const [, ws] of host.inWaiters) for (const w of ws.splice(0)) w.done(status, Buffer.from(text));
+  for (const [, ws] of host.outQueues) for (const w of ws.splice(0)) w.done(status, Buffer.from(text));
+  host.inQueues.clear();
+  host.outArmed.clear();
+}
+
+let enumerating = false;
+async function connectBoard() {
+  if (enumerating) return;
+  enumerating = true;
+  try {
+    await busReset();
+    const gen = host.generation;
+    const dev = await ctrlIn(0x80, 6, 0x0100, 0, 18);
+    await ctrlOut(0x00, 5, 1, 0);
+    const head = await ctrlIn(0x80, 6, 0x0200, 0, 9);
+    const total = head[2] | (head[3] << 8);
+    const cfg = await ctrlIn(0x80, 6, 0x0200, 0, total);
+    await ctrlOut(0x00, 9, cfg[5], 0);
+    if (gen !== host.generation) return;
+    host.device = dev; host.config = cfg; host.enumerated = true;
+    host.stats.enumerations++;
+    findCdc(cfg);
+    if (host.cdcIn >= 0) {
+      await ctrlOut(0x21, 0x22, 3, host.cdcInterface); // CDC SET_CONTROL_LINE_STATE: DTR | RTS
+      pumpCdc();
+    }
+    log(`enumerated: ${hex16(dev, 8)}:${hex16(dev, 10)}, configuration of ${total} bytes`);
+  } catch (e) {
+    log(`enumeration failed: ${e.message}`);
+  } finally {
+    enumerating = false;
+  }
+}
+function hex16(b, i) { return (b[i] | (b[i + 1] << 8)).toString(16).padStart(4, '0'); }
+
+function busReset() {
+  return new Promise((resolve) => {
+    usb.onResetReceived = () => { usb.onResetReceived = () => {}; resolve(); };
+    usb.resetDevice();
+    host.stats.resets++;
+  });
+}
+
+function findCdc(cfg) {
+  host.cdcIn = host.cdcOut = -1;
+  let intf = null;
+  for (let i = 0; i + 2 <= cfg.length && cfg[i] >= 2; i += cfg[i]) {
+    if (cfg[i + 1] === 4) intf = { num: cfg[i + 2], cls: cfg[i + 5] };
+    if (cfg[i + 1] === 4 && cfg[i + 5] === 2) host.cdcInterface = cfg[i + 2];
+    if (cfg[i + 1] === 5 && intf && intf.cls === 10) {
+      const ep = cfg[i + 2];
+      if (ep & 0x80) host.cdcIn = ep & 0xf; else host.cdcOut = ep & 0xf;
+    }
+  }
+}
+
+// The board's console (the CDC REPL): read continuously, kept for the test log.
+function pumpCdc() {
+  const gen = host.generation;
+  const again = () => { if (gen === host.generation && host.cdcIn >= 0) bulkIn(host.cdcIn, 64, 0, onData); };
+  const onData = (status, data) => {
+    if (status === 0 && data.length) {
+      const text = data.toString('latin1');
+      host.console += text;
+      if (host.console.length > 200000) host.console = host.console.slice(-100000);
+      process.stderr.write(text);
+    }
+    if (status === 0) again();
+  };
+  again();
+}
+
+// Control transfers: one at a time, in the three stages of USB 2.0 §8.5.3.
+function submitCtrl(t) {
+  host.ctrlQueue.push(t);
+  if (!host.ctrl) nextCtrl();
+}
+function nextCtrl() {
+  const t = host.ctrlQueue.shift();
+  if (!t) return;
+  host.ctrl = t;
+  t.got = [];
+  t.gotLen = 0;
+  t.sent = 0;
+  t.stage = 'data';
+  if (t.timeoutMs > 0) t.timer = setTimeout(() => { if (host.ctrl === t) finishCtrl(-7, 'control transfer timed out'); }, t.timeoutMs);
+  usb.sendSetupPacket(t.setup);
+}
+function finishCtrl(status, text) {
+  const t = host.ctrl;
+  if (!t) return;
+  host.ctrl = null;
+  if (t.timer) clearTimeout(t.timer);
+  t.done(status, status === 0 ? Buffer.concat(t.got) : Buffer.from(text || ''));
+  nextCtrl();
+}
+function ep0In(buf) {
+  const t = host.ctrl;
+  if (!t) return;
+  if (t.dirIn && t.stage === 'data') {
+    t.got.push(Buffer.from(buf));
+    t.gotLen += buf.length;
+    if (buf.length < EP0_SIZE || t.gotLen >= t.wLength) t.stage = 'status';
+    // status: the board arms EP0 OUT for the host's zero-length packet (ep0OutArmed)
+  } else if (!t.dirIn && buf.length === 0) {
+    finishCtrl(0);
+  }
+}
+function ep0OutArmed() {
+  const t = host.ctrl;
+  if (!t) { usb.endpointReadDone(0, new Uint8Array(0)); return; }
+  if (t.dirIn) {
+    usb.endpointReadDone(0, new Uint8Array(0));
+    if (t.stage === 'status') setImmediate(() => { if (host.ctrl === t) finishCtrl(0); });
+  } else {
+    const chunk = t.data.subarray(t.sent, t.sent + EP0_SIZE);
+    t.sent += chunk.length;
+    usb.endpointReadDone(0, chunk);
+  }
+}
+function ctrl(bm, req, value, index, length, data, timeoutMs = 5000) {
+  return new Promise((resolve, reject) => {
+    const setup = Buffer.alloc(8);
+    setup.writeUInt8(bm, 0); setup.writeUInt8(req, 1); setup.writeUInt16LE(value, 2);
+    setup.writeUInt16LE(index, 4); setup.writeUInt16LE(length, 6);
+    submitCtrl({ setup: new Uint8Array(setup), dirIn: (bm & 0x80) !== 0, wLength: length,
+      data: data || new Uint8Array(0), timeoutMs,
+      done: (status, out) => status === 0 ? resolve(out)
+        : reject(Object.assign(new Error(out.toString()), { status })) });
+  });
+}
+const ctrlIn = (bm, req, value, index, length) => ctrl(bm, req, value, index, length);
+const ctrlOut = (bm, req, value, index) => ctrl(bm, req, value, index, 0);
+
+// Bulk transfers with libusb's completion rules: an IN transfer ends on a short packet or
+// when `length` bytes arrived; an OUT transfer is split into 64-byte packets.
+usb.onEndpointWrite = (ep, buf) => {
+  if (ep === 0) { ep0In(buf); return; }
+  host.stats.in_packets++;
+  host.stats.in_bytes += buf.length;
+  const q = host.inQueues.get(ep) || [];
+  q.push(Buffer.from(buf));
+  host.inQueues.set(ep, q);
+  serveIn(ep);
+};
+usb.onEndpointRead = (ep, size) => {
+  if (ep === 0) { ep0OutArmed(); return; }
+  host.outArmed.set(ep, size);
+  serveOut(ep);
+};
+
+function bulkIn(ep, length, timeoutMs, done) {
+  const w = { length, got: [], gotLen: 0, done: null, timer: null };
+  w.done = (status, data) => { if (w.timer) clearTimeout(w.timer); done(status, data); };
+  const ws = host.inWaiters.get(ep) || [];
+  ws.push(w);
+  host.inWaiters.set(ep, ws);
+  if (timeoutMs > 0) {
+    w.timer = setTimeout(() => {
+      const list = host.inWaiters.get(ep) || [];
+      const i = list.indexOf(w);
+      if (i < 0) return;
+      list.splice(i, 1);
+      if (w.gotLen) done(0, Buffer.concat(w.got));
+      else done(-7, Buffer.from('bulk IN timed out'));
+    }, timeoutMs);
+  }
+  serveIn(ep);
+}
+function serveIn(ep) {
+  const q = host.inQueues.get(ep) || [];
+  const ws = host.inWaiters.get(ep) || [];
+  while (q.length && ws.length) {
+    const w = ws[0];
+    const room = w.length - w.gotLen;
+    let pkt = q[0];
+    if (pkt.length > room) { // libusb: overflow unless the buffer is a multiple of the packet size
+      ws.shift();
+      w.done(-8, Buffer.from('bulk IN overflow'));
+      continue;
+    }
+    q.shift();
+    w.got.push(pkt);
+    w.gotLen += pkt.length;
+    if (pkt.length < 64 || w.gotLen === w.length) {
+      ws.shift();
+      w.done(0, Buffer.concat(w.got));
+    }
+  }
+}
+function bulkOut(ep, data, timeoutMs, done) {
+  const w = { data, sent: 0, done: null, timer: null, zlpDone: data.length === 0 ? false : true };
+  w.done = (status, out) => { if (w.timer) clearTimeout(w.timer); done(status, out); };
+  const ws = host.outQueues.get(ep) || [];
+  ws.push(w);
+  host.outQueues.set(ep, ws);
+  if (timeoutMs > 0) {
+    w.timer = setTimeout(() => {
+      const list = host.outQueues.get(ep) || [];
+      const i = list.indexOf(w);
+      if (i < 0) return;
+      list.splice(i, 1);
+      done(-7, Buffer.from('bulk OUT timed out'));
+    }, timeoutMs);
+  }
+  serveOut(ep);
+}
+function serveOut(ep) {
+  const ws = host.outQueues.get(ep) || [];
+  while (ws.length && host.outArmed.has(ep)) {
+    const w = ws[0];
+    const size = host.outArmed.get(ep);
+    host.outArmed.delete(ep);
+    const chunk = w.data.subarray(w.sent, w.sent + Math.min(size, 64));
+    w.sent += chunk.length;
+    if (chunk.length === 0) w.zlpDone = true;
+    host.stats.out_bytes += chunk.length;
+    usb.endpointReadDone(ep, chunk);
+    if (w.sent >= w.data.length && w.zlpDone) {
+      ws.shift();
+      w.done(0, u32(w.sent));
+    }
+  }
+}
+function u32(n) { const b = Buffer.alloc(4); b.writeUInt32LE(n >>> 0, 0); return b; }
+
+// --- the cable (cplscope/sim/vusb.py's wire format) ------------------------------------------
+const OP = { ENUM: 1, OPEN: 2, CTRL: 3, BULK_OUT: 4, BULK_IN: 5, CLEAR_HALT: 6, RESET: 7, CONTROL: 16 };
+function answer(sock, status, payload) {
+  const head = Buffer.alloc(5);
+  head.writeInt8(status, 0);
+  head.writeUInt32LE(payload.length, 1);
+  if (!sock.destroyed) sock.write(Buffer.concat([head, payload]));
+}
+function staleGen(gen) { return !host.enumerated || gen !== host.generation; }
+
+function handle(sock, op, p, reply) {
+  const NO_DEVICE = () => reply(-4, Buffer.from('no such device (the board is off the bus)'));
+  switch (op) {
+    case OP.ENUM: {
+      if (!host.enumerated) return reply(0, Buffer.alloc(0));
+      const head = Buffer.alloc(8);
+      head.writeUInt32LE(host.generation, 0); head.writeUInt8(1, 4); head.writeUInt8(1, 5);
+      head.writeUInt16LE(host.config.length, 6);
+      return reply(0, Buffer.concat([head, host.device, host.config]));
+    }
+    case OP.OPEN:
+      return staleGen(p.readUInt32LE(0)) ? NO_DEVICE() : reply(0, Buffer.alloc(0));
+    case OP.CTRL: {
+      const gen = p.readUInt32LE(0), bm = p[4], req = p[5];
+      const value = p.readUInt16LE(6), index = p.readUInt16LE(8), length = p.readUInt16LE(10);
+      const timeout = p.readUInt32LE(12), data = p.subarray(16);
+      if (staleGen(gen)) return NO_DEVICE();
+      const setup = Buffer.alloc(8);
+      setup.writeUInt8(bm, 0); setup.writeUInt8(req, 1); setup.writeUInt16LE(value, 2);
+      setup.writeUInt16LE(index, 4); setup.writeUInt16LE((bm & 0x80) ? length : data.length, 6);
+      return submitCtrl({ setup: new Uint8Array(setup), dirIn: (bm & 0x80) !== 0, wLength: length,
+        data: new Uint8Array(data), timeoutMs: timeout, done: reply });
+    }
+    case OP.BULK_OUT: {
+      const gen = p.readUInt32LE(0), ep = p[4], timeout = p.readUInt32LE(5);
+      if (staleGen(gen)) return NO_DEVICE();
+      return bulkOut(ep & 0x0f, new Uint8Array(p.subarray(9)), timeout, reply);
+    }
+    case OP.BULK_IN: {
+      const gen = p.readUInt32LE(0), ep = p[4], length = p.readUInt32LE(5), timeout = p.readUInt32LE(9);
+      if (staleGen(gen)) return NO_DEVICE();
+      return bulkIn(ep & 0x0f, length, timeout, reply);
+    }
+    case OP.CLEAR_HALT: {
+      const gen = p.readUInt32LE(0), ep = p[4];
+      if (staleGen(gen)) return NO_DEVICE();
+      return submitCtrl({ setup: new Uint8Array([0x02, 1, 0, 0, ep, 0, 0, 0]), dirIn: false,
+        wLength: 0, data: new Uint8Array(0), timeoutMs: 2000, done: reply });
+    }
+    case OP.RESET: {
+      if (staleGen(p.readUInt32LE(0))) return NO_DEVICE();
+      failAll(-4, 'port reset');
+      host.enumerated = false;
+      return connectBoard().then(() => reply(0, Buffer.alloc(0)));
+    }
+    case OP.CONTROL:
+      return reply(0, Buffer.from(JSON.stringify(controlOp(JSON.parse(p.toString('utf8'))))));
+    default:
+      return reply(-12, Buffer.from(`unknown cable op ${op}`));
+  }
+}
+
+function controlOp(req) {
+  switch (req.op) {
+    case 'stats':
+      return { time_us: clock.nanos / 1000, visible: host.enumerated, plugged: host.pullup,
+        generation: host.generation, firmware_up: host.enumerated, firmware_connections: host.stats.enumerations,
+        ...host.stats, ...counters, bench: { ...bench },
+        hv_on: lit(), shutter_open: open() };
+    case 'time':
+      return { time_us: clock.nanos / 1000 };
+    case 'console':
+      return { text: host.console };
+    case 'repl': { // type `text` on the board's CDC REPL (Ctrl-C is "\u0003")
+      if (host.cdcOut < 0 || !host.enumerated) throw new Error('the board has no CDC REPL on the bus');
+      bulkOut(host.cdcOut, new Uint8Array(Buffer.from(req.text, 'latin1')), 0, () => {});
+      return { ok: true };
+    }
+    case 'bench': {
+      for (const [k, v] of Object.entries(req.set || {})) {
+        if (!(k in bench)) throw new Error(`no bench setting ${k}`);
+        bench[k] = typeof bench[k] === 'boolean' ? !!v : Number(v);
+      }
+      if ('pem_hz' in (req.set || {}) || 'pem_on' in (req.set || {})) startPem();
+      if ('mono_steps' in (req.set || {})) updateHome();
+      return { bench: { ...bench } };
+    }
+    case 'run': { // advance instrument time by `us` µs (answered when done)
+      return { time_us: clock.nanos / 1000 };
+    }
+    case 'quit':
+      setImmediate(() => process.exit(0));
+      return { ok: true };
+    default:
+      throw new Error(`unknown control op ${req.op}`);
+  }
+}
+
+function serveCable(sock) {
+  let buf = Buffer.alloc(0);
+  let busy = Promise.resolve();
+  sock.on('data', (chunk) => {
+    buf = Buffer.concat([buf, chunk]);
+    while (buf.length >= 5) {
+      const op = buf[0], n = buf.readUInt32LE(1);
+      if (buf.length < 5 + n) break;
+      const p = buf.subarray(5, 5 + n);
+      buf = buf.subarray(5 + n);
+      // requests on one connection are answered in order
+      busy = busy.then(() => new Promise((resolve) => {
+        const reply = (status, payload) => { answer(sock, status, payload); resolve(); };
+        try { handle(sock, op, Buffer.from(p), reply); }
+        catch (e) { reply(-1, Buffer.from(String(e.message || e))); }
+      }));
+    }
+  });
+  sock.on('error', () => {});
+}
+
+// --- main loop ------------------------------------------------------------------------------
+const CYCLE_NS = 8; // 125 MHz
+const SLICE_NS = 200000; // instrument time per turn of Node's event loop
+function runSlice() {
+  const end = clock.nanos + SLICE_NS;
+  const core = mcu.core;
+  while (clock.nanos < end) {
+    if (core.waiting) {
+      let dt = clock.nanosToNextAlarm;
+      if (!(dt > 0)) dt = 1000;
+      dt = Math.min(dt, end - clock.nanos);
+      const cycles = Math.max(1, Math.round(dt / CYCLE_NS));
+      stepPio(cycles);
+      clock.tick(cycles * CYCLE_NS);
+    } else {
+      const cycles = core.executeInstruction();
+      stepPio(cycles);
+      clock.tick(cycles * CYCLE_NS);
+    }
+  }
+}
+
+let running = true;
+function loop() {
+  if (!running) return;
+  try { runSlice(); }
+  catch (e) { log(`emulator stopped: ${e.stack || e}`); running = false; return; }
+  setImmediate(loop);
+}
+
+const server = net.createServer(serveCable);
+try { fs.unlinkSync(opts.cable); } catch {}
+server.listen(opts.cable, () => {
+  process.stdout.write(JSON.stringify({ ready: true, cable: `unix:${opts.cable}` }) + '\n');
+  startPem();
+  updateHome();
+  nextPhoton();
+  loop();
+});
+process.stdin.on('end', () => process.exit(0));
+process.stdin.resume();
