@@ -115,6 +115,32 @@ def _aligned(words: int, typecode: str = "I") -> tuple:
     return buf, first
 
 
+def _two_rings(adc_samples: int, edge_words: int) -> tuple:
+    """One zeroed bytearray (made in place: an array from bytes() would need twice the
+    memory for a moment) holding an ADC ring of `adc_samples` (a power of two) aligned
+    to its size in bytes, and an edge ring of `edge_words` uint32 (a power of two, at most
+    half the ADC ring's bytes) aligned to its size: twice the ADC ring's bytes suffice for
+    both, since its alignment leaves a gap before or after it of at least the edge ring's
+    size, on that size's boundary. Returns (array, first ADC index, first edge index in
+    uint32 words)."""
+    size = adc_samples * 2
+    buf = bytearray(2 * size)
+    base = uctypes.addressof(buf)
+    start = base + (-base) % size
+    edge_bytes = edge_words * 4
+    edge = start - edge_bytes if start - edge_bytes >= base else start + size
+    return buf, (start - base) // 2, (edge - base) // 4
+
+
+def _adc_ring_len(block_samples: int) -> int:
+    """Samples in the ADC ring (a power of two): the block being read, the next one, and the
+    margin."""
+    ring_len = 2
+    while ring_len < block_samples + block_samples // 2 + _ADC_MARGIN:
+        ring_len <<= 1
+    return ring_len
+
+
 def _addr(buf, index: int, itemsize: int) -> int:
     return uctypes.addressof(buf) + index * itemsize
 
@@ -232,19 +258,25 @@ class Rp2Board(base.Board):
         # The ADC ring (see _ADC_TURN): _adc_turns[0] counts finished DMA turns (IRQ); block k,
         # the next one due, starts _adc_blk_off samples into turn _adc_blk_turn, at ring index
         # _adc_idx.
-        self._adc_ring = array("H")
-        self._adc_view = memoryview(b"")
-        self._adc_ring_len = 2
-        self._adc_ring_addr = 0
+        # The analog rings are made at boot, once, in one allocation while the heap is still
+        # whole: made at START (48 KB with their alignment) they failed with MemoryError on
+        # the RP2040's fragmented heap. The ADC ring fits the largest block and is aligned to
+        # its size, so a smaller block's ring starts there as well.
+        self._adc_ring_len = _adc_ring_len(self.max_block_samples)
+        ring, first, edge_first = _two_rings(self._adc_ring_len, _EDGE_RING_WORDS)
+        self._adc_ring = ring
+        self._adc_first = first
+        self._adc_view = memoryview(ring)[2 * first:2 * (first + self._adc_ring_len)]
+        self._adc_ring_addr = _addr(ring, first, 2)
         self._adc_turns = array("i", [0])
         self._adc_blk_turn = 0
         self._adc_blk_off = 0
         self._adc_idx = 0
         self._adc_blocks = 0
         self._block = base.AdcBlock(self.max_block_samples, 1024)
-        self._edge_ring = array("I")
-        self._edge_first = 0
-        self._edge_view = memoryview(b"")
+        self._edge_ring = ring  # the edge ring's words, in the same buffer
+        self._edge_first = edge_first
+        self._edge_view = memoryview(ring)[4 * edge_first:4 * (edge_first + _EDGE_RING_WORDS)]
         self._edge_state = array("i", [0, 0])
         self._edge_read = 1
         self._edge_views: dict = {}  # n_edges → view of edge_buf, made once per length
@@ -722,28 +754,17 @@ class Rp2Board(base.Board):
                                             hard=True)
         self._hv_cached = self._read_hv_now()
         n = self._adc_block
-        # the ring holds the block being read, the next one, and the margin
-        ring_len = 2
-        while ring_len < n + n // 2 + _ADC_MARGIN:
-            ring_len <<= 1
-        if ring_len != self._adc_ring_len or not self._adc_view:
-            self._adc_view = memoryview(b"")
-            self._adc_ring = array("H")
-            ring, first = _aligned(ring_len, "H")
-            self._adc_ring = ring
-            self._adc_view = memoryview(ring)[first:first + ring_len]
+        ring_len = _adc_ring_len(n)
+        if ring_len != self._adc_ring_len:
             self._adc_ring_len = ring_len
-            self._adc_ring_addr = _addr(ring, first, 2)
+            first = self._adc_first
+            self._adc_view = memoryview(self._adc_ring)[2 * first:2 * (first + ring_len)]
         self._adc_turns[0] = 0
         self._adc_blk_turn = 0
         self._adc_blk_off = 0
         self._adc_idx = 0
         self._adc_blocks = 0
         self._guard_pos = 0
-        if not self._edge_view:
-            ring, first = _aligned(_EDGE_RING_WORDS)
-            self._edge_ring, self._edge_first = ring, first
-            self._edge_view = memoryview(ring)[first:]
         self._edge_read = 1  # word 0 is the timer's start-up word
         self._edge_rel = P.PERIOD_START_EDGE
         self._t0_hi = self._t0_lo = 0

@@ -27,7 +27,7 @@ class Clock:
 def install(R, store2=None, clock=True):
     """Patch the board module ``R`` (board.rp2): the model's clock (unless ``clock`` is
     False), ``store2`` (default the model's) and ``load2``, and every DMA buffer it allocates
-    through ``_aligned`` made known to the model, which lets DMA touch only those."""
+    through ``_aligned`` and ``_two_rings`` made known to the model, which lets DMA touch only those."""
     if clock:
         R.time = Clock
     R.H.store2 = store2 if store2 is not None else rp2.store2
@@ -40,3 +40,11 @@ def install(R, store2=None, clock=True):
         return buf, first
 
     R._aligned = aligned
+    inner2 = R._two_rings
+
+    def two_rings(*a):
+        out = inner2(*a)
+        rp2.allow(out[0])
+        return out
+
+    R._two_rings = two_rings
