@@ -63,6 +63,12 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "calibrated: needs a calibration (A0, φ0, handedness, dead time); on a "
         "real board give --calibration-file")
+    config.addinivalue_line(
+        "markers", "emulated_only(reason): needs the emulated Pico's bench (its light, PEM "
+        "and ADC input set by the test); runs only with --board emulated")
+    config.addinivalue_line(
+        "markers", "timing(reason): needs the board's real timing or speed; skipped on the "
+        "emulated Pico, whose PIO and CPU are stepped, not timing-true")
 
 
 @dataclass(frozen=True)
@@ -152,15 +158,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    """A failed test on the emulated Pico gets the board's console and the emulator's log."""
+    """A failed test on the emulated Pico gets where the firmware was (its traceback at a
+    Ctrl-C), the emulator's log, and a restarted firmware, so the next test starts clean."""
     outcome = yield
     report = outcome.get_result()
     board = getattr(item, "funcargs", {}).get("pico")
-    if report.failed and board is not None:
+    if report.failed and board is not None and call.when == "call":
         try:
-            report.sections.append(("emulated Pico console", board.console()[-4000:]))
+            report.sections.append(("emulated Pico: the firmware at Ctrl-C",
+                                    board.interrupt()[-4000:]))
+            board.restart_firmware()
         except Exception as e:  # the emulator itself may be what failed
-            report.sections.append(("emulated Pico console", f"unavailable: {e}"))
+            report.sections.append(("emulated Pico restart", f"failed: {e}"))
         report.sections.append(("emulated Pico log", board.log()[-4000:]))
 
 

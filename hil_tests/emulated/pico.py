@@ -175,6 +175,27 @@ class EmulatedPico:
         """What the board printed on its CDC REPL so far."""
         return self.control(op="console")["text"]
 
+    def interrupt(self, timeout_s: float = 60.0) -> str:
+        """Ctrl-C on the REPL: the firmware's traceback (where it was), text up to the
+        prompt. The board then sits at the REPL until :meth:`restart_firmware`."""
+        before = len(self.console())
+        self.control(op="repl", text="\x03\x03")
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            text = self.console()[before:]
+            if ">>> " in text:
+                return text
+            time.sleep(0.2)
+        return self.console()[before:] + "\n(no REPL prompt: the board does not answer)"
+
+    def restart_firmware(self, timeout_s: float = 300.0) -> None:
+        """Ctrl-C, then a soft reset (Ctrl-D at the REPL): main.py runs again and the
+        firmware re-enumerates, as after a power cycle but for the RAM's contents."""
+        self.interrupt()
+        n = self.stats()["enumerations"]
+        self.control(op="repl", text="\x04")
+        self.wait_enumerated(timeout_s, after=n)
+
     def log(self) -> str:
         try:
             return self._log_path.read_text(errors="replace")[-20000:]

@@ -130,25 +130,29 @@ const pemAlarm = clock.createAlarm(() => {
 });
 function startPem() { pemAlarm.cancel(); if (bench.pem_on) pemAlarm.schedule(0.5e9 / bench.pem_hz); }
 
-// Photons: a Poisson process whose rate follows the light path and the PEM's half cycle.
+// Photons: a Poisson process whose rate follows the light path and the PEM's half cycle,
+// drawn by thinning: candidates at the largest rate the bench can have, each kept with
+// probability rate(t)/largest at its own time, so the rate steps exactly at the edges.
 function photonRate() {
   if (!lit()) return 0;
   const base = open() ? bench.light_cps : bench.dark_cps;
   return base * (1 + (pemLevel() ? 0.5 : -0.5) * bench.g);
 }
+function maxRate() {
+  return Math.max(bench.light_cps, bench.dark_cps, 1) * (1 + 0.5 * Math.abs(bench.g));
+}
 const pulseEnd = clock.createAlarm(() => mcu.gpio[PIN.photon].setInputValue(false));
 const photonAlarm = clock.createAlarm(() => {
-  const rate = photonRate();
-  if (rate > 0) {
+  const top = maxRate();
+  if (random() * top < photonRate()) {
     mcu.gpio[PIN.photon].setInputValue(true);
     pulseEnd.schedule(bench.pulse_ns);
     counters.photons++;
   }
-  nextPhoton();
+  nextPhoton(top);
 });
-function nextPhoton() {
-  const rate = Math.max(photonRate(), 1000); // re-check the light path at least every ~ms
-  photonAlarm.schedule(Math.max(-Math.log(1 - random()) / rate * 1e9, bench.pulse_ns * 2));
+function nextPhoton(top = maxRate()) {
+  photonAlarm.schedule(Math.max(-Math.log(1 - random()) / top * 1e9, bench.pulse_ns * 2));
 }
 
 // On silicon a pin's input reads the pad, so a pin the chip drives reads back its own level
@@ -218,12 +222,43 @@ mcu.pio.forEach((pio, i) => {
   pio.run = () => { pioRunning[i] = true; };
   pio.stop = ((orig) => function () { pioRunning[i] = false; return orig.call(this); })(pio.stop);
 });
+// Writing SHIFTCTRL's FJOIN bits flushes a state machine's FIFOs on silicon (pico-sdk's
+// pio_sm_clear_fifos, called by every StateMachine init); rp2040js keeps their words.
+const SHIFTCTRL = 0xd0 - 0xc8, FJOIN = 0xc0000000;
+for (const pio of mcu.pio) {
+  for (const sm of pio.machines) {
+    const write = sm.writeUint32.bind(sm);
+    sm.writeUint32 = (offset, value) => {
+      const before = sm.shiftCtrl;
+      write(offset, value);
+      if (offset === SHIFTCTRL && ((before ^ value) & FJOIN)) {
+        sm.txFIFO.reset();
+        sm.rxFIFO.reset();
+        sm.updateDMATx();
+        sm.updateDMARx();
+      }
+    };
+  }
+}
 function stepPio(cycles) {
   for (let i = 0; i < 2; i++) {
     const pio = mcu.pio[i];
     if (!pioRunning[i] || pio.stopped) { pioRunning[i] = false; continue; }
     for (let c = 0; c < cycles; c++) pio.step();
   }
+}
+
+// --- timeouts --------------------------------------------------------------------------------
+// A transfer's timeout runs in instrument time, as a host's runs in real time against a real
+// board: the emulator is slower than silicon, so a wall-clock timeout would fail a board that
+// is on time. A wall-clock limit (30× longer, at least 60 s) still ends a stuck emulator.
+function timeout(ms, fn) {
+  let done = false;
+  const once = () => { if (!done) { done = true; alarm.cancel(); clearTimeout(wall); fn(); } };
+  const alarm = clock.createAlarm(once);
+  alarm.schedule(ms * 1e6);
+  const wall = setTimeout(once, Math.max(60000, 30 * ms));
+  return { cancel() { done = true; alarm.cancel(); clearTimeout(wall); } };
 }
 
 // --- the USB host ---------------------------------------------------------------------------
@@ -248,6 +283,12 @@ const host = {
   stats: { in_packets: 0, in_bytes: 0, out_bytes: 0, enumerations: 0, stalls: 0, resets: 0 },
 };
 
+if (process.env.CPLSCOPE_PICO_TRACE_USB) {
+  const ibr = usb.indicateBufferReady.bind(usb);
+  usb.indicateBufferReady = (ep, out) => { log(`BUFF_STATUS ep${ep} ${out ? 'OUT' : 'IN'}`); ibr(ep, out); };
+  const ssp = usb.sendSetupPacket.bind(usb);
+  usb.sendSetupPacket = (p) => { log(`SETUP ${Buffer.from(p).toString('hex')}`); ssp(p); };
+}
 const origWrite = usb.writeUint32.bind(usb);
 usb.writeUint32 = (offset, value) => {
   origWrite(offset, value);
@@ -375,14 +416,14 @@ function nextCtrl() {
   t.gotLen = 0;
   t.sent = 0;
   t.stage = 'data';
-  if (t.timeoutMs > 0) t.timer = setTimeout(() => { if (host.ctrl === t) finishCtrl(-7, 'control transfer timed out'); }, t.timeoutMs);
+  if (t.timeoutMs > 0) t.timer = timeout(t.timeoutMs, () => { if (host.ctrl === t) finishCtrl(-7, 'control transfer timed out'); });
   usb.sendSetupPacket(t.setup);
 }
 function finishCtrl(status, text) {
   const t = host.ctrl;
   if (!t) return;
   host.ctrl = null;
-  if (t.timer) clearTimeout(t.timer);
+  if (t.timer) t.timer.cancel();
   t.done(status, status === 0 ? Buffer.concat(t.got) : Buffer.from(text || ''));
   nextCtrl();
 }
@@ -403,7 +444,13 @@ function ep0OutArmed() {
   if (!t) { usb.endpointReadDone(0, new Uint8Array(0)); return; }
   if (t.dirIn) {
     usb.endpointReadDone(0, new Uint8Array(0));
-    if (t.stage === 'status') setImmediate(() => { if (host.ctrl === t) finishCtrl(0); });
+    // done once the status packet has reached the board (after the controller's read
+    // delay), never before: a SETUP overtaking it makes TinyUSB panic ("Can't continue
+    // xfer on inactive ep 00")
+    if (t.stage === 'status') {
+      const a = clock.createAlarm(() => { if (host.ctrl === t) finishCtrl(0); });
+      a.schedule((usb.readDelayMicroseconds + 1) * 1000);
+    }
   } else {
     const chunk = t.data.subarray(t.sent, t.sent + EP0_SIZE);
     t.sent += chunk.length;
@@ -443,19 +490,19 @@ usb.onEndpointRead = (ep, size) => {
 
 function bulkIn(ep, length, timeoutMs, done) {
   const w = { length, got: [], gotLen: 0, done: null, timer: null };
-  w.done = (status, data) => { if (w.timer) clearTimeout(w.timer); done(status, data); };
+  w.done = (status, data) => { if (w.timer) w.timer.cancel(); done(status, data); };
   const ws = host.inWaiters.get(ep) || [];
   ws.push(w);
   host.inWaiters.set(ep, ws);
   if (timeoutMs > 0) {
-    w.timer = setTimeout(() => {
+    w.timer = timeout(timeoutMs, () => {
       const list = host.inWaiters.get(ep) || [];
       const i = list.indexOf(w);
       if (i < 0) return;
       list.splice(i, 1);
       if (w.gotLen) done(0, Buffer.concat(w.got));
       else done(-7, Buffer.from('bulk IN timed out'));
-    }, timeoutMs);
+    });
   }
   serveIn(ep);
 }
@@ -482,18 +529,18 @@ function serveIn(ep) {
 }
 function bulkOut(ep, data, timeoutMs, done) {
   const w = { data, sent: 0, done: null, timer: null, zlpDone: data.length === 0 ? false : true };
-  w.done = (status, out) => { if (w.timer) clearTimeout(w.timer); done(status, out); };
+  w.done = (status, out) => { if (w.timer) w.timer.cancel(); done(status, out); };
   const ws = host.outQueues.get(ep) || [];
   ws.push(w);
   host.outQueues.set(ep, ws);
   if (timeoutMs > 0) {
-    w.timer = setTimeout(() => {
+    w.timer = timeout(timeoutMs, () => {
       const list = host.outQueues.get(ep) || [];
       const i = list.indexOf(w);
       if (i < 0) return;
       list.splice(i, 1);
       done(-7, Buffer.from('bulk OUT timed out'));
-    }, timeoutMs);
+    });
   }
   serveOut(ep);
 }
@@ -584,9 +631,19 @@ function controlOp(req) {
       return { time_us: clock.nanos / 1000, visible: host.enumerated, plugged: host.pullup,
         generation: host.generation, firmware_up: host.enumerated, firmware_connections: host.stats.enumerations,
         ...host.stats, ...counters, bench: { ...bench },
-        hv_on: lit(), shutter_open: open() };
+        hv_on: lit(), shutter_open: open(),
+        watch: Object.fromEntries([...watch].map(([a, n]) => ['0x' + a.toString(16), n])) };
     case 'time':
       return { time_us: clock.nanos / 1000 };
+    case 'cpu': // where the core is: for a debugger's addr2line against the image's ELF
+      return { pc: mcu.core.PC >>> 0, lr: mcu.core.LR >>> 0, waiting: mcu.core.waiting,
+        sp: mcu.core.SP >>> 0, stack: Array.from({ length: 64 }, (_, i) => mcu.readUint32(((mcu.core.SP >>> 0) + 4 * i) >>> 0) >>> 0),
+        time_us: clock.nanos / 1000 };
+    case 'profile': {
+      const top = [...(profile || new Map())].sort((a, b) => b[1] - a[1]).slice(0, req.top || 60);
+      if (req.reset && profile) profile.clear();
+      return { samples: top.map(([pc, n]) => ['0x' + pc.toString(16), n]) };
+    }
     case 'console':
       return { text: host.console };
     case 'repl': { // type `text` on the board's CDC REPL (Ctrl-C is "\u0003")
@@ -636,6 +693,14 @@ function serveCable(sock) {
 }
 
 // --- main loop ------------------------------------------------------------------------------
+// Debugging: CPLSCOPE_PICO_WATCH=0xADDR,0xADDR counts how often the core enters those
+// functions (addresses from the image's ELF, e.g. gc_collect, gc_alloc); see stats 'watch'.
+const watch = new Map((process.env.CPLSCOPE_PICO_WATCH || '').split(',').filter(Boolean)
+  .map((a) => [Number(a) & ~1, 0]));
+// CPLSCOPE_PICO_PROFILE=1: the core's PC every 997 instructions, for 'profile' (where the
+// firmware spends its time; resolve with addr2line against the image's ELF).
+const profile = process.env.CPLSCOPE_PICO_PROFILE ? new Map() : null;
+let profileTick = 0;
 const CYCLE_NS = 8; // 125 MHz
 const SLICE_NS = 200000; // instrument time per turn of Node's event loop
 function runSlice() {
@@ -650,6 +715,12 @@ function runSlice() {
       stepPio(cycles);
       clock.tick(cycles * CYCLE_NS);
     } else {
+      if (watch.size && watch.has(core.PC)) watch.set(core.PC, watch.get(core.PC) + 1);
+      if (profile && ++profileTick === 997) {
+        profileTick = 0;
+        const pc = core.PC >>> 0;
+        profile.set(pc, (profile.get(pc) || 0) + 1);
+      }
       const cycles = core.executeInstruction();
       stepPio(cycles);
       clock.tick(cycles * CYCLE_NS);
