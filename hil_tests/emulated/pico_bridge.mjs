@@ -240,11 +240,17 @@ for (const pio of mcu.pio) {
     };
   }
 }
+// Only enabled state machines run (rp2040js's RPPIO.step steps disabled ones too, which on
+// silicon are halted: a stopped guard or counter program went on executing).
 function stepPio(cycles) {
   for (let i = 0; i < 2; i++) {
     const pio = mcu.pio[i];
     if (!pioRunning[i] || pio.stopped) { pioRunning[i] = false; continue; }
-    for (let c = 0; c < cycles; c++) pio.step();
+    const active = pio.machines.filter((m) => m.enabled);
+    for (let c = 0; c < cycles; c++) {
+      for (const m of active) m.step();
+      pio.checkChangedPins();
+    }
   }
 }
 

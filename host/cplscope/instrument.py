@@ -618,6 +618,12 @@ class Instrument:
             if "already running" in exc.text:
                 self._command(Opcode.STOP)
                 return int(self._command(Opcode.START, args)["acq_id"])
+            if exc.status == ReplyStatus.BAD_STATE and "overload" in exc.text:
+                # a board whose guard watches all the time (a Pico's PIO guard) trips before
+                # START as soon as the light exceeds the limit: the same fault as during one
+                raise OverloadError(f"PMT overload guard tripped: {exc.text}; HV is off and "
+                                    "the shutter closed. Lower the HV or the light level, "
+                                    "then clear_fault()") from exc
             raise
 
     def _stop(self) -> None:
