@@ -113,10 +113,6 @@ def test_counting_stops_with_the_light(open_raw, bench) -> None:
     assert total < expected + 6 * math.sqrt(expected) + 3, total
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "issue #11: on the emulated RP2040 every ADC block arrives with no reference edges, "
-    "while the same edge ring gives the lock and the period; not yet known whether the "
-    "firmware's edge bookkeeping or rp2040js's DMA is at fault (docs/hil-tests.md)"))
 def test_analog_blocks_carry_samples_and_a_seamless_time_base(open_raw, bench) -> None:
     """ADC blocks by DMA: consecutive, t0 advancing by exactly the block's samples, the level
     the bench applies, and reference edges that put the bench's 1f sine at one phase in every
@@ -127,7 +123,7 @@ def test_analog_blocks_carry_samples_and_a_seamless_time_base(open_raw, bench) -
     # ~100 kS/s, not the instrument's default 249.675 kS/s: at that rate the firmware
     # collects 30-70 % of the blocks too late on the (emulated) RP2040 (docs/hil-tests.md)
     rate = 48e6 / 481.25
-    n = 2048
+    n = 1024
     link.call(Opcode.CONFIGURE, {"mode": "analog", "sample_rate_hz": rate, "block_samples": n})
     light_on(link)
     blocks = frames_of(link, AdcBlock, 6)

@@ -98,6 +98,7 @@ _PERIOD_RESTART = 0x0800_0000  # outside analog mode the timer restarts after th
 # starts at the ring's start by the ring wrap alone: no address is ever re-armed, and a late
 # CPU can only lose samples of the ring, never write outside it).
 _ADC_TURN = 1 << 27
+_MAX_BLOCK_EDGES = 1024  # reference edges one ADC block carries
 _ADC_MARGIN = 256        # samples kept between the DMA and the oldest sample still read
 _GUARD_WINDOW_S = 200e-6
 _ADC_GUARD_HZ = 2000     # ADC level checks per second (trip within 0.5 ms + one check)
@@ -273,7 +274,7 @@ class Rp2Board(base.Board):
         self._adc_blk_off = 0
         self._adc_idx = 0
         self._adc_blocks = 0
-        self._block = base.AdcBlock(self.max_block_samples, 1024)
+        self._block = base.AdcBlock(self.max_block_samples, _MAX_BLOCK_EDGES)
         self._edge_ring = ring  # the edge ring's words, in the same buffer
         self._edge_first = edge_first
         self._edge_view = memoryview(ring)[4 * edge_first:4 * (edge_first + _EDGE_RING_WORDS)]
@@ -734,17 +735,30 @@ class Rp2Board(base.Board):
         if block_samples < 2 or block_samples % 2 or block_samples > self.max_block_samples:
             raise ValueError("block_samples must be even, 2 … %d, got %r"
                              % (self.max_block_samples, block_samples))
+        self._check_block_edges(block_samples, sample_rate_hz)
         # ADC period = (1 + INT + FRAC/256) cycles of 48 MHz, at least 96
         div = _ADC_CLOCK_HZ / sample_rate_hz - 1
         self._adc_div = int(div * 256 + 0.5)
         self._adc_rate = _ADC_CLOCK_HZ / (1 + self._adc_div / 256)
         self._adc_block = block_samples
 
+    def _check_block_edges(self, block_samples: int, sample_rate_hz: float) -> None:
+        """A block must hold its reference edges (a 5 % faster PEM included): with more, the
+        edges did not fit and the block went out with none."""
+        edges = int(block_samples / sample_rate_hz * self._pem_freq * 1.05) + 2
+        if edges > _MAX_BLOCK_EDGES:
+            most = int((_MAX_BLOCK_EDGES - 2) / (self._pem_freq * 1.05) * sample_rate_hz) & ~1
+            raise ValueError("block_samples=%d at %g S/s spans about %d periods of the %g Hz "
+                             "PEM, more than the %d edges a block carries: use at most %d "
+                             "samples" % (block_samples, sample_rate_hz, edges,
+                                          self._pem_freq, _MAX_BLOCK_EDGES, most))
+
     def adc_start(self) -> None:
         if self._analog:
             return
         if self.boot_fault:
             raise RuntimeError(self.boot_fault)
+        self._check_block_edges(self._adc_block, self._adc_rate)  # the PEM may have changed
         self.counter_stop()
         # the guard timer first: if the port refuses it, nothing has been started yet (its
         # callback does nothing until _analog is set)
@@ -888,9 +902,11 @@ class Rp2Board(base.Board):
         t_len = self._next_block_ticks()
         # edges: period-timer words since the last block whose time falls in this one
         n = self._edges(t_len, blk.edge_buf)
-        self._advance_t0(t_len)
-        if n <= 0:
+        if n < 0:  # more than a block carries (a PEM far above its nominal frequency)
+            while self._edges(t_len, blk.edge_buf) < 0:
+                pass  # consume the rest, so that the next block's edges are its own
             n = 0
+        self._advance_t0(t_len)
         blk.n_edges = n
         view = self._edge_views.get(n)
         if view is None:

@@ -286,6 +286,14 @@ def samples(blk):
 adc.fcs = 1 | (1 << 3)
 adc.fifo = [4000, 4001, 4002]
 adc.over = True
+# a block must carry its reference edges (1024 at most): 2048 samples at 100 kS/s span
+# 1024 periods of a 50 kHz PEM, so CONFIGURE refuses it (they went out with no edges)
+try:
+    b.adc_configure(100000.0, 2048)
+    raise SystemExit("a block of more edges than it carries was accepted")
+except ValueError as e:
+    assert "at most 1946 samples" in str(e), str(e)
+b.adc_configure(100000.0, 1946)
 b.adc_configure(100000.0, 64)
 # START allocates no ring: on an RP2040 the 48 KB of aligned rings failed with MemoryError
 # once the heap was fragmented, so they are made at boot (a few small objects remain)
