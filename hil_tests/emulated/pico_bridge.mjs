@@ -241,14 +241,29 @@ for (const pio of mcu.pio) {
   }
 }
 // Only enabled state machines run (rp2040js's RPPIO.step steps disabled ones too, which on
-// silicon are halted: a stopped guard or counter program went on executing).
+// silicon are halted), each at its clock divider, and an instruction's delay stalls its
+// machine for that many of its cycles (rp2040js only counts them).
 function stepPio(cycles) {
   for (let i = 0; i < 2; i++) {
     const pio = mcu.pio[i];
     if (!pioRunning[i] || pio.stopped) { pioRunning[i] = false; continue; }
     const active = pio.machines.filter((m) => m.enabled);
+    for (const m of active) {
+      if (m.stall === undefined) { m.stall = 0; m.acc = 0; }
+      m.div = (m.clockDivInt || 65536) + m.clockDivFrac / 256;
+    }
     for (let c = 0; c < cycles; c++) {
-      for (const m of active) m.step();
+      for (const m of active) {
+        if (m.div !== 1) {
+          m.acc += 1;
+          if (m.acc < m.div) continue;
+          m.acc -= m.div;
+        }
+        if (m.stall > 0) { m.stall--; continue; }
+        const before = m.cycles;
+        m.step();
+        if (!m.waiting) m.stall = m.cycles - before - 1;
+      }
       pio.checkChangedPins();
     }
   }
