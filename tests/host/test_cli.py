@@ -11,19 +11,8 @@ from cplscope.scan import scan_wavelengths
 from cplscope.spectrum import Spectrum
 
 
-@pytest.fixture(scope="module")
-def home(tmp_path_factory):
-    """A private calibration store, calibrated once for the module (as a user would)."""
-    path = tmp_path_factory.mktemp("cplscope-home")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("CPLSCOPE_HOME", str(path))
-    assert main(["-q", "calibrate", "--sim", "--dwell", "5"]) == 0
-    yield path
-    mp.undo()
-
-
-def test_calibrate_stores_a_calibration_close_to_the_simulated_pem(home):
-    (stored,) = home.glob("calibration-*.json")
+def test_calibrate_stores_a_calibration_close_to_the_simulated_pem(cli_home):
+    (stored,) = cli_home.glob("calibration-*.json")
     cal = json.loads(stored.read_text())
     assert cal["source"] == "linear-polarizer+circular-polarizer"
     # the simulated PEM holds A0 = π/2 with φ0 = 0.3 rad (docs/simulator.md)
@@ -32,7 +21,7 @@ def test_calibrate_stores_a_calibration_close_to_the_simulated_pem(home):
     assert cal["handedness"] == 1
 
 
-def test_scan_writes_csv_archive_and_figure(home, tmp_path, capsys):
+def test_scan_writes_csv_archive_and_figure(cli_home, tmp_path, capsys):
     csv, h5, png = tmp_path / "r.csv", tmp_path / "r.h5", tmp_path / "r.png"
     for old in (csv, h5, png):                 # results of an earlier run, replaced on request
         old.write_text("an older run")
@@ -53,7 +42,7 @@ def test_scan_writes_csv_archive_and_figure(home, tmp_path, capsys):
     assert "3 points" in capsys.readouterr().out
 
 
-def test_reprocess_reproduces_the_scan(home, tmp_path):
+def test_reprocess_reproduces_the_scan(cli_home, tmp_path):
     csv, h5 = tmp_path / "s.csv", tmp_path / "s.h5"
     assert main(["-q", "scan", "--sim", "--sample", "S-Cs4PbBr6", "--start", "438", "--stop",
                  "440", "--step", "2", "--dwell", "10", "--output", str(csv), "--archive",
@@ -68,7 +57,7 @@ def test_reprocess_reproduces_the_scan(home, tmp_path):
     np.testing.assert_allclose(a.sigma_g, b.sigma_g, rtol=1e-9)
 
 
-def test_point_and_dark(home, capsys):
+def test_point_and_dark(cli_home, capsys):
     assert main(["-q", "point", "--sim", "--wavelength", "438", "--dwell", "10", "--json",
                  "--dark-dwell", "5"]) == 0
     out = capsys.readouterr().out
@@ -81,7 +70,7 @@ def test_point_and_dark(home, capsys):
     assert rate == pytest.approx(20.0, abs=5.0)
 
 
-def test_no_emission_sample_gives_empty_g(home, tmp_path):
+def test_no_emission_sample_gives_empty_g(cli_home, tmp_path):
     csv = tmp_path / "n.csv"
     assert main(["-q", "scan", "--sim", "--sample", "N-Cs4PbBr6", "--start", "430", "--stop",
                  "440", "--step", "10", "--target-sigma", "2e-4", "--max-dwell", "60",
@@ -91,7 +80,7 @@ def test_no_emission_sample_gives_empty_g(home, tmp_path):
     assert np.all(np.isnan(spec.g_lum)) and np.all(np.isnan(spec.sigma_g))
 
 
-def test_plot_with_mirror_report(home, tmp_path, capsys):
+def test_plot_with_mirror_report(cli_home, tmp_path, capsys):
     paths = []
     for sample in ("R-Cs4PbBr6", "S-Cs4PbBr6"):
         p = tmp_path / f"{sample}.csv"
@@ -327,13 +316,13 @@ def test_scan_wavelengths_include_both_ends():
         scan_wavelengths(400, 410, 0)
 
 
-def test_blank_is_stored_and_subtracted(home, tmp_path):
+def test_blank_is_stored_and_subtracted(cli_home, tmp_path):
     ref = tmp_path / "achiral.csv"
     assert main(["-q", "scan", "--sim", "--sample", "CsPbBr3", "--start", "500", "--stop",
                  "520", "--step", "10", "--dwell", "20", "--output", str(ref),
                  "--no-dark"]) == 0
     assert main(["calibrate", "--blank", str(ref)]) == 0
-    (stored,) = home.glob("calibration-*.json")
+    (stored,) = cli_home.glob("calibration-*.json")
     blank = json.loads(stored.read_text())["blank"]
     assert blank["wavelength_nm"] == [500.0, 510.0, 520.0]
     out = tmp_path / "with-blank.csv"
@@ -353,7 +342,7 @@ def test_blank_is_stored_and_subtracted(home, tmp_path):
     stored.write_text(json.dumps(cal))
 
 
-def test_ctrl_c_leaves_a_valid_partial_result(home, tmp_path):
+def test_ctrl_c_leaves_a_valid_partial_result(cli_home, tmp_path):
     import cplscope
     from cplscope.calibrate_run import prepare
     from cplscope.scan import ScanInterrupted
@@ -376,7 +365,7 @@ def test_ctrl_c_leaves_a_valid_partial_result(home, tmp_path):
         assert len(arc) == 2
 
 
-def test_info_leaves_the_instrument_as_it_is(home, capsys):
+def test_info_leaves_the_instrument_as_it_is(cli_home, capsys):
     assert main(["info", "--sim"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["instrument"]["implementation"] == "micropython"

@@ -11,17 +11,7 @@ from cplscope.spectrum import Spectrum
 SCAN = ["scan", "--sim", "--start", "430", "--stop", "446", "--step", "4", "--periods", "5000"]
 
 
-@pytest.fixture(scope="module")
-def home(tmp_path_factory):
-    path = tmp_path_factory.mktemp("cplscope-home")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("CPLSCOPE_HOME", str(path))
-    assert main(["-q", "calibrate", "--sim", "--dwell", "5"]) == 0
-    yield path
-    mp.undo()
-
-
-def test_retardation_and_a_time_budget(home, tmp_path):
+def test_retardation_and_a_time_budget(cli_home, tmp_path):
     out = tmp_path / "b.csv"
     assert main(["-q", *SCAN, "--retardation", "1.7", "--time-budget", "1min",
                  "--output", str(out)]) == 0
@@ -40,13 +30,13 @@ def test_retardation_and_a_time_budget(home, tmp_path):
     (["--retardation", "4", "--dwell", "1"], ["--retardation", "π"]),
     (["--linear-rate", "5e6", "--max-rate", "1e6", "--dwell", "1"], ["--max-rate"]),
 ])
-def test_planning_mistakes_end_before_anything_runs(home, capsys, argv, words):
+def test_planning_mistakes_end_before_anything_runs(cli_home, capsys, argv, words):
     assert main([*SCAN, *argv]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and all(w in err for w in words), err
 
 
-def test_survey_prints_its_prediction_and_nonlinear_points_are_flagged(home, tmp_path, capsys):
+def test_survey_prints_its_prediction_and_nonlinear_points_are_flagged(cli_home, tmp_path, capsys):
     out = tmp_path / "s.csv"
     assert main([*SCAN, "--dwell", "1", "--survey", "0.5", "--linear-rate", "1e6",
                  "--output", str(out)]) == 0
@@ -56,7 +46,7 @@ def test_survey_prints_its_prediction_and_nonlinear_points_are_flagged(home, tmp
     assert spec.has_flag("nonlinear").any() and spec.metadata["survey"]["nonlinear_nm"]
 
 
-def test_resume_continues_an_interrupted_scan(home, tmp_path, monkeypatch):
+def test_resume_continues_an_interrupted_scan(cli_home, tmp_path, monkeypatch):
     out, h5 = tmp_path / "r.csv", tmp_path / "r.h5"
     import cplscope.scan as scan_module
 
@@ -83,7 +73,7 @@ def test_resume_continues_an_interrupted_scan(home, tmp_path, monkeypatch):
     assert main(["scan", "--sim", "--resume", str(h5), "--start", "400"]) == 2
 
 
-def test_limits_and_monochromator_settings_are_kept_per_instrument(home, capsys):
+def test_limits_and_monochromator_settings_are_kept_per_instrument(cli_home, capsys):
     assert main(["limits", "--sim", "--linear-rate", "1.5e6", "--max-rate", "8e6"]) == 0
     assert "1.5e+06" in capsys.readouterr().out
     assert main(["limits", "--sim"]) == 0
