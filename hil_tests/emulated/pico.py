@@ -12,12 +12,10 @@ Nothing here is downloaded or built: the image, the bootrom and micropython-lib'
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +24,7 @@ from typing import Any
 import usb.core
 
 from cplscope import usb_ids
+from cplscope.sim.launcher import read_ready_line, stop_process
 from cplscope.sim.vusb import VirtualUSBBackend
 
 from .fsimage import (RPI_PICO, FlashLayout, build_image, compile_mpy, firmware_files,
@@ -119,17 +118,8 @@ class EmulatedPico:
             raise
 
     def _read_ready(self, timeout_s: float) -> dict[str, Any]:
-        out = self._proc.stdout
-        assert out is not None
-        box: list[bytes] = []
-        t = threading.Thread(target=lambda: box.append(out.readline()), daemon=True)
-        t.start()
-        t.join(timeout_s)
-        try:
-            ready = json.loads(box[0]) if box and box[0] else None
-        except json.JSONDecodeError:
-            ready = None
-        if not isinstance(ready, dict) or not ready.get("ready"):
+        ready, _line = read_ready_line(self._proc, timeout_s)
+        if ready is None:
             raise EmulatorError(f"the emulator did not start; its output:\n{self.log()}")
         return ready
 
@@ -209,11 +199,7 @@ class EmulatedPico:
                 self.control(op="quit")
             except Exception:
                 pass
-            try:
-                p.wait(3)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(5)
+            stop_process(p, 3.0)
         if hasattr(self, "backend"):
             self.backend.close()
         shutil.rmtree(self.folder, ignore_errors=True)

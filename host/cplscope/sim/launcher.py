@@ -142,7 +142,7 @@ class _Spawner:
         return value
 
 
-def _stop_process(p: subprocess.Popen[bytes] | None, grace_s: float) -> None:
+def stop_process(p: subprocess.Popen[bytes] | None, grace_s: float) -> None:
     if p is None or p.poll() is not None:
         return
     if grace_s > 0:
@@ -171,8 +171,8 @@ def _cleanup(procs: dict[str, subprocess.Popen[bytes] | None], backend: VirtualU
             backend.control({"op": "quit"})
         except (ValueError, OSError, usb.core.USBError):
             pass
-    _stop_process(procs.get("firmware"), 0)
-    _stop_process(hub, 2.0)
+    stop_process(procs.get("firmware"), 0)
+    stop_process(hub, 2.0)
     backend.close()
     shutil.rmtree(folder, ignore_errors=True)
 
@@ -365,7 +365,7 @@ def launch(sample: str = "R-Cs4PbBr6", *, faults: dict[str, Any] | None = None, 
     try:
         ready = _read_ready(hub, timeout, folder)
     except BaseException:
-        _stop_process(hub, 0)
+        stop_process(hub, 0)
         shutil.rmtree(folder, ignore_errors=True)
         raise
     session = SimSession(hub=hub, ready=ready, folder=folder, micropython=micropython,
@@ -386,9 +386,11 @@ def _site_dirs() -> set[Path]:
     return {Path(d).resolve() for d in dirs}
 
 
-def _read_ready(hub: subprocess.Popen[bytes], timeout: float, folder: str) -> dict[str, Any]:
-    """The hub's JSON ready line, read with a deadline."""
-    out = hub.stdout
+def read_ready_line(proc: subprocess.Popen[bytes],
+                    timeout: float) -> tuple[dict[str, Any] | None, bytes]:
+    """A child's first stdout line, read with a deadline of `timeout` s, and its JSON object
+    if it is one saying ``"ready": true`` (else None). Closes the child's stdout."""
+    out = proc.stdout
     assert out is not None
     box: list[bytes] = []
     t = threading.Thread(target=lambda: box.append(out.readline()), daemon=True)
@@ -401,7 +403,15 @@ def _read_ready(hub: subprocess.Popen[bytes], timeout: float, folder: str) -> di
     except json.JSONDecodeError:
         ready = None
     if not isinstance(ready, dict) or not ready.get("ready"):
-        _stop_process(hub, 0)
+        return None, line
+    return ready, line
+
+
+def _read_ready(hub: subprocess.Popen[bytes], timeout: float, folder: str) -> dict[str, Any]:
+    """The hub's JSON ready line, read with a deadline."""
+    ready, line = read_ready_line(hub, timeout)
+    if ready is None:
+        stop_process(hub, 0)
         err = Path(folder, "hub.log").read_text(errors="replace")
         status = hub.poll()
         why = (f"exited with status {status}" if status is not None
