@@ -110,6 +110,15 @@ def _hil(config: pytest.Config) -> Hil:
                config.getoption("--soak"), files)
 
 
+def _mark_reason(item: pytest.Item, name: str, default: str) -> str | None:
+    """The reason given to marker `name` on `item` (`default` if it gives none), or None
+    without the marker."""
+    mark = item.get_closest_marker(name)
+    if mark is None:
+        return None
+    return mark.args[0] if mark.args else default
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     hil_dir = Path(__file__).parent
     hil = _hil(config) if any(hil_dir in Path(str(i.path)).parents for i in items) else None
@@ -118,25 +127,22 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if hil_dir not in Path(str(item.path)).parents:
             continue
-        mark = item.get_closest_marker("emulated_only")
-        if mark is not None and not hil.is_emulated:
-            why = mark.args[0] if mark.args else "needs the emulated Pico's bench"
-            item.add_marker(pytest.mark.skip(reason=f"emulated Pico only (--board emulated): "
-                                                    f"{why}"))
+        why = _mark_reason(item, "emulated_only", "needs the emulated Pico's bench")
+        if why is not None and not hil.is_emulated:
+            item.add_marker(pytest.mark.skip(
+                reason=f"emulated Pico only (--board emulated): {why}"))
             continue
         if hil.is_sim:
             continue
         if hil.is_emulated and isinstance(hil.pico_files, str):
             item.add_marker(pytest.mark.skip(reason=hil.pico_files))
             continue
-        mark = item.get_closest_marker("timing")
-        if mark is not None and hil.is_emulated:
-            why = mark.args[0] if mark.args else "needs real timing"
+        why = _mark_reason(item, "timing", "needs real timing")
+        if why is not None and hil.is_emulated:
             item.add_marker(pytest.mark.skip(reason=f"not on the emulated Pico: {why}"))
             continue
-        mark = item.get_closest_marker("sim_only")
-        if mark is not None:
-            why = mark.args[0] if mark.args else "needs the simulator"
+        why = _mark_reason(item, "sim_only", "needs the simulator")
+        if why is not None:
             item.add_marker(pytest.mark.skip(reason=f"simulator only: {why}"))
             continue
         mark = item.get_closest_marker("truth")

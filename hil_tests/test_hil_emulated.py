@@ -43,11 +43,10 @@ def light_on(link: Any) -> None:
 
 def frames_of(link: Any, kind: type, n: int, timeout_s: float = 120.0) -> list[Any]:
     """START a bounded acquisition of `n` frames and return the frames of type `kind`."""
-    out: list[Any] = []
+    got: list[Any] = []  # every message read, in order (read_until's sink)
     link.call(Opcode.START, {"frames": n})
-    link.read_until(lambda m: isinstance(m, kind) and out.append(m) is None and len(out) >= n,
-                    timeout_s)
-    return out
+    link.read_until(lambda _m: sum(isinstance(m, kind) for m in got) >= n, timeout_s, got)
+    return [m for m in got if isinstance(m, kind)]
 
 
 def test_the_rp2_board_code_runs_clean(open_raw, pico) -> None:

@@ -122,7 +122,7 @@ def _two_rings(adc_samples: int, edge_words: int) -> tuple:
     to its size in bytes, and an edge ring of `edge_words` uint32 (a power of two, at most
     half the ADC ring's bytes) aligned to its size: twice the ADC ring's bytes suffice for
     both, since its alignment leaves a gap before or after it of at least the edge ring's
-    size, on that size's boundary. Returns (array, first ADC index, first edge index in
+    size, on that size's boundary. Returns (buffer, first ADC index, first edge index in
     uint32 words)."""
     size = adc_samples * 2
     buf = bytearray(2 * size)

@@ -36,14 +36,13 @@ function parseArgs(argv) {
 }
 
 const opts = parseArgs(process.argv.slice(2));
-const log = (...a) => process.stderr.write(`[pico ${(clockNs() / 1e6).toFixed(3)} ms] ${a.join(' ')}\n`);
+const log = (...a) => process.stderr.write(`[pico ${(clock.nanos / 1e6).toFixed(3)} ms] ${a.join(' ')}\n`);
 
 // --- the chip -------------------------------------------------------------------------------
 const FLASH_BASE = 0x10000000;
 const mcu = new RP2040();
 mcu.logger = new ConsoleLogger(LogLevel.Error);
 const clock = mcu.clock;
-function clockNs() { return mcu ? mcu.clock.nanos : 0; }
 
 function loadBootrom(path) {
   const raw = fs.readFileSync(path);
@@ -108,7 +107,6 @@ const bench = {
   adc_amp: 200,           // its 1f modulation amplitude, counts
   adc_dark: 40,
   adc_noise: 8,
-  hv_full_scale: 1250,    // HV module: V at 100 % control (GP10 PWM duty); monitor 3.3 V there
   pem_q: 1.0e4,           // PEM head: resonance quality factor and peak pickup (ADC2, counts)
   pickup_peak: 3000,
   mono_steps: 400,        // monochromator position, steps above the home switch
@@ -217,16 +215,14 @@ mcu.adc.onADCRead = (channel) => {
 const adcAlarm = clock.createAlarm(() => mcu.adc.completeADCRead(adcAlarm.value, false));
 
 // --- PIO stepped from the CPU loop (rp2040js would run it on wall-clock timers) --------------
-const pioRunning = [false, false];
-mcu.pio.forEach((pio, i) => {
-  pio.run = () => { pioRunning[i] = true; };
-  pio.stop = ((orig) => function () { pioRunning[i] = false; return orig.call(this); })(pio.stop);
-});
+for (const pio of mcu.pio) pio.run = () => {}; // started and stopped by CTRL: `pio.stopped`
 // Writing SHIFTCTRL's FJOIN bits flushes a state machine's FIFOs on silicon (pico-sdk's
 // pio_sm_clear_fifos, called by every StateMachine init); rp2040js keeps their words.
 const SHIFTCTRL = 0xd0 - 0xc8, FJOIN = 0xc0000000;
 for (const pio of mcu.pio) {
   for (const sm of pio.machines) {
+    sm.stall = 0; // cycles of an instruction's delay still to wait
+    sm.acc = 0;   // system clock cycles towards the machine's next cycle (clock divider)
     const write = sm.writeUint32.bind(sm);
     sm.writeUint32 = (offset, value) => {
       const before = sm.shiftCtrl;
@@ -244,20 +240,16 @@ for (const pio of mcu.pio) {
 // silicon are halted), each at its clock divider, and an instruction's delay stalls its
 // machine for that many of its cycles (rp2040js only counts them).
 function stepPio(cycles) {
-  for (let i = 0; i < 2; i++) {
-    const pio = mcu.pio[i];
-    if (!pioRunning[i] || pio.stopped) { pioRunning[i] = false; continue; }
-    const active = pio.machines.filter((m) => m.enabled);
-    for (const m of active) {
-      if (m.stall === undefined) { m.stall = 0; m.acc = 0; }
-      m.div = (m.clockDivInt || 65536) + m.clockDivFrac / 256;
-    }
+  for (const pio of mcu.pio) {
+    if (pio.stopped) continue;
     for (let c = 0; c < cycles; c++) {
-      for (const m of active) {
-        if (m.div !== 1) {
+      for (const m of pio.machines) {
+        if (!m.enabled) continue;
+        const div = (m.clockDivInt || 65536) + m.clockDivFrac / 256;
+        if (div !== 1) {
           m.acc += 1;
-          if (m.acc < m.div) continue;
-          m.acc -= m.div;
+          if (m.acc < div) continue;
+          m.acc -= div;
         }
         if (m.stall > 0) { m.stall--; continue; }
         const before = m.cycles;
@@ -289,7 +281,6 @@ const SIE_CTRL = 0x4c, EP_STALL_ARM = 0x68, PULLUP_EN = 1 << 16;
 const host = {
   pullup: false,
   generation: 0,
-  address: 0,
   device: null,        // Uint8Array(18) once enumerated
   config: null,        // full configuration descriptor
   enumerated: false,
@@ -397,11 +388,11 @@ function busReset() {
 
 function findCdc(cfg) {
   host.cdcIn = host.cdcOut = -1;
-  let intf = null;
+  let intfClass = -1;
   for (let i = 0; i + 2 <= cfg.length && cfg[i] >= 2; i += cfg[i]) {
-    if (cfg[i + 1] === 4) intf = { num: cfg[i + 2], cls: cfg[i + 5] };
-    if (cfg[i + 1] === 4 && cfg[i + 5] === 2) host.cdcInterface = cfg[i + 2];
-    if (cfg[i + 1] === 5 && intf && intf.cls === 10) {
+    if (cfg[i + 1] === 4) intfClass = cfg[i + 5];
+    if (cfg[i + 1] === 4 && intfClass === 2) host.cdcInterface = cfg[i + 2];
+    if (cfg[i + 1] === 5 && intfClass === 10) {
       const ep = cfg[i + 2];
       if (ep & 0x80) host.cdcIn = ep & 0xf; else host.cdcOut = ep & 0xf;
     }
@@ -478,15 +469,20 @@ function ep0OutArmed() {
     usb.endpointReadDone(0, chunk);
   }
 }
-function ctrl(bm, req, value, index, length, data, timeoutMs = 5000) {
+// Queue one control transfer: a SETUP of these fields (wLength: `length` for IN, the data's
+// length for OUT), then its data and status stages; `done(status, data)` at the end.
+function submitSetup(bm, req, value, index, length, data, timeoutMs, done) {
+  const dirIn = (bm & 0x80) !== 0;
+  const setup = Buffer.alloc(8);
+  setup.writeUInt8(bm, 0); setup.writeUInt8(req, 1); setup.writeUInt16LE(value, 2);
+  setup.writeUInt16LE(index, 4); setup.writeUInt16LE(dirIn ? length : data.length, 6);
+  submitCtrl({ setup: new Uint8Array(setup), dirIn, wLength: length, data, timeoutMs, done });
+}
+function ctrl(bm, req, value, index, length, timeoutMs = 5000) {
   return new Promise((resolve, reject) => {
-    const setup = Buffer.alloc(8);
-    setup.writeUInt8(bm, 0); setup.writeUInt8(req, 1); setup.writeUInt16LE(value, 2);
-    setup.writeUInt16LE(index, 4); setup.writeUInt16LE(length, 6);
-    submitCtrl({ setup: new Uint8Array(setup), dirIn: (bm & 0x80) !== 0, wLength: length,
-      data: data || new Uint8Array(0), timeoutMs,
-      done: (status, out) => status === 0 ? resolve(out)
-        : reject(Object.assign(new Error(out.toString()), { status })) });
+    submitSetup(bm, req, value, index, length, new Uint8Array(0), timeoutMs,
+      (status, out) => status === 0 ? resolve(out)
+        : reject(Object.assign(new Error(out.toString()), { status })));
   });
 }
 const ctrlIn = (bm, req, value, index, length) => ctrl(bm, req, value, index, length);
@@ -509,22 +505,29 @@ usb.onEndpointRead = (ep, size) => {
   serveOut(ep);
 };
 
-function bulkIn(ep, length, timeoutMs, done) {
-  const w = { length, got: [], gotLen: 0, done: null, timer: null };
+// A transfer waiting in `queues` for endpoint `ep`: it ends by `w.done(status, data)` (which
+// stops its timer), or after `timeoutMs` of instrument time, taken out of the queue, with
+// what `expired(w)` returns as [status, data].
+function queueTransfer(queues, ep, w, timeoutMs, done, expired) {
   w.done = (status, data) => { if (w.timer) w.timer.cancel(); done(status, data); };
-  const ws = host.inWaiters.get(ep) || [];
+  const ws = queues.get(ep) || [];
   ws.push(w);
-  host.inWaiters.set(ep, ws);
+  queues.set(ep, ws);
   if (timeoutMs > 0) {
     w.timer = timeout(timeoutMs, () => {
-      const list = host.inWaiters.get(ep) || [];
+      const list = queues.get(ep) || [];
       const i = list.indexOf(w);
       if (i < 0) return;
       list.splice(i, 1);
-      if (w.gotLen) done(0, Buffer.concat(w.got));
-      else done(-7, Buffer.from('bulk IN timed out'));
+      done(...expired(w));
     });
   }
+}
+
+function bulkIn(ep, length, timeoutMs, done) {
+  const w = { length, got: [], gotLen: 0, timer: null };
+  queueTransfer(host.inWaiters, ep, w, timeoutMs, done, () => (w.gotLen
+    ? [0, Buffer.concat(w.got)] : [-7, Buffer.from('bulk IN timed out')]));
   serveIn(ep);
 }
 function serveIn(ep) {
@@ -549,20 +552,10 @@ function serveIn(ep) {
   }
 }
 function bulkOut(ep, data, timeoutMs, done) {
-  const w = { data, sent: 0, done: null, timer: null, zlpDone: data.length === 0 ? false : true };
-  w.done = (status, out) => { if (w.timer) w.timer.cancel(); done(status, out); };
-  const ws = host.outQueues.get(ep) || [];
-  ws.push(w);
-  host.outQueues.set(ep, ws);
-  if (timeoutMs > 0) {
-    w.timer = timeout(timeoutMs, () => {
-      const list = host.outQueues.get(ep) || [];
-      const i = list.indexOf(w);
-      if (i < 0) return;
-      list.splice(i, 1);
-      done(-7, Buffer.from('bulk OUT timed out'));
-    });
-  }
+  // an empty transfer is one zero-length packet
+  const w = { data, sent: 0, timer: null, zlpPending: data.length === 0 };
+  queueTransfer(host.outQueues, ep, w, timeoutMs, done,
+    () => [-7, Buffer.from('bulk OUT timed out')]);
   serveOut(ep);
 }
 function serveOut(ep) {
@@ -573,10 +566,10 @@ function serveOut(ep) {
     host.outArmed.delete(ep);
     const chunk = w.data.subarray(w.sent, w.sent + Math.min(size, 64));
     w.sent += chunk.length;
-    if (chunk.length === 0) w.zlpDone = true;
+    if (chunk.length === 0) w.zlpPending = false;
     host.stats.out_bytes += chunk.length;
     usb.endpointReadDone(ep, chunk);
-    if (w.sent >= w.data.length && w.zlpDone) {
+    if (w.sent >= w.data.length && !w.zlpPending) {
       ws.shift();
       w.done(0, u32(w.sent));
     }
@@ -611,11 +604,7 @@ function handle(sock, op, p, reply) {
       const value = p.readUInt16LE(6), index = p.readUInt16LE(8), length = p.readUInt16LE(10);
       const timeout = p.readUInt32LE(12), data = p.subarray(16);
       if (staleGen(gen)) return NO_DEVICE();
-      const setup = Buffer.alloc(8);
-      setup.writeUInt8(bm, 0); setup.writeUInt8(req, 1); setup.writeUInt16LE(value, 2);
-      setup.writeUInt16LE(index, 4); setup.writeUInt16LE((bm & 0x80) ? length : data.length, 6);
-      return submitCtrl({ setup: new Uint8Array(setup), dirIn: (bm & 0x80) !== 0, wLength: length,
-        data: new Uint8Array(data), timeoutMs: timeout, done: reply });
+      return submitSetup(bm, req, value, index, length, new Uint8Array(data), timeout, reply);
     }
     case OP.BULK_OUT: {
       const gen = p.readUInt32LE(0), ep = p[4], timeout = p.readUInt32LE(5);
@@ -630,8 +619,8 @@ function handle(sock, op, p, reply) {
     case OP.CLEAR_HALT: {
       const gen = p.readUInt32LE(0), ep = p[4];
       if (staleGen(gen)) return NO_DEVICE();
-      return submitCtrl({ setup: new Uint8Array([0x02, 1, 0, 0, ep, 0, 0, 0]), dirIn: false,
-        wLength: 0, data: new Uint8Array(0), timeoutMs: 2000, done: reply });
+      // CLEAR_FEATURE(ENDPOINT_HALT) to the endpoint
+      return submitSetup(0x02, 1, 0, ep, 0, new Uint8Array(0), 2000, reply);
     }
     case OP.RESET: {
       if (staleGen(p.readUInt32LE(0))) return NO_DEVICE();
@@ -680,9 +669,6 @@ function controlOp(req) {
       if ('pem_hz' in (req.set || {}) || 'pem_on' in (req.set || {})) startPem();
       if ('mono_steps' in (req.set || {})) updateHome();
       return { bench: { ...bench } };
-    }
-    case 'run': { // advance instrument time by `us` µs (answered when done)
-      return { time_us: clock.nanos / 1000 };
     }
     case 'quit':
       setImmediate(() => process.exit(0));
@@ -749,11 +735,9 @@ function runSlice() {
   }
 }
 
-let running = true;
 function loop() {
-  if (!running) return;
   try { runSlice(); }
-  catch (e) { log(`emulator stopped: ${e.stack || e}`); running = false; return; }
+  catch (e) { log(`emulator stopped: ${e.stack || e}`); return; }
   setImmediate(loop);
 }
 
