@@ -117,20 +117,21 @@ function lit() { return mcu.gpio[PIN.hvEn].outputValue; }
 function open() { return mcu.gpio[PIN.shutter].outputValue; }
 function pemLevel() { return mcu.gpio[PIN.pemRef].inputValue; }
 
-// PEM reference: a square wave on GP3, edges every half period of instrument time.
-let pemState = false;
-const pemAlarm = clock.createAlarm(() => {
-  if (!bench.pem_on) return;
-  pemState = !pemState;
-  mcu.gpio[PIN.pemRef].setInputValue(pemState);
-  counters.pemEdges++;
-  pemAlarm.schedule(0.5e9 / bench.pem_hz);
-});
-function startPem() { pemAlarm.cancel(); if (bench.pem_on) pemAlarm.schedule(0.5e9 / bench.pem_hz); }
-
+// The bench's pin timeline: the PEM reference (a square wave on GP3, an edge every half
+// period) and the photon pulses, applied cycle by cycle as the PIO steps (benchAt, from
+// stepPio). On silicon these pads change at any cycle; as rp2040js alarms they would land
+// only after the instruction or sleep they fall in, up to 8 cycles late, which made the
+// measured PEM period jitter by ±8 cycles (beyond the firmware's lock tolerance).
 // Photons: a Poisson process whose rate follows the light path and the PEM's half cycle,
 // drawn by thinning: candidates at the largest rate the bench can have, each kept with
 // probability rate(t)/largest at its own time, so the rate steps exactly at the edges.
+const pem = { next: Infinity, level: false }; // ns of the next reference edge
+const photon = { next: Infinity, end: Infinity }; // ns of the next candidate, of a pulse's end
+let benchNext = Infinity; // the earliest of the three
+function startPem() {
+  pem.next = bench.pem_on ? clock.nanos + 0.5e9 / bench.pem_hz : Infinity;
+  benchNext = Math.min(pem.next, photon.next, photon.end);
+}
 function photonRate() {
   if (!lit()) return 0;
   const base = open() ? bench.light_cps : bench.dark_cps;
@@ -139,18 +140,29 @@ function photonRate() {
 function maxRate() {
   return Math.max(bench.light_cps, bench.dark_cps, 1) * (1 + 0.5 * Math.abs(bench.g));
 }
-const pulseEnd = clock.createAlarm(() => mcu.gpio[PIN.photon].setInputValue(false));
-const photonAlarm = clock.createAlarm(() => {
-  const top = maxRate();
-  if (random() * top < photonRate()) {
-    mcu.gpio[PIN.photon].setInputValue(true);
-    pulseEnd.schedule(bench.pulse_ns);
-    counters.photons++;
+function nextPhoton(t) {
+  photon.next = t + Math.max(-Math.log(1 - random()) / maxRate() * 1e9, bench.pulse_ns * 2);
+}
+function benchAt(t) { // t: ns of the cycle about to be stepped
+  if (t >= pem.next) {
+    pem.level = !pem.level;
+    mcu.gpio[PIN.pemRef].setInputValue(pem.level);
+    counters.pemEdges++;
+    pem.next += 0.5e9 / bench.pem_hz;
   }
-  nextPhoton(top);
-});
-function nextPhoton(top = maxRate()) {
-  photonAlarm.schedule(Math.max(-Math.log(1 - random()) / top * 1e9, bench.pulse_ns * 2));
+  if (t >= photon.end) {
+    mcu.gpio[PIN.photon].setInputValue(false);
+    photon.end = Infinity;
+  }
+  if (t >= photon.next) {
+    if (random() * maxRate() < photonRate()) {
+      mcu.gpio[PIN.photon].setInputValue(true);
+      photon.end = t + bench.pulse_ns;
+      counters.photons++;
+    }
+    nextPhoton(t);
+  }
+  benchNext = Math.min(pem.next, photon.next, photon.end);
 }
 
 // On silicon a pin's input reads the pad, so a pin the chip drives reads back its own level
@@ -240,9 +252,11 @@ for (const pio of mcu.pio) {
 // silicon are halted), each at its clock divider, and an instruction's delay stalls its
 // machine for that many of its cycles (rp2040js only counts them).
 function stepPio(cycles) {
-  for (const pio of mcu.pio) {
-    if (pio.stopped) continue;
-    for (let c = 0; c < cycles; c++) {
+  let t = clock.nanos;
+  for (let c = 0; c < cycles; c++, t += CYCLE_NS) {
+    if (t >= benchNext) benchAt(t);
+    for (const pio of mcu.pio) {
+      if (pio.stopped) continue;
       for (const m of pio.machines) {
         if (!m.enabled) continue;
         const div = (m.clockDivInt || 65536) + m.clockDivFrac / 256;
@@ -717,7 +731,7 @@ function runSlice() {
     if (core.waiting) {
       let dt = clock.nanosToNextAlarm;
       if (!(dt > 0)) dt = 1000;
-      dt = Math.min(dt, end - clock.nanos);
+      dt = Math.min(dt, end - clock.nanos, Math.max(benchNext - clock.nanos, CYCLE_NS));
       const cycles = Math.max(1, Math.round(dt / CYCLE_NS));
       stepPio(cycles);
       clock.tick(cycles * CYCLE_NS);
@@ -745,9 +759,9 @@ const server = net.createServer(serveCable);
 try { fs.unlinkSync(opts.cable); } catch {}
 server.listen(opts.cable, () => {
   process.stdout.write(JSON.stringify({ ready: true, cable: `unix:${opts.cable}` }) + '\n');
+  nextPhoton(clock.nanos);
   startPem();
   updateHome();
-  nextPhoton();
   loop();
 });
 process.stdin.on('end', () => process.exit(0));
