@@ -89,6 +89,8 @@ _SET_PINS = 0xE000      # | value (bit 0 HV enable, bit 1 shutter)
 _COUNTER_SM = (1, 2)
 _PERIOD_WORDS = 16       # period-timer ring for lock and mean period (64 B, aligned)
 _EDGE_RING_WORDS = 2048  # period-timer ring in analog mode: ≥ the edges of 2 blocks
+_EDGE_RING_SPARE = 128   # edge-ring words an ADC ring's span leaves free (the CPU's delay)
+_PEM_FAST = 1.05         # a PEM up to 5 % above its nominal frequency
 # Period-timer DMA transfer count: 28 bits, because on an RP2350 bits 31:28 of TRANS_COUNT
 # are the MODE field (0 = normal); 2**28 - 1 edges last 89 min at 50 kHz.
 _PERIOD_COUNT = 0x0FFF_FFFF
@@ -133,11 +135,18 @@ def _two_rings(adc_samples: int, edge_words: int) -> tuple:
     return buf, (start - base) // 2, (edge - base) // 4
 
 
-def _adc_ring_len(block_samples: int) -> int:
-    """Samples in the ADC ring (a power of two): the block being read, the next one, and the
-    margin."""
+def _adc_ring_len(block_samples: int, rate_hz: float = 0.0, pem_hz: float = 0.0,
+                  most: int = 0) -> int:
+    """Samples in the ADC ring (a power of two): at least the block being read, the next one,
+    and the margin. With a sample rate, PEM frequency and the allocated ring (`most`
+    samples), as many more as fit while the ring spans no more reference edges than the edge
+    ring holds: a CPU that collects blocks late then has the most time, and when it is later
+    still it loses whole blocks (counted as late), never the edge times (a fault)."""
     ring_len = 2
     while ring_len < block_samples + block_samples // 2 + _ADC_MARGIN:
+        ring_len <<= 1
+    while (2 * ring_len <= most and 2 * ring_len / rate_hz * pem_hz * _PEM_FAST + 2
+           <= _EDGE_RING_WORDS - _EDGE_RING_SPARE):
         ring_len <<= 1
     return ring_len
 
@@ -263,7 +272,7 @@ class Rp2Board(base.Board):
         # whole: made at START (48 KB with their alignment) they failed with MemoryError on
         # the RP2040's fragmented heap. The ADC ring fits the largest block and is aligned to
         # its size, so a smaller block's ring starts there as well.
-        self._adc_ring_len = _adc_ring_len(self.max_block_samples)
+        self._adc_ring_len = self._adc_ring_max = _adc_ring_len(self.max_block_samples)
         ring, first, edge_first = _two_rings(self._adc_ring_len, _EDGE_RING_WORDS)
         self._adc_ring = ring
         self._adc_first = first
@@ -745,9 +754,10 @@ class Rp2Board(base.Board):
     def _check_block_edges(self, block_samples: int, sample_rate_hz: float) -> None:
         """A block must hold its reference edges (a 5 % faster PEM included): with more, the
         edges did not fit and the block went out with none."""
-        edges = int(block_samples / sample_rate_hz * self._pem_freq * 1.05) + 2
+        edges = int(block_samples / sample_rate_hz * self._pem_freq * _PEM_FAST) + 2
         if edges > _MAX_BLOCK_EDGES:
-            most = int((_MAX_BLOCK_EDGES - 2) / (self._pem_freq * 1.05) * sample_rate_hz) & ~1
+            most = int((_MAX_BLOCK_EDGES - 2) / (self._pem_freq * _PEM_FAST)
+                       * sample_rate_hz) & ~1
             raise ValueError("block_samples=%d at %g S/s spans about %d periods of the %g Hz "
                              "PEM, more than the %d edges a block carries: use at most %d "
                              "samples" % (block_samples, sample_rate_hz, edges,
@@ -768,7 +778,7 @@ class Rp2Board(base.Board):
                                             hard=True)
         self._hv_cached = self._read_hv_now()
         n = self._adc_block
-        ring_len = _adc_ring_len(n)
+        ring_len = _adc_ring_len(n, self._adc_rate, self._pem_freq, self._adc_ring_max)
         if ring_len != self._adc_ring_len:
             self._adc_ring_len = ring_len
             first = self._adc_first

@@ -260,6 +260,10 @@ adc.source[0] = lambda i: (i * 61) % 4096
 adc.source[1] = lambda i: 1234
 block_ticks = 64 * 125000000 // 100000
 
+TICKS_PER_SAMPLE = 125000000 // 100000
+next_edge = [0]  # ticks after t0 of the next reference edge not yet pushed
+
+
 def edges(n0=700):
     """Reference edges every 1000 ticks from the period timer's start (fixed offset)."""
     sm = sms[4]
@@ -267,6 +271,15 @@ def edges(n0=700):
     sm.push_rx((300 - 4) // 2)               # first edge: 300 + PERIOD_START_EDGE ticks
     for _ in range(n0):
         sm.push_rx((1000 - 4) // 2)
+    next_edge[0] = 300 + P.PERIOD_START_EDGE + 1000 * (n0 + 1)
+
+
+def convert(n):
+    """n more ADC samples, and the reference edges that came while they were taken."""
+    adc.convert(n)
+    while next_edge[0] < adc.n * TICKS_PER_SAMPLE:
+        sms[4].push_rx((1000 - 4) // 2)
+        next_edge[0] += 1000
 
 def t0(blk):
     return struct.unpack("<Q", blk.t0)[0]
@@ -294,6 +307,16 @@ try:
 except ValueError as e:
     assert "at most 1946 samples" in str(e), str(e)
 b.adc_configure(100000.0, 1946)
+# the ADC ring: the block being read, the next one and a 256-sample margin at least; then
+# the largest that spans no more edges (of a PEM 5 % fast) than the edge ring holds, less
+# 128: a late CPU gets the most time, and loses whole blocks rather than edge times
+assert R._adc_ring_len(64) == 512 and R._adc_ring_len(4096) == 8192
+assert R._adc_ring_len(2048, 249675.0, 50000.0, 8192) == 8192   # the default rate
+assert R._adc_ring_len(2048, 48e6 / 366.75, 50000.0, 8192) == 4096
+assert R._adc_ring_len(64, 100000.0, 125000.0, 8192) == 1024
+assert R._adc_ring_len(64, 1000.0, 50000.0, 8192) == 512        # as small as it can be
+# the reference of this test: an edge every 1000 ticks (125 kHz)
+b.pem_configure("external", 125000.0)
 b.adc_configure(100000.0, 64)
 # START allocates no ring: on an RP2040 the 48 KB of aligned rings failed with MemoryError
 # once the heap was fragmented, so they are made at boot (a few small objects remain)
@@ -302,6 +325,8 @@ gc.collect()
 before = gc.mem_alloc()
 b.adc_start()
 assert gc.mem_alloc() - before < 8192, gc.mem_alloc() - before  # 62 KB before
+ring = b._adc_ring_len
+assert ring == 1024, ring
 assert adc.fifo == [] and not adc.over, (adc.fifo, adc.over)
 # the period timer and the ADC start in one store pair with interrupts off, both stopped
 # before it
@@ -309,10 +334,10 @@ assert PAIRS == [(False, False, False)], PAIRS
 assert sms[4].on and adc.running() and sms[4].history[-1:] == ["on"]
 assert adc.div == b._adc_div and adc.ainsel == 0
 adc.n = 0                                  # the stream's samples count from here
-edges(1600)
+edges(0)
 first = 300 + P.PERIOD_START_EDGE
 assert b.adc_poll() is None
-adc.convert(64)
+convert(64)
 blk = b.adc_poll()
 assert blk.n_samples == 64 and t0(blk) == 0
 assert samples(blk) == [(i * 61) % 4096 for i in range(64)], samples(blk)[:8]
@@ -320,7 +345,7 @@ assert first_edge(blk) == first
 assert blk.n_edges == (block_ticks - first - 1) // 1000 + 1
 assert all(d == 1000 for d in struct.unpack("<%dH" % (blk.n_edges - 1), blk.edges[4:]))
 n1 = blk.n_edges
-adc.convert(64)
+convert(64)
 blk = b.adc_poll()
 assert t0(blk) == block_ticks and samples(blk) == [(i * 61) % 4096 for i in range(64, 128)]
 assert first_edge(blk) == first + 1000 * n1 - block_ticks   # the edges continue
@@ -329,36 +354,44 @@ assert b.data_lost() == 0
 def first_edge_after(t):
     return first + 1000 * -(-(t - first) // 1000) - t
 
-# a few blocks collected late but within the ring: all arrive, in order, exact
-adc.convert(3 * 64)
-for k in (2, 3, 4):
+# blocks collected late but within the ring (all but its 256-sample margin): all arrive, in
+# order, exact
+on_time = (ring - 256) // 64
+convert(on_time * 64)
+for k in range(2, 2 + on_time):
     blk = b.adc_poll()
     assert blk is not None and t0(blk) == k * block_ticks
     assert samples(blk) == [(i * 61) % 4096 for i in range(64 * k, 64 * k + 64)]
 assert b.adc_poll() is None and b.data_lost() == 0
-# so late that the DMA came round (the ring is 512 samples, 256 kept free): every complete
-# block is dropped, the next one shows the gap in t0 and its edges start after it
-adc.convert(5 * 64)
-assert b.adc_poll() is None and b.data_lost() == 5
-adc.convert(64)
+k = 2 + on_time
+# one block later, and the DMA came round: every complete block is dropped, the next one
+# shows the gap in t0 and its edges start after it
+late = on_time + 1
+convert(late * 64)
+assert b.adc_poll() is None and b.data_lost() == late
+k += late
+convert(64)
 blk = b.adc_poll()
-assert t0(blk) == 10 * block_ticks, t0(blk)
-assert samples(blk) == [(i * 61) % 4096 for i in range(640, 704)]
-assert first_edge(blk) == first_edge_after(10 * block_ticks)
+assert t0(blk) == k * block_ticks, (t0(blk), k)
+assert samples(blk) == [(i * 61) % 4096 for i in range(64 * k, 64 * k + 64)]
+assert first_edge(blk) == first_edge_after(k * block_ticks)
+k += 1
 # the DMA comes round while the block is being packed: dropped as well
 pack = R.K.pack12_ring
 def late_pack(*a):
     r = pack(*a)
-    adc.convert(5 * 64)
+    convert(on_time * 64)
     return r
-adc.convert(64)
+convert(64)
 R.K.pack12_ring = late_pack
-assert b.adc_poll() is None and b.data_lost() == 6
+assert b.adc_poll() is None and b.data_lost() == late
 R.K.pack12_ring = pack
-adc.convert(64)
+k += late
+convert(64)
 blk = b.adc_poll()
-assert t0(blk) == 17 * block_ticks
-assert samples(blk) == [(i * 61) % 4096 for i in range(17 * 64, 18 * 64)]
+assert t0(blk) == k * block_ticks
+assert samples(blk) == [(i * 61) % 4096 for i in range(64 * k, 64 * k + 64)]
+k += 1
 
 # --- the level guard (2 kHz hard timer, heap locked) sees every sample, also the last
 # ones of a block, wherever the DMA is in its ring
@@ -366,12 +399,12 @@ b.guard_arm(2e6, 4095)
 machine.Timer.fire_all()        # the guard has seen everything so far
 assert not b.guard_tripped()
 b.guard_arm(2e6, 3000)
-adc.source[0] = lambda i: 4000 if i == 18 * 64 + 63 else 100
-adc.convert(40)
+adc.source[0] = lambda i: 4000 if i == k * 64 + 63 else 100
+convert(40)
 machine.Timer.fire_all()
 assert not b.guard_tripped()
-adc.convert(24)                 # up to the block's last sample (4000)
-adc.convert(1)                  # and one of the next block
+convert(24)                     # up to the block's last sample (4000)
+convert(1)                      # and one of the next block
 machine.Timer.fire_all()
 assert b.guard_tripped() and "4000" in b.guard_reason(), b.guard_reason()
 assert b._hv.d == 0
