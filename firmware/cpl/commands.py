@@ -56,6 +56,7 @@ class Commands:
             raise bad_state("already running; STOP first")
         acq_id = i.acq.start(frames)
         i.state = "running"
+        i.restart_loop_time()
         i.reset_frame_flags()
         if frames:
             return {"acq_id": acq_id, "frames": frames}

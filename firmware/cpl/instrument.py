@@ -1,6 +1,7 @@
 """The instrument: wires the board to the core modules and runs the main loop."""
 import json
 
+from board.base import TICKS_PERIOD
 from cpl import FIRMWARE_VERSION
 from cpl import protocol as P
 from cpl.acquisition import Acquisition
@@ -41,6 +42,8 @@ class Instrument:
         self._status_last = 0
         self._held = 0  # SHUTTER_OPEN | HV_ON bits that held since the last data frame
         self._moved = False
+        self.loop_max_us = 0  # longest pass of the main loop (its sleep excluded) since START
+        self._loop_reset = False
 
     # boot and loop ----------------------------------------------------------------------
     def boot(self) -> None:
@@ -71,8 +74,8 @@ class Instrument:
         b = self.board
         b.watchdog_feed()
         busy = False
+        t = self.clock.update()
         try:
-            t = self.clock.update()
             busy = self._receive(t)
             self.mono.poll()
             self._track_conditions()
@@ -105,6 +108,14 @@ class Instrument:
             self._enter_fault("%s in main loop: %s" % (type(e).__name__, e))
             self.tx.event(P.EV_FAULT, P.SEV_ERROR, self.fault_text)
             busy = True
+        # how long the core takes to come round: blocks and frames go late beyond the time
+        # their ring holds
+        dt = (b.ticks_us() - t) & (TICKS_PERIOD - 1)
+        if self._loop_reset:  # a START in this pass: its own set-up does not count
+            self._loop_reset = False
+            self.loop_max_us = 0
+        elif dt > self.loop_max_us:
+            self.loop_max_us = dt
         if not busy:
             if self.state == "running" or self.mono.moving():
                 b.wait(BUSY_WAIT_US)
@@ -112,6 +123,10 @@ class Instrument:
                 b.wait(IDLE_WAIT_US)  # time must pass: a truncated frame goes stale
             else:
                 b.idle(IDLE_WAIT_US)  # nothing to do until the host writes
+
+    def restart_loop_time(self) -> None:
+        """loop_max_us counts from the next pass of the main loop (START calls this)."""
+        self._loop_reset = True
 
     def _end_bounded(self) -> None:
         """A bounded acquisition produced its frames: stop, report losses, then ACQ_DONE."""
@@ -223,4 +238,5 @@ class Instrument:
             "overload": self.safety.overload, "frames_sent": self.tx.frames_sent,
             "frames_dropped": self.tx.frames_dropped, "frames_late": self.tx.frames_late,
             "uptime_us": self.clock.now_us(), "fault": self.fault_text or None,
+            "loop_max_us": self.loop_max_us,
         }

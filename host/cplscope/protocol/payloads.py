@@ -389,7 +389,7 @@ _STATUS_KEYS: dict[str, type | tuple[type, ...]] = {
     "frames_late": int, "uptime_us": int,
 }
 #: keys a newer firmware sends and an older one may lack: value None when absent
-_STATUS_OPTIONAL: dict[str, type | tuple[type, ...]] = {"fault": str}
+_STATUS_OPTIONAL: dict[str, type | tuple[type, ...]] = {"fault": str, "loop_max_us": int}
 _STATES = ("idle", "running", "fault")
 _MODES = ("counting", "analog")
 
@@ -409,7 +409,9 @@ class Status:
     ``frames_late``: counter frames the board dropped because the firmware collected them too
     late (no sequence gap); ``uptime_us``: device time in µs. Numeric values may be None when the device does not know them. ``fault``: why the
     device is in fault (None when it is not, or from a firmware that does not send the key).
-    ``extra`` holds keys that protocol version 1 does not define.
+    ``loop_max_us``: the longest pass of the firmware's main loop since the last START, in
+    µs (None from a firmware that does not send it): frames go late when it exceeds the
+    time the board's data rings hold. ``extra`` holds keys that protocol version 1 does not define.
     """
 
     state: str
@@ -432,6 +434,7 @@ class Status:
     frames_late: int | None
     uptime_us: int | None
     fault: str | None = field(default=None, kw_only=True)
+    loop_max_us: int | None = field(default=None, kw_only=True)
     extra: dict[str, Any] = field(default_factory=dict, kw_only=True)
     seq: int = field(default=0, kw_only=True)
     timestamp_us: int = field(default=0, kw_only=True)
@@ -466,14 +469,17 @@ class Status:
             raise MalformedPayload(FrameType.STATUS, "STATUS object: " + "; ".join(problems))
         extra = {k: v for k, v in obj.items()
                  if k not in _STATUS_KEYS and k not in _STATUS_OPTIONAL}
-        return cls(**{k: obj[k] for k in _STATUS_KEYS}, fault=obj.get("fault"), extra=extra,
+        return cls(**{k: obj[k] for k in _STATUS_KEYS}, fault=obj.get("fault"),
+                   loop_max_us=obj.get("loop_max_us"), extra=extra,
                    seq=seq, timestamp_us=timestamp_us, raw=raw)
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON object: the version-1 keys, ``fault`` when set, then ``extra``."""
+        """The JSON object: the version-1 keys, ``fault`` and ``loop_max_us`` when set, then
+        ``extra``."""
         d = {k: getattr(self, k) for k in _STATUS_KEYS}
-        if self.fault is not None:
-            d["fault"] = self.fault
+        for k in _STATUS_OPTIONAL:
+            if getattr(self, k) is not None:
+                d[k] = getattr(self, k)
         d.update(self.extra)
         return d
 

@@ -250,13 +250,28 @@ def test_status_has_every_key():
     r = ok(inst, b, STATUS)
     keys = ("state mode bins periods pem_locked pem_period_ps a0_rad wavelength_nm "
             "mono_position moving homed hv_volts hv_set_volts shutter_open overload frames_sent "
-            "frames_dropped frames_late uptime_us fault").split()
+            "frames_dropped frames_late uptime_us fault loop_max_us").split()
     assert sorted(r) == sorted(keys), sorted(r)
     assert r["state"] == "idle" and r["wavelength_nm"] is None and r["homed"] is False
     assert r["moving"] is False
     assert r["pem_period_ps"] == 20_000_000
     b.locked = False
     assert ok(inst, b, STATUS)["pem_period_ps"] is None  # protocol: null when unknown
+
+
+def test_status_loop_max_us_is_the_longest_pass_since_start():
+    """A pass that pumps 4 frames of 500 PEM periods takes 4 × 10 ms of the fake board's
+    time; after a START with 10 periods per frame only the new, shorter passes count."""
+    inst, b = make()
+    ok(inst, b, CONFIGURE, {"mode": "counting", "bins": 16, "periods": 500})
+    ok(inst, b, START)
+    run(inst, 3)
+    assert ok(inst, b, STATUS)["loop_max_us"] >= 4 * 500 * 20
+    ok(inst, b, STOP)
+    ok(inst, b, CONFIGURE, {"mode": "counting", "bins": 16, "periods": 10})
+    ok(inst, b, START)
+    run(inst, 3)
+    assert 4 * 10 * 20 <= ok(inst, b, STATUS)["loop_max_us"] < 4 * 500 * 20
 
 
 def test_self_test():
