@@ -1073,17 +1073,18 @@ class Rp2Board(base.Board):
         self._guard_tripped = True
 
     def _adc_guard(self, timer) -> None:
-        # hard IRQ every 0.5 ms in analog mode: the largest sample written since the last
-        # check, wherever the DMA is in its ring (the write address of SRAM is a small int)
+        # hard IRQ every 0.5 ms in analog mode: any sample written since the last check above
+        # the level, wherever the DMA is in its ring (the write address of SRAM is a small
+        # int); the largest one is found only for the trip's reason
         if not self._analog or self._guard_tripped:
             return
         ch = self._adc_dma[self._adc_turns[0] & 1]
         pos = ((ch.write - self._adc_ring_addr) >> 1) & (self._adc_ring_len - 1)
-        level = K.max_u16(self._adc_view, self._guard_pos, pos, self._adc_ring_len)
+        start = self._guard_pos
         self._guard_pos = pos
-        if level > self._guard_level:
+        if K.above_u16(self._adc_view, start, pos, self._adc_ring_len, self._guard_level):
             self._trip()
-            self._guard_adc_level = level
+            self._guard_adc_level = K.max_u16(self._adc_view, start, pos, self._adc_ring_len)
 
     def guard_tripped(self) -> bool:
         return self._guard_tripped

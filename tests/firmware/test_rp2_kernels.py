@@ -28,8 +28,15 @@ out['bins'] = list(bins)
 out['top'] = top
 src = array('H', inp['samples'])
 dst = bytearray(3 * len(src) // 2)
-out['clipped'] = K.pack12(src, len(src), dst)
+out['clipped'] = K.pack12_ring(src, 0, len(src), len(src), dst)
 out['packed'] = dst.hex()
+out['clip_cases'] = []
+for case in inp['clip_cases']:
+    c = array('H', case)
+    out['clip_cases'].append(K.pack12_ring(c, 0, len(c), len(c), bytearray(3 * len(c) // 2)))
+ring64 = array('H', inp['ring64'])
+out['above'] = [K.above_u16(ring64, a, b, 64, lv) for a, b, lv in inp['above_cases']]
+out['max'] = [K.max_u16(ring64, a, b, 64) for a, b, lv in inp['above_cases']]
 words = array('I', inp['words'])
 edges = bytearray(4 + 2 * 64)
 state = array('i', [0, 0])
@@ -64,6 +71,23 @@ def test_viper_kernels_match_the_protocol_and_the_ring_layout(micropython):
     inp = {"bins": bins, "rings": rings, "ring": rings[0], "samples": samples,
            "words": words, "idx": 30, "avail": 20, "t_prev": -37, "t_len": 3000,
            "ring16": [rng.randrange(4096) for _ in range(14)] + [0, 4095]}
+    # clipping: none, then a 0 or a 4095 in either half of a pair (ADC noise on the top
+    # bits must not matter: the kernel masks to 12 bits)
+    mid = [rng.randrange(1, 4095) | (rng.randrange(16) << 12) for _ in range(16)]
+    clip_cases = [mid]
+    for pos in (0, 1, 14, 15):
+        for v in (0, 4095):
+            case = list(mid)
+            case[pos] = v
+            clip_cases.append(case)
+    inp["clip_cases"] = clip_cases
+    # the guard's check: odd and even ends, wrapping, empty, a sample equal to the level
+    ring64 = [rng.randrange(100, 2000) for _ in range(64)]
+    ring64[37] = 3000
+    ring64[2] = 2500
+    inp["ring64"] = ring64
+    inp["above_cases"] = [(a, b, lv) for a in (0, 1, 36, 37, 38, 63) for b in (0, 3, 37, 38, 50)
+                          for lv in (2499, 2500, 2999, 3000, 4095)]
     p = subprocess.run([micropython, "-c", SCRIPT % {"fw": str(FIRMWARE),
                                                       "inp": json.dumps(inp)}],
                        capture_output=True, text=True, timeout=60)
@@ -82,11 +106,16 @@ def test_viper_kernels_match_the_protocol_and_the_ring_layout(micropython):
     # the same from a ring of 16 samples, 12 of them from index 10 (wrapping)
     wrapped = [inp["ring16"][(10 + i) % 16] for i in range(12)]
     assert out["ring_packed"] == pack_reference(wrapped)
-    assert out["ring_clipped"] == sum(1 for s in wrapped if s in (0, 4095)) == 2
+    assert out["ring_clipped"] == 1 and any(s in (0, 4095) for s in wrapped)
     # period statistics of 16 words from index 27 of the 32-word ring (wrapping)
     periods = [2 * words[(27 + i) % 32] + 4 for i in range(16)]
     assert out["stats"] == [sum(periods), min(periods), max(periods)]
-    assert out["clipped"] == sum(1 for s in samples if s in (0, 4095))
+    assert out["clipped"] == 1
+    assert out["clip_cases"] == [0] + [1] * (len(inp["clip_cases"]) - 1)
+    for (a, b, lv), above, top in zip(inp["above_cases"], out["above"], out["max"]):
+        seen = [ring64[j % 64] for j in range(a, b if b >= a else b + 64)]
+        assert above == int(any(x > lv for x in seen)), (a, b, lv, above)
+        assert top == max(seen, default=0), (a, b, top)
 
     # edges: walk the ring from index 30 (wrapping), periods 2w+4, stop at t_len
     t, times, j = -37, [], 30
