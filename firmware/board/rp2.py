@@ -420,7 +420,10 @@ class Rp2Board(base.Board):
             total = st[0]
             nominal = self._nominal16
             locked = (st[2] - st[1] - 2 <= total // 3200          # 0.5 % of the mean
-                      and 20 * abs(total - nominal) <= nominal)   # 5 % of nominal
+                      and 20 * abs(total - nominal) <= nominal    # 5 % of nominal
+                      # internal drive: the reference is the drive itself, so only a found
+                      # resonance says that the PEM moves
+                      and (self._pem_source != base.PEM_INTERNAL or self._resonance.found))
             if locked:
                 b = self._ps_b
                 self._period_ps = (total // b) * self._ps_a + (total % b) * self._ps_a // b
@@ -452,8 +455,11 @@ class Rp2Board(base.Board):
     def pem_set_drive(self, fraction: float) -> None:
         if not 0.0 <= fraction <= 1.0:
             raise ValueError("PEM drive must be a fraction 0 … 1, got %r" % fraction)
+        was = self._drive
         self._drive = fraction
         self._apply_drive()
+        if self._pem_source == base.PEM_INTERNAL and was == 0.0 and fraction > 0.0:
+            self._resonance.search_again()
 
     def _apply_drive(self) -> None:
         if self._pem_source == base.PEM_INTERNAL:
@@ -1149,25 +1155,42 @@ class _Resonance:
     STEPS = 41
     SETTLE_MS = 80
     TRACK_STEP = 0.5  # Hz
+    # a resonance is found when the sweep's peak lies inside it (not at either end), stands
+    # CONTRAST times above its weakest step and above FLOOR (ADC2, u16): a PEM driven within
+    # ±1 % of its resonance (Q ≈ 1e4: 5 Hz wide at 50 kHz) gives hundreds
+    CONTRAST = 4
+    FLOOR = 1000
 
     def __init__(self, board: Rp2Board) -> None:
         self._board = board
         self.freq = 0.0
+        self.found = False  # the last search found the resonance; tracking keeps it
+        self._nominal = 0.0
         self._mode = 0  # 0 off, 1 search, 2 track
         self._i = 0
         self._t = time.ticks_ms()
         self._best = -1
+        self._best_i = 0
+        self._worst = 0
         self._best_f = 0.0
         self._last = -1
         self._dir = 1.0
 
     def search(self, nominal_hz: float) -> None:
         self._nominal = nominal_hz
-        self._mode, self._i, self._best = 1, 0, -1
+        self.found = False
+        self._mode, self._i, self._best, self._worst = 1, 0, -1, 0x10000
         self._set(self._sweep_f(0))
+
+    def search_again(self) -> None:
+        """A new search around the last nominal frequency (the drive came on after one that
+        ran undriven)."""
+        if self._mode and not self.found:
+            self.search(self._nominal)
 
     def stop(self) -> None:
         self._mode = 0
+        self.found = False
 
     def _sweep_f(self, i: int) -> float:
         return self._nominal * (1 - self.SPAN + 2 * self.SPAN * i / (self.STEPS - 1))
@@ -1189,12 +1212,16 @@ class _Resonance:
         amp = self._board._adc_pickup.read_u16()
         if self._mode == 1:
             if amp > self._best:
-                self._best, self._best_f = amp, self.freq
+                self._best, self._best_f, self._best_i = amp, self.freq, self._i
+            if amp < self._worst:
+                self._worst = amp
             self._i += 1
             if self._i < self.STEPS:
                 self._set(self._sweep_f(self._i))
             else:
                 self._mode, self._last = 2, -1
+                self.found = (0 < self._best_i < self.STEPS - 1 and self._best >= self.FLOOR
+                              and self._best >= self.CONTRAST * self._worst)
                 self._set(self._best_f)
         else:
             if self._last >= 0 and amp < self._last:

@@ -1,7 +1,9 @@
 """The rp2 board's internal PEM drive in the chip model: the drive PWM reaches frequencies
 finer than a PEM's resonance (machine.PWM.freq keeps an integer divider: 20 Hz steps at
 50 kHz), tracking moves it every step, and in analog mode tracking does not read the pickup
-(ADC.read_u16 would switch the streaming ADC's input for good)."""
+(ADC.read_u16 would switch the streaming ADC's input for good). In internal mode the
+reference is the drive itself, so the lock also needs the resonance search to have found the
+PEM's resonance: driven off it, the PEM does not move."""
 from rp2run import run_mp
 
 
@@ -58,3 +60,64 @@ print("OK")
 
 def test_internal_pem_drive_resolution_and_analog_input(micropython, tmp_path):
     run_mp(micropython, PEM_SCRIPT, tmp_path)
+
+
+LOCK_SCRIPT = r'''
+import machine
+import rp2
+from board import rp2 as R
+from harness import Clock, install
+install(R)
+b = R.Rp2Board(usb=False)
+adc = machine.ADC_MODEL
+drive_slice = R.PIN_PEM_DRIVE >> 1
+Q = 1.0e4
+
+
+def pem_head(f0):
+    """ADC2: the rectified pickup of a PEM of quality factor Q resonating at f0 (Hz)."""
+    def pickup(i):
+        x = 2 * Q * (machine.pwm_freq(drive_slice) - f0) / f0
+        return int(3000 / (1 + x * x) ** 0.5)
+    return pickup
+
+
+def run_search():
+    """The whole sweep, with the drive pin as the reference (its periods in the timer)."""
+    for _ in range(R._Resonance.STEPS + 2):
+        Clock.us += 100_000
+        for _ in range(20):       # the period timer (state machine 4, made anew at a restart)
+            rp2.StateMachine.all[4].push_rx((round(125e6 / machine.pwm_freq(drive_slice)) - 4) // 2)
+        b._service()
+
+
+for f0, found in ((50000.0, True), (50300.0, True), (55000.0, False), (None, False)):
+    adc.source[2] = pem_head(f0) if f0 else (lambda i: 20)  # None: no PEM on the drive
+    b.pem_set_drive(0.5)
+    b.pem_configure("external", 50000.0)
+    b.pem_configure("internal", 50000.0)
+    run_search()
+    r = b._resonance
+    assert b.pem_locked() is found, (f0, b.pem_locked())
+    assert r.found is found, (f0, r.found, r._best, r._worst, r._best_i)
+    if found:
+        assert abs(r.freq - f0) < 5.0, (f0, r.freq)   # within the 5 Hz linewidth
+
+# a search that ran undriven (drive 0: no pickup) runs again when the drive comes on
+adc.source[2] = pem_head(50000.0)
+b.pem_configure("external", 50000.0)
+b.pem_set_drive(0.0)
+b.pem_configure("internal", 50000.0)
+adc.source[2] = lambda i: 20
+run_search()
+assert not b._resonance.found and not b.pem_locked()
+adc.source[2] = pem_head(50000.0)
+b.pem_set_drive(0.5)
+run_search()
+assert b._resonance.found and b.pem_locked()
+print("OK")
+'''
+
+
+def test_internal_pem_locks_only_on_a_found_resonance(micropython, tmp_path):
+    run_mp(micropython, LOCK_SCRIPT, tmp_path)
