@@ -30,7 +30,8 @@ def find_boards() -> list[usb.core.Device]:
 
 def connect(address: str = "usb", *, sample: str = "R-Cs4PbBr6",
             faults: dict[str, float] | None = None, seed: int = 0,
-            reconnect_timeout: float = 30.0, **sim_options: Any) -> Instrument:
+            reconnect_timeout: float = 30.0, reply_timeout: float = 5.0,
+            **sim_options: Any) -> Instrument:
     """Connect to a CPL controller and return an :class:`Instrument`.
 
     Args:
@@ -43,6 +44,8 @@ def connect(address: str = "usb", *, sample: str = "R-Cs4PbBr6",
             ``reconnect_after``). Simulator only.
         seed: random seed of the simulated bench, for reproducible runs.
         reconnect_timeout: s to wait for the board to come back after a disconnect.
+        reply_timeout: s a command waits for its reply (the Instrument's own commands wait
+            twice that): longer for a board that answers slowly.
         **sim_options: further simulator options (see ``cplscope.sim.launcher.launch``).
 
     Raises:
@@ -56,7 +59,8 @@ def connect(address: str = "usb", *, sample: str = "R-Cs4PbBr6",
 
         session = launch(sample, faults=faults, seed=seed, **sim_options)
         try:
-            transport = Transport(session.find_device, reconnect_timeout=reconnect_timeout)
+            transport = Transport(session.find_device, reconnect_timeout=reconnect_timeout,
+                                  reply_timeout=reply_timeout)
         except BaseException:
             session.close()
             raise
@@ -87,4 +91,5 @@ def connect(address: str = "usb", *, sample: str = "R-Cs4PbBr6",
         raise DeviceNotFound(f"no cplscope board {what} found: check the cable, that the "
                              "board runs the cplscope firmware (`cplscope flash`), and that "
                              "your user may open it (udev rule)")
-    return Instrument(Transport(find, reconnect_timeout=reconnect_timeout), address=address)
+    return Instrument(Transport(find, reconnect_timeout=reconnect_timeout,
+                                reply_timeout=reply_timeout), address=address)

@@ -564,7 +564,9 @@ class Instrument:
                 self._stop()
 
     def _command(self, opcode: Opcode, args: dict[str, Any] | None = None, *,
-                 timeout: float = 10.0) -> dict[str, Any]:
+                 timeout: float | None = None) -> dict[str, Any]:
+        if timeout is None:
+            timeout = 2 * self._t.reply_timeout
         deadline = time.monotonic() + self._t.reconnect_timeout
         while True:
             self._check_reconnect()

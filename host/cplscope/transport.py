@@ -137,12 +137,19 @@ class Transport:
             after a disconnect, to reconnect.
         reconnect_timeout: s to keep looking for the board after a disconnect before giving up.
         keep_raw: keep each data frame's bytes (``msg.raw``) for the raw archive.
+        reply_timeout: s :meth:`command` waits for a reply unless told otherwise
+            (:class:`cplscope.Instrument` waits twice that); longer for a slow board, such as
+            the emulated Pico of the acceptance tests.
     """
 
     def __init__(self, find: Callable[[], usb.core.Device | None], *,
-                 reconnect_timeout: float = 30.0, keep_raw: bool = False) -> None:
+                 reconnect_timeout: float = 30.0, keep_raw: bool = False,
+                 reply_timeout: float = 5.0) -> None:
+        if not reply_timeout > 0:
+            raise ValueError(f"reply_timeout must be > 0 s, got {reply_timeout!r}")
         self._find = find
         self.reconnect_timeout = reconnect_timeout
+        self.reply_timeout = reply_timeout
         self._decoder = StreamDecoder(keep_raw=keep_raw)
         self._pending: dict[int, _Pending] = {}
         self._lock = threading.Lock()
@@ -189,14 +196,16 @@ class Transport:
         return self._connected.wait(timeout)
 
     def command(self, opcode: Opcode | int, args: dict[str, Any] | None = None, *,
-                timeout: float = 5.0) -> dict[str, Any]:
+                timeout: float | None = None) -> dict[str, Any]:
         """Send one command and return its result.
 
         Raises:
             cplscope.protocol.CommandError: the board refused it (its text says why).
             ConnectionLost: the board disconnected before answering.
-            TimeoutError: no reply within ``timeout`` s.
+            TimeoutError: no reply within ``timeout`` s (default :attr:`reply_timeout`).
         """
+        if timeout is None:
+            timeout = self.reply_timeout
         name = Opcode(opcode).name if int(opcode) in Opcode._value2member_map_ else str(opcode)
         with self._cmd_lock:
             if not self._connected.wait(timeout):

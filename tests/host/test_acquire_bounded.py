@@ -27,6 +27,7 @@ class ScriptedTransport:
     counts a rejected frame instead; ``bounded`` False is a firmware without START frames."""
 
     reconnect_timeout = 1.0
+    reply_timeout = 5.0
 
     def __init__(self, *, unusable: tuple[int, ...] = (), lose_end: bool = False,
                  bounded: bool = True) -> None:
