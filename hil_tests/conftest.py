@@ -69,6 +69,14 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "timing(reason): needs the board's real timing or speed; skipped on the "
         "emulated Pico, whose PIO and CPU are stepped, not timing-true")
+    config.addinivalue_line(
+        "markers", "long(seconds): runs for that many seconds of instrument time; skipped on "
+        "the emulated Pico (about a tenth of real time) unless --soak")
+
+
+#: wall-clock seconds per second of instrument time the slowest tier may need: the emulated
+#: Pico runs at about a tenth of real time, 30 leaves room on a busy machine
+EMULATOR_SLOWDOWN = 30.0
 
 
 @dataclass(frozen=True)
@@ -141,6 +149,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if why is not None and hil.is_emulated:
             item.add_marker(pytest.mark.skip(reason=f"not on the emulated Pico: {why}"))
             continue
+        mark = item.get_closest_marker("long")
+        if mark is not None and hil.is_emulated and not hil.soak:
+            minutes = mark.args[0] * EMULATOR_SLOWDOWN / 60
+            item.add_marker(pytest.mark.skip(
+                reason=f"{mark.args[0]:g} s of instrument time, about {minutes:.0f} min on the "
+                "emulated Pico: run with --soak"))
+            continue
         why = _mark_reason(item, "sim_only", "needs the simulator")
         if why is not None:
             item.add_marker(pytest.mark.skip(reason=f"simulator only: {why}"))
@@ -182,6 +197,15 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 @pytest.fixture(scope="session")
 def hil(pytestconfig: pytest.Config) -> Hil:
     return _hil(pytestconfig)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def timeouts_in_instrument_time(hil: Hil) -> None:
+    """The helpers' timeouts (wait_event, wait_locked) are seconds of instrument time: on
+    the emulated Pico they wait EMULATOR_SLOWDOWN times longer in wall time."""
+    from . import helpers
+
+    helpers.WALL_PER_INSTRUMENT_S = EMULATOR_SLOWDOWN if hil.is_emulated else 1.0
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -252,9 +276,10 @@ def open_instrument(hil: Hil, pico: Any) -> Iterator[OpenInstrument]:
             if pico is not None:
                 from cplscope.transport import Transport
 
-                inst = cplscope.Instrument(Transport(pico.find_device,
-                                                     reconnect_timeout=reconnect_timeout),
-                                           address=EMULATED)
+                # its replies take EMULATOR_SLOWDOWN times longer in wall time
+                inst = cplscope.Instrument(
+                    Transport(pico.find_device, reconnect_timeout=reconnect_timeout,
+                              reply_timeout=5.0 * EMULATOR_SLOWDOWN), address=EMULATED)
             else:
                 inst = cplscope.connect(hil.address, reconnect_timeout=reconnect_timeout)
         opened.append(inst)

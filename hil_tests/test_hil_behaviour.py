@@ -14,7 +14,7 @@ from cplscope.results import chi2_quantile
 from cplscope.scan import scan_wavelengths
 from cplscope.spectrum import Spectrum
 
-from .helpers import raw_frames, rate_cps, tune, wait_event
+from .helpers import raw_frames, rate_cps, tune, wait_event, wait_locked
 
 
 def test_pem_unlock_flags_frames_and_relock_restores_them(open_instrument) -> None:
@@ -24,7 +24,7 @@ def test_pem_unlock_flags_frames_and_relock_restores_them(open_instrument) -> No
     pem = inst.configure_pem()
     right = pem["frequency_hz"]
     inst.configure_pem(source="internal", frequency_hz=right)
-    assert t.command(Opcode.STATUS)["pem_locked"]
+    wait_locked(inst)  # a board driving the PEM itself sweeps for the resonance first
     mark = len(t.events)
     inst.configure_pem(frequency_hz=right * 1.1)  # outside any resonance search range
     unlock = wait_event(inst, EventCode.PEM_UNLOCK, since=mark)
@@ -142,6 +142,7 @@ def test_frames_during_a_move_are_flagged_and_excluded(open_instrument) -> None:
     assert len(fs.received) == fs.n_frames + fs.excluded
 
 
+@pytest.mark.long(205)
 def test_dark_counts_are_flat_across_phase_bins(open_instrument) -> None:
     inst = open_instrument()
     tune(inst, 438.0, periods=5000)
@@ -168,6 +169,7 @@ def test_dark_rate_is_the_benchs(open_instrument) -> None:
     assert abs(observed - expected) < 4 * math.sqrt(expected)
 
 
+@pytest.mark.long(40)
 def test_short_scan_writes_csv_and_archive(open_instrument, tmp_path) -> None:
     inst = open_instrument()
     tune(inst, 430.0, periods=5000)

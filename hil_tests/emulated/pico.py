@@ -97,6 +97,7 @@ class EmulatedPico:
     def __init__(self, files: PicoFiles, *, seed: int = 1, layout: FlashLayout = RPI_PICO,
                  boot_timeout_s: float = 300.0) -> None:
         script = ensure_node_modules()
+        self._started_at = 0  # console length when the firmware last started
         self.folder = tempfile.mkdtemp(prefix="cplpico-")
         fs_path = Path(self.folder, "fs.img")
         board_files = {**firmware_files(FIRMWARE), **usb_device_files(files.usb_device_lib)}
@@ -161,9 +162,12 @@ class EmulatedPico:
     def instrument_time_s(self) -> float:
         return self.control(op="time")["time_us"] * 1e-6
 
-    def console(self) -> str:
-        """What the board printed on its CDC REPL so far."""
-        return self.control(op="console")["text"]
+    def console(self, *, since_start: bool = False) -> str:
+        """What the board printed on its CDC REPL so far; with ``since_start``, only since
+        the firmware last started (boot or :meth:`restart_firmware`), so a traceback
+        printed when an earlier test's failure was reported does not count."""
+        text = self.control(op="console")["text"]
+        return text[self._started_at:] if since_start else text
 
     def interrupt(self, timeout_s: float = 60.0) -> str:
         """Ctrl-C on the REPL: the firmware's traceback (where it was), text up to the
@@ -183,6 +187,7 @@ class EmulatedPico:
         firmware re-enumerates, as after a power cycle but for the RAM's contents."""
         self.interrupt()
         n = self.stats()["enumerations"]
+        self._started_at = len(self.console())
         self.control(op="repl", text="\x04")
         self.wait_enumerated(timeout_s, after=n)
 
