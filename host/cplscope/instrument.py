@@ -66,6 +66,29 @@ class OverloadError(AcquisitionError):
     the slit or attenuate the excitation, then call :meth:`Instrument.clear_fault`."""
 
 
+#: the longest ADC block a board sends (samples), the reference edges one block carries
+#: (an rp2 board's), and the protocol's largest payload (bytes): docs/protocol.md ADC_BLOCK
+MAX_BLOCK_SAMPLES = 4096
+MAX_BLOCK_EDGES = 1024
+MAX_PAYLOAD = 8192
+
+
+def analog_block_samples(sample_rate_hz: float, pem_hz: float) -> int:
+    """The longest ADC block (even, samples) at ``sample_rate_hz`` (Hz) that holds its
+    reference edges of a PEM at ``pem_hz`` (Hz; up to 5 % faster) and fits one ADC_BLOCK
+    frame, at most :data:`MAX_BLOCK_SAMPLES`."""
+    if not sample_rate_hz > 0 or not pem_hz > 0:
+        raise ValueError(f"sample_rate_hz and pem_hz must be > 0 Hz, got {sample_rate_hz!r} "
+                         f"and {pem_hz!r}")
+    n = MAX_BLOCK_SAMPLES
+    while n > 2:
+        edges = int(n / sample_rate_hz * pem_hz * 1.05) + 2
+        if edges <= MAX_BLOCK_EDGES and 32 + 2 * (edges - 1) + 3 * n // 2 <= MAX_PAYLOAD:
+            return n
+        n -= 2
+    return 2
+
+
 class Instrument:
     """A CPL spectrometer controller board (real or simulated).
 
@@ -258,13 +281,21 @@ class Instrument:
                                                 "periods": int(periods)})
 
     def configure_analog(self, sample_rate_hz: float = 48e6 / 192.25,
-                         block_samples: int = 2048) -> dict[str, Any]:
+                         block_samples: int | None = None) -> dict[str, Any]:
         """Raw ADC streaming at ``sample_rate_hz`` (Hz) in blocks of ``block_samples``.
 
-        The default, 249.675 kHz (the RP2040 ADC clock 48 MHz / 192.25), is deliberately not
-        a simple multiple of common PEM frequencies (50 kHz): the samples then walk through
-        every phase of the period and fill every bin. A rate such as 250 kHz with a 50 kHz
-        PEM samples the same 5 phases forever and leaves most bins empty."""
+        The default rate, 249.675 kHz (the RP2040 ADC clock 48 MHz / 192.25), is deliberately
+        not a simple multiple of common PEM frequencies (50 kHz): the samples then walk
+        through every phase of the period and fill every bin. A rate such as 250 kHz with a
+        50 kHz PEM samples the same 5 phases forever and leaves most bins empty.
+
+        The default block is the longest one a board sends at this rate with the configured
+        PEM (:func:`analog_block_samples`; 4096 samples at the default rate and 50 kHz): the
+        board's CPU has a fixed cost per block, and on an RP2040 shorter blocks at this rate
+        leave it too little time (docs/performance.md)."""
+        if block_samples is None:
+            pem = self._settings.get(Opcode.PEM_CONFIG) or self.configure_pem()
+            block_samples = analog_block_samples(sample_rate_hz, float(pem["frequency_hz"]))
         return self._setting(Opcode.CONFIGURE, {"mode": "analog",
                                                 "sample_rate_hz": float(sample_rate_hz),
                                                 "block_samples": int(block_samples)})
