@@ -917,11 +917,7 @@ class Rp2Board(base.Board):
         _put_u64(blk.t0, self._t0_hi, self._t0_lo)
         t_len = self._next_block_ticks()
         # edges: period-timer words since the last block whose time falls in this one
-        n = self._edges(t_len, blk.edge_buf)
-        if n < 0:  # more than a block carries (a PEM far above its nominal frequency)
-            while self._edges(t_len, blk.edge_buf) < 0:
-                pass  # consume the rest, so that the next block's edges are its own
-            n = 0
+        n = self._block_edges(t_len, blk.edge_buf)
         self._advance_t0(t_len)
         blk.n_edges = n
         view = self._edge_views.get(n)
@@ -960,10 +956,20 @@ class Rp2Board(base.Board):
         self._lost_pending += lost
         for _ in range(lost):
             t_len = self._next_block_ticks()
-            while self._edges(t_len, self._block.edge_buf) < 0:
-                pass  # more edges than a block holds: consume the rest
+            self._block_edges(t_len, self._block.edge_buf)
             self._advance_t0(t_len)
             self._adc_next()
+
+    def _block_edges(self, t_len: int, dst) -> int:
+        """_edges of the block due, all of them consumed: their number, or 0 if there were
+        more than a block carries (a PEM far above its nominal frequency), so that the next
+        block's edges are its own."""
+        n = self._edges(t_len, dst)
+        if n < 0:
+            while self._edges(t_len, dst) < 0:
+                pass
+            n = 0
+        return n
 
     def _edges(self, t_len: int, dst) -> int:
         """Consume the period-timer words of the edges before t_len (ticks after the t0 of
