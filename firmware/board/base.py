@@ -24,8 +24,9 @@ RESET_SOFT = 2
 RESET_OTHER = 3
 
 # ticks_us() wraps like time.ticks_us(): values are in [0, TICKS_PERIOD).
-TICKS_PERIOD = 1 << 30
-TICKS_MASK = TICKS_PERIOD - 1
+TICKS_PERIOD = 1 << 30  # a long int on a 32-bit port: arithmetic with it allocates
+TICKS_MASK = TICKS_PERIOD - 1  # these two are small ints: use them in the loop
+TICKS_HALF = TICKS_PERIOD // 2
 
 PEM_INTERNAL = "internal"
 PEM_EXTERNAL = "external"

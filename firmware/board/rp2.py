@@ -941,10 +941,14 @@ class Rp2Board(base.Board):
         return t
 
     def _advance_t0(self, t_len: int) -> None:
-        self._t0_lo += t_len
-        if self._t0_lo >= 1 << 30:
-            self._t0_lo -= 1 << 30
+        # t0 = hi·2**30 + lo with lo < 2**30: compared before adding, so that no value
+        # reaches 2**30 (a long int on the 32-bit port)
+        lo = self._t0_lo
+        if lo > base.TICKS_MASK - t_len:
+            self._t0_lo = lo - base.TICKS_MASK - 1 + t_len
             self._t0_hi += 1
+        else:
+            self._t0_lo = lo + t_len
         self._edge_rel -= t_len
 
     def _adc_resync(self, ahead: int) -> None:

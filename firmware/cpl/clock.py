@@ -5,7 +5,7 @@ Values stay small ints (no heap allocation on a 32-bit port): the time is kept a
 """
 import struct
 
-from board.base import TICKS_PERIOD
+from board.base import TICKS_HALF, TICKS_MASK, TICKS_PERIOD
 
 
 class Clock:
@@ -25,7 +25,7 @@ class Clock:
 
     def _wraps_of(self, ticks: int) -> int:
         # `ticks` lies within half a period of the last update, before or after it
-        if (ticks - self.last) & (TICKS_PERIOD - 1) < TICKS_PERIOD // 2:
+        if (ticks - self.last) & TICKS_MASK < TICKS_HALF:
             return self.wraps + 1 if ticks < self.last else self.wraps
         return self.wraps - 1 if ticks > self.last else self.wraps
 
@@ -42,4 +42,4 @@ class Clock:
 
     def elapsed_us(self, since: int) -> int:
         """µs from the wrapped stamp `since` to the last update (valid up to one period)."""
-        return (self.last - since) % TICKS_PERIOD
+        return (self.last - since) & TICKS_MASK

@@ -1,7 +1,7 @@
 """The instrument: wires the board to the core modules and runs the main loop."""
 import json
 
-from board.base import TICKS_PERIOD
+from board.base import TICKS_MASK
 from cpl import FIRMWARE_VERSION
 from cpl import protocol as P
 from cpl.acquisition import Acquisition
@@ -110,7 +110,7 @@ class Instrument:
             busy = True
         # how long the core takes to come round: blocks and frames go late beyond the time
         # their ring holds
-        dt = (b.ticks_us() - t) & (TICKS_PERIOD - 1)
+        dt = (b.ticks_us() - t) & TICKS_MASK
         if self._loop_reset:  # a START in this pass: its own set-up does not count
             self._loop_reset = False
             self.loop_max_us = 0

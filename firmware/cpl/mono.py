@@ -4,6 +4,7 @@ Positions are in steps from the home position (the point where the home switch o
 approached upward). Every move ends travelling upward (+ steps): a target below the current
 position is approached by first going `backlash_steps` below it.
 """
+from board.base import TICKS_MASK
 from cpl import protocol as P
 from cpl.args import CommandError, bad_state, in_range
 
@@ -164,6 +165,6 @@ class Mono:
         while b.moving():
             self._feed()
             wait(1000)
-            if (b.ticks_us() - t0) % (1 << 30) > MOVE_TIMEOUT_US:
+            if (b.ticks_us() - t0) & TICKS_MASK > MOVE_TIMEOUT_US:
                 raise CommandError(P.ST_HARDWARE, "the stepper did not stop within %d s"
                                    % (MOVE_TIMEOUT_US // 1_000_000))

@@ -3,6 +3,8 @@ reassembly of the host → device byte stream. No allocation per frame."""
 import struct
 from binascii import crc32
 
+from board.base import TICKS_MASK
+
 VERSION = 1
 SYNC0 = 0xC5
 SYNC1 = 0x5C
@@ -189,7 +191,7 @@ class Reader:
     def _wait_more(self, now_us: int):
         if self._partial_since < 0:
             self._partial_since = now_us
-        elif (now_us - self._partial_since) % (1 << 30) > self._stale_us:
+        elif (now_us - self._partial_since) & TICKS_MASK > self._stale_us:
             self._reject("truncated frame")
             return self.poll(now_us)
         return None

@@ -439,6 +439,15 @@ for k in range(1, 3001):
     total += b._next_block_ticks()
     assert total == k * a // (256 * 48000000), k
 b.adc_stop()
+# t0 carries into its high part at 2**30 (compared before adding: no long int)
+b._t0_hi, b._t0_lo = 5, (1 << 30) - 100
+b._advance_t0(250)
+assert (b._t0_hi, b._t0_lo) == (6, 150), (b._t0_hi, b._t0_lo)
+b._advance_t0(100)
+assert (b._t0_hi, b._t0_lo) == (6, 250)
+b._t0_lo = (1 << 30) - 100
+b._advance_t0(100)
+assert (b._t0_hi, b._t0_lo) == (7, 0)
 buf = bytearray(8)
 for hi, lo in ((0, 0), (0, (1 << 30) - 1), (1, 0), (12345, 678901), ((1 << 34) - 1, (1 << 30) - 1)):
     R._put_u64(memoryview(buf), hi, lo)
