@@ -656,7 +656,8 @@ function controlOp(req) {
         generation: host.generation, firmware_up: host.enumerated, firmware_connections: host.stats.enumerations,
         ...host.stats, ...counters, bench: { ...bench },
         hv_on: lit(), shutter_open: open(),
-        watch: Object.fromEntries([...watch].map(([a, n]) => ['0x' + a.toString(16), n])) };
+        watch: Object.fromEntries([...watch].map(([a, n]) => ['0x' + a.toString(16), n])),
+        callers: Object.fromEntries(callers) };
     case 'time':
       return { time_us: clock.nanos / 1000 };
     case 'cpu': // where the core is: for a debugger's addr2line against the image's ELF
@@ -716,6 +717,7 @@ function serveCable(sock) {
 // --- main loop ------------------------------------------------------------------------------
 // Debugging: CPLSCOPE_PICO_WATCH=0xADDR,0xADDR counts how often the core enters those
 // functions (addresses from the image's ELF, e.g. gc_collect, gc_alloc); see stats 'watch'.
+const callers = new Map(); // 'pc<lr' → entries, for the watched functions (their callers)
 const watch = new Map((process.env.CPLSCOPE_PICO_WATCH || '').split(',').filter(Boolean)
   .map((a) => [Number(a) & ~1, 0]));
 // CPLSCOPE_PICO_PROFILE=1: the core's PC every 997 instructions, for 'profile' (where the
@@ -736,7 +738,12 @@ function runSlice() {
       stepPio(cycles);
       clock.tick(cycles * CYCLE_NS);
     } else {
-      if (watch.size && watch.has(core.PC)) watch.set(core.PC, watch.get(core.PC) + 1);
+      if (watch.size && watch.has(core.PC)) {
+        watch.set(core.PC, watch.get(core.PC) + 1);
+        const lr = (core.LR >>> 0) & ~1;
+        const key = core.PC.toString(16) + '<' + lr.toString(16);
+        callers.set(key, (callers.get(key) || 0) + 1);
+      }
       if (profile && ++profileTick === 997) {
         profileTick = 0;
         const pc = core.PC >>> 0;
