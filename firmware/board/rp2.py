@@ -198,6 +198,7 @@ class Rp2Board(base.Board):
         self._pem_drive = machine.PWM(machine.Pin(PIN_PEM_DRIVE))
         self._pem_drive.duty_u16(0)
         self._pem_p16 = 0  # drive PWM period · divider, in 1/16 cycles
+        self._pem_drive_on = False  # its pin function and slice are set up (by PWM.freq)
         self._pem_ctrl = machine.PWM(machine.Pin(PIN_PEM_CTRL))
         self._pem_ctrl.freq(PWM_CARRIER_HZ)
         self._pem_ctrl.duty_u16(0)
@@ -419,11 +420,14 @@ class Rp2Board(base.Board):
                            P.PERIOD_SCALE, P.PERIOD_OFFSET, st)
             total = st[0]
             nominal = self._nominal16
-            locked = (st[2] - st[1] - 2 <= total // 3200          # 0.5 % of the mean
-                      and 20 * abs(total - nominal) <= nominal    # 5 % of nominal
-                      # internal drive: the reference is the drive itself, so only a found
-                      # resonance says that the PEM moves
-                      and (self._pem_source != base.PEM_INTERNAL or self._resonance.found))
+            if self._pem_source == base.PEM_INTERNAL:
+                # the reference is the board's own drive, so only a found resonance says
+                # that the PEM moves; its periods are not checked for spread (a tracking
+                # step rewrites the PWM divider mid-period: one period a few % off)
+                locked = self._resonance.found and 20 * abs(total - nominal) <= nominal
+            else:
+                locked = (st[2] - st[1] - 2 <= total // 3200          # 0.5 % of the mean
+                          and 20 * abs(total - nominal) <= nominal)   # 5 % of nominal
             if locked:
                 b = self._ps_b
                 self._period_ps = (total // b) * self._ps_a + (total % b) * self._ps_a // b
@@ -495,7 +499,9 @@ class Rp2Board(base.Board):
                     err = abs(t * d - cur)
                     if best_err < 0 or err < best_err:
                         best_d, best_t, best_err = d, t, err
-        self._pem_drive.freq(int(f))           # pin function and slice enable, as the port does
+        if not self._pem_drive_on:
+            self._pem_drive.freq(int(f))       # pin function and slice enable, as the port does
+            self._pem_drive_on = True          # (once: it rewrites DIV and TOP on its own)
         base = _PWM_BASE + ((PIN_PEM_DRIVE >> 1) % _PWM_SLICES) * _PWM_STRIDE
         machine.mem32[base + _PWM_DIV] = best_d
         machine.mem32[base + _PWM_TOP] = best_t - 1
