@@ -28,6 +28,15 @@ TICKS_PERIOD = 1 << 30  # a long int on a 32-bit port: arithmetic with it alloca
 TICKS_MASK = TICKS_PERIOD - 1  # these two are small ints: use them in the loop
 TICKS_HALF = TICKS_PERIOD // 2
 
+PEM_FREQ_TOLERANCE = 1.05  # ADC blocks are sized for a PEM up to 5 % above nominal
+
+
+def edges_per_block(block_samples: int, sample_rate_hz: float, pem_hz: float) -> int:
+    """Reference edges an ADC block of `block_samples` at `sample_rate_hz` (Hz) may hold with
+    a PEM at `pem_hz` (Hz) or up to PEM_FREQ_TOLERANCE faster."""
+    return int(block_samples / sample_rate_hz * pem_hz * PEM_FREQ_TOLERANCE) + 2
+
+
 PEM_INTERNAL = "internal"
 PEM_EXTERNAL = "external"
 

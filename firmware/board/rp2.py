@@ -90,7 +90,6 @@ _COUNTER_SM = (1, 2)
 _PERIOD_WORDS = 16       # period-timer ring for lock and mean period (64 B, aligned)
 _EDGE_RING_WORDS = 2048  # period-timer ring in analog mode: ≥ the edges of 2 blocks
 _EDGE_RING_SPARE = 128   # edge-ring words an ADC ring's span leaves free (the CPU's delay)
-_PEM_FAST = 1.05         # a PEM up to 5 % above its nominal frequency
 # Period-timer DMA transfer count: 28 bits, because on an RP2350 bits 31:28 of TRANS_COUNT
 # are the MODE field (0 = normal); 2**28 - 1 edges last 89 min at 50 kHz.
 _PERIOD_COUNT = 0x0FFF_FFFF
@@ -145,7 +144,7 @@ def _adc_ring_len(block_samples: int, rate_hz: float = 0.0, pem_hz: float = 0.0,
     ring_len = 2
     while ring_len < block_samples + block_samples // 2 + _ADC_MARGIN:
         ring_len <<= 1
-    while (2 * ring_len <= most and 2 * ring_len / rate_hz * pem_hz * _PEM_FAST + 2
+    while (2 * ring_len <= most and base.edges_per_block(2 * ring_len, rate_hz, pem_hz)
            <= _EDGE_RING_WORDS - _EDGE_RING_SPARE):
         ring_len <<= 1
     return ring_len
@@ -766,9 +765,9 @@ class Rp2Board(base.Board):
     def _check_block_edges(self, block_samples: int, sample_rate_hz: float) -> None:
         """A block must hold its reference edges (a 5 % faster PEM included): with more, the
         edges did not fit and the block went out with none."""
-        edges = int(block_samples / sample_rate_hz * self._pem_freq * _PEM_FAST) + 2
+        edges = base.edges_per_block(block_samples, sample_rate_hz, self._pem_freq)
         if edges > _MAX_BLOCK_EDGES:
-            most = int((_MAX_BLOCK_EDGES - 2) / (self._pem_freq * _PEM_FAST)
+            most = int((_MAX_BLOCK_EDGES - 2) / (self._pem_freq * base.PEM_FREQ_TOLERANCE)
                        * sample_rate_hz) & ~1
             raise ValueError("block_samples=%d at %g S/s spans about %d periods of the %g Hz "
                              "PEM, more than the %d edges a block carries: use at most %d "

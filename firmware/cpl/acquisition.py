@@ -2,17 +2,13 @@
 frames. Python only moves whole buffers; nothing here allocates per frame."""
 import struct
 
+from board.base import edges_per_block
 from cpl import protocol as P
 from cpl.args import CommandError, bad_state, in_range, one_of
 
 MODES = ("counting", "analog")
 ADC_HEADER = 32
 MAX_FRAMES = 1_000_000_000  # largest START frame count (a small int on a 32-bit port)
-PEM_FREQ_TOLERANCE = 1.05  # blocks are sized for a PEM up to 5 % above nominal
-
-
-def max_edges(block_samples: int, sample_rate_hz: float, pem_hz: float) -> int:
-    return int(block_samples / sample_rate_hz * pem_hz * PEM_FREQ_TOLERANCE) + 2
 
 
 class Acquisition:
@@ -76,7 +72,7 @@ class Acquisition:
 
     @staticmethod
     def adc_payload_max(n: int, rate: float, pem_hz: float) -> int:
-        return ADC_HEADER + 2 * (max_edges(n, rate, pem_hz) - 1) + 3 * n // 2
+        return ADC_HEADER + 2 * (edges_per_block(n, rate, pem_hz) - 1) + 3 * n // 2
 
     def apply_config(self, c: dict) -> None:
         self.mode = c["mode"]
