@@ -20,7 +20,8 @@ from .calibration import Calibration, load_for
 from .frames import FrameSet
 from .pipeline import Retardation
 from .results import FlagRules
-from .protocol import AdcBlock, CommandError, Counts, Event, EventCode, Opcode, ReplyStatus
+from .protocol import (MAX_PAYLOAD, AdcBlock, CommandError, Counts, Event, EventCode, Opcode,
+                       ReplyStatus)
 from .transport import ConnectionLost, LinkHealth, Transport
 
 __all__ = ["AcquisitionError", "Instrument", "OverloadError"]
@@ -66,11 +67,10 @@ class OverloadError(AcquisitionError):
     the slit or attenuate the excitation, then call :meth:`Instrument.clear_fault`."""
 
 
-#: the longest ADC block a board sends (samples), the reference edges one block carries
-#: (an rp2 board's), and the protocol's largest payload (bytes): docs/protocol.md ADC_BLOCK
+#: the longest ADC block a board sends (samples) and the reference edges one block carries
+#: (an rp2 board's): docs/protocol.md ADC_BLOCK
 MAX_BLOCK_SAMPLES = 4096
 MAX_BLOCK_EDGES = 1024
-MAX_PAYLOAD = 8192
 
 
 def analog_block_samples(sample_rate_hz: float, pem_hz: float) -> int:

@@ -7,8 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import cplscope
-from cplscope.instrument import (MAX_BLOCK_EDGES, MAX_BLOCK_SAMPLES, MAX_PAYLOAD,
-                                 analog_block_samples)
+from cplscope.instrument import MAX_BLOCK_EDGES, MAX_BLOCK_SAMPLES, analog_block_samples
+from cplscope.protocol import MAX_PAYLOAD
 
 
 def fits(n: int, rate: float, pem: float) -> bool:
