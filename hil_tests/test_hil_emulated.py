@@ -121,9 +121,8 @@ def test_analog_blocks_carry_samples_and_a_seamless_time_base(open_raw, bench) -
     mean, amp, noise = 1200.0, 200.0, 8.0
     bench.bench(adc_mean=mean, adc_amp=amp, adc_noise=noise, pem_hz=PEM_HZ)
     link = open_raw()
-    # ~131 kS/s (2.6 samples per PEM period: every block covers all phases), not the
-    # instrument's default 249.675 kS/s: at that rate the firmware collects 30-70 % of the
-    # blocks too late on the (emulated) RP2040 (docs/hil-tests.md)
+    # ~131 kS/s (2.6 samples per PEM period: every block covers all phases); the default
+    # rate has its own test (test_the_default_analog_stream_keeps_up)
     rate = 48e6 / 366.75
     n = 1024
     link.call(Opcode.CONFIGURE, {"mode": "analog", "sample_rate_hz": rate, "block_samples": n})
