@@ -1,5 +1,6 @@
 """COMMAND handlers. Each validates its arguments in full, then acts; a handler that raises
 CommandError has changed nothing. Results are JSON-ready dicts."""
+import gc
 import sys
 
 from cpl import FIRMWARE_VERSION, PROTOCOL_VERSION
@@ -54,6 +55,10 @@ class Commands:
             raise bad_state("in fault (%s); send CLEAR_FAULT first" % i.fault_text)
         if i.state == "running":
             raise bad_state("already running; STOP first")
+        # the garbage of earlier commands is collected now, not by an allocation during the
+        # run: on an RP2040 a collection stops the core for tens of ms, longer than the ADC
+        # ring holds
+        gc.collect()
         acq_id = i.acq.start(frames)
         i.state = "running"
         i.restart_loop_time()

@@ -274,6 +274,20 @@ def test_status_loop_max_us_is_the_longest_pass_since_start():
     assert 4 * 10 * 20 <= ok(inst, b, STATUS)["loop_max_us"] < 4 * 500 * 20
 
 
+def test_start_collects_the_garbage_of_earlier_commands():
+    """A collection stops an RP2040's core for tens of ms, longer than the ADC ring holds:
+    START makes it happen before the run, not at an allocation during it."""
+    import gc
+    inst, b = make()
+    gc.collect()
+    before = gc.mem_alloc()
+    garbage = [bytearray(1000) for _ in range(50)]
+    del garbage
+    assert gc.mem_alloc() > before + 40_000   # still on the heap until a collection
+    ok(inst, b, START)
+    assert gc.mem_alloc() < before + 20_000, (before, gc.mem_alloc())
+
+
 def test_self_test():
     inst, b = make()
     r = ok(inst, b, SELF_TEST)
