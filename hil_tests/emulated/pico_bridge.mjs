@@ -235,10 +235,13 @@ for (const pio of mcu.pio) {
   for (const sm of pio.machines) {
     sm.stall = 0; // cycles of an instruction's delay still to wait
     sm.acc = 0;   // system clock cycles towards the machine's next cycle (clock divider)
+    const clockDiv = () => (sm.clockDivInt || 65536) + sm.clockDivFrac / 256;
+    sm.div = clockDiv(); // kept at each register write, not worked out every cycle
     const write = sm.writeUint32.bind(sm);
     sm.writeUint32 = (offset, value) => {
       const before = sm.shiftCtrl;
       write(offset, value);
+      sm.div = clockDiv();
       if (offset === SHIFTCTRL && ((before ^ value) & FJOIN)) {
         sm.txFIFO.reset();
         sm.rxFIFO.reset();
@@ -259,11 +262,10 @@ function stepPio(cycles) {
       if (pio.stopped) continue;
       for (const m of pio.machines) {
         if (!m.enabled) continue;
-        const div = (m.clockDivInt || 65536) + m.clockDivFrac / 256;
-        if (div !== 1) {
+        if (m.div !== 1) {
           m.acc += 1;
-          if (m.acc < div) continue;
-          m.acc -= div;
+          if (m.acc < m.div) continue;
+          m.acc -= m.div;
         }
         if (m.stall > 0) { m.stall--; continue; }
         const before = m.cycles;
