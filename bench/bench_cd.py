@@ -31,7 +31,7 @@ import math
 import numpy as np
 import scipy.special
 
-from cplscope.cd import BaselinePoint, cd_point, delta_a_from_v
+from cplscope.science.cd import BaselinePoint, cd_point, delta_a_from_v
 from cplscope.demod import estimate
 from cplscope.sim.bench import Bench, InstrumentState
 

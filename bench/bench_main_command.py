@@ -30,7 +30,7 @@ import tempfile
 import numpy as np
 
 import cplscope
-from cplscope.calibrate_run import calibrate_simulated
+from cplscope.plans.calibrate import calibrate_simulated
 
 START, STOP, STEP, TARGET, MAX_DWELL = 400.0, 560.0, 2.0, 2e-4, 300.0
 SEED = 0

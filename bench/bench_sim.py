@@ -27,7 +27,7 @@ import time
 from cplscope.protocol import AdcBlock, Counts, Flags, Opcode, Reply, StreamDecoder, \
     encode_command
 from cplscope.sim.launcher import launch
-from cplscope.transport import claim_vendor_interface
+from cplscope.board.transport import claim_vendor_interface
 
 READ = 16384
 PEM_HZ = 50_000.0

@@ -36,7 +36,7 @@ import numpy as np
 from cplscope.demod import estimate
 from cplscope.demod.bins import bin_layout
 from cplscope.demod.retardation import fisher_sigma_g, optimal_retardation
-from cplscope.planning import BudgetPlan, SurveyPoint, allocate_dwell, survey_dwell
+from cplscope.plans.planning import BudgetPlan, SurveyPoint, allocate_dwell, survey_dwell
 
 WAVELENGTHS = np.arange(400.0, 560.0 + 1e-9, 2.0)
 BANDS = [  # (centre nm, FWHM nm, peak signal photons/s, g)

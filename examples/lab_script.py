@@ -10,8 +10,8 @@ On a real instrument, change the sample by hand where the script asks for it.
 import sys
 
 import cplscope
-from cplscope.calibrate_run import calibrate_simulated, prepare
-from cplscope.plot import mirror_report, plot_cpl
+from cplscope.plans.calibrate import calibrate_simulated, prepare
+from cplscope.plot.cpl import mirror_report, plot_cpl
 
 address = sys.argv[1] if len(sys.argv) > 1 else "sim"
 spectra = []

@@ -19,8 +19,8 @@ import numpy as np
 from _readme_table import markdown, write_into
 
 import cplscope
-from cplscope.calibrate_run import calibrate_simulated
-from cplscope.plot import mirror_report, plot_cpl
+from cplscope.plans.calibrate import calibrate_simulated
+from cplscope.plot.cpl import mirror_report, plot_cpl
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--out", type=Path, default=Path("seed-paper"))

@@ -18,9 +18,9 @@ import numpy as np
 from _readme_table import markdown, write_into
 
 import cplscope
-from cplscope.calibrate_run import calibrate_simulated, prepare
-from cplscope.cd_scan import cd_scan
-from cplscope.plot_cd import cd_mirror_report, plot_cd
+from cplscope.plans.calibrate import calibrate_simulated, prepare
+from cplscope.plans.cd_scan import cd_scan
+from cplscope.plot.cd import cd_mirror_report, plot_cd
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--out", type=Path, default=Path("seed-paper-cd"))

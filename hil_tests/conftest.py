@@ -274,7 +274,7 @@ def open_instrument(hil: Hil, pico: Any) -> Iterator[OpenInstrument]:
                 pytest.fail("faults and bench options exist only in the simulator: mark the "
                             "test sim_only")
             if pico is not None:
-                from cplscope.transport import Transport
+                from cplscope.board.transport import Transport
 
                 # its replies take EMULATOR_SLOWDOWN times longer in wall time
                 inst = cplscope.Instrument(
@@ -340,7 +340,7 @@ def open_raw(hil: Hil, pico: Any) -> Iterator[Callable[..., Any]]:
 
 
 def find_real_board(address: str) -> Any:
-    from cplscope.connection import find_boards
+    from cplscope.board.connection import find_boards
 
     serial = address[len("usb://"):] if address.startswith("usb://") else None
     for dev in find_boards():
@@ -393,8 +393,8 @@ def _calibrate_in_sim(seed: int) -> CalibratedSetup:
     from datetime import datetime, timezone
 
     import cplscope
-    from cplscope.calibration import Calibration
-    from cplscope.measure import calibrate_handedness, calibrate_retardation
+    from cplscope.settings.calibration import Calibration
+    from cplscope.plans.point import calibrate_handedness, calibrate_retardation
 
     from .helpers import A0_RAD, tune
 
@@ -435,7 +435,7 @@ def calibrated_setup(hil: Hil, cplscope_home: Path) -> CalibratedSetup:
     if hil.calibration_file is None:
         pytest.skip("needs the instrument's calibration: give --calibration-file PATH")
     import cplscope
-    from cplscope.calibration import Calibration
+    from cplscope.settings.calibration import Calibration
 
     with cplscope.connect(hil.address) as inst:
         serial = str(inst.info()["serial"])

@@ -13,7 +13,7 @@ import usb.core
 import usb.util
 
 from cplscope.protocol import Message, Opcode, Reply, StreamDecoder, encode_command
-from cplscope.transport import claim_vendor_interface
+from cplscope.board.transport import claim_vendor_interface
 
 READ_SIZE = 16384  # a multiple of 64 larger than the largest frame: one frame per read
 

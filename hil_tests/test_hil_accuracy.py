@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from cplscope.plot import mirror_report
-from cplscope.results import chi2_quantile
-from cplscope.spectrum import Spectrum
+from cplscope.plot.cpl import mirror_report
+from cplscope.science.results import chi2_quantile
+from cplscope.data.spectrum import Spectrum
 
 from .conftest import CalibratedSetup, truth_of
 from .helpers import tune

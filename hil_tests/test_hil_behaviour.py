@@ -7,12 +7,13 @@ import math
 import numpy as np
 import pytest
 
-from cplscope.archive import Archive, reprocess
-from cplscope.instrument import OverloadError
+from cplscope.data.archive import Archive
+from cplscope.plans.reprocess import reprocess
+from cplscope.board.controller import OverloadError
 from cplscope.protocol import CommandError, EventCode, Flags, Opcode, ReplyStatus, Severity
-from cplscope.results import chi2_quantile
-from cplscope.scan import scan_wavelengths
-from cplscope.spectrum import Spectrum
+from cplscope.science.results import chi2_quantile
+from cplscope.plans.scan import scan_wavelengths
+from cplscope.data.spectrum import Spectrum
 
 from .helpers import raw_frames, rate_cps, tune, wait_event, wait_locked
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import usb.util
 
-from cplscope import usb_ids
+from cplscope.protocol import usb_ids
 
 from cplscope.protocol import Opcode
 

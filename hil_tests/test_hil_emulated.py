@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from cplscope.instrument import OverloadError, analog_block_samples
+from cplscope.board.controller import OverloadError, analog_block_samples
 from cplscope.protocol import AdcBlock, Counts, Event, EventCode, Flags, Opcode, Severity
 
 from .helpers import wait_event

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cplscope.archive import Archive
-from cplscope.scan import scan_wavelengths
-from cplscope.spectrum import Spectrum
+from cplscope.data.archive import Archive
+from cplscope.plans.scan import scan_wavelengths
+from cplscope.data.spectrum import Spectrum
 
 from .helpers import tune
 

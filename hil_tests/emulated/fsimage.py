@@ -61,7 +61,7 @@ def compile_mpy(files: dict[str, bytes], *, keep: frozenset[str] = frozenset({"m
     fragments its 240 kB heap. Compile errors raise RuntimeError with mpy-cross's text."""
     import tempfile
 
-    from cplscope.mpy import compile_file
+    from cplscope.board.mpy import compile_file
 
     out: dict[str, bytes] = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -23,7 +23,7 @@ from typing import Any
 
 import usb.core
 
-from cplscope import usb_ids
+from cplscope.protocol import usb_ids
 from cplscope.sim.launcher import read_ready_line, stop_process
 from cplscope.sim.vusb import VirtualUSBBackend
 

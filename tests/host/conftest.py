@@ -1,7 +1,7 @@
 """Fixtures shared by the host tests."""
 import pytest
 
-from cplscope.cli import main
+from cplscope.cli.main import main
 
 
 @pytest.fixture(scope="module")

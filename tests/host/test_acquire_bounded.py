@@ -13,7 +13,7 @@ import pytest
 from cplscope.instrument import Instrument
 from cplscope.protocol import CommandError, Counts, Event, EventCode, Flags, Opcode, Reply, \
     ReplyStatus
-from cplscope.transport import LinkHealth
+from cplscope.board.transport import LinkHealth
 
 GOOD = Flags.PEM_LOCKED | Flags.SHUTTER_OPEN | Flags.HV_ON
 PERIOD_PS = 20_000_000  # 50 kHz

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 import cplscope
-from cplscope.analog import AnalogCollector
-from cplscope.calibration import Calibration
+from cplscope.science.analog import AnalogCollector
+from cplscope.settings.calibration import Calibration
 from cplscope.protocol import AdcBlock, Flags
 
 FS, F_PEM, TICK = 249_674.90625, 50_000.0, 125_000_000
@@ -124,7 +124,7 @@ def test_acquire_gives_up_when_no_frame_is_usable(home):
     with cplscope.connect("sim", sample="R-Cs4PbBr6", seed=3) as inst:
         inst.configure_pem(source="internal", frequency_hz=30_000.0)   # far off resonance
         inst.configure_counting(bins=16, periods=1000)
-        with pytest.raises(cplscope.instrument.AcquisitionError, match="none was usable"):
+        with pytest.raises(cplscope.board.controller.AcquisitionError, match="none was usable"):
             inst.acquire(duration_s=10.0, timeout=1.0)
 
 

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import cplscope
-from cplscope.instrument import MAX_BLOCK_EDGES, MAX_BLOCK_SAMPLES, analog_block_samples
+from cplscope.board.controller import MAX_BLOCK_EDGES, MAX_BLOCK_SAMPLES, analog_block_samples
 from cplscope.protocol import MAX_PAYLOAD
 
 

@@ -13,13 +13,14 @@ import h5py
 import numpy as np
 import pytest
 
-from cplscope.archive import Archive, ArchiveWriter, PointSettings, RawFrames, reprocess
-from cplscope.calibration import Blank, Calibration
+from cplscope.data.archive import Archive, ArchiveWriter, PointSettings, RawFrames
+from cplscope.plans.reprocess import reprocess
+from cplscope.settings.calibration import Blank, Calibration
 from cplscope.demod import estimate
 from cplscope.demod.bins import bin_layout
 from cplscope.protocol import Counts, Flags
-from cplscope.results import FLAG_DWELL_LIMIT, PointResult, frame_health_flags, point_from_estimate
-from cplscope.spectrum import run_metadata
+from cplscope.science.results import FLAG_DWELL_LIMIT, PointResult, frame_health_flags, point_from_estimate
+from cplscope.data.spectrum import run_metadata
 
 B, A0, PHI0, FRAME_TIME, DARK = 16, np.pi / 2, 0.3, 0.01, 2.0
 OK = int(Flags.PEM_LOCKED | Flags.HV_ON | Flags.SHUTTER_OPEN)
@@ -207,10 +208,10 @@ def test_a_live_archive_can_be_read_while_it_is_written(tmp_path):
 
 CHILD = textwrap.dedent("""
     import sys, numpy as np
-    from cplscope.archive import ArchiveWriter, PointSettings, RawFrames
-    from cplscope.calibration import default_calibration
-    from cplscope.results import PointResult
-    from cplscope.spectrum import run_metadata
+    from cplscope.data.archive import ArchiveWriter, PointSettings, RawFrames
+    from cplscope.settings.calibration import default_calibration
+    from cplscope.science.results import PointResult
+    from cplscope.data.spectrum import run_metadata
     path, B, n = sys.argv[1], 16, 3000
     cal = default_calibration("SIM-0001")
     meta = run_metadata(identify=dict(implementation="c", board="sim", firmware_version="0",

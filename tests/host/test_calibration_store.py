@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from cplscope.calibration import (
+from cplscope.settings.calibration import (
     Blank,
     Calibration,
     CalibrationError,

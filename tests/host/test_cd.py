@@ -1,4 +1,4 @@
-"""CD physics (cplscope.cd) on frames from the simulated bench's transmission geometry.
+"""CD physics (cplscope.science.cd) on frames from the simulated bench's transmission geometry.
 
 Bench frames → cplscope.demod.estimate → cd_point, without the full twin. Statistical
 assertions use fixed seeds and tolerances from the expected scatter (χ² quantiles over the
@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from cplscope.cd import (CSA_DELTA_EPS_290, FLAG_LINEAR_DICHROISM, FLAG_NO_ABSORBANCE,
+from cplscope.science.cd import (CSA_DELTA_EPS_290, FLAG_LINEAR_DICHROISM, FLAG_NO_ABSORBANCE,
                          FLAG_NO_BASELINE, FLAG_OPAQUE, MDEG_PER_DELTA_A, BaselinePoint,
                          CDCalibration, CDPointResult, CDRules, baseline_from_point, cd_point,
                          delta_a_from_v, fit_csa, v_from_delta_a)
-from cplscope.cd_spectrum import CDSpectrum
+from cplscope.data.cd_spectrum import CDSpectrum
 from cplscope.demod import estimate
 from cplscope.sim.bench import Bench, InstrumentState
 from cplscope.sim.samples import CSA_CONCENTRATION_M, Absorption, Sample

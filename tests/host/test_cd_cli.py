@@ -4,15 +4,15 @@ import json
 
 import pytest
 
-from cplscope import cli_cd
-from cplscope.cd_spectrum import CDSpectrum
+from cplscope.cli import cd as cli_cd
+from cplscope.data.cd_spectrum import CDSpectrum
 
 
 def run(argv):
     parser = argparse.ArgumentParser(prog="cplscope")
     parser.add_argument("-q", "--quiet", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
-    cli_cd.add_parser(sub)
+    cli_cd.add_parsers(sub)
     args = parser.parse_args(argv)
     return args.func(args)
 
@@ -25,8 +25,8 @@ def home(tmp_path, monkeypatch):
 
 
 def test_baseline_sample_plot_and_csa_calibration(home, capsys):
-    from cplscope.calibrate_run import calibrate_simulated
-    from cplscope.calibration import load_for
+    from cplscope.plans.calibrate import calibrate_simulated
+    from cplscope.settings.calibration import load_for
 
     stored = calibrate_simulated(seed=3, dwell_s=5.0)
     assert stored.cd is None
@@ -55,7 +55,7 @@ def test_baseline_sample_plot_and_csa_calibration(home, capsys):
 
 
 def test_user_errors(home):
-    from cplscope.cli import CliError
+    from cplscope.cli.options import CliError
 
     with pytest.raises(CliError, match="needs --baseline"):
         run(["cd", "--sim", "--start", "400", "--stop", "410", "--step", "5",
@@ -69,7 +69,7 @@ def test_user_errors(home):
 
 
 def test_cd_outputs_follow_the_overwrite_policy(home, capsys):
-    from cplscope.cli import main
+    from cplscope.cli.main import main
 
     (home / "taken.csv").write_text("x\n")
     grid = ["--start", "420", "--stop", "424", "--step", "4", "--dwell", "1"]

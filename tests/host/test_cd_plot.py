@@ -4,9 +4,9 @@ import math
 import numpy as np
 import pytest
 
-from cplscope.cd import FLAG_OPAQUE, CDPointResult
-from cplscope.cd_spectrum import CDSpectrum
-from cplscope.plot_cd import cd_mirror_report, plot_cd
+from cplscope.science.cd import FLAG_OPAQUE, CDPointResult
+from cplscope.data.cd_spectrum import CDSpectrum
+from cplscope.plot.cd import cd_mirror_report, plot_cd
 
 NAN = float("nan")
 LAM = np.arange(400.0, 461.0, 2.0)

@@ -1,15 +1,15 @@
 """CD scans end to end on the simulated instrument in its transmission geometry: the real
-firmware, the virtual USB link and the bench, through cplscope.cd_scan."""
+firmware, the virtual USB link and the bench, through cplscope.plans.cd_scan."""
 import io
 import math
 
 import pytest
 
 import cplscope
-from cplscope.calibration import Calibration
-from cplscope.cd import CDCalibration
-from cplscope.cd_scan import cd_reprocess, cd_scan, scan_wavelengths
-from cplscope.cd_spectrum import CDSpectrum
+from cplscope.settings.calibration import Calibration
+from cplscope.science.cd import CDCalibration
+from cplscope.plans.cd_scan import cd_reprocess, cd_scan, scan_wavelengths
+from cplscope.data.cd_spectrum import CDSpectrum
 from cplscope.sim.bench import Bench
 
 CD = {"bench_options": {"geometry": "cd"}}
@@ -98,7 +98,7 @@ def test_scan_applies_the_cd_calibration(baseline):
 
 
 def test_baseline_cd_is_put_into_the_scans_convention():
-    from cplscope.cd_scan import _baseline_conversion
+    from cplscope.plans.cd_scan import _baseline_conversion
 
     base = CDSpectrum(metadata={"cd_calibration": {"cd_sign": 1, "cd_scale": 1.0}})
     assert _baseline_conversion(base, CDCalibration(-1, 2.0)) == -2.0

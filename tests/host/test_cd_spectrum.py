@@ -4,8 +4,8 @@ import math
 import numpy as np
 import pytest
 
-from cplscope.cd import CD_COLUMNS, CD_CSV_COLUMNS, FLAG_OPAQUE, CDPointResult
-from cplscope.cd_spectrum import CD_MARKER, CDSpectrum, cd_metadata
+from cplscope.science.cd import CD_COLUMNS, CD_CSV_COLUMNS, FLAG_OPAQUE, CDPointResult
+from cplscope.data.cd_spectrum import CD_MARKER, CDSpectrum, cd_metadata
 
 NAN = float("nan")
 

@@ -5,10 +5,11 @@ import math
 import numpy as np
 import pytest
 
-from cplscope.archive import Archive
-from cplscope.cli import _join_negative_values, _run_checks, build_parser, main
-from cplscope.scan import scan_wavelengths
-from cplscope.spectrum import Spectrum
+from cplscope.data.archive import Archive
+from cplscope.cli.main import build_parser, main
+from cplscope.cli.options import join_negative_values, run_checks
+from cplscope.plans.scan import scan_wavelengths
+from cplscope.data.spectrum import Spectrum
 
 
 def test_calibrate_stores_a_calibration_close_to_the_simulated_pem(cli_home):
@@ -166,12 +167,12 @@ def test_target_sigma_above_the_range_of_g(no_instrument, capfd):
 
 def test_negative_numbers_parse_where_they_are_valid():
     parser = build_parser()
-    args = parser.parse_args(_join_negative_values(["demo", "--g", "-6e-4"], parser))
+    args = parser.parse_args(join_negative_values(["demo", "--g", "-6e-4"], parser))
     assert args.g == -6e-4
     # a negative number is joined only to an option that takes a value
-    assert _join_negative_values(["scan", "--no-dark", "-1"], parser) == \
+    assert join_negative_values(["scan", "--no-dark", "-1"], parser) == \
         ["scan", "--no-dark", "-1"]
-    assert _join_negative_values(["scan", "--dwell", "-1e-3", "--", "--dwell", "-1"],
+    assert join_negative_values(["scan", "--dwell", "-1e-3", "--", "--dwell", "-1"],
                                  parser) == ["scan", "--dwell=-1e-3", "--", "--dwell", "-1"]
 
 
@@ -235,7 +236,7 @@ def test_global_options_are_accepted_after_the_subcommand(no_instrument, capfd):
 
 
 def test_max_dwell_default_is_the_same_in_scan_and_point():
-    from cplscope.measure import DEFAULT_MAX_DWELL_S
+    from cplscope.plans.point import DEFAULT_MAX_DWELL_S
 
     parser = build_parser()
     scan_args = parser.parse_args(["scan"])
@@ -245,7 +246,7 @@ def test_max_dwell_default_is_the_same_in_scan_and_point():
 
 def test_sample_names_are_stored_in_the_library_spelling(no_instrument):
     args = build_parser().parse_args(SCAN + ["--sample", "r-cs4pbbr6", "--dwell", "1"])
-    _run_checks(args)
+    run_checks(args)
     assert args.sample == args.sample_name == "R-Cs4PbBr6"
 
 
@@ -291,7 +292,7 @@ def test_bad_fault_value_is_rejected_by_the_parser(no_instrument, capfd):
 
 
 def test_udev_rule_prints_the_rule_for_the_board(capfd):
-    from cplscope.udev import rules_text
+    from cplscope.board.udev import rules_text
 
     assert main(["udev-rule"]) == 0
     out = capfd.readouterr().out
@@ -344,8 +345,8 @@ def test_blank_is_stored_and_subtracted(cli_home, tmp_path):
 
 def test_ctrl_c_leaves_a_valid_partial_result(cli_home, tmp_path):
     import cplscope
-    from cplscope.calibrate_run import prepare
-    from cplscope.scan import ScanInterrupted
+    from cplscope.plans.calibrate import prepare
+    from cplscope.plans.scan import ScanInterrupted
 
     csv, h5 = tmp_path / "partial.csv", tmp_path / "partial.h5"
 
@@ -387,7 +388,7 @@ def test_malformed_calibration_file_is_refused_up_front(no_instrument, capfd):
 @pytest.mark.parametrize("option", ["--dwell", "--step", "--max-dwell", "--dark-dwell"])
 def test_cd_subcommand_refuses_negative_numbers_before_connecting(no_instrument, capfd,
                                                                    option):
-    pytest.importorskip("cplscope.cli_cd")
+    pytest.importorskip("cplscope.cli.cd")
     values = {"--start": "284", "--stop": "296", "--step": "4", "--dwell": "20"}
     values[option] = "-3"
     argv = ["cd", "--sim", "--sample", "solvent"]

@@ -4,9 +4,9 @@
 import numpy as np
 import pytest
 
-from cplscope.archive import Archive
-from cplscope.cli import main
-from cplscope.spectrum import Spectrum
+from cplscope.data.archive import Archive
+from cplscope.cli.main import main
+from cplscope.data.spectrum import Spectrum
 
 SCAN = ["scan", "--sim", "--start", "430", "--stop", "446", "--step", "4", "--periods", "5000"]
 
@@ -48,7 +48,7 @@ def test_survey_prints_its_prediction_and_nonlinear_points_are_flagged(cli_home,
 
 def test_resume_continues_an_interrupted_scan(cli_home, tmp_path, monkeypatch):
     out, h5 = tmp_path / "r.csv", tmp_path / "r.h5"
-    import cplscope.scan as scan_module
+    import cplscope.plans.scan as scan_module
 
     real = scan_module.measure
     calls = {"n": 0}

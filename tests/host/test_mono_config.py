@@ -2,8 +2,8 @@
 import pytest
 
 import cplscope
-from cplscope.calibration import CalibrationError
-from cplscope.mono_config import load_mono_config, save_mono_config
+from cplscope.settings.calibration import CalibrationError
+from cplscope.settings.monochromator import load_mono_config, save_mono_config
 
 
 def test_settings_are_validated_merged_and_kept(tmp_path):

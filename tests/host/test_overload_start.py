@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 import cplscope
-from cplscope.instrument import OverloadError
+from cplscope.board.controller import OverloadError
 
 
 def test_start_in_an_overload_fault_raises_overload_error() -> None:

@@ -6,12 +6,12 @@ import math
 import numpy as np
 import pytest
 
-from cplscope.archive import RawFrames
-from cplscope.calibration import Calibration, default_calibration
+from cplscope.data.archive import RawFrames
+from cplscope.settings.calibration import Calibration, default_calibration
 from cplscope.demod.bins import bin_layout
-from cplscope.frames import FrameSet
-from cplscope.pipeline import PointContext, Retardation, process_point, spectrum_row
-from cplscope.results import FlagRules, combine_points, subtract_blank
+from cplscope.science.frames import FrameSet
+from cplscope.science.pipeline import PointContext, Retardation, process_point, spectrum_row
+from cplscope.science.results import FlagRules, combine_points, subtract_blank
 
 B, PHI0, FRAME_T = 16, 0.3, 0.01
 

@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 
 import cplscope
-from cplscope.archive import Archive, reprocess
-from cplscope.calibrate_run import calibrate_simulated
-from cplscope.calibration import Blank
-from cplscope.documents import CsvSink
-from cplscope.results import combine_points
-from cplscope.spectrum import Spectrum
+from cplscope.data.archive import Archive
+from cplscope.plans.reprocess import reprocess
+from cplscope.plans.calibrate import calibrate_simulated
+from cplscope.settings.calibration import Blank
+from cplscope.data.sinks import CsvSink
+from cplscope.science.results import combine_points
+from cplscope.data.spectrum import Spectrum
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Tests of cplscope.planning: the optimal time allocation, the revised budget plan, the
+"""Tests of cplscope.plans.planning: the optimal time allocation, the revised budget plan, the
 hopeless-point rule and the duration parser. Everything here is deterministic (fixed seeds,
 hypothesis with derandomized examples)."""
 from __future__ import annotations
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from cplscope.planning import (BudgetPlan, SurveyPoint, allocate_dwell, is_hopeless,
+from cplscope.plans.planning import (BudgetPlan, SurveyPoint, allocate_dwell, is_hopeless,
                                noise_coefficient, parse_duration, predicted_sigma_at,
                                survey_dwell)
 

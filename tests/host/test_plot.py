@@ -7,9 +7,9 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 
-from cplscope.plot import mirror_report, plot_cpl
-from cplscope.results import FLAG_NO_EMISSION, PointResult
-from cplscope.spectrum import Spectrum
+from cplscope.plot.cpl import mirror_report, plot_cpl
+from cplscope.science.results import FLAG_NO_EMISSION, PointResult
+from cplscope.data.spectrum import Spectrum
 
 WL = np.arange(420.0, 480.0, 2.0)                  # 30 wavelengths
 
@@ -146,7 +146,7 @@ def test_faint_points_are_faded_markers_and_do_not_set_the_g_range():
 
 
 def test_smoothing_is_optional_stated_and_an_inverse_variance_mean():
-    from cplscope.plot import _smooth
+    from cplscope.plot.cpl import _smooth
 
     rng = np.random.default_rng(6)
     r = enantiomer(rng, +1, dark_above=470.0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import cplscope
-from cplscope.transport import Transport
+from cplscope.board.transport import Transport
 
 
 def test_connect_passes_the_reply_timeout_to_the_transport() -> None:

@@ -9,7 +9,7 @@ import pytest
 from cplscope.demod import estimate
 from cplscope.demod.bins import bin_layout
 from cplscope.protocol import Flags
-from cplscope.results import (
+from cplscope.science.results import (
     FLAG_FLICKER,
     FLAG_DWELL_LIMIT,
     FLAG_LINEAR_POL,

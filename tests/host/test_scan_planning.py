@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 
 import cplscope
-from cplscope.archive import Archive, reprocess
-from cplscope.calibrate_run import calibrate_simulated
-from cplscope.calibration import CalibrationError
-from cplscope.limits import RateLimits, load_limits, save_limits
-from cplscope.scan import ScanInterrupted
+from cplscope.data.archive import Archive
+from cplscope.plans.reprocess import reprocess
+from cplscope.plans.calibrate import calibrate_simulated
+from cplscope.settings.calibration import CalibrationError
+from cplscope.settings.rate_limits import RateLimits, load_limits, save_limits
+from cplscope.plans.scan import ScanInterrupted
 
 
 @pytest.fixture(scope="module")

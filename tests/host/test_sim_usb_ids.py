@@ -1,11 +1,11 @@
-"""cplscope.usb_ids agrees with the firmware's USB layer (firmware/board/rp2_usb.py, read with
+"""cplscope.protocol.usb_ids agrees with the firmware's USB layer (firmware/board/rp2_usb.py, read with
 ast, not imported: it needs machine/usb.device) and its descriptors parse as pyusb sees them."""
 import ast
 from pathlib import Path
 
 import pytest
 
-from cplscope import usb_ids
+from cplscope.protocol import usb_ids
 from cplscope.sim.vusb import parse_configuration
 
 RP2_USB = Path(__file__).resolve().parents[2] / "firmware" / "board" / "rp2_usb.py"

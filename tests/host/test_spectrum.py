@@ -6,9 +6,9 @@ import math
 import numpy as np
 import pytest
 
-from cplscope.calibration import default_calibration
-from cplscope.results import CSV_COLUMNS, FLAG_NO_EMISSION, PointResult
-from cplscope.spectrum import FLAG_SCATTER, MARKER, Spectrum, combine, run_metadata
+from cplscope.settings.calibration import default_calibration
+from cplscope.science.results import CSV_COLUMNS, FLAG_NO_EMISSION, PointResult
+from cplscope.data.spectrum import FLAG_SCATTER, MARKER, Spectrum, combine, run_metadata
 
 IDENTIFY = dict(implementation="cplscope", board="sim", firmware_version="0.1.0",
                 protocol_version=1, serial="SIM-0001")

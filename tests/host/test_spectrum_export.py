@@ -6,9 +6,9 @@ import math
 import numpy as np
 import pytest
 
-from cplscope.export import jasco_text, write_jasco_csv
-from cplscope.results import FLAG_NO_EMISSION, PointResult
-from cplscope.spectrum import Spectrum
+from cplscope.data.export import jasco_text, write_jasco_csv
+from cplscope.science.results import FLAG_NO_EMISSION, PointResult
+from cplscope.data.spectrum import Spectrum
 
 META = {"date": "2024-05-01T12:34:56+00:00", "sample": "R-Cs4PbBr6, toluene",
         "instrument": {"board": "sim", "firmware_version": "0.1.0", "serial": "SIM-1"},

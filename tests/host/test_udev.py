@@ -3,8 +3,8 @@ import re
 
 import pytest
 
-from cplscope import udev
-from cplscope.usb_ids import PID, VID
+from cplscope.board import udev
+from cplscope.protocol.usb_ids import PID, VID
 
 
 def _rules(text):

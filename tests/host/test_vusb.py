@@ -12,11 +12,11 @@ import pytest
 import usb.core
 import usb.util
 
-from cplscope import usb_ids
+from cplscope.protocol import usb_ids
 from cplscope.protocol import Counts, Event, EventCode, Opcode, Reply, StreamDecoder, \
     encode_command
 from cplscope.sim.launcher import launch
-from cplscope.transport import claim_vendor_interface
+from cplscope.board.transport import claim_vendor_interface
 
 K = 50  # PEM periods per frame: 1 ms frames at 50 kHz, 1000 frames/s of instrument time
 READ = 16384

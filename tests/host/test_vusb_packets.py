@@ -11,11 +11,11 @@ import pytest
 import usb.core
 import usb.util
 
-from cplscope import usb_ids
+from cplscope.protocol import usb_ids
 from cplscope.sim.faults import Faults, FaultInjector
 from cplscope.sim.hub import CableServer, UsbPort
 from cplscope.sim.vusb import VirtualUSBBackend
-from cplscope.transport import claim_vendor_interface
+from cplscope.board.transport import claim_vendor_interface
 
 
 class ScriptedHub:

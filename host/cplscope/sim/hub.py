@@ -31,7 +31,7 @@ import time
 from collections import deque
 from typing import Any, Callable
 
-from .. import usb_ids as ids
+from ..protocol import usb_ids as ids
 from .faults import Faults, FaultInjector
 from .link import SimHub
 from .vusb import (ANS, BULK_IN_HEAD, BULK_OUT_HEAD, CLEAR_HALT_HEAD, CTRL_HEAD, ENUM_HEAD,

@@ -36,7 +36,7 @@ from typing import Any, Callable
 
 import usb.core
 
-from .. import usb_ids
+from ..protocol import usb_ids
 from .faults import Faults
 from .vusb import VirtualUSBBackend
 

@@ -1,0 +1,108 @@
+"""The subcommands that work on files: ``reprocess`` (an archive) and ``plot`` (spectrum CSVs)."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from .options import (
+    CliError,
+    add_check,
+    check_input_file,
+    int_at_least,
+    is_hdf5,
+    output_options,
+    read_spectrum_csv,
+)
+
+
+def _check_archive_input(args: argparse.Namespace) -> None:
+    check_input_file(args.archive, "", "give the HDF5 raw archive that `cplscope scan "
+                      "--archive` wrote")
+    if not is_hdf5(args.archive):
+        raise CliError(f"{args.archive} is not an HDF5 raw archive; give the file that "
+                       "`cplscope scan --archive` wrote (a spectrum CSV is plotted with "
+                       "`cplscope plot`)")
+    if args.output is None:
+        args.output = args.archive.with_suffix(".reprocessed.csv")
+
+
+def cmd_reprocess(args: argparse.Namespace) -> int:
+    from ..plans.reprocess import reprocess
+    from ..plot.cpl import plot_cpl
+    from ..settings.calibration import Calibration
+
+    cal = Calibration.load(args.calibration) if args.calibration else None
+    spec = reprocess(args.archive, cal)
+    spec.write_csv(args.output)
+    print(f"# {len(spec)} points -> {args.output}")
+    if args.plot:
+        plot_cpl(spec, args.plot)
+        print(f"# figure -> {args.plot}")
+    return 0
+
+
+def _check_plot(args: argparse.Namespace) -> None:
+    if args.label and len(args.label) != len(args.csv):
+        raise CliError(f"--label given {len(args.label)} times for {len(args.csv)} CSV "
+                       "files: give one label per file, or none")
+    if args.mirror and len(args.csv) != 2:
+        raise CliError("--mirror needs exactly two spectra (R then S)")
+    if args.smooth is not None and (args.smooth < 3 or args.smooth % 2 == 0):
+        raise CliError(f"--smooth {args.smooth}: give an odd number of points ≥ 3 (the "
+                       "window is centred on each point)")
+    args.spectra = [read_spectrum_csv(p) for p in args.csv]
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from ..plot.cpl import mirror_report, plot_cpl
+
+    specs = args.spectra
+    labels = args.label or None
+    mirror = None
+    if args.mirror:
+        try:
+            mirror = mirror_report(specs[0], specs[1])
+        except ValueError as exc:
+            raise CliError(f"--mirror: {exc}") from None
+        print(mirror.text())
+    plot_cpl(specs, args.output, labels=labels, mirror=mirror or False,
+             smooth_points=args.smooth)
+    print(f"# figure -> {args.output}")
+    return 0
+
+
+def _check_reprocess_calibration(args: argparse.Namespace) -> None:
+    if args.calibration is not None:
+        check_input_file(args.calibration, "--calibration",
+                          "give a calibration file written by `cplscope calibrate`")
+        from ..settings.calibration import Calibration
+
+        try:
+            Calibration.load(args.calibration)
+        except (OSError, ValueError) as exc:
+            raise CliError(f"--calibration {args.calibration}: {exc}") from None
+
+
+def add_parsers(sub: Any) -> None:
+    """Add this module's subcommands to ``sub`` (the subparsers of ``cplscope``)."""
+    p = sub.add_parser("reprocess", help="recompute a spectrum from a raw archive")
+    p.add_argument("archive", type=Path, help="HDF5 raw archive (`cplscope scan --archive`)")
+    p.add_argument("--calibration", type=Path, default=None, help="new calibration file")
+    add_check(p, _check_reprocess_calibration)
+    output_options(p, csv_required=True, plot=True)
+    p.set_defaults(func=cmd_reprocess)
+    # the default CSV name follows the archive: set before the output check runs
+    p.get_default("checks").insert(0, _check_archive_input)
+
+    p = sub.add_parser("plot", help="CPL figure of one or more spectrum CSVs")
+    p.add_argument("csv", type=Path, nargs="+", help="spectrum CSV (`cplscope scan --output`)")
+    output_options(p, figure_required=True)
+    p.add_argument("--label", action="append", default=[], help="legend label, repeatable")
+    p.add_argument("--mirror", action="store_true",
+                   help="R/S mirror-symmetry report of two spectra")
+    p.add_argument("--smooth", type=int_at_least(1), default=None, metavar="POINTS",
+                   help="also draw g_lum smoothed over this many points (odd, ≥ 3; the "
+                        "figure states the window)")
+    add_check(p, _check_plot)
+    p.set_defaults(func=cmd_plot)

@@ -1,0 +1,65 @@
+"""The ``cplscope`` command line: the parser, and :func:`main`, which checks every option before
+the subcommand runs."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from . import board, cd, demo, files, measure
+from .options import (
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    CliError,
+    global_options,
+    join_negative_values,
+    run_checks,
+)
+
+log = logging.getLogger("cplscope")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cplscope", description="Circularly polarized luminescence spectrometer control. "
+        "Add --sim to any instrument command to use the simulated instrument.")
+    global_options(parser, top=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    for module in (measure, files, board, demo, cd):
+        module.add_parsers(sub)
+    for subparser in sub.choices.values():
+        global_options(subparser, top=False)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (0 done, 1 failed, 2 a usage mistake,
+    130 interrupted)."""
+    parser = build_parser()
+    raw = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = parser.parse_args(join_negative_values(raw, parser))
+    except SystemExit as exc:  # argparse has printed the usage mistake (or --help)
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    args.verbose = bool(getattr(args, "verbose", False))
+    args.quiet = bool(getattr(args, "quiet", False))
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        run_checks(args)
+        return int(args.func(args) or 0)
+    except CliError as exc:
+        print(f"cplscope {args.command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (ValueError, RuntimeError, OSError, TimeoutError) as exc:
+        print(f"cplscope {args.command}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

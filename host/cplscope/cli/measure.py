@@ -1,0 +1,196 @@
+"""The measuring subcommands: ``scan``, ``point``, ``dark`` and ``calibrate``."""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+from .options import (
+    EXIT_INTERRUPTED,
+    CliError,
+    add_check,
+    check_input_file,
+    device_options,
+    duration,
+    dwell_options,
+    int_at_least,
+    non_negative,
+    output_options,
+    positive,
+    range_options,
+)
+from .session import open_session, print_point
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    from ..data.export import write_jasco_csv
+    from ..plans.scan import ScanInterrupted
+    from ..plot.sink import PlotSink
+
+    output = args.output
+    if args.resume is not None:
+        rs = getattr(args, "resume_settings", {})
+        for key, opt in (("bins", "bins"), ("periods", "periods"), ("hv_volts", "hv")):
+            if rs.get(key) is not None:
+                setattr(args, opt, rs[key])
+        if rs.get("a0_commanded_rad") is not None and args.retardation is None:
+            args.retardation = None      # the calibration's scale turns it into the command
+    with open_session(args) as inst:
+        def live(point, i, acc):
+            if args.verbose:
+                print_point(point)
+
+        def show_survey(survey):
+            if not args.quiet:
+                print(survey.summary(), file=sys.stderr)
+
+        plot_sinks = ([PlotSink(args.plot, labels=[args.sample_name])]
+                      if args.plot is not None else [])
+        status = 0
+        try:
+            if args.resume is not None:
+                spec = inst.resume(args.resume, output=output, progress=not args.quiet,
+                                   callback=live, sinks=plot_sinks)
+            else:
+                spec = inst.scan(args.start, args.stop, args.step, dwell_s=args.dwell,
+                                 target_sigma=args.target_sigma, max_dwell_s=args.max_dwell,
+                                 accumulations=args.accumulations, dark=not args.no_dark,
+                                 dark_dwell_s=args.dark_dwell, callback=live, output=output,
+                                 archive=args.archive, progress=not args.quiet,
+                                 sample=args.sample_name, overwrite=args.overwrite,
+                                 time_budget_s=args.time_budget,
+                                 survey=args.survey if args.survey is not None else False,
+                                 survey_callback=show_survey,
+                                 skip_hopeless=args.skip_hopeless,
+                                 settings={"seed": args.seed if args.sim else None},
+                                 sinks=plot_sinks)
+        except ScanInterrupted as exc:
+            spec = exc.spectrum
+            print(f"\ninterrupted: {len(spec)} points kept in {output}", file=sys.stderr)
+            status = EXIT_INTERRUPTED
+        health = inst.health()
+    print(f"# {len(spec)} points -> {output}; frames {health.frames}, rejected "
+          f"{health.rejected}, missing {health.missing}, reconnects {health.reconnects}")
+    if args.plot and len(spec):
+        print(f"# figure -> {args.plot}")
+    if args.jasco and len(spec):
+        write_jasco_csv(spec, args.jasco)
+        print(f"# JASCO-style export -> {args.jasco}")
+    return status
+
+
+def _check_point(args: argparse.Namespace) -> None:
+    args.wavelengths_nm = [args.wavelength]
+    args.wavelength_options = "--wavelength"
+
+
+def cmd_point(args: argparse.Namespace) -> int:
+    with open_session(args) as inst:
+        inst.move_to(args.wavelength)
+        dark = None if args.no_dark else inst.measure_dark(args.dark_dwell)
+        point = inst.measure(dwell_s=args.dwell, target_sigma=args.target_sigma,
+                             max_dwell_s=args.max_dwell, dark=dark)
+    print_point(point)
+    if args.json:
+        print(json.dumps(point.result.as_dict(), default=float))
+    return 0
+
+
+def cmd_dark(args: argparse.Namespace) -> int:
+    with open_session(args) as inst:
+        dark = inst.measure_dark(args.dwell)
+    print(f"dark: {dark.total_rate_cps:.2f} ± {math.sqrt((dark.sigma_rate_cps**2).sum()):.2f} "
+          f"cps over {dark.dwell_s:.1f} s")
+    print("per bin (cps): " + " ".join(f"{r:.3g}" for r in dark.rate_cps))
+    return 0
+
+
+def _check_blank(args: argparse.Namespace) -> None:
+    if args.blank is not None:
+        check_input_file(args.blank, "--blank", "give the spectrum CSV of an achiral "
+                          "reference measured with `cplscope scan --output`")
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from ..data.spectrum import Spectrum
+    from ..plans.calibrate import calibrate, calibrate_simulated, store_blank
+
+    if args.blank is not None:
+        try:
+            blank = Spectrum.read_csv(args.blank)
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise CliError(f"--blank {args.blank} is not a spectrum CSV ({exc}); give one "
+                           "written by `cplscope scan --output`") from None
+        cal = store_blank(blank, path=args.calibration)
+        n = len(cal.blank.g) if cal.blank is not None else 0
+        print(f"# blank of {n} points stored in the calibration of {cal.serial}")
+        return 0
+    if args.sim:
+        cal = calibrate_simulated(seed=args.seed, dwell_s=args.dwell)
+    else:
+        args.auto_calibrate = False
+        with open_session(args) as inst:
+            input("Put the linear polarizer at +45° in the beam, then press Enter ")
+            cal = calibrate(inst, dwell_s=args.dwell, wavelength_nm=args.wavelength,
+                            reference_sign=args.reference_sign, dead_time_s=args.dead_time,
+                            swap_sample=lambda msg: input(msg + ", then press Enter "))
+    print(json.dumps(cal.to_dict(), indent=1))
+    return 0
+
+
+def add_parsers(sub: Any) -> None:
+    """Add this module's subcommands to ``sub`` (the subparsers of ``cplscope``)."""
+    p = sub.add_parser("scan", help="measure a g_lum spectrum")
+    device_options(p)
+    range_options(p)
+    dwell_options(p)
+    p.add_argument("--accumulations", type=int_at_least(1), default=1,
+                   help="repeated scans, averaged (1)")
+    g = p.add_argument_group("planning")
+    g.add_argument("--time-budget", type=duration, default=None, metavar="DURATION",
+                   help="counting time of the whole scan (30min, 2h, 1h30m, 900s): a survey, "
+                        "then the time goes where it lowers Σσ(g)² most; no-emission points "
+                        "get only the survey")
+    g.add_argument("--survey", type=positive(" s"), nargs="?", const=1.0, default=None,
+                   metavar="SECONDS",
+                   help="a quick pass first (1 s per point, or SECONDS) that predicts "
+                        "nonlinear and empty points and the scan's duration; its frames start "
+                        "every point")
+    g.add_argument("--skip-hopeless", action="store_true",
+                   help="with --target-sigma: stop a point as soon as it cannot reach the "
+                        "target within --max-dwell (flag hopeless)")
+    g.add_argument("--resume", type=Path, default=None, metavar="ARCHIVE",
+                   help="continue an interrupted scan from its --archive (its settings, "
+                        "calibration and darks; the points it has are kept)")
+    output_options(p, csv="spectrum.csv", archive=True, plot=True, jasco=True)
+    p.set_defaults(func=cmd_scan)
+
+    p = sub.add_parser("point", help="measure g_lum at one wavelength")
+    device_options(p)
+    p.add_argument("--wavelength", type=positive(" nm"), required=True, help="nm")
+    dwell_options(p)
+    p.add_argument("--json", action="store_true", help="also print the result as JSON")
+    add_check(p, _check_point)
+    p.set_defaults(func=cmd_point)
+
+    p = sub.add_parser("dark", help="measure dark counts (shutter closed)")
+    device_options(p)
+    p.add_argument("--dwell", type=positive(" s"), default=10.0, help="s (10)")
+    p.set_defaults(func=cmd_dark)
+
+    p = sub.add_parser("calibrate", help="A0, φ0 and handedness; stored per instrument")
+    device_options(p)
+    p.add_argument("--dwell", type=positive(" s"), default=20.0, help="s per step (20)")
+    p.add_argument("--wavelength", type=positive(" nm"), default=500.0, help="nm (500)")
+    p.add_argument("--reference-sign", type=int, choices=(1, -1), default=1,
+                   help="sign of the handedness reference's g (+1: left-circular polarizer)")
+    p.add_argument("--dead-time", type=non_negative(" s"), default=None,
+                   help="counting head dead time from its datasheet, s (e.g. 18e-9)")
+    p.add_argument("--blank", type=Path, default=None, metavar="CSV",
+                   help="store this achiral reference's spectrum as the blank (baseline) that "
+                        "scans of the same instrument subtract from g")
+    add_check(p, _check_blank)
+    p.set_defaults(func=cmd_calibrate)

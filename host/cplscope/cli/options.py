@@ -1,0 +1,512 @@
+"""The CLI's options and their checks, shared by every subcommand.
+
+Every subcommand that talks to an instrument runs unchanged on a real board (``--device
+usb`` or ``usb://SERIAL``) and on the simulated instrument (``--sim --sample NAME``).
+
+Every option is checked before the instrument is touched, in the CLI's own names: numbers by
+their argparse types (negative numbers such as ``--target-sigma -1e-4`` parse, and are refused
+with the option's name), then the checks each option group registers on its subparser
+(:func:`add_check`) run in :func:`cplscope.cli.main.main` before the subcommand. A new option group declares
+its options and its check in one function, as :func:`device_options`,
+:func:`dwell_options`, :func:`range_options` and :func:`output_options` do. Mistakes end
+with exit status 2 and one message that names the option or file and says what to do; the
+only check that needs the instrument is the scan range against the monochromator's, made
+right after connecting, before anything is measured.
+"""
+from __future__ import annotations
+
+import argparse
+import difflib
+import math
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+EXIT_USAGE = 2
+
+EXIT_INTERRUPTED = 130
+
+DEFAULT_SAMPLE = "R-Cs4PbBr6"
+
+DEFAULT_MAX_DWELL_S = 300.0  # = cplscope.plans.point.DEFAULT_MAX_DWELL_S, for scan and point
+
+FIGURE_SUFFIXES = (".png", ".svg", ".pdf")
+
+
+class CliError(Exception):
+    """A user error: printed without a traceback, exit status 2."""
+
+
+Check = Callable[[argparse.Namespace], None]
+
+
+def number(text: str) -> float:
+    try:
+        x = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(x):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return x
+
+
+def positive(unit: str) -> Callable[[str], float]:
+    """A type for a number > 0 in ``unit``."""
+    def parse(text: str) -> float:
+        x = number(text)
+        if not x > 0:
+            raise argparse.ArgumentTypeError(f"must be > 0{unit}, got {text}")
+        return x
+    parse.__name__ = "positive number"
+    return parse
+
+
+def non_negative(unit: str) -> Callable[[str], float]:
+    """A type for a number ≥ 0 in ``unit``."""
+    def parse(text: str) -> float:
+        x = number(text)
+        if x < 0:
+            raise argparse.ArgumentTypeError(f"must be ≥ 0{unit}, got {text}")
+        return x
+    parse.__name__ = "non-negative number"
+    return parse
+
+
+def int_at_least(low: int) -> Callable[[str], int]:
+    """A type for an integer ≥ ``low``."""
+    def parse(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if n < low:
+            raise argparse.ArgumentTypeError(f"must be an integer ≥ {low}, got {text}")
+        return n
+    parse.__name__ = "integer"
+    return parse
+
+
+def bins(text: str) -> int:
+    n = int_at_least(2)(text)
+    if n > 64 or n & (n - 1):
+        raise argparse.ArgumentTypeError(f"must be a power of 2 from 2 to 64, got {text}")
+    return n
+
+
+def duration(text: str) -> float:
+    from ..plans.planning import parse_duration
+
+    try:
+        value = parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be longer than 0 s, got {text!r}")
+    return value
+
+
+def fault(text: str) -> tuple[str, float]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"--fault takes KEY=VALUE, got {text!r}")
+    try:
+        return key.strip(), float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--fault {key}: {value!r} is not a number") from None
+
+
+def add_check(p: argparse.ArgumentParser, check: Check) -> None:
+    """Run ``check(args)`` before this subcommand (in the order added); it raises
+    :class:`CliError` on a mistake."""
+    checks = p.get_default("checks")
+    if checks is None:
+        checks = []
+        p.set_defaults(checks=checks)
+    if check not in checks:
+        checks.append(check)
+
+
+def run_checks(args: argparse.Namespace) -> None:
+    for check in getattr(args, "checks", None) or ():
+        check(args)
+
+
+def device_options(p: argparse.ArgumentParser) -> None:
+    """The options of every subcommand that talks to an instrument, and their check."""
+    g = p.add_argument_group("instrument")
+    g.add_argument("--sim", action="store_true",
+                   help="use the simulated instrument (bench + firmware in MicroPython)")
+    g.add_argument("--device", default="usb",
+                   help="real board: 'usb' (first found) or 'usb://SERIAL' (default: usb)")
+    g.add_argument("--sample", default=None,
+                   help=f"simulated sample name (see `cplscope samples`; any letter case); "
+                        f"default {DEFAULT_SAMPLE}")
+    g.add_argument("--sample-file", type=Path, default=None,
+                   help="simulated sample from a JSON file (docs/simulator.md)")
+    g.add_argument("--fault", type=fault, action="append", default=[], metavar="KEY=VALUE",
+                   help="simulated fault, repeatable: corrupt, drop, stall (fractions), "
+                        "disconnect_at, reconnect_after (instrument s)")
+    g.add_argument("--seed", type=int_at_least(0), default=0,
+                   help="seed of the simulated bench (0)")
+    g.add_argument("--bins", type=bins, default=16, help="phase bins B (2…64, power of 2)")
+    g.add_argument("--periods", type=int_at_least(1), default=10000,
+                   help="PEM periods per frame K (default 10000: 0.2 s at 50 kHz)")
+    g.add_argument("--hv", type=non_negative(" V"), default=800.0,
+                   help="PMT high voltage, V (800)")
+    g.add_argument("--calibration", type=Path, default=None,
+                   help="calibration file (default: the one stored for the board's serial)")
+    g.add_argument("--retardation", type=positive(" rad"), default=None, metavar="RAD",
+                   help="PEM peak retardation A0, rad (default for counting: the A0 that "
+                        "minimizes σ(g) per photon for --bins, 1.907 rad at 16 bins)")
+    g.add_argument("--linear-rate", type=positive(" counts/s"), default=None, metavar="CPS",
+                   help="counting head's linear range for this run: points above it are "
+                        "kept and flagged nonlinear (default: the instrument's, "
+                        "`cplscope limits`)")
+    g.add_argument("--max-rate", type=positive(" counts/s"), default=None, metavar="CPS",
+                   help="damage limit for this run: the board's guard cuts the HV above it "
+                        "(default: the instrument's, `cplscope limits`)")
+    add_check(p, check_instrument)
+
+
+def check_instrument(args: argparse.Namespace) -> None:
+    """Sample, sample file, faults, device address and calibration file; sets
+    ``args.sample_name`` (a built-in sample's canonical name, or the sample file)."""
+    faults = dict(args.fault)
+    if not args.sim:
+        used = [opt for opt, value in (("--sample", args.sample),
+                                       ("--sample-file", args.sample_file),
+                                       ("--fault", faults)) if value]
+        if used:
+            raise CliError(f"{', '.join(used)} need --sim (the simulated instrument); a real "
+                           "board is measured with --device")
+        if not (args.device == "usb" or (args.device.startswith("usb://")
+                                         and len(args.device) > len("usb://"))):
+            raise CliError(f"--device {args.device!r}: give 'usb' (the first board found) or "
+                           "'usb://SERIAL' (`cplscope info` shows a board's serial)")
+        args.sample_name = getattr(args, "label", None) or "unknown"
+    else:
+        if args.sample and args.sample_file:
+            raise CliError("give --sample or --sample-file, not both")
+        if args.sample_file is not None:
+            args.sample_name = checked_sample_file(args.sample_file)
+        else:
+            args.sample = canonical_sample(args.sample or DEFAULT_SAMPLE)
+            args.sample_name = args.sample
+        from ..sim.faults import Faults
+
+        try:
+            Faults().updated(faults)
+        except ValueError as exc:
+            raise CliError(f"--fault: {exc}") from None
+    if getattr(args, "retardation", None) is not None and args.retardation > math.pi:
+        raise CliError(f"--retardation {args.retardation:g}: the peak retardation A0 must be "
+                       "in (0, π] rad (π/2 = 1.571 is quarter-wave)")
+    linear, damage = getattr(args, "linear_rate", None), getattr(args, "max_rate", None)
+    if linear is not None and damage is not None and damage < linear:
+        raise CliError(f"--max-rate {damage:g} is below --linear-rate {linear:g}: the damage "
+                       "limit must be at or above the linear range")
+    if args.calibration is not None:
+        check_input_file(args.calibration, "--calibration",
+                          "give a file written by `cplscope calibrate`, or leave the option "
+                          "out to use the calibration stored for the instrument")
+        from ..settings.calibration import Calibration
+
+        try:
+            Calibration.load(args.calibration)
+        except (OSError, ValueError) as exc:
+            raise CliError(f"--calibration {args.calibration}: {exc}") from None
+
+
+def canonical_sample(name: str) -> str:
+    """The library's spelling of a simulated sample name (any letter case)."""
+    from ..sim.samples import list_samples
+
+    names = list_samples()
+    folded = {n.casefold(): n for n in names}
+    if name.casefold() in folded:
+        return folded[name.casefold()]
+    close = difflib.get_close_matches(name.casefold(), list(folded), n=1, cutoff=0.6)
+    hint = f"did you mean {folded[close[0]]}? " if close else ""
+    raise CliError(f"--sample {name!r} is not a simulated sample; {hint}`cplscope samples` "
+                   "lists them, and --sample-file FILE.json reads your own")
+
+
+def checked_sample_file(path: Path) -> str:
+    check_input_file(path, "--sample-file",
+                      "give the path of a sample JSON file (format: docs/simulator.md)")
+    from ..sim.samples import sample_from_file
+
+    try:
+        sample_from_file(path)
+    except ValueError as exc:
+        raise CliError(f"--sample-file: {exc}; the format is in docs/simulator.md") from None
+    return str(path)
+
+
+def check_input_file(path: Path, option: str, what_to_do: str) -> None:
+    """A readable file, or a CliError naming ``option`` (may be empty) and the file."""
+    label = f"{option} {path}" if option else str(path)
+    if not path.exists():
+        raise CliError(f"{label}: no such file; {what_to_do}")
+    if not path.is_file():
+        raise CliError(f"{label} is not a file; {what_to_do}")
+    if not os.access(path, os.R_OK):
+        raise CliError(f"{label}: no permission to read it; {what_to_do}")
+
+
+def dwell_options(p: argparse.ArgumentParser) -> None:
+    """--target-sigma / --dwell (one of them) with --max-dwell and the dark measurement."""
+    p.add_argument("--target-sigma", type=positive(""), default=None, metavar="SIGMA_G",
+                   help="adaptive dwell: count each point until σ(g_lum) ≤ this")
+    p.add_argument("--dwell", type=positive(" s"), default=None,
+                   help="fixed dwell per point, s")
+    p.add_argument("--max-dwell", type=positive(" s"), default=DEFAULT_MAX_DWELL_S,
+                   help=f"maximum dwell per point with --target-sigma, s "
+                        f"({DEFAULT_MAX_DWELL_S:g})")
+    p.add_argument("--no-dark", action="store_true", help="do not measure dark counts")
+    p.add_argument("--dark-dwell", type=positive(" s"), default=10.0,
+                   help="dark measurement, s (10)")
+    add_check(p, check_dwell)
+
+
+def check_dwell(args: argparse.Namespace) -> None:
+    if getattr(args, "resume", None) is not None:
+        given = [f"--{n.replace('_', '-')}" for n in ("dwell", "target_sigma", "time_budget")
+                 if getattr(args, n, None) is not None]
+        if given:
+            raise CliError(f"--resume continues the scan with the settings in its archive: "
+                           f"drop {', '.join(given)}")
+        return
+    budget = getattr(args, "time_budget", None)
+    if budget is not None:
+        if args.dwell is not None:
+            raise CliError("give --time-budget or --dwell, not both (a budget plans the dwell "
+                           "of every point)")
+        if getattr(args, "accumulations", 1) != 1:
+            raise CliError("--time-budget plans one pass over the band: drop --accumulations")
+    elif (args.dwell is None) == (args.target_sigma is None):
+        raise CliError("give --target-sigma (adaptive dwell), --dwell (s per point) or, for "
+                       "scan, --time-budget, one of them")
+    if getattr(args, "skip_hopeless", False) and args.target_sigma is None:
+        raise CliError("--skip-hopeless needs --target-sigma (a point is hopeless when it "
+                       "cannot reach the target within --max-dwell)")
+    if args.target_sigma is not None and args.target_sigma >= 2:
+        raise CliError(f"--target-sigma {args.target_sigma:g}: σ(g_lum) targets are below 2 "
+                       "(g_lum lies in −2…+2; typical targets 1e-4…1e-3)")
+
+
+def range_options(p: argparse.ArgumentParser) -> None:
+    """--start, --stop, --step of a wavelength scan (nm)."""
+    p.add_argument("--start", type=positive(" nm"), default=None,
+                   help="first wavelength, nm (required)")
+    p.add_argument("--stop", type=positive(" nm"), default=None,
+                   help="last wavelength, nm (required)")
+    p.add_argument("--step", type=positive(" nm"), default=None, help="step, nm (required)")
+    add_check(p, check_range)
+
+
+def check_range(args: argparse.Namespace) -> None:
+    """The scan's wavelengths (``args.wavelengths_nm``), checked against the monochromator's
+    range once connected."""
+    resume = getattr(args, "resume", None)
+    if resume is not None:
+        given = [f"--{n}" for n in ("start", "stop", "step") if getattr(args, n) is not None]
+        if given:
+            raise CliError(f"--resume continues the scan over the wavelengths in its archive: "
+                           f"drop {', '.join(given)}")
+        check_input_file(resume, "--resume", "give the archive (--archive) of the "
+                          "interrupted scan")
+        if not is_hdf5(resume):
+            raise CliError(f"--resume {resume}: not an HDF5 archive; give the file the "
+                           "interrupted scan wrote with --archive")
+        from ..data.archive import Archive
+        from ..plans.scan import scan_wavelengths
+
+        try:
+            with Archive.open(resume) as arc:
+                st = arc.metadata.get("settings", {})
+                args.wavelengths_nm = scan_wavelengths(st["start_nm"], st["stop_nm"],
+                                                       st["step_nm"])
+                args.resume_settings = dict(st)
+                args.resume_date = arc.metadata.get("date")
+        except (OSError, ValueError, KeyError) as exc:
+            raise CliError(f"--resume {resume}: {exc}") from None
+        args.wavelength_options = "--resume"
+        return
+    missing = [f"--{n}" for n in ("start", "stop", "step") if getattr(args, n) is None]
+    if missing:
+        raise CliError(f"give {', '.join(missing)} (nm), e.g. --start 400 --stop 560 --step 2")
+    from ..plans.scan import scan_wavelengths
+
+    args.wavelengths_nm = scan_wavelengths(args.start, args.stop, args.step)
+    args.wavelength_options = "--start/--stop"
+
+
+def output_options(p: argparse.ArgumentParser, *, csv: str | None = None,
+                    csv_required: bool = False, archive: bool = False, plot: bool = False,
+                    figure_required: bool = False, jasco: bool = False) -> None:
+    """The files a subcommand writes, and ``--overwrite``. ``csv`` is the --output CSV's
+    default name; ``figure_required`` makes --output the figure (``cplscope plot``)."""
+    outputs: list[tuple[str, str, tuple[str, ...]]] = []
+    if figure_required:
+        p.add_argument("--output", type=Path, required=True,
+                       help="figure file (.png, .svg, .pdf)")
+        outputs.append(("output", "--output", FIGURE_SUFFIXES))
+    elif csv is not None or csv_required:
+        default = f" ({csv})" if csv else ""
+        p.add_argument("--output", type=Path, default=None, help=f"spectrum CSV file{default}")
+        outputs.append(("output", "--output", ()))
+        p.set_defaults(output_default=csv)
+    if archive:
+        p.add_argument("--archive", type=Path, default=None,
+                       help="HDF5 raw archive of all frames (.h5)")
+        outputs.append(("archive", "--archive", ()))
+    if plot:
+        p.add_argument("--plot", type=Path, default=None, help="figure file (.png, .svg, .pdf)")
+        outputs.append(("plot", "--plot", FIGURE_SUFFIXES))
+    if jasco:
+        p.add_argument("--jasco", type=Path, default=None, help="also export JASCO-style CSV")
+        outputs.append(("jasco", "--jasco", ()))
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace output files that exist (otherwise they are refused)")
+    p.set_defaults(outputs=outputs)
+    add_check(p, check_outputs)
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """Every output: a writable folder that exists, a known suffix where one is needed, not
+    an existing file unless --overwrite, and no two outputs the same file."""
+    seen: dict[Path, str] = {}
+    for dest, option, suffixes in getattr(args, "outputs", ()):
+        path = getattr(args, dest)
+        if path is None and dest == "output" and getattr(args, "output_default", None):
+            path = Path(args.output_default)
+            setattr(args, dest, path)
+        if path is None:
+            continue
+        resume = getattr(args, "resume", None)
+        if resume is not None and dest == "archive":
+            raise CliError("--resume appends to its own archive: drop --archive")
+        same_run = (resume is not None and dest == "output" and path.exists()
+                    and csv_date(path) == getattr(args, "resume_date", None))
+        check_output_path(path, option, suffixes, overwrite=args.overwrite or same_run)
+        key = path.resolve()
+        if key in seen:
+            raise CliError(f"{seen[key]} and {option} are the same file {path}; give each "
+                           "output its own name")
+        seen[key] = option
+
+
+def csv_date(path: Path) -> Any:
+    """The run date of a spectrum CSV (None when it is not one)."""
+    try:
+        from ..data.spectrum import Spectrum
+        return Spectrum.read_csv(path).metadata.get("date")
+    except (OSError, ValueError):
+        return None
+
+
+def check_output_path(path: Path, option: str, suffixes: Sequence[str], *,
+                       overwrite: bool) -> None:
+    if suffixes and path.suffix.lower() not in suffixes:
+        raise CliError(f"{option} {path}: the figure format follows the suffix; use a name "
+                       f"ending in {', '.join(suffixes)}")
+    if path.is_dir():
+        raise CliError(f"{option} {path} is a folder; give a file name")
+    folder = path.parent
+    if not folder.is_dir():
+        raise CliError(f"{option} {path}: the folder {folder} does not exist; create it "
+                       f"(mkdir -p {folder}) or choose another path")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise CliError(f"{option} {path}: no permission to write in {folder}; choose another "
+                       "folder")
+    if path.exists() and not overwrite:
+        raise CliError(f"{option} {path} exists; pass --overwrite to replace it, or choose "
+                       "another name")
+
+
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def is_hdf5(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(8) == HDF5_SIGNATURE
+    except OSError:
+        return False
+
+
+def read_spectrum_csv(path: Path):
+    """A spectrum CSV written by ``cplscope scan``, or a CliError naming the file."""
+    from ..data.spectrum import Spectrum
+
+    check_input_file(path, "", "give spectrum CSV files written by `cplscope scan "
+                      "--output`")
+    if is_hdf5(path):
+        raise CliError(f"{path} is an HDF5 raw archive, not a spectrum CSV: plot the CSV "
+                       f"that `cplscope scan --output` wrote, or recompute the spectrum with "
+                       f"`cplscope reprocess {path} --plot FIGURE.png`")
+    try:
+        return Spectrum.read_csv(path)
+    except UnicodeDecodeError:
+        raise CliError(f"{path} is not a text file; `cplscope plot` expects spectrum CSV "
+                       "files written by `cplscope scan --output`") from None
+    except ValueError as exc:
+        raise CliError(f"{exc}; `cplscope plot` expects spectrum CSV files written by "
+                       "`cplscope scan --output`") from None
+
+
+def global_options(p: argparse.ArgumentParser, *, top: bool) -> None:
+    """-v and -q, accepted before and after the subcommand (a subcommand's copy leaves
+    the value given before it alone unless given itself)."""
+    default: Any = False if top else argparse.SUPPRESS
+    if "--verbose" not in p._option_string_actions:
+        p.add_argument("-v", "--verbose", action="store_true", default=default,
+                       help="print every point")
+    if "--quiet" not in p._option_string_actions:
+        p.add_argument("-q", "--quiet", action="store_true", default=default,
+                       help="no progress bar")
+
+
+def value_options(parser: argparse.ArgumentParser) -> set[str]:
+    """Option strings, of every subcommand, that take one value."""
+    found: set[str] = set()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for subparser in action.choices.values():
+                found |= value_options(subparser)
+        elif action.option_strings and action.nargs is None:
+            found.update(action.option_strings)
+    return found
+
+
+def is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def join_negative_values(argv: Sequence[str], parser: argparse.ArgumentParser) -> list[str]:
+    """``--opt -1e-4`` → ``--opt=-1e-4``: argparse takes a value such as -1e-4 for an option
+    and says "expected one argument"; joined, it reaches the option's type, which refuses it
+    with a message that says why."""
+    takes_value = value_options(parser)
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        tok = argv[i]
+        if tok == "--":
+            out.extend(argv[i:])
+            break
+        nxt = argv[i + 1] if i + 1 < len(argv) else None
+        if (tok in takes_value and nxt is not None and nxt.startswith("-")
+                and is_number(nxt)):
+            out.append(f"{tok}={nxt}")
+            i += 2
+            continue
+        out.append(tok)
+        i += 1
+    return out

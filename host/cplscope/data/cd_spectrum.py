@@ -1,0 +1,156 @@
+"""CD spectra: rows of :class:`~cplscope.science.cd.CDPointResult` with run metadata, and their CSV
+(docs/data-files.md, "CD spectrum CSV").
+
+The layout is that of the CPL spectrum CSV (:mod:`cplscope.data.spectrum`): the column header is
+the first line, the format marker the second, then the metadata as ``# key = <JSON value>``
+comment lines (nested keys joined by dots; ``mode = "cd"`` says what the file is), then one
+row per point. ``numpy.genfromtxt(path, names=True, comments="#", delimiter=",")`` and
+``pandas.read_csv(path, comment="#")`` read it. :meth:`CDSpectrum.write_csv` replaces the file
+atomically, so calling it after every point of a scan leaves a complete file however the scan
+ends.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..util.files import write_text_atomic
+from ..science.cd import CD_COLUMNS, CD_CSV_COLUMNS, BaselinePoint, CDPointResult, baseline_from_point
+from .spectrum import TableFormat, read_table, table_text
+
+__all__ = ["CD_MARKER", "CDSpectrum", "MODE", "cd_metadata"]
+
+#: Second line of every CD spectrum CSV; identifies the format.
+CD_MARKER = "# cplscope cd spectrum, format 1"
+#: The ``mode`` metadata value of a CD spectrum.
+MODE = "cd"
+
+_INT_COLUMNS = frozenset({"n_frames"})
+#: The CD spectrum CSV (docs/data-files.md).
+CD_TABLE = TableFormat(CD_MARKER, tuple(CD_CSV_COLUMNS), tuple(CD_COLUMNS), _INT_COLUMNS,
+                       CDPointResult, "cplscope CD spectrum CSV",
+                       lambda header: (" (this looks like a CPL spectrum: use "
+                                       "cplscope.Spectrum)") if "g_lum" in header else "")
+
+
+@dataclass
+class CDSpectrum:
+    """An ordered list of CD points with the run metadata (a nested dict of JSON values).
+
+    The metadata of a CD run is :func:`cplscope.data.spectrum.run_metadata`'s plus ``mode = "cd"``
+    and, when a baseline was applied, a ``baseline`` section; :meth:`to_csv_text` always
+    writes ``mode``.
+    """
+
+    points: list[CDPointResult] = field(default_factory=list)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def append(self, point: CDPointResult) -> None:
+        """Add one point at the end."""
+        if not isinstance(point, CDPointResult):
+            raise ValueError(f"expected a CDPointResult, got {type(point).__name__}")
+        self.points.append(point)
+
+    def __len__(self) -> int:
+        return len(self.points)
+
+    def __iter__(self) -> Iterator[CDPointResult]:
+        return iter(self.points)
+
+    def __getitem__(self, i: int) -> CDPointResult:
+        return self.points[i]
+
+    # --- columns --------------------------------------------------------------------------
+
+    def column(self, name: str) -> np.ndarray:
+        """One CSV column as a numpy array (float; ``n_frames`` int; ``flags`` an object array
+        of tuples)."""
+        if name not in CD_CSV_COLUMNS:
+            raise ValueError(f"no column {name!r}; columns are {', '.join(CD_CSV_COLUMNS)}")
+        values = [getattr(p, name) for p in self.points]
+        if name == "flags":
+            out = np.empty(len(values), dtype=object)
+            out[:] = values
+            return out
+        return np.array(values, dtype=np.int64 if name in _INT_COLUMNS else np.float64)
+
+    def __getattr__(self, name: str) -> np.ndarray:
+        # wavelength_nm, absorbance, delta_a, g_abs, … as arrays (every CSV column)
+        if name in CD_CSV_COLUMNS and name != "flags":
+            return self.column(name)
+        raise AttributeError(f"{type(self).__name__!s} has no attribute {name!r}")
+
+    @property
+    def flags(self) -> list[tuple[str, ...]]:
+        """Flags of each point."""
+        return [p.flags for p in self.points]
+
+    @property
+    def sigma_ellipticity_mdeg(self) -> np.ndarray:
+        """σ of the ellipticity, mdeg."""
+        return np.array([p.sigma_ellipticity_mdeg for p in self.points], dtype=float)
+
+    def has_flag(self, flag: str) -> np.ndarray:
+        """Boolean array: which points carry ``flag``."""
+        return np.array([flag in p.flags for p in self.points], dtype=bool)
+
+    def baseline_at(self, wavelength_nm: float, *, decimals: int = 6) -> BaselinePoint:
+        """This spectrum, as a baseline scan, at ``wavelength_nm`` (equal to ``decimals``
+        decimals of a nm).
+
+        Raises:
+            ValueError: when the baseline has no such wavelength, or is opaque there.
+        """
+        key = round(float(wavelength_nm), decimals)
+        for p in reversed(self.points):
+            if round(p.wavelength_nm, decimals) == key:
+                return baseline_from_point(p)
+        have = self.column("wavelength_nm")
+        span = f"{have.min():g}–{have.max():g} nm" if have.size else "no points"
+        raise ValueError(f"the baseline has no point at {wavelength_nm:g} nm ({span}, "
+                         f"{have.size} points): measure the baseline on the sample's grid")
+
+    # --- CSV --------------------------------------------------------------------------------
+
+    def to_csv_text(self) -> str:
+        """The CSV file's text (see the module docstring for the layout)."""
+        return table_text(CD_TABLE, self.points, {**self.metadata, "mode": MODE})
+
+    def write_csv(self, path: str | os.PathLike[str]) -> Path:
+        """Write the spectrum to ``path`` atomically (a crash leaves the previous complete
+        file, never a torn one). Returns the path."""
+        return write_text_atomic(Path(path), self.to_csv_text())
+
+    @classmethod
+    def read_csv(cls, path: str | os.PathLike[str]) -> CDSpectrum:
+        """Read a file written by :meth:`write_csv`.
+
+        Raises:
+            ValueError: naming the file and line when it is not a CD spectrum (e.g. a CPL
+                spectrum), or a header, metadata line or row is malformed.
+        """
+        points, meta = read_table(CD_TABLE, path)
+        if meta.get("mode", MODE) != MODE:
+            raise ValueError(f"{path}: metadata says mode = {meta.get('mode')!r}, not 'cd'")
+        return cls(points, meta)
+
+
+def cd_metadata(base: Mapping[str, Any], *, cd_calibration: Mapping[str, Any],
+                baseline: str | None = None) -> dict[str, Any]:
+    """``base`` (e.g. :func:`cplscope.data.spectrum.run_metadata`) with the CD sections: ``mode``,
+    ``cd_calibration`` (sign, scale, source) and ``baseline`` (its source, or none)."""
+    meta = dict(base)
+    meta["mode"] = MODE
+    meta["cd_calibration"] = dict(cd_calibration)
+    meta["baseline"] = baseline if baseline is not None else "none"
+    units = dict(meta.get("units", {}))
+    units.update({"wavelength": "nm", "absorbance": "decadic", "ellipticity": "mdeg",
+                  "dwell": "s"})
+    meta["units"] = units
+    return meta
+

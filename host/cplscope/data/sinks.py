@@ -1,0 +1,101 @@
+"""The sinks cplscope subscribes to a run's documents (:mod:`cplscope.data.documents`): the
+spectrum CSV, the raw archive, a progress bar and a lab script's callback."""
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .archive import ArchiveWriter, PointSettings
+
+__all__ = ["ArchiveSink", "CallbackSink", "CsvSink", "ProgressSink"]
+
+
+class CsvSink:
+    """Rewrites the spectrum CSV atomically after every point and at the end."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+
+    def __call__(self, name: str, doc: Any) -> None:
+        if name == "event":
+            doc.spectrum.write_csv(self.path)
+        elif name == "stop":
+            doc.spectrum.write_csv(self.path)
+
+
+class ArchiveSink:
+    """Writes the raw HDF5 archive: every frame of every dark and point, each point's
+    context and result, flushed after every document."""
+
+    def __init__(self, path: str | os.PathLike[str], *, overwrite: bool = False,
+                 append: bool = False) -> None:
+        self.path = Path(path)
+        self.overwrite = overwrite
+        self.append = append
+        self._writer: Any = None
+
+    def __call__(self, name: str, doc: Any) -> None:
+        if name == "start" and self.append:
+            self._writer = ArchiveWriter.reopen(self.path)
+        elif name == "start":
+            self._writer = ArchiveWriter(self.path, n_bins=doc.n_bins, metadata=doc.metadata,
+                                         calibration=doc.calibration, rules=doc.rules,
+                                         blank=doc.blank, overwrite=self.overwrite,
+                                         plan={"wavelengths_nm": list(doc.wavelengths_nm),
+                                               "accumulations": doc.accumulations,
+                                               "uid": doc.uid})
+        elif name == "dark" and self._writer is not None:
+            frames = getattr(doc.dark, "frames", None)
+            if frames is not None:
+                self._writer.add_dark(frames, source="shutter-closed",
+                                      frame_time_s=frames.frame_time_s, dark=doc.dark)
+        elif name == "event" and self._writer is not None:
+            s = PointSettings.from_context(doc.context, frame_time_s=doc.frame_time_s,
+                                           dwell_s=doc.dwell_s, bin_span=doc.bin_span,
+                                           blank=doc.blank, index=doc.index)
+            self._writer.add_point(doc.frames, s, doc.result)
+        elif name == "stop" and self._writer is not None:
+            self._writer.close(stream=doc.stream, exit_status=doc.exit_status,
+                               extra=doc.extra)
+            self._writer = None
+
+
+class ProgressSink:
+    """A tqdm progress bar over the planned points, with the last point's wavelength,
+    g ± σ and dwell."""
+
+    def __init__(self, desc: str = "scan") -> None:
+        self.desc = desc
+        self._bar: Any = None
+
+    def __call__(self, name: str, doc: Any) -> None:
+        if name == "start":
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=len(doc.wavelengths_nm) * doc.accumulations, unit="pt",
+                             desc=self.desc)
+        elif name == "event" and self._bar is not None:
+            r = doc.result
+            left = (f"  budget left {doc.budget_left_s:.0f} s"
+                    if math.isfinite(doc.budget_left_s) else "")
+            self._bar.set_postfix_str(f"{r.wavelength_nm:g} nm  g={r.g_lum:+.1e}±{r.sigma_g:.0e}"
+                                      f"  {r.dwell_s:.0f} s{left}", refresh=False)
+            self._bar.update(1)
+        elif name == "stop" and self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+class CallbackSink:
+    """Calls ``callback(point, index, accumulation)`` after every live point (``point`` is
+    the :class:`~cplscope.plans.point.PointMeasurement`)."""
+
+    def __init__(self, callback: Callable[..., None]) -> None:
+        self.callback = callback
+
+    def __call__(self, name: str, doc: Any) -> None:
+        if name == "event" and doc.measurement is not None:
+            self.callback(doc.measurement, doc.index, doc.accumulation)

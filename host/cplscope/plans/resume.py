@@ -1,0 +1,123 @@
+"""Resuming an interrupted scan from its raw archive (``cplscope scan --resume``).
+
+The archive holds the scan's settings, calibration, blank, flag rules, darks and every point
+measured so far with its context. :func:`resume_scan` replays those points through the point
+pipeline, measures only the missing ones, and appends them to the same archive, so the result
+is the spectrum one uninterrupted run gives.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..data.documents import Sink, SpectrumAssembler
+from .point import DEFAULT_MAX_DWELL_S, Dark
+from .scan import scan
+from ..data.spectrum import Spectrum
+
+__all__ = ["resume_scan"]
+
+
+class _Resume:
+    """What an interrupted scan's archive says: its settings, the points it has, its darks."""
+
+    def __init__(self, path: str | Path, inst) -> None:
+        from ..data.archive import Archive
+
+        self.path = Path(path)
+        with Archive.open(self.path) as arc:
+            if arc.version < 2 or not arc.plan:
+                raise ValueError(f"{self.path} was written by an older cplscope and does not "
+                                 "record its plan: it cannot be resumed (reprocess it instead)")
+            self.metadata = dict(arc.metadata)
+            self.settings = dict(self.metadata.get("settings") or {})
+            self.calibration = arc.calibration
+            self.blank = arc.blank
+            self.rules = arc.rules
+            self.extra = {k: v for k, v in (arc.extra or {}).items() if k != "interrupted"}
+            self.n_bins = arc.n_bins
+            self.points = list(arc)
+            darks = arc.darks
+            self.exit_status = arc.exit_status
+        serial = str(inst.info()["serial"])
+        owner = str(self.metadata.get("instrument", {}).get("serial", ""))
+        if owner != serial:
+            raise ValueError(f"{self.path} was measured on instrument {owner!r}, this is "
+                             f"{serial!r}: resume a scan on the instrument that started it")
+        if self.settings.get("time_budget_s") is not None:
+            raise ValueError(f"{self.path} is a time-budget scan: its plan cannot be resumed; "
+                             "reprocess it, or scan the missing range again")
+        self.done = {(p.settings.index, p.settings.accumulation) for p in self.points}
+        self.darks: dict[int, Dark] = {}
+        self.dark_index: dict[int, int] = {}
+        for p in self.points:
+            src = p.settings.dark_source
+            if src.startswith("dark:"):
+                idx = int(src.split(":", 1)[1])
+                if idx < len(darks):
+                    self.darks[p.settings.accumulation] = _dark_of(darks[idx])
+                    self.dark_index[p.settings.accumulation] = idx
+        self.next_dark = len(darks)
+
+    def replay(self, assembler: SpectrumAssembler) -> int:
+        """Feed the archived points into ``assembler`` through the pipeline; returns the
+        number of points."""
+        from ..science.pipeline import process_point
+
+        for ap in self.points:
+            s = ap.settings
+            use = ap.frames.select(ap.frames.usable)
+            _, result = process_point(use.counts, s.frame_time_s, s.bin_span, s.dwell_s,
+                                      s.context(), frame_flags=ap.frames.flags,
+                                      rules=self.rules)
+            assembler.add(s.index, s.accumulation, result, s.blank)
+        return len(self.points)
+
+    def scan_kwargs(self) -> dict[str, Any]:
+        st = self.settings
+        return dict(dwell_s=st.get("dwell_s"), target_sigma=st.get("target_sigma_g"),
+                    max_dwell_s=float(st.get("max_dwell_s") or DEFAULT_MAX_DWELL_S),
+                    accumulations=int(st.get("accumulations") or 1),
+                    dark=st.get("dark", "measured") != "none",
+                    dark_dwell_s=float(st.get("dark_dwell_s") or 10.0),
+                    skip_hopeless=bool(st.get("skip_hopeless")),
+                    survey=st.get("survey") or False)
+
+
+def _dark_of(arc_dark) -> Dark:
+    """A counting :class:`Dark` from an archived dark (its frames; the level as stored)."""
+    frames = arc_dark.frames.select(arc_dark.frames.usable)
+    t = frames.dwell_s
+    total = frames.counts.sum(axis=0, dtype=np.float64)
+    return Dark(rate_cps=total / t, sigma_rate_cps=np.sqrt(np.maximum(total, 1.0)) / t,
+                dwell_s=t, frames=frames)
+
+
+def resume_scan(inst, archive: str | Path, *, output: str | Path | None = None,
+                progress: bool = False, callback: Callable[..., None] | None = None,
+                sinks: Sequence[Sink] = ()) -> Spectrum:
+    """Continue an interrupted or aborted scan from its raw archive.
+
+    The settings, calibration, blank, flag rules and the darks come from the archive; the
+    points it holds are taken as they are (never measured again) and the missing ones are
+    measured and appended to the same archive, so the result is the spectrum one
+    uninterrupted run gives. The instrument must be the one that started the scan, set up
+    the same way (bins, periods, HV, retardation: :meth:`Instrument.prepare`).
+    """
+    r = _Resume(archive, inst)
+    st = r.settings
+    status = inst.status()
+    for key in ("bins", "periods"):
+        if st.get(key) is not None and status.get(key) != st.get(key):
+            raise ValueError(f"the scan in {archive} used {key} = {st.get(key)}, the instrument "
+                             f"has {status.get(key)}: configure it as the scan was "
+                             f"(--{key} {st.get(key)})")
+    if r.calibration is None:
+        raise ValueError(f"{archive} stores no calibration: it cannot be resumed")
+    return scan(inst, float(st["start_nm"]), float(st["stop_nm"]), float(st["step_nm"]),
+                calibration=r.calibration, blank=r.blank, rules=r.rules, archive=archive,
+                output=output, progress=progress, callback=callback, sinks=sinks,
+                sample=str(r.metadata.get("sample", "")), _resume=r, **r.scan_kwargs())

@@ -1,0 +1,167 @@
+"""A quick coarse pass over a scan's wavelengths before the long one.
+
+:func:`survey` measures every point briefly and predicts, before hours are committed, which
+points exceed the counting head's linear range (``nonlinear``) or would trip its damage
+guard, which show no emission, and how much instrument time the scan will take with its
+target σ and maximum dwell. A time-budget scan plans its allocation from the same survey
+(:class:`cplscope.plans.planning.BudgetPlan`), and every scan reuses the survey's frames as the
+start of each point, so the survey costs no photons.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .point import Dark, PointMeasurement, measure
+from ..science.pipeline import peak_rate_cps
+from .planning import SurveyPoint
+from ..science.results import FLAG_NO_EMISSION
+
+__all__ = ["Survey", "survey"]
+
+
+@dataclass
+class Survey:
+    """The survey's measurements and what they predict.
+
+    Attributes:
+        wavelengths_nm: the surveyed wavelengths, nm, in scan order.
+        points: the survey measurement of each point.
+        dwell_s: survey dwell per point, s.
+        linear_cps, damage_cps: the rate limits judged against, counts/s.
+        target_sigma: the scan's target σ_g (NaN: none).
+        max_dwell_s: the scan's maximum dwell, s.
+        min_dwell_s: the adaptive dwell's early-stop floor, s.
+    """
+
+    wavelengths_nm: list[float]
+    points: list[PointMeasurement]
+    dwell_s: float
+    linear_cps: float
+    damage_cps: float
+    target_sigma: float = math.nan
+    max_dwell_s: float = math.inf
+    min_dwell_s: float = 1.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def peak_rate_cps(self, i: int) -> float:
+        """Highest observed count rate of point i's survey frames, counts/s."""
+        f = self.points[i].frames
+        return peak_rate_cps(f.counts, f.frame_time_s)
+
+    def emits(self, i: int) -> bool:
+        return not self.points[i].result.has(FLAG_NO_EMISSION)
+
+    def nonlinear(self, i: int) -> bool:
+        return self.peak_rate_cps(i) > self.linear_cps
+
+    def would_trip(self, i: int) -> bool:
+        return self.peak_rate_cps(i) > self.damage_cps
+
+    def predicted_dwell_s(self, i: int) -> float:
+        """Dwell the adaptive scan will spend at point i (survey included), s."""
+        if not math.isfinite(self.target_sigma):
+            return self.dwell_s
+        r = self.points[i].result
+        if not self.emits(i):
+            return max(self.dwell_s, min(self.min_dwell_s, self.max_dwell_s))
+        if not (math.isfinite(r.sigma_g) and r.sigma_g > 0):
+            return self.max_dwell_s
+        need = r.dwell_s * (r.sigma_g / self.target_sigma) ** 2
+        return min(max(need, r.dwell_s), self.max_dwell_s)
+
+    def predicted_sigma(self, i: int) -> float:
+        """σ_g expected at point i after :meth:`predicted_dwell_s`."""
+        r = self.points[i].result
+        if not self.emits(i) or not math.isfinite(r.sigma_g):
+            return math.nan
+        return r.sigma_g * math.sqrt(r.dwell_s / self.predicted_dwell_s(i))
+
+    @property
+    def predicted_total_s(self) -> float:
+        """Instrument time of the counting the scan will do, survey included, s."""
+        return sum(self.predicted_dwell_s(i) for i in range(len(self.points)))
+
+    def planner_points(self) -> list[SurveyPoint]:
+        """The survey as the time-budget planner's input."""
+        return [SurveyPoint(p.result.dwell_s, p.result.sigma_g, emits=self.emits(i))
+                for i, p in enumerate(self.points)]
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready summary for the run metadata."""
+        n = len(self.points)
+        return {
+            "dwell_s": self.dwell_s, "points": n,
+            "predicted_total_s": self.predicted_total_s,
+            "no_emission_nm": [self.wavelengths_nm[i] for i in range(n) if not self.emits(i)],
+            "nonlinear_nm": [self.wavelengths_nm[i] for i in range(n) if self.nonlinear(i)],
+            "over_damage_limit_nm": [self.wavelengths_nm[i] for i in range(n)
+                                     if self.would_trip(i)],
+            "peak_rate_cps": max((self.peak_rate_cps(i) for i in range(n)), default=0.0),
+            "linear_limit_cps": self.linear_cps, "damage_limit_cps": self.damage_cps,
+            **self.extra,
+        }
+
+    def summary(self) -> str:
+        """A few lines for the user: what the scan will meet and how long it will take."""
+        d = self.as_dict()
+        hours = d["predicted_total_s"] / 3600.0
+        lines = [f"survey of {d['points']} points ({self.dwell_s:g} s each): predicted "
+                 f"counting time {_duration(d['predicted_total_s'])} ({hours:.2f} h)"]
+        if d["no_emission_nm"]:
+            lines.append(f"  no emission at {len(d['no_emission_nm'])} points: "
+                         f"{_ranges(d['no_emission_nm'])} nm (each gets only a short look)")
+        if d["nonlinear_nm"]:
+            lines.append(f"  above the linear range ({self.linear_cps:.3g} counts/s) at "
+                         f"{_ranges(d['nonlinear_nm'])} nm: kept, flagged nonlinear")
+        if d["over_damage_limit_nm"]:
+            lines.append(f"  ABOVE THE DAMAGE LIMIT ({self.damage_cps:.3g} counts/s) at "
+                         f"{_ranges(d['over_damage_limit_nm'])} nm: lower the HV or the "
+                         "light before scanning")
+        lines.append(f"  peak count rate {d['peak_rate_cps']:.3g} counts/s")
+        return "\n".join(lines)
+
+
+def survey(inst, wavelengths_nm: Sequence[float], *, dwell_s: float = 1.0,
+           dark: Dark | None = None, calibration: Any = None, rules: Any = None,
+           target_sigma: float | None = None, max_dwell_s: float = math.inf,
+           min_dwell_s: float = 1.0, linear_cps: float | None = None,
+           damage_cps: float | None = None, dark_source: str | None = None) -> Survey:
+    """Measure every wavelength for ``dwell_s`` s (nm, s) and predict the scan.
+
+    Args:
+        dark: the dark to subtract (:func:`cplscope.plans.point.measure_dark`).
+        target_sigma, max_dwell_s, min_dwell_s: the scan's adaptive-dwell settings, for the
+            duration prediction.
+        linear_cps, damage_cps: the rate limits (counts/s); default the rules' linear limit
+            and :data:`cplscope.settings.rate_limits.DEFAULT_DAMAGE_RATE_CPS`.
+    """
+    from ..settings.rate_limits import DEFAULT_DAMAGE_RATE_CPS
+    from ..science.results import FlagRules
+
+    rules = rules if rules is not None else FlagRules()
+    points: list[PointMeasurement] = []
+    for wl in wavelengths_nm:
+        inst.move_to(float(wl))
+        points.append(measure(inst, dwell_s=dwell_s, calibration=calibration, dark=dark,
+                              rules=rules, wavelength_nm=float(wl), dark_source=dark_source))
+    return Survey([float(w) for w in wavelengths_nm], points, float(dwell_s),
+                  float(linear_cps if linear_cps is not None else rules.nonlinear_rate_cps),
+                  float(damage_cps if damage_cps is not None else DEFAULT_DAMAGE_RATE_CPS),
+                  float(target_sigma) if target_sigma is not None else math.nan,
+                  float(max_dwell_s), float(min_dwell_s))
+
+
+def _duration(seconds: float) -> str:
+    s = int(round(seconds))
+    h, rest = divmod(s, 3600)
+    m, sec = divmod(rest, 60)
+    return f"{h}h{m:02d}m{sec:02d}s" if h else f"{m}m{sec:02d}s"
+
+
+def _ranges(values: Sequence[float]) -> str:
+    if len(values) <= 4:
+        return ", ".join(f"{v:g}" for v in values)
+    return f"{values[0]:g} … {values[-1]:g}"

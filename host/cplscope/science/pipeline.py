@@ -1,0 +1,200 @@
+"""The point pipeline: a point's frames and its full context in, the point's result out.
+
+Every path that turns frames into a spectrum row goes through these pure functions: live
+measurement (:func:`cplscope.plans.point.measure`), the combining of accumulations, the blank
+subtraction, and :func:`cplscope.plans.reprocess.reprocess`. The raw archive stores each point's
+:class:`PointContext`, so reprocessing an archive with the run's own calibration gives back
+exactly the rows the run wrote.
+
+::
+
+    frames + PointContext ──process_point──▶ PointResult (one accumulation, no blank)
+    PointResults of one λ ──spectrum_row───▶ combine_points, then subtract_blank once
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from ..settings.calibration import Calibration
+from ..demod import Estimate, estimate
+from .results import (
+    FLAG_NONLINEAR,
+    FlagRules,
+    PointResult,
+    combine_points,
+    frame_health_flags,
+    point_from_estimate,
+    subtract_blank,
+)
+
+__all__ = ["PointContext", "Retardation", "estimate_frames", "peak_rate_cps", "process_point",
+           "spectrum_row"]
+
+_NAN = float("nan")
+
+
+@dataclass(frozen=True)
+class Retardation:
+    """The PEM retardation in force at one point.
+
+    Attributes:
+        nominal_rad: A0 by the firmware's PEM model at this wavelength and drive
+            (STATUS ``a0_rad``), rad.
+        commanded_rad: the A0 last commanded (SET_RETARDATION ``a0_rad``), rad; NaN if not
+            known.
+        tracking: whether the firmware recomputes the drive at every move to hold A0.
+        drive: the PEM drive (0 … 1 of full scale); NaN if not known.
+    """
+
+    nominal_rad: float
+    commanded_rad: float = _NAN
+    tracking: bool = True
+    drive: float = _NAN
+
+    def a0_rad(self, calibration: Calibration) -> float:
+        """The peak retardation (rad) really in force: the calibration's scale times the
+        nominal A0."""
+        return calibration.a0_in_force(self.nominal_rad)
+
+
+@dataclass(frozen=True)
+class PointContext:
+    """Everything besides the frames that a point's result depends on.
+
+    Attributes:
+        wavelength_nm: wavelength of the point, nm.
+        a0_rad: peak PEM retardation in force at this point, rad (calibrated).
+        phase_offset_rad: φ0, rad.
+        handedness: +1 or −1 (multiplies g).
+        dead_time_s: counter dead time, s (0: no correction).
+        dark: expected dark counts per bin per frame (counting) or the dark level
+            (analog), scalar or (B,).
+        dark_sigma: standard uncertainty of ``dark``: a scalar error common to all bins, or
+            independent per-bin errors (B,).
+        dark_source: where the dark came from (``"dark:3"``: the archive's dark 3;
+            ``"given"``, ``"none"``).
+        accumulation: index of the scan (0, 1, …) the point belongs to.
+        noise: ``"poisson"`` (counting) or ``"gaussian"`` (analog).
+        target_sigma: the adaptive-dwell target σ_g (NaN for a fixed dwell); a point whose σ
+            stays above it carries ``dwell_limit``.
+        a0_nominal_rad, a0_commanded_rad, a0_tracking, pem_drive: the retardation as the
+            firmware held it (:class:`Retardation`), so that a new calibration can be
+            applied to the archived point.
+        stopped: why the point's counting ended: ``"dwell"`` (fixed dwell), ``"target"``,
+            ``"max_dwell"``, ``"no_emission"`` (stopped early, nothing to count),
+            ``"hopeless"`` (the target was out of reach within the maximum dwell), ``"budget"``.
+    """
+
+    wavelength_nm: float
+    a0_rad: float
+    phase_offset_rad: float = 0.0
+    handedness: int = 1
+    dead_time_s: float = 0.0
+    dark: Any = 0.0
+    dark_sigma: Any = 0.0
+    dark_source: str = "none"
+    accumulation: int = 0
+    noise: str = "poisson"
+    target_sigma: float = _NAN
+    a0_nominal_rad: float = _NAN
+    a0_commanded_rad: float = _NAN
+    a0_tracking: bool = True
+    pem_drive: float = _NAN
+    stopped: str = "dwell"
+    extra_flags: tuple[str, ...] = field(default=())
+
+    @classmethod
+    def build(cls, wavelength_nm: float, calibration: Calibration, retardation: Retardation,
+              **kw: Any) -> PointContext:
+        """A context from a calibration and the retardation the firmware holds."""
+        return cls(wavelength_nm=float(wavelength_nm), a0_rad=retardation.a0_rad(calibration),
+                   phase_offset_rad=calibration.phase_offset_rad,
+                   handedness=calibration.handedness, dead_time_s=calibration.dead_time_s,
+                   a0_nominal_rad=retardation.nominal_rad,
+                   a0_commanded_rad=retardation.commanded_rad,
+                   a0_tracking=retardation.tracking, pem_drive=retardation.drive, **kw)
+
+    def recalibrated(self, old: Calibration | None, new: Calibration) -> PointContext:
+        """This point's context under another calibration: A0 from the nominal A0 (or, for
+        contexts that lack it, scaled by the ratio of the calibrations' scales), φ0,
+        handedness and dead time from ``new``."""
+        if math.isfinite(self.a0_nominal_rad):
+            a0 = new.a0_in_force(self.a0_nominal_rad)
+        else:
+            if old is None:
+                raise ValueError("this point does not record the nominal A0 and there is no "
+                                 "old calibration to rescale from")
+            a0 = self.a0_rad * new.retardation_scale / old.retardation_scale
+        return replace(self, a0_rad=a0, phase_offset_rad=new.phase_offset_rad,
+                       handedness=new.handedness, dead_time_s=new.dead_time_s)
+
+
+def estimate_frames(counts: np.ndarray, frame_time_s: float, bin_span: float,
+                    ctx: PointContext, sampled_phases: Any = None) -> Estimate:
+    """The estimate of (M, u, v) from a point's usable frames under ``ctx``.
+
+    Args:
+        counts: (n_frames, B) photon counts (counting) or per-frame bin means (analog, NaN
+            for an empty bin).
+        frame_time_s: mean duration of one frame, s (for the dead-time correction).
+        bin_span: fraction of the PEM period the bins cover, (0, 1].
+        sampled_phases: analog only: the phases each bin sampled
+            (:class:`cplscope.demod.SampledPhases`), for any sample rate.
+    """
+    dead = ctx.dead_time_s if ctx.noise == "poisson" else 0.0
+    return estimate(counts, ctx.a0_rad, phase_offset=ctx.phase_offset_rad, dark=ctx.dark,
+                    dark_sigma=ctx.dark_sigma, dead_time=dead,
+                    frame_time=frame_time_s if dead else None,
+                    noise=ctx.noise,  # type: ignore[arg-type]
+                    bin_span=bin_span, sampled_phases=sampled_phases)
+
+
+def process_point(counts: np.ndarray, frame_time_s: float, bin_span: float, dwell_s: float,
+                  ctx: PointContext, *, frame_flags: Any = (),
+                  rules: FlagRules = FlagRules(),
+                  sampled_phases: Any = None) -> tuple[Estimate, PointResult]:
+    """One accumulation of one point: the estimate and its result, without a blank.
+
+    Args:
+        counts: the usable frames (see :func:`estimate_frames`).
+        frame_time_s: mean frame duration, s.
+        bin_span: fraction of the PEM period the bins cover.
+        dwell_s: counting time of the usable frames, s.
+        ctx: the point's context.
+        frame_flags: the protocol flags of every frame received for the point (usable or
+            not), turned into frame-health flags.
+        rules: flag thresholds.
+        sampled_phases: analog only, see :func:`estimate_frames`.
+    """
+    est = estimate_frames(counts, frame_time_s, bin_span, ctx, sampled_phases)
+    sigma_reached = est.sigma_g <= ctx.target_sigma
+    dwell_limit = (math.isfinite(ctx.target_sigma) and not sigma_reached
+                   and ctx.stopped not in ("no_emission", "hopeless"))
+    health = tuple(frame_health_flags(frame_flags))
+    if ctx.noise == "poisson" and peak_rate_cps(counts, frame_time_s) > rules.nonlinear_rate_cps:
+        health += (FLAG_NONLINEAR,)
+    result = point_from_estimate(est, ctx.wavelength_nm, dwell_s, handedness=ctx.handedness,
+                                 dwell_limit=dwell_limit,
+                                 frame_flags=health + tuple(ctx.extra_flags), rules=rules)
+    return est, result
+
+
+def peak_rate_cps(counts: np.ndarray, frame_time_s: float) -> float:
+    """The highest observed count rate of a point's frames, all bins, counts/s (0 when the
+    frame time is unknown)."""
+    c = np.asarray(counts)
+    if c.size == 0 or not (math.isfinite(frame_time_s) and frame_time_s > 0):
+        return 0.0
+    return float(c.sum(axis=1, dtype=np.float64).max() / frame_time_s)
+
+
+def spectrum_row(accumulations: Sequence[PointResult], blank: tuple[float, float] | None,
+                 rules: FlagRules = FlagRules()) -> PointResult:
+    """The spectrum's row for one wavelength: its accumulations combined, then the blank
+    subtracted once."""
+    return subtract_blank(combine_points(accumulations, rules), blank, rules)

@@ -1,0 +1,93 @@
+"""The two count-rate limits of a photon-counting head, kept per instrument.
+
+A counting head has a **linear range** and a **damage threshold**, and they are different
+things:
+
+- Above the linear range the dead-time correction c/(1 − c·τ/t) is still applied, but the
+  counter loses an ever larger share of the pulses and the correction's own error (τ is a
+  datasheet value) starts to matter. Points measured above it are kept and flagged
+  ``nonlinear``; nothing is switched off.
+- Above the damage threshold the photocathode and the last dynodes age quickly. The board's
+  overload guard cuts the HV and closes the shutter within 1 ms (the firmware's
+  ``max_count_rate_cps``), and the scan stops.
+
+The defaults suit a typical TTL photon-counting module with a pulse-pair resolution of
+about 20 ns: linear (dead-time loss below about 4 %, corrected) up to 2·10⁶ counts/s, and a
+guard at 10⁷ counts/s, well below where such modules saturate. Check your module's datasheet
+and set both with :func:`save_limits` or ``cplscope limits`` (they are stored per instrument
+serial under :func:`cplscope.settings.calibration.config_dir`).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ..util.files import write_text_atomic
+from .calibration import CalibrationError
+
+__all__ = ["DEFAULT_DAMAGE_RATE_CPS", "DEFAULT_LINEAR_RATE_CPS", "RateLimits", "limits_path",
+           "load_limits", "save_limits"]
+
+#: Count rate (counts/s) up to which a typical counting head is linear after the dead-time
+#: correction; points above it are flagged ``nonlinear``.
+DEFAULT_LINEAR_RATE_CPS = 2.0e6
+#: Count rate (counts/s) at which the board's guard cuts the HV.
+DEFAULT_DAMAGE_RATE_CPS = 1.0e7
+
+
+@dataclass(frozen=True)
+class RateLimits:
+    """The linear-range and damage count-rate limits of one instrument, counts/s."""
+
+    linear_cps: float = DEFAULT_LINEAR_RATE_CPS
+    damage_cps: float = DEFAULT_DAMAGE_RATE_CPS
+
+    def __post_init__(self) -> None:
+        for name in ("linear_cps", "damage_cps"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (
+                    math.isfinite(v) and v > 0):
+                raise CalibrationError(f"{name} must be a positive number of counts/s, got "
+                                       f"{v!r}")
+        if self.damage_cps < self.linear_cps:
+            raise CalibrationError(
+                f"the damage limit ({self.damage_cps:g} counts/s) is below the linear-range "
+                f"limit ({self.linear_cps:g} counts/s): the guard would trip before a point "
+                "could ever be flagged nonlinear; raise the damage limit or lower the linear one")
+        if self.damage_cps > 1e9:
+            raise CalibrationError(f"damage_cps {self.damage_cps:g} is above the board's "
+                                   "1e9 counts/s maximum")
+
+
+def limits_path(serial: str) -> Path:
+    """``config_dir()/limits-<serial>.json``."""
+    from .calibration import default_path
+
+    return default_path(serial).with_name(f"limits-{serial}.json")
+
+
+def load_limits(serial: str, path: str | os.PathLike[str] | None = None) -> RateLimits:
+    """The stored limits of instrument ``serial``, or the defaults when none are stored."""
+    p = Path(path) if path is not None else limits_path(serial)
+    if not p.exists():
+        return RateLimits()
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise CalibrationError(f"{p}: not valid JSON ({exc}); fix or delete the file") from None
+    if not isinstance(data, dict) or set(data) - {"linear_cps", "damage_cps", "serial"}:
+        raise CalibrationError(f"{p}: expected an object with linear_cps and damage_cps")
+    return RateLimits(**{k: v for k, v in data.items() if k != "serial"})
+
+
+def save_limits(serial: str, limits: RateLimits,
+                path: str | os.PathLike[str] | None = None) -> Path:
+    """Store ``limits`` for instrument ``serial`` (atomically); returns the path."""
+    p = Path(path) if path is not None else limits_path(serial)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(p, json.dumps({"serial": serial, **asdict(limits)}, indent=2) + "\n")
+    return p
+

@@ -1,0 +1,1 @@
+"""Small helpers shared by every layer: the UTC clock and atomic file writes."""
