@@ -48,9 +48,9 @@ def test_survey_prints_its_prediction_and_nonlinear_points_are_flagged(cli_home,
 
 def test_resume_continues_an_interrupted_scan(cli_home, tmp_path, monkeypatch):
     out, h5 = tmp_path / "r.csv", tmp_path / "r.h5"
-    import cplscope.plans.scan as scan_module
+    import cplscope.plans.engine as engine
 
-    real = scan_module.measure
+    real = engine.measure_point
     calls = {"n": 0}
 
     def interrupting(*a, **kw):
@@ -59,10 +59,10 @@ def test_resume_continues_an_interrupted_scan(cli_home, tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(*a, **kw)
 
-    monkeypatch.setattr(scan_module, "measure", interrupting)
+    monkeypatch.setattr(engine, "measure_point", interrupting)
     assert main(["-q", *SCAN, "--dwell", "0.5", "--output", str(out), "--archive",
                  str(h5)]) == 130
-    monkeypatch.setattr(scan_module, "measure", real)
+    monkeypatch.setattr(engine, "measure_point", real)
     assert len(Spectrum.read_csv(out)) == 2
     assert main(["-q", "scan", "--sim", "--resume", str(h5), "--output", str(out)]) == 0
     spec = Spectrum.read_csv(out)

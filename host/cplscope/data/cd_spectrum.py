@@ -13,17 +13,29 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..demod import Estimate
+from ..science.cd import (
+    CD_COLUMNS,
+    CD_CSV_COLUMNS,
+    BaselinePoint,
+    CDCalibration,
+    CDPointResult,
+    CDRules,
+    baseline_from_point,
+    cd_point,
+    combine_cd_points,
+)
+from ..science.results import PointResult
 from ..util.files import write_text_atomic
-from ..science.cd import CD_COLUMNS, CD_CSV_COLUMNS, BaselinePoint, CDPointResult, baseline_from_point
 from .spectrum import TableFormat, read_table, table_text
 
-__all__ = ["CD_MARKER", "CDSpectrum", "MODE", "cd_metadata"]
+__all__ = ["CD_MARKER", "CDAssembler", "CDSpectrum", "MODE", "cd_metadata"]
 
 #: Second line of every CD spectrum CSV; identifies the format.
 CD_MARKER = "# cplscope cd spectrum, format 1"
@@ -154,3 +166,53 @@ def cd_metadata(base: Mapping[str, Any], *, cd_calibration: Mapping[str, Any],
     meta["units"] = units
     return meta
 
+
+
+def with_flags(point: CDPointResult, flags: tuple[str, ...]) -> CDPointResult:
+    """``point`` with ``flags`` appended (those it lacks)."""
+    new = tuple(f for f in flags if f not in point.flags)
+    return replace(point, flags=point.flags + new) if new else point
+
+
+class CDAssembler:
+    """Builds the CD spectrum of a run from its points' estimates, the way
+    :class:`~cplscope.data.documents.SpectrumAssembler` builds a CPL one: each
+    accumulation's :func:`~cplscope.science.cd.cd_point` against the baseline, the
+    accumulations of a wavelength combined (:func:`~cplscope.science.cd.combine_cd_points`),
+    one row per wavelength in plan order."""
+
+    def __init__(self, metadata: Mapping[str, Any], calibration: CDCalibration,
+                 rules: CDRules) -> None:
+        self.metadata = dict(metadata)
+        self.calibration = calibration
+        self.rules = rules
+        self._points: dict[int, list[CDPointResult]] = {}
+        self._rows: dict[int, CDPointResult] = {}
+
+    def point(self, result: PointResult, baseline: BaselinePoint | None, *,
+              estimate: Estimate, health: tuple[str, ...] = (),
+              extra_flags: tuple[str, ...] = ()) -> CDPointResult:
+        """One accumulation's CD point from the estimate of its frames, with the flags the
+        measurement added (``dwell_limit``, ``hopeless``)."""
+        point = cd_point(estimate, result.wavelength_nm, result.dwell_s, baseline=baseline,
+                         calibration=self.calibration, rules=self.rules, frame_flags=health)
+        return with_flags(point, extra_flags)
+
+    def add(self, index: int, accumulation: int, result: PointResult,
+            correction: BaselinePoint | None, *, estimate: Estimate,
+            health: tuple[str, ...] = (), extra_flags: tuple[str, ...] = ()) -> CDPointResult:
+        """Add one accumulation of the wavelength at ``index``; returns its row."""
+        got = self._points.setdefault(index, [])
+        got.append(self.point(result, correction, estimate=estimate, health=health,
+                              extra_flags=extra_flags))
+        row = combine_cd_points(got)
+        self._rows[index] = row
+        return row
+
+    def spectrum(self, stream: Mapping[str, int] | None = None, **extra: Any) -> CDSpectrum:
+        """The CD spectrum so far, with the stream counters and ``extra`` in its metadata."""
+        meta = dict(self.metadata)
+        meta.update(extra)
+        if stream is not None:
+            meta["stream"] = dict(stream)
+        return CDSpectrum([self._rows[i] for i in sorted(self._rows)], meta)

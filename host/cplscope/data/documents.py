@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import math
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -151,8 +151,9 @@ class SpectrumAssembler:
         self._accumulations: set[int] = set()
 
     def add(self, index: int, accumulation: int, result: PointResult,
-            blank: tuple[float, float] | None) -> PointResult:
-        """Add one accumulation's result for the wavelength at ``index``; returns its row."""
+            blank: tuple[float, float] | None, **_: Any) -> PointResult:
+        """Add one accumulation's result for the wavelength at ``index``; returns its row.
+        (Keywords that other modes' assemblers take, such as the estimate, are ignored.)"""
         got = self._results.setdefault(index, [])
         got.append(result)
         self._accumulations.add(int(accumulation))

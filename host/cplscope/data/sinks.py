@@ -78,15 +78,23 @@ class ProgressSink:
             self._bar = tqdm(total=len(doc.wavelengths_nm) * doc.accumulations, unit="pt",
                              desc=self.desc)
         elif name == "event" and self._bar is not None:
-            r = doc.result
             left = (f"  budget left {doc.budget_left_s:.0f} s"
                     if math.isfinite(doc.budget_left_s) else "")
-            self._bar.set_postfix_str(f"{r.wavelength_nm:g} nm  g={r.g_lum:+.1e}±{r.sigma_g:.0e}"
-                                      f"  {r.dwell_s:.0f} s{left}", refresh=False)
+            self._bar.set_postfix_str(f"{_point_text(doc)}{left}", refresh=False)
             self._bar.update(1)
         elif name == "stop" and self._bar is not None:
             self._bar.close()
             self._bar = None
+
+
+def _point_text(doc: Any) -> str:
+    """The last point in a few characters: g ± σ for CPL, θ ± σ for CD."""
+    r = doc.result
+    row = doc.row
+    if hasattr(row, "ellipticity_mdeg"):
+        return (f"{row.wavelength_nm:g} nm  θ={row.ellipticity_mdeg:+.2f}±"
+                f"{row.sigma_ellipticity_mdeg:.2f} mdeg  {r.dwell_s:.0f} s")
+    return f"{r.wavelength_nm:g} nm  g={r.g_lum:+.1e}±{r.sigma_g:.0e}  {r.dwell_s:.0f} s"
 
 
 class CallbackSink:

@@ -1,17 +1,25 @@
 """Reprocessing: a plan that recomputes a spectrum from a raw archive's frames through the
-same point pipeline and document stream as the run."""
+same point pipeline, mode and document stream as the run.
+
+:func:`reprocess` does it for a CPL archive (with a new calibration or blank if given),
+:func:`cd_reprocess` for a CD archive (with a new baseline or CD calibration if given); each
+refuses the other kind.
+"""
 from __future__ import annotations
 
 import math
 import os
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
-from ..data.archive import Archive
-from ..data.documents import PointEvent, RunStart, RunStop, Sink, SpectrumAssembler, emit
+from ..data.archive import Archive, ArchivedPoint
+from ..data.cd_spectrum import CDSpectrum
+from ..data.documents import PointEvent, RunStart, RunStop, Sink, emit
 from ..data.spectrum import Spectrum
-from ..science.pipeline import process_point
+from ..science.cd import CDCalibration, CDRules
+from ..science.pipeline import PointContext
 from ..science.results import (
     FLAG_DWELL_LIMIT,
     FLAG_FLICKER,
@@ -24,8 +32,10 @@ from ..science.results import (
 )
 from ..settings.calibration import Blank, Calibration
 from ..util.clock import utc_now_iso
+from .modes import Emission, Transmission, mode_from_metadata
+from .resume import replay_point
 
-__all__ = ["reprocess"]
+__all__ = ["cd_reprocess", "reprocess"]
 
 #: Flags the pipeline derives from the frames and the context; reprocessing recomputes them
 #: and keeps any other flag a stored result carries.
@@ -37,8 +47,8 @@ DERIVED_FLAGS = frozenset({FLAG_NO_EMISSION, FLAG_LINEAR_POL, FLAG_LINEAR_UNKNOW
 def reprocess(path: str | os.PathLike[str], calibration: Calibration | None = None,
               blank: Blank | None = None, *, rules: FlagRules | None = None,
               sinks: Sequence[Sink] = ()) -> Spectrum:
-    """Recompute a spectrum from an archive's frames, through the same point pipeline and
-    document stream as the run (one row per wavelength, accumulations combined, the blank
+    """Recompute a CPL spectrum from an archive's frames, through the same point pipeline
+    and document stream as the run (one row per wavelength, accumulations combined, the blank
     subtracted once).
 
     Frames that are not usable (docs/protocol.md, Flags) are left out, as in the run. With no
@@ -56,9 +66,14 @@ def reprocess(path: str | os.PathLike[str], calibration: Calibration | None = No
 
     Returns:
         A :class:`Spectrum` whose metadata notes the reprocessing.
+
+    Raises:
+        ValueError: for the archive of a CD scan (:func:`cd_reprocess` reads those).
     """
     with Archive.open(path) as arc:
-        rules = rules or arc.rules
+        if arc.metadata.get("mode") == "cd":
+            raise ValueError(f"{path} is the archive of a CD scan: reprocess it with "
+                             "`cplscope cd-reprocess` (cplscope.plans.reprocess.cd_reprocess)")
         old = arc.calibration
         if calibration is not None and old is None:
             raise ValueError(f"{path} stores no calibration, so a new one cannot be applied "
@@ -74,46 +89,127 @@ def reprocess(path: str | os.PathLike[str], calibration: Calibration | None = No
             use_blank = blank
             if blank is not None:
                 meta.setdefault("calibration", {})["blank_applied"] = True
-        assembler = SpectrumAssembler(meta, rules)
+        mode = Emission(rules=rules or arc.rules, blank=use_blank or arc.blank)
+        own_blank = calibration is None and blank is None
+        job = _Reprocessing(arc, mode, meta, calibration, old,
+                            None if own_blank else (use_blank, True))
+        return job.run(sinks)
+
+
+def cd_reprocess(archive: str | os.PathLike[str], *,
+                 baseline: None | CDSpectrum | str | os.PathLike[str] = None,
+                 cd_calibration: CDCalibration | None = None,
+                 rules: CDRules | None = None,
+                 sinks: Sequence[Sink] = ()) -> CDSpectrum:
+    """Recompute a CD spectrum from the raw archive of a CD scan, through the same point
+    pipeline (each point's stored context), with a ``baseline`` (a CD spectrum or its CSV)
+    and CD calibration (default: the ones the scan used) and ``rules`` (default: the scan's).
+
+    Raises:
+        ValueError: for the archive of a CPL scan (:func:`reprocess` reads those).
+    """
+    with Archive.open(archive) as arc:
+        meta = dict(arc.metadata)
+        if meta.get("mode") != "cd":
+            raise ValueError(f"{archive} is not the archive of a CD scan (mode "
+                             f"{meta.get('mode')!r}): reprocess a CPL scan with "
+                             "`cplscope reprocess`")
+        base = _baseline_of(baseline, meta)
+        mode = mode_from_metadata(meta, rules=arc.rules, blank=None, baseline=base,
+                                  cd_calibration=cd_calibration,
+                                  wavelengths_nm=(arc.plan or {}).get("wavelengths_nm") or
+                                  sorted({p.settings.wavelength_nm for p in arc}))
+        assert isinstance(mode, Transmission)
+        if rules is not None:
+            mode = replace(mode, rules=rules)
+        elif not isinstance(meta.get("cd_rules"), dict) and isinstance(
+                (meta.get("settings") or {}).get("rules"), dict):
+            mode = replace(mode, rules=CDRules(**meta["settings"]["rules"]))
+        if baseline is not None:
+            meta["baseline"] = str(baseline) if not isinstance(baseline, CDSpectrum) else \
+                mode.baseline_label
+        return _Reprocessing(arc, mode, meta, None, arc.calibration, None).run(sinks)
+
+
+def _baseline_of(given: Any, meta: dict[str, Any]) -> CDSpectrum | None:
+    """The baseline spectrum to use: the one given, else (an archive that predates stored
+    baseline points) the CSV the scan named, when it still exists."""
+    if isinstance(given, CDSpectrum):
+        return given
+    if given is not None:
+        return CDSpectrum.read_csv(Path(given))
+    named = meta.get("baseline")
+    if not meta.get("baseline_points") and named and named != "none" and Path(named).is_file():
+        return CDSpectrum.read_csv(Path(named))
+    return None
+
+
+@dataclass
+class _Reprocessing:
+    """One reprocessing run: the archive's points through the pipeline, as documents."""
+
+    arc: Archive
+    mode: Any
+    meta: dict[str, Any]
+    calibration: Calibration | None
+    old: Calibration | None
+    blank: tuple[Blank | None, bool] | None
+
+    def run(self, sinks: Sequence[Sink]) -> Any:
+        arc, subscribers = self.arc, list(sinks)
+        assembler = self.mode.assembler(self.meta)
         plan = arc.plan or {}
-        wavelengths = plan.get("wavelengths_nm") or []
-        subscribers = list(sinks)
         emit(subscribers, "start", RunStart.new(
-            meta, wavelengths, accumulations=int(plan.get("accumulations") or 1),
-            n_bins=arc.n_bins, calibration=calibration or old, blank=use_blank or arc.blank,
-            rules=rules))
+            self.meta, plan.get("wavelengths_nm") or [],
+            accumulations=int(plan.get("accumulations") or 1), n_bins=arc.n_bins,
+            calibration=self.calibration or self.old,
+            blank=getattr(self.mode, "blank", None), rules=self.mode.binned_rules))
         order: dict[float, int] = {}
         for seq, ap in enumerate(arc, 1):
             s = ap.settings
-            ctx = s.context()
-            kept = tuple(f for f in ap.result.flags if f not in DERIVED_FLAGS
-                         and not (f == FLAG_DWELL_LIMIT and math.isfinite(s.target_sigma)))
-            if kept:
-                ctx = replace(ctx, extra_flags=tuple(dict.fromkeys(ctx.extra_flags + kept)))
-            if calibration is not None:
-                ctx = ctx.recalibrated(old, calibration)
-            if calibration is not None or blank is not None:
-                point_blank = (use_blank.at(s.wavelength_nm) if use_blank is not None
-                               else None)
-            else:
-                point_blank = s.blank
-            use = ap.frames.select(ap.frames.usable)
-            if use.n_frames == 0:
-                raise ValueError(f"{path}: point {ap.index} ({s.wavelength_nm:g} nm) has no "
-                                 "usable frames")
-            _, result = process_point(use.counts, s.frame_time_s, s.bin_span, s.dwell_s, ctx,
-                                      frame_flags=ap.frames.flags, rules=rules)
+            ctx = self.context(ap)
+            correction = self.correction(ap)
+            if ap.frames.select(ap.frames.usable).n_frames == 0:
+                raise ValueError(f"{arc.path}: point {ap.index} ({s.wavelength_nm:g} nm) has "
+                                 "no usable frames")
+            est, result, health = replay_point(ap, self.mode, ctx)
             index = s.index if s.index >= 0 else order.setdefault(
                 round(s.wavelength_nm, 6), len(order))
-            row = assembler.add(index, s.accumulation, result, point_blank)
+            row = assembler.add(index, s.accumulation, result, correction, estimate=est,
+                                health=health, extra_flags=ctx.extra_flags)
             emit(subscribers, "event", PointEvent(
-                seq, index, s.accumulation, ctx, ap.frames, result, row, point_blank,
+                seq, index, s.accumulation, ctx, ap.frames, result, row,
+                correction if isinstance(correction, tuple) else None,
                 assembler.spectrum(arc.stream), frame_time_s=s.frame_time_s,
                 dwell_s=s.dwell_s, bin_span=s.bin_span))
         extra: dict[str, Any] = dict(arc.extra)
         if arc.exit_status == "abort":
             extra["interrupted"] = True
-        extra["reprocessed"] = {"date": utc_now_iso(), "archive": str(path)}
+        extra["reprocessed"] = {"date": utc_now_iso(), "archive": str(arc.path)}
         spec = assembler.spectrum(arc.stream, **extra)
         emit(subscribers, "stop", RunStop("success", "", arc.stream, spec))
-    return spec
+        return spec
+
+    def context(self, ap: ArchivedPoint) -> PointContext:
+        """The point's stored context, with the flags the run added kept and the new
+        calibration applied."""
+        s = ap.settings
+        ctx = s.context()
+        kept = tuple(f for f in ap.result.flags if f not in DERIVED_FLAGS
+                     and not (f == FLAG_DWELL_LIMIT and math.isfinite(s.target_sigma)))
+        if kept:
+            ctx = replace(ctx, extra_flags=tuple(dict.fromkeys(ctx.extra_flags + kept)))
+        if self.calibration is not None:
+            ctx = ctx.recalibrated(self.old, self.calibration)
+        return ctx
+
+    def correction(self, ap: ArchivedPoint) -> Any:
+        """The reference subtracted at the point: the run's blank or the new one (CPL), the
+        baseline (CD)."""
+        wl = ap.settings.wavelength_nm
+        if self.mode.name == "cd":
+            return self.mode.correction_at(wl)
+        if self.blank is None:
+            return ap.settings.blank
+        blank, _ = self.blank
+        return blank.at(wl) if blank is not None else None

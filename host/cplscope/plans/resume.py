@@ -1,9 +1,11 @@
-"""Resuming an interrupted scan from its raw archive (``cplscope scan --resume``).
+"""Resuming an interrupted scan from its raw archive (``cplscope scan --resume``,
+``cplscope cd --resume``).
 
-The archive holds the scan's settings, calibration, blank, flag rules, darks and every point
-measured so far with its context. :func:`resume_scan` replays those points through the point
-pipeline, measures only the missing ones, and appends them to the same archive, so the result
-is the spectrum one uninterrupted run gives.
+The archive holds the scan's settings, calibration, mode (CPL with its blank, or CD with its
+baseline and CD calibration), flag rules, darks and every point measured so far with its
+context. :func:`resume_scan` replays those points through the point pipeline, measures only
+the missing ones with the same engine (:mod:`cplscope.plans.engine`), and appends them to
+the same archive, so the result is the spectrum one uninterrupted run gives.
 """
 from __future__ import annotations
 
@@ -13,20 +15,34 @@ from typing import Any
 
 import numpy as np
 
-from ..data.documents import Sink, SpectrumAssembler
+from ..data.archive import Archive, ArchivedPoint
+from ..data.documents import Sink
+from ..science.pipeline import process_point
+from ..science.results import frame_health_flags
+from .engine import ScanSettings, run_scan
+from .modes import mode_from_metadata
+from .outputs import run_sinks
 from .point import DEFAULT_MAX_DWELL_S, Dark
-from .scan import scan
-from ..data.spectrum import Spectrum
 
-__all__ = ["resume_scan"]
+__all__ = ["replay_point", "resume_scan"]
 
 
-class _Resume:
-    """What an interrupted scan's archive says: its settings, the points it has, its darks."""
+def replay_point(ap: ArchivedPoint, mode: Any, ctx: Any = None) -> tuple[Any, Any, tuple]:
+    """An archived point through the point pipeline again: (estimate, binned result, frame
+    health flags), under its stored context or ``ctx``."""
+    s = ap.settings
+    use = ap.frames.select(ap.frames.usable)
+    est, result = process_point(use.counts, s.frame_time_s, s.bin_span, s.dwell_s,
+                                ctx if ctx is not None else s.context(),
+                                frame_flags=ap.frames.flags, rules=mode.binned_rules)
+    return est, result, tuple(frame_health_flags(ap.frames.flags))
 
-    def __init__(self, path: str | Path, inst) -> None:
-        from ..data.archive import Archive
 
+class ArchivedRun:
+    """What an interrupted scan's archive says: its settings, mode, the points it has, its
+    darks."""
+
+    def __init__(self, path: str | Path, inst: Any) -> None:
         self.path = Path(path)
         with Archive.open(self.path) as arc:
             if arc.version < 2 or not arc.plan:
@@ -35,13 +51,10 @@ class _Resume:
             self.metadata = dict(arc.metadata)
             self.settings = dict(self.metadata.get("settings") or {})
             self.calibration = arc.calibration
-            self.blank = arc.blank
-            self.rules = arc.rules
+            self.mode = mode_from_metadata(self.metadata, rules=arc.rules, blank=arc.blank)
             self.extra = {k: v for k, v in (arc.extra or {}).items() if k != "interrupted"}
-            self.n_bins = arc.n_bins
             self.points = list(arc)
             darks = arc.darks
-            self.exit_status = arc.exit_status
         serial = str(inst.info()["serial"])
         owner = str(self.metadata.get("instrument", {}).get("serial", ""))
         if owner != serial:
@@ -50,6 +63,8 @@ class _Resume:
         if self.settings.get("time_budget_s") is not None:
             raise ValueError(f"{self.path} is a time-budget scan: its plan cannot be resumed; "
                              "reprocess it, or scan the missing range again")
+        if self.calibration is None:
+            raise ValueError(f"{self.path} stores no calibration: it cannot be resumed")
         self.done = {(p.settings.index, p.settings.accumulation) for p in self.points}
         self.darks: dict[int, Dark] = {}
         self.dark_index: dict[int, int] = {}
@@ -62,32 +77,30 @@ class _Resume:
                     self.dark_index[p.settings.accumulation] = idx
         self.next_dark = len(darks)
 
-    def replay(self, assembler: SpectrumAssembler) -> int:
+    def replay(self, assembler: Any, mode: Any) -> int:
         """Feed the archived points into ``assembler`` through the pipeline; returns the
         number of points."""
-        from ..science.pipeline import process_point
-
         for ap in self.points:
             s = ap.settings
-            use = ap.frames.select(ap.frames.usable)
-            _, result = process_point(use.counts, s.frame_time_s, s.bin_span, s.dwell_s,
-                                      s.context(), frame_flags=ap.frames.flags,
-                                      rules=self.rules)
-            assembler.add(s.index, s.accumulation, result, s.blank)
+            est, result, health = replay_point(ap, mode)
+            correction = s.blank if mode.name == "cpl" else mode.correction_at(s.wavelength_nm)
+            assembler.add(s.index, s.accumulation, result, correction, estimate=est,
+                          health=health, extra_flags=s.context().extra_flags)
         return len(self.points)
 
-    def scan_kwargs(self) -> dict[str, Any]:
+    def scan_settings(self) -> ScanSettings:
         st = self.settings
-        return dict(dwell_s=st.get("dwell_s"), target_sigma=st.get("target_sigma_g"),
-                    max_dwell_s=float(st.get("max_dwell_s") or DEFAULT_MAX_DWELL_S),
-                    accumulations=int(st.get("accumulations") or 1),
-                    dark=st.get("dark", "measured") != "none",
-                    dark_dwell_s=float(st.get("dark_dwell_s") or 10.0),
-                    skip_hopeless=bool(st.get("skip_hopeless")),
-                    survey=st.get("survey") or False)
+        return ScanSettings(
+            float(st["start_nm"]), float(st["stop_nm"]), float(st["step_nm"]),
+            dwell_s=st.get("dwell_s"), target=st.get(self.mode.target_name),
+            max_dwell_s=float(st.get("max_dwell_s") or DEFAULT_MAX_DWELL_S),
+            accumulations=int(st.get("accumulations") or 1),
+            dark=st.get("dark", "measured") != "none",
+            dark_dwell_s=float(st.get("dark_dwell_s") or 10.0),
+            skip_hopeless=bool(st.get("skip_hopeless")), survey=st.get("survey") or False)
 
 
-def _dark_of(arc_dark) -> Dark:
+def _dark_of(arc_dark: Any) -> Dark:
     """A counting :class:`Dark` from an archived dark (its frames; the level as stored)."""
     frames = arc_dark.frames.select(arc_dark.frames.usable)
     t = frames.dwell_s
@@ -96,18 +109,23 @@ def _dark_of(arc_dark) -> Dark:
                 dwell_s=t, frames=frames)
 
 
-def resume_scan(inst, archive: str | Path, *, output: str | Path | None = None,
+def resume_scan(inst: Any, archive: str | Path, *, output: str | Path | None = None,
                 progress: bool = False, callback: Callable[..., None] | None = None,
-                sinks: Sequence[Sink] = ()) -> Spectrum:
-    """Continue an interrupted or aborted scan from its raw archive.
+                sinks: Sequence[Sink] = ()) -> Any:
+    """Continue an interrupted or aborted scan (CPL or CD) from its raw archive.
 
-    The settings, calibration, blank, flag rules and the darks come from the archive; the
-    points it holds are taken as they are (never measured again) and the missing ones are
-    measured and appended to the same archive, so the result is the spectrum one
-    uninterrupted run gives. The instrument must be the one that started the scan, set up
-    the same way (bins, periods, HV, retardation: :meth:`Instrument.prepare`).
+    The settings, calibration, mode (blank; baseline and CD calibration), flag rules and the
+    darks come from the archive; the points it holds are taken as they are (never measured
+    again) and the missing ones are measured and appended to the same archive, so the result
+    is the spectrum one uninterrupted run gives. The instrument must be the one that started
+    the scan, set up the same way (bins, periods, HV, retardation:
+    :meth:`cplscope.Instrument.prepare`).
+
+    Returns:
+        The spectrum (a :class:`~cplscope.data.spectrum.Spectrum`, or a
+        :class:`~cplscope.data.cd_spectrum.CDSpectrum` for a CD scan).
     """
-    r = _Resume(archive, inst)
+    r = ArchivedRun(archive, inst)
     st = r.settings
     status = inst.status()
     for key in ("bins", "periods"):
@@ -115,9 +133,7 @@ def resume_scan(inst, archive: str | Path, *, output: str | Path | None = None,
             raise ValueError(f"the scan in {archive} used {key} = {st.get(key)}, the instrument "
                              f"has {status.get(key)}: configure it as the scan was "
                              f"(--{key} {st.get(key)})")
-    if r.calibration is None:
-        raise ValueError(f"{archive} stores no calibration: it cannot be resumed")
-    return scan(inst, float(st["start_nm"]), float(st["stop_nm"]), float(st["step_nm"]),
-                calibration=r.calibration, blank=r.blank, rules=r.rules, archive=archive,
-                output=output, progress=progress, callback=callback, sinks=sinks,
-                sample=str(r.metadata.get("sample", "")), _resume=r, **r.scan_kwargs())
+    return run_scan(inst, r.mode, r.scan_settings(), calibration=r.calibration,
+                    sample=str(r.metadata.get("sample", "")), resume=r,
+                    sinks=run_sinks(output=output, archive=archive, append=True,
+                                    progress=progress, callback=callback, sinks=sinks))

@@ -14,10 +14,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .point import Dark, PointMeasurement, measure
 from ..science.pipeline import peak_rate_cps
+from .point import Dark, PointMeasurement, measure_point
 from .planning import SurveyPoint
-from ..science.results import FLAG_NO_EMISSION
 
 __all__ = ["Survey", "survey"]
 
@@ -31,7 +30,8 @@ class Survey:
         points: the survey measurement of each point.
         dwell_s: survey dwell per point, s.
         linear_cps, damage_cps: the rate limits judged against, counts/s.
-        target_sigma: the scan's target σ_g (NaN: none).
+        target_sigma: the scan's target of the mode's figure of merit (σ_g for CPL; NaN:
+            none).
         max_dwell_s: the scan's maximum dwell, s.
         min_dwell_s: the adaptive dwell's early-stop floor, s.
     """
@@ -45,6 +45,9 @@ class Survey:
     max_dwell_s: float = math.inf
     min_dwell_s: float = 1.0
     extra: dict[str, Any] = field(default_factory=dict)
+    emitting: list[bool] | None = None
+    """Per point, whether it has signal to measure (the mode's judgement: CPL emission, CD
+    transmission); None: from the points' ``no_emission`` flag."""
 
     def peak_rate_cps(self, i: int) -> float:
         """Highest observed count rate of point i's survey frames, counts/s."""
@@ -52,7 +55,14 @@ class Survey:
         return peak_rate_cps(f.counts, f.frame_time_s)
 
     def emits(self, i: int) -> bool:
-        return not self.points[i].result.has(FLAG_NO_EMISSION)
+        if self.emitting is not None:
+            return self.emitting[i]
+        return not self.points[i].result.has("no_emission")
+
+    def merit(self, i: int) -> float:
+        """The survey's figure of merit at point i (σ_g for CPL)."""
+        m = self.points[i]
+        return m.merit if math.isfinite(m.merit) else m.result.sigma_g
 
     def nonlinear(self, i: int) -> bool:
         return self.peak_rate_cps(i) > self.linear_cps
@@ -65,19 +75,21 @@ class Survey:
         if not math.isfinite(self.target_sigma):
             return self.dwell_s
         r = self.points[i].result
+        sigma = self.merit(i)
         if not self.emits(i):
             return max(self.dwell_s, min(self.min_dwell_s, self.max_dwell_s))
-        if not (math.isfinite(r.sigma_g) and r.sigma_g > 0):
+        if not (math.isfinite(sigma) and sigma > 0):
             return self.max_dwell_s
-        need = r.dwell_s * (r.sigma_g / self.target_sigma) ** 2
+        need = r.dwell_s * (sigma / self.target_sigma) ** 2
         return min(max(need, r.dwell_s), self.max_dwell_s)
 
     def predicted_sigma(self, i: int) -> float:
         """σ_g expected at point i after :meth:`predicted_dwell_s`."""
         r = self.points[i].result
-        if not self.emits(i) or not math.isfinite(r.sigma_g):
+        sigma = self.merit(i)
+        if not self.emits(i) or not math.isfinite(sigma):
             return math.nan
-        return r.sigma_g * math.sqrt(r.dwell_s / self.predicted_dwell_s(i))
+        return sigma * math.sqrt(r.dwell_s / self.predicted_dwell_s(i))
 
     @property
     def predicted_total_s(self) -> float:
@@ -86,7 +98,7 @@ class Survey:
 
     def planner_points(self) -> list[SurveyPoint]:
         """The survey as the time-budget planner's input."""
-        return [SurveyPoint(p.result.dwell_s, p.result.sigma_g, emits=self.emits(i))
+        return [SurveyPoint(p.result.dwell_s, self.merit(i), emits=self.emits(i))
                 for i, p in enumerate(self.points)]
 
     def as_dict(self) -> dict[str, Any]:
@@ -128,10 +140,13 @@ def survey(inst, wavelengths_nm: Sequence[float], *, dwell_s: float = 1.0,
            dark: Dark | None = None, calibration: Any = None, rules: Any = None,
            target_sigma: float | None = None, max_dwell_s: float = math.inf,
            min_dwell_s: float = 1.0, linear_cps: float | None = None,
-           damage_cps: float | None = None, dark_source: str | None = None) -> Survey:
+           damage_cps: float | None = None, dark_source: str | None = None,
+           mode: Any = None, accumulation: int = 0) -> Survey:
     """Measure every wavelength for ``dwell_s`` s (nm, s) and predict the scan.
 
     Args:
+        mode: the measurement mode (:mod:`cplscope.plans.modes`; default CPL emission with
+            ``rules``).
         dark: the dark to subtract (:func:`cplscope.plans.point.measure_dark`).
         target_sigma, max_dwell_s, min_dwell_s: the scan's adaptive-dwell settings, for the
             duration prediction.
@@ -141,17 +156,23 @@ def survey(inst, wavelengths_nm: Sequence[float], *, dwell_s: float = 1.0,
     from ..settings.rate_limits import DEFAULT_DAMAGE_RATE_CPS
     from ..science.results import FlagRules
 
-    rules = rules if rules is not None else FlagRules()
+    from .modes import Emission
+
+    if mode is None:
+        mode = Emission(rules=rules if rules is not None else FlagRules())
+    linear = linear_cps if linear_cps is not None else (
+        rules.nonlinear_rate_cps if rules is not None else mode.binned_rules.nonlinear_rate_cps)
     points: list[PointMeasurement] = []
     for wl in wavelengths_nm:
         inst.move_to(float(wl))
-        points.append(measure(inst, dwell_s=dwell_s, calibration=calibration, dark=dark,
-                              rules=rules, wavelength_nm=float(wl), dark_source=dark_source))
-    return Survey([float(w) for w in wavelengths_nm], points, float(dwell_s),
-                  float(linear_cps if linear_cps is not None else rules.nonlinear_rate_cps),
+        points.append(measure_point(inst, mode, dwell_s=dwell_s, calibration=calibration,
+                                    dark=dark, wavelength_nm=float(wl),
+                                    dark_source=dark_source, accumulation=accumulation))
+    return Survey([float(w) for w in wavelengths_nm], points, float(dwell_s), float(linear),
                   float(damage_cps if damage_cps is not None else DEFAULT_DAMAGE_RATE_CPS),
                   float(target_sigma) if target_sigma is not None else math.nan,
-                  float(max_dwell_s), float(min_dwell_s))
+                  float(max_dwell_s), float(min_dwell_s),
+                  emitting=[mode.emits(m) for m in points])
 
 
 def _duration(seconds: float) -> str:

@@ -1,4 +1,4 @@
-"""A sink that draws the CPL figure when the run stops."""
+"""A sink that draws the run's figure (CPL or CD) when the run stops."""
 from __future__ import annotations
 
 import os
@@ -9,8 +9,8 @@ __all__ = ["PlotSink"]
 
 
 class PlotSink:
-    """Draws the CPL figure of the final spectrum (:func:`cplscope.plot.cpl.plot_cpl`) when
-    the run stops with at least one point."""
+    """Draws the figure of the final spectrum when the run stops with at least one point:
+    :func:`cplscope.plot.cpl.plot_cpl` for CPL, :func:`cplscope.plot.cd.plot_cd` for CD."""
 
     def __init__(self, path: str | os.PathLike[str], **options: Any) -> None:
         self.path = Path(path)
@@ -18,6 +18,13 @@ class PlotSink:
 
     def __call__(self, name: str, doc: Any) -> None:
         if name == "stop" and len(doc.spectrum):
-            from .cpl import plot_cpl
+            from ..data.cd_spectrum import CDSpectrum
 
-            plot_cpl(doc.spectrum, self.path, **self.options)
+            if isinstance(doc.spectrum, CDSpectrum):
+                from .cd import plot_cd
+
+                plot_cd(doc.spectrum, self.path, **self.options)
+            else:
+                from .cpl import plot_cpl
+
+                plot_cpl(doc.spectrum, self.path, **self.options)

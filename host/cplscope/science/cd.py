@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Protocol
 
@@ -42,7 +42,8 @@ __all__ = [
     "CD_COLUMNS", "CD_CSV_COLUMNS", "CSA_DELTA_EPS_192", "CSA_DELTA_EPS_290", "CSA_EPS_285",
     "CSA_RATIO_192_290", "FLAG_LINEAR_DICHROISM", "FLAG_NO_ABSORBANCE", "FLAG_NO_BASELINE",
     "FLAG_OPAQUE", "MDEG_PER_DELTA_A", "BaselinePoint", "CDCalibration", "CDPointResult",
-    "CDRules", "CSAFit", "baseline_from_point", "cd_point", "delta_a_from_v", "fit_csa",
+    "CDRules", "CSAFit", "baseline_from_point", "cd_point", "combine_cd_points", "delta_a_from_v",
+    "fit_csa",
     "v_from_delta_a",
 ]
 
@@ -404,6 +405,70 @@ def cd_point(
         chi2_red=float(est.chi2_red), n_frames=int(est.n_frames), dwell_s=dwell,
         flags=tuple(flags), sigma_linear_dichroism=sigma_ld, intensity=rate,
         sigma_intensity=sigma_rate)
+
+
+def combine_cd_points(points: Sequence[CDPointResult]) -> CDPointResult:
+    """One CD point from repeated measurements of the same wavelength (accumulations)
+    against the same baseline.
+
+    - ΔA and LD: inverse-variance weighted means of the finite values.
+    - The transmitted rate I: dwell-weighted mean Σ I_i·t_i / Σ t_i (total counts over total
+      time), its σ likewise.
+    - A: dwell-weighted mean; its σ from the combined rate's relative σ and the baseline's,
+      which every accumulation shares and so does not average down
+      (σ_A² = σ_A,i² − (σ_I,i/I_i)²/ln10² gives the baseline's part).
+    - g_abs = ΔA/A with σ from both (their small covariance left out).
+    - chi2_red: frame-weighted mean; n_frames and dwell add up; flags: the union, in order.
+
+    A point that is ``opaque`` in any accumulation is opaque. A single point is returned
+    unchanged.
+    """
+    if not points:
+        raise ValueError("combine_cd_points needs at least one point")
+    if len(points) == 1:
+        return points[0]
+    flags = tuple(dict.fromkeys(f for p in points for f in p.flags))
+    col = lambda name: np.array([getattr(p, name) for p in points], dtype=np.float64)
+    t = col("dwell_s")
+    total_t = float(t.sum())
+    frames = col("n_frames")
+    chi = col("chi2_red")
+    ok = np.isfinite(chi)
+    chi2 = float(np.sum(chi[ok] * frames[ok]) / np.sum(frames[ok])) if ok.any() else _NAN
+    rate = float(np.sum(col("intensity") * t) / total_t)
+    sigma_rate = float(math.sqrt(np.sum((col("sigma_intensity") * t) ** 2)) / total_t)
+    common: dict[str, Any] = dict(wavelength_nm=points[0].wavelength_nm, chi2_red=chi2,
+                                  n_frames=int(frames.sum()), dwell_s=total_t, intensity=rate,
+                                  sigma_intensity=sigma_rate)
+    if FLAG_OPAQUE in flags:
+        return CDPointResult(absorbance=_NAN, sigma_absorbance=_NAN, delta_a=_NAN,
+                             sigma_delta_a=_NAN, g_abs=_NAN, sigma_g_abs=_NAN,
+                             ellipticity_mdeg=_NAN, linear_dichroism=_NAN, flags=flags,
+                             **common)
+    da, sigma_da = _inverse_variance(col("delta_a"), col("sigma_delta_a"))
+    ld, sigma_ld = _inverse_variance(col("linear_dichroism"), col("sigma_linear_dichroism"))
+    a = sigma_a = g = sigma_g = _NAN
+    absorbance = col("absorbance")
+    if np.isfinite(absorbance).all():
+        a = float(np.sum(absorbance * t) / total_t)
+        rel_i = col("sigma_intensity") / col("intensity")
+        base_var = np.maximum(col("sigma_absorbance") ** 2 - (rel_i / LN10) ** 2, 0.0)
+        sigma_a = math.sqrt((sigma_rate / rate / LN10) ** 2 + float(base_var.mean()))
+        if FLAG_NO_ABSORBANCE not in flags and a > 0:
+            g = da / a
+            sigma_g = math.sqrt(sigma_da ** 2 + g * g * sigma_a ** 2) / a
+    return CDPointResult(absorbance=a, sigma_absorbance=sigma_a, delta_a=da,
+                         sigma_delta_a=sigma_da, g_abs=g, sigma_g_abs=sigma_g,
+                         ellipticity_mdeg=MDEG_PER_DELTA_A * da, linear_dichroism=ld,
+                         flags=flags, sigma_linear_dichroism=sigma_ld, **common)
+
+
+def _inverse_variance(values: np.ndarray, sigmas: np.ndarray) -> tuple[float, float]:
+    ok = np.isfinite(values) & np.isfinite(sigmas) & (sigmas > 0)
+    if not ok.any():
+        return _NAN, _NAN
+    w = 1.0 / sigmas[ok] ** 2
+    return float(np.sum(w * values[ok]) / w.sum()), float(1.0 / math.sqrt(w.sum()))
 
 
 # --- calibration from the CSA standard ----------------------------------------------------

@@ -1,0 +1,152 @@
+"""How a point's light is detected: photon counting, or the analog (ADC) path.
+
+The point loop (:func:`cplscope.plans.point.measure_point`) is the same for both; a
+detection supplies how frames are acquired and joined, the point's context (the dark per
+frame, the noise model) and the fit. :func:`detection_for` picks the one the board is
+configured for.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..demod import Estimate, SampledPhases
+from ..science.analog import AnalogFrames
+from ..science.frames import FrameSet
+from ..science.pipeline import PointContext, Retardation, estimate_frames, process_point
+from ..science.results import FlagRules, PointResult
+from ..settings.calibration import Calibration
+
+__all__ = ["AnalogChunks", "Analog", "Counting", "detection_for"]
+
+
+class Counting:
+    """Photon counting: frames of phase-binned counts, Poisson noise."""
+
+    name = "counting"
+
+    def acquire(self, inst: Any, seconds: float) -> FrameSet:
+        return inst.acquire(duration_s=seconds)
+
+    def empty(self, like: Any = None) -> FrameSet:
+        return FrameSet.from_frames([], n_bins=like.n_bins if like is not None else 0)
+
+    def context(self, wl: float, cal: Calibration, ret: Retardation, dark: Any,
+                frames: FrameSet, **kw: Any) -> PointContext:
+        """The context at these frames' frame time (the dark per bin per frame)."""
+        t = frames.frame_time_s
+        d = dark.per_frame(t) if dark is not None else 0.0
+        sd = dark.sigma_per_frame(t) if dark is not None else 0.0
+        return PointContext.build(wl, cal, ret, dark=d, dark_sigma=sd, **kw)
+
+    def estimate(self, frames: FrameSet, ctx: PointContext) -> Estimate:
+        return estimate_frames(frames.counts, frames.frame_time_s, frames.span, ctx)
+
+    def frame_flags(self, frames: FrameSet) -> list[int]:
+        return [f.flags for f in frames.received]
+
+    def process(self, frames: FrameSet, ctx: PointContext,
+                rules: FlagRules) -> tuple[Estimate, PointResult]:
+        return process_point(frames.counts, frames.frame_time_s, frames.span, frames.dwell_s,
+                             ctx, frame_flags=self.frame_flags(frames), rules=rules)
+
+    def dark_per_bin(self, ctx: PointContext, frames: FrameSet) -> np.ndarray:
+        return np.broadcast_to(np.asarray(ctx.dark, dtype=np.float64), (frames.n_bins,)).copy()
+
+
+@dataclass
+class AnalogChunks:
+    """The analog acquisitions of one point, in order (each an
+    :class:`~cplscope.science.analog.AnalogFrames`)."""
+
+    chunks: list[AnalogFrames] = field(default_factory=list)
+
+    def extend(self, other: AnalogChunks) -> AnalogChunks:
+        return AnalogChunks(self.chunks + other.chunks)
+
+    @property
+    def n_frames(self) -> int:
+        return sum(c.n_frames for c in self.chunks)
+
+    @property
+    def dwell_s(self) -> float:
+        return float(sum(c.dwell_s for c in self.chunks))
+
+    @property
+    def n_bins(self) -> int:
+        return int(self.chunks[0].n.shape[1]) if self.chunks else 0
+
+    @property
+    def frame_time_s(self) -> float:
+        return self.dwell_s / self.n_frames if self.n_frames else math.nan
+
+    @property
+    def means(self) -> np.ndarray:
+        return np.concatenate([c.means for c in self.chunks])
+
+    @property
+    def phases(self) -> SampledPhases | None:
+        moments = [c.moments for c in self.chunks]
+        if not moments or any(m is None for m in moments):
+            return None
+        return SampledPhases(np.concatenate(moments))  # type: ignore[arg-type]
+
+    @property
+    def block_flags(self) -> list[int]:
+        return [b.flags for c in self.chunks for b in c.blocks]
+
+    def __iter__(self):
+        return iter(self.chunks)
+
+    def __len__(self) -> int:
+        return len(self.chunks)
+
+
+@dataclass(frozen=True)
+class Analog:
+    """The analog path: ADC samples phase-binned on the host into frames of
+    ``frame_periods`` PEM periods and ``n_bins`` bins, Gaussian noise from the frames'
+    scatter (at least 2 frames)."""
+
+    n_bins: int = 16
+    frame_periods: int = 5000
+    name: str = "analog"
+
+    def acquire(self, inst: Any, seconds: float) -> AnalogChunks:
+        chunk = inst.acquire_analog(duration_s=seconds, n_bins=self.n_bins,
+                                    frame_periods=self.frame_periods)
+        chunk.check()
+        return AnalogChunks([chunk])
+
+    def empty(self, like: Any = None) -> AnalogChunks:
+        return AnalogChunks()
+
+    def context(self, wl: float, cal: Calibration, ret: Retardation, dark: Any,
+                frames: AnalogChunks, **kw: Any) -> PointContext:
+        return PointContext.build(wl, cal, ret, dark=dark.level if dark is not None else 0.0,
+                                  dark_sigma=dark.sigma if dark is not None else 0.0,
+                                  noise="gaussian", **kw)
+
+    def estimate(self, frames: AnalogChunks, ctx: PointContext) -> Estimate:
+        return estimate_frames(frames.means, math.nan, 1.0, ctx, frames.phases)
+
+    def frame_flags(self, frames: AnalogChunks) -> list[int]:
+        return frames.block_flags
+
+    def process(self, frames: AnalogChunks, ctx: PointContext,
+                rules: FlagRules) -> tuple[Estimate, PointResult]:
+        return process_point(frames.means, math.nan, 1.0, frames.dwell_s, ctx,
+                             frame_flags=frames.block_flags, rules=rules,
+                             sampled_phases=frames.phases)
+
+    def dark_per_bin(self, ctx: PointContext, frames: AnalogChunks) -> np.ndarray:
+        return np.full(self.n_bins, float(np.mean(ctx.dark)))
+
+
+def detection_for(inst: Any) -> Counting | Analog:
+    """The detection the board is configured for (``inst.mode``)."""
+    return Analog() if getattr(inst, "mode", "counting") == "analog" else Counting()
+

@@ -1,0 +1,353 @@
+"""The scan engine: one plan for every measurement mode.
+
+A scan moves the monochromator over a grid of wavelengths and measures every point, once
+per accumulation. The engine does, for every mode (:mod:`cplscope.plans.modes`): the dark
+before each accumulation, an optional survey, the time planning (a target σ with a maximum
+dwell and ``skip_hopeless``, or a time budget), the documents of the run
+(:mod:`cplscope.data.documents`: run start, darks, survey, one event per point, run stop) to
+which the CSV, the archive, the progress bar and the figure subscribe, and resuming a run
+from its archive. A mode supplies only what differs: the figure of merit, the result of a
+point, the spectrum's rows and its reference (blank or baseline).
+
+::
+
+    run_scan ─► start ─► for each accumulation: dark ─► [survey ─► budget plan]
+                          ─► for each point: move ─► measure_point ─► event ─► stop
+"""
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..data.documents import DarkEvent, PointEvent, RunStart, RunStop, Sink, emit
+from ..data.spectrum import run_metadata
+from ..settings.calibration import Calibration
+from . import planning
+from .planning import BudgetPlan
+from .point import DEFAULT_MAX_DWELL_S, AnalogDark, Dark, PointMeasurement, measure_dark
+from .point import measure_point, retardation_in_force
+from .survey import Survey
+from .survey import survey as run_survey
+
+__all__ = ["ScanInterrupted", "ScanSettings", "run_scan", "scan_wavelengths"]
+
+log = logging.getLogger(__name__)
+
+
+class ScanInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a scan. ``spectrum`` holds every point completed before it (a valid
+    partial result, also written to the CSV and archive when those were asked for)."""
+
+    def __init__(self, spectrum: Any) -> None:
+        super().__init__("scan interrupted; the partial spectrum is in .spectrum")
+        self.spectrum = spectrum
+
+
+def scan_wavelengths(start: float, stop: float, step: float) -> np.ndarray:
+    """The wavelengths (nm) of a scan from ``start`` to ``stop`` inclusive in ``step`` nm
+    (a descending scan when stop < start)."""
+    for name, v in (("start", start), ("stop", stop), ("step", step)):
+        if not math.isfinite(v):
+            raise ValueError(f"{name} must be a finite number of nm, got {v!r}")
+    if not step > 0:
+        raise ValueError(f"step must be > 0 nm, got {step!r}")
+    n = int(math.floor(abs(stop - start) / step + 1e-9)) + 1
+    sign = 1.0 if stop >= start else -1.0
+    return np.round(start + sign * step * np.arange(n), 9)
+
+
+@dataclass(frozen=True)
+class ScanSettings:
+    """What a scan measures and for how long.
+
+    Attributes:
+        start_nm, stop_nm, step_nm: the wavelength grid, nm (both ends included).
+        dwell_s: fixed counting time per point, s; or
+        target: adaptive dwell: count each point until the mode's figure of merit (σ_g for
+            CPL, σ(ΔA) or σ(g_abs) for CD) reaches this, at most ``max_dwell_s``.
+        max_dwell_s: the most counting time a point may take, s.
+        accumulations: repeated passes over the grid, combined point by point.
+        dark: True: measure the dark (shutter closed, ``dark_dwell_s``) before each
+            accumulation; a dark measurement to reuse; False: none.
+        dark_dwell_s: s of the dark measurement.
+        skip_hopeless: stop a point once its target is out of reach within ``max_dwell_s``.
+        time_budget_s: plan the counting time of the whole scan (s, survey included).
+        survey: a quick pass first (True: 1 s per point; a number: its dwell, s).
+    """
+
+    start_nm: float
+    stop_nm: float
+    step_nm: float
+    dwell_s: float | None = None
+    target: float | None = None
+    max_dwell_s: float = DEFAULT_MAX_DWELL_S
+    accumulations: int = 1
+    dark: Any = True
+    dark_dwell_s: float = 10.0
+    skip_hopeless: bool = False
+    time_budget_s: float | None = None
+    survey: bool | float = False
+
+    @property
+    def wavelengths_nm(self) -> np.ndarray:
+        return scan_wavelengths(self.start_nm, self.stop_nm, self.step_nm)
+
+    def check(self) -> None:
+        """Raise a ValueError naming the setting when the scan cannot run as asked."""
+        self.wavelengths_nm
+        if int(self.accumulations) < 1:
+            raise ValueError(f"accumulations must be ≥ 1, got {self.accumulations!r}")
+        if self.time_budget_s is not None:
+            if not (math.isfinite(self.time_budget_s) and self.time_budget_s > 0):
+                raise ValueError(f"the time budget must be > 0 s, got {self.time_budget_s!r}")
+            if int(self.accumulations) != 1:
+                raise ValueError("a time budget plans one pass over the band: use "
+                                 "accumulations=1 (or no budget)")
+            if self.dwell_s is not None:
+                raise ValueError("give a time budget or a fixed dwell_s, not both")
+        elif (self.dwell_s is None) == (self.target is None):
+            raise ValueError("give either dwell_s (s per point), a target σ (adaptive dwell) "
+                             "or a time budget")
+        if not (math.isfinite(self.max_dwell_s) and self.max_dwell_s > 0):
+            raise ValueError(f"the maximum dwell must be > 0 s, got {self.max_dwell_s!r}")
+        if self.dark is True and not (math.isfinite(self.dark_dwell_s)
+                                      and self.dark_dwell_s > 0):
+            raise ValueError(f"the dark dwell must be > 0 s, got {self.dark_dwell_s!r}")
+
+    @property
+    def surveys(self) -> bool:
+        return bool(self.survey) or self.time_budget_s is not None
+
+    def as_metadata(self, mode: Any, status: dict[str, Any], ret: Any,
+                    detection: str) -> dict[str, Any]:
+        """The run metadata's ``settings``: these settings in ``mode``, with the board's
+        ``status`` and retardation ``ret`` at the start."""
+        return {
+            "start_nm": float(self.start_nm), "stop_nm": float(self.stop_nm),
+            "step_nm": float(self.step_nm), "bins": status.get("bins"),
+            "periods": status.get("periods"), "dwell_s": self.dwell_s,
+            mode.target_name: self.target, "max_dwell_s": self.max_dwell_s,
+            "accumulations": int(self.accumulations), "a0_tracking": ret.tracking,
+            "a0_commanded_rad": (ret.commanded_rad if math.isfinite(ret.commanded_rad)
+                                 else None),
+            "hv_volts": status.get("hv_set_volts"),
+            "skip_hopeless": bool(self.skip_hopeless), "mode": detection,
+            "dark": ("measured" if self.dark is True else "given" if self.dark is not False
+                     and self.dark is not None else "none"),
+            "dark_dwell_s": float(self.dark_dwell_s),
+            "time_budget_s": self.time_budget_s, "survey": self.survey}
+
+
+def run_scan(inst: Any, mode: Any, settings: ScanSettings, *,
+             calibration: Calibration | None = None, sinks: Sequence[Sink] = (),
+             sample: str = "", extra_settings: dict[str, Any] | None = None,
+             survey_callback: Callable[[Survey], None] | None = None,
+             resume: Any = None) -> Any:
+    """Scan in ``mode`` as ``settings`` ask; every document goes to ``sinks``.
+
+    Returns the spectrum (:class:`~cplscope.data.spectrum.Spectrum` for CPL,
+    :class:`~cplscope.data.cd_spectrum.CDSpectrum` for CD).
+
+    Raises:
+        ScanInterrupted: on Ctrl-C, with the partial spectrum (the sinks have it).
+    """
+    settings.check()
+    mode.check_grid(settings.wavelengths_nm.tolist())
+    if settings.surveys and inst.mode == "analog":
+        raise ValueError("the survey and the time budget work in counting mode")
+    run = _Run(inst, mode, settings, calibration, list(sinks), resume)
+    run.open(sample, extra_settings)
+    try:
+        emit(run.sinks, "start", run.start_doc())
+        for acc in range(int(settings.accumulations)):
+            todo = run.todo(acc)
+            if todo:
+                run.accumulation(acc, todo, survey_callback)
+    except KeyboardInterrupt as exc:
+        spec = run.spectrum(interrupted=True)
+        run.stop("abort", "interrupted (Ctrl-C)", spec)
+        raise ScanInterrupted(spec) from exc
+    except BaseException as exc:
+        run.stop("fail", f"{type(exc).__name__}: {exc}", run.spectrum())
+        raise
+    spec = run.spectrum()
+    run.stop("success", "", spec)
+    return spec
+
+
+class _Run:
+    """The state of one run of :func:`run_scan`."""
+
+    def __init__(self, inst: Any, mode: Any, settings: ScanSettings,
+                 calibration: Calibration | None, sinks: list[Sink], resume: Any) -> None:
+        self.inst, self.mode, self.settings, self.sinks = inst, mode, settings, sinks
+        self.cal = calibration if calibration is not None else inst.calibration
+        self.wavelengths = settings.wavelengths_nm
+        self.resume = resume
+        self.extra: dict[str, Any] = dict(resume.extra) if resume is not None else {}
+        self.seq = 0
+        self.plan: BudgetPlan | None = None
+        if self.cal.is_default:
+            log.warning("instrument %s is not calibrated: A0, φ0 and the handedness are "
+                        "defaults, so the result has an unknown sign and scale. Run "
+                        "`cplscope calibrate`.", self.cal.serial)
+
+    def open(self, sample: str, extra_settings: dict[str, Any] | None) -> None:
+        """The run's metadata and its assembler (with the resumed points replayed)."""
+        status = self.inst.status()
+        self.n_bins = int(status.get("bins") or 16)
+        if self.resume is not None:
+            self.metadata = self.resume.metadata
+        else:
+            run_settings = {**self.settings.as_metadata(
+                self.mode, status, retardation_in_force(self.inst), self.inst.mode),
+                **(extra_settings or {})}
+            blank = getattr(self.mode, "blank", None)
+            self.metadata = self.mode.metadata(run_metadata(
+                identify=self.inst.info(), calibration=self.cal, sample=sample or "unknown",
+                settings=run_settings, blank_applied=blank is not None))
+        self.assembler = self.mode.assembler(self.metadata)
+        if self.resume is not None:
+            self.seq = self.resume.replay(self.assembler, self.mode)
+            self.extra["resumed"] = self.extra.get("resumed", 0) + 1
+
+    def start_doc(self) -> RunStart:
+        return RunStart.new(self.metadata, self.wavelengths.tolist(),
+                            accumulations=int(self.settings.accumulations),
+                            n_bins=self.n_bins, calibration=self.cal,
+                            blank=getattr(self.mode, "blank", None),
+                            rules=self.mode.binned_rules)
+
+    def todo(self, acc: int) -> list[int]:
+        done = self.resume.done if self.resume is not None else set()
+        return [i for i in range(len(self.wavelengths)) if (i, acc) not in done]
+
+    def accumulation(self, acc: int, todo: list[int],
+                     survey_callback: Callable[[Survey], None] | None) -> None:
+        """Measure the points ``todo`` of accumulation ``acc``."""
+        dark, source = self.dark(acc)
+        common = dict(calibration=self.cal, dark=dark, accumulation=acc, dark_source=source)
+        sv: Survey | None = None
+        if self.settings.surveys:
+            sv = self.survey(todo, common, survey_callback)
+        for k, i in enumerate(todo):
+            point = self.point(i, k, sv, common)
+            self.event(i, acc, point)
+
+    def dark(self, acc: int) -> tuple[Dark | AnalogDark | None, str]:
+        """The dark of accumulation ``acc`` and how the points refer to it."""
+        r, given = self.resume, self.settings.dark
+        if r is not None and acc in r.darks:
+            return r.darks[acc], f"dark:{r.dark_index[acc]}"
+        if isinstance(given, (Dark, AnalogDark)):
+            return given, "given"
+        if given is True:
+            dark = measure_dark(self.inst, self.settings.dark_dwell_s)
+            index = r.next_dark if r is not None else acc
+            emit(self.sinks, "dark", DarkEvent(acc, index, dark))
+            return dark, f"dark:{index}"
+        return None, "none"
+
+    def survey(self, todo: list[int], common: dict[str, Any],
+               callback: Callable[[Survey], None] | None) -> Survey:
+        """The quick pass over ``todo``, and the budget plan when the scan has a budget."""
+        st = self.settings
+        self.frame_s = self.inst.frame_time_s()
+        dwell = (planning.survey_dwell(st.time_budget_s, len(todo), self.frame_s)
+                 if st.time_budget_s is not None
+                 else (1.0 if st.survey is True else float(st.survey)))
+        sv = run_survey(self.inst, [float(self.wavelengths[i]) for i in todo], dwell_s=dwell,
+                        target_sigma=st.target, max_dwell_s=st.max_dwell_s,
+                        min_dwell_s=max(1.0, 0.02 * st.max_dwell_s), mode=self.mode,
+                        linear_cps=self._linear_cps(), **common)
+        self.extra["survey"] = sv.as_dict()
+        emit(self.sinks, "survey", sv)
+        if callback is not None:
+            callback(sv)
+        if st.time_budget_s is not None:
+            self.plan = BudgetPlan(sv.planner_points(), st.time_budget_s, frame_s=self.frame_s,
+                                   max_dwell_s=st.max_dwell_s)
+        return sv
+
+    def _linear_cps(self) -> float:
+        limit = self.mode.binned_rules.nonlinear_rate_cps
+        if math.isfinite(limit):
+            return float(limit)
+        limits = getattr(self.inst, "rate_limits", None)
+        return float(getattr(limits, "linear_cps", limit))
+
+    def point(self, i: int, k: int, sv: Survey | None,
+              common: dict[str, Any]) -> PointMeasurement:
+        """Measure point ``i`` (the ``k``-th of this accumulation's points)."""
+        st, wl = self.settings, float(self.wavelengths[i])
+        prior = sv.points[k].frames if sv is not None else None
+        if self.plan is not None and prior is not None and sv is not None:
+            grant = self.plan.next_dwell(k)
+            if st.target is not None:
+                grant = min(grant, _needed_s(prior, sv.points[k], st.target, self.frame_s))
+            if grant > 0:
+                self.inst.move_to(wl)
+            point = measure_point(self.inst, self.mode, dwell_s=grant, prior=prior,
+                                  wavelength_nm=wl, stopped="budget", **common)
+            self.plan.record(k, max(point.result.dwell_s - prior.dwell_s, 0.0), point.merit)
+            return point
+        self.inst.move_to(wl)
+        return measure_point(self.inst, self.mode, dwell_s=st.dwell_s, target=st.target,
+                             max_dwell_s=st.max_dwell_s, wavelength_nm=wl,
+                             skip_hopeless=st.skip_hopeless, prior=prior, **common)
+
+    def event(self, i: int, acc: int, point: PointMeasurement) -> None:
+        """Add the point to the spectrum and emit its event."""
+        assert point.raw_result is not None and point.context is not None
+        wl = float(self.wavelengths[i])
+        correction = self.mode.correction_at(wl)
+        frames = point.frames
+        received = frames.all_received() if hasattr(frames, "all_received") else frames
+        row = self.assembler.add(i, acc, point.raw_result, correction,
+                                 estimate=point.estimate, health=_health(point),
+                                 extra_flags=point.context.extra_flags)
+        self.seq += 1
+        if self.plan is not None:
+            self.extra["plan"] = self.plan.report()
+        emit(self.sinks, "event", PointEvent(
+            self.seq, i, acc, point.context, received, point.raw_result, row,
+            correction if isinstance(correction, tuple) else None, self.spectrum(), point,
+            frame_time_s=getattr(frames, "frame_time_s", math.nan),
+            dwell_s=point.raw_result.dwell_s, bin_span=getattr(frames, "span", 1.0),
+            budget_left_s=self.plan.remaining_s if self.plan is not None else math.nan))
+
+    def spectrum(self, **extra: Any) -> Any:
+        return self.assembler.spectrum(self.inst.health().as_dict(), **self.extra, **extra)
+
+    def stop(self, status: str, reason: str, spec: Any) -> None:
+        doc = RunStop(status, reason, dict(spec.metadata.get("stream") or {}) or None, spec,
+                      extra=dict(self.extra))
+        try:
+            emit(self.sinks, "stop", doc)
+        except Exception:
+            if status == "success":
+                raise
+            log.exception("a sink failed while the run stopped (%s)", reason)
+
+
+def _health(point: PointMeasurement) -> tuple[str, ...]:
+    from ..science.results import frame_health_flags
+
+    frames = point.frames
+    flags = ([f.flags for f in frames.received] if hasattr(frames, "received")
+             else frames.block_flags)
+    return tuple(frame_health_flags(flags))
+
+
+def _needed_s(prior: Any, surveyed: PointMeasurement, target: float, frame_s: float) -> float:
+    """Extra dwell (s, whole frames) the survey predicts for reaching ``target``."""
+    sigma = surveyed.merit
+    if not (math.isfinite(sigma) and sigma > 0):
+        return math.inf
+    need = prior.dwell_s * ((sigma / target) ** 2 - 1.0)
+    return max(0.0, math.ceil(need / frame_s - 1e-9) * frame_s)
