@@ -19,71 +19,51 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .options import CliError, device_options, non_negative, output_options, positive
-from .session import Session
+from .options import (
+    CliError,
+    add_check,
+    check_input_file,
+    device_options,
+    dwell_options,
+    measures_dark,
+    output_options,
+    positive,
+    range_options,
+    run_checks,
+    scan_options,
+)
+from .scanning import run_scan_command
 
 __all__ = ["add_parsers", "run"]
 
 EXIT_INTERRUPTED = 130
 
 
-# options of the CD subcommands that take a number > 0 (unit), or ≥ 0 (dark dwell: 0 = none)
-_CD_POSITIVE = {"start": " nm", "stop": " nm", "step": " nm", "dwell": " s",
-                "target_sigma": "", "target_sigma_delta_a": "", "max_dwell": " s",
-                "max_absorbance": "", "concentration": " mol/L", "path": " cm"}
-
-_CD_NON_NEGATIVE = {"dark_dwell": " s"}
-
-
 def add_parsers(sub: Any) -> None:
-    """Add ``cd``, ``cd-plot`` and ``cd-calibrate`` to ``sub`` (the subparsers of
-    ``cplscope``); their plain-float options get the checked types of the other subcommands,
-    so that a negative dwell is refused before the instrument is touched."""
-    before = set(sub.choices)
-    _add_parsers(sub)
-    for name in set(sub.choices) - before:
-        for action in sub.choices[name]._actions:
-            if action.type is not float:
-                continue
-            if action.dest in _CD_POSITIVE:
-                action.type = positive(_CD_POSITIVE[action.dest])
-            elif action.dest in _CD_NON_NEGATIVE:
-                action.type = non_negative(_CD_NON_NEGATIVE[action.dest])
-
-
-def _add_parsers(subparsers: Any) -> None:
-    """Add ``cd``, ``cd-plot`` and ``cd-calibrate`` to ``subparsers`` (the object
-    ``ArgumentParser.add_subparsers`` returned)."""
-    p = subparsers.add_parser(
+    """Add ``cd``, ``cd-reprocess``, ``cd-plot`` and ``cd-calibrate`` to ``sub`` (the
+    subparsers of ``cplscope``)."""
+    p = sub.add_parser(
         "cd", help="measure a CD spectrum (ΔA, A, g_abs, ellipticity) in transmission",
         description="CD spectrum through the lamp → polarizer → PEM → sample → PMT path. "
                     "Measure the solvent first (no --baseline), then the sample with "
-                    "--baseline. With --sim the simulated bench is in the CD geometry.")
+                    "--baseline. With --sim the simulated bench is in the CD geometry. "
+                    "The options are those of `cplscope scan`.")
     device_options(p)
-    p.add_argument("--start", type=float, required=True, help="first wavelength, nm")
-    p.add_argument("--stop", type=float, required=True, help="last wavelength, nm")
-    p.add_argument("--step", type=float, required=True, help="step, nm")
-    g = p.add_mutually_exclusive_group(required=True)
-    g.add_argument("--dwell", type=float, default=None, help="counting time per point, s")
-    g.add_argument("--target-sigma", type=float, default=None, metavar="SIGMA_G_ABS",
-                   help="count each point until σ(g_abs) reaches this (needs --baseline)")
-    g.add_argument("--target-sigma-delta-a", type=float, default=None, metavar="SIGMA_DA",
-                   help="count each point until σ(ΔA) reaches this (also for a baseline scan)")
-    p.add_argument("--max-dwell", type=float, default=300.0,
-                   help="most counting time per point with a target, s (300)")
+    range_options(p)
+    dwell_options(p, cd=True)
+    scan_options(p)
     p.add_argument("--baseline", type=Path, default=None, metavar="CSV",
                    help="a `cplscope cd` scan of the solvent/cell on the same grid")
-    p.add_argument("--dark-dwell", type=float, default=10.0,
-                   help="dark measurement (lamp shutter closed) before the scan, s (10; 0: none)")
     p.add_argument("--cd-calibration", type=Path, default=None, metavar="JSON",
                    help="CD sign and scale from `cplscope cd-calibrate` (default: the "
                         "instrument calibration's, else +1 and 1)")
-    p.add_argument("--max-absorbance", type=float, default=3.0,
+    p.add_argument("--max-absorbance", type=positive(""), default=3.0,
                    help="points above this absorbance are flagged opaque (3)")
     output_options(p, csv="cd.csv", archive=True, plot=True)
+    add_check(p, check_cd)
     p.set_defaults(func=run, cd_action="scan")
 
-    p = subparsers.add_parser(
+    p = sub.add_parser(
         "cd-reprocess", help="recompute a CD spectrum from the raw archive of `cplscope cd`")
     p.add_argument("archive", type=Path, help="archive written by `cplscope cd --archive`")
     p.add_argument("--baseline", type=Path, default=None, metavar="CSV",
@@ -91,7 +71,7 @@ def _add_parsers(subparsers: Any) -> None:
     output_options(p, csv_required=True)
     p.set_defaults(func=run, cd_action="reprocess")
 
-    p = subparsers.add_parser("cd-plot", help="CD figure of one or more CD spectrum CSVs")
+    p = sub.add_parser("cd-plot", help="CD figure of one or more CD spectrum CSVs")
     p.add_argument("csv", type=Path, nargs="+")
     p.add_argument("--output", type=Path, required=True, help="figure file (.png/.svg/.pdf)")
     p.add_argument("--label", action="append", default=[], help="legend label, repeatable")
@@ -100,7 +80,7 @@ def _add_parsers(subparsers: Any) -> None:
     p.add_argument("--delta-a", action="store_true", help="CD panel in ΔA instead of mdeg")
     p.set_defaults(func=run, cd_action="plot")
 
-    p = subparsers.add_parser(
+    p = sub.add_parser(
         "cd-calibrate", help="CD sign and scale from a CD spectrum of the CSA standard",
         description="Fit ΔA at 290.5 nm of a `cplscope cd` spectrum of ammonium "
                     "d-10-camphorsulfonate against the accepted Δε = +2.36 M⁻¹cm⁻¹.")
@@ -133,83 +113,64 @@ def _error(message: str) -> Exception:
     return CliError(message)
 
 
-def _connect_cd(args: argparse.Namespace):
-    """Connect as the other instrument commands do, with the simulated bench in its CD
-    geometry, and set up counting, HV, A0 and the lamp shutter."""
-    import cplscope
+#: The simulated bench in the CD light path (lamp → polarizer → PEM → sample → PMT).
+CD_GEOMETRY = {"bench_options": {"geometry": "cd"}}
 
-    from ..plans.calibrate import calibrate_simulated, prepare
-    from ..settings.calibration import Calibration, load_for
 
-    faults = dict(args.fault)
-    if args.sim:
-        if args.sample and args.sample_file:
-            raise _error("give --sample or --sample-file, not both")
-        sample = str(args.sample_file) if args.sample_file else (args.sample or "R-Cs4PbBr6")
-        inst = cplscope.connect("sim", sample=sample, faults=faults or None, seed=args.seed,
-                                bench_options={"geometry": "cd"})
-        args.sample_name = sample
-    else:
-        if faults or args.sample or args.sample_file:
-            raise _error("--fault, --sample and --sample-file need --sim")
-        inst = cplscope.connect(args.device)
-        args.sample_name = "unknown"
-    try:
-        serial = str(inst.info()["serial"])
-        if args.calibration is not None:
-            inst.calibration = Calibration.load(args.calibration, expected_serial=serial)
-        elif args.sim and load_for(serial).is_default:
-            print(f"# no calibration stored for the simulated instrument {serial}: calibrating "
-                  "A0 and φ0 with its linear and circular polarizer samples (the PEM is the "
-                  "same in the CPL and CD light paths)", file=sys.stderr)
-            inst.calibration = calibrate_simulated(seed=args.seed)
-        prepare(inst, bins=args.bins, periods=args.periods, hv_volts=args.hv)
-    except BaseException:
-        inst.close()
-        raise
-    return Session(inst, True)
+def check_cd(args: argparse.Namespace) -> None:
+    """The CD options that the shared ones do not cover: a g_abs target needs a baseline;
+    the baseline and the CD calibration are readable files."""
+    if getattr(args, "resume", None) is not None:
+        given = [o for o, v in (("--baseline", args.baseline),
+                                ("--cd-calibration", args.cd_calibration)) if v is not None]
+        if given:
+            raise CliError(f"--resume continues the scan with its own baseline and CD "
+                           f"calibration: drop {', '.join(given)}")
+        return
+    if args.target_sigma is not None and args.baseline is None:
+        raise _error("--target-sigma is σ(g_abs) and needs --baseline (g_abs = ΔA/A); for a "
+                     "baseline scan use --dwell or --target-sigma-delta-a")
+    args.cd_cal = None
+    if args.cd_calibration is not None:
+        check_input_file(args.cd_calibration, "--cd-calibration",
+                         "give the file `cplscope cd-calibrate --save` wrote")
+        from ..science.cd import CDCalibration
+
+        try:
+            args.cd_cal = CDCalibration.from_dict(json.loads(args.cd_calibration.read_text()))
+        except (OSError, ValueError) as exc:
+            raise _error(f"--cd-calibration {args.cd_calibration}: {exc}") from None
+    if args.baseline is not None:
+        check_input_file(args.baseline, "--baseline", "give the CD spectrum CSV of the "
+                         "solvent that `cplscope cd --output` wrote")
 
 
 def _scan(args: argparse.Namespace) -> int:
     from ..plans.cd_scan import cd_scan
-    from ..plot.cd import plot_cd
-    from ..science.cd import CDCalibration, CDRules
+    from ..science.cd import CDRules
 
-    if args.target_sigma is not None and args.baseline is None:
-        raise _error("--target-sigma is σ(g_abs) and needs --baseline (g_abs = ΔA/A); for a "
-                     "baseline scan use --dwell or --target-sigma-delta-a")
-    cd_cal = None
-    if args.cd_calibration is not None:
-        try:
-            cd_cal = CDCalibration.from_dict(json.loads(args.cd_calibration.read_text()))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise _error(f"cannot read the CD calibration {args.cd_calibration}: {exc}") \
-                from None
-    output = args.output or Path("cd.csv")
-    status = 0
-    with _connect_cd(args) as inst:
-        dark = None
-        if args.dark_dwell > 0:
-            dark = inst.measure_dark(args.dark_dwell)
-            inst.open_shutter()
-        quiet = getattr(args, "quiet", False)
-        try:
-            spec = cd_scan(inst, args.start, args.stop, args.step, dwell_s=args.dwell,
-                           target_sigma_delta_a=args.target_sigma_delta_a,
-                           target_sigma_g_abs=args.target_sigma, max_dwell_s=args.max_dwell,
-                           baseline=args.baseline, output=output, progress=not quiet,
-                           cd_calibration=cd_cal, dark=dark, sample=args.sample_name,
-                           rules=CDRules(max_absorbance=args.max_absorbance),
-                           archive=args.archive,
-                           overwrite=bool(getattr(args, "overwrite", False)))
-        except KeyboardInterrupt:
-            print(f"\ninterrupted: the points measured so far are in {output}", file=sys.stderr)
-            return EXIT_INTERRUPTED
-    print(f"# {len(spec)} points -> {output}")
-    if args.plot and len(spec):
-        plot_cd(spec, args.plot, labels=[args.sample_name])
-        print(f"# figure -> {args.plot}")
-    return status
+    if not hasattr(args, "wavelengths_nm"):   # called without main()'s checks
+        run_checks(args)
+    if args.resume is not None:
+        return run_scan_command(args, CD_GEOMETRY)[0]
+
+    def measure(inst, sinks, survey_callback):
+        return cd_scan(inst, args.start, args.stop, args.step, dwell_s=args.dwell,
+                       target_sigma_delta_a=args.target_sigma_delta_a,
+                       target_sigma_g_abs=args.target_sigma, max_dwell_s=args.max_dwell,
+                       baseline=args.baseline, output=args.output,
+                       progress=not getattr(args, "quiet", False), cd_calibration=args.cd_cal,
+                       dark=True if measures_dark(args) else None,
+                       dark_dwell_s=args.dark_dwell,
+                       sample=args.sample_name,
+                       rules=CDRules(max_absorbance=args.max_absorbance),
+                       archive=args.archive, overwrite=bool(args.overwrite),
+                       accumulations=args.accumulations, skip_hopeless=args.skip_hopeless,
+                       time_budget_s=args.time_budget,
+                       survey=args.survey if args.survey is not None else False,
+                       survey_callback=survey_callback, sinks=sinks)
+
+    return run_scan_command(args, CD_GEOMETRY, measure)[0]
 
 
 def _reprocess(args: argparse.Namespace) -> int:

@@ -4,78 +4,42 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 from pathlib import Path
 from typing import Any
 
 from .options import (
-    EXIT_INTERRUPTED,
     CliError,
     add_check,
     check_input_file,
     device_options,
-    duration,
     dwell_options,
-    int_at_least,
+    measures_dark,
     non_negative,
     output_options,
     positive,
     range_options,
+    scan_options,
 )
+from .scanning import _live, run_scan_command
 from .session import open_session, print_point
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
     from ..data.export import write_jasco_csv
-    from ..plans.scan import ScanInterrupted
-    from ..plot.sink import PlotSink
 
-    output = args.output
-    if args.resume is not None:
-        rs = getattr(args, "resume_settings", {})
-        for key, opt in (("bins", "bins"), ("periods", "periods"), ("hv_volts", "hv")):
-            if rs.get(key) is not None:
-                setattr(args, opt, rs[key])
-        if rs.get("a0_commanded_rad") is not None and args.retardation is None:
-            args.retardation = None      # the calibration's scale turns it into the command
-    with open_session(args) as inst:
-        def live(point, i, acc):
-            if args.verbose:
-                print_point(point)
+    def measure(inst, sinks, survey_callback):
+        return inst.scan(args.start, args.stop, args.step, dwell_s=args.dwell,
+                         target_sigma=args.target_sigma, max_dwell_s=args.max_dwell,
+                         accumulations=args.accumulations, dark=measures_dark(args),
+                         dark_dwell_s=args.dark_dwell, callback=_live(args),
+                         output=args.output, archive=args.archive, progress=not args.quiet,
+                         sample=args.sample_name, overwrite=args.overwrite,
+                         time_budget_s=args.time_budget,
+                         survey=args.survey if args.survey is not None else False,
+                         survey_callback=survey_callback, skip_hopeless=args.skip_hopeless,
+                         settings={"seed": args.seed if args.sim else None}, sinks=sinks)
 
-        def show_survey(survey):
-            if not args.quiet:
-                print(survey.summary(), file=sys.stderr)
-
-        plot_sinks = ([PlotSink(args.plot, labels=[args.sample_name])]
-                      if args.plot is not None else [])
-        status = 0
-        try:
-            if args.resume is not None:
-                spec = inst.resume(args.resume, output=output, progress=not args.quiet,
-                                   callback=live, sinks=plot_sinks)
-            else:
-                spec = inst.scan(args.start, args.stop, args.step, dwell_s=args.dwell,
-                                 target_sigma=args.target_sigma, max_dwell_s=args.max_dwell,
-                                 accumulations=args.accumulations, dark=not args.no_dark,
-                                 dark_dwell_s=args.dark_dwell, callback=live, output=output,
-                                 archive=args.archive, progress=not args.quiet,
-                                 sample=args.sample_name, overwrite=args.overwrite,
-                                 time_budget_s=args.time_budget,
-                                 survey=args.survey if args.survey is not None else False,
-                                 survey_callback=show_survey,
-                                 skip_hopeless=args.skip_hopeless,
-                                 settings={"seed": args.seed if args.sim else None},
-                                 sinks=plot_sinks)
-        except ScanInterrupted as exc:
-            spec = exc.spectrum
-            print(f"\ninterrupted: {len(spec)} points kept in {output}", file=sys.stderr)
-            status = EXIT_INTERRUPTED
-        health = inst.health()
-    print(f"# {len(spec)} points -> {output}; frames {health.frames}, rejected "
-          f"{health.rejected}, missing {health.missing}, reconnects {health.reconnects}")
-    if args.plot and len(spec):
-        print(f"# figure -> {args.plot}")
+    status, spec = run_scan_command(args, measure=measure)
     if args.jasco and len(spec):
         write_jasco_csv(spec, args.jasco)
         print(f"# JASCO-style export -> {args.jasco}")
@@ -90,7 +54,7 @@ def _check_point(args: argparse.Namespace) -> None:
 def cmd_point(args: argparse.Namespace) -> int:
     with open_session(args) as inst:
         inst.move_to(args.wavelength)
-        dark = None if args.no_dark else inst.measure_dark(args.dark_dwell)
+        dark = inst.measure_dark(args.dark_dwell) if measures_dark(args) else None
         point = inst.measure(dwell_s=args.dwell, target_sigma=args.target_sigma,
                              max_dwell_s=args.max_dwell, dark=dark)
     print_point(point)
@@ -147,24 +111,7 @@ def add_parsers(sub: Any) -> None:
     device_options(p)
     range_options(p)
     dwell_options(p)
-    p.add_argument("--accumulations", type=int_at_least(1), default=1,
-                   help="repeated scans, averaged (1)")
-    g = p.add_argument_group("planning")
-    g.add_argument("--time-budget", type=duration, default=None, metavar="DURATION",
-                   help="counting time of the whole scan (30min, 2h, 1h30m, 900s): a survey, "
-                        "then the time goes where it lowers Σσ(g)² most; no-emission points "
-                        "get only the survey")
-    g.add_argument("--survey", type=positive(" s"), nargs="?", const=1.0, default=None,
-                   metavar="SECONDS",
-                   help="a quick pass first (1 s per point, or SECONDS) that predicts "
-                        "nonlinear and empty points and the scan's duration; its frames start "
-                        "every point")
-    g.add_argument("--skip-hopeless", action="store_true",
-                   help="with --target-sigma: stop a point as soon as it cannot reach the "
-                        "target within --max-dwell (flag hopeless)")
-    g.add_argument("--resume", type=Path, default=None, metavar="ARCHIVE",
-                   help="continue an interrupted scan from its --archive (its settings, "
-                        "calibration and darks; the points it has are kept)")
+    scan_options(p)
     output_options(p, csv="spectrum.csv", archive=True, plot=True, jasco=True)
     p.set_defaults(func=cmd_scan)
 

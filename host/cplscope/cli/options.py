@@ -255,29 +255,57 @@ def check_input_file(path: Path, option: str, what_to_do: str) -> None:
         raise CliError(f"{label}: no permission to read it; {what_to_do}")
 
 
-def dwell_options(p: argparse.ArgumentParser) -> None:
-    """--target-sigma / --dwell (one of them) with --max-dwell and the dark measurement."""
-    p.add_argument("--target-sigma", type=positive(""), default=None, metavar="SIGMA_G",
-                   help="adaptive dwell: count each point until σ(g_lum) ≤ this")
-    p.add_argument("--dwell", type=positive(" s"), default=None,
-                   help="fixed dwell per point, s")
+def dwell_options(p: argparse.ArgumentParser, *, cd: bool = False) -> None:
+    """--target-sigma / --dwell (one of them) with --max-dwell and the dark measurement.
+    ``cd``: the targets of a CD scan, --target-sigma (σ of g_abs) or --target-sigma-delta-a
+    (σ of ΔA)."""
+    if cd:
+        g = p.add_mutually_exclusive_group()
+        g.add_argument("--dwell", type=positive(" s"), default=None,
+                       help="fixed dwell per point, s")
+        g.add_argument("--target-sigma", type=positive(""), default=None,
+                       metavar="SIGMA_G_ABS",
+                       help="adaptive dwell: count each point until σ(g_abs) ≤ this (needs "
+                            "--baseline)")
+        g.add_argument("--target-sigma-delta-a", type=positive(""), default=None,
+                       metavar="SIGMA_DA",
+                       help="adaptive dwell: until σ(ΔA) ≤ this (also for a baseline scan)")
+    else:
+        p.add_argument("--target-sigma", type=positive(""), default=None, metavar="SIGMA_G",
+                       help="adaptive dwell: count each point until σ(g_lum) ≤ this")
+        p.add_argument("--dwell", type=positive(" s"), default=None,
+                       help="fixed dwell per point, s")
     p.add_argument("--max-dwell", type=positive(" s"), default=DEFAULT_MAX_DWELL_S,
-                   help=f"maximum dwell per point with --target-sigma, s "
-                        f"({DEFAULT_MAX_DWELL_S:g})")
+                   help=f"maximum dwell per point with a target, s ({DEFAULT_MAX_DWELL_S:g})")
     p.add_argument("--no-dark", action="store_true", help="do not measure dark counts")
-    p.add_argument("--dark-dwell", type=positive(" s"), default=10.0,
-                   help="dark measurement, s (10)")
+    p.add_argument("--dark-dwell", type=non_negative(" s"), default=10.0,
+                   help="dark measurement before each accumulation, s (10; 0: none, as "
+                        "--no-dark)")
     add_check(p, check_dwell)
 
 
+def measures_dark(args: argparse.Namespace) -> bool:
+    """Whether the command measures the dark (--no-dark and --dark-dwell 0 say no)."""
+    return not (args.no_dark or args.dark_dwell == 0)
+
+
+def target_of(args: argparse.Namespace) -> float | None:
+    """The scan's target σ, whichever option gave it."""
+    return next((v for v in (getattr(args, "target_sigma", None),
+                             getattr(args, "target_sigma_delta_a", None)) if v is not None),
+                None)
+
+
 def check_dwell(args: argparse.Namespace) -> None:
+    targets = [f"--{n.replace('_', '-')}" for n in ("dwell", "target_sigma",
+                                                    "target_sigma_delta_a", "time_budget")
+               if getattr(args, n, None) is not None]
     if getattr(args, "resume", None) is not None:
-        given = [f"--{n.replace('_', '-')}" for n in ("dwell", "target_sigma", "time_budget")
-                 if getattr(args, n, None) is not None]
-        if given:
+        if targets:
             raise CliError(f"--resume continues the scan with the settings in its archive: "
-                           f"drop {', '.join(given)}")
+                           f"drop {', '.join(targets)}")
         return
+    target = target_of(args)
     budget = getattr(args, "time_budget", None)
     if budget is not None:
         if args.dwell is not None:
@@ -285,15 +313,40 @@ def check_dwell(args: argparse.Namespace) -> None:
                            "of every point)")
         if getattr(args, "accumulations", 1) != 1:
             raise CliError("--time-budget plans one pass over the band: drop --accumulations")
-    elif (args.dwell is None) == (args.target_sigma is None):
-        raise CliError("give --target-sigma (adaptive dwell), --dwell (s per point) or, for "
-                       "scan, --time-budget, one of them")
-    if getattr(args, "skip_hopeless", False) and args.target_sigma is None:
+    elif len(targets) != 1:
+        what = ("--target-sigma (σ of g_abs), --target-sigma-delta-a, --dwell or "
+                "--time-budget" if hasattr(args, "target_sigma_delta_a") else
+                "--target-sigma (adaptive dwell), --dwell (s per point) or, for scan, "
+                "--time-budget")
+        raise CliError(f"give {what}, one of them")
+    if getattr(args, "skip_hopeless", False) and target is None:
         raise CliError("--skip-hopeless needs --target-sigma (a point is hopeless when it "
                        "cannot reach the target within --max-dwell)")
     if args.target_sigma is not None and args.target_sigma >= 2:
-        raise CliError(f"--target-sigma {args.target_sigma:g}: σ(g_lum) targets are below 2 "
-                       "(g_lum lies in −2…+2; typical targets 1e-4…1e-3)")
+        raise CliError(f"--target-sigma {args.target_sigma:g}: σ(g) targets are below 2 "
+                       "(g lies in −2…+2; typical targets 1e-4…1e-3)")
+
+
+def scan_options(p: argparse.ArgumentParser) -> None:
+    """What a scan adds to a point: accumulations and the planning of its time."""
+    p.add_argument("--accumulations", type=int_at_least(1), default=1,
+                   help="repeated scans, averaged (1)")
+    g = p.add_argument_group("planning")
+    g.add_argument("--time-budget", type=duration, default=None, metavar="DURATION",
+                   help="counting time of the whole scan (30min, 2h, 1h30m, 900s): a survey, "
+                        "then the time goes where it lowers the spectrum's Σσ² most; "
+                        "points with nothing to measure get only the survey")
+    g.add_argument("--survey", type=positive(" s"), nargs="?", const=1.0, default=None,
+                   metavar="SECONDS",
+                   help="a quick pass first (1 s per point, or SECONDS) that predicts "
+                        "nonlinear and empty points and the scan's duration; its frames start "
+                        "every point")
+    g.add_argument("--skip-hopeless", action="store_true",
+                   help="with a target σ: stop a point as soon as it cannot reach the "
+                        "target within --max-dwell (flag hopeless)")
+    g.add_argument("--resume", type=Path, default=None, metavar="ARCHIVE",
+                   help="continue an interrupted scan from its --archive (its settings, "
+                        "calibration and darks; the points it has are kept)")
 
 
 def range_options(p: argparse.ArgumentParser) -> None:
@@ -325,6 +378,10 @@ def check_range(args: argparse.Namespace) -> None:
 
         try:
             with Archive.open(resume) as arc:
+                kind = "cd" if arc.metadata.get("mode") == "cd" else "scan"
+                if kind != args.command:
+                    raise CliError(f"--resume {resume} is the archive of a `cplscope {kind}` "
+                                   f"run: resume it with `cplscope {kind} --resume {resume}`")
                 st = arc.metadata.get("settings", {})
                 args.wavelengths_nm = scan_wavelengths(st["start_nm"], st["stop_nm"],
                                                        st["step_nm"])
@@ -399,12 +456,16 @@ def check_outputs(args: argparse.Namespace) -> None:
 
 
 def csv_date(path: Path) -> Any:
-    """The run date of a spectrum CSV (None when it is not one)."""
-    try:
-        from ..data.spectrum import Spectrum
-        return Spectrum.read_csv(path).metadata.get("date")
-    except (OSError, ValueError):
-        return None
+    """The run date of a spectrum CSV, CPL or CD (None when it is neither)."""
+    from ..data.cd_spectrum import CDSpectrum
+    from ..data.spectrum import Spectrum
+
+    for kind in (Spectrum, CDSpectrum):
+        try:
+            return kind.read_csv(path).metadata.get("date")
+        except (OSError, ValueError, UnicodeDecodeError):
+            continue
+    return None
 
 
 def check_output_path(path: Path, option: str, suffixes: Sequence[str], *,

@@ -32,8 +32,9 @@ class Session:
             self.inst.close()
 
 
-def open_session(args: argparse.Namespace, *, ready: bool = True):
-    """Connect; check the wavelengths the command will visit (``args.wavelengths_nm``)
+def open_session(args: argparse.Namespace, *, ready: bool = True,
+                 sim_options: dict | None = None):
+    """Connect (with the simulator's ``sim_options``, e.g. its CD geometry); check the wavelengths the command will visit (``args.wavelengths_nm``)
     against the monochromator's range before anything is measured; with ``ready`` also set
     up counting, HV and A0 and open the shutter (an inspecting command such as ``info``
     leaves the instrument as it is)."""
@@ -46,7 +47,8 @@ def open_session(args: argparse.Namespace, *, ready: bool = True):
     faults = dict(args.fault)
     if args.sim:
         sample = str(args.sample_file) if args.sample_file else args.sample
-        inst = cplscope.connect("sim", sample=sample, faults=faults or None, seed=args.seed)
+        inst = cplscope.connect("sim", sample=sample, faults=faults or None, seed=args.seed,
+                                **(sim_options or {}))
     else:
         inst = cplscope.connect(args.device)
     try:

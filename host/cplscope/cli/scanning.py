@@ -1,0 +1,66 @@
+"""What ``cplscope scan`` and ``cplscope cd`` share: connecting, resuming, the live output,
+Ctrl-C, the figure and the closing summary. Each passes the call that starts its scan."""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from .options import EXIT_INTERRUPTED
+from .session import open_session, print_point
+
+#: ``measure(inst, sinks, survey_callback)`` starts the scan and returns its spectrum.
+Measure = Callable[[Any, list, Callable[[Any], None]], Any]
+
+
+def run_scan_command(args: argparse.Namespace, sim_options: dict[str, Any] | None = None,
+                     measure: Measure | None = None) -> tuple[int, Any]:
+    """Connect, run ``measure`` (or resume ``args.resume``), report; (the exit status, the
+    spectrum)."""
+    from ..plans.engine import ScanInterrupted
+    from ..plot.sink import PlotSink
+
+    if args.resume is not None:
+        _settings_of_resumed_run(args)
+    with open_session(args, sim_options=sim_options) as inst:
+        def show_survey(survey: Any) -> None:
+            if not args.quiet:
+                print(survey.summary(), file=sys.stderr)
+
+        plot = [PlotSink(args.plot, labels=[args.sample_name])] if args.plot else []
+        status = 0
+        try:
+            if args.resume is not None:
+                spec = inst.resume(args.resume, output=args.output, progress=not args.quiet,
+                                   callback=_live(args), sinks=plot)
+            else:
+                assert measure is not None
+                spec = measure(inst, plot, show_survey)
+        except ScanInterrupted as exc:
+            spec = exc.spectrum
+            print(f"\ninterrupted: {len(spec)} points kept in {args.output}", file=sys.stderr)
+            status = EXIT_INTERRUPTED
+        health = inst.health()
+    print(f"# {len(spec)} points -> {args.output}; frames {health.frames}, rejected "
+          f"{health.rejected}, missing {health.missing}, reconnects {health.reconnects}")
+    if args.plot and len(spec):
+        print(f"# figure -> {args.plot}")
+    return status, spec
+
+
+def _live(args: argparse.Namespace) -> Callable[..., None]:
+    def live(point: Any, i: int, acc: int) -> None:
+        if args.verbose and point.product is None:
+            print_point(point)
+    return live
+
+
+def _settings_of_resumed_run(args: argparse.Namespace) -> None:
+    """The instrument is set up as the interrupted run was."""
+    rs = getattr(args, "resume_settings", {})
+    for key, opt in (("bins", "bins"), ("periods", "periods"), ("hv_volts", "hv")):
+        if rs.get(key) is not None:
+            setattr(args, opt, rs[key])
+    if rs.get("a0_commanded_rad") is not None:
+        args.retardation = None      # the calibration's scale turns it into the command
