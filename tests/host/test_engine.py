@@ -175,3 +175,24 @@ def test_one_accumulation_is_its_own_row_and_opaque_stays_opaque() -> None:
                            math.nan, math.nan, 1.0, 50, 10.0, ("opaque",), math.nan, 3.0, 1.0)
     c = combine_cd_points([p, opaque])
     assert c.has("opaque") and math.isnan(c.delta_a)
+
+
+def test_a_resumed_scan_numbers_each_new_dark(home, tmp_path) -> None:
+    """Interrupted in the first of three accumulations: the resume measures two darks, and
+    the points of each accumulation refer to their own."""
+    h5 = tmp_path / "r.h5"
+
+    def stop_at_second(point, i, acc):
+        if i == 1:
+            raise KeyboardInterrupt
+
+    with cplscope.connect("sim", sample="R-Cs4PbBr6", seed=45) as inst:
+        inst = _calibrated(inst)
+        with pytest.raises(ScanInterrupted):
+            inst.scan(436, 440, 4, dwell_s=0.4, accumulations=3, dark_dwell_s=0.4,
+                      archive=h5, callback=stop_at_second)
+        inst.resume(h5)
+    with Archive.open(h5) as arc:
+        sources = {p.settings.accumulation: p.settings.dark_source for p in arc}
+        assert sources == {0: "dark:0", 1: "dark:1", 2: "dark:2"}
+        assert len(arc.darks) == 3

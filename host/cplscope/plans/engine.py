@@ -99,7 +99,7 @@ class ScanSettings:
 
     def check(self) -> None:
         """Raise a ValueError naming the setting when the scan cannot run as asked."""
-        self.wavelengths_nm
+        scan_wavelengths(self.start_nm, self.stop_nm, self.step_nm)
         if int(self.accumulations) < 1:
             raise ValueError(f"accumulations must be ≥ 1, got {self.accumulations!r}")
         if self.time_budget_s is not None:
@@ -191,6 +191,7 @@ class _Run:
         self.resume = resume
         self.extra: dict[str, Any] = dict(resume.extra) if resume is not None else {}
         self.seq = 0
+        self.darks_measured = 0
         self.plan: BudgetPlan | None = None
         if self.cal.is_default:
             log.warning("instrument %s is not calibrated: A0, φ0 and the handedness are "
@@ -248,7 +249,8 @@ class _Run:
             return given, "given"
         if given is True:
             dark = measure_dark(self.inst, self.settings.dark_dwell_s)
-            index = r.next_dark if r is not None else acc
+            index = (r.next_dark if r is not None else 0) + self.darks_measured
+            self.darks_measured += 1
             emit(self.sinks, "dark", DarkEvent(acc, index, dark))
             return dark, f"dark:{index}"
         return None, "none"
