@@ -8,7 +8,8 @@ from cplscope.data.archive import Archive
 from cplscope.cli.main import main
 from cplscope.data.spectrum import Spectrum
 
-SCAN = ["scan", "--sim", "--start", "430", "--stop", "446", "--step", "4", "--periods", "5000"]
+SCAN = ["scan", "--sim", "--seed", "5", "--start", "430", "--stop", "446", "--step", "4",
+        "--periods", "5000"]
 
 
 def test_retardation_and_a_time_budget(cli_home, tmp_path):

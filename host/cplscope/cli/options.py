@@ -147,8 +147,10 @@ def device_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--fault", type=fault, action="append", default=[], metavar="KEY=VALUE",
                    help="simulated fault, repeatable: corrupt, drop, stall (fractions), "
                         "disconnect_at, reconnect_after (instrument s)")
-    g.add_argument("--seed", type=int_at_least(0), default=0,
-                   help="seed of the simulated bench (0)")
+    g.add_argument("--seed", type=int_at_least(0), default=None,
+                   help="seed of the simulated instrument's noise: the same seed and options "
+                        "repeat a run exactly (default: a fresh seed each run, printed and "
+                        "kept in the run's metadata)")
     g.add_argument("--bins", type=bins, default=16, help="phase bins B (2…64, power of 2)")
     g.add_argument("--periods", type=int_at_least(1), default=10000,
                    help="PEM periods per frame K (default 10000: 0.2 s at 50 kHz)")
@@ -176,7 +178,8 @@ def check_instrument(args: argparse.Namespace) -> None:
     if not args.sim:
         used = [opt for opt, value in (("--sample", args.sample),
                                        ("--sample-file", args.sample_file),
-                                       ("--fault", faults)) if value]
+                                       ("--fault", faults),
+                                       ("--seed", args.seed is not None)) if value]
         if used:
             raise CliError(f"{', '.join(used)} need --sim (the simulated instrument); a real "
                            "board is measured with --device")
@@ -199,6 +202,10 @@ def check_instrument(args: argparse.Namespace) -> None:
             Faults().updated(faults)
         except ValueError as exc:
             raise CliError(f"--fault: {exc}") from None
+        if args.seed is None:
+            from ..util.seeds import fresh_seed
+
+            args.seed, args.seed_drawn = fresh_seed(), True
     if getattr(args, "retardation", None) is not None and args.retardation > math.pi:
         raise CliError(f"--retardation {args.retardation:g}: the peak retardation A0 must be "
                        "in (0, π] rad (π/2 = 1.571 is quarter-wave)")
@@ -216,6 +223,20 @@ def check_instrument(args: argparse.Namespace) -> None:
             Calibration.load(args.calibration)
         except (OSError, ValueError) as exc:
             raise CliError(f"--calibration {args.calibration}: {exc}") from None
+
+
+#: The subcommands that measure: on the simulated instrument they say which noise seed they
+#: drew.
+MEASURING_COMMANDS = frozenset({"scan", "point", "dark", "calibrate", "cd"})
+
+
+def seed_note(args: argparse.Namespace) -> str | None:
+    """The line that tells how to repeat a simulated measurement whose seed was drawn (None
+    when the user gave --seed, measures a real board or does not measure)."""
+    if not getattr(args, "seed_drawn", False) or args.command not in MEASURING_COMMANDS:
+        return None
+    return (f"# simulated instrument: noise seed {args.seed} (kept in the run's metadata; "
+            f"repeat this run exactly with --seed {args.seed})")
 
 
 def canonical_sample(name: str) -> str:
