@@ -283,7 +283,7 @@ def test_scan_range_outside_the_monochromator_ends_before_measuring(tmp_path, mo
     (["point", "--sim", "--wavelength", "-438", "--dwell", "1"], "--wavelength"),
     (["calibrate", "--blank", "noblank.csv"], "--blank"),
     (["reprocess", "run.h5", "--calibration", "nocal.json"], "run.h5"),
-    (["plot", "a.csv", "--output", "fig.jpg"], "--output"),
+    (["plot", "a.csv", "--output", "fig.jpg"], "a.csv: no such file"),   # the file first
 ])
 def test_usage_errors_say_what_to_do(no_instrument, argv, message, capfd):
     refused(argv, capfd, message)

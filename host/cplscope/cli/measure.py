@@ -77,7 +77,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
     if args.plot and len(spec):
         print(f"# figure -> {args.plot}")
     if args.jasco and len(spec):
-        write_jasco_csv(spec, args.jasco)
+        write_jasco_csv(spec, args.jasco, ("delta_i", "intensity", "g_lum", "sigma_g"))
         print(f"# JASCO-style export -> {args.jasco}")
     return status
 

@@ -366,13 +366,15 @@ def check_range(args: argparse.Namespace) -> None:
 
 def output_options(p: argparse.ArgumentParser, *, csv: str | None = None,
                     csv_required: bool = False, archive: bool = False, plot: bool = False,
-                    figure_required: bool = False, jasco: bool = False) -> None:
+                    figure: bool = False, jasco: bool = False) -> None:
     """The files a subcommand writes, and ``--overwrite``. ``csv`` is the --output CSV's
-    default name; ``figure_required`` makes --output the figure (``cplscope plot``)."""
+    default name; ``figure`` makes --output a figure file (``cplscope plot``, which picks
+    its default itself)."""
     outputs: list[tuple[str, str, tuple[str, ...]]] = []
-    if figure_required:
-        p.add_argument("--output", type=Path, required=True,
-                       help="figure file (.png, .svg, .pdf)")
+    if figure:
+        p.add_argument("--output", type=Path, default=None,
+                       help="figure file (.png, .svg, .pdf); default: a window where there "
+                            "is a display, else NAME.png next to the first CSV")
         outputs.append(("output", "--output", FIGURE_SUFFIXES))
     elif csv is not None or csv_required:
         default = f" ({csv})" if csv else ""
@@ -459,23 +461,21 @@ def is_hdf5(path: Path) -> bool:
 
 
 def read_spectrum_csv(path: Path):
-    """A spectrum CSV written by ``cplscope scan``, or a CliError naming the file."""
-    from ..data.spectrum import Spectrum
+    """The CPL spectrum in ``path`` (:func:`cplscope.data.readers.read_cpl_file`: a spectrum
+    CSV, a JASCO-style export or a plain CSV), or a CliError naming the file and saying what
+    `cplscope plot` reads."""
+    from ..data.readers import WHAT_PLOT_READS, read_cpl_file
 
-    check_input_file(path, "", "give spectrum CSV files written by `cplscope scan "
-                      "--output`")
-    if is_hdf5(path):
-        raise CliError(f"{path} is an HDF5 raw archive, not a spectrum CSV: plot the CSV "
-                       f"that `cplscope scan --output` wrote, or recompute the spectrum with "
-                       f"`cplscope reprocess {path} --plot FIGURE.png`")
+    check_input_file(path, "", WHAT_PLOT_READS)
     try:
-        return Spectrum.read_csv(path)
+        return read_cpl_file(path)
     except UnicodeDecodeError:
-        raise CliError(f"{path} is not a text file; `cplscope plot` expects spectrum CSV "
-                       "files written by `cplscope scan --output`") from None
+        raise CliError(f"{path} is not a text file: {WHAT_PLOT_READS}") from None
+    except OSError as exc:
+        raise CliError(f"{path}: {exc.strerror or exc}") from None
     except ValueError as exc:
-        raise CliError(f"{exc}; `cplscope plot` expects spectrum CSV files written by "
-                       "`cplscope scan --output`") from None
+        text = str(exc)
+        raise CliError(text if str(path) in text else f"{path}: {text}") from None
 
 
 def global_options(p: argparse.ArgumentParser, *, top: bool) -> None:
