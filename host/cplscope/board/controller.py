@@ -249,6 +249,11 @@ class Controller:
                                   "max_hv_volts": max_hv_volts}.items() if v is not None}
         return self._setting(Opcode.SET_LIMITS, args)
 
+    def limits(self) -> dict[str, Any]:
+        """The protection limits in force (``max_count_rate_cps``, ``max_adc_level``,
+        ``max_hv_volts``): SET_LIMITS with no keys, which changes nothing."""
+        return self._command(Opcode.SET_LIMITS, {})
+
     def configure_pem(self, *, source: str | None = None, frequency_hz: float | None = None,
                       drive_per_rad_nm: float | None = None) -> dict[str, Any]:
         """PEM reference source (``"external"``/``"internal"``), frequency (Hz) and drive

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .options import CliError, device_options, non_negative, output_options, positive
-from .session import Session
+from .session import Session, check_board_limits
 
 __all__ = ["add_parsers", "run"]
 
@@ -155,6 +155,7 @@ def _connect_cd(args: argparse.Namespace):
         inst = cplscope.connect(args.device)
         args.sample_name = "unknown"
     try:
+        check_board_limits(inst, args)     # every option the board limits, before anything
         serial = str(inst.info()["serial"])
         if args.calibration is not None:
             inst.calibration = Calibration.load(args.calibration, expected_serial=serial)

@@ -108,6 +108,11 @@ def cmd_dark(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_calibration_wavelength(args: argparse.Namespace) -> None:
+    args.wavelengths_nm = [args.wavelength]
+    args.wavelength_options = "--wavelength"
+
+
 def _check_blank(args: argparse.Namespace) -> None:
     if args.blank is not None:
         check_input_file(args.blank, "--blank", "give the spectrum CSV of an achiral "
@@ -193,4 +198,5 @@ def add_parsers(sub: Any) -> None:
                    help="store this achiral reference's spectrum as the blank (baseline) that "
                         "scans of the same instrument subtract from g")
     add_check(p, _check_blank)
+    add_check(p, _check_calibration_wavelength)
     p.set_defaults(func=cmd_calibrate)

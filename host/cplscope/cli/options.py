@@ -23,6 +23,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..protocol.ranges import PERIODS
+
 EXIT_USAGE = 2
 
 EXIT_INTERRUPTED = 130
@@ -82,6 +84,17 @@ def int_at_least(low: int) -> Callable[[str], int]:
             raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
         if n < low:
             raise argparse.ArgumentTypeError(f"must be an integer ≥ {low}, got {text}")
+        return n
+    parse.__name__ = "integer"
+    return parse
+
+
+def int_in(low: int, high: int, what: str) -> Callable[[str], int]:
+    """A type for an integer from ``low`` to ``high``, ``what`` the range stands for."""
+    def parse(text: str) -> int:
+        n = int_at_least(low)(text)
+        if n > high:
+            raise argparse.ArgumentTypeError(f"{what} {low}–{high}, got {text}")
         return n
     parse.__name__ = "integer"
     return parse
@@ -152,7 +165,9 @@ def device_options(p: argparse.ArgumentParser) -> None:
                         "repeat a run exactly (default: a fresh seed each run, printed and "
                         "kept in the run's metadata)")
     g.add_argument("--bins", type=bins, default=16, help="phase bins B (2…64, power of 2)")
-    g.add_argument("--periods", type=int_at_least(1), default=10000,
+    g.add_argument("--periods", type=int_in(*PERIODS, "PEM periods per frame: every "
+                                                      "instrument allows"),
+                   default=10000,
                    help="PEM periods per frame K (default 10000: 0.2 s at 50 kHz)")
     g.add_argument("--hv", type=non_negative(" V"), default=800.0,
                    help="PMT high voltage, V (800)")
