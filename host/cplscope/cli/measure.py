@@ -44,8 +44,11 @@ def cmd_scan(args: argparse.Namespace) -> int:
                 print_point(point)
 
         def show_survey(survey):
-            if not args.quiet:
-                print(survey.summary(), file=sys.stderr)
+            # the prediction the user decides on: its own lines above the progress bar,
+            # also with -q
+            from tqdm import tqdm
+
+            tqdm.write(survey.summary(), file=sys.stderr)
 
         plot_sinks = ([PlotSink(args.plot, labels=[args.sample_name])]
                       if args.plot is not None else [])
