@@ -108,7 +108,8 @@ def _instrument(metas: Sequence[dict[str, Any]]) -> str:
     """Which instrument measured the spectra: the simulated one with its noise seeds, or the
     serial numbers of real ones."""
     insts = [m.get("instrument") or {} for m in metas]
-    sources = [m.get("source") for m in metas if isinstance(m.get("source"), dict)]
+    sources: list[dict[str, Any]] = [m["source"] for m in metas
+                                     if isinstance(m.get("source"), dict)]
     if sources and not any(insts):
         return "from " + ", ".join(f"{s.get('file', '?')} ({s.get('format', 'a file')})"
                                    for s in sources)
@@ -135,15 +136,17 @@ def set_titles(fig, specs: Sequence[Any], names: Sequence[str], what: str,
 
 
 def pm_text(value: float, sigma: float) -> str:
-    """``value ± sigma`` with σ to 2 significant digits and a common power of ten:
-    ``+6.5 ± 0.6 ×10⁻⁴``."""
+    """``value ± sigma`` with σ to 2 significant digits and, outside 0.01 … 999, a common
+    power of ten: ``(+6.33 ± 0.51)×10⁻⁴``, ``+0.500 ± 0.020``."""
     if not (math.isfinite(value) and math.isfinite(sigma) and sigma > 0):
         return f"{value:+.2g}"
     exp = int(math.floor(math.log10(max(abs(value), sigma))))
+    if -2 <= exp <= 2:        # 0.01 … 999: no power of ten needed
+        exp = 0
     scale = 10.0 ** exp
     decimals = max(0, exp - int(math.floor(math.log10(sigma))) + 1)
     v, s = value / scale, sigma / scale
-    body = f"{v:+.{decimals}f} ± {s:.{decimals}f}"
+    body = f"{v:+.{decimals}f} ± {s:.{decimals}f}".replace("-", "−")
     return body if exp == 0 else f"({body})×10{str(exp).translate(_SUPERSCRIPT)}"
 
 

@@ -26,10 +26,10 @@ serve CPL (g_lum against the emission intensity) and CD (g_abs against the absor
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 __all__ = ["BandMean", "band_means", "band_regions"]
 
@@ -64,9 +64,9 @@ class BandMean:
     indices: tuple[int, ...]
 
 
-def band_means(wavelength_nm: Sequence[float], intensity: Sequence[float],
-               g: Sequence[float], sigma_g: Sequence[float],
-               sigma_intensity: Sequence[float] | None = None, *, threshold: float = 0.1,
+def band_means(wavelength_nm: ArrayLike, intensity: ArrayLike,
+               g: ArrayLike, sigma_g: ArrayLike,
+               sigma_intensity: ArrayLike | None = None, *, threshold: float = 0.1,
                valley: float = 0.5, min_peak: float = 0.005) -> list[BandMean]:
     """The bands of a spectrum and the inverse-variance mean of g over each (module
     docstring), in order of wavelength.
@@ -93,9 +93,9 @@ def band_means(wavelength_nm: Sequence[float], intensity: Sequence[float],
     return out
 
 
-def band_regions(wavelength_nm: Sequence[float], intensity: Sequence[float],
-                 g: Sequence[float], sigma_g: Sequence[float],
-                 sigma_intensity: Sequence[float] | None = None, *, threshold: float = 0.1,
+def band_regions(wavelength_nm: ArrayLike, intensity: ArrayLike,
+                 g: ArrayLike, sigma_g: ArrayLike,
+                 sigma_intensity: ArrayLike | None = None, *, threshold: float = 0.1,
                  valley: float = 0.5, min_peak: float = 0.005) -> list[np.ndarray]:
     """The points of each band's core (indices into the arrays, by wavelength), steps 1–3 of
     the module docstring."""
@@ -124,7 +124,7 @@ def band_regions(wavelength_nm: Sequence[float], intensity: Sequence[float],
             if float(np.max(inten[b])) >= min_peak * top]
 
 
-def _arrays(*columns: Sequence[float] | None) -> tuple[np.ndarray, ...]:
+def _arrays(*columns: ArrayLike | None) -> tuple[np.ndarray, ...]:
     n = len(np.asarray(columns[0]))
     out = []
     for c in columns:
