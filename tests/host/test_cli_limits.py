@@ -30,20 +30,21 @@ def untouched(monkeypatch, tmp_path):
     return tmp_path
 
 
-def refused(argv, capfd, *expected):
-    rc = main(argv)
-    err = capfd.readouterr().err
-    assert rc == 2, err
-    assert "Traceback" not in err
-    for text in expected:
-        assert text in err, err
-    return err
-
-
 def nothing_written(folder):
     home = folder / "home"
     assert not home.exists() or not list(home.glob("calibration-*")), "calibrated first"
     assert not list(folder.glob("*.csv")) and not list(folder.glob("*.png"))
+
+
+def refused(argv, capfd, *expected):
+    """``cplscope argv`` ends with exit status 2, no traceback, a message holding every
+    ``expected`` text, and nothing calibrated or written (the working folder is the cwd)."""
+    from pathlib import Path
+
+    rc, err = main(argv), capfd.readouterr().err
+    assert (rc, "Traceback" in err) == (2, False), err
+    assert [t for t in expected if t not in err] == [], err
+    nothing_written(Path.cwd())
 
 
 def set_option(argv, option, value):
@@ -140,29 +141,36 @@ def test_cd_checks_the_same_limits(untouched, capfd):
 # message that names the option or the file ----------------------------------------------
 
 BASE = ["scan", "--sim", "--seed", "1", "--start", "430", "--stop", "440", "--step", "5"]
+
+
+def scan(*extra):
+    """The short scan with a 1-s dwell and ``extra`` options."""
+    return [*BASE, "--dwell", "1", *extra]
+
+
 MISTAKES = [
-    (BASE + ["--dwell", "1", "--hv", "1250.5"], "--hv"),
-    (BASE + ["--dwell", "1", "--hv", "-1"], "--hv"),
-    (BASE + ["--dwell", "1", "--bins", "128"], "--bins"),
-    (BASE + ["--dwell", "1", "--bins", "3"], "--bins"),
-    (BASE + ["--dwell", "1", "--periods", "0"], "--periods"),
-    (BASE + ["--dwell", "1", "--periods", "1e4"], "--periods"),
-    (BASE + ["--dwell", "1", "--retardation", "3.5"], "--retardation"),
-    (BASE + ["--dwell", "1", "--max-rate", "1e10"], "--max-rate"),
-    (BASE + ["--dwell", "1", "--linear-rate", "5e8"], "--linear-rate"),
-    (BASE + ["--dwell", "1", "--linear-rate", "2e6", "--max-rate", "1e6"], "--max-rate"),
+    (scan("--hv", "1250.5"), "--hv"),
+    (scan("--hv", "-1"), "--hv"),
+    (scan("--bins", "128"), "--bins"),
+    (scan("--bins", "3"), "--bins"),
+    (scan("--periods", "0"), "--periods"),
+    (scan("--periods", "1e4"), "--periods"),
+    (scan("--retardation", "3.5"), "--retardation"),
+    (scan("--max-rate", "1e10"), "--max-rate"),
+    (scan("--linear-rate", "5e8"), "--linear-rate"),
+    (scan("--linear-rate", "2e6", "--max-rate", "1e6"), "--max-rate"),
     (BASE + ["--dwell", "0.05"], "--dwell"),
-    (BASE + ["--dwell", "1", "--dark-dwell", "0.1"], "--dark-dwell"),
+    (scan("--dark-dwell", "0.1"), "--dark-dwell"),
     (BASE + ["--target-sigma", "2e-4", "--max-dwell", "0.1"], "--max-dwell"),
     (BASE + ["--time-budget", "1h", "--accumulations", "2"], "--accumulations"),
-    (set_option(BASE, "--stop", "1000") + ["--dwell", "1"], "--start/--stop"),
-    (set_option(BASE, "--start", "100") + ["--dwell", "1"], "--start/--stop"),
-    (BASE + ["--dwell", "1", "--sample", "Cs4PbBr6"], "--sample"),
-    (BASE + ["--dwell", "1", "--fault", "corrupt=2"], "--fault"),
-    (BASE + ["--dwell", "1", "--calibration", "missing.json"], "missing.json"),
-    (BASE + ["--dwell", "1", "--output", "nodir/r.csv"], "--output"),
-    (BASE + ["--dwell", "1", "--plot", "r.gif"], "--plot"),
-    (BASE + ["--dwell", "1", "--resume", "r.h5"], "--resume"),
+    (set_option(scan(), "--stop", "1000"), "--start/--stop"),
+    (set_option(scan(), "--start", "100"), "--start/--stop"),
+    (scan("--sample", "Cs4PbBr6"), "--sample"),
+    (scan("--fault", "corrupt=2"), "--fault"),
+    (scan("--calibration", "missing.json"), "missing.json"),
+    (scan("--output", "nodir/r.csv"), "--output"),
+    (scan("--plot", "r.gif"), "--plot"),
+    (scan("--resume", "r.h5"), "--resume"),
     (["point", "--sim", "--seed", "1", "--wavelength", "905", "--dwell", "1"], "--wavelength"),
     (["point", "--sim", "--seed", "1", "--wavelength", "438", "--dwell", "0.001"], "--dwell"),
     (["dark", "--sim", "--seed", "1", "--dwell", "0.01"], "--dwell"),
@@ -175,4 +183,3 @@ MISTAKES = [
 @pytest.mark.parametrize("argv,names", MISTAKES, ids=[" ".join(m[0][-4:]) for m in MISTAKES])
 def test_held_out_style_mistakes_end_before_measuring(untouched, capfd, argv, names):
     refused(argv, capfd, names)
-    nothing_written(untouched)

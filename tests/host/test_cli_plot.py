@@ -71,21 +71,23 @@ def test_with_a_display_the_figure_opens_in_a_window(folder, monkeypatch, capfd)
     plt.close("all")
 
 
+def table(path, header, sep, spec, columns):
+    """A plain CSV of ``spec``'s ``columns`` under ``header``."""
+    rows = [sep.join(str(getattr(p, c)) for c in columns) for p in spec]
+    path.write_text("\n".join([header, *rows]) + "\n")
+
+
 def test_plain_and_jasco_csvs_are_read(folder, capfd):
     spec = spectrum()
-    with open(folder / "plain.csv", "w") as f:
-        f.write("# exported by hand\nwavelength,g_lum,sigma_g\n")
-        for p in spec:
-            f.write(f"{p.wavelength_nm},{p.g_lum},{p.sigma_g}\n")
+    table(folder / "plain.csv", "# exported by hand\nwavelength,g_lum,sigma_g", ",",
+          spec, ("wavelength_nm", "g_lum", "sigma_g"))
     plain = read_cpl_file(folder / "plain.csv")
     np.testing.assert_allclose(plain.g_lum, spec.g_lum)
     np.testing.assert_allclose(plain.sigma_g, spec.sigma_g)
     assert np.isnan(plain.intensity).all() and plain.metadata["sample"] == "plain"
     assert main(["plot", "plain.csv", "--output", "plain.png"]) == 0
-    with open(folder / "semi.csv", "w") as f:     # other separators and names
-        f.write("Lambda;GLUM;Err;DC\n")
-        for p in spec:
-            f.write(f"{p.wavelength_nm};{p.g_lum};{p.sigma_g};{p.intensity}\n")
+    table(folder / "semi.csv", "Lambda;GLUM;Err;DC", ";", spec,   # other separators, names
+          ("wavelength_nm", "g_lum", "sigma_g", "intensity"))
     semi = read_cpl_file(folder / "semi.csv")
     np.testing.assert_allclose(semi.intensity, spec.intensity)
     np.testing.assert_allclose(semi.delta_i, spec.delta_i)

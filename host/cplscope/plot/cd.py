@@ -30,17 +30,8 @@ from ..data.cd_spectrum import CDSpectrum
 from ..science.bands import band_means as band_means_of
 from ..science.cd import FLAG_OPAQUE
 from .cpl import MirrorReport, mirror_report
-from .panels import (
-    GSeries,
-    draw_g_panel,
-    figure_format,
-    legend_above,
-    legend_below,
-    new_figure,
-    series_label,
-    set_titles,
-    shade_runs,
-)
+from . import panels
+from .panels import GSeries, draw_g_panel, shade_runs
 
 __all__ = ["cd_mirror_report", "plot_cd"]
 
@@ -117,11 +108,11 @@ def plot_cd(spectra: CDSpectrum | Sequence[CDSpectrum],
         raise ValueError(f"cd_unit must be 'mdeg' or 'delta_a', got {cd_unit!r}")
     if mirror is True and len(specs) < 2:
         raise ValueError("mirror=True needs two spectra (R and S)")
-    fmt = figure_format(path)
-    names = list(labels) if labels is not None else [series_label(s, i)
+    fmt = panels.figure_format(path)
+    names = list(labels) if labels is not None else [panels.series_label(s, i)
                                                      for i, s in enumerate(specs)]
 
-    fig = new_figure(figure, (7.2, 8.0))
+    fig = panels.new_figure(figure, (7.2, 8.0))
     ax_cd, ax_g = fig.subplots(2, 1, sharex=True, height_ratios=(1.0, 1.1))
     ax_a = ax_cd.twinx() if show_absorbance else None
     series: list[GSeries] = []
@@ -174,9 +165,9 @@ def plot_cd(spectra: CDSpectrum | Sequence[CDSpectrum],
     ax_g.ticklabel_format(axis="y", style="sci", scilimits=(-2, 2), useMathText=True)
     if cd_unit == "delta_a":
         ax_cd.ticklabel_format(axis="y", style="sci", scilimits=(-2, 2), useMathText=True)
-    legend_above(ax_cd, top_handles, top_labels, ncols=2)
-    legend_below(ax_g, g_handles, g_labels, ncols=1)
-    set_titles(fig, specs, names, "CD and g$_{abs}$", title)
+    panels.legend_above(ax_cd, top_handles, top_labels, ncols=2)
+    panels.legend_below(ax_g, g_handles, g_labels, ncols=1)
+    panels.set_titles(fig, specs, names, "CD and g$_{abs}$", title)
     report = mirror if isinstance(mirror, MirrorReport) else (
         cd_mirror_report(specs[0], specs[1]) if mirror else None)
     if report is not None:  # above the panel, where no data can be
