@@ -116,6 +116,24 @@ def test_bins_the_rp2_board_cannot_count_at_its_pem():
     assert check_board_limits(None, args, sim) is sim
 
 
+def test_calibration_is_checked_with_its_own_a0():
+    """`calibrate` holds A0 = π/2 (not the default 1.907 rad): at 850 nm the PEM reaches
+    π/2 but not 1.907 rad, so calibrate --wavelength 850 is fine and a scan to 850 is not."""
+    from types import SimpleNamespace
+
+    from cplscope.settings.calibration import default_calibration
+
+    board = SimpleNamespace(calibration=default_calibration("X"))
+    lim = BoardLimits("rp2", 1250.0, 200.0, 900.0, 50e3, 0.0006366)
+    common = dict(wavelengths_nm=[850.0], bins=16, hv=800.0, periods=10000,
+                  retardation=None, calibration=None)
+    ok = argparse.Namespace(command="calibrate", wavelength_options="--wavelength", **common)
+    assert check_board_limits(board, ok, lim) is lim
+    scan = argparse.Namespace(command="scan", wavelength_options="--start/--stop", **common)
+    with pytest.raises(CliError, match="default A0 1.907"):
+        check_board_limits(board, scan, lim)
+
+
 def test_a_calibration_of_another_instrument(untouched, capfd):
     import json
 

@@ -213,7 +213,7 @@ def _check_retardation(inst, args: argparse.Namespace, lim: BoardLimits, longest
                        options: str) -> None:
     """The A0 the command will hold (--retardation, else the default for --bins) must be
     within the PEM's drive at the longest wavelength (the drive grows with λ)."""
-    from ..plans.calibrate import default_retardation
+    from ..plans.calibrate import A0_COMMAND, default_retardation
     from ..settings.calibration import Calibration
 
     cal = (Calibration.load(args.calibration) if getattr(args, "calibration", None)
@@ -222,13 +222,15 @@ def _check_retardation(inst, args: argparse.Namespace, lim: BoardLimits, longest
     a0 = given if given is not None else default_retardation(
         int(getattr(args, "bins", 16) or 16), float(cal.phase_offset_rad))
     command = a0 / float(cal.retardation_scale)      # what the PEM is told, rad
+    what = (f"--retardation {given:g}" if given is not None
+            else f"the default A0 {a0:.3f} rad (for --bins {getattr(args, 'bins', 16)})")
+    if getattr(args, "command", None) == "calibrate":  # it holds its own, uncorrected A0
+        command, what = A0_COMMAND, "the calibration's A0 command π/2"
     most = lim.max_a0_rad(longest_nm)
     if command <= most * (1 + 1e-9):
         return
     reach = most * float(cal.retardation_scale)
     longest_ok = 1.0 / (command * lim.drive_per_rad_nm)
-    what = (f"--retardation {given:g}" if given is not None
-            else f"the default A0 {a0:.3f} rad (for --bins {getattr(args, 'bins', 16)})")
     raise CliError(f"{what}: the PEM reaches at most A0 = {reach:.3f} rad at {longest_nm:g} nm "
                    f"(its drive at full scale); give --retardation ≤ {reach:.3f}, or keep "
                    f"{options} ≤ {math.floor(longest_ok):g} nm")
