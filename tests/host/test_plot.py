@@ -113,7 +113,7 @@ def test_delta_i_and_total_are_told_apart_with_units_and_aligned_zeros():
     r, s = enantiomer(rng, +1), enantiomer(rng, -1, name="S")   # ΔI > 0 and ΔI < 0
     fig = plot_cpl([r, s])
     ax_cpl, ax_tot = fig.axes[0], fig.axes[2]
-    assert "(cps)" in ax_cpl.get_ylabel() and "(cps)" in ax_tot.get_ylabel()
+    assert "(cps)" in ax_cpl.get_ylabel() and "(10⁶ cps)" in ax_tot.get_ylabel()
     assert "total" in ax_tot.get_ylabel()
     legend = ax_cpl.get_legend()
     texts = [t.get_text() for t in legend.get_texts()]
@@ -127,8 +127,8 @@ def test_delta_i_and_total_are_told_apart_with_units_and_aligned_zeros():
     # all data stay inside both ranges
     assert np.nanmin(s.delta_i) >= lo1 and np.nanmax(r.delta_i) <= hi1
     assert np.nanmax(r.intensity) <= hi2
-    ticks = ax_tot.yaxis.get_major_formatter().format_ticks([-1e5, 0.0, 1e5])
-    assert ticks[0] == "" and ticks[1] != ""           # no negative intensities labelled
+    ticks = ax_tot.yaxis.get_major_formatter().format_ticks([-1e5, 0.0, 5e5])
+    assert ticks == ["", "0", "0.5"]       # no negative intensities; 10⁶ in the axis label
 
 
 def test_title_names_the_samples_and_the_date():
@@ -140,8 +140,10 @@ def test_title_names_the_samples_and_the_date():
                       instrument={"board": "sim", "sim_seed": 18})
     title = plot_cpl([r, s]).get_suptitle()
     assert "R-Cs4PbBr6" in title and "S-Cs4PbBr6" in title
-    assert "2026-03-02 14:05 UTC" in title and "2026-03-02 15:40 UTC" in title
-    assert "seeds 17, 18" in title
+    assert "measured 2026-03-02 14:05–15:40 UTC" in title and "seeds 17, 18" in title
+    s.metadata["date"] = "2026-03-04T09:00:00+00:00"
+    title = plot_cpl([r, s]).get_suptitle()
+    assert "R-Cs4PbBr6 2026-03-02 14:05 UTC, S-Cs4PbBr6 2026-03-04 09:00 UTC" in title
     assert "date not recorded" in plot_cpl(enantiomer(rng, +1)).get_suptitle()
 
 

@@ -31,7 +31,6 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
-from matplotlib.ticker import ScalarFormatter
 
 from ..data.spectrum import Spectrum
 from ..science.bands import BandMean, band_means, band_regions
@@ -43,10 +42,13 @@ from .panels import (
     figure_format,
     legend_above,
     legend_below,
+    PowerFormatter,
     new_figure,
+    power_label,
     series_label,
     set_titles,
     shade_runs,
+    superscript,
     typical_sigma,
 )
 
@@ -232,10 +234,12 @@ def plot_cpl(spectra: Spectrum | Sequence[Spectrum], path: str | os.PathLike[str
     if ax_cpl is not None:
         unit = str(specs[0].metadata.get("units", {}).get("intensity", "cps"))
         _align_zeros(ax_cpl, ax_tot)
-        ax_tot.yaxis.set_major_formatter(_NonNegativeFormatter(useMathText=True))
+        power = power_label(ax_tot.get_ylim()[1])
+        ax_tot.yaxis.set_major_formatter(PowerFormatter(power, non_negative=True))
         ax_cpl.axhline(0.0, color="0.55", lw=0.7)
         ax_cpl.set_ylabel(f"ΔI = I$_L$ − I$_R$ ({unit})")
-        ax_tot.set_ylabel(f"total I = I$_L$ + I$_R$ ({unit})")
+        scale = f"10{superscript(power)} " if power else ""
+        ax_tot.set_ylabel(f"total I = I$_L$ + I$_R$ ({scale}{unit})")
         legend_above(ax_cpl, *top, ncols=2)
     ax_g.set_ylabel("g$_{lum}$ = 2ΔI / I")
     ax_g.set_xlabel("wavelength (nm)")
@@ -243,7 +247,7 @@ def plot_cpl(spectra: Spectrum | Sequence[Spectrum], path: str | os.PathLike[str
     hi = max(float(np.max(s.wavelength_nm)) for s in specs)
     step = _step(series[0].wavelength_nm)
     ax_g.set_xlim(lo - step, hi + step)
-    for ax in (ax_cpl, ax_tot, ax_g):
+    for ax in (ax_cpl, ax_g):
         if ax is not None:
             ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3), useMathText=True)
     legend_below(ax_g, g_handles, g_labels, ncols=1)
@@ -351,14 +355,6 @@ def _magnify_weak_bands(ax, wl: np.ndarray, total: np.ndarray, g: np.ndarray, sg
 
 def _step(wl: np.ndarray) -> float:
     return float(np.median(np.abs(np.diff(wl)))) if wl.size > 1 else 1.0
-
-
-class _NonNegativeFormatter(ScalarFormatter):
-    """Tick labels of an intensity axis: none below 0 (that part of the axis only keeps
-    the zeros of the two axes aligned when ΔI is negative)."""
-
-    def __call__(self, x: float, pos: int | None = None) -> str:
-        return "" if x < 0 else super().__call__(x, pos)
 
 
 def _smooth(g: np.ndarray, sg: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import os
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -31,6 +32,7 @@ from matplotlib.figure import Figure
 from matplotlib.legend_handler import HandlerTuple
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
+from matplotlib.ticker import Formatter
 
 from ..science.bands import BandMean
 
@@ -80,18 +82,19 @@ def title_lines(specs: Sequence[Any], names: Sequence[str], what: str,
     """The figure's title (the sample names and what is shown, or ``title``) and the line
     under it: when each spectrum was measured (UTC) and on which instrument."""
     main = title or f"{' and '.join(dict.fromkeys(names))}: {what}"
-    dates = []
-    for spec, name in zip(specs, names):
-        when = _date(spec.metadata.get("date"))
-        dates.append((name, when))
-    known = [d for _, d in dates if d]
+    dates = [(name, _date(spec.metadata.get("date"))) for spec, name in zip(specs, names)]
+    known = sorted({d for _, d in dates if d})
+    days = {d[:10] for d in known}
     if not known:
         when_text = "date not recorded"
-    elif len(set(known)) == 1 or len(specs) == 1:
+    elif len(known) == 1:
         when_text = f"measured {known[0]}"
+    elif len(days) == 1 and all(d.endswith(" UTC") for d in known):   # one day: a span
+        when_text = f"measured {known[0][:-4]}–{known[-1][11:]}"
     else:
         when_text = "measured " + ", ".join(f"{n} {d}" for n, d in dates if d)
-    return main, f"{when_text}; {_instrument([s.metadata for s in specs])}"
+    sub = f"{when_text}; {_instrument([s.metadata for s in specs])}"
+    return main, "\n".join(textwrap.wrap(sub, 100))
 
 
 def _date(value: Any) -> str:
@@ -133,6 +136,32 @@ def set_titles(fig, specs: Sequence[Any], names: Sequence[str], what: str,
                title: str | None) -> None:
     main, sub = title_lines(specs, names, what, title)
     fig.suptitle(f"{main}\n{sub}", fontsize="medium")
+
+
+class PowerFormatter(Formatter):
+    """Tick labels divided by 10^power (the power goes into the axis label, where it cannot
+    collide with a legend as matplotlib's floating "×10⁶" does); none below 0 when
+    ``non_negative`` (an intensity axis whose negative part only aligns its zero with a
+    ΔI axis)."""
+
+    def __init__(self, power: int, non_negative: bool = False) -> None:
+        self.power, self.non_negative = power, non_negative
+
+    def __call__(self, x: float, pos: int | None = None) -> str:
+        if self.non_negative and x < 0:
+            return ""
+        return f"{x / 10.0 ** self.power:g}".replace("-", "−")
+
+
+def power_label(top: float) -> int:
+    """The power of ten (a multiple of 3, 0 below 10⁴) to show an axis reaching ``top``."""
+    if not (math.isfinite(top) and top >= 1e4):
+        return 0
+    return 3 * int(math.floor(math.log10(top) / 3))
+
+
+def superscript(n: int) -> str:
+    return str(n).translate(_SUPERSCRIPT)
 
 
 def pm_text(value: float, sigma: float) -> str:
