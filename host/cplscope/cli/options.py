@@ -9,9 +9,10 @@ with the option's name), then the checks each option group registers on its subp
 (:func:`add_check`) run in :func:`cplscope.cli.main.main` before the subcommand. A new option group declares
 its options and its check in one function, as :func:`device_options`,
 :func:`dwell_options`, :func:`range_options` and :func:`output_options` do. Mistakes end
-with exit status 2 and one message that names the option or file and says what to do; the
-only check that needs the instrument is the scan range against the monochromator's, made
-right after connecting, before anything is measured.
+with exit status 2 and one message that names the option or file and says what to do. The
+options a board limits (HV, wavelengths and the A0 they need, bins, dwell times in frames,
+the guard's count rate) are checked against what the board reports, right after connecting
+and before anything is set or measured (:func:`cplscope.cli.session.check_board_limits`).
 """
 from __future__ import annotations
 

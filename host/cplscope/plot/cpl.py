@@ -1,19 +1,22 @@
 """CPL figures and the mirror-symmetry check of an enantiomer pair.
 
-:func:`plot_cpl` draws the figure of the seed paper's Fig. 3 (b, d) as a CPL paper shows it:
+:func:`plot_cpl` draws the figure of the seed paper's Fig. 3 (b, d) as a CPL paper shows it
+(docs/figures.md):
 
-- top panel: ΔI = I_L − I_R (left axis, solid) and the total I = I_L + I_R (right axis,
-  dashed, lightly filled), both in the file's intensity unit, told apart by a legend, with
-  the zeros of both axes at the same height;
-- bottom panel: g_lum. Well-measured points (σ_g within ``faint_factor`` × the spectrum's
-  best σ_g, its 10th percentile) are a line with a ±1σ band; the others (weak emission at the band edges) are
-  faded markers with ±1σ error bars, and the axis range is set by the well-measured points,
-  so their noise cannot flatten the band. An optional smoothed curve states its window.
+- a title with the samples, the date and the instrument;
+- top panel: ΔI = I_L − I_R ± 1σ (left axis, solid) and the total I = I_L + I_R (right axis,
+  dashed, lightly filled), in the file's intensity unit, with the zeros of both axes at the
+  same height; a weak band's total I also magnified ("×30", dotted);
+- bottom panel: g_lum at every point with its ±1σ bar, bars clipped at the axis with a
+  marker, and each emission band's inverse-variance mean g ± σ (:mod:`cplscope.plot.panels`,
+  :mod:`cplscope.science.bands`); the axis shows every band's estimate. An optional smoothed
+  curve states its window.
 
-``no_emission`` points (g is NaN) are gaps. Several spectra (an R/S pair) are overlaid, one
-colour each. A mirror report goes above the g panel, never over the data. The figure uses
-matplotlib's Agg canvas directly, so it never needs a display or touches pyplot's global
-state; the file format follows the suffix (.png, .svg, .pdf).
+``no_emission`` points (g is NaN) are gaps, shaded where no spectrum emits. Several spectra
+(an R/S pair) are overlaid, one colour each; legends and the mirror report sit above and
+below the panels, never over the data. The figure uses matplotlib's Agg canvas unless given
+a figure, so it never needs a display; the file format follows the suffix (.png, .svg,
+.pdf).
 
 :func:`mirror_report` tests whether g_R + g_S is consistent with 0 at the wavelengths where
 both spectra have emission, and estimates the mirror ratio g_R/(−g_S).
