@@ -44,7 +44,7 @@ for i, sample in enumerate(("R-Cs4PbBr6", "S-Cs4PbBr6", "N-Cs4PbBr6", "CsPbBr3")
 r, s = results["R-Cs4PbBr6"], results["S-Cs4PbBr6"]
 report = mirror_report(r, s)
 plot_cpl([r, s], args.out / "seed-paper-cpl.png", mirror=report,
-         title="R-/S-Cs4PbBr6 NCs, simulated instrument")
+         title="R-/S-Cs4PbBr6 NCs: CPL and g$_{lum}$ (the seed paper's Fig. 3b/d)")
 band = (r.wavelength_nm >= 425) & (r.wavelength_nm <= 525)
 
 

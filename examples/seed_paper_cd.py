@@ -60,7 +60,7 @@ for i, sample in enumerate(("R-Cs4PbBr6", "S-Cs4PbBr6", "N-Cs4PbBr6", "CsPbBr3")
 r, s = results["R-Cs4PbBr6"], results["S-Cs4PbBr6"]
 report = cd_mirror_report(r, s)
 plot_cd([r, s], args.out / "seed-paper-cd.png", mirror=report,
-        title="R-/S-Cs4PbBr6 NCs, CD on the simulated instrument")
+        title="R-/S-Cs4PbBr6 NCs: CD and g$_{abs}$ (the seed paper's Fig. 3a/c)")
 print(report.text())
 rows = [("sample", "paper (Fig. 3a/c)", "recovered on the twin")]
 paper = {"R-Cs4PbBr6": "g_abs max +8.5e-3", "S-Cs4PbBr6": "g_abs max −8.8e-3 (mirror image)",

@@ -10,7 +10,7 @@ __all__ = ["connect", "find_boards"]
 
 
 def connect(address: str = "usb", *, sample: str = "R-Cs4PbBr6",
-            faults: dict[str, float] | None = None, seed: int = 0,
+            faults: dict[str, float] | None = None, seed: int | None = None,
             reconnect_timeout: float = 30.0, reply_timeout: float = 5.0,
             **sim_options: Any) -> Instrument:
     """Connect to a CPL controller and return an :class:`~cplscope.Instrument`.
@@ -23,7 +23,10 @@ def connect(address: str = "usb", *, sample: str = "R-Cs4PbBr6",
             or a path to a sample JSON file. Simulator only.
         faults: simulated faults (``corrupt``, ``drop``, ``stall``, ``disconnect_at``,
             ``reconnect_after``). Simulator only.
-        seed: random seed of the simulated bench, for reproducible runs.
+        seed: random seed of the simulated bench: the same seed and commands give the same
+            data. None (default): a fresh seed, so that two runs (two samples measured one
+            after the other) never share a noise realization; ``inst.info()["sim_seed"]``
+            and every run's metadata (``instrument.sim_seed``) record it.
         reconnect_timeout: s to wait for the board to come back after a disconnect.
         reply_timeout: s a command waits for its reply (the Instrument's own commands wait
             twice that): longer for a board that answers slowly.

@@ -11,6 +11,6 @@ def cli_home(tmp_path_factory):
     path = tmp_path_factory.mktemp("cplscope-home")
     mp = pytest.MonkeyPatch()
     mp.setenv("CPLSCOPE_HOME", str(path))
-    assert main(["-q", "calibrate", "--sim", "--dwell", "5"]) == 0
+    assert main(["-q", "calibrate", "--sim", "--seed", "0", "--dwell", "5"]) == 0
     yield path
     mp.undo()

@@ -31,7 +31,7 @@ def test_baseline_sample_plot_and_csa_calibration(home, capsys):
     stored = calibrate_simulated(seed=3, dwell_s=5.0)
     assert stored.cd is None
     grid = ["--start", "284", "--stop", "296", "--step", "4"]
-    assert run(["-q", "cd", "--sim", "--sample", "solvent", *grid, "--dwell", "20",
+    assert run(["-q", "cd", "--sim", "--seed", "1", "--sample", "solvent", *grid, "--dwell", "20",
                 "--output", "solvent.csv"]) == 0
     assert run(["-q", "cd", "--sim", "--sample", "CSA", "--seed", "2", *grid, "--dwell", "20",
                 "--baseline", "solvent.csv", "--output", "csa.csv", "--plot", "csa.png",

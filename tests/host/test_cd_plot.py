@@ -53,14 +53,40 @@ def test_plot_cd_writes_the_figure(tmp_path, suffix):
     fig = plot_cd([r, s], path, mirror=True, title="pair")
     assert path.stat().st_size > 10_000
     ax_cd, ax_a, ax_g = fig.axes[0], fig.axes[2], fig.axes[1]
-    assert "mdeg" in ax_cd.get_ylabel() and "g_abs" in ax_g.get_ylabel()
+    assert "mdeg" in ax_cd.get_ylabel() and "g$_{abs}$" in ax_g.get_ylabel()
     assert "absorbance" in ax_a.get_ylabel()
-    texts = [t.get_text() for t in ax_g.texts]
-    assert any("g_R + g_S" in t and "g_R/(−g_S)" in t for t in texts)
-    assert [t.get_text() for t in ax_g.get_legend().get_texts()][:1] == ["R"]
+    report = ax_g.get_title(loc="left")          # above the g_abs panel, off its data
+    assert "g_R + g_S" in report and "g_R/(−g_S)" in report and not ax_g.texts
+    assert [t.get_text() for t in ax_g.get_legend().get_texts()][:1] == [
+        "R: g$_{abs}$ at each point, ±1σ"]
     # the g axis holds the couplet (±8e-3) and is not blown up by the opaque NaNs
     lo, hi = ax_g.get_ylim()
     assert -1.2e-2 < lo < -8e-3 and 8e-3 < hi < 1.2e-2
+    assert fig.get_suptitle().startswith("pair\n")
+
+
+def test_cd_figure_has_sample_and_date_legends_off_the_data_and_clipped_bars():
+    r, s = synthetic(+1, 1), synthetic(-1, 2, name="S")
+    r.metadata["date"] = "2026-01-05T10:00:00+00:00"
+    weak = r.points[3]
+    r.points[3] = CDPointResult(*[getattr(weak, n) for n in (
+        "wavelength_nm", "absorbance", "sigma_absorbance", "delta_a", "sigma_delta_a")],
+        weak.g_abs, 0.5, *[getattr(weak, n) for n in (
+            "ellipticity_mdeg", "linear_dichroism", "chi2_red", "n_frames", "dwell_s")])
+    fig = plot_cd([r, s])
+    title = fig.get_suptitle()
+    assert "R and S" in title and "2026-01-05 10:00 UTC" in title
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    ax_cd, ax_g = fig.axes[0], fig.axes[1]
+    frames = [ax.get_window_extent(renderer) for ax in (ax_cd, ax_g)]
+    for ax in (ax_cd, ax_g):
+        box = ax.get_legend().get_window_extent(renderer)
+        assert not any(box.overlaps(f) for f in frames)
+    lo, hi = ax_g.get_ylim()
+    clipped = [a for a in ax_g.get_children() if a.get_gid() == "bar-clipped"]
+    assert clipped and {round(y, 12) for ln in clipped for y in ln.get_ydata()} == {
+        round(lo, 12), round(hi, 12)}
 
 
 def test_plot_cd_single_spectrum_in_delta_a_and_errors(tmp_path):

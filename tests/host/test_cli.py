@@ -26,7 +26,7 @@ def test_scan_writes_csv_archive_and_figure(cli_home, tmp_path, capsys):
     csv, h5, png = tmp_path / "r.csv", tmp_path / "r.h5", tmp_path / "r.png"
     for old in (csv, h5, png):                 # results of an earlier run, replaced on request
         old.write_text("an older run")
-    rc = main(["-q", "scan", "--sim", "--sample", "r-cs4pbbr6", "--start", "430", "--stop",
+    rc = main(["-q", "scan", "--sim", "--seed", "1", "--sample", "r-cs4pbbr6", "--start", "430", "--stop",
                "446", "--step", "8", "--dwell", "20", "--output", str(csv), "--archive",
                str(h5), "--plot", str(png), "--dark-dwell", "5", "--overwrite"])
     assert rc == 0
@@ -45,7 +45,8 @@ def test_scan_writes_csv_archive_and_figure(cli_home, tmp_path, capsys):
 
 def test_reprocess_reproduces_the_scan(cli_home, tmp_path):
     csv, h5 = tmp_path / "s.csv", tmp_path / "s.h5"
-    assert main(["-q", "scan", "--sim", "--sample", "S-Cs4PbBr6", "--start", "438", "--stop",
+    assert main(["-q", "scan", "--sim", "--seed", "2", "--sample", "S-Cs4PbBr6", "--start",
+                 "438", "--stop",
                  "440", "--step", "2", "--dwell", "10", "--output", str(csv), "--archive",
                  str(h5), "--no-dark"]) == 0
     out = tmp_path / "again.csv"
@@ -59,12 +60,12 @@ def test_reprocess_reproduces_the_scan(cli_home, tmp_path):
 
 
 def test_point_and_dark(cli_home, capsys):
-    assert main(["-q", "point", "--sim", "--wavelength", "438", "--dwell", "10", "--json",
+    assert main(["-q", "point", "--sim", "--seed", "3", "--wavelength", "438", "--dwell", "10", "--json",
                  "--dark-dwell", "5"]) == 0
     out = capsys.readouterr().out
     result = json.loads(out.strip().splitlines()[-1])
     assert result["wavelength_nm"] == 438.0 and result["dwell_s"] == pytest.approx(10, rel=0.05)
-    assert main(["-q", "dark", "--sim", "--dwell", "20"]) == 0
+    assert main(["-q", "dark", "--sim", "--seed", "4", "--dwell", "20"]) == 0
     line = capsys.readouterr().out.splitlines()[0]
     rate = float(line.split()[1])
     # the bench's PMT dark rate is 20 cps (docs/simulator.md); Poisson sd over 20 s ≈ 1 cps
@@ -73,7 +74,7 @@ def test_point_and_dark(cli_home, capsys):
 
 def test_no_emission_sample_gives_empty_g(cli_home, tmp_path):
     csv = tmp_path / "n.csv"
-    assert main(["-q", "scan", "--sim", "--sample", "N-Cs4PbBr6", "--start", "430", "--stop",
+    assert main(["-q", "scan", "--sim", "--seed", "5", "--sample", "N-Cs4PbBr6", "--start", "430", "--stop",
                  "440", "--step", "10", "--target-sigma", "2e-4", "--max-dwell", "60",
                  "--output", str(csv), "--dark-dwell", "20"]) == 0
     spec = Spectrum.read_csv(csv)
@@ -83,9 +84,9 @@ def test_no_emission_sample_gives_empty_g(cli_home, tmp_path):
 
 def test_plot_with_mirror_report(cli_home, tmp_path, capsys):
     paths = []
-    for sample in ("R-Cs4PbBr6", "S-Cs4PbBr6"):
+    for seed, sample in ((6, "R-Cs4PbBr6"), (7, "S-Cs4PbBr6")):
         p = tmp_path / f"{sample}.csv"
-        assert main(["-q", "scan", "--sim", "--sample", sample, "--start", "434", "--stop",
+        assert main(["-q", "scan", "--sim", "--seed", str(seed), "--sample", sample, "--start", "434", "--stop",
                      "442", "--step", "4", "--dwell", "30", "--output", str(p),
                      "--no-dark"]) == 0
         paths.append(str(p))
@@ -275,12 +276,14 @@ def test_scan_range_outside_the_monochromator_ends_before_measuring(tmp_path, mo
       "5", "--dwell", "1"], "--fault"),
     (["scan", "--device", "serial7", "--start", "400", "--stop", "410", "--step", "5",
       "--dwell", "1"], "--device"),
+    (["scan", "--seed", "3", "--start", "400", "--stop", "410", "--step", "5", "--dwell",
+      "1"], "--seed need --sim"),
     (["scan", "--sim", "--calibration", "nocal.json", "--start", "400", "--stop", "410",
       "--step", "5", "--dwell", "1"], "--calibration"),
     (["point", "--sim", "--wavelength", "-438", "--dwell", "1"], "--wavelength"),
     (["calibrate", "--blank", "noblank.csv"], "--blank"),
     (["reprocess", "run.h5", "--calibration", "nocal.json"], "run.h5"),
-    (["plot", "a.csv", "--output", "fig.jpg"], "--output"),
+    (["plot", "a.csv", "--output", "fig.jpg"], "a.csv: no such file"),   # the file first
 ])
 def test_usage_errors_say_what_to_do(no_instrument, argv, message, capfd):
     refused(argv, capfd, message)
@@ -319,7 +322,8 @@ def test_scan_wavelengths_include_both_ends():
 
 def test_blank_is_stored_and_subtracted(cli_home, tmp_path):
     ref = tmp_path / "achiral.csv"
-    assert main(["-q", "scan", "--sim", "--sample", "CsPbBr3", "--start", "500", "--stop",
+    assert main(["-q", "scan", "--sim", "--seed", "8", "--sample", "CsPbBr3", "--start",
+                 "500", "--stop",
                  "520", "--step", "10", "--dwell", "20", "--output", str(ref),
                  "--no-dark"]) == 0
     assert main(["calibrate", "--blank", str(ref)]) == 0
@@ -327,7 +331,8 @@ def test_blank_is_stored_and_subtracted(cli_home, tmp_path):
     blank = json.loads(stored.read_text())["blank"]
     assert blank["wavelength_nm"] == [500.0, 510.0, 520.0]
     out = tmp_path / "with-blank.csv"
-    assert main(["-q", "scan", "--sim", "--sample", "CsPbBr3", "--start", "505", "--stop",
+    assert main(["-q", "scan", "--sim", "--seed", "9", "--sample", "CsPbBr3", "--start",
+                 "505", "--stop",
                  "515", "--step", "5", "--dwell", "20", "--output", str(out),
                  "--no-dark"]) == 0
     spec = Spectrum.read_csv(out)
@@ -354,7 +359,7 @@ def test_ctrl_c_leaves_a_valid_partial_result(cli_home, tmp_path):
         if index == 1:
             raise KeyboardInterrupt
 
-    with cplscope.connect("sim", sample="R-Cs4PbBr6") as inst:
+    with cplscope.connect("sim", sample="R-Cs4PbBr6", seed=10) as inst:
         prepare(inst)
         with pytest.raises(ScanInterrupted) as info:
             inst.scan(430, 450, 5, dwell_s=5, dark=False, output=csv, archive=h5,

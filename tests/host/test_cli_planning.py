@@ -8,7 +8,8 @@ from cplscope.data.archive import Archive
 from cplscope.cli.main import main
 from cplscope.data.spectrum import Spectrum
 
-SCAN = ["scan", "--sim", "--start", "430", "--stop", "446", "--step", "4", "--periods", "5000"]
+SCAN = ["scan", "--sim", "--seed", "5", "--start", "430", "--stop", "446", "--step", "4",
+        "--periods", "5000"]
 
 
 def test_retardation_and_a_time_budget(cli_home, tmp_path):
@@ -44,6 +45,21 @@ def test_survey_prints_its_prediction_and_nonlinear_points_are_flagged(cli_home,
     assert "survey of 5 points" in err and "above the linear range" in err
     spec = Spectrum.read_csv(out)
     assert spec.has_flag("nonlinear").any() and spec.metadata["survey"]["nonlinear_nm"]
+
+
+@pytest.mark.parametrize("quiet", [[], ["-q"]])
+def test_the_survey_prediction_is_printed_on_its_own_lines(cli_home, tmp_path, capfd, quiet):
+    """Issue 25: with -q the prediction was not shown; without it, it was printed on the
+    progress bar's line."""
+    import re
+
+    out = tmp_path / "s.csv"
+    assert main([*quiet, *SCAN, "--dwell", "1", "--survey", "0.5", "--output", str(out)]) == 0
+    err = capfd.readouterr().err
+    lines = re.split(r"[\r\n]", err)
+    survey = [ln for ln in lines if "survey of 5 points" in ln]
+    assert len(survey) == 1 and survey[0].startswith("survey of 5 points"), err
+    assert any(ln.startswith("  peak count rate") for ln in lines)
 
 
 def test_resume_continues_an_interrupted_scan(cli_home, tmp_path, monkeypatch):

@@ -146,12 +146,12 @@ def test_misfit_false_alarm_rate_and_flicker_detection():
     assert wrong.has(FLAG_MISFIT) and not wrong.has(FLAG_FLICKER)
 
 
-def test_dwell_limit_and_frame_flags_pass_through_in_order():
+def test_dwell_limit_and_frame_flags_pass_through_in_the_fixed_order():
     rng = np.random.default_rng(8)
     e = est(frames(rng, 1e3, n=20))
     p = point_from_estimate(e, 440.0, 0.2, dwell_limit=True,
                             frame_flags=["overload", "saturated", "overload"])
-    assert p.flags == (FLAG_DWELL_LIMIT, "overload", "saturated")
+    assert p.flags == (FLAG_DWELL_LIMIT, "saturated", "overload")   # FLAG_ORDER, no repeats
 
 
 def test_frame_health_flags_from_protocol_flags():

@@ -54,6 +54,55 @@ def test_csv_round_trip_keeps_points_and_metadata_exactly(tmp_path):
         assert_points_equal(a, b)
 
 
+def test_csv_values_are_written_to_their_resolution(tmp_path):
+    """Issue 25: no 6.000000000000001. A value with a σ keeps σ's 3rd significant digit,
+    σ keeps 3 significant digits, dwell and wavelength 6 decimals; what is dropped is far
+    below the noise."""
+    rng = np.random.default_rng(25)
+    pts = []
+    for k in range(200):
+        g, sg = rng.normal(6e-4, 2e-4), rng.uniform(1e-5, 1e-2)
+        i, si = rng.uniform(10.0, 2e6), rng.uniform(0.5, 200.0)
+        d = i * g / 2
+        pts.append(PointResult(400.0 + 0.1 * k, i, (i + d) / 2, (i - d) / 2, d, g, sg,
+                               rng.normal(0, 1e-3), rng.uniform(1e-5, 1e-2),
+                               rng.uniform(0.8, 1.2), 30, sum([0.2] * 30), (), si, 1,
+                               rng.uniform(0, 50)))
+    spec = Spectrum(pts, meta())
+    assert spec.points[0].dwell_s != 6.0                # 30 frames of 0.2 s, in memory
+    text = spec.write_csv(tmp_path / "r.csv").read_text()
+    rows = [line.split(",") for line in text.splitlines()[1:] if not line.startswith("#")]
+    assert len(rows) == 200
+    assert all(row[CSV_COLUMNS.index("dwell_s")] == "6.0" for row in rows)
+    back = Spectrum.read_csv(tmp_path / "r.csv")
+    for a, b in zip(spec, back):
+        assert b.dwell_s == 6.0 and b.wavelength_nm == round(a.wavelength_nm, 6)
+        for value, sigma in (("g_lum", "sigma_g"), ("linear", "sigma_linear"),
+                             ("intensity", "sigma_intensity")):
+            x, y, s = getattr(a, value), getattr(b, value), getattr(a, sigma)
+            assert abs(y - x) <= 0.005 * s * (1 + 1e-9), value     # ≤ σ/200
+            assert getattr(b, sigma) == pytest.approx(s, rel=5e-3), sigma
+            assert len(f"{getattr(b, sigma):.6e}".split("e")[0].rstrip("0").replace(".", "")
+                       .lstrip("-")) <= 3, sigma
+        assert abs(b.delta_i - a.delta_i) <= 0.005 * a.intensity * a.sigma_g / 2 * (1 + 1e-9)
+        assert b.chi2_red == pytest.approx(a.chi2_red, rel=1e-3)
+    assert max(len(c) for row in rows for c in row) <= 12   # short cells, no float noise
+
+
+def test_flags_are_kept_in_one_fixed_order():
+    """Issue 25: `flicker;dwell_limit` and `dwell_limit;flicker` were both written."""
+    from cplscope.science.results import FLAG_ORDER, ordered_flags
+
+    a = point(430.0, flags=("flicker", "dwell_limit"))
+    b = point(432.0, flags=("dwell_limit", "flicker", "dwell_limit"))
+    c = point(434.0, flags=("zeta_custom", "overload", "alpha_custom", "misfit"))
+    assert a.flags == b.flags == ("flicker", "dwell_limit")
+    assert c.flags == ("misfit", "overload", "alpha_custom", "zeta_custom")
+    assert ordered_flags(reversed(FLAG_ORDER)) == FLAG_ORDER
+    text = Spectrum([a, b, c], meta()).to_csv_text()
+    assert text.count("flicker;dwell_limit") == 2 and "dwell_limit;flicker" not in text
+
+
 def test_csv_reads_with_numpy_genfromtxt(tmp_path):
     path = sample_spectrum().write_csv(tmp_path / "s.csv")
     data = np.genfromtxt(path, names=True, comments="#", delimiter=",")

@@ -33,13 +33,15 @@ C = TypeVar("C", bound=Controller)
 
 def open_controller(address: str = "usb", *, cls: type[C] = Controller,  # type: ignore[assignment]
                     sample: str = "R-Cs4PbBr6", faults: dict[str, float] | None = None,
-                    seed: int = 0, reconnect_timeout: float = 30.0,
+                    seed: int | None = None, reconnect_timeout: float = 30.0,
                     reply_timeout: float = 5.0, **sim_options: Any) -> C:
     """Connect to a CPL controller and return it as a ``cls`` (a
     :class:`~cplscope.board.controller.Controller`, or the :class:`cplscope.Instrument` that
     :func:`cplscope.connect` asks for).
 
-    The arguments are those of :func:`cplscope.connect`.
+    The arguments are those of :func:`cplscope.connect`; a simulated instrument without a
+    ``seed`` gets a fresh one (:func:`cplscope.util.seeds.fresh_seed`), which its
+    :meth:`~cplscope.board.controller.Controller.info` reports as ``sim_seed``.
 
     Raises:
         DeviceNotFound: no matching board.
@@ -49,7 +51,10 @@ def open_controller(address: str = "usb", *, cls: type[C] = Controller,  # type:
 
     if address == "sim":
         from ..sim.launcher import launch
+        from ..util.seeds import fresh_seed
 
+        if seed is None:
+            seed = fresh_seed()
         session = launch(sample, faults=faults, seed=seed, **sim_options)
         try:
             transport = Transport(session.find_device, reconnect_timeout=reconnect_timeout,
@@ -57,7 +62,7 @@ def open_controller(address: str = "usb", *, cls: type[C] = Controller,  # type:
         except BaseException:
             session.close()
             raise
-        return cls(transport, sim=session, address="sim")
+        return cls(transport, sim=session, address="sim", sim_seed=seed)
     if faults or sim_options:
         raise ValueError("faults and simulator options apply only to connect('sim')")
     if address == "usb":

@@ -98,11 +98,14 @@ class Controller:
     Units: wavelengths in nm, times in s, retardation in rad, HV in V, counts in counts.
     """
 
-    def __init__(self, transport: Transport, *, sim: Any = None, address: str = "") -> None:
+    def __init__(self, transport: Transport, *, sim: Any = None, address: str = "",
+                 sim_seed: int | None = None) -> None:
         self._t = transport
         self.sim = sim
         """The simulated instrument's session (:class:`cplscope.sim.launcher.SimSession`), or
         None for a real board."""
+        self.sim_seed = sim_seed
+        """The seed of the simulated instrument's noise (None for a real board)."""
         self.address = address
         self._info: dict[str, Any] | None = None
         self._settings: dict[Opcode, dict[str, Any]] = {}
@@ -128,9 +131,13 @@ class Controller:
 
     def info(self) -> dict[str, Any]:
         """Identity of the board: ``implementation`` (its ``sys.implementation.name``),
-        ``board``, ``firmware_version``, ``protocol_version``, ``serial``, plus ``address``."""
+        ``board``, ``firmware_version``, ``protocol_version``, ``serial``, plus ``address``
+        and, for the simulated instrument, ``sim_seed`` (the seed of its noise: every run's
+        metadata records it)."""
         if self._info is None:
             self._info = {**self._command(Opcode.IDENTIFY), "address": self.address}
+            if self.sim_seed is not None:
+                self._info["sim_seed"] = int(self.sim_seed)
         return dict(self._info)
 
     @property
@@ -241,6 +248,11 @@ class Controller:
                                   "max_adc_level": max_adc_level,
                                   "max_hv_volts": max_hv_volts}.items() if v is not None}
         return self._setting(Opcode.SET_LIMITS, args)
+
+    def limits(self) -> dict[str, Any]:
+        """The protection limits in force (``max_count_rate_cps``, ``max_adc_level``,
+        ``max_hv_volts``): SET_LIMITS with no keys, which changes nothing."""
+        return self._command(Opcode.SET_LIMITS, {})
 
     def configure_pem(self, *, source: str | None = None, frequency_hz: float | None = None,
                       drive_per_rad_nm: float | None = None) -> dict[str, Any]:

@@ -43,6 +43,10 @@ def cmd_reprocess(args: argparse.Namespace) -> int:
 
 
 def _check_plot(args: argparse.Namespace) -> None:
+    """The files first (what each is, and what `plot` reads), then the options, then where
+    the figure goes: --output, else a window where there is a display, else NAME.png next to
+    the first CSV."""
+    args.spectra = [read_spectrum_csv(p) for p in args.csv]
     if args.label and len(args.label) != len(args.csv):
         raise CliError(f"--label given {len(args.label)} times for {len(args.csv)} CSV "
                        "files: give one label per file, or none")
@@ -51,7 +55,28 @@ def _check_plot(args: argparse.Namespace) -> None:
     if args.smooth is not None and (args.smooth < 3 or args.smooth % 2 == 0):
         raise CliError(f"--smooth {args.smooth}: give an odd number of points ≥ 3 (the "
                        "window is centred on each point)")
-    args.spectra = [read_spectrum_csv(p) for p in args.csv]
+    args.show = False
+    if args.output is None:
+        if can_show():
+            args.show = True
+        else:
+            first = args.csv[0]
+            name = "+".join(dict.fromkeys(p.stem for p in args.csv)) + ".png"
+            args.output = first.parent / name
+            if args.output.exists() and not args.overwrite:
+                raise CliError(f"no display to show the figure in, and {args.output} (the "
+                               f"figure's default name, next to {first.name}) exists: pass "
+                               "--overwrite to replace it, or --output FILE.png")
+
+
+def can_show() -> bool:
+    """Whether matplotlib can open a window here (an interactive backend: a display and a
+    GUI toolkit; MPLBACKEND=Agg or a headless machine says no)."""
+    from matplotlib import pyplot as plt
+    from matplotlib.backends import BackendFilter, backend_registry
+
+    return plt.get_backend().lower() not in backend_registry.list_builtin(
+        BackendFilter.NON_INTERACTIVE)
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
@@ -66,6 +91,15 @@ def cmd_plot(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise CliError(f"--mirror: {exc}") from None
         print(mirror.text())
+    if args.show:
+        from matplotlib import pyplot as plt
+
+        window = plt.figure(num=f"cplscope plot {' '.join(p.name for p in args.csv)}")
+        plot_cpl(specs, labels=labels, mirror=mirror or False, smooth_points=args.smooth,
+                 figure=window)
+        print("# figure in a window (close it to finish; --output FILE.png saves it)")
+        plt.show()
+        return 0
     plot_cpl(specs, args.output, labels=labels, mirror=mirror or False,
              smooth_points=args.smooth)
     print(f"# figure -> {args.output}")
@@ -95,14 +129,23 @@ def add_parsers(sub: Any) -> None:
     # the default CSV name follows the archive: set before the output check runs
     p.get_default("checks").insert(0, _check_archive_input)
 
-    p = sub.add_parser("plot", help="CPL figure of one or more spectrum CSVs")
-    p.add_argument("csv", type=Path, nargs="+", help="spectrum CSV (`cplscope scan --output`)")
-    output_options(p, figure_required=True)
+    p = sub.add_parser("plot", help="CPL figure of one or more spectrum CSVs",
+                       description="The CPL figure of spectrum CSVs written by `cplscope scan "
+                                   "--output`, their JASCO-style export (--jasco), or plain "
+                                   "CSVs with the columns wavelength,g_lum[,sigma_g,"
+                                   "intensity]. Without --output it opens a window where "
+                                   "there is a display, else it writes NAME.png next to the "
+                                   "first CSV. A CD spectrum is plotted with `cplscope "
+                                   "cd-plot`.")
+    p.add_argument("csv", type=Path, nargs="+",
+                   help="spectrum CSV (`cplscope scan --output`), JASCO-style export or "
+                        "plain wavelength,g_lum,sigma_g CSV")
+    add_check(p, _check_plot)
+    output_options(p, figure=True)
     p.add_argument("--label", action="append", default=[], help="legend label, repeatable")
     p.add_argument("--mirror", action="store_true",
                    help="R/S mirror-symmetry report of two spectra")
     p.add_argument("--smooth", type=int_at_least(1), default=None, metavar="POINTS",
                    help="also draw g_lum smoothed over this many points (odd, ≥ 3; the "
                         "figure states the window)")
-    add_check(p, _check_plot)
     p.set_defaults(func=cmd_plot)

@@ -15,6 +15,7 @@ from .options import (
     global_options,
     join_negative_values,
     run_checks,
+    seed_note,
 )
 
 log = logging.getLogger("cplscope")
@@ -47,10 +48,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.quiet = bool(getattr(args, "quiet", False))
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    measured = False      # once past the checks, a simulated run says how to repeat it
     try:
         run_checks(args)
+        measured = True
         return int(args.func(args) or 0)
     except CliError as exc:
+        measured = False
         print(f"cplscope {args.command}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
@@ -59,6 +63,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, RuntimeError, OSError, TimeoutError) as exc:
         print(f"cplscope {args.command}: {exc}", file=sys.stderr)
         return 1
+    finally:
+        note = seed_note(args) if measured else None
+        if note:
+            print(note, file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
     status, spec = run_scan_command(args, measure=measure)
     if args.jasco and len(spec):
-        write_jasco_csv(spec, args.jasco)
+        write_jasco_csv(spec, args.jasco, ("delta_i", "intensity", "g_lum", "sigma_g"))
         print(f"# JASCO-style export -> {args.jasco}")
     return status
 
@@ -70,6 +70,11 @@ def cmd_dark(args: argparse.Namespace) -> int:
           f"cps over {dark.dwell_s:.1f} s")
     print("per bin (cps): " + " ".join(f"{r:.3g}" for r in dark.rate_cps))
     return 0
+
+
+def _check_calibration_wavelength(args: argparse.Namespace) -> None:
+    args.wavelengths_nm = [args.wavelength]
+    args.wavelength_options = "--wavelength"
 
 
 def _check_blank(args: argparse.Namespace) -> None:
@@ -140,4 +145,5 @@ def add_parsers(sub: Any) -> None:
                    help="store this achiral reference's spectrum as the blank (baseline) that "
                         "scans of the same instrument subtract from g")
     add_check(p, _check_blank)
+    add_check(p, _check_calibration_wavelength)
     p.set_defaults(func=cmd_calibrate)

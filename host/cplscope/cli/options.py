@@ -9,9 +9,10 @@ with the option's name), then the checks each option group registers on its subp
 (:func:`add_check`) run in :func:`cplscope.cli.main.main` before the subcommand. A new option group declares
 its options and its check in one function, as :func:`device_options`,
 :func:`dwell_options`, :func:`range_options` and :func:`output_options` do. Mistakes end
-with exit status 2 and one message that names the option or file and says what to do; the
-only check that needs the instrument is the scan range against the monochromator's, made
-right after connecting, before anything is measured.
+with exit status 2 and one message that names the option or file and says what to do. The
+options a board limits (HV, wavelengths and the A0 they need, bins, dwell times in frames,
+the guard's count rate) are checked against what the board reports, right after connecting
+and before anything is set or measured (:func:`cplscope.cli.session.check_board_limits`).
 """
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+from ..protocol.ranges import PERIODS
 
 EXIT_USAGE = 2
 
@@ -87,6 +90,17 @@ def int_at_least(low: int) -> Callable[[str], int]:
     return parse
 
 
+def int_in(low: int, high: int, what: str) -> Callable[[str], int]:
+    """A type for an integer from ``low`` to ``high``, ``what`` the range stands for."""
+    def parse(text: str) -> int:
+        n = int_at_least(low)(text)
+        if n > high:
+            raise argparse.ArgumentTypeError(f"{what} {low}–{high}, got {text}")
+        return n
+    parse.__name__ = "integer"
+    return parse
+
+
 def bins(text: str) -> int:
     n = int_at_least(2)(text)
     if n > 64 or n & (n - 1):
@@ -147,10 +161,14 @@ def device_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--fault", type=fault, action="append", default=[], metavar="KEY=VALUE",
                    help="simulated fault, repeatable: corrupt, drop, stall (fractions), "
                         "disconnect_at, reconnect_after (instrument s)")
-    g.add_argument("--seed", type=int_at_least(0), default=0,
-                   help="seed of the simulated bench (0)")
+    g.add_argument("--seed", type=int_at_least(0), default=None,
+                   help="seed of the simulated instrument's noise: the same seed and options "
+                        "repeat a run exactly (default: a fresh seed each run, printed and "
+                        "kept in the run's metadata)")
     g.add_argument("--bins", type=bins, default=16, help="phase bins B (2…64, power of 2)")
-    g.add_argument("--periods", type=int_at_least(1), default=10000,
+    g.add_argument("--periods", type=int_in(*PERIODS, "PEM periods per frame: every "
+                                                      "instrument allows"),
+                   default=10000,
                    help="PEM periods per frame K (default 10000: 0.2 s at 50 kHz)")
     g.add_argument("--hv", type=non_negative(" V"), default=800.0,
                    help="PMT high voltage, V (800)")
@@ -176,7 +194,8 @@ def check_instrument(args: argparse.Namespace) -> None:
     if not args.sim:
         used = [opt for opt, value in (("--sample", args.sample),
                                        ("--sample-file", args.sample_file),
-                                       ("--fault", faults)) if value]
+                                       ("--fault", faults),
+                                       ("--seed", args.seed is not None)) if value]
         if used:
             raise CliError(f"{', '.join(used)} need --sim (the simulated instrument); a real "
                            "board is measured with --device")
@@ -199,6 +218,10 @@ def check_instrument(args: argparse.Namespace) -> None:
             Faults().updated(faults)
         except ValueError as exc:
             raise CliError(f"--fault: {exc}") from None
+        if args.seed is None:
+            from ..util.seeds import fresh_seed
+
+            args.seed, args.seed_drawn = fresh_seed(), True
     if getattr(args, "retardation", None) is not None and args.retardation > math.pi:
         raise CliError(f"--retardation {args.retardation:g}: the peak retardation A0 must be "
                        "in (0, π] rad (π/2 = 1.571 is quarter-wave)")
@@ -216,6 +239,20 @@ def check_instrument(args: argparse.Namespace) -> None:
             Calibration.load(args.calibration)
         except (OSError, ValueError) as exc:
             raise CliError(f"--calibration {args.calibration}: {exc}") from None
+
+
+#: The subcommands that measure: on the simulated instrument they say which noise seed they
+#: drew.
+MEASURING_COMMANDS = frozenset({"scan", "point", "dark", "calibrate", "cd"})
+
+
+def seed_note(args: argparse.Namespace) -> str | None:
+    """The line that tells how to repeat a simulated measurement whose seed was drawn (None
+    when the user gave --seed, measures a real board or does not measure)."""
+    if not getattr(args, "seed_drawn", False) or args.command not in MEASURING_COMMANDS:
+        return None
+    return (f"# simulated instrument: noise seed {args.seed} (kept in the run's metadata; "
+            f"repeat this run exactly with --seed {args.seed})")
 
 
 def canonical_sample(name: str) -> str:
@@ -402,13 +439,15 @@ def check_range(args: argparse.Namespace) -> None:
 
 def output_options(p: argparse.ArgumentParser, *, csv: str | None = None,
                     csv_required: bool = False, archive: bool = False, plot: bool = False,
-                    figure_required: bool = False, jasco: bool = False) -> None:
+                    figure: bool = False, jasco: bool = False) -> None:
     """The files a subcommand writes, and ``--overwrite``. ``csv`` is the --output CSV's
-    default name; ``figure_required`` makes --output the figure (``cplscope plot``)."""
+    default name; ``figure`` makes --output a figure file (``cplscope plot``, which picks
+    its default itself)."""
     outputs: list[tuple[str, str, tuple[str, ...]]] = []
-    if figure_required:
-        p.add_argument("--output", type=Path, required=True,
-                       help="figure file (.png, .svg, .pdf)")
+    if figure:
+        p.add_argument("--output", type=Path, default=None,
+                       help="figure file (.png, .svg, .pdf); default: a window where there "
+                            "is a display, else NAME.png next to the first CSV")
         outputs.append(("output", "--output", FIGURE_SUFFIXES))
     elif csv is not None or csv_required:
         default = f" ({csv})" if csv else ""
@@ -499,23 +538,21 @@ def is_hdf5(path: Path) -> bool:
 
 
 def read_spectrum_csv(path: Path):
-    """A spectrum CSV written by ``cplscope scan``, or a CliError naming the file."""
-    from ..data.spectrum import Spectrum
+    """The CPL spectrum in ``path`` (:func:`cplscope.data.readers.read_cpl_file`: a spectrum
+    CSV, a JASCO-style export or a plain CSV), or a CliError naming the file and saying what
+    `cplscope plot` reads."""
+    from ..data.readers import WHAT_PLOT_READS, read_cpl_file
 
-    check_input_file(path, "", "give spectrum CSV files written by `cplscope scan "
-                      "--output`")
-    if is_hdf5(path):
-        raise CliError(f"{path} is an HDF5 raw archive, not a spectrum CSV: plot the CSV "
-                       f"that `cplscope scan --output` wrote, or recompute the spectrum with "
-                       f"`cplscope reprocess {path} --plot FIGURE.png`")
+    check_input_file(path, "", WHAT_PLOT_READS)
     try:
-        return Spectrum.read_csv(path)
+        return read_cpl_file(path)
     except UnicodeDecodeError:
-        raise CliError(f"{path} is not a text file; `cplscope plot` expects spectrum CSV "
-                       "files written by `cplscope scan --output`") from None
+        raise CliError(f"{path} is not a text file: {WHAT_PLOT_READS}") from None
+    except OSError as exc:
+        raise CliError(f"{path}: {exc.strerror or exc}") from None
     except ValueError as exc:
-        raise CliError(f"{exc}; `cplscope plot` expects spectrum CSV files written by "
-                       "`cplscope scan --output`") from None
+        text = str(exc)
+        raise CliError(text if str(path) in text else f"{path}: {text}") from None
 
 
 def global_options(p: argparse.ArgumentParser, *, top: bool) -> None:

@@ -25,8 +25,11 @@ def run_scan_command(args: argparse.Namespace, sim_options: dict[str, Any] | Non
         _settings_of_resumed_run(args)
     with open_session(args, sim_options=sim_options) as inst:
         def show_survey(survey: Any) -> None:
-            if not args.quiet:
-                print(survey.summary(), file=sys.stderr)
+            # the prediction the user decides on: its own lines above the progress bar,
+            # also with -q
+            from tqdm import tqdm
+
+            tqdm.write(survey.summary(), file=sys.stderr)
 
         plot = [PlotSink(args.plot, labels=[args.sample_name])] if args.plot else []
         status = 0

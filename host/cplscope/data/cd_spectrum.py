@@ -33,7 +33,7 @@ from ..science.cd import (
 )
 from ..science.results import PointResult
 from ..util.files import write_text_atomic
-from .spectrum import TableFormat, read_table, table_text
+from .spectrum import SIGMA_DIGITS, TableFormat, read_table, table_text
 
 __all__ = ["CD_MARKER", "CDAssembler", "CDSpectrum", "MODE", "cd_metadata"]
 
@@ -43,11 +43,26 @@ CD_MARKER = "# cplscope cd spectrum, format 1"
 MODE = "cd"
 
 _INT_COLUMNS = frozenset({"n_frames"})
+#: How each float column of a CD spectrum CSV is rounded (cplscope.data.spectrum.rounded).
+CD_RESOLUTION: dict[str, tuple[str, Any]] = {
+    "wavelength_nm": ("decimals", 6), "dwell_s": ("decimals", 6),
+    "absorbance": ("sigma", lambda p: p.sigma_absorbance),
+    "delta_a": ("sigma", lambda p: p.sigma_delta_a),
+    "g_abs": ("sigma", lambda p: p.sigma_g_abs),
+    "ellipticity_mdeg": ("sigma", lambda p: p.sigma_ellipticity_mdeg),
+    "linear_dichroism": ("sigma", lambda p: p.sigma_linear_dichroism),
+    "intensity": ("sigma", lambda p: p.sigma_intensity),
+    "sigma_absorbance": ("digits", SIGMA_DIGITS), "sigma_delta_a": ("digits", SIGMA_DIGITS),
+    "sigma_g_abs": ("digits", SIGMA_DIGITS),
+    "sigma_linear_dichroism": ("digits", SIGMA_DIGITS),
+    "sigma_intensity": ("digits", SIGMA_DIGITS), "chi2_red": ("digits", 4),
+}
 #: The CD spectrum CSV (docs/data-files.md).
 CD_TABLE = TableFormat(CD_MARKER, tuple(CD_CSV_COLUMNS), tuple(CD_COLUMNS), _INT_COLUMNS,
                        CDPointResult, "cplscope CD spectrum CSV",
-                       lambda header: (" (this looks like a CPL spectrum: use "
-                                       "cplscope.Spectrum)") if "g_lum" in header else "")
+                       lambda header: (" (this looks like a CPL spectrum: plot it with "
+                                       "`cplscope plot`, or read it with cplscope.Spectrum)")
+                       if "g_lum" in header else "", CD_RESOLUTION)
 
 
 @dataclass

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -254,6 +255,11 @@ class TableFormat:
         row_type: the point dataclass, built from a row's cells.
         what: what the file is, for error messages ("cplscope spectrum CSV").
         hint: extra advice when the header lacks columns, given the header.
+        resolution: how each float column is rounded when written (:func:`rounded`):
+            ``("decimals", n)``, ``("digits", n)`` significant digits, or
+            ``("sigma", f)`` with ``f(row)`` the value's standard uncertainty: the value is
+            then written to the 3rd significant digit of its σ. Columns not listed keep
+            every digit.
     """
 
     marker: str
@@ -263,6 +269,7 @@ class TableFormat:
     row_type: Any
     what: str
     hint: Any = None
+    resolution: Mapping[str, tuple[str, Any]] = field(default_factory=dict)
 
 
 def table_text(fmt: TableFormat, rows: Iterable[Any], metadata: Mapping[str, Any]) -> str:
@@ -271,7 +278,7 @@ def table_text(fmt: TableFormat, rows: Iterable[Any], metadata: Mapping[str, Any
     for key, value in _flatten(metadata):
         lines.append(f"# {key} = {json.dumps(value, ensure_ascii=False)}")
     for p in rows:
-        lines.append(",".join(_cell(fmt, name, getattr(p, name)) for name in fmt.columns))
+        lines.append(",".join(_cell(fmt, name, getattr(p, name), p) for name in fmt.columns))
     return "\n".join(lines) + "\n"
 
 
@@ -317,12 +324,41 @@ def read_table(fmt: TableFormat, path: str | os.PathLike[str]) -> tuple[list[Any
     return points, _unflatten(meta_flat)
 
 
-def _cell(fmt: TableFormat, name: str, value: Any) -> str:
+def _cell(fmt: TableFormat, name: str, value: Any, row: Any) -> str:
     if name == "flags":
         return ";".join(value)
     if name in fmt.int_columns:
         return str(int(value))
-    return repr(float(value))        # shortest exact form; NaN as 'nan'
+    rule = fmt.resolution.get(name)
+    x = float(value)
+    if rule is not None:
+        kind, arg = rule
+        x = rounded(x, **{kind: arg(row) if kind == "sigma" else arg})
+    return repr(x)        # shortest form of the rounded value; NaN as 'nan'
+
+
+#: Significant digits of σ that a value is written to (sigma rule of :func:`rounded`).
+SIGMA_DIGITS = 3
+
+
+def rounded(x: float, *, decimals: int | None = None, digits: int | None = None,
+            sigma: float | None = None) -> float:
+    """``x`` rounded to its resolution: to ``decimals`` decimal places, to ``digits``
+    significant digits, or to the :data:`SIGMA_DIGITS`-th significant digit of its standard
+    uncertainty ``sigma`` (6 significant digits when σ is not finite and > 0). The digits
+    dropped are far below the noise (≤ σ/2000), so nothing a reader can use is lost, and a
+    dwell of 6 s is written 6.0, not 6.000000000000001."""
+    if not math.isfinite(x) or x == 0.0:
+        return x
+    if decimals is not None:
+        return round(x, decimals)
+    if sigma is not None:
+        if math.isfinite(sigma) and sigma > 0:
+            return round(x, SIGMA_DIGITS - 1 - math.floor(math.log10(sigma)))
+        digits = 6
+    if digits is None:
+        raise ValueError("give decimals, digits or sigma")
+    return round(x, digits - 1 - math.floor(math.log10(abs(x))))
 
 
 def _parse_row(fmt: TableFormat, line: str, header: list[str], path: Path, lineno: int) -> Any:
@@ -377,12 +413,30 @@ def _unflatten(items: Iterable[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _sigma_delta_i(p: PointResult) -> float:
+    """σ of ΔI = I·g/2 (and the scale of I_L, I_R), cps."""
+    return 0.5 * abs(p.intensity) * p.sigma_g
+
+
+#: How each float column of a spectrum CSV is rounded (:func:`rounded`).
+CPL_RESOLUTION: dict[str, tuple[str, Any]] = {
+    "wavelength_nm": ("decimals", 6), "dwell_s": ("decimals", 6),
+    "intensity": ("sigma", lambda p: p.sigma_intensity),
+    "i_left": ("sigma", _sigma_delta_i), "i_right": ("sigma", _sigma_delta_i),
+    "delta_i": ("sigma", _sigma_delta_i),
+    "g_lum": ("sigma", lambda p: p.sigma_g), "linear": ("sigma", lambda p: p.sigma_linear),
+    "sigma_g": ("digits", SIGMA_DIGITS), "sigma_linear": ("digits", SIGMA_DIGITS),
+    "sigma_intensity": ("digits", SIGMA_DIGITS),
+    "chi2_red": ("digits", 4), "emission_z": ("digits", 4),
+}
+
 #: The CPL spectrum CSV (docs/data-files.md).
 CPL_TABLE = TableFormat(MARKER, CSV_COLUMNS, CSV_COLUMNS[:13], _INT_COLUMNS, PointResult,
                         "cplscope spectrum CSV",
                         lambda header: (" (this looks like a CD spectrum: use "
-                                        "cplscope.data.cd_spectrum.CDSpectrum)")
-                        if "delta_a" in header else "")
+                                        "`cplscope cd-plot`, or cplscope.data.cd_spectrum."
+                                        "CDSpectrum in Python)")
+                        if "delta_a" in header else "", CPL_RESOLUTION)
 
 
 # --- accumulation -----------------------------------------------------------------------

@@ -2,10 +2,13 @@
 
 :func:`plot_cd` draws the figure of the seed paper's Fig. 3 (a, c): a panel with the CD as
 ellipticity θ (mdeg, or ΔA) and its ±σ band, with the absorbance on the right axis
-(dashed), and a panel with g_abs and its ±σ band. ``opaque`` points are gaps with a grey
-band behind them; several spectra (an R/S pair) are overlaid with a legend. As
-:func:`cplscope.plot.cpl.plot_cpl`, it draws on matplotlib's Agg canvas, never pyplot, and the
-file format follows the suffix (.png, .svg, .pdf).
+(dashed), and a panel with g_abs at each point with its ±1σ bar (:mod:`cplscope.plot.panels`:
+bars clipped at the axis with a marker, an axis range set by the well-measured points).
+``opaque`` points are gaps with a grey band behind them; several spectra (an R/S pair) are
+overlaid, one colour each, with the legends above and below the panels, off the data, and a
+title with the samples and the date. As :func:`cplscope.plot.cpl.plot_cpl`, it draws on
+matplotlib's Agg canvas unless given a figure, and the file format follows the suffix
+(.png, .svg, .pdf).
 
 :func:`cd_mirror_report` is :func:`cplscope.plot.cpl.mirror_report` on g_abs: whether
 g_R + g_S is consistent with 0 where both spectra have a g_abs, and the mirror ratio
@@ -16,19 +19,22 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
+
+from typing import Any
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
-from ..science.cd import FLAG_OPAQUE
 from ..data.cd_spectrum import CDSpectrum
-from .cpl import MirrorReport, _g_limits, _label, mirror_report
+from ..science.bands import band_means as band_means_of
+from ..science.cd import FLAG_OPAQUE
+from .cpl import MirrorReport, mirror_report
+from . import panels
+from .panels import GSeries, draw_g_panel, shade_runs
 
 __all__ = ["cd_mirror_report", "plot_cd"]
 
-_FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
 _UNITS = ("mdeg", "delta_a")
 
 
@@ -66,21 +72,28 @@ def plot_cd(spectra: CDSpectrum | Sequence[CDSpectrum],
             path: str | os.PathLike[str] | None = None, *,
             labels: Sequence[str] | None = None, title: str | None = None,
             mirror: bool | MirrorReport = False, cd_unit: str = "mdeg",
-            show_absorbance: bool = True) -> Figure:
+            show_absorbance: bool = True, band_means: bool = False,
+            figure: Figure | None = None) -> Figure:
     """Draw the CD figure and optionally save it.
 
     Args:
         spectra: one CD spectrum or several to overlay (e.g. an R/S pair).
         path: file to write; the suffix picks PNG, SVG or PDF.
         labels: legend labels (default: each spectrum's ``sample`` metadata).
-        title: figure title.
+        title: the figure's title (default: the samples and "CD"); the line under it always
+            says when and on which instrument the spectra were measured.
         mirror: True to compute :func:`cd_mirror_report` of the first two spectra and print
-            it on the g_abs panel, or a report to print.
+            it above the g_abs panel, or a report to print.
         cd_unit: ``"mdeg"`` (ellipticity θ) or ``"delta_a"`` (ΔA) for the CD panel.
         show_absorbance: draw A on the CD panel's right axis (dashed).
+        band_means: also draw the inverse-variance mean g_abs over each absorption band
+            (:mod:`cplscope.science.bands`, bands of A). Off by default: a CD band is often
+            a couplet whose g_abs changes sign across it, and then its mean says nothing.
+        figure: draw on this (empty) Figure, e.g. one of ``matplotlib.pyplot`` to show it;
+            default: a new Figure on matplotlib's Agg canvas.
 
     Returns:
-        The matplotlib Figure (Agg canvas).
+        The matplotlib Figure.
 
     Raises:
         ValueError: on an unsupported suffix or unit, a label count that does not match, an
@@ -95,19 +108,16 @@ def plot_cd(spectra: CDSpectrum | Sequence[CDSpectrum],
         raise ValueError(f"cd_unit must be 'mdeg' or 'delta_a', got {cd_unit!r}")
     if mirror is True and len(specs) < 2:
         raise ValueError("mirror=True needs two spectra (R and S)")
-    fmt = None
-    if path is not None:
-        fmt = _FORMATS.get(Path(path).suffix.lower())
-        if fmt is None:
-            raise ValueError(f"cannot tell the figure format from {Path(path).name!r}: use a "
-                             f"file name ending in {', '.join(_FORMATS)}")
-    names = list(labels) if labels is not None else [_label(s, i) for i, s in enumerate(specs)]
+    fmt = panels.figure_format(path)
+    names = list(labels) if labels is not None else [panels.series_label(s, i)
+                                                     for i, s in enumerate(specs)]
 
-    fig = Figure(figsize=(7.0, 6.5), layout="constrained")
-    FigureCanvasAgg(fig)
-    ax_cd, ax_g = fig.subplots(2, 1, sharex=True)
+    fig = panels.new_figure(figure, (7.2, 8.0))
+    ax_cd, ax_g = fig.subplots(2, 1, sharex=True, height_ratios=(1.0, 1.1))
     ax_a = ax_cd.twinx() if show_absorbance else None
-    g_all: list[np.ndarray] = []
+    series: list[GSeries] = []
+    top_handles: list[Any] = []
+    top_labels: list[str] = []
     for i, (spec, name) in enumerate(zip(specs, names)):
         color = f"C{i % 10}"
         order = np.argsort(spec.wavelength_nm, kind="stable")
@@ -117,58 +127,55 @@ def plot_cd(spectra: CDSpectrum | Sequence[CDSpectrum],
         else:
             y, sy = spec.delta_a[order], spec.sigma_delta_a[order]
         ax_cd.fill_between(wl, y - sy, y + sy, color=color, alpha=0.25, lw=0)
-        ax_cd.plot(wl, y, color=color, lw=1.4, label=f"{name} CD")
+        (line,) = ax_cd.plot(wl, y, color=color, lw=1.4)
+        top_handles.append((Patch(color=color, alpha=0.25, lw=0), line))
+        top_labels.append(f"{name}: CD ±1σ (left axis)")
         if ax_a is not None and np.isfinite(spec.absorbance).any():
-            ax_a.plot(wl, spec.absorbance[order], color=color, lw=1.0, ls="--", alpha=0.7,
-                      label=f"{name} A")
+            (a_line,) = ax_a.plot(wl, spec.absorbance[order], color=color, lw=1.0, ls="--",
+                                  alpha=0.8)
+            top_handles.append(a_line)
+            top_labels.append(f"{name}: absorbance A (right axis)")
         g, sg = spec.g_abs[order], spec.sigma_g_abs[order]
-        ax_g.fill_between(wl, g - sg, g + sg, color=color, alpha=0.25, lw=0)
-        ax_g.plot(wl, g, color=color, lw=1.4, label=name)
-        g_all.append(np.column_stack([g, sg]))
-        _shade_opaque(ax_cd, wl, spec.has_flag(FLAG_OPAQUE)[order])
-        _shade_opaque(ax_g, wl, spec.has_flag(FLAG_OPAQUE)[order])
-    _limits(ax_g, np.concatenate(g_all))
+        bands = (band_means_of(wl, spec.absorbance[order], g, sg,
+                               spec.sigma_absorbance[order]) if band_means else [])
+        series.append(GSeries(name, color, wl, g, sg, bands, _SPREAD))
+    g_handles, g_labels = draw_g_panel(ax_g, series, band_means=band_means,
+                                       band_note=" (inverse-variance mean over each "
+                                                 "absorption band, A ≥ 10 % of its peak)",
+                                       quantity="g$_{abs}$")
+    wl0 = np.sort(specs[0].wavelength_nm)
+    if all(np.array_equal(np.sort(s.wavelength_nm), wl0) for s in specs):
+        opaque = np.logical_or.reduce([s.has_flag(FLAG_OPAQUE)[np.argsort(
+            s.wavelength_nm, kind="stable")] for s in specs])
+        if shade_runs(ax_g, wl0, opaque, color="0.85"):
+            shade_runs(ax_cd, wl0, opaque, color="0.85")
+            g_handles.append(Patch(facecolor="0.85", lw=0))
+            g_labels.append("opaque: too little light through the sample")
     for ax in (ax_cd, ax_g):
-        ax.axhline(0.0, color="0.6", lw=0.6)
-    ax_cd.set_ylabel("CD, θ (mdeg)  (band: ±1σ)" if cd_unit == "mdeg"
-                     else "CD, ΔA = A_L − A_R  (band: ±1σ)")
+        ax.axhline(0.0, color="0.55", lw=0.7)
+    ax_cd.set_ylabel("CD, θ (mdeg)" if cd_unit == "mdeg" else "CD, ΔA = A$_L$ − A$_R$")
     if ax_a is not None:
-        ax_a.set_ylabel("absorbance A (dashed)")
+        ax_a.set_ylabel("absorbance A")
         ax_a.set_ylim(bottom=0.0)
-    ax_g.set_ylabel("g_abs = ΔA/A  (band: ±1σ)")
+    ax_g.set_ylabel("g$_{abs}$ = ΔA / A")
     ax_g.set_xlabel("wavelength (nm)")
-    ax_g.ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
+    lo, hi = float(wl0.min()), float(wl0.max())
+    step = float(np.median(np.diff(wl0))) if wl0.size > 1 else 1.0
+    ax_g.set_xlim(lo - step, hi + step)
+    ax_g.ticklabel_format(axis="y", style="sci", scilimits=(-2, 2), useMathText=True)
     if cd_unit == "delta_a":
-        ax_cd.ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
-    ax_g.legend(loc="upper right", fontsize="small")
-    if title:
-        fig.suptitle(title)
+        ax_cd.ticklabel_format(axis="y", style="sci", scilimits=(-2, 2), useMathText=True)
+    panels.legend_above(ax_cd, top_handles, top_labels, ncols=2)
+    panels.legend_below(ax_g, g_handles, g_labels, ncols=1)
+    panels.set_titles(fig, specs, names, "CD and g$_{abs}$", title)
     report = mirror if isinstance(mirror, MirrorReport) else (
         cd_mirror_report(specs[0], specs[1]) if mirror else None)
-    if report is not None:
-        ax_g.text(0.01, 0.02, report.text(), transform=ax_g.transAxes, fontsize="x-small",
-                  va="bottom", ha="left", bbox=dict(boxstyle="round", fc="white", alpha=0.8))
+    if report is not None:  # above the panel, where no data can be
+        ax_g.set_title(report.text(), loc="left", fontsize="x-small")
     if path is not None:
         fig.savefig(path, format=fmt, dpi=150)
     return fig
 
 
-def _shade_opaque(ax, wl: np.ndarray, opaque: np.ndarray) -> None:
-    """Grey bands over runs of opaque points (half a step beyond each end)."""
-    if not opaque.any() or wl.size < 2:
-        return
-    step = float(np.median(np.diff(wl)))
-    idx = np.flatnonzero(opaque)
-    runs = np.split(idx, np.flatnonzero(np.diff(idx) > 1) + 1)
-    for k, run in enumerate(runs):
-        ax.axvspan(wl[run[0]] - step / 2, wl[run[-1]] + step / 2, color="0.85", lw=0,
-                   zorder=0, label="opaque" if k == 0 and ax.get_label() != "shaded" else None)
-    ax.set_label("shaded")
-
-
-def _limits(ax, y_sigma: np.ndarray, spread: float = 4.0) -> None:
-    """Scale the axis to the well-measured points (σ within ``spread``× the best)."""
-    sy = y_sigma[:, 1]
-    ok = np.isfinite(y_sigma[:, 0]) & np.isfinite(sy) & (sy > 0)
-    if ok.any():
-        _g_limits(ax, y_sigma[ok & (sy <= spread * sy[ok].min())])
+#: g_abs points with σ within this × the spectrum's typical σ are the well-measured ones.
+_SPREAD = 4.0

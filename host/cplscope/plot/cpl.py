@@ -1,19 +1,22 @@
 """CPL figures and the mirror-symmetry check of an enantiomer pair.
 
-:func:`plot_cpl` draws the figure of the seed paper's Fig. 3 (b, d) as a CPL paper shows it:
+:func:`plot_cpl` draws the figure of the seed paper's Fig. 3 (b, d) as a CPL paper shows it
+(docs/figures.md):
 
-- top panel: ΔI = I_L − I_R (left axis, solid) and the total I = I_L + I_R (right axis,
-  dashed, lightly filled), both in the file's intensity unit, told apart by a legend, with
-  the zeros of both axes at the same height;
-- bottom panel: g_lum. Well-measured points (σ_g within ``faint_factor`` × the spectrum's
-  best σ_g, its 10th percentile) are a line with a ±1σ band; the others (weak emission at the band edges) are
-  faded markers with ±1σ error bars, and the axis range is set by the well-measured points,
-  so their noise cannot flatten the band. An optional smoothed curve states its window.
+- a title with the samples, the date and the instrument;
+- top panel: ΔI = I_L − I_R ± 1σ (left axis, solid) and the total I = I_L + I_R (right axis,
+  dashed, lightly filled), in the file's intensity unit, with the zeros of both axes at the
+  same height; a weak band's total I also magnified ("×30", dotted);
+- bottom panel: g_lum at every point with its ±1σ bar, bars clipped at the axis with a
+  marker, and each emission band's inverse-variance mean g ± σ (:mod:`cplscope.plot.panels`,
+  :mod:`cplscope.science.bands`); the axis shows every band's estimate. An optional smoothed
+  curve states its window.
 
-``no_emission`` points (g is NaN) are gaps. Several spectra (an R/S pair) are overlaid, one
-colour each. A mirror report goes above the g panel, never over the data. The figure uses
-matplotlib's Agg canvas directly, so it never needs a display or touches pyplot's global
-state; the file format follows the suffix (.png, .svg, .pdf).
+``no_emission`` points (g is NaN) are gaps, shaded where no spectrum emits. Several spectra
+(an R/S pair) are overlaid, one colour each; legends and the mirror report sit above and
+below the panels, never over the data. The figure uses matplotlib's Agg canvas unless given
+a figure, so it never needs a display; the file format follows the suffix (.png, .svg,
+.pdf).
 
 :func:`mirror_report` tests whether g_R + g_S is consistent with 0 at the wavelengths where
 both spectra have emission, and estimates the mirror ratio g_R/(−g_S).
@@ -24,23 +27,34 @@ import math
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
-from matplotlib.ticker import ScalarFormatter
 
-from ..science.results import chi2_sf
 from ..data.spectrum import Spectrum
+from ..science.bands import BandMean, band_means, band_regions
+from ..science.results import FLAG_NO_EMISSION, chi2_sf
+from .panels import (
+    FAINT_FACTOR,
+    GSeries,
+    draw_g_panel,
+    figure_format,
+    legend_above,
+    legend_below,
+    PowerFormatter,
+    new_figure,
+    power_label,
+    series_label,
+    set_titles,
+    shade_runs,
+    superscript,
+    typical_sigma,
+)
 
 __all__ = ["MirrorReport", "mirror_report", "plot_cpl"]
-
-_FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
-
 
 @dataclass(frozen=True)
 class MirrorReport:
@@ -142,24 +156,29 @@ def _mirror_ratio(gr: np.ndarray, sr: np.ndarray, gs: np.ndarray, ss: np.ndarray
 def plot_cpl(spectra: Spectrum | Sequence[Spectrum], path: str | os.PathLike[str] | None = None,
              *, labels: Sequence[str] | None = None, title: str | None = None,
              mirror: bool | MirrorReport = False, smooth_points: int | None = None,
-             faint_factor: float = 3.0) -> Figure:
+             faint_factor: float = FAINT_FACTOR, band_means: bool = True,
+             figure: Figure | None = None) -> Figure:
     """Draw the CPL figure and optionally save it.
 
     Args:
         spectra: one spectrum or several to overlay (e.g. an R/S pair).
         path: file to write; the suffix picks PNG, SVG or PDF.
         labels: legend labels (default: each spectrum's ``sample`` metadata).
-        title: figure title.
+        title: the figure's title (default: the samples and "CPL"); the line under it always
+            says when and on which instrument the spectra were measured.
         mirror: True to compute :func:`mirror_report` of the first two spectra and print it
             above the g_lum panel, or a report to print.
         smooth_points: also draw g_lum smoothed by an inverse-variance weighted moving
             average over this many neighbouring points (odd, ≥ 3); the legend states it.
         faint_factor: points whose σ_g exceeds this many times the spectrum's typical σ_g
-            (the 10th percentile of its σ_g) are drawn faded, with error bars, and do not set the g
-            axis range.
+            (the 10th percentile of its σ_g) are open markers and do not set the g axis range.
+        band_means: draw each emission band's inverse-variance mean g
+            (:func:`cplscope.science.bands.band_means`) with its σ.
+        figure: draw on this (empty) Figure, e.g. one of ``matplotlib.pyplot`` to show it in
+            a window; default: a new Figure on matplotlib's Agg canvas.
 
     Returns:
-        The matplotlib Figure (Agg canvas).
+        The matplotlib Figure.
 
     Raises:
         ValueError: on an unsupported suffix, a label count that does not match, an empty
@@ -175,83 +194,66 @@ def plot_cpl(spectra: Spectrum | Sequence[Spectrum], path: str | os.PathLike[str
                          f"{smooth_points!r}")
     if not faint_factor > 1:
         raise ValueError(f"faint_factor must be > 1, got {faint_factor!r}")
-    fmt = None
-    if path is not None:
-        fmt = _FORMATS.get(Path(path).suffix.lower())
-        if fmt is None:
-            raise ValueError(f"cannot tell the figure format from {Path(path).name!r}: use a "
-                             f"file name ending in {', '.join(_FORMATS)}")
+    fmt = figure_format(path)
     if mirror is True and len(specs) < 2:
         raise ValueError("mirror=True needs two spectra (R and S)")
-    names = list(labels) if labels is not None else [_label(s, i) for i, s in enumerate(specs)]
-    unit = str(specs[0].metadata.get("units", {}).get("intensity", "cps"))
-
-    fig = Figure(figsize=(7.0, 7.0), layout="constrained")
-    FigureCanvasAgg(fig)
-    ax_cpl, ax_g = fig.subplots(2, 1, sharex=True, height_ratios=(1.0, 1.0))
-    ax_tot = ax_cpl.twinx()
+    names = list(labels) if labels is not None else [series_label(s, i)
+                                                     for i, s in enumerate(specs)]
+    has_top = any(np.isfinite(s.intensity).any() or np.isfinite(s.delta_i).any()
+                  for s in specs)
+    fig = new_figure(figure, (7.2, 8.4) if has_top else (7.2, 5.6))
+    if has_top:
+        ax_cpl, ax_g = fig.subplots(2, 1, sharex=True, height_ratios=(1.0, 1.15))
+        ax_tot = ax_cpl.twinx()
+    else:
+        ax_g, ax_cpl, ax_tot = fig.subplots(), None, None
     colors = [f"C{i % 10}" for i in range(len(specs))]
-    well_sets: list[np.ndarray] = []
-    any_faint = False
+    series: list[GSeries] = []
+    top: tuple[list[Any], list[str]] = ([], [])
     for spec, name, color in zip(specs, names, colors):
         order = np.argsort(spec.wavelength_nm, kind="stable")
-        wl = spec.wavelength_nm[order]
-        total = spec.intensity[order]
-        ax_tot.fill_between(wl, 0.0, total, color=color, alpha=0.08, lw=0)
-        ax_tot.plot(wl, total, color=color, lw=1.0, ls="--", alpha=0.8,
-                    label=f"{name}: total I (right axis)")
-        g, sg = spec.g_lum[order], spec.sigma_g[order]
-        well, faint = _significance(g, sg, faint_factor)
-        delta_i = spec.delta_i[order]
-        # ΔI = I·g/2 carries g's noise: drawn as a line where g is well measured, and as
-        # faded markers with ±1σ bars (σ_ΔI = I·σ_g/2) where it is not, as in the g panel
-        ax_cpl.plot(wl, np.where(well, delta_i, np.nan), color=color, lw=1.6,
-                    label=f"{name}: ΔI (left axis)")
-        if faint.any():
-            bars = ax_cpl.errorbar(wl[faint], delta_i[faint], yerr=0.5 * total[faint] * sg[faint],
-                                   fmt="o", ms=2.5, color=color, alpha=0.35, capsize=0, lw=0)
-            for collection in bars.lines[2]:
-                collection.set_alpha(0.15)
-                collection.set_linewidth(0.8)
-        any_faint |= bool(faint.any())
-        g_well = np.where(well, g, np.nan)
-        ax_g.fill_between(wl, g_well - sg, g_well + sg, color=color, alpha=0.25, lw=0)
-        ax_g.plot(wl, g_well, color=color, lw=1.4, marker="o", ms=2.5, label=name)
-        if faint.any():
-            bars = ax_g.errorbar(wl[faint], g[faint], yerr=sg[faint], fmt="o", ms=3,
-                                 color=color, alpha=0.35, capsize=0, lw=0)
-            for collection in bars.lines[2]:   # the bars fainter than their markers
-                collection.set_alpha(0.15)
-                collection.set_linewidth(0.8)
-        if smooth_points is not None:  # drawn where it is as well measured as the band
-            g_s, sg_s = _smooth(g, sg, smooth_points)
-            shown = _significance(g_s, sg_s, faint_factor, typical=_typical(sg))[0]
-            ax_g.plot(wl, np.where(shown, g_s, np.nan), color=color, lw=2.4, alpha=0.9,
-                      solid_capstyle="round",
-                      label=f"{name}: smoothed ({smooth_points}-point weighted mean)")
-        well_sets.append(np.column_stack([g[well], sg[well]]))
-    _align_zeros(ax_cpl, ax_tot)
-    ax_tot.yaxis.set_major_formatter(_NonNegativeFormatter(useMathText=True))
-    ax_cpl.axhline(0.0, color="0.6", lw=0.6)
-    ax_g.axhline(0.0, color="0.6", lw=0.6)
-    _g_limits(ax_g, np.concatenate(well_sets))
-    ax_cpl.set_ylabel(f"ΔI = I$_L$ − I$_R$ ({unit})")
-    ax_tot.set_ylabel(f"total I = I$_L$ + I$_R$ ({unit})")
+        if ax_cpl is not None:
+            _intensity_panel(ax_cpl, ax_tot, spec, order, name, color, top)
+        bands = _bands(spec) if band_means else []
+        series.append(GSeries(name, color, spec.wavelength_nm[order], spec.g_lum[order],
+                              spec.sigma_g[order], bands, faint_factor,
+                              bands_have_peaks=bool(np.isfinite(spec.intensity).any())))
+    note = (_BAND_NOTE if all(np.isfinite(s.intensity).any() for s in specs)
+            else _RUN_NOTE)
+    g_handles, g_labels = draw_g_panel(ax_g, series, band_means=band_means, band_note=note,
+                                       quantity="g$_{lum}$")
+    if smooth_points is not None:   # drawn where it is as well measured as the band
+        for gs in series:
+            g_s, sg_s = _smooth(gs.g, gs.sigma_g, smooth_points)
+            shown = np.isfinite(g_s) & (sg_s <= gs.faint_factor * typical_sigma(gs.sigma_g))
+            (line,) = ax_g.plot(gs.wavelength_nm, np.where(shown, g_s, np.nan),
+                                color=gs.color, lw=2.0, alpha=0.8, solid_capstyle="round")
+            g_handles.append(line)
+            g_labels.append(f"{gs.name}: smoothed ({smooth_points}-point weighted mean)")
+    if _shade_no_emission(specs, [ax for ax in (ax_g, ax_cpl) if ax is not None]):
+        g_handles.append(Patch(facecolor="0.92", lw=0))
+        g_labels.append("no emission: g undefined")
+    if ax_cpl is not None:
+        unit = str(specs[0].metadata.get("units", {}).get("intensity", "cps"))
+        _align_zeros(ax_cpl, ax_tot)
+        power = power_label(ax_tot.get_ylim()[1])
+        ax_tot.yaxis.set_major_formatter(PowerFormatter(power, non_negative=True))
+        ax_cpl.axhline(0.0, color="0.55", lw=0.7)
+        ax_cpl.set_ylabel(f"ΔI = I$_L$ − I$_R$ ({unit})")
+        scale = f"10{superscript(power)} " if power else ""
+        ax_tot.set_ylabel(f"total I = I$_L$ + I$_R$ ({scale}{unit})")
+        legend_above(ax_cpl, *top, ncols=2)
     ax_g.set_ylabel("g$_{lum}$ = 2ΔI / I")
     ax_g.set_xlabel("wavelength (nm)")
-    for ax in (ax_cpl, ax_tot, ax_g):
-        ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3), useMathText=True)
-    handles = [*ax_cpl.get_legend_handles_labels()[0], *ax_tot.get_legend_handles_labels()[0]]
-    ax_cpl.legend(handles=handles, loc="upper right", fontsize="x-small", framealpha=0.85)
-    g_handles, g_labels = ax_g.get_legend_handles_labels()
-    g_handles.append(Patch(color="0.5", alpha=0.3, lw=0))
-    g_labels.append("band: ±1σ")
-    if any_faint:
-        g_handles.append(Line2D([], [], marker="o", ms=3, ls="", color="0.4", alpha=0.35))
-        g_labels.append(f"faded, bars ±1σ: σ$_g$ > {faint_factor:g}× the best (weak emission)")
-    ax_g.legend(g_handles, g_labels, loc="best", fontsize="x-small", framealpha=0.85)
-    if title:
-        fig.suptitle(title)
+    lo = min(float(np.min(s.wavelength_nm)) for s in specs)
+    hi = max(float(np.max(s.wavelength_nm)) for s in specs)
+    step = _step(series[0].wavelength_nm)
+    ax_g.set_xlim(lo - step, hi + step)
+    for ax in (ax_cpl, ax_g):
+        if ax is not None:
+            ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3), useMathText=True)
+    legend_below(ax_g, g_handles, g_labels, ncols=1)
+    set_titles(fig, specs, names, "CPL and g$_{lum}$" if has_top else "g$_{lum}$", title)
     report = mirror if isinstance(mirror, MirrorReport) else (
         mirror_report(specs[0], specs[1]) if mirror else None)
     if report is not None:  # above the panel, where no data can be
@@ -261,32 +263,100 @@ def plot_cpl(spectra: Spectrum | Sequence[Spectrum], path: str | os.PathLike[str
     return fig
 
 
-class _NonNegativeFormatter(ScalarFormatter):
-    """Tick labels of an intensity axis: none below 0 (that part of the axis only keeps
-    the zeros of the two axes aligned when ΔI is negative)."""
+def _intensity_panel(ax_cpl, ax_tot, spec: Spectrum, order: np.ndarray, name: str,
+                     color: str, legend: tuple[list[Any], list[str]]) -> None:
+    """ΔI ± 1σ (left axis), the total I dashed and lightly filled (right axis), and the total
+    I of weak bands magnified; legend entries are appended to ``legend``."""
+    wl = spec.wavelength_nm[order]
+    total = spec.intensity[order]
+    g, sg = spec.g_lum[order], spec.sigma_g[order]
+    delta_i = spec.delta_i[order]
+    sigma_di = 0.5 * total * sg          # ΔI = I·g/2 carries g's noise
+    handles, labels = legend
+    if np.isfinite(delta_i).any():
+        ax_cpl.fill_between(wl, delta_i - sigma_di, delta_i + sigma_di, color=color,
+                            alpha=0.25, lw=0)
+        (di_line,) = ax_cpl.plot(wl, delta_i, color=color, lw=1.4)
+        handles.append((Patch(color=color, alpha=0.25, lw=0), di_line)
+                       if np.isfinite(sigma_di).any() else di_line)
+        labels.append(f"{name}: ΔI" + (" ±1σ" if np.isfinite(sigma_di).any() else "")
+                      + " (left axis)")
+    if np.isfinite(total).any():
+        ax_tot.fill_between(wl, 0.0, total, color=color, alpha=0.07, lw=0)
+        (tot_line,) = ax_tot.plot(wl, total, color=color, lw=1.0, ls="--", alpha=0.85)
+        handles.append(tot_line)
+        labels.append(f"{name}: total I (right axis)")
+        magnified = _magnify_weak_bands(ax_tot, wl, total, g, sg, color)
+        if magnified:
+            handles.append(magnified)
+            labels.append(f"{name}: total I of a weak band, magnified (right axis)")
 
-    def __call__(self, x: float, pos: int | None = None) -> str:
-        return "" if x < 0 else super().__call__(x, pos)
+
+def _shade_no_emission(specs: Sequence[Spectrum], axes: Sequence[Any]) -> bool:
+    """Grey spans where no spectrum has emission (spectra on one wavelength grid)."""
+    order = np.argsort(specs[0].wavelength_nm, kind="stable")
+    wl0 = specs[0].wavelength_nm[order]
+    if not all(np.array_equal(np.sort(s.wavelength_nm), wl0) for s in specs):
+        return False
+    empty = np.logical_and.reduce([s.has_flag(FLAG_NO_EMISSION)[np.argsort(
+        s.wavelength_nm, kind="stable")] for s in specs])
+    shaded = False
+    for ax in axes:
+        shaded = shade_runs(ax, wl0, empty)
+    return shaded
 
 
-def _typical(sg: np.ndarray) -> float:
-    """The typical σ_g of a spectrum's best points: the 10th percentile over its points with
-    emission (the target σ of an adaptive scan; the peak's σ of a fixed-dwell one)."""
-    ok = np.isfinite(sg) & (sg > 0)
-    return float(np.quantile(sg[ok], 0.1)) if ok.any() else math.nan
+#: What the legend says about the band means.
+_BAND_NOTE = " (inverse-variance mean over each emission band, I ≥ 10 % of its peak)"
+_RUN_NOTE = " (inverse-variance mean over each run of points with a g)"
 
 
-def _significance(g: np.ndarray, sg: np.ndarray, factor: float, *,
-                  typical: float | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Masks of the well-measured points (σ_g ≤ factor × the typical σ_g, by default the
-    10th percentile of ``sg``) and of the faint ones (finite, but noisier); no-emission
-    points are in neither."""
-    ok = np.isfinite(g) & np.isfinite(sg) & (sg > 0)
-    if not ok.any():
-        return ok, ok
-    ref = _typical(sg) if typical is None else typical
-    well = ok & (sg <= factor * ref)
-    return well, ok & ~well
+def _bands(spec: Spectrum) -> list[BandMean]:
+    """The emission bands of a CPL spectrum and their mean g (without an intensity: one band
+    per run of points with a g)."""
+    intensity = spec.intensity
+    if not np.isfinite(intensity).any():
+        intensity = np.ones(len(spec))
+    return band_means(spec.wavelength_nm, intensity, spec.g_lum, spec.sigma_g,
+                      spec.sigma_intensity)
+
+
+#: A band is weak (and its total I is also drawn magnified) below this fraction of the
+#: spectrum's highest intensity.
+WEAK_BAND = 0.1
+_NICE = (2, 3, 5, 10, 20, 30, 50, 100, 200, 300, 500, 1000)
+
+
+def _magnify_weak_bands(ax, wl: np.ndarray, total: np.ndarray, g: np.ndarray, sg: np.ndarray,
+                        color: str) -> Line2D | None:
+    """Draw the total I of each weak band (peak < :data:`WEAK_BAND` × the highest) once more,
+    multiplied by a round factor that brings it to about half the highest, dotted and
+    labelled "×N", as spectroscopists show a weak band beside a strong one."""
+    top = float(np.nanmax(total)) if np.isfinite(total).any() else math.nan
+    if not top > 0:
+        return None
+    handle = None
+    step = _step(wl)
+    for idx in band_regions(wl, total, g, sg):
+        peak = float(np.max(total[idx]))
+        if not 0 < peak < WEAK_BAND * top:
+            continue
+        factors = [n for n in _NICE if peak * n <= 0.8 * top]
+        if not factors:
+            continue
+        n = factors[-1]
+        x0, x1 = wl[idx].min() - 3 * step, wl[idx].max() + 3 * step
+        near = (wl >= x0) & (wl <= x1)
+        (handle,) = ax.plot(wl[near], n * total[near], color=color, lw=1.1, ls=":")
+        at = int(idx[np.argmax(total[idx])])
+        ax.annotate(f"×{n}", (wl[at], n * total[at]), xytext=(0, 3),
+                    textcoords="offset points", ha="center", va="bottom", color=color,
+                    fontsize="small")
+    return handle
+
+
+def _step(wl: np.ndarray) -> float:
+    return float(np.median(np.abs(np.diff(wl)))) if wl.size > 1 else 1.0
 
 
 def _smooth(g: np.ndarray, sg: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
@@ -327,26 +397,3 @@ def _with_zero_at(f: float, lo: float, hi: float) -> tuple[float, float]:
         return 0.0, hi
     span = max(hi / (1.0 - f), -lo / f)
     return -f * span, (1.0 - f) * span
-
-
-def _g_limits(ax, g_sigma: np.ndarray) -> None:
-    """Scale the g axis to the well-measured points (their g ± 2σ and 0), so the noise of
-    the band edges does not flatten the band itself; faint points run off-axis."""
-    g, sg = g_sigma[:, 0], g_sigma[:, 1]
-    ok = np.isfinite(g) & np.isfinite(sg) & (sg > 0)
-    if not ok.any():
-        return
-    lo = min(0.0, float(np.min(g[ok] - 2 * sg[ok])))
-    hi = max(0.0, float(np.max(g[ok] + 2 * sg[ok])))
-    pad = 0.15 * (hi - lo) or 1e-4
-    ax.set_ylim(lo - pad, hi + pad)
-
-
-def _label(spec: Any, i: int) -> str:
-    """The legend label of a spectrum (CPL or CD): its sample's name, else its index."""
-    sample = spec.metadata.get("sample")
-    if isinstance(sample, str) and sample:
-        return sample
-    if isinstance(sample, dict) and sample.get("name"):
-        return str(sample["name"])
-    return f"spectrum {i + 1}"

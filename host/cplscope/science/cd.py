@@ -36,7 +36,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..demod import Estimate
-from .results import FLAG_DWELL_LIMIT, fit_flags
+from .results import FLAG_DWELL_LIMIT, fit_flags, ordered_flags
 
 __all__ = [
     "CD_COLUMNS", "CD_CSV_COLUMNS", "CSA_DELTA_EPS_192", "CSA_DELTA_EPS_290", "CSA_EPS_285",
@@ -262,7 +262,7 @@ class CDPointResult:
             if not isinstance(f, str) or not _FLAG_NAME.match(f):
                 raise ValueError(f"flag {f!r} must be lower-case letters, digits and '_', "
                                  "starting with a letter")
-        object.__setattr__(self, "flags", flags)
+        object.__setattr__(self, "flags", ordered_flags(flags))
         if self.n_frames < 0:
             raise ValueError(f"n_frames must be ≥ 0, got {self.n_frames}")
 

@@ -34,9 +34,10 @@ from ..protocol import Flags
 
 __all__ = [
     "CSV_COLUMNS", "FLAG_DWELL_LIMIT", "FLAG_FLICKER", "FLAG_LINEAR_POL", "FLAG_LINEAR_UNKNOWN", "FLAG_MISFIT",
+    "FLAG_ORDER",
     "FLAG_NONLINEAR", "FLAG_NO_EMISSION", "FLAG_SCATTER", "FlagRules", "PointResult", "chi2_misfit", "chi2_quantile",
     "chi2_sf", "combine_points", "emission_significance", "fit_flags", "frame_health_flags",
-    "point_from_estimate", "signal_flags", "subtract_blank",
+    "ordered_flags", "point_from_estimate", "signal_flags", "subtract_blank",
 ]
 
 FLAG_NO_EMISSION = "no_emission"
@@ -51,6 +52,15 @@ FLAG_FLICKER = "flicker"
 FLAG_NONLINEAR = "nonlinear"
 #: Set when repeated measurements of a wavelength disagree beyond their σ (combine_points).
 FLAG_SCATTER = "scatter"
+#: The order in which flags are kept and written (docs/data-files.md, "Flags"): what the
+#: signal is, how the fit went, why counting ended, the counting head, then lost frames. A
+#: flag not listed goes after these, in alphabetical order.
+FLAG_ORDER: tuple[str, ...] = (
+    FLAG_NO_EMISSION, "opaque", "no_baseline", "no_absorbance", FLAG_LINEAR_POL,
+    FLAG_LINEAR_UNKNOWN, "linear_dichroism", FLAG_SCATTER, FLAG_MISFIT, FLAG_FLICKER,
+    FLAG_DWELL_LIMIT, "hopeless", FLAG_NONLINEAR, "saturated", "overload", "mono_moving",
+    "overrun", "pem_unlocked")
+_FLAG_RANK = {name: i for i, name in enumerate(FLAG_ORDER)}
 #: The flags the signal decision sets; recomputed whenever g or the intensity changes.
 _SIGNAL_FLAGS = frozenset({FLAG_NO_EMISSION, FLAG_LINEAR_POL, FLAG_LINEAR_UNKNOWN, FLAG_SCATTER})
 
@@ -435,6 +445,13 @@ def frame_health_flags(frame_flags: Iterable[int] | np.ndarray) -> tuple[str, ..
     return tuple(out)
 
 
+def ordered_flags(flags: Iterable[str]) -> tuple[str, ...]:
+    """``flags`` without repeats, in the one fixed order of :data:`FLAG_ORDER` (unlisted
+    flags after it, alphabetically): the same flags are always written the same way."""
+    unique = dict.fromkeys(flags)
+    return tuple(sorted(unique, key=lambda f: (_FLAG_RANK.get(f, len(_FLAG_RANK)), f)))
+
+
 def _check_flags(flags: Iterable[str]) -> tuple[str, ...]:
     if isinstance(flags, str):
         raise ValueError(f"flags must be a tuple of names, not the string {flags!r}")
@@ -445,4 +462,4 @@ def _check_flags(flags: Iterable[str]) -> tuple[str, ...]:
                              "and '_', starting with a letter (it is written into CSV cells)")
         if f not in out:
             out.append(f)
-    return tuple(out)
+    return ordered_flags(out)
