@@ -357,7 +357,9 @@ class Board(BaseBoard):
         return self._here() != self._mv_target
 
     def home_switch(self) -> bool:
-        return self._here() <= self._home_at
+        # open from `home_at` up: the firmware zeroes where the switch opens going up
+        # (cpl.mono), so that step is mechanical step 0, the hub's home_nm
+        return self._here() < self._home_at
 
     # HV, shutter, guard -------------------------------------------------------------------
     def hv_set(self, volts: float) -> None:

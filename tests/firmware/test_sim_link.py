@@ -190,7 +190,7 @@ def test_home_move_and_tracking_reach_the_bench(sim):
             break
     host.ok(4)
     s = bench.states[-1]
-    assert s.mech_steps == 2380 + 1  # home is one step above the switch closing point
+    assert s.mech_steps == 2380  # the firmware's zero is the hub's: the switch opens at home_at
     assert abs(s.pem_drive - 1.5708 * 438 * 0.0006366) < 1e-5
 
 

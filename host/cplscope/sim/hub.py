@@ -480,6 +480,7 @@ def main(argv: list[str] | None = None) -> int:
         if op == "stats":
             return {**port.stats(), "time_us": hub.now_us, "bench_frames": adapter.frames,
                     "bench_blocks": adapter.blocks,
+                    "bench_wavelength_nm": adapter.last_wavelength_nm,
                     "hub_error": repr(hub.error) if hub.error else None}
         if op == "fault_log":
             return {"dropped_seqs": list(injector.dropped_seqs),
