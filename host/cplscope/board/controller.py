@@ -44,9 +44,10 @@ def _flag_names(flags: int) -> str:
     return "|".join(n for n in names if n) or "none"
 
 
-#: wall s a bounded acquisition's stream may be quiet after a corrupt frame before the host
-#: asks (STATUS) whether the corrupt frame was its EVENT ACQ_DONE
-_LOST_END_S = 1.0
+#: wall s a bounded acquisition's stream may be quiet, after the link lost a frame or once
+#: every data frame is in, before the host asks (STATUS) whether the acquisition is over: its
+#: EVENT ACQ_DONE may have been lost
+_LOST_END_S = 0.25
 
 
 class _AcquisitionEnd:
@@ -416,17 +417,9 @@ class Controller:
                 collector.feed(block)
         return collector.frames()
 
-    def _poll_status(self, attempts: int = 3) -> dict[str, Any]:
-        """STATUS, asked again when its reply never came (a reply lost to a corrupt frame):
-        STATUS changes nothing, so asking twice is safe."""
-        for i in range(attempts):
-            try:
-                return self._command(Opcode.STATUS)
-            except TimeoutError:
-                if i == attempts - 1:
-                    raise
-                log.warning("STATUS got no reply; asking again")
-        raise AssertionError("unreachable")
+    def _poll_status(self) -> dict[str, Any]:
+        """STATUS (a reply lost on the link is asked for again by the transport)."""
+        return self._command(Opcode.STATUS)
 
     def _pem_period_s(self, status: dict[str, Any] | None = None) -> float:
         """The PEM period (s) from STATUS, or the nominal one while the PEM is unlocked."""
@@ -465,7 +458,7 @@ class Controller:
         ``timeout`` s (default 30) of wall time since ``since`` (default: now) or the last
         usable frame no frame arrived, or frames arrived but none was usable."""
         stall = timeout if timeout is not None else 30.0
-        rejected = self._t.health().rejected  # before START: its frames may come at once
+        losses = self._losses()  # before START: its frames may come at once
         acq_id = self._start(frames)
         bounded = frames is not None and self._bounded_start
         running = True
@@ -494,13 +487,19 @@ class Controller:
                         running = False
                         return
                     if (bounded and time.monotonic() - heard > _LOST_END_S
-                            and self._t.health().rejected > rejected):
-                        # a corrupt frame arrived and the stream went quiet: was it the
-                        # ACQ_DONE? (never asked on a clean link, so never mid-stream there)
-                        rejected = self._t.health().rejected
+                            and (self._losses() > losses
+                                 or (frames is not None and seen >= frames))):
+                        # the link lost a frame, or every data frame is in, and the stream
+                        # went quiet: was the lost frame the ACQ_DONE? (on a clean link asked
+                        # only once the board has sent every data frame, so never mid-stream)
+                        losses = self._losses()
+                        heard = time.monotonic()
                         over = self._poll_status().get("state") != "running"
                         continue
                     if time.monotonic() - last > stall:
+                        if bounded and self._poll_status().get("state") != "running":
+                            over = True  # its end and its last frames were lost on the link
+                            continue
                         raise AcquisitionError(f"no data frame for {stall:g} s: the board "
                                                "stopped streaming (check `cplscope info`)")
                     continue
@@ -597,6 +596,11 @@ class Controller:
             self._command(Opcode.STOP, timeout=5.0)
         except (ConnectionLost, TimeoutError) as exc:
             log.warning("could not stop the acquisition: %s", exc)
+
+    def _losses(self) -> int:
+        """Frames the link lost so far (rejected and missing)."""
+        h = self._t.health()
+        return h.rejected + h.missing
 
     def _restarted(self) -> bool:
         return self._t.health().restarts != self._restarts_seen
