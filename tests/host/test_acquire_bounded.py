@@ -162,8 +162,9 @@ def test_a_firmware_without_bounded_start_is_stopped_by_the_host() -> None:
 
 
 def test_a_status_the_transport_got_no_reply_to_is_not_asked_again() -> None:
-    # the transport sends a command whose reply was lost again itself (test_link_retries.py);
-    # when it gives up, the instrument does not multiply its wait by asking again
+    # the transport sends a command whose reply was lost again itself
+    # (tests/reliability/test_link_faults.py); when it gives up, the instrument does not
+    # multiply its wait by asking again
     t = ScriptedTransport()
     t.lose_status = 1
     with pytest.raises(TimeoutError, match="STATUS"):

@@ -43,13 +43,16 @@ def open_controller(address: str = "usb", *, cls: type[C] = Controller,  # type:
 
     Raises:
         DeviceNotFound: no matching board.
-        ValueError: an unknown address form.
+        ValueError: an unknown address form, or faults that are unknown, malformed or
+            beyond what a real link loses (a rate above 0.05).
     """
     from ..protocol.usb_ids import PID, VID
 
     if address == "sim":
+        from ..sim.faults import check_link_faults
         from ..sim.launcher import launch
 
+        check_link_faults(faults)  # no rate above what a real link loses
         session = launch(sample, faults=faults, seed=seed, **sim_options)
         try:
             transport = Transport(session.find_device, reconnect_timeout=reconnect_timeout,
