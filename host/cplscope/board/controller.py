@@ -659,7 +659,11 @@ class Controller:
         done = event.acq_done
         if done is not None:  # in stream order, behind the acquisition's last data frame
             self._t.data.put(_AcquisitionEnd(done[0]))  # type: ignore[arg-type]
-        if event.severity >= 1:
+        if event.code == EventCode.BAD_FRAME:
+            # a command damaged on the way: the transport sends the command that waits for
+            # its reply again (stream health counts the retry); no news for the user
+            log.info("board event BAD_FRAME: %s", event.text)
+        elif event.severity >= 1:
             log.warning("board event %s: %s", getattr(event.code, "name", event.code),
                         event.text)
 
