@@ -592,8 +592,10 @@ class Controller:
             raise
 
     def _stop(self) -> None:
+        """STOP, without waiting for a board that is gone to come back (a board that
+        rebooted is stopped; one that comes back running is stopped by the next START)."""
         try:
-            self._command(Opcode.STOP, timeout=5.0)
+            self._t.command(Opcode.STOP, timeout=5.0)
         except (ConnectionLost, TimeoutError) as exc:
             log.warning("could not stop the acquisition: %s", exc)
 
