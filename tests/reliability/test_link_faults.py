@@ -131,7 +131,9 @@ def test_every_command_survives_faults_on_commands_and_replies():
             inst.move_to(440.0 + (k % 5) * 7.3 - (k % 2) * 20.0)
             inst.set_hv(700.0 + k)
             inst.close_shutter() if k % 3 == 0 else inst.open_shutter()
-            frames = inst.acquire(n_frames=3)  # bounded STARTs, one more per shortfall
+            # bounded STARTs, one more per shortfall; when both the last frame and the
+            # ACQ_DONE are dropped nothing tells the host, which asks after `timeout` s
+            frames = inst.acquire(n_frames=3, timeout=10.0)
             assert frames.n_frames == 3
             inst.status()
         health = inst.health()

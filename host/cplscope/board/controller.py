@@ -44,9 +44,9 @@ def _flag_names(flags: int) -> str:
     return "|".join(n for n in names if n) or "none"
 
 
-#: wall s a bounded acquisition's stream may be quiet, after the link lost a frame or once
-#: every data frame is in, before the host asks (STATUS) whether the acquisition is over: its
-#: EVENT ACQ_DONE may have been lost
+#: wall s a bounded acquisition's stream may be quiet, once each of its data frames has come
+#: or been lost on the link, before the host asks (STATUS) whether it is over: its EVENT
+#: ACQ_DONE may have been lost
 _LOST_END_S = 0.25
 
 
@@ -458,8 +458,11 @@ class Controller:
         ``timeout`` s (default 30) of wall time since ``since`` (default: now) or the last
         usable frame no frame arrived, or frames arrived but none was usable."""
         stall = timeout if timeout is not None else 30.0
-        losses = self._losses()  # before START: its frames may come at once
         acq_id = self._start(frames)
+        # after START's reply, so that a lost reply to it is not taken for a lost data frame
+        # (one lost among the first frames, before this line runs, is missed: the end is then
+        # found at the stall timeout if the ACQ_DONE is lost too)
+        losses = self._losses()
         bounded = frames is not None and self._bounded_start
         running = True
         seen = 0
@@ -486,13 +489,13 @@ class Controller:
                     if over:
                         running = False
                         return
-                    if (bounded and time.monotonic() - heard > _LOST_END_S
-                            and (self._losses() > losses
-                                 or (frames is not None and seen >= frames))):
-                        # the link lost a frame, or every data frame is in, and the stream
-                        # went quiet: was the lost frame the ACQ_DONE? (on a clean link asked
-                        # only once the board has sent every data frame, so never mid-stream)
-                        losses = self._losses()
+                    if (bounded and frames is not None
+                            and time.monotonic() - heard > _LOST_END_S
+                            and seen + self._losses() - losses >= frames):
+                        # every data frame came or was lost, and the stream went quiet: was
+                        # the ACQ_DONE lost too? (asked only once the board has made its last
+                        # data frame, so the reply never lands among them, unless the frame
+                        # lost was not a data frame)
                         heard = time.monotonic()
                         over = self._poll_status().get("state") != "running"
                         continue
@@ -600,9 +603,8 @@ class Controller:
             log.warning("could not stop the acquisition: %s", exc)
 
     def _losses(self) -> int:
-        """Frames the link lost so far (rejected and missing)."""
-        h = self._t.health()
-        return h.rejected + h.missing
+        """Frames the link lost so far, each counted once."""
+        return self._t.lost_frames()
 
     def _restarted(self) -> bool:
         return self._t.health().restarts != self._restarts_seen

@@ -186,6 +186,7 @@ class Transport:
         self._host_seq = 0
         self._retries = 0
         self._losses = 0  # rejected + missing frames, as the reader last saw them
+        self._rejected_at_good = 0  # rejected frames up to the last good frame
         self._last_bytes = time.monotonic()  # when the reader last got bytes
         self._buf = array("B", bytes(_READ_SIZE))
         self.data: queue.Queue[Counts | AdcBlock] = queue.Queue()
@@ -221,6 +222,13 @@ class Transport:
         """A snapshot of the stream health counters."""
         return LinkHealth.of(self._decoder.stats, reconnects=self._reconnects,
                              stalls=self._stalls, retries=self._retries)
+
+    def lost_frames(self) -> int:
+        """Frames the link lost so far, each counted once: the sequence numbers missing, plus
+        the frames rejected since the last good frame (a rejected frame becomes a missing
+        number only when a good frame follows it)."""
+        stats = self._decoder.stats
+        return stats.missing + max(0, stats.rejected - self._rejected_at_good)
 
     def wait_connected(self, timeout: float) -> bool:
         """Wait up to ``timeout`` s for the board to be connected; True if it is."""
@@ -389,8 +397,14 @@ class Transport:
                 continue
             if n:
                 self._last_bytes = time.monotonic()
-                self._dispatch(self._decoder.feed(memoryview(self._buf)[:n]))
-                self._check_losses()
+                self._take(self._decoder.feed(memoryview(self._buf)[:n]))
+
+    def _take(self, messages: list) -> None:
+        """Dispatch decoded messages and note what the link lost meanwhile."""
+        if messages:
+            self._rejected_at_good = self._decoder.stats.rejected
+        self._dispatch(messages)
+        self._check_losses()
 
     def _give_up_partial(self) -> None:
         """A partial frame that got no further byte for a retry interval is given up (a
@@ -399,8 +413,7 @@ class Transport:
         if (self._decoder.pending and time.monotonic() - self._last_bytes
                 > _RETRY_FRACTION * self.reply_timeout):
             log.debug("giving up a partial frame of %d bytes", self._decoder.pending)
-            self._dispatch(self._decoder.flush())
-            self._check_losses()
+            self._take(self._decoder.flush())
 
     def _check_losses(self) -> None:
         """Wake the waiting command when the link lost a frame: it may have been the reply."""
