@@ -15,7 +15,7 @@ A0 = math.pi / 2
 STATUS_KEYS = {"state", "mode", "bins", "periods", "pem_locked", "pem_period_ps", "a0_rad",
                "wavelength_nm", "mono_position", "moving", "homed", "hv_volts", "hv_set_volts",
                "shutter_open", "overload", "frames_sent", "frames_dropped", "frames_late",
-               "uptime_us", "fault", "loop_max_us"}
+               "uptime_us", "fault", "loop_max_us", "replayed"}
 #: STATUS fields that a refused command must leave as they were (the rest are clocks,
 #: counters and sensor read-backs).
 STEADY = ("state", "mode", "bins", "periods", "a0_rad", "wavelength_nm", "mono_position",

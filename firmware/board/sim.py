@@ -93,6 +93,7 @@ class Board(BaseBoard):
         self._rx = bytearray(32768)  # USB OUT bytes not yet read by the core
         self._rx_mv = memoryview(self._rx)
         self._rx_n = 0
+        self._rx_early = False  # a wait returned at once for host data not read since
         self._in_flight = 0
         self._now = 0
         self._pem_period = 0
@@ -232,7 +233,11 @@ class Board(BaseBoard):
     def _wait(self, timeout_us: int, flags: int) -> None:
         self._check_watchdog()
         self._pump()
-        if self._rx_n:
+        if self._rx_n and not self._rx_early:
+            # host data waits: return at once, once, for the core to read it. A core that
+            # waits again without reading it is busy in a command (HOME): time must pass,
+            # or its wait for the stepper would never end.
+            self._rx_early = True
             return
         struct.pack_into("<BIII", self._req, 0, WAIT, 8, timeout_us, flags)
         self._sock.write(self._wait_msg)
@@ -357,7 +362,9 @@ class Board(BaseBoard):
         return self._here() != self._mv_target
 
     def home_switch(self) -> bool:
-        return self._here() <= self._home_at
+        # open from `home_at` up: the firmware zeroes where the switch opens going up
+        # (cpl.mono), so that step is mechanical step 0, the hub's home_nm
+        return self._here() < self._home_at
 
     # HV, shutter, guard -------------------------------------------------------------------
     def hv_set(self, volts: float) -> None:
@@ -391,6 +398,7 @@ class Board(BaseBoard):
 
     # USB ----------------------------------------------------------------------------------
     def usb_read_into(self, buf) -> int:
+        self._rx_early = False
         self._pump()
         n = min(len(buf), self._rx_n)
         if n:

@@ -3,7 +3,7 @@ CommandError has changed nothing. Results are JSON-ready dicts."""
 import gc
 import sys
 
-from cpl import FIRMWARE_VERSION, PROTOCOL_VERSION
+from cpl import FIRMWARE_VERSION, PROTOCOL_REVISION, PROTOCOL_VERSION
 from cpl import protocol as P
 from cpl.acquisition import MAX_FRAMES
 from cpl.args import (BOOL, INT, NUM, STR, CommandError, bad_state, check, in_range)
@@ -35,7 +35,7 @@ class Commands:
         b = self.i.board
         return {"implementation": sys.implementation.name, "board": b.name,
                 "firmware_version": FIRMWARE_VERSION, "protocol_version": PROTOCOL_VERSION,
-                "serial": b.serial()}
+                "protocol_revision": PROTOCOL_REVISION, "serial": b.serial()}
 
     def configure(self, a: dict) -> dict:
         a = check(a, {"mode": STR, "bins": INT, "periods": INT, "sample_rate_hz": NUM,

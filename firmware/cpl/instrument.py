@@ -10,6 +10,7 @@ from cpl.clock import Clock
 from cpl.commands import Commands
 from cpl.mono import Mono
 from cpl.pem import Pem
+from cpl.replay import RETRY, Replay, args_key
 from cpl.safety import Safety
 from cpl.tx import Tx
 
@@ -35,6 +36,7 @@ class Instrument:
         self.pem = Pem(board)
         self.acq = Acquisition(board, self.tx)
         self.commands = Commands(self)
+        self.replay = Replay()
         self.state = "idle"
         self.fault_text = ""
         self.bad_frames = 0
@@ -182,17 +184,30 @@ class Instrument:
             return
         rid = payload[0] | (payload[1] << 8)
         op = payload[2]
+        args = payload[4:]
+        key = args_key(args)
+        replay = self.replay
+        if payload[3] & RETRY:
+            k = replay.find(rid, op, key)
+            if k >= 0:  # the original was executed; its reply was lost on the way
+                replay.replayed += 1
+                self.tx.reply(rid, op, replay.status(k), replay.body(k))
+                return
+        fault = None
         try:
             handler = self.commands.handler(op)
-            result = handler(parse(payload[4:]))
-            self.tx.reply(rid, op, P.OK, json.dumps(result).encode())
+            result = handler(parse(args))
+            status, body = P.OK, json.dumps(result).encode()
         except CommandError as e:
-            self.tx.reply(rid, op, e.status, e.text.encode())
+            status, body = e.status, e.text.encode()
         except Exception as e:
-            text = "%s in opcode %d: %s" % (type(e).__name__, op, e)
-            self.tx.reply(rid, op, P.ST_INTERNAL, text.encode())
-            self._enter_fault(text)
-            self.tx.event(P.EV_FAULT, P.SEV_ERROR, text)
+            fault = "%s in opcode %d: %s" % (type(e).__name__, op, e)
+            status, body = P.ST_INTERNAL, fault.encode()
+        self.tx.reply(rid, op, status, body)
+        replay.keep(rid, op, key, status, body)
+        if fault is not None:
+            self._enter_fault(fault)
+            self.tx.event(P.EV_FAULT, P.SEV_ERROR, fault)
         self._track_conditions()
 
     # frame flags ----------------------------------------------------------------------------
@@ -238,5 +253,5 @@ class Instrument:
             "overload": self.safety.overload, "frames_sent": self.tx.frames_sent,
             "frames_dropped": self.tx.frames_dropped, "frames_late": self.tx.frames_late,
             "uptime_us": self.clock.now_us(), "fault": self.fault_text or None,
-            "loop_max_us": self.loop_max_us,
+            "loop_max_us": self.loop_max_us, "replayed": self.replay.replayed,
         }

@@ -21,8 +21,9 @@ def connect(address: str = "usb", *, sample: str = "R-Cs4PbBr6",
             and the real firmware in the MicroPython interpreter, as child processes).
         sample: simulated sample: a built-in name (``cplscope.sim.samples.list_samples()``)
             or a path to a sample JSON file. Simulator only.
-        faults: simulated faults (``corrupt``, ``drop``, ``stall``, ``disconnect_at``,
-            ``reconnect_after``). Simulator only.
+        faults: simulated faults (``corrupt``, ``drop``, ``stall``: fractions of frames from
+            0 to 0.05, in both directions; ``disconnect_at``, ``reconnect_after``: instrument
+            s). Simulator only.
         seed: random seed of the simulated bench: the same seed and commands give the same
             data. None (default): a fresh seed, so that two runs (two samples measured one
             after the other) never share a noise realization; ``inst.info()["sim_seed"]``
@@ -34,7 +35,8 @@ def connect(address: str = "usb", *, sample: str = "R-Cs4PbBr6",
 
     Raises:
         DeviceNotFound: no matching board.
-        ValueError: an unknown address form.
+        ValueError: an unknown address form, or faults that are unknown, malformed or
+            beyond what a real link loses (a rate above 0.05).
     """
     return open_controller(address, cls=Instrument, sample=sample, faults=faults, seed=seed,
                            reconnect_timeout=reconnect_timeout, reply_timeout=reply_timeout,

@@ -190,7 +190,7 @@ def test_home_move_and_tracking_reach_the_bench(sim):
             break
     host.ok(4)
     s = bench.states[-1]
-    assert s.mech_steps == 2380 + 1  # home is one step above the switch closing point
+    assert s.mech_steps == 2380  # the firmware's zero is the hub's: the switch opens at home_at
     assert abs(s.pem_drive - 1.5708 * 438 * 0.0006366) < 1e-5
 
 
@@ -335,3 +335,26 @@ def test_lossy_back_pressure_is_opt_in(micropython):
     seqs, codes, computed = _stream_unread(micropython, 20, stall_s=0.01)
     assert computed == 20
     assert len(seqs) < 20 and 6 in codes  # frames dropped, reported by EVENT OVERRUN
+
+
+def test_home_ends_when_the_host_writes_during_it(micropython):
+    # Paced (speed set), host data reaches the board during HOME, which does not read it
+    # until it is done: the board's waits must still let instrument time pass, or the
+    # stepper never arrives (a retry of the HOME command, sent while it ran, froze the clock)
+    with running_sim(micropython, speed=1.0) as (host, _bench, hub, _p):
+        rid = host.send(6)
+        deadline = time.monotonic() + 20
+        while hub.now_us < 50_000:  # homing under way (1500 steps at 5000 steps/s: 0.3 s)
+            assert time.monotonic() < deadline, "HOME did not start"
+            host.buf += hub.host_read(0.005) or b""  # time waits for the host to read
+        host.send(10)  # a STATUS written during HOME
+        replies = {}
+        for ftype, _seq, _ts, p in host.frames(timeout=20):
+            if ftype == 5:
+                replies[struct.unpack_from("<H", p)[0]] = p
+                if len(replies) == 2:
+                    break
+        assert replies[rid][3] == 0 and json.loads(replies[rid][4:]) == {"position": 0}
+        status = json.loads(replies[rid + 1][4:])
+        assert status["homed"] is True and status["mono_position"] == 0
+        assert hub.now_us > 1500 / 5000 * 1e6  # the stepper's time passed

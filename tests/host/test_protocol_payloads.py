@@ -29,10 +29,12 @@ from cplscope.protocol import (
     UnknownFrameType,
     bin_span_from_wire,
     bin_span_to_wire,
+    decode_command,
     decode_frame,
     decode_payload,
     encode_adc_block,
     encode_command,
+    encode_command_payload,
     encode_counts,
     encode_event,
     encode_frame,
@@ -224,12 +226,22 @@ def test_event_roundtrip(code, severity, text, hdr) -> None:
     assert roundtrip(Event(code, severity, text, **hdr)) == Event(code, severity, text, **hdr)
 
 
-@given(st.integers(0, 0xFFFE), st.integers(0, 255), json_obj, header)
+@given(st.integers(0, 0xFFFE), st.integers(0, 255), json_obj, st.booleans(), header)
 @settings(max_examples=100, deadline=None)
-def test_command_roundtrip(request_id, opcode, args, hdr) -> None:
-    msg = Command(request_id, opcode, args, **hdr)
+def test_command_roundtrip(request_id, opcode, args, retry, hdr) -> None:
+    msg = Command(request_id, opcode, args, retry=retry, **hdr)
     assert roundtrip(msg) == msg
-    assert encode_command(request_id, opcode, args, hdr["seq"], hdr["timestamp_us"]) == encode_message(msg)
+    assert encode_command(request_id, opcode, args, hdr["seq"], hdr["timestamp_us"],
+                          retry=retry) == encode_message(msg)
+    assert encode_message(msg)[20 + 3] == int(retry)  # the flags byte: RETRY is bit 0
+
+
+def test_command_flag_bits_other_than_retry_are_ignored() -> None:
+    payload = bytearray(encode_command_payload(9, 10, {}))
+    payload[3] = 0xFE
+    assert decode_command(bytes(payload)).retry is False
+    payload[3] = 0xFF
+    assert decode_command(bytes(payload)).retry is True
 
 
 @given(u16, st.integers(0, 255), st.integers(0, 255), json_obj, json_text.filter(bool), header)

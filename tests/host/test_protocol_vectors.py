@@ -64,7 +64,8 @@ def test_vector_reencodes_to_the_same_bytes(vec: dict) -> None:
 def test_command_vectors_from_encode_command() -> None:
     for vec in (v for v in GOOD if v["type"] == FrameType.COMMAND):
         f = vec["fields"]
-        assert encode_command(f["request_id"], f["opcode"], f["args"], vec["seq"]).hex() == vec["hex"]
+        assert encode_command(f["request_id"], f["opcode"], f["args"], vec["seq"],
+                              retry=f.get("retry", False)).hex() == vec["hex"]
 
 
 @pytest.mark.parametrize("vec", BAD, ids=[v["name"] for v in BAD])

@@ -95,3 +95,49 @@ def test_reproducible_by_seed_and_independent_of_buffering():
         a.in_buffer(counts_frame(s), 1)
         b.in_buffer(counts_frame(s), 2)
     assert list(a.dropped_seqs) != list(b.dropped_seqs)
+
+
+def command_frame(seq: int) -> bytes:
+    from cplscope.protocol import encode_command
+
+    return encode_command(seq % 1000, 10, None, seq)
+
+
+@pytest.mark.parametrize("kind", ["drop", "corrupt"])
+def test_commands_on_the_way_to_the_board_are_hit_at_the_same_rate(kind):
+    n, p = 4000, 0.1
+    inj = FaultInjector(3, Faults().updated({kind: p}))
+    out = [inj.out_buffer(command_frame(seq), run=1) for seq in range(n)]
+    hits = inj.out_dropped if kind == "drop" else inj.out_corrupted
+    assert abs(hits - n * p) < 4 * math.sqrt(n * p * (1 - p)), (hits, n * p)
+    assert inj.out_frames == n and inj.frames == 0  # OUT frames are counted apart
+    if kind == "drop":
+        assert sum(not o for o in out) == hits
+        assert set(inj.out_dropped_seqs) == {s for s, o in enumerate(out) if not o}
+    else:  # a corrupted command is still a whole frame, never with a changed sync
+        changed = {s for s, o in enumerate(out) if o != command_frame(s)}
+        assert changed == set(inj.out_corrupted_seqs)
+        assert all(o[:2] == b"\xc5\x5c" and len(o) == len(command_frame(s))
+                   for s, o in enumerate(out))
+
+
+def test_out_decisions_are_independent_of_in_decisions_and_reproducible():
+    def run(seed):
+        inj = FaultInjector(seed, Faults(drop=0.3))
+        for s in range(300):
+            inj.in_buffer(counts_frame(s), 1)
+            inj.out_buffer(command_frame(s), 1)
+        return list(inj.dropped_seqs), list(inj.out_dropped_seqs)
+
+    (a_in, a_out), (b_in, b_out) = run(6), run(6)
+    assert (a_in, a_out) == (b_in, b_out)
+    assert a_in != a_out  # the same sequence numbers get their own fate in each direction
+
+
+def test_in_frames_hit_are_counted_by_type():
+    from cplscope.protocol import encode_reply
+
+    inj = FaultInjector(1, Faults(drop=1.0))
+    reply = encode_frame(FrameType.REPLY, 5, 0, encode_reply(3, 10, 0, result={}))
+    inj.in_buffer(counts_frame(4) + reply, run=1)
+    assert inj.stats()["hit_types"] == {"COUNTS": 1, "REPLY": 1}

@@ -212,10 +212,19 @@ def test_same_seed_same_faults():
     def lost_seqs(seed):
         with launch(seed=seed, faults={"drop": 0.3}) as s:
             h = UsbHost(s)
-            # an idle board sends nothing by itself (its clock holds): stream 60 frames
-            h.send(Opcode.START, {"frames": 60})
+            # an idle board sends nothing by itself (its clock holds): stream 60 frames. The
+            # START itself may be dropped on the way (faults hit both directions): send it
+            # again, flagged RETRY, until frames come
+            rid = h.send(Opcode.START, {"frames": 60})
             deadline = time.monotonic() + 10
+            resend = time.monotonic() + 0.5
             while h.dec.last_seq is None or h.dec.last_seq < 40:
+                started = any(isinstance(m, Counts) for m in h.seen)
+                if not started and time.monotonic() > resend:
+                    h.ep_out.write(encode_command(rid, Opcode.START, {"frames": 60}, h.seq,
+                                                  retry=True), 1000)
+                    h.seq += 1
+                    resend = time.monotonic() + 0.5
                 h.read()
                 assert time.monotonic() < deadline
             return [q for q in s.fault_log()["dropped_seqs"] if q < 40]

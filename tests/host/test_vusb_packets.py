@@ -201,3 +201,25 @@ def test_a_read_waiting_in_the_hub_sees_the_unplug(rig):
     with pytest.raises(usb.core.USBError) as e:
         ep_in.read(64, 5000)
     assert e.value.errno == errno.ENODEV and time.monotonic() - t < 1.0
+
+
+def test_a_request_interrupted_before_its_answer_does_not_desync_the_cable(rig, monkeypatch):
+    # Ctrl-C between a request and its answer: the answer must not be read as the answer to
+    # the next request on this thread's connection
+    hub, port, backend = rig
+    assert backend.control({"n": 1}) == {"echo": {"n": 1}}
+    real = VirtualUSBBackend._recv_exact
+    calls = {"n": 0}
+
+    def interrupted(self, s, n):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise KeyboardInterrupt
+        return real(self, s, n)
+
+    monkeypatch.setattr(VirtualUSBBackend, "_recv_exact", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        backend.control({"n": 2})
+    monkeypatch.setattr(VirtualUSBBackend, "_recv_exact", real)
+    for k in range(3, 6):
+        assert backend.control({"n": k}) == {"echo": {"n": k}}

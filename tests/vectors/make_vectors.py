@@ -109,6 +109,11 @@ def main() -> None:
         "fields": {"request_id": 515, "opcode": 3, "args": json.loads(args)},
         "hex": frame(16, 3, 0, struct.pack("<HBB", 515, 3, 0) + args.encode()).hex(),
     })
+    vectors.append({  # the same START sent again after its reply was lost (flag RETRY)
+        "name": "command_start_retry", "type": 16, "seq": 4, "timestamp_us": 0,
+        "fields": {"request_id": 515, "opcode": 3, "args": json.loads(args), "retry": True},
+        "hex": frame(16, 4, 0, struct.pack("<HBB", 515, 3, 1) + args.encode()).hex(),
+    })
     text = "acquisition 12 ended after 600 data frames (598 sent)".encode()
     vectors.append({
         "name": "event_acq_done", "type": 4, "seq": 11, "timestamp_us": 60_000_100,

@@ -45,14 +45,17 @@ def open_controller(address: str = "usb", *, cls: type[C] = Controller,  # type:
 
     Raises:
         DeviceNotFound: no matching board.
-        ValueError: an unknown address form.
+        ValueError: an unknown address form, or faults that are unknown, malformed or
+            beyond what a real link loses (a rate above 0.05).
     """
     from ..protocol.usb_ids import PID, VID
 
     if address == "sim":
+        from ..sim.faults import check_link_faults
         from ..sim.launcher import launch
         from ..util.seeds import fresh_seed
 
+        check_link_faults(faults)  # no rate above what a real link loses
         if seed is None:
             seed = fresh_seed()
         session = launch(sample, faults=faults, seed=seed, **sim_options)

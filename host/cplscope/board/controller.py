@@ -44,9 +44,10 @@ def _flag_names(flags: int) -> str:
     return "|".join(n for n in names if n) or "none"
 
 
-#: wall s a bounded acquisition's stream may be quiet after a corrupt frame before the host
-#: asks (STATUS) whether the corrupt frame was its EVENT ACQ_DONE
-_LOST_END_S = 1.0
+#: wall s a bounded acquisition's stream may be quiet, once each of its data frames has come
+#: or been lost on the link, before the host asks (STATUS) whether it is over: its EVENT
+#: ACQ_DONE may have been lost
+_LOST_END_S = 0.25
 
 
 class _AcquisitionEnd:
@@ -428,17 +429,9 @@ class Controller:
                 collector.feed(block)
         return collector.frames()
 
-    def _poll_status(self, attempts: int = 3) -> dict[str, Any]:
-        """STATUS, asked again when its reply never came (a reply lost to a corrupt frame):
-        STATUS changes nothing, so asking twice is safe."""
-        for i in range(attempts):
-            try:
-                return self._command(Opcode.STATUS)
-            except TimeoutError:
-                if i == attempts - 1:
-                    raise
-                log.warning("STATUS got no reply; asking again")
-        raise AssertionError("unreachable")
+    def _poll_status(self) -> dict[str, Any]:
+        """STATUS (a reply lost on the link is asked for again by the transport)."""
+        return self._command(Opcode.STATUS)
 
     def _pem_period_s(self, status: dict[str, Any] | None = None) -> float:
         """The PEM period (s) from STATUS, or the nominal one while the PEM is unlocked."""
@@ -477,8 +470,11 @@ class Controller:
         ``timeout`` s (default 30) of wall time since ``since`` (default: now) or the last
         usable frame no frame arrived, or frames arrived but none was usable."""
         stall = timeout if timeout is not None else 30.0
-        rejected = self._t.health().rejected  # before START: its frames may come at once
         acq_id = self._start(frames)
+        # after START's reply, so that a lost reply to it is not taken for a lost data frame
+        # (one lost among the first frames, before this line runs, is missed: the end is then
+        # found at the stall timeout if the ACQ_DONE is lost too)
+        losses = self._losses()
         bounded = frames is not None and self._bounded_start
         running = True
         seen = 0
@@ -505,14 +501,20 @@ class Controller:
                     if over:
                         running = False
                         return
-                    if (bounded and time.monotonic() - heard > _LOST_END_S
-                            and self._t.health().rejected > rejected):
-                        # a corrupt frame arrived and the stream went quiet: was it the
-                        # ACQ_DONE? (never asked on a clean link, so never mid-stream there)
-                        rejected = self._t.health().rejected
+                    if (bounded and frames is not None
+                            and time.monotonic() - heard > _LOST_END_S
+                            and seen + self._losses() - losses >= frames):
+                        # every data frame came or was lost, and the stream went quiet: was
+                        # the ACQ_DONE lost too? (asked only once the board has made its last
+                        # data frame, so the reply never lands among them, unless the frame
+                        # lost was not a data frame)
+                        heard = time.monotonic()
                         over = self._poll_status().get("state") != "running"
                         continue
                     if time.monotonic() - last > stall:
+                        if bounded and self._poll_status().get("state") != "running":
+                            over = True  # its end and its last frames were lost on the link
+                            continue
                         raise AcquisitionError(f"no data frame for {stall:g} s: the board "
                                                "stopped streaming (check `cplscope info`)")
                     continue
@@ -605,10 +607,16 @@ class Controller:
             raise
 
     def _stop(self) -> None:
+        """STOP, without waiting for a board that is gone to come back (a board that
+        rebooted is stopped; one that comes back running is stopped by the next START)."""
         try:
-            self._command(Opcode.STOP, timeout=5.0)
+            self._t.command(Opcode.STOP, timeout=5.0)
         except (ConnectionLost, TimeoutError) as exc:
             log.warning("could not stop the acquisition: %s", exc)
+
+    def _losses(self) -> int:
+        """Frames the link lost so far, each counted once."""
+        return self._t.lost_frames()
 
     def _restarted(self) -> bool:
         return self._t.health().restarts != self._restarts_seen
@@ -667,7 +675,11 @@ class Controller:
         done = event.acq_done
         if done is not None:  # in stream order, behind the acquisition's last data frame
             self._t.data.put(_AcquisitionEnd(done[0]))  # type: ignore[arg-type]
-        if event.severity >= 1:
+        if event.code == EventCode.BAD_FRAME:
+            # a command damaged on the way: the transport sends the command that waits for
+            # its reply again (stream health counts the retry); no news for the user
+            log.info("board event BAD_FRAME: %s", event.text)
+        elif event.severity >= 1:
             log.warning("board event %s: %s", getattr(event.code, "name", event.code),
                         event.text)
 

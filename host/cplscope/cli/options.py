@@ -159,8 +159,8 @@ def device_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--sample-file", type=Path, default=None,
                    help="simulated sample from a JSON file (docs/simulator.md)")
     g.add_argument("--fault", type=fault, action="append", default=[], metavar="KEY=VALUE",
-                   help="simulated fault, repeatable: corrupt, drop, stall (fractions), "
-                        "disconnect_at, reconnect_after (instrument s)")
+                   help="simulated fault, repeatable: corrupt, drop, stall (fractions of "
+                        "frames, 0 to 0.05), disconnect_at, reconnect_after (instrument s)")
     g.add_argument("--seed", type=int_at_least(0), default=None,
                    help="seed of the simulated instrument's noise: the same seed and options "
                         "repeat a run exactly (default: a fresh seed each run, printed and "
@@ -212,10 +212,15 @@ def check_instrument(args: argparse.Namespace) -> None:
         else:
             args.sample = canonical_sample(args.sample or DEFAULT_SAMPLE)
             args.sample_name = args.sample
-        from ..sim.faults import Faults
+        from ..sim.faults import check_link_faults
 
+        keys = [key for key, _ in args.fault]
+        twice = sorted({key for key in keys if keys.count(key) > 1})
+        if twice:
+            raise CliError(f"--fault {', '.join(twice)} given more than once; give each fault "
+                           "once")
         try:
-            Faults().updated(faults)
+            check_link_faults(faults)
         except ValueError as exc:
             raise CliError(f"--fault: {exc}") from None
         if args.seed is None:

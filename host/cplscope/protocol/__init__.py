@@ -15,6 +15,7 @@ The CRC-32 and the sync scan run in the compiled kernel :mod:`cplscope._framing`
 from .._framing import crc32
 from .codec import Message, decode_frame, decode_payload, encode_message
 from .commands import (
+    COMMAND_RETRY,
     Command,
     CommandError,
     Opcode,
@@ -64,7 +65,7 @@ from .payloads import (
 from .stream import StreamDecoder, StreamStats
 
 __all__ = [
-    "HEADER_SIZE", "MAX_FRAME", "MAX_PAYLOAD", "OVERHEAD", "SYNC", "VERSION",
+    "COMMAND_RETRY", "HEADER_SIZE", "MAX_FRAME", "MAX_PAYLOAD", "OVERHEAD", "SYNC", "VERSION",
     "AdcBlock", "Command", "CommandError", "Counts", "Event", "EventCode", "Flags", "FrameError",
     "FrameType", "MalformedPayload", "Message", "Opcode", "ProtocolError", "RawFrame", "Reply",
     "ReplyStatus", "Severity", "Status", "StreamDecoder", "StreamStats", "UnknownFrameType",

@@ -11,6 +11,10 @@ from .errors import MalformedPayload
 from .frames import FrameType, encode_frame
 
 UNREADABLE_REQUEST_ID = 0xFFFF  # request_id of a REPLY to a command frame that could not be read
+#: COMMAND flags bit 0: this frame sends again a command whose reply did not arrive; a device
+#: of protocol revision 2 answers it from its reply cache when it has the original
+#: (docs/protocol.md, "Retries")
+COMMAND_RETRY = 0x01
 
 
 class Opcode(IntEnum):
@@ -74,11 +78,13 @@ def _split_head(ft: FrameType, payload: bytes) -> tuple[int, int, int, bytes]:
 
 @dataclass(slots=True)
 class Command:
-    """A command frame's content: ``request_id`` (chosen by the host), ``opcode``, ``args``."""
+    """A command frame's content: ``request_id`` (chosen by the host), ``opcode``, ``args``,
+    and ``retry`` (flag RETRY: the frame sends an earlier command again)."""
 
     request_id: int
     opcode: Opcode | int
     args: dict[str, Any]
+    retry: bool = field(default=False, kw_only=True)
     seq: int = field(default=0, kw_only=True)
     timestamp_us: int = field(default=0, kw_only=True)
     raw: bytes | None = field(default=None, kw_only=True, repr=False, compare=False)
@@ -86,7 +92,7 @@ class Command:
     TYPE = FrameType.COMMAND
 
     def to_payload(self) -> bytes:
-        return encode_command_payload(self.request_id, self.opcode, self.args)
+        return encode_command_payload(self.request_id, self.opcode, self.args, retry=self.retry)
 
 
 @dataclass(slots=True)
@@ -125,8 +131,10 @@ class Reply:
                             error=self.error)
 
 
-def encode_command_payload(request_id: int, opcode: int, args: dict[str, Any] | None = None) -> bytes:
-    """COMMAND payload: request_id, opcode, and ``args`` as compact JSON (empty when no args)."""
+def encode_command_payload(request_id: int, opcode: int, args: dict[str, Any] | None = None,
+                           *, retry: bool = False) -> bytes:
+    """COMMAND payload: request_id, opcode, flags (:data:`COMMAND_RETRY` with ``retry``), and
+    ``args`` as compact JSON (empty when no args)."""
     check_uint("request_id", request_id, 16)
     if request_id == UNREADABLE_REQUEST_ID:
         raise ValueError("request_id 0xFFFF is reserved for replies to unreadable commands; "
@@ -137,25 +145,29 @@ def encode_command_payload(request_id: int, opcode: int, args: dict[str, Any] | 
     if not isinstance(args, dict) or not all(isinstance(k, str) for k in args):
         raise ValueError(f"args must be a dict with str keys, got {args!r}")
     body = compact_json(args, "command args") if args else b""
-    return check_size(FrameType.COMMAND, _HEAD.pack(request_id, int(opcode), 0) + body)
+    flags = COMMAND_RETRY if retry else 0
+    return check_size(FrameType.COMMAND, _HEAD.pack(request_id, int(opcode), flags) + body)
 
 
 def encode_command(request_id: int, opcode: int, args: dict[str, Any] | None, seq: int,
-                   timestamp_us: int = 0) -> bytes:
+                   timestamp_us: int = 0, *, retry: bool = False) -> bytes:
     """A complete COMMAND frame. ``seq`` is the host's frame counter (u32), ``timestamp_us`` the
-    host's time in µs (0 when unused)."""
+    host's time in µs (0 when unused); ``retry`` sets the flag RETRY (the same request_id,
+    opcode and args as a command sent before)."""
     return encode_frame(FrameType.COMMAND, seq, timestamp_us,
-                        encode_command_payload(request_id, opcode, args))
+                        encode_command_payload(request_id, opcode, args, retry=retry))
 
 
 def decode_command(payload: bytes, *, seq: int = 0, timestamp_us: int = 0,
                    raw: bytes | None = None) -> Command:
-    """Decode a COMMAND payload (at least 4 bytes; args empty or a JSON object)."""
+    """Decode a COMMAND payload (at least 4 bytes; args empty or a JSON object). Flag bits
+    other than RETRY are reserved and ignored."""
     ft = FrameType.COMMAND
-    request_id, opcode, _, body = _split_head(ft, payload)
+    request_id, opcode, flags, body = _split_head(ft, payload)
     args = json_object(ft, body, "args") if body else {}
-    return Command(request_id, enum_or_int(Opcode, opcode), args, seq=seq,
-                   timestamp_us=timestamp_us, raw=raw)
+    return Command(request_id, enum_or_int(Opcode, opcode), args,
+                   retry=bool(flags & COMMAND_RETRY), seq=seq, timestamp_us=timestamp_us,
+                   raw=raw)
 
 
 def encode_reply(request_id: int, opcode: int, status: int, *,

@@ -389,7 +389,8 @@ _STATUS_KEYS: dict[str, type | tuple[type, ...]] = {
     "frames_late": int, "uptime_us": int,
 }
 #: keys a newer firmware sends and an older one may lack: value None when absent
-_STATUS_OPTIONAL: dict[str, type | tuple[type, ...]] = {"fault": str, "loop_max_us": int}
+_STATUS_OPTIONAL: dict[str, type | tuple[type, ...]] = {"fault": str, "loop_max_us": int,
+                                                         "replayed": int}
 _STATES = ("idle", "running", "fault")
 _MODES = ("counting", "analog")
 
@@ -411,7 +412,9 @@ class Status:
     device is in fault (None when it is not, or from a firmware that does not send the key).
     ``loop_max_us``: the longest pass of the firmware's main loop since the last START, in
     µs (None from a firmware that does not send it): frames go late when it exceeds the
-    time the board's data rings hold. ``extra`` holds keys that protocol version 1 does not define.
+    time the board's data rings hold. ``replayed``: retried commands the device answered from
+    its reply cache since boot (None from a firmware before protocol revision 2). ``extra``
+    holds keys that protocol version 1 does not define.
     """
 
     state: str
@@ -435,6 +438,7 @@ class Status:
     uptime_us: int | None
     fault: str | None = field(default=None, kw_only=True)
     loop_max_us: int | None = field(default=None, kw_only=True)
+    replayed: int | None = field(default=None, kw_only=True)
     extra: dict[str, Any] = field(default_factory=dict, kw_only=True)
     seq: int = field(default=0, kw_only=True)
     timestamp_us: int = field(default=0, kw_only=True)
@@ -470,12 +474,13 @@ class Status:
         extra = {k: v for k, v in obj.items()
                  if k not in _STATUS_KEYS and k not in _STATUS_OPTIONAL}
         return cls(**{k: obj[k] for k in _STATUS_KEYS}, fault=obj.get("fault"),
-                   loop_max_us=obj.get("loop_max_us"), extra=extra,
+                   loop_max_us=obj.get("loop_max_us"), replayed=obj.get("replayed"),
+                   extra=extra,
                    seq=seq, timestamp_us=timestamp_us, raw=raw)
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON object: the version-1 keys, ``fault`` and ``loop_max_us`` when set, then
-        ``extra``."""
+        """The JSON object: the version-1 keys, ``fault``, ``loop_max_us`` and ``replayed``
+        when set, then ``extra``."""
         d = {k: getattr(self, k) for k in _STATUS_KEYS}
         for k in _STATUS_OPTIONAL:
             if getattr(self, k) is not None:

@@ -35,6 +35,8 @@ class BenchAdapter:
         self.bench = bench
         self.frames = 0
         self.blocks = 0
+        #: the wavelength (nm) the monochromator was at for the last frame or block computed
+        self.last_wavelength_nm: float | None = None
         self._adc_next_t0_s: float | None = None
 
     # PEM -----------------------------------------------------------------------------------
@@ -56,6 +58,7 @@ class BenchAdapter:
         return locked, round(self._period_s(state, locked) * 1e12)
 
     def _bench_state(self, state: LinkState, locked: bool) -> InstrumentState:
+        self.last_wavelength_nm = state.wavelength_nm
         return InstrumentState(wavelength_nm=state.wavelength_nm,
                                pem_drive=state.pem_drive if locked else 0.0,
                                shutter_open=state.shutter_open,

@@ -230,8 +230,10 @@ class UsbPort:
             if ep in self.halted:
                 raise UsbError(ERR_PIPE, f"endpoint 0x{ep:02x} is halted")
             if ep == ids.EP_OUT:
+                sent = self.faults.out_buffer(data, self.hub.connections)
                 try:
-                    self.hub.host_write(data)
+                    if sent:
+                        self.hub.host_write(sent)
                 except (OSError, ConnectionError) as e:
                     raise UsbError(ERR_NO_DEVICE, f"the firmware is gone ({e})") from e
             elif ep not in (ids.EP_CDC_OUT,):
@@ -480,10 +482,13 @@ def main(argv: list[str] | None = None) -> int:
         if op == "stats":
             return {**port.stats(), "time_us": hub.now_us, "bench_frames": adapter.frames,
                     "bench_blocks": adapter.blocks,
+                    "bench_wavelength_nm": adapter.last_wavelength_nm,
                     "hub_error": repr(hub.error) if hub.error else None}
         if op == "fault_log":
             return {"dropped_seqs": list(injector.dropped_seqs),
-                    "corrupted_seqs": list(injector.corrupted_seqs)}
+                    "corrupted_seqs": list(injector.corrupted_seqs),
+                    "out_dropped_seqs": list(injector.out_dropped_seqs),
+                    "out_corrupted_seqs": list(injector.out_corrupted_seqs)}
         if op == "plug":
             port.set_plugged(bool(req.get("plugged", True)))
             return port.stats()

@@ -4,7 +4,10 @@ cable, :mod:`cplscope.sim.hub`) and the unchanged firmware in the MicroPython un
     with launch("R-Cs4PbBr6", seed=1, speed=50) as sim:
         dev = sim.find_device()          # a usb.core.Device, through the virtual-USB backend
 
-No child outlives the calling process, however it ends:
+The children run in their own session (``setsid``), so a Ctrl-C in the terminal (SIGINT to
+the terminal's foreground process group) reaches the host process only: the simulated board
+keeps running until the host has stopped it and closes it, as a real board would. The host
+ends them; they never outlive it, however it ends:
 
 - On Linux every child gets ``prctl(PR_SET_PDEATHSIG, SIGKILL)``. The kernel sends it when the
   *thread* that forked the child exits, not the process, so children are forked from one
@@ -134,8 +137,10 @@ class _Spawner:
                 answer.put((False, e))
 
     def popen(self, args: list[str], **kw: Any) -> subprocess.Popen[bytes]:
+        """Start a child in a session of its own (no terminal signals: the host ends it)."""
         answer: queue.Queue[Any] = queue.Queue()
-        self._jobs.put((lambda: subprocess.Popen(args, preexec_fn=self._preexec, **kw), answer))
+        self._jobs.put((lambda: subprocess.Popen(args, preexec_fn=self._preexec,
+                                                 start_new_session=True, **kw), answer))
         ok, value = answer.get()
         if not ok:
             raise value

@@ -145,7 +145,8 @@ class SimHub:
     the old lossy behaviour: give up waiting after `stall_s` s of wall time per request, so a
     host that stops reading makes the board drop data (OVERRUN).
     usb_bytes_per_s: bulk IN throughput (full speed ≈ 1.0e6 B/s). home_at: the board
-    step count at which the home switch closes (the board starts at 0). steps_per_nm, home_nm:
+    step count at which the home switch opens going up (closed below it; the board starts at
+    0): the firmware zeroes there (HOME), and there the bench is at `home_nm`. steps_per_nm, home_nm:
     the hub's monochromator calibration for `LinkState.wavelength_nm`.
 
     accept_restarts: when the firmware closes the link (killed, crashed, watchdog exit), wait

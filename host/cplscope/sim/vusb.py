@@ -241,6 +241,12 @@ class VirtualUSBBackend(usb.backend.IBackend):
             self._local.sock = None
             s.close()
             raise usb_error(ERR_NO_DEVICE, f"the simulated instrument went away ({e})") from e
+        except BaseException:
+            # interrupted (Ctrl-C) between request and answer: the answer would come to the
+            # next request on this connection, so it is closed; the next request opens another
+            self._local.sock = None
+            s.close()
+            raise
 
     def _call(self, op: int, payload: bytes = b"") -> bytes:
         status, data = self.request(op, payload)

@@ -58,7 +58,7 @@ def test_encode_matches_every_good_vector():
         payload = raw[20:-4]
         assert P.encode(v["type"], v["seq"], v["timestamp_us"], payload) == raw, v["name"]
         n += 1
-    assert n == 11
+    assert n == 12
 
 
 def test_counts_payload_layout_matches_vectors():
