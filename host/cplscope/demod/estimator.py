@@ -175,6 +175,8 @@ def estimate(
     bin_span: float = 1.0,
     sampled_phases: SampledPhases | None = None,
     shape_only: np.ndarray | None = None,
+    dark_noise: float = float("nan"),
+    dark_noise_dof: float = float("inf"),
 ) -> Estimate:
     """Estimate g_lum, I_L, I_R and linear polarization from phase-binned frames.
 
@@ -211,6 +213,13 @@ def estimate(
             enters the fit, their total does not inform M (:mod:`cplscope.demod.planned`), so
             the stopping rule cannot bias g. Ignored (the plain fit) when it marks no frame
             or every frame.
+        dark_noise: analog only: the σ of one frame's mean dark level (frames as long as
+            these), known from a dark measurement of ``dark_noise_dof`` + 1 frames. Without a
+            signal the point's frames have that noise, so the emission test compares the
+            mean level with the dark against it (Student t at ``dark_noise_dof``) instead of
+            the point's own few frames: it keeps its false-alarm rate and gains the power a
+            t test at F − 1 degrees of freedom lacks with 3 frames. NaN: the frames' own
+            scatter.
 
     Returns:
         An :class:`Estimate`.
@@ -292,7 +301,8 @@ def estimate(
                 "phases; pass sampled_phases (phase_bin(..., sampled_phases=True))")
     if dropped:
         note = "; ".join(filter(None, [note, f"{dropped} frames with an empty bin left out"]))
-    return _gaussian_fit(frames, dark_k, layout, dark_sd, empty, dropped, note)
+    return _gaussian_fit(frames, dark_k, layout, dark_sd, empty, dropped, note,
+                         (float(dark_noise), float(dark_noise_dof)))
 
 
 def _usable_analog(frames: np.ndarray):
@@ -554,7 +564,8 @@ def _shape_chi2(frames, dead_ratio, p, var_factor, n_par) -> tuple[float, int]:
 
 
 def _gaussian_fit(frames, dark_k, layout: BinLayout, dark_sd, empty: tuple[int, ...],
-                  dropped: int, note: str) -> Estimate:
+                  dropped: int, note: str,
+                  dark_noise: tuple[float, float] = (float("nan"), float("inf"))) -> Estimate:
     """Least squares on the mean bin profile; σ, χ² and the emission test from the frames.
 
     The coefficients do not depend on the data (ordinary least squares), so the fit applied
@@ -588,16 +599,21 @@ def _gaussian_fit(frames, dark_k, layout: BinLayout, dark_sd, empty: tuple[int, 
     shape, total = _gaussian_chi2(y, x @ theta, q_res)
     # emission: the mean level against the dark, Student t over the frames
     level = y.mean(axis=1)
-    var_frames = float(level.var(ddof=1) / n_frames)
     var_dark = _dark_total_sd(dark_sd, n_bins, 1.0 / n_bins) ** 2
-    z, p = _t_score(float(level.mean()), var_frames, var_dark, n_frames - 1)
+    noise, noise_dof = dark_noise
+    if np.isfinite(noise) and noise > 0 and noise_dof >= 1:
+        # without a signal the frames have the dark's noise, known from its many frames
+        z, p = _t_score(float(level.mean()), noise * noise / n_frames, var_dark, noise_dof)
+    else:
+        z, p = _t_score(float(level.mean()), float(level.var(ddof=1) / n_frames), var_dark,
+                        n_frames - 1)
     extra = dict(u_sigma_bound=u_bound, emission_z=z, emission_p=p, empty_bins=empty,
                  frames_dropped=dropped, _cov_parts=(cov_frames, cov_dark, n_frames - 1))
     return _result(theta, cov_lin, layout, fit_u, total[0], total[1], n_frames, "gaussian",
                    shape, extra, note)
 
 
-def _t_score(mean: float, var_frames: float, var_known: float, dof: int
+def _t_score(mean: float, var_frames: float, var_known: float, dof: float
              ) -> tuple[float, float]:
     """(z, p) of a one-sided t test of mean > 0 with variance var_frames (estimated with
     ``dof`` degrees of freedom) + var_known."""

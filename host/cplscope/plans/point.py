@@ -20,8 +20,8 @@ from ..science.pipeline import PointContext, Retardation
 from ..science.results import FlagRules, PointResult, subtract_blank
 from ..settings.calibration import Calibration
 from .detection import Analog, Counting, detection_for
-from ..science.emission import (PLAN_EVERY, dark_per_frame, planned_emission_z,
-                                planned_sigma_g, sigma_sqrt_m)
+from ..science.emission import (PLAN_EVERY, analog_rate_that_matters, dark_per_frame,
+                                planned_emission_z, planned_sigma_g, sigma_sqrt_m)
 from .planning import is_hopeless, rate_that_matters
 
 __all__ = ["DEFAULT_MAX_DWELL_S", "FLAG_HOPELESS", "AnalogDark", "Dark", "PointMeasurement",
@@ -104,11 +104,16 @@ class AnalogDark:
         level: mean ADC reading (ADC counts), the same in every bin.
         sigma: its standard uncertainty (ADC counts).
         dwell_s: sampling time, s.
+        frame_sigma: σ of one frame's mean level (ADC counts), the noise a point's frames
+            have without a signal; NaN when not measured.
+        n_frames: the frames it was measured from.
     """
 
     level: float
     sigma: float
     dwell_s: float
+    frame_sigma: float = math.nan
+    n_frames: int = 0
 
     def per_frame(self, frame_time_s: float) -> float:
         return self.level
@@ -170,9 +175,11 @@ def measure_dark(inst, dwell_s: float = 10.0, *, n_bins: int = 16,
                 raise RuntimeError("the analog dark measurement gave fewer than 2 frames: "
                                    "measure longer")
             per_frame = np.nanmean(m, axis=1)
+            spread = float(per_frame.std(ddof=1))
             return AnalogDark(level=float(per_frame.mean()),
-                              sigma=float(per_frame.std(ddof=1) / np.sqrt(len(per_frame))),
-                              dwell_s=af.dwell_s)
+                              sigma=spread / float(np.sqrt(len(per_frame))),
+                              dwell_s=af.dwell_s, frame_sigma=spread,
+                              n_frames=len(per_frame))
         frames = inst.acquire(duration_s=dwell_s)
     finally:
         if was_open:
@@ -376,14 +383,17 @@ class _PointLoop:
                                 **self.common, **kw)
 
     def _matter(self, ctx: PointContext, frames: Any) -> float:
-        if not (getattr(self.mode, "splits", False) and isinstance(self.det, Counting)):
+        if not getattr(self.mode, "splits", False):
             return math.nan
         target, horizon = self._relevance
+        rules = getattr(self.mode, "rules", FlagRules())
+        if isinstance(self.det, Analog):
+            return analog_rate_that_matters(ctx, frames.n_bins, frames.frame_time_s, horizon,
+                                            target, rules.snr_min)
         t, span = frames.frame_time_s, frames.span
         dark, sd = dark_per_frame(ctx, frames.n_bins)
         dark_cps, sd_cps = dark / t, sd / t
         k = sigma_sqrt_m(frames.n_bins, ctx.a0_rad, ctx.phase_offset_rad, span)
-        rules = getattr(self.mode, "rules", FlagRules())
         return rate_that_matters(horizon_s=horizon, dark_cps=dark_cps, sigma_dark_cps=sd_cps,
                                  sigma_sqrt_m=k, target=target, span=span,
                                  snr_min=rules.snr_min)

@@ -28,9 +28,10 @@ from typing import Any
 import numpy as np
 
 from ..demod import _stats
+from ..demod.bins import bin_layout
 from ..demod.retardation import fisher_sigma_g
 
-__all__ = ["PLAN_EVERY", "dark_per_frame", "emission_probability", "exclusion_z",
+__all__ = ["PLAN_EVERY", "analog_rate_that_matters", "dark_per_frame", "emission_probability", "exclusion_z",
            "photon_noise_coefficient", "planned_emission_z", "planned_rate", "planned_sigma_g",
            "planning_mask", "sigma_sqrt_m"]
 
@@ -170,7 +171,9 @@ def _analog_exclusion(means: np.ndarray, ctx: Any, matter_level: float) -> float
     level = np.nanmean(means, axis=1) - float(np.mean(ctx.dark))
     if level.size < 2:
         return math.nan
-    se = float(np.std(level, ddof=1)) / math.sqrt(level.size)
+    # a point emitting at matter_level has at least the dark's noise in every frame
+    spread = max(float(np.std(level, ddof=1)), _finite_or(ctx, "dark_noise", 0.0))
+    se = spread / math.sqrt(level.size)
     sd = np.asarray(ctx.dark_sigma, dtype=np.float64)
     se = math.hypot(se, float(sd) if sd.ndim == 0 else float(np.sqrt(np.mean(sd ** 2))))
     if not se > 0:
@@ -196,3 +199,39 @@ def emission_probability(counts: np.ndarray, frame_time_s: float, span: float, c
         return 1.0 if total > 0 else math.exp(-signal) / (1.0 + math.exp(-signal))
     llr = total * math.log1p(signal / dark) - signal
     return 1.0 / (1.0 + math.exp(-min(max(llr, -700.0), 700.0)))
+
+
+def _finite_or(ctx: Any, name: str, default: float) -> float:
+    value = float(getattr(ctx, name, math.nan))
+    return value if math.isfinite(value) else default
+
+
+def analog_rate_that_matters(ctx: Any, n_bins: int, frame_time_s: float, horizon_s: float,
+                             target: float | None, snr_min: float = 5.0) -> float:
+    """The analog counterpart of :func:`cplscope.plans.planning.rate_that_matters`, in the
+    signal's units (the period-mean level M): the larger of the faintest level detectable
+    within ``horizon_s`` over the dark's noise, z·√(σ_f²·t_f/T + σ_D²), and, with a target,
+    the level at which σ_g reaches it within ``horizon_s`` when the frames carry the dark's
+    noise, K·σ_f·√(t_f/T)/target (K = 2·‖projection of v‖·√B of the least-squares fit; the
+    signal's own shot noise left out, so the level is an underestimate and a point is written
+    off only more cautiously). NaN when the dark's frame noise is not known."""
+    noise = _finite_or(ctx, "dark_noise", math.nan)
+    if not (math.isfinite(noise) and noise > 0 and frame_time_s > 0 and horizon_s > 0):
+        return math.nan
+    frames = max(horizon_s / frame_time_s, 1.0)
+    sd = np.asarray(ctx.dark_sigma, dtype=np.float64)
+    sd_level = float(sd) if sd.ndim == 0 else float(np.sqrt(np.mean(sd ** 2)))
+    rate = snr_min * math.sqrt(noise * noise / frames + sd_level * sd_level)
+    if target is not None:
+        k = _analog_k(int(n_bins), round(float(ctx.a0_rad), 12),
+                      round(float(ctx.phase_offset_rad), 12))
+        rate = max(rate, k * noise / math.sqrt(frames) / target)
+    return rate
+
+
+@lru_cache(maxsize=64)
+def _analog_k(n_bins: int, a0: float, phi0: float) -> float:
+    lay = bin_layout(n_bins, a0, phi0)
+    x = (lay.design / lay.w[:, None])[:, [0, 2]]
+    proj = np.linalg.pinv(x)
+    return float(2.0 * np.linalg.norm(proj[1]) * math.sqrt(n_bins))

@@ -98,6 +98,9 @@ class PointContext:
         plan_every: the point's dwell was planned from every ``plan_every``-th frame (its
             planning frames, :mod:`cplscope.demod.planned`), whose totals the fit then does
             not take the intensity from; 0: a fixed dwell, nothing planned.
+        dark_noise, dark_noise_dof: analog only: the σ of one frame's mean dark level and
+            its degrees of freedom (the dark's frames − 1), from the dark measurement; the
+            emission test and the no-emission decision use it (NaN: unknown).
     """
 
     wavelength_nm: float
@@ -119,6 +122,8 @@ class PointContext:
     extra_flags: tuple[str, ...] = field(default=())
     matter_rate: float = _NAN
     plan_every: int = 0
+    dark_noise: float = _NAN
+    dark_noise_dof: float = math.inf
 
     @classmethod
     def build(cls, wavelength_nm: float, calibration: Calibration, retardation: Retardation,
@@ -165,7 +170,9 @@ def estimate_frames(counts: np.ndarray, frame_time_s: float, bin_span: float,
                     dark_sigma=ctx.dark_sigma, dead_time=dead,
                     frame_time=frame_time_s if dead else None,
                     noise=ctx.noise,  # type: ignore[arg-type]
-                    bin_span=bin_span, sampled_phases=sampled_phases, shape_only=planning)
+                    bin_span=bin_span, sampled_phases=sampled_phases, shape_only=planning,
+                    **({"dark_noise": ctx.dark_noise, "dark_noise_dof": ctx.dark_noise_dof}
+                       if ctx.noise == "gaussian" else {}))
 
 
 def process_point(counts: np.ndarray, frame_time_s: float, bin_span: float, dwell_s: float,
