@@ -260,3 +260,23 @@ def test_an_analog_point_is_written_off_only_when_its_data_exclude_what_matters(
              for _ in range(400)]
     assert np.mean(np.array(at_matter) >= 3.0) <= 0.01
     assert np.mean(np.array(empty) >= 3.0) > 0.9
+
+
+def test_a_faint_scan_reprocesses_to_the_same_rows(tmp_path) -> None:
+    """The archive keeps each point's signal that matters and its planning frames, so
+    reprocessing gives back the run's rows, exclusion_z and undetected flags included."""
+    from cplscope.plans.reprocess import reprocess
+    from cplscope.plans.scan import scan
+
+    def truth(wl):
+        return (WEAK if wl < 420 else 0.0), 0.0
+
+    inst = SyntheticCounter(truth, DARK, seed=12, frame_s=0.2)
+    spec = scan(inst, 400, 440, 4, target_sigma=0.3, max_dwell_s=60.0,
+                archive=tmp_path / "faint.h5")
+    assert spec.has_flag("undetected").any() and spec.has_flag("no_emission").any()
+    again = reprocess(tmp_path / "faint.h5")
+    for a, b in zip(spec, again):
+        assert a.flags == b.flags
+        for name in ("g_lum", "sigma_g", "intensity", "emission_z", "exclusion_z"):
+            assert np.array_equal(getattr(a, name), getattr(b, name), equal_nan=True), name

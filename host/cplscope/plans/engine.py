@@ -256,6 +256,7 @@ class _Run:
             dark = common["dark"] = self.settle_dark(dark, sv)
             emit(self.sinks, "dark", DarkEvent(acc, fresh, dark))
         self.matter = self.matter_rate(dark, sv)
+        self.note_sensitivity(dark, sv)
         if sv is not None:
             sv = self.publish(sv, dark, survey_callback)
         for k, i in enumerate(todo):
@@ -321,6 +322,19 @@ class _Run:
             sigma_dark_cps=dark.sigma_total_rate_cps if dark_error else 0.0,
             sigma_sqrt_m=k, target=st.target, span=span, snr_min=self.mode.rules.snr_min,
             peak_cps=sv.peak_signal_cps() if sv is not None else math.nan)
+
+    def note_sensitivity(self, dark: Any, sv: Survey | None) -> None:
+        """What the run could detect and judged against, for its metadata."""
+        if self.matter is None or not isinstance(dark, Dark):
+            return
+        horizon = self.settings.horizon_s(sv.dwell_s if sv is not None else 0.0)
+        self.extra["sensitivity"] = {
+            "matter_cps": float(self.matter),
+            "faintest_detectable_cps": planning.faintest_detectable_cps(
+                horizon, dark.total_rate_cps, dark.sigma_total_rate_cps,
+                dark.frames.span if dark.frames is not None else 1.0,
+                self.mode.rules.snr_min),
+            "horizon_s": horizon, "dark_cps": dark.total_rate_cps, "dark_dwell_s": dark.dwell_s}
 
     def survey(self, todo: list[int], common: dict[str, Any]) -> Survey:
         """The quick pass over ``todo`` (judged as the scan will judge its points)."""
