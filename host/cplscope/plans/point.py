@@ -236,11 +236,13 @@ def measure(inst, *, dwell_s: float | None = None, target_sigma: float | None = 
 
     Either a fixed ``dwell_s`` (s), or adaptive: count until ``sigma_g ≤ target_sigma`` or
     ``max_dwell_s`` (then the result carries the ``dwell_limit`` flag). The adaptive mode
-    counts in chunks whose lengths follow from the data so far (so the same data give the
-    same chunks), and stops early, after ``min_dwell_s`` (default 2 % of ``max_dwell_s``, at
-    least 1 s), when the emission is not even 2σ above dark: that point is reported
-    ``no_emission`` rather than counted for the full maximum dwell. In analog mode
-    (``inst.mode == "analog"``) the board's ADC samples are phase-binned on the host.
+    counts in chunks whose lengths follow from its planning frames (every fourth frame: the
+    stop cannot bias g, :mod:`cplscope.demod.planned`), and stops early, after
+    ``min_dwell_s`` (default 2 % of ``max_dwell_s``, at least 1 s), once its data exclude the
+    signal that matters (the rate at which it could reach the target within
+    ``max_dwell_s``, and at least the faintest it could detect): that point is
+    ``no_emission``. A point that neither shows emission nor excludes it counts on. In analog
+    mode (``inst.mode == "analog"``) the board's ADC samples are phase-binned on the host.
 
     Args:
         calibration: A0 scale, φ0, handedness and dead time; default: the instrument's
