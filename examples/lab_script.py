@@ -15,8 +15,11 @@ from cplscope.plot.cpl import mirror_report, plot_cpl
 
 address = sys.argv[1] if len(sys.argv) > 1 else "sim"
 spectra = []
-for sample in ("R-Cs4PbBr6", "S-Cs4PbBr6"):
-    with cplscope.connect(address, **({"sample": sample} if address == "sim" else {})) as inst:
+# On the simulator each enantiomer gets its own seed: a mirror report of two spectra that
+# share one noise realization would judge the noise, not the samples.
+for seed, sample in enumerate(("R-Cs4PbBr6", "S-Cs4PbBr6"), start=1):
+    sim = {"sample": sample, "seed": seed} if address == "sim" else {}
+    with cplscope.connect(address, **sim) as inst:
         if inst.calibration.is_default:
             if address != "sim":
                 sys.exit("calibrate first: cplscope calibrate --device " + address)

@@ -9,8 +9,9 @@ N-Cs4PbBr6 (no emission) and achiral CsPbBr3 (g = 0) on a JASCO CPL-300.
 Writes one CSV per sample, the CPL figure of the R/S pair with its mirror-symmetry report
 (docs/figures/seed-paper-cpl.png in the repository), and prints the results table. The
 simulated instrument is deterministic (same seeds, same commands, same data), so the table is
-the same on every machine; ``--readme`` writes it into the README between its
-``<!-- seed-table -->`` markers.
+the same on every machine; ``--quick --readme README.md`` writes it into the README between
+its ``<!-- seed-table -->`` markers (``examples/readme_tables.py`` does both examples and the
+figures). Each sample has its own seed: R and S are independent measurements.
 """
 import argparse
 from pathlib import Path
@@ -28,15 +29,20 @@ parser.add_argument("--quick", action="store_true", help="coarser steps, shorter
 parser.add_argument("--readme", type=Path, default=None,
                     help="write the table into this README between <!-- seed-table --> markers")
 args = parser.parse_args()
+if args.readme is not None and not args.quick:
+    parser.error("the README shows the --quick run's table: add --quick, or run "
+                 "examples/readme_tables.py (both tables and figures)")
 args.out.mkdir(parents=True, exist_ok=True)
+# --quick: 4-nm steps, a looser target, 1-s frames (the README's table is this run's)
 step, target, max_dwell = (4.0, 3e-4, 200.0) if args.quick else (2.0, 1.5e-4, 600.0)
+periods = 50_000 if args.quick else 10_000
 
 results = {}
 for i, sample in enumerate(("R-Cs4PbBr6", "S-Cs4PbBr6", "N-Cs4PbBr6", "CsPbBr3")):
     with cplscope.connect("sim", sample=sample, seed=10 + i) as inst:
         if inst.calibration.is_default:
             inst.calibration = calibrate_simulated()
-        inst.prepare()
+        inst.prepare(periods=periods)
         results[sample] = inst.scan(410, 530, step, target_sigma=target, max_dwell_s=max_dwell,
                                     sample=sample, output=args.out / f"{sample}.csv",
                                     progress=True)

@@ -63,7 +63,7 @@ class Instrument(Controller):
 
     def scan(self, start: float, stop: float, step: float, *, dwell_s: float | None = None,
              target_sigma: float | None = None, max_dwell_s: float | None = None,
-             accumulations: int = 1, dark: Any = True, dark_dwell_s: float = 10.0,
+             accumulations: int = 1, dark: Any = True, dark_dwell_s: float | None = None,
              calibration: Calibration | None = None, blank: Any = None,
              callback: Callable[..., None] | None = None, output: Any = None,
              archive: Any = None, progress: bool = False, sample: str = "",

@@ -54,7 +54,8 @@ def _check_point(args: argparse.Namespace) -> None:
 def cmd_point(args: argparse.Namespace) -> int:
     with open_session(args) as inst:
         inst.move_to(args.wavelength)
-        dark = inst.measure_dark(args.dark_dwell) if measures_dark(args) else None
+        dark = inst.measure_dark(args.dark_dwell if args.dark_dwell is not None else 10.0) \
+            if measures_dark(args) else None
         point = inst.measure(dwell_s=args.dwell, target_sigma=args.target_sigma,
                              max_dwell_s=args.max_dwell, dark=dark)
     print_point(point)

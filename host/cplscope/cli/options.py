@@ -320,9 +320,10 @@ def dwell_options(p: argparse.ArgumentParser, *, cd: bool = False) -> None:
     p.add_argument("--max-dwell", type=positive(" s"), default=DEFAULT_MAX_DWELL_S,
                    help=f"maximum dwell per point with a target, s ({DEFAULT_MAX_DWELL_S:g})")
     p.add_argument("--no-dark", action="store_true", help="do not measure dark counts")
-    p.add_argument("--dark-dwell", type=non_negative(" s"), default=10.0,
-                   help="dark measurement before each accumulation, s (10; 0: none, as "
-                        "--no-dark)")
+    p.add_argument("--dark-dwell", type=non_negative(" s"), default=None,
+                   help="dark measurement before each accumulation, s (default: what the "
+                        "scan needs: 10 s, and up to the longest dwell when the faintest "
+                        "signal that matters needs a quieter dark; 0: none, as --no-dark)")
     add_check(p, check_dwell)
 
 

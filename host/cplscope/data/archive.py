@@ -94,6 +94,8 @@ class PointSettings:
         stopped: why counting ended (:class:`~cplscope.science.pipeline.PointContext`).
         extra_flags: flags the measurement added (``hopeless``), ``;``-separated.
         index: position of the wavelength in the plan (−1: unknown, version-1 archives).
+        matter_rate, plan_every: the signal that matters and the planning frames
+            (:class:`~cplscope.science.pipeline.PointContext`; NaN and 0 in older archives).
     """
 
     wavelength_nm: float
@@ -119,6 +121,8 @@ class PointSettings:
     stopped: str = "dwell"
     extra_flags: str = ""
     index: int = -1
+    matter_rate: float = math.nan
+    plan_every: int = 0
 
     @property
     def blank(self) -> tuple[float, float] | None:
@@ -140,7 +144,8 @@ class PointSettings:
             blank_sigma=float(sg), a0_tracking=ctx.a0_tracking, dark_sigma=ctx.dark_sigma,
             target_sigma=ctx.target_sigma, a0_nominal_rad=ctx.a0_nominal_rad,
             a0_commanded_rad=ctx.a0_commanded_rad, pem_drive=ctx.pem_drive,
-            stopped=ctx.stopped, extra_flags=";".join(ctx.extra_flags), index=int(index))
+            stopped=ctx.stopped, extra_flags=";".join(ctx.extra_flags), index=int(index),
+            matter_rate=float(ctx.matter_rate), plan_every=int(ctx.plan_every))
 
     def context(self) -> PointContext:
         """The point's :class:`~cplscope.science.pipeline.PointContext`."""
@@ -152,7 +157,8 @@ class PointSettings:
             target_sigma=self.target_sigma, a0_nominal_rad=self.a0_nominal_rad,
             a0_commanded_rad=self.a0_commanded_rad, a0_tracking=self.a0_tracking,
             pem_drive=self.pem_drive, stopped=self.stopped,
-            extra_flags=tuple(f for f in self.extra_flags.split(";") if f))
+            extra_flags=tuple(f for f in self.extra_flags.split(";") if f),
+            matter_rate=float(self.matter_rate), plan_every=int(self.plan_every))
 
 
 _SETTINGS_DT = np.dtype([
@@ -162,7 +168,8 @@ _SETTINGS_DT = np.dtype([
     ("noise", "S8"), ("blank_g", "<f8"), ("blank_sigma", "<f8"), ("a0_tracking", "?"),
     ("dark_sigma_common", "?"), ("target_sigma", "<f8"), ("a0_nominal_rad", "<f8"),
     ("a0_commanded_rad", "<f8"), ("pem_drive", "<f8"), ("stopped", "S16"),
-    ("extra_flags", f"S{_TEXT_LEN}"), ("index", "<i4")])
+    ("extra_flags", f"S{_TEXT_LEN}"), ("index", "<i4"), ("matter_rate", "<f8"),
+    ("plan_every", "<i4")])
 _TEXT_FIELDS = {"dark_source", "noise", "stopped", "extra_flags"}
 _RESULT_DT = np.dtype([(f.name, f"S{_FLAGS_LEN}" if f.name == "flags" else
                         "<i8" if f.name in ("n_frames", "accumulations") else "<f8")

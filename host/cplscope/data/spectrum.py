@@ -427,7 +427,7 @@ CPL_RESOLUTION: dict[str, tuple[str, Any]] = {
     "g_lum": ("sigma", lambda p: p.sigma_g), "linear": ("sigma", lambda p: p.sigma_linear),
     "sigma_g": ("digits", SIGMA_DIGITS), "sigma_linear": ("digits", SIGMA_DIGITS),
     "sigma_intensity": ("digits", SIGMA_DIGITS),
-    "chi2_red": ("digits", 4), "emission_z": ("digits", 4),
+    "chi2_red": ("digits", 4), "emission_z": ("digits", 4), "exclusion_z": ("digits", 4),
 }
 
 #: The CPL spectrum CSV (docs/data-files.md).

@@ -27,6 +27,7 @@ from .. import _estimate
 from . import _stats
 from .bins import BinLayout, SampledPhases, bin_layout, subset
 from .deadtime import apply_dead_time, dead_time_ratio
+from .planned import planned_fit
 
 __all__ = ["EMISSION_Z_MIN", "Estimate", "U_SIGMA_MAX", "estimate"]
 
@@ -173,6 +174,9 @@ def estimate(
     noise: Literal["poisson", "gaussian"] = "poisson",
     bin_span: float = 1.0,
     sampled_phases: SampledPhases | None = None,
+    shape_only: np.ndarray | None = None,
+    dark_noise: float = float("nan"),
+    dark_noise_dof: float = float("inf"),
 ) -> Estimate:
     """Estimate g_lum, I_L, I_R and linear polarization from phase-binned frames.
 
@@ -204,6 +208,18 @@ def estimate(
             which is the right model when the ADC rate is (nearly) a multiple of the PEM
             frequency and the samples sit at fixed phases. Per-frame moments must have one
             row per row of ``counts``.
+        shape_only: counting only, (n_frames,) booleans: the *planning* frames, whose totals
+            decided how long the point was measured (an adaptive dwell). Their bin shape
+            enters the fit, their total does not inform M (:mod:`cplscope.demod.planned`), so
+            the stopping rule cannot bias g. Ignored (the plain fit) when it marks no frame
+            or every frame.
+        dark_noise: analog only: the σ of one frame's mean dark level (frames as long as
+            these), known from a dark measurement of ``dark_noise_dof`` + 1 frames. Without a
+            signal the point's frames have that noise, so the emission test compares the
+            mean level with the dark against it (Student t at ``dark_noise_dof``) instead of
+            the point's own few frames: it keeps its false-alarm rate and gains the power a
+            t test at F − 1 degrees of freedom lacks with 3 frames. NaN: the frames' own
+            scatter.
 
     Returns:
         An :class:`Estimate`.
@@ -271,10 +287,11 @@ def estimate(
             f"with B={n_bins} bins and phase_offset={phi0:.6g} rad every bin sees the same "
             "sin δ, so the counts carry no information on g_lum: shift the bins (phase_offset) "
             "or use more bins")
+    planning = _planning_mask(shape_only, n_frames, noise)
     if noise == "poisson":
         sums, sumsq = _moments(frames, dead_ratio)
         return _poisson_fit(frames, sums, sumsq, n_frames, dark_k, layout, dead_time,
-                            frame_time, span, dead_ratio, dark_sd)
+                            frame_time, span, dead_ratio, dark_sd, planning)
     empty = tuple(int(k) for k in np.flatnonzero(~keep_bins)) if keep_bins is not None else ()
     dropped = int(n_frames - frames.shape[0])
     note = ""
@@ -284,7 +301,8 @@ def estimate(
                 "phases; pass sampled_phases (phase_bin(..., sampled_phases=True))")
     if dropped:
         note = "; ".join(filter(None, [note, f"{dropped} frames with an empty bin left out"]))
-    return _gaussian_fit(frames, dark_k, layout, dark_sd, empty, dropped, note)
+    return _gaussian_fit(frames, dark_k, layout, dark_sd, empty, dropped, note,
+                         (float(dark_noise), float(dark_noise_dof)))
 
 
 def _usable_analog(frames: np.ndarray):
@@ -351,6 +369,19 @@ def _as_dark(dark, n_bins: int, noise: str) -> np.ndarray:
     if noise == "poisson" and np.any(d < 0):
         raise ValueError("dark must be ≥ 0: expected dark counts per bin per frame")
     return d
+
+
+def _planning_mask(shape_only, n_frames: int, noise: str) -> np.ndarray | None:
+    """The planning frames as a boolean mask, or None when the plain fit applies."""
+    if shape_only is None:
+        return None
+    if noise != "poisson":
+        raise ValueError("shape_only applies to photon counting (noise='poisson')")
+    mask = np.asarray(shape_only)
+    if mask.dtype != np.bool_ or mask.shape != (n_frames,):
+        raise ValueError(f"shape_only must be ({n_frames},) booleans, one per frame; got "
+                         f"{mask.dtype} of shape {mask.shape}")
+    return mask if 0 < int(mask.sum()) < n_frames else None
 
 
 def _dead_ratio(dead_time, frame_time, n_bins: int, noise: str, span: float) -> np.ndarray:
@@ -468,7 +499,7 @@ def _poisson_emission(n_total: float, dark_total: float, dark_sd: float) -> tupl
 
 
 def _poisson_fit(frames, sums, sumsq, n_frames, dark_k, layout, dead_time, frame_time,
-                 span, dead_ratio, dark_sd) -> Estimate:
+                 span, dead_ratio, dark_sd, planning=None) -> Estimate:
     dark_total = n_frames * dark_k
     y = sums - dark_total
     x3 = layout.design
@@ -497,6 +528,12 @@ def _poisson_fit(frames, sums, sumsq, n_frames, dark_k, layout, dead_time, frame
     fisher = (x.T * weights) @ x
     cov_lin = np.linalg.inv(fisher)
     cov_lin = cov_lin + _dark_covariance(cov_lin @ (x.T * weights), dark_sd, n_frames)
+    if planning is not None:
+        sums_p = _moments(frames[planning], dead_ratio)[0]
+        n_p = int(planning.sum())
+        rate_factor = tau / (float(frame_time) * span / len(sums)) if tau > 0 else 0.0
+        theta, cov_lin = planned_fit(x, sums - sums_p, n_frames - n_p, sums_p, n_p, dark_k,
+                                     theta / n_frames, rate_factor, dark_sd)
 
     m_frame = mu / n_frames
     chi2 = float(np.sum((sumsq - 2.0 * m_frame * sums + n_frames * m_frame**2)
@@ -527,7 +564,8 @@ def _shape_chi2(frames, dead_ratio, p, var_factor, n_par) -> tuple[float, int]:
 
 
 def _gaussian_fit(frames, dark_k, layout: BinLayout, dark_sd, empty: tuple[int, ...],
-                  dropped: int, note: str) -> Estimate:
+                  dropped: int, note: str,
+                  dark_noise: tuple[float, float] = (float("nan"), float("inf"))) -> Estimate:
     """Least squares on the mean bin profile; σ, χ² and the emission test from the frames.
 
     The coefficients do not depend on the data (ordinary least squares), so the fit applied
@@ -561,16 +599,21 @@ def _gaussian_fit(frames, dark_k, layout: BinLayout, dark_sd, empty: tuple[int, 
     shape, total = _gaussian_chi2(y, x @ theta, q_res)
     # emission: the mean level against the dark, Student t over the frames
     level = y.mean(axis=1)
-    var_frames = float(level.var(ddof=1) / n_frames)
     var_dark = _dark_total_sd(dark_sd, n_bins, 1.0 / n_bins) ** 2
-    z, p = _t_score(float(level.mean()), var_frames, var_dark, n_frames - 1)
+    noise, noise_dof = dark_noise
+    if np.isfinite(noise) and noise > 0 and noise_dof >= 1:
+        # without a signal the frames have the dark's noise, known from its many frames
+        z, p = _t_score(float(level.mean()), noise * noise / n_frames, var_dark, noise_dof)
+    else:
+        z, p = _t_score(float(level.mean()), float(level.var(ddof=1) / n_frames), var_dark,
+                        n_frames - 1)
     extra = dict(u_sigma_bound=u_bound, emission_z=z, emission_p=p, empty_bins=empty,
                  frames_dropped=dropped, _cov_parts=(cov_frames, cov_dark, n_frames - 1))
     return _result(theta, cov_lin, layout, fit_u, total[0], total[1], n_frames, "gaussian",
                    shape, extra, note)
 
 
-def _t_score(mean: float, var_frames: float, var_known: float, dof: int
+def _t_score(mean: float, var_frames: float, var_known: float, dof: float
              ) -> tuple[float, float]:
     """(z, p) of a one-sided t test of mean > 0 with variance var_frames (estimated with
     ``dof`` degrees of freedom) + var_known."""
@@ -676,7 +719,10 @@ def _result(theta, cov_lin, layout: BinLayout, fit_u: bool, chi2, dof, n_frames,
     else:
         jac = np.array([[1.0, 0.0], [-c / a**2, 1.0 / a]])
     cov = jac @ cov_lin @ jac.T
-    v = c / a
+    # v = c/a is a ratio: E[ĉ/â] = v − Cov(â, v̂)/a + O(n⁻²). Remove that second-order bias
+    # (it reaches 0.05σ at g = 0.8 on dark-dominated points; docs/estimator.md), and the
+    # same for u = b/a.
+    v = c / a + cov[0, -1] / a
     sigma_v = float(np.sqrt(cov[-1, -1]))
     dof_sigma = float("inf")
     if cov_parts is not None:
@@ -685,7 +731,7 @@ def _result(theta, cov_lin, layout: BinLayout, fit_u: bool, chi2, dof, n_frames,
         var_d = float((jac @ np.broadcast_to(cov_dark, cov_frames.shape) @ jac.T)[-1, -1])
         dof_sigma = _welch_dof(var_f, var_d, n_dof)
     if fit_u:
-        linear, sigma_linear = float(b / a), float(np.sqrt(cov[1, 1]))
+        linear, sigma_linear = float(b / a + cov[0, 1] / a), float(np.sqrt(cov[1, 1]))
     else:
         linear = sigma_linear = float("nan")
     m = float(a)

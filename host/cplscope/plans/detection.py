@@ -128,7 +128,10 @@ class Analog:
                 frames: AnalogChunks, **kw: Any) -> PointContext:
         return PointContext.build(wl, cal, ret, dark=dark.level if dark is not None else 0.0,
                                   dark_sigma=dark.sigma if dark is not None else 0.0,
-                                  noise="gaussian", **kw)
+                                  noise="gaussian",
+                                  dark_noise=getattr(dark, "frame_sigma", math.nan),
+                                  dark_noise_dof=float(getattr(dark, "n_frames", 0)) - 1.0,
+                                  **kw)
 
     def estimate(self, frames: AnalogChunks, ctx: PointContext) -> Estimate:
         return estimate_frames(frames.means, math.nan, 1.0, ctx, frames.phases)

@@ -29,14 +29,21 @@ from ..data.spectrum import run_metadata
 from ..settings.calibration import Calibration
 from . import planning
 from .planning import BudgetPlan
+from ..science.emission import sigma_sqrt_m
 from .point import DEFAULT_MAX_DWELL_S, AnalogDark, Dark, PointMeasurement, measure_dark
-from .point import measure_point, retardation_in_force
+from .point import measure_point, reevaluate, retardation_in_force
 from .survey import Survey
 from .survey import survey as run_survey
 
 __all__ = ["ScanInterrupted", "ScanSettings", "run_scan", "scan_wavelengths"]
 
 log = logging.getLogger(__name__)
+
+#: The dark's dwell (s) when the scan needs no more, and the first part of a longer one.
+DARK_MIN_S = 10.0
+#: An undecided point's time-budget grant is measured in this many parts, and ends early
+#: once its data exclude the signal that matters (the rest goes back to the plan).
+UNDECIDED_CHUNKS = 4
 
 
 class ScanInterrupted(KeyboardInterrupt):
@@ -74,7 +81,10 @@ class ScanSettings:
         accumulations: repeated passes over the grid, combined point by point.
         dark: True: measure the dark (shutter closed, ``dark_dwell_s``) before each
             accumulation; a dark measurement to reuse; False: none.
-        dark_dwell_s: s of the dark measurement.
+        dark_dwell_s: s of the dark measurement; None (default): as long as the scan needs
+            (:func:`cplscope.plans.planning.dark_dwell_needed`: 10 s for a bright scan, up
+            to the longest a point may count when the signal that matters is faint, so that
+            the dark's own noise does not hide it).
         skip_hopeless: stop a point once its target is out of reach within ``max_dwell_s``.
         time_budget_s: plan the counting time of the whole scan (s, survey included).
         survey: a quick pass first (True: 1 s per point; a number: its dwell, s).
@@ -88,7 +98,7 @@ class ScanSettings:
     max_dwell_s: float = DEFAULT_MAX_DWELL_S
     accumulations: int = 1
     dark: Any = True
-    dark_dwell_s: float = 10.0
+    dark_dwell_s: float | None = None
     skip_hopeless: bool = False
     time_budget_s: float | None = None
     survey: bool | float = False
@@ -115,13 +125,19 @@ class ScanSettings:
                              "or a time budget")
         if not (math.isfinite(self.max_dwell_s) and self.max_dwell_s > 0):
             raise ValueError(f"the maximum dwell must be > 0 s, got {self.max_dwell_s!r}")
-        if self.dark is True and not (math.isfinite(self.dark_dwell_s)
-                                      and self.dark_dwell_s > 0):
+        if self.dark is True and self.dark_dwell_s is not None and not (
+                math.isfinite(self.dark_dwell_s) and self.dark_dwell_s > 0):
             raise ValueError(f"the dark dwell must be > 0 s, got {self.dark_dwell_s!r}")
 
     @property
     def surveys(self) -> bool:
         return bool(self.survey) or self.time_budget_s is not None
+
+    def horizon_s(self, survey_dwell_s: float = 0.0) -> float:
+        """The longest a point may count, s (the signal that matters is judged against it)."""
+        if self.dwell_s is None:
+            return float(self.max_dwell_s)
+        return float(self.dwell_s) + survey_dwell_s
 
     def as_metadata(self, mode: Any, status: dict[str, Any], ret: Any,
                     detection: str) -> dict[str, Any]:
@@ -139,7 +155,8 @@ class ScanSettings:
             "skip_hopeless": bool(self.skip_hopeless), "mode": detection,
             "dark": ("measured" if self.dark is True else "given" if self.dark is not False
                      and self.dark is not None else "none"),
-            "dark_dwell_s": float(self.dark_dwell_s),
+            "dark_dwell_s": (float(self.dark_dwell_s) if self.dark_dwell_s is not None
+                             else None),
             "time_budget_s": self.time_budget_s, "survey": self.survey}
 
 
@@ -193,6 +210,7 @@ class _Run:
         self.seq = 0
         self.darks_measured = 0
         self.plan: BudgetPlan | None = None
+        self.matter: float | None = None
         if self.cal.is_default:
             log.warning("instrument %s is not calibrated: A0, φ0 and the handedness are "
                         "defaults, so the result has an unknown sign and scale. Run "
@@ -230,43 +248,121 @@ class _Run:
 
     def accumulation(self, acc: int, todo: list[int],
                      survey_callback: Callable[[Survey], None] | None) -> None:
-        """Measure the points ``todo`` of accumulation ``acc``."""
-        dark, source = self.dark(acc)
+        """Measure the points ``todo`` of accumulation ``acc``: the dark, the survey (the
+        dark then measured longer if the survey shows the scan needs it), the points."""
+        dark, source, fresh = self.dark(acc)
         common = dict(calibration=self.cal, dark=dark, accumulation=acc, dark_source=source)
-        sv: Survey | None = None
-        if self.settings.surveys:
-            sv = self.survey(todo, common, survey_callback)
+        sv = self.survey(todo, common) if self.settings.surveys else None
+        if fresh is not None:
+            dark = common["dark"] = self.settle_dark(dark, sv)
+            emit(self.sinks, "dark", DarkEvent(acc, fresh, dark))
+        self.matter = self.matter_rate(dark, sv)
+        self.note_sensitivity(dark, sv)
+        if sv is not None:
+            sv = self.publish(sv, dark, survey_callback)
         for k, i in enumerate(todo):
             point = self.point(i, k, sv, common)
             self.event(i, acc, point)
 
-    def dark(self, acc: int) -> tuple[Dark | AnalogDark | None, str]:
-        """The dark of accumulation ``acc`` and how the points refer to it."""
+    def dark(self, acc: int) -> tuple[Dark | AnalogDark | None, str, int | None]:
+        """The dark of accumulation ``acc``, how the points refer to it, and its index in
+        the run when it was measured now (its event is emitted once it is final)."""
         r, given = self.resume, self.settings.dark
         if r is not None and acc in r.darks:
-            return r.darks[acc], f"dark:{r.dark_index[acc]}"
+            return r.darks[acc], f"dark:{r.dark_index[acc]}", None
         if isinstance(given, (Dark, AnalogDark)):
-            return given, "given"
+            return given, "given", None
         if given is True:
-            dark = measure_dark(self.inst, self.settings.dark_dwell_s)
+            dwell = self.settings.dark_dwell_s
+            dark = measure_dark(self.inst, dwell if dwell is not None else DARK_MIN_S)
             index = (r.next_dark if r is not None else 0) + self.darks_measured
             self.darks_measured += 1
-            emit(self.sinks, "dark", DarkEvent(acc, index, dark))
-            return dark, f"dark:{index}"
-        return None, "none"
+            return dark, f"dark:{index}", index
+        return None, "none", None
 
-    def survey(self, todo: list[int], common: dict[str, Any],
-               callback: Callable[[Survey], None] | None) -> Survey:
-        """The quick pass over ``todo``, and the budget plan when the scan has a budget."""
+    def settle_dark(self, dark: Any, sv: Survey | None) -> Any:
+        """The dark measured longer when the scan needs it (dark_dwell_s None): as long as
+        a signal that matters needs to stand clear of the dark's noise."""
+        st = self.settings
+        if st.dark_dwell_s is not None or not self.judges(dark):
+            return dark
+        horizon = st.horizon_s(sv.dwell_s if sv is not None else 0.0)
+        intent = self.matter_rate(dark, sv, dark_error=False)
+        assert intent is not None
+        rules = self.mode.rules
+        need = planning.dark_dwell_needed(intent, dark.total_rate_cps, horizon,
+                                          span=dark.frames.span, minimum_s=DARK_MIN_S,
+                                          z=rules.snr_min + rules.exclude_z)
+        more = need - dark.dwell_s
+        if more < 0.5 * self.inst.frame_time_s():
+            return dark
+        log.info("measuring the dark %.0f s longer (%.0f s in all): the scan's faintest "
+                 "signal that matters, %.3g counts/s, needs it", more, need, intent)
+        more_dark = measure_dark(self.inst, more)
+        assert isinstance(more_dark, Dark)
+        return dark.pooled(more_dark.frames)
+
+    def judges(self, dark: Any) -> bool:
+        """Whether the scan judges its points against a signal that matters (counting,
+        CPL, a measured dark)."""
+        return isinstance(dark, Dark) and getattr(self.mode, "splits", False) \
+            and self.inst.mode == "counting" and dark.frames is not None
+
+    def matter_rate(self, dark: Any, sv: Survey | None, dark_error: bool = True
+                    ) -> float | None:
+        """The signal that matters for this accumulation (counts/s), or None when the
+        points work it out themselves."""
+        if not self.judges(dark):
+            return None
+        st = self.settings
+        span = dark.frames.span
+        k = sigma_sqrt_m(self.n_bins, retardation_in_force(self.inst).a0_rad(self.cal),
+                         self.cal.phase_offset_rad, span)
+        return planning.rate_that_matters(
+            horizon_s=st.horizon_s(sv.dwell_s if sv is not None else 0.0),
+            dark_cps=dark.total_rate_cps,
+            sigma_dark_cps=dark.sigma_total_rate_cps if dark_error else 0.0,
+            sigma_sqrt_m=k, target=st.target, span=span, snr_min=self.mode.rules.snr_min,
+            peak_cps=sv.peak_signal_cps() if sv is not None else math.nan)
+
+    def note_sensitivity(self, dark: Any, sv: Survey | None) -> None:
+        """What the run could detect and judged against, for its metadata."""
+        if self.matter is None or not isinstance(dark, Dark):
+            return
+        horizon = self.settings.horizon_s(sv.dwell_s if sv is not None else 0.0)
+        self.extra["sensitivity"] = {
+            "matter_cps": float(self.matter),
+            "faintest_detectable_cps": planning.faintest_detectable_cps(
+                horizon, dark.total_rate_cps, dark.sigma_total_rate_cps,
+                dark.frames.span if dark.frames is not None else 1.0,
+                self.mode.rules.snr_min),
+            "horizon_s": horizon, "dark_cps": dark.total_rate_cps, "dark_dwell_s": dark.dwell_s}
+
+    def survey(self, todo: list[int], common: dict[str, Any]) -> Survey:
+        """The quick pass over ``todo`` (judged as the scan will judge its points)."""
         st = self.settings
         self.frame_s = self.inst.frame_time_s()
         dwell = (planning.survey_dwell(st.time_budget_s, len(todo), self.frame_s)
                  if st.time_budget_s is not None
                  else (1.0 if st.survey is True else float(st.survey)))
-        sv = run_survey(self.inst, [float(self.wavelengths[i]) for i in todo], dwell_s=dwell,
-                        target_sigma=st.target, max_dwell_s=st.max_dwell_s,
-                        min_dwell_s=max(1.0, 0.02 * st.max_dwell_s), mode=self.mode,
-                        linear_cps=self._linear_cps(), **common)
+        return run_survey(self.inst, [float(self.wavelengths[i]) for i in todo], dwell_s=dwell,
+                          target_sigma=st.target, max_dwell_s=st.horizon_s(dwell),
+                          min_dwell_s=max(1.0, 0.02 * st.max_dwell_s), mode=self.mode,
+                          linear_cps=self._linear_cps(), **common)
+
+    def publish(self, sv: Survey, dark: Any, callback: Callable[[Survey], None] | None
+                ) -> Survey:
+        """The survey judged with the final dark and signal that matters, emitted, shown
+        and (with a time budget) planned."""
+        st = self.settings
+        if self.judges(dark) and self.matter is not None:
+            sv.points = [reevaluate(m, self.mode, dark=dark, matter_rate=self.matter)
+                         for m in sv.points]
+            sv.emitting = [self.mode.emits(m) for m in sv.points]
+            sv.dark, sv.matter_cps = dark, float(self.matter)
+            sv.faintest_cps = planning.faintest_detectable_cps(
+                sv.horizon_s, dark.total_rate_cps, dark.sigma_total_rate_cps,
+                dark.frames.span, self.mode.rules.snr_min)
         self.extra["survey"] = sv.as_dict()
         emit(self.sinks, "survey", sv)
         if callback is not None:
@@ -295,13 +391,19 @@ class _Run:
             if grant > 0:
                 self.inst.move_to(wl)
             point = measure_point(self.inst, self.mode, dwell_s=grant, prior=prior,
-                                  wavelength_nm=wl, stopped="budget", **common)
+                                  wavelength_nm=wl, stopped="budget", planned=True,
+                                  chunks=UNDECIDED_CHUNKS if sv.undetected(k) else 1,
+                                  matter_rate=self.matter,
+                                  relevance=(st.target, st.max_dwell_s), **common)
             self.plan.record(k, max(point.result.dwell_s - prior.dwell_s, 0.0), point.merit)
             return point
         self.inst.move_to(wl)
         return measure_point(self.inst, self.mode, dwell_s=st.dwell_s, target=st.target,
                              max_dwell_s=st.max_dwell_s, wavelength_nm=wl,
-                             skip_hopeless=st.skip_hopeless, prior=prior, **common)
+                             skip_hopeless=st.skip_hopeless, prior=prior,
+                             matter_rate=self.matter,
+                             relevance=(st.target, st.horizon_s(
+                                 sv.dwell_s if sv is not None else 0.0)), **common)
 
     def event(self, i: int, acc: int, point: PointMeasurement) -> None:
         """Add the point to the spectrum and emit its event."""

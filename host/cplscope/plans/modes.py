@@ -48,7 +48,8 @@ from ..settings.calibration import Blank
 
 __all__ = ["CD_BINNED_RULES", "Emission", "Mode", "Transmission", "mode_from_metadata"]
 
-#: Emission significance below which the adaptive dwell stops a CPL point early (no emission).
+#: Emission significance below which the adaptive dwell stops a CPL point early when no
+#: signal that matters is known to judge it against (the analog path).
 EARLY_EMPTY_Z = 2.0
 #: The binned model's flag rules for the archive's point rows of a CD scan (its CPL-style
 #: view; the CD flags are :class:`~cplscope.science.cd.CDRules`).
@@ -64,10 +65,14 @@ class Mode(Protocol):
     """Flag rules of the binned point results (what the archive stores)."""
     target_name: str
     """The settings key of the target σ (``"target_sigma_g"``, ``"target_sigma_delta_a"``, …)."""
+    splits: bool
+    """Whether an adaptive or planned point plans from its planning frames only
+    (:mod:`cplscope.demod.planned`) and judges its emission against the signal that matters."""
 
     def evaluate(self, est: Estimate, ctx: PointContext, dwell_s: float,
-                 frame_flags: Sequence[int]) -> tuple[float, str | None, Any]:
-        """(figure of merit, why the point cannot give more or None, the mode's result)."""
+                 frame_flags: Sequence[int], raw: Any = None) -> tuple[float, str | None, Any]:
+        """(figure of merit, why the point cannot give more or None, the mode's result);
+        ``raw`` is the binned result of the same frames."""
         ...
 
     def context(self, ctx: PointContext, target: float | None, stopped: str,
@@ -117,13 +122,19 @@ class Emission:
     blank: Blank | None = None
     name: str = "cpl"
     target_name: str = "target_sigma_g"
+    splits: bool = True
 
     @property
     def binned_rules(self) -> FlagRules:
         return self.rules
 
     def evaluate(self, est: Estimate, ctx: PointContext, dwell_s: float,
-                 frame_flags: Sequence[int]) -> tuple[float, str | None, Any]:
+                 frame_flags: Sequence[int], raw: Any = None) -> tuple[float, str | None, Any]:
+        """A point stops early as ``no_emission`` once its data exclude the signal that
+        matters (its result is flagged so), or, when none is known, once its emission is
+        not even :data:`EARLY_EMPTY_Z` σ above the dark."""
+        if raw is not None and not math.isnan(ctx.matter_rate):
+            return est.sigma_g, ("no_emission" if raw.has(FLAG_NO_EMISSION) else None), None
         z = emission_significance(est.intensity, est.sigma_intensity,
                                   float(getattr(est, "emission_z", math.nan)))
         return est.sigma_g, (None if z >= EARLY_EMPTY_Z else "no_emission"), None
@@ -173,6 +184,7 @@ class Transmission:
     rules: CDRules = CDRules()
     merit: str = "delta_a"
     name: str = "cd"
+    splits: bool = False
 
     def __post_init__(self) -> None:
         if self.merit not in ("delta_a", "g_abs"):
@@ -190,7 +202,7 @@ class Transmission:
         return CD_BINNED_RULES
 
     def evaluate(self, est: Estimate, ctx: PointContext, dwell_s: float,
-                 frame_flags: Sequence[int]) -> tuple[float, str | None, Any]:
+                 frame_flags: Sequence[int], raw: Any = None) -> tuple[float, str | None, Any]:
         point = cd_point(est, ctx.wavelength_nm, dwell_s,
                          baseline=self.correction_at(ctx.wavelength_nm),
                          calibration=self.calibration, rules=self.rules,

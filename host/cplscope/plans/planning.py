@@ -15,7 +15,10 @@ actually left after every point, so rounding to whole frames and the instrument'
 quantization never push a scan over its budget by more than one frame per point.
 
 Also here: the hopeless-point rule for adaptive dwell without a budget
-(:func:`is_hopeless`) and :func:`parse_duration` for ``30min``, ``2h``, ``1h30m``, ``90s``.
+(:func:`is_hopeless`), the signal that matters for a scan and the faintest it can detect
+(:func:`rate_that_matters`, :func:`faintest_detectable_cps`), the dark dwell a scan needs
+(:func:`dark_dwell_needed`) and :func:`parse_duration` for ``30min``, ``2h``, ``1h30m``,
+``90s``.
 """
 from __future__ import annotations
 
@@ -26,8 +29,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["BudgetPlan", "SurveyPoint", "allocate_dwell", "is_hopeless", "noise_coefficient",
-           "parse_duration", "predicted_sigma_at", "survey_dwell"]
+from ..science.emission import photon_noise_coefficient
+
+__all__ = ["BudgetPlan", "NEGLIGIBLE_FRACTION", "SurveyPoint", "allocate_dwell",
+           "dark_dwell_needed", "faintest_detectable_cps", "is_hopeless", "noise_coefficient",
+           "parse_duration", "predicted_sigma_at", "rate_that_matters", "survey_dwell"]
 
 _EPS = 1e-9
 
@@ -131,7 +137,70 @@ def noise_coefficient(rate_cps: float, dark_cps: float, sigma_sqrt_m: float,
         raise ValueError(f"sigma_sqrt_m must be > 0, got {sigma_sqrt_m!r}")
     if not (math.isfinite(span) and 0 < span <= 1):
         raise ValueError(f"span must be in (0, 1], got {span!r}")
-    return sigma_sqrt_m ** 2 * (1.0 + dark_cps / (rate_cps * span)) / rate_cps
+    return photon_noise_coefficient(rate_cps, dark_cps, sigma_sqrt_m, span)
+
+
+# --- the signal that matters -------------------------------------------------------------
+
+#: Emission below this fraction of a spectrum's brightest point does not matter for the
+#: spectrum (the planner's and the no-emission rule's default; its wings stay measured down
+#: to 0.1 % of the peak).
+NEGLIGIBLE_FRACTION = 1e-3
+
+
+def faintest_detectable_cps(horizon_s: float, dark_cps: float, sigma_dark_cps: float = 0.0,
+                            span: float = 1.0, z: float = 5.0) -> float:
+    """The faintest signal (a whole period's photons per s) whose expected counts reach
+    emission_z = ``z`` within ``horizon_s`` s, over a dark of ``dark_cps`` counts/s in the
+    bins known to ``sigma_dark_cps``: z·√(D/T + σ_D²)/s, at least one count in T.
+
+    A short dark caps it: however long the point, it stays above z·σ_D/s (measurement model
+    §10). Measure the dark for about as long as the longest point (:func:`dark_dwell_needed`).
+    """
+    if not (horizon_s > 0 and dark_cps >= 0 and sigma_dark_cps >= 0 and 0 < span <= 1):
+        raise ValueError("need horizon_s > 0 s, dark_cps ≥ 0, sigma_dark_cps ≥ 0 and span in "
+                         f"(0, 1]; got {horizon_s!r}, {dark_cps!r}, {sigma_dark_cps!r}, {span!r}")
+    noise = z * math.sqrt(dark_cps / horizon_s + sigma_dark_cps ** 2) / span
+    return max(noise, 1.0 / (span * horizon_s))
+
+
+def rate_that_matters(*, horizon_s: float, dark_cps: float, sigma_sqrt_m: float,
+                      target: float | None = None, sigma_dark_cps: float = 0.0,
+                      span: float = 1.0, snr_min: float = 5.0, peak_cps: float = math.nan,
+                      negligible: float = NEGLIGIBLE_FRACTION) -> float:
+    """The faintest signal (a whole period's photons per s) that matters for a scan.
+
+    The largest of: the faintest signal it can detect within ``horizon_s`` (the longest a
+    point may count: the maximum dwell, or the fixed dwell); with a ``target`` σ_g, the rate
+    at which a point reaches it within ``horizon_s`` (at g = 0: fainter emission cannot be
+    measured as asked); with a known ``peak_cps`` (a survey's brightest point),
+    ``negligible`` × that peak (fainter emission does not matter for the spectrum). A point
+    whose data exclude this rate is ``no_emission``; one that neither shows emission nor
+    excludes it is ``undetected`` and stays in play.
+    """
+    rate = faintest_detectable_cps(horizon_s, dark_cps, sigma_dark_cps, span, snr_min)
+    if target is not None:
+        # k²·(1 + D/(R·s))/(R·T) = target²  ⇔  target²·T·R² − k²·R − k²·D/s = 0
+        a, k2 = target ** 2 * horizon_s, sigma_sqrt_m ** 2
+        rate = max(rate, (k2 + math.sqrt(k2 * k2 + 4.0 * a * k2 * dark_cps / span)) / (2.0 * a))
+    if math.isfinite(peak_cps) and peak_cps > 0:
+        rate = max(rate, negligible * peak_cps)
+    return rate
+
+
+def dark_dwell_needed(matter_cps: float, dark_cps: float, horizon_s: float, *,
+                      span: float = 1.0, z: float = 8.0, minimum_s: float = 10.0) -> float:
+    """How long to measure the dark (s) so that a signal of ``matter_cps`` stands ``z``
+    standard deviations above the dark's noise within ``horizon_s`` (z = snr_min +
+    exclude_z: detected at 5σ by a point that emits it, excluded at 3σ by one that does
+    not): D/t_d ≤ (s·m/z)² − D/T. At least ``minimum_s``, at most ``horizon_s`` (a dark as
+    long as the longest point at most doubles its dark variance; longer buys little).
+    """
+    if not (dark_cps > 0 and horizon_s > 0):
+        return float(minimum_s)
+    room = (span * matter_cps / z) ** 2 - dark_cps / horizon_s
+    need = dark_cps / room if room > 0 else math.inf
+    return float(min(max(need, minimum_s), max(horizon_s, minimum_s)))
 
 
 def predicted_sigma_at(sigma_g: float, dwell_s: float, at_dwell_s: float) -> float:
@@ -276,6 +345,10 @@ class SurveyPoint:
         dwell_s: survey dwell, s.
         sigma_g: the survey's σ_g (NaN when unknown).
         emits: False for a point found ``no_emission``: it gets no time beyond the survey.
+        undecided: the survey neither showed emission nor excluded it: the point is
+            planned with a ``coefficient`` that weighs what it would need if it emits by
+            the probability that it does (:meth:`cplscope.plans.survey.Survey.planner_points`),
+            and its measurement ends early once its data exclude the signal that matters.
         rate_cps: signal photons per second (``intensity``/dwell); used with ``dark_cps``
             when neither ``sigma_g`` nor ``coefficient`` is given.
         dark_cps: dark counts per second in the bins.
@@ -288,6 +361,7 @@ class SurveyPoint:
     rate_cps: float = math.nan
     dark_cps: float = 0.0
     coefficient: float | None = None
+    undecided: bool = False
 
     def noise_coefficient(self, sigma_sqrt_m: float | None = None) -> float:
         """c_i = σ_i²·t_i in s: given, else from the survey's σ_g and dwell, else from the
@@ -480,7 +554,8 @@ class BudgetPlan:
             "initial_sum_sigma2": self.initial_sum_sigma2,
             "predicted_sum_sigma2": self._sum_sigma2(plan),
             "points": [
-                {"index": i, "emits": bool(self._emits[i]), "survey_dwell_s": p.dwell_s,
+                {"index": i, "emits": bool(self._emits[i]), "undecided": bool(p.undecided),
+                 "survey_dwell_s": p.dwell_s,
                  "coefficient_s": float(self._c[i]),
                  "initial_extra_s": float(self.initial_extra_s[i]),
                  "granted_s": _nan_none(self._granted[i]),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -20,11 +20,13 @@ from ..science.pipeline import PointContext, Retardation
 from ..science.results import FlagRules, PointResult, subtract_blank
 from ..settings.calibration import Calibration
 from .detection import Analog, Counting, detection_for
-from .planning import is_hopeless
+from ..science.emission import (PLAN_EVERY, analog_rate_that_matters, dark_per_frame,
+                                planned_emission_z, planned_sigma_g, sigma_sqrt_m)
+from .planning import is_hopeless, rate_that_matters
 
 __all__ = ["DEFAULT_MAX_DWELL_S", "FLAG_HOPELESS", "AnalogDark", "Dark", "PointMeasurement",
            "calibrate_handedness", "calibrate_retardation", "measure", "measure_dark",
-           "measure_point", "point_context", "retardation_in_force"]
+           "measure_point", "point_context", "reevaluate", "retardation_in_force"]
 
 #: Set when the adaptive dwell gave a point up because its target σ was out of reach within
 #: the maximum dwell (``skip_hopeless``).
@@ -74,6 +76,25 @@ class Dark:
     def total_rate_cps(self) -> float:
         return float(self.rate_cps.sum())
 
+    @property
+    def sigma_total_rate_cps(self) -> float:
+        """σ of :attr:`total_rate_cps` (Poisson)."""
+        return float(np.sqrt(np.sum(self.sigma_rate_cps ** 2)))
+
+    @classmethod
+    def from_frames(cls, frames: FrameSet, phase_resolved: bool = False) -> Dark:
+        """The dark of frames counted with the shutter closed."""
+        if frames.n_frames == 0:
+            raise RuntimeError("the dark measurement produced no usable frame")
+        t = frames.dwell_s
+        total = frames.counts.sum(axis=0, dtype=np.float64)
+        return cls(rate_cps=total / t, sigma_rate_cps=np.sqrt(np.maximum(total, 1.0)) / t,
+                   dwell_s=t, frames=frames, phase_resolved=phase_resolved)
+
+    def pooled(self, more: FrameSet) -> Dark:
+        """This dark and ``more`` frames counted with the shutter closed, as one."""
+        return Dark.from_frames(self.frames.extend(more), self.phase_resolved)
+
 
 @dataclass(frozen=True)
 class AnalogDark:
@@ -83,11 +104,16 @@ class AnalogDark:
         level: mean ADC reading (ADC counts), the same in every bin.
         sigma: its standard uncertainty (ADC counts).
         dwell_s: sampling time, s.
+        frame_sigma: σ of one frame's mean level (ADC counts), the noise a point's frames
+            have without a signal; NaN when not measured.
+        n_frames: the frames it was measured from.
     """
 
     level: float
     sigma: float
     dwell_s: float
+    frame_sigma: float = math.nan
+    n_frames: int = 0
 
     def per_frame(self, frame_time_s: float) -> float:
         return self.level
@@ -149,19 +175,37 @@ def measure_dark(inst, dwell_s: float = 10.0, *, n_bins: int = 16,
                 raise RuntimeError("the analog dark measurement gave fewer than 2 frames: "
                                    "measure longer")
             per_frame = np.nanmean(m, axis=1)
+            spread = float(per_frame.std(ddof=1))
             return AnalogDark(level=float(per_frame.mean()),
-                              sigma=float(per_frame.std(ddof=1) / np.sqrt(len(per_frame))),
-                              dwell_s=af.dwell_s)
+                              sigma=spread / float(np.sqrt(len(per_frame))),
+                              dwell_s=af.dwell_s, frame_sigma=spread,
+                              n_frames=len(per_frame))
         frames = inst.acquire(duration_s=dwell_s)
     finally:
         if was_open:
             inst.open_shutter()
-    if frames.n_frames == 0:
-        raise RuntimeError("the dark measurement produced no usable frame")
-    t = frames.dwell_s
-    total = frames.counts.sum(axis=0, dtype=np.float64)
-    return Dark(rate_cps=total / t, sigma_rate_cps=np.sqrt(np.maximum(total, 1.0)) / t,
-                dwell_s=t, frames=frames)
+    return Dark.from_frames(frames)
+
+
+def reevaluate(m: PointMeasurement, mode: Any, *, dark: Dark | None,
+               matter_rate: float | None, dark_source: str | None = None) -> PointMeasurement:
+    """A counting point's measurement redone from its own frames and context with another
+    dark (and signal that matters): what a survey point becomes when the scan's dark has
+    been measured longer. No instrument access."""
+    frames, ctx = m.frames, m.context
+    assert ctx is not None
+    t = frames.frame_time_s
+    ctx = replace(ctx, dark=dark.per_frame(t) if dark is not None else 0.0,
+                  dark_sigma=dark.sigma_per_frame(t) if dark is not None else 0.0,
+                  dark_source=dark_source or ctx.dark_source,
+                  matter_rate=float(matter_rate) if matter_rate is not None else math.nan)
+    det = Counting()
+    est, raw = det.process(frames, ctx, mode.binned_rules)
+    merit, product = mode.finish(est, ctx, raw, det.frame_flags(frames))
+    if ctx.plan_every:
+        merit = planned_sigma_g(frames.counts, t, frames.span, ctx)
+    return PointMeasurement(m.wavelength_nm, frames, est, raw, raw.has("dwell_limit"),
+                            det.dark_per_bin(ctx, frames), ctx, raw, merit, product)
 
 
 def retardation_in_force(inst) -> Retardation:
@@ -192,11 +236,13 @@ def measure(inst, *, dwell_s: float | None = None, target_sigma: float | None = 
 
     Either a fixed ``dwell_s`` (s), or adaptive: count until ``sigma_g ≤ target_sigma`` or
     ``max_dwell_s`` (then the result carries the ``dwell_limit`` flag). The adaptive mode
-    counts in chunks whose lengths follow from the data so far (so the same data give the
-    same chunks), and stops early, after ``min_dwell_s`` (default 2 % of ``max_dwell_s``, at
-    least 1 s), when the emission is not even 2σ above dark: that point is reported
-    ``no_emission`` rather than counted for the full maximum dwell. In analog mode
-    (``inst.mode == "analog"``) the board's ADC samples are phase-binned on the host.
+    counts in chunks whose lengths follow from its planning frames (every fourth frame: the
+    stop cannot bias g, :mod:`cplscope.demod.planned`), and stops early, after
+    ``min_dwell_s`` (default 2 % of ``max_dwell_s``, at least 1 s), once its data exclude the
+    signal that matters (the rate at which it could reach the target within
+    ``max_dwell_s``, and at least the faintest it could detect): that point is
+    ``no_emission``. A point that neither shows emission nor excludes it counts on. In analog
+    mode (``inst.mode == "analog"``) the board's ADC samples are phase-binned on the host.
 
     Args:
         calibration: A0 scale, φ0, handedness and dead time; default: the instrument's
@@ -233,11 +279,29 @@ def measure_point(inst, mode: Any, *, dwell_s: float | None = None,
                   dark: Dark | AnalogDark | None = None, correction: Any = None,
                   wavelength_nm: float | None = None, accumulation: int = 0,
                   skip_hopeless: bool = False, dark_source: str | None = None,
-                  prior: Any = None, stopped: str | None = None) -> PointMeasurement:
+                  prior: Any = None, stopped: str | None = None,
+                  matter_rate: float | None = None, planned: bool | None = None,
+                  chunks: int = 1,
+                  relevance: tuple[float | None, float] | None = None) -> PointMeasurement:
     """Measure one point in ``mode`` (:mod:`cplscope.plans.modes`): a fixed ``dwell_s``
     (s), or adaptive until the mode's figure of merit reaches ``target``; see
     :func:`measure` for the arguments. ``correction`` is the mode's reference at this
-    wavelength (a CPL blank (g, σ), subtracted from the returned result)."""
+    wavelength (a CPL blank (g, σ), subtracted from the returned result).
+
+    Args:
+        matter_rate: the faintest signal that matters (counts/s), below which the point is
+            ``no_emission`` once its data exclude it; default from ``target`` and the
+            longest the point may count (``max_dwell_s``, or ``dwell_s``) with ``dark``
+            (:func:`cplscope.plans.planning.rate_that_matters`).
+        planned: split the frames into planning and estimation frames
+            (:mod:`cplscope.demod.planned`); default: for an adaptive dwell. A survey, and a
+            time-budget grant planned from it, pass True.
+        chunks: a fixed dwell is measured in this many parts, and ends early when its data
+            already exclude the signal that matters (``no_emission``).
+        relevance: (target σ or None, the longest the point may count in s) for which the
+            default ``matter_rate`` is worked out; default this point's own (``target`` and
+            ``max_dwell_s``, or ``dwell_s``). A survey passes the scan's.
+    """
     _check_dwell(dwell_s, target, max_dwell_s, prior)
     det = detection_for(inst)
     _check_dark(det, dark)
@@ -245,13 +309,19 @@ def measure_point(inst, mode: Any, *, dwell_s: float | None = None,
     wl = wavelength_nm if wavelength_nm is not None else inst.wavelength_nm
     if wl is None:
         raise ValueError("no wavelength: move_to() a wavelength first, or pass wavelength_nm")
+    split = (dwell_s is None) if planned is None else bool(planned)
     loop = _PointLoop(inst, mode, det, float(wl), cal, dark, dict(
         dark_source=dark_source or ("given" if dark is not None else "none"),
-        accumulation=int(accumulation)))
+        accumulation=int(accumulation),
+        plan_every=PLAN_EVERY if split and getattr(mode, "splits", False)
+        and isinstance(det, Counting) else 0))
+    aim = relevance if relevance is not None else (
+        target, max_dwell_s if dwell_s is None else float(dwell_s))
+    loop.relevance(aim[0], aim[1], matter_rate)
     extra: tuple[str, ...] = ()
     if dwell_s is not None:
-        frames = loop.fixed(float(dwell_s), prior)
-        reason = stopped or "dwell"
+        frames, early = loop.fixed(float(dwell_s), prior, max(int(chunks), 1))
+        reason = early or stopped or "dwell"
     else:
         floor = min_dwell_s if min_dwell_s is not None else max(1.0, 0.02 * max_dwell_s)
         frames, reason, extra = loop.adaptive(float(target), max_dwell_s,  # type: ignore[arg-type]
@@ -281,6 +351,12 @@ def _check_dark(det: Any, dark: Any) -> None:
                          "in counting mode")
 
 
+#: The adaptive dwell stops on its target only once the planning frames predict an emission
+#: significance of at least this: the point is then reported (emission_z ≥ 5) with near
+#: certainty, so that the report's own threshold does not select which g values are shown.
+TARGET_MIN_Z = 10.0
+
+
 class _PointLoop:
     """One point's acquisitions, fits and stopping rule (one instance per point)."""
 
@@ -290,24 +366,75 @@ class _PointLoop:
         self.dark, self.common = dark, common
         self.ret = retardation_in_force(inst)
         self.min_frames = 2 if isinstance(det, Analog) else 1
+        self._relevance: tuple[float | None, float] = (None, math.inf)
+
+    def relevance(self, target: float | None, horizon_s: float,
+                  matter_rate: float | None) -> None:
+        """What the point is measured for: the signal that matters, given or from the
+        target and the longest the point may count (worked out at the first frames)."""
+        self._relevance = (target, horizon_s)
+        if matter_rate is not None:
+            self.common["matter_rate"] = float(matter_rate)
 
     def context(self, frames: Any, **kw: Any) -> PointContext:
+        if "matter_rate" not in self.common:
+            ctx = self.det.context(self.wl, self.cal, self.ret, self.dark, frames,
+                                   **self.common, **kw)
+            self.common["matter_rate"] = self._matter(ctx, frames)
         return self.det.context(self.wl, self.cal, self.ret, self.dark, frames,
                                 **self.common, **kw)
 
-    def evaluate(self, frames: Any) -> tuple[float, str | None]:
+    def _matter(self, ctx: PointContext, frames: Any) -> float:
+        if not getattr(self.mode, "splits", False):
+            return math.nan
+        target, horizon = self._relevance
+        rules = getattr(self.mode, "rules", FlagRules())
+        if isinstance(self.det, Analog):
+            return analog_rate_that_matters(ctx, frames.n_bins, frames.frame_time_s, horizon,
+                                            target, rules.snr_min)
+        t, span = frames.frame_time_s, frames.span
+        dark, sd = dark_per_frame(ctx, frames.n_bins)
+        dark_cps, sd_cps = dark / t, sd / t
+        k = sigma_sqrt_m(frames.n_bins, ctx.a0_rad, ctx.phase_offset_rad, span)
+        return rate_that_matters(horizon_s=horizon, dark_cps=dark_cps, sigma_dark_cps=sd_cps,
+                                 sigma_sqrt_m=k, target=target, span=span,
+                                 snr_min=rules.snr_min)
+
+    def evaluate(self, frames: Any) -> tuple[float, str | None, float]:
+        """(figure of merit, why the point has nothing more to give or None, the emission's
+        significance as the stopping rule sees it). A split point's merit and significance
+        come from its planning frames alone; its significance is 0 while the point as a
+        whole does not show emission (it does not stop on its target before it does)."""
         ctx = self.context(frames)
-        est = self.det.estimate(frames, ctx)
+        est, raw = self.det.process(frames, ctx, self.mode.binned_rules)
         sigma, stop, _ = self.mode.evaluate(est, ctx, frames.dwell_s,
-                                            self.det.frame_flags(frames))
-        return sigma, stop
+                                            self.det.frame_flags(frames), raw=raw)
+        if not ctx.plan_every:
+            return sigma, stop, math.inf
+        z = planned_emission_z(frames.counts, frames.frame_time_s, ctx)
+        shown = raw.snr >= self.mode.binned_rules.snr_min
+        return (planned_sigma_g(frames.counts, frames.frame_time_s, frames.span, ctx), stop,
+                z if shown else min(z, 0.0))
 
     def acquire(self, seconds: float) -> Any:
         return self.det.acquire(self.inst, seconds)
 
-    def fixed(self, dwell_s: float, prior: Any) -> Any:
-        frames = self.acquire(dwell_s) if dwell_s > 0 else self.det.empty(prior)
-        return prior.extend(frames) if prior is not None else frames
+    def fixed(self, dwell_s: float, prior: Any, chunks: int) -> tuple[Any, str | None]:
+        """The frames of a fixed dwell after ``prior``: in ``chunks`` parts of whole frames,
+        ending early with ``"no_emission"`` when the data exclude the signal that matters."""
+        if dwell_s <= 0:
+            return (prior if prior is not None else self.det.empty(prior)), None
+        frames = prior
+        parts = [dwell_s] if chunks <= 1 else _whole_frame_parts(
+            dwell_s, prior.frame_time_s if prior is not None and prior.n_frames
+            else self.inst.frame_time_s(), chunks)
+        for i, seconds in enumerate(parts):
+            new = self.acquire(seconds)
+            frames = frames.extend(new) if frames is not None else new
+            if i + 1 < len(parts) and frames.n_frames >= self.min_frames \
+                    and self.evaluate(frames)[1] == "no_emission":
+                return frames, "no_emission"
+        return frames, None
 
     def adaptive(self, target: float, max_dwell_s: float, floor: float, skip_hopeless: bool,
                  prior: Any) -> tuple[Any, str, tuple[str, ...]]:
@@ -323,9 +450,9 @@ class _PointLoop:
                     return frames, "max_dwell", ()
                 frames = frames.extend(self.acquire(max(frames.dwell_s, 0.5)))
                 continue
-            sigma, stop = self.evaluate(frames)
+            sigma, stop, z = self.evaluate(frames)
             dwell = frames.dwell_s
-            if sigma <= target:
+            if sigma <= target and z >= TARGET_MIN_Z:
                 return frames, "target", ()
             if stop is not None:
                 return frames, stop, ()
@@ -333,7 +460,9 @@ class _PointLoop:
                 return frames, "max_dwell", ()
             if skip_hopeless and is_hopeless(sigma, dwell, target, max_dwell_s):
                 return frames, "hopeless", (FLAG_HOPELESS,)
-            frames = frames.extend(self.acquire(_next_chunk(sigma, target, dwell, max_dwell_s,
+            ratio = max((sigma / target) ** 2 if math.isfinite(sigma) else 4.0,
+                        (TARGET_MIN_Z / z) ** 2 if z > 0 else 2.0)
+            frames = frames.extend(self.acquire(_next_chunk(ratio, dwell, max_dwell_s,
                                                             frames.frame_time_s)))
 
     def finish(self, frames: Any, target: float | None, reason: str, extra: tuple[str, ...],
@@ -345,6 +474,8 @@ class _PointLoop:
         ctx = self.mode.context(self.context(frames), target, reason, extra)
         est, raw = self.det.process(frames, ctx, self.mode.binned_rules)
         merit, product = self.mode.finish(est, ctx, raw, self.det.frame_flags(frames))
+        if ctx.plan_every:
+            merit = planned_sigma_g(frames.counts, frames.frame_time_s, frames.span, ctx)
         result = subtract_blank(raw, correction, self.mode.binned_rules) \
             if product is None else raw
         return PointMeasurement(self.wl, frames, est, result, result.has("dwell_limit"),
@@ -352,11 +483,17 @@ class _PointLoop:
                                 product)
 
 
-def _next_chunk(sigma: float, target: float, dwell: float, max_dwell_s: float,
-                frame_time_s: float) -> float:
+def _whole_frame_parts(dwell_s: float, frame_s: float, chunks: int) -> list[float]:
+    """``dwell_s`` (whole frames of ``frame_s``) in up to ``chunks`` parts of whole frames."""
+    n = max(1, int(math.floor(dwell_s / frame_s + 0.5)))
+    edges = [round(n * k / chunks) for k in range(chunks + 1)]
+    return [(b - a) * frame_s for a, b in zip(edges, edges[1:]) if b > a]
+
+
+def _next_chunk(ratio: float, dwell: float, max_dwell_s: float, frame_time_s: float) -> float:
     """The next acquisition of the adaptive dwell, s: 60 % of the way to the dwell the
-    σ ∝ 1/√t law predicts, at least 25 % more than so far and one frame."""
-    ratio = (sigma / target) ** 2 if math.isfinite(sigma) else 4.0
+    σ ∝ 1/√t law predicts (``ratio`` times the dwell so far), at least 25 % more than so far
+    and one frame."""
     predicted = dwell * ratio
     upto = min(max(dwell * 1.25, dwell + 0.6 * (predicted - dwell)), max_dwell_s)
     return max(upto - dwell, frame_time_s)

@@ -28,6 +28,7 @@ from ..science.results import (
     FLAG_MISFIT,
     FLAG_NO_EMISSION,
     FLAG_SCATTER,
+    FLAG_UNDETECTED,
     FlagRules,
 )
 from ..settings.calibration import Blank, Calibration
@@ -39,8 +40,8 @@ __all__ = ["cd_reprocess", "reprocess"]
 
 #: Flags the pipeline derives from the frames and the context; reprocessing recomputes them
 #: and keeps any other flag a stored result carries.
-DERIVED_FLAGS = frozenset({FLAG_NO_EMISSION, FLAG_LINEAR_POL, FLAG_LINEAR_UNKNOWN, FLAG_MISFIT,
-                            FLAG_FLICKER, FLAG_SCATTER, "saturated", "overload", "mono_moving",
+DERIVED_FLAGS = frozenset({FLAG_NO_EMISSION, FLAG_UNDETECTED, FLAG_LINEAR_POL,
+                            FLAG_LINEAR_UNKNOWN, FLAG_MISFIT, FLAG_FLICKER, FLAG_SCATTER, "saturated", "overload", "mono_moving",
                             "overrun", "pem_unlocked", "nonlinear"})
 
 

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 def scan(inst, start: float, stop: float, step: float, *, dwell_s: float | None = None,
          target_sigma: float | None = None, max_dwell_s: float = DEFAULT_MAX_DWELL_S,
-         accumulations: int = 1, dark: Dark | bool = True, dark_dwell_s: float = 10.0,
+         accumulations: int = 1, dark: Dark | bool = True, dark_dwell_s: float | None = None,
          calibration: Calibration | None = None, blank: Blank | None = None,
          callback: Callable[[PointMeasurement, int, int], None] | None = None,
          output: str | Path | None = None, archive: str | Path | None = None,
@@ -48,6 +48,10 @@ def scan(inst, start: float, stop: float, step: float, *, dwell_s: float | None 
             (then the blank is subtracted once).
         dark: True: measure the dark counts (shutter closed, ``dark_dwell_s`` s) before each
             accumulation; a :class:`~cplscope.plans.point.Dark` to reuse; False: none.
+        dark_dwell_s: s; None (default): as long as the scan needs, 10 s for a bright scan
+            and up to the longest a point may count when the faintest signal that matters
+            would otherwise drown in the dark's own noise
+            (:func:`cplscope.plans.planning.dark_dwell_needed`).
         calibration: default ``inst.calibration``.
         blank: a :class:`cplscope.settings.calibration.Blank` to subtract (default: the
             calibration's blank, if any and if it covers the scan).
@@ -63,7 +67,9 @@ def scan(inst, start: float, stop: float, step: float, *, dwell_s: float | None 
         time_budget_s: plan the counting time of the whole scan (s, survey included): a
             survey pass measures every point briefly, then the rest of the budget goes where
             it lowers Σσ_g² over the emitting points most (:class:`cplscope.plans.planning.
-            BudgetPlan`, revised after every point; no-emission points get nothing more).
+            BudgetPlan`, revised after every point): points whose data exclude emission
+            that matters get nothing more, undetected points get time in proportion to
+            the value of finding out.
             With ``target_sigma`` a point also stops once it reaches the target. Needs
             ``accumulations=1``.
         survey: a quick pass before the scan (True: 1 s per point; a number: its dwell in

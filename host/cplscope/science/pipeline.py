@@ -22,6 +22,7 @@ import numpy as np
 
 from ..settings.calibration import Calibration
 from ..demod import Estimate, estimate
+from .emission import exclusion_z, planning_mask
 from .results import (
     FLAG_NONLINEAR,
     FlagRules,
@@ -86,8 +87,20 @@ class PointContext:
             firmware held it (:class:`Retardation`), so that a new calibration can be
             applied to the archived point.
         stopped: why the point's counting ended: ``"dwell"`` (fixed dwell), ``"target"``,
-            ``"max_dwell"``, ``"no_emission"`` (stopped early, nothing to count),
-            ``"hopeless"`` (the target was out of reach within the maximum dwell), ``"budget"``.
+            ``"max_dwell"``, ``"no_emission"`` (stopped early: the data exclude emission
+            that matters), ``"hopeless"`` (the target was out of reach within the maximum
+            dwell), ``"budget"``.
+        matter_rate: the faintest signal that matters for the scan (counts/s of a whole
+            period's photons in counting, the analog signal's units in analog mode): the
+            point is ``no_emission`` only when its data exclude this rate
+            (:func:`cplscope.science.emission.exclusion_z`); NaN: unknown (then ``no_emission``
+            means only "not detected").
+        plan_every: the point's dwell was planned from every ``plan_every``-th frame (its
+            planning frames, :mod:`cplscope.demod.planned`), whose totals the fit then does
+            not take the intensity from; 0: a fixed dwell, nothing planned.
+        dark_noise, dark_noise_dof: analog only: the σ of one frame's mean dark level and
+            its degrees of freedom (the dark's frames − 1), from the dark measurement; the
+            emission test and the no-emission decision use it (NaN: unknown).
     """
 
     wavelength_nm: float
@@ -107,6 +120,10 @@ class PointContext:
     pem_drive: float = _NAN
     stopped: str = "dwell"
     extra_flags: tuple[str, ...] = field(default=())
+    matter_rate: float = _NAN
+    plan_every: int = 0
+    dark_noise: float = _NAN
+    dark_noise_dof: float = math.inf
 
     @classmethod
     def build(cls, wavelength_nm: float, calibration: Calibration, retardation: Retardation,
@@ -147,11 +164,15 @@ def estimate_frames(counts: np.ndarray, frame_time_s: float, bin_span: float,
             (:class:`cplscope.demod.SampledPhases`), for any sample rate.
     """
     dead = ctx.dead_time_s if ctx.noise == "poisson" else 0.0
+    planning = (planning_mask(np.shape(counts)[0], ctx.plan_every)
+                if ctx.noise == "poisson" else None)
     return estimate(counts, ctx.a0_rad, phase_offset=ctx.phase_offset_rad, dark=ctx.dark,
                     dark_sigma=ctx.dark_sigma, dead_time=dead,
                     frame_time=frame_time_s if dead else None,
                     noise=ctx.noise,  # type: ignore[arg-type]
-                    bin_span=bin_span, sampled_phases=sampled_phases)
+                    bin_span=bin_span, sampled_phases=sampled_phases, shape_only=planning,
+                    **({"dark_noise": ctx.dark_noise, "dark_noise_dof": ctx.dark_noise_dof}
+                       if ctx.noise == "gaussian" else {}))
 
 
 def process_point(counts: np.ndarray, frame_time_s: float, bin_span: float, dwell_s: float,
@@ -173,14 +194,17 @@ def process_point(counts: np.ndarray, frame_time_s: float, bin_span: float, dwel
     """
     est = estimate_frames(counts, frame_time_s, bin_span, ctx, sampled_phases)
     sigma_reached = est.sigma_g <= ctx.target_sigma
+    # "target": the stopping rule judged the target reached from the planning frames (at
+    # g = 0); the fitted σ may differ from that prediction by its own scatter
     dwell_limit = (math.isfinite(ctx.target_sigma) and not sigma_reached
-                   and ctx.stopped not in ("no_emission", "hopeless"))
+                   and ctx.stopped not in ("no_emission", "hopeless", "target"))
     health = tuple(frame_health_flags(frame_flags))
     if ctx.noise == "poisson" and peak_rate_cps(counts, frame_time_s) > rules.nonlinear_rate_cps:
         health += (FLAG_NONLINEAR,)
     result = point_from_estimate(est, ctx.wavelength_nm, dwell_s, handedness=ctx.handedness,
                                  dwell_limit=dwell_limit,
-                                 frame_flags=health + tuple(ctx.extra_flags), rules=rules)
+                                 frame_flags=health + tuple(ctx.extra_flags), rules=rules,
+                                 exclusion_z=exclusion_z(counts, frame_time_s, bin_span, ctx))
     return est, result
 
 

@@ -13,11 +13,13 @@
    g of an achiral reference at this wavelength, already in the handedness-corrected
    convention. ΔI, i_left and i_right are then recomputed from the corrected g.
 4. **flags** (:class:`FlagRules` holds the thresholds; docs/data-files.md explains them):
-   ``no_emission``, ``linear_pol``, ``linear_unknown``, ``misfit``, ``dwell_limit``, plus
-   frame-health flags from the caller (``overload``, ``saturated``, …).
+   ``no_emission``, ``undetected``, ``linear_pol``, ``linear_unknown``, ``misfit``,
+   ``dwell_limit``, plus frame-health flags from the caller (``overload``, ``saturated``, …).
 
-When the emission is not significant (``no_emission``), g_lum, sigma_g, ΔI, i_left, i_right,
-linear and sigma_linear are NaN: a noisy g is never printed for a sample that does not emit.
+When the emission is not significant, g_lum, sigma_g, ΔI, i_left, i_right, linear and
+sigma_linear are NaN: a noisy g is never printed for a sample that does not emit. Such a
+point is ``no_emission`` when its data exclude the signal that matters for the scan
+(``exclusion_z``, :mod:`cplscope.science.emission`), else ``undetected``.
 """
 from __future__ import annotations
 
@@ -35,12 +37,15 @@ from ..protocol import Flags
 __all__ = [
     "CSV_COLUMNS", "FLAG_DWELL_LIMIT", "FLAG_FLICKER", "FLAG_LINEAR_POL", "FLAG_LINEAR_UNKNOWN", "FLAG_MISFIT",
     "FLAG_ORDER",
-    "FLAG_NONLINEAR", "FLAG_NO_EMISSION", "FLAG_SCATTER", "FlagRules", "PointResult", "chi2_misfit", "chi2_quantile",
+    "FLAG_NONLINEAR", "FLAG_NO_EMISSION", "FLAG_SCATTER", "FLAG_UNDETECTED", "FlagRules", "PointResult", "chi2_misfit", "chi2_quantile",
     "chi2_sf", "combine_points", "emission_significance", "fit_flags", "frame_health_flags",
     "ordered_flags", "point_from_estimate", "signal_flags", "subtract_blank",
 ]
 
 FLAG_NO_EMISSION = "no_emission"
+#: Emission neither detected (``emission_z`` < snr_min) nor excluded (``exclusion_z`` <
+#: exclude_z): the point may emit more faintly than its dwell could show.
+FLAG_UNDETECTED = "undetected"
 FLAG_LINEAR_POL = "linear_pol"
 FLAG_LINEAR_UNKNOWN = "linear_unknown"
 FLAG_MISFIT = "misfit"
@@ -56,19 +61,20 @@ FLAG_SCATTER = "scatter"
 #: signal is, how the fit went, why counting ended, the counting head, then lost frames. A
 #: flag not listed goes after these, in alphabetical order.
 FLAG_ORDER: tuple[str, ...] = (
-    FLAG_NO_EMISSION, "opaque", "no_baseline", "no_absorbance", FLAG_LINEAR_POL,
+    FLAG_NO_EMISSION, "undetected", "opaque", "no_baseline", "no_absorbance", FLAG_LINEAR_POL,
     FLAG_LINEAR_UNKNOWN, "linear_dichroism", FLAG_SCATTER, FLAG_MISFIT, FLAG_FLICKER,
     FLAG_DWELL_LIMIT, "hopeless", FLAG_NONLINEAR, "saturated", "overload", "mono_moving",
     "overrun", "pem_unlocked")
 _FLAG_RANK = {name: i for i, name in enumerate(FLAG_ORDER)}
 #: The flags the signal decision sets; recomputed whenever g or the intensity changes.
-_SIGNAL_FLAGS = frozenset({FLAG_NO_EMISSION, FLAG_LINEAR_POL, FLAG_LINEAR_UNKNOWN, FLAG_SCATTER})
+_SIGNAL_FLAGS = frozenset({FLAG_NO_EMISSION, FLAG_UNDETECTED, FLAG_LINEAR_POL,
+                           FLAG_LINEAR_UNKNOWN, FLAG_SCATTER})
 
 #: CSV columns, in file order (docs/data-files.md).
 CSV_COLUMNS: tuple[str, ...] = (
     "wavelength_nm", "intensity", "i_left", "i_right", "delta_i", "g_lum", "sigma_g",
     "linear", "sigma_linear", "chi2_red", "n_frames", "dwell_s", "flags",
-    "sigma_intensity", "accumulations", "emission_z",
+    "sigma_intensity", "accumulations", "emission_z", "exclusion_z",
 )
 
 _FLAG_NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
@@ -102,6 +108,10 @@ class PointResult:
         emission_z: significance of the emission, the score statistic of the counts against
             the dark under the no-signal hypothesis (one-sided normal; NaN when the estimate
             does not provide it, then ``intensity/sigma_intensity`` is used).
+        exclusion_z: how strongly the data exclude a signal of the rate that matters for the
+            scan (one-sided normal score, :func:`cplscope.science.emission.exclusion_z`);
+            NaN when that rate is unknown (then a point that is not detected is
+            ``no_emission``).
     """
 
     wavelength_nm: float
@@ -120,6 +130,7 @@ class PointResult:
     sigma_intensity: float = _NAN
     accumulations: int = 1
     emission_z: float = _NAN
+    exclusion_z: float = _NAN
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "flags", _check_flags(self.flags))
@@ -148,10 +159,13 @@ class FlagRules:
     """Thresholds of the automatic flags (docs/data-files.md, "Flags").
 
     Attributes:
-        snr_min: ``no_emission`` when the emission's significance (the score statistic
+        snr_min: g is reported only when the emission's significance (the score statistic
             ``emission_z`` of the counts against the dark, else intensity/sigma_intensity) is
-            below snr_min or not finite. 5 keeps the chance that pure dark noise passes below
-            3e-7 (one-sided Gaussian).
+            at least snr_min. 5 keeps the chance that pure dark noise passes below 3e-7
+            (one-sided Gaussian).
+        exclude_z: a point below snr_min is ``no_emission`` when ``exclusion_z`` ≥
+            exclude_z (the data exclude the signal that matters: a point that emits at that
+            rate is called so with probability ≤ 1.3e-3 at 3), else ``undetected``.
         linear_ratio: ``linear_pol`` when |u| > linear_ratio·max(|g|, σ_g) and u is
             significant. A residual static retardation δ_r of the PEM and optics turns u into
             an apparent g of −2·δ_r·u; with δ_r = 0.005 rad, ratio 10 flags the points where
@@ -165,13 +179,14 @@ class FlagRules:
     """
 
     snr_min: float = 5.0
+    exclude_z: float = 3.0
     linear_ratio: float = 10.0
     linear_nsigma: float = 3.0
     misfit_tail: float = 1e-3
     nonlinear_rate_cps: float = 2.0e6
 
     def __post_init__(self) -> None:
-        for name in ("snr_min", "linear_ratio", "linear_nsigma"):
+        for name in ("snr_min", "exclude_z", "linear_ratio", "linear_nsigma"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"FlagRules.{name} must be a finite number ≥ 0, got {value!r}")
@@ -193,6 +208,7 @@ def point_from_estimate(
     frame_flags: Iterable[str] = (),
     rules: FlagRules = FlagRules(),
     accumulations: int = 1,
+    exclusion_z: float = _NAN,
 ) -> PointResult:
     """Build the :class:`PointResult` of one wavelength from an estimate.
 
@@ -209,6 +225,8 @@ def point_from_estimate(
             :func:`frame_health_flags`); lower-case names of letters, digits and ``_``.
         rules: thresholds of the automatic flags.
         accumulations: number of scans this point stands for.
+        exclusion_z: how strongly the data exclude the signal that matters
+            (:func:`cplscope.science.emission.exclusion_z`); NaN: unknown.
 
     Returns:
         The corrected, flagged point.
@@ -232,7 +250,7 @@ def point_from_estimate(
     z = float(getattr(est, "emission_z", _NAN))
     flags, (g, sigma_g, u, sigma_u) = signal_flags(
         intensity, sigma_i, handedness * est.g_lum, est.sigma_g, est.linear, est.sigma_linear,
-        rules, emission_z=z)
+        rules, emission_z=z, exclusion_z=exclusion_z)
     flags.extend(fit_flags(est, rules.misfit_tail))
     if dwell_limit:
         flags.append(FLAG_DWELL_LIMIT)
@@ -245,7 +263,7 @@ def point_from_estimate(
         delta_i=delta_i, g_lum=g, sigma_g=sigma_g, linear=u, sigma_linear=sigma_u,
         chi2_red=est.chi2_red, n_frames=int(est.n_frames), dwell_s=dwell,
         flags=tuple(flags), sigma_intensity=sigma_i, accumulations=int(accumulations),
-        emission_z=z)
+        emission_z=z, exclusion_z=float(exclusion_z))
     return subtract_blank(point, blank, rules) if blank is not None else point
 
 
@@ -284,7 +302,8 @@ def subtract_blank(point: PointResult, blank: tuple[float, float] | None,
         return point
     g, sigma_g = point.g_lum - g_blank, math.hypot(point.sigma_g, sigma_blank)
     auto, _ = signal_flags(point.intensity, point.sigma_intensity, g, sigma_g, point.linear,
-                           point.sigma_linear, rules, emission_z=point.emission_z)
+                           point.sigma_linear, rules, emission_z=point.emission_z,
+                           exclusion_z=point.exclusion_z)
     kept = [f for f in point.flags if f not in _SIGNAL_FLAGS]
     delta_i = point.intensity * g / 2.0
     return replace(point, g_lum=g, sigma_g=sigma_g, delta_i=delta_i,
@@ -298,8 +317,9 @@ def combine_points(points: Sequence[PointResult], rules: FlagRules = FlagRules()
     - g_lum and u: inverse-variance weighted means of the points with a finite value.
     - intensity: dwell-weighted mean Σ I_i·t_i / Σ t_i, i.e. total counts over total time
       (σ propagated likewise); ΔI, I_L, I_R then follow from the combined I and g.
-    - emission_z: Σ √t_i·z_i / √Σ t_i (exact when the dark rate is the same in every
-      accumulation).
+    - emission_z and exclusion_z: Σ √t_i·z_i / √Σ t_i (exact for emission_z when the dark
+      rate is the same in every accumulation; for exclusion_z when the accumulations are
+      alike).
     - chi2_red: frame-weighted mean; n_frames, dwell_s and accumulations add up.
     - flags: ``no_emission``, ``linear_pol`` and ``linear_unknown`` are re-evaluated on the
       combined point with ``rules``; every other flag of any point is kept; ``scatter`` is
@@ -320,17 +340,14 @@ def combine_points(points: Sequence[PointResult], rules: FlagRules = FlagRules()
     sigma_i = float(math.sqrt(np.sum((col("sigma_intensity") * t) ** 2)) / total_t)
     g, sigma_g, chi2_g, n_g = _weighted(col("g_lum"), col("sigma_g"))
     u, sigma_u, _, _ = _weighted(col("linear"), col("sigma_linear"))
-    zs = col("emission_z")
-    zok = np.isfinite(zs)
-    z = (float(np.sum(np.sqrt(t[zok]) * zs[zok]) / math.sqrt(t[zok].sum())) if zok.all()
-         else _NAN)
+    z, z_excl = (_pooled_z(col(name), t) for name in ("emission_z", "exclusion_z"))
     frames = col("n_frames")
     chi = col("chi2_red")
     ok = np.isfinite(chi)
     chi2_red = float(np.sum(chi[ok] * frames[ok]) / np.sum(frames[ok])) if ok.any() else math.nan
 
     flags, (g, sigma_g, u, sigma_u) = signal_flags(intensity, sigma_i, g, sigma_g, u, sigma_u,
-                                                   rules, emission_z=z)
+                                                   rules, emission_z=z, exclusion_z=z_excl)
     if math.isfinite(g) and n_g >= 2 and chi2_sf(chi2_g, n_g - 1) < rules.misfit_tail:
         flags.append(FLAG_SCATTER)
     for p in points:
@@ -342,7 +359,14 @@ def combine_points(points: Sequence[PointResult], rules: FlagRules = FlagRules()
         delta_i=delta_i, g_lum=g, sigma_g=sigma_g, linear=u, sigma_linear=sigma_u,
         chi2_red=chi2_red, n_frames=int(frames.sum()), dwell_s=total_t, flags=tuple(flags),
         sigma_intensity=sigma_i, accumulations=sum(p.accumulations for p in points),
-        emission_z=z)
+        emission_z=z, exclusion_z=z_excl)
+
+
+def _pooled_z(zs: np.ndarray, t: np.ndarray) -> float:
+    """Σ √t_i·z_i / √Σ t_i, or NaN when any z_i is not finite."""
+    if not np.all(np.isfinite(zs)):
+        return _NAN
+    return float(np.sum(np.sqrt(t) * zs) / math.sqrt(t.sum()))
 
 
 def _weighted(values: np.ndarray, sigmas: np.ndarray) -> tuple[float, float, float, int]:
@@ -366,16 +390,21 @@ def emission_significance(intensity: float, sigma_intensity: float,
 
 def signal_flags(intensity: float, sigma_intensity: float, g: float, sigma_g: float,
                  u: float, sigma_u: float, rules: FlagRules = FlagRules(), *,
-                 emission_z: float = _NAN,
+                 emission_z: float = _NAN, exclusion_z: float = _NAN,
                  ) -> tuple[list[str], tuple[float, float, float, float]]:
-    """The ``no_emission`` / ``linear_unknown`` / ``linear_pol`` decision for one point.
+    """The ``no_emission`` / ``undetected`` / ``linear_unknown`` / ``linear_pol`` decision
+    for one point.
 
     Returns the flags and (g, σ_g, u, σ_u), all four NaN when the emission is not significant
-    (:func:`emission_significance` < ``rules.snr_min``, not finite, or g undefined).
+    (:func:`emission_significance` < ``rules.snr_min``, not finite, or g undefined); such a
+    point is ``no_emission`` when ``exclusion_z`` ≥ ``rules.exclude_z`` or is NaN (nothing to
+    judge it against), else ``undetected``.
     """
     snr = emission_significance(intensity, sigma_intensity, emission_z)
     if not (math.isfinite(snr) and snr >= rules.snr_min and math.isfinite(g)):
-        return [FLAG_NO_EMISSION], (_NAN, _NAN, _NAN, _NAN)
+        undecided = not math.isnan(exclusion_z) and not exclusion_z >= rules.exclude_z
+        return ([FLAG_UNDETECTED] if undecided else [FLAG_NO_EMISSION]), (_NAN, _NAN, _NAN,
+                                                                            _NAN)
     if not math.isfinite(u):
         return [FLAG_LINEAR_UNKNOWN], (g, sigma_g, u, sigma_u)
     if abs(u) > rules.linear_nsigma * sigma_u and abs(u) > rules.linear_ratio * max(abs(g), sigma_g):
