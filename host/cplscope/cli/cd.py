@@ -22,6 +22,7 @@ from typing import Any
 from .options import (
     CliError,
     add_check,
+    check_archive_input,
     check_input_file,
     device_options,
     dwell_options,
@@ -168,20 +169,25 @@ def _scan(args: argparse.Namespace) -> int:
                        accumulations=args.accumulations, skip_hopeless=args.skip_hopeless,
                        time_budget_s=args.time_budget,
                        survey=args.survey if args.survey is not None else False,
-                       survey_callback=survey_callback, sinks=sinks)
+                       survey_callback=survey_callback, sinks=sinks,
+                       settings={"seed": args.seed if args.sim else None})
 
     return run_scan_command(args, CD_GEOMETRY, measure)[0]
 
 
 def _reprocess(args: argparse.Namespace) -> int:
     from ..plans.cd_scan import cd_reprocess
+    from ..plans.reprocess import ArchiveKindError
+    from .files import report_recovery
 
     if args.output is None:
         raise _error("give --output, the CD spectrum CSV to write")
-    if not args.archive.exists():
-        raise _error(f"{args.archive} does not exist: give the archive of a `cplscope cd "
-                     "--archive` scan")
-    spec = cd_reprocess(args.archive, baseline=args.baseline)
+    args.archive = check_archive_input(args.archive, "cplscope cd --archive")
+    try:
+        spec = cd_reprocess(args.archive, baseline=args.baseline)
+    except ArchiveKindError as exc:
+        raise _error(str(exc)) from None
+    report_recovery(spec, args.archive)
     spec.write_csv(args.output)
     print(f"# {len(spec)} points -> {args.output}")
     return 0

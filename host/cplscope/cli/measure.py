@@ -26,6 +26,7 @@ from .session import open_session, print_point
 
 def cmd_scan(args: argparse.Namespace) -> int:
     from ..data.export import write_jasco_csv
+    from ..util.files import DiskFullError
 
     def measure(inst, sinks, survey_callback):
         return inst.scan(args.start, args.stop, args.step, dwell_s=args.dwell,
@@ -41,7 +42,12 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
     status, spec = run_scan_command(args, measure=measure)
     if args.jasco and len(spec):
-        write_jasco_csv(spec, args.jasco)
+        try:
+            write_jasco_csv(spec, args.jasco, overwrite=bool(args.overwrite))
+        except DiskFullError as exc:
+            safe = args.resume or args.archive
+            raise DiskFullError(exc.path, points=len(spec), safe_in=safe or args.output,
+                                resume=safe, complete=True) from None
         print(f"# JASCO-style export -> {args.jasco}")
     return status
 

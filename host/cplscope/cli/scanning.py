@@ -28,12 +28,14 @@ def run_scan_command(args: argparse.Namespace, sim_options: dict[str, Any] | Non
             if not args.quiet:
                 print(survey.summary(), file=sys.stderr)
 
-        plot = [PlotSink(args.plot, labels=[args.sample_name])] if args.plot else []
+        plot = ([PlotSink(args.plot, labels=[args.sample_name], overwrite=bool(args.overwrite))]
+                if args.plot else [])
         status = 0
         try:
             if args.resume is not None:
                 spec = inst.resume(args.resume, output=args.output, progress=not args.quiet,
-                                   callback=_live(args), sinks=plot)
+                                   callback=_live(args), sinks=plot,
+                                   overwrite=bool(args.overwrite))
             else:
                 assert measure is not None
                 spec = measure(inst, plot, show_survey)

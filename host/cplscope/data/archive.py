@@ -227,6 +227,7 @@ class ArchiveWriter:
         self.n_points = self.n_darks = 0
         self.appended = 0
         self.seeded = False
+        self.created = True
         self.failed: BaseException | None = None
         start = {"format": FORMAT, "version": VERSION, "n_bins": self.n_bins,
                  "created": utc_now_iso(), "metadata": dict(metadata),
@@ -275,6 +276,7 @@ class ArchiveWriter:
         self.appended = 0
         self.failed = None
         self.seeded = seeded
+        self.created = False
         self._journal = journal
         return self
 
@@ -373,8 +375,7 @@ class ArchiveWriter:
         then build the HDF5 file from the journal and remove the journal.
 
         After a full disk the journal is left as it is (it holds every completed point) and
-        nothing more is written. A run that recorded nothing (it failed before its first
-        dark or point) leaves no file behind.
+        nothing more is written. An archive that holds nothing leaves no file behind.
 
         Raises:
             DiskFullError: no room for the HDF5 file; the journal is kept.
@@ -386,7 +387,7 @@ class ArchiveWriter:
         try:
             if isinstance(self.failed, DiskFullError):
                 return
-            if self.appended == 0 and self.n_points == 0 and self.n_darks == 0:
+            if self.n_points == 0 and self.n_darks == 0 and not self.seeded:
                 journal.close()
                 self.journal_path.unlink(missing_ok=True)   # nothing was measured
                 return
@@ -399,6 +400,15 @@ class ArchiveWriter:
         finally:
             journal.close()
         build_hdf5(self.journal_path, self.path)
+
+    def discard(self) -> None:
+        """Close and remove a new archive (a run that measured no point: its dark alone is
+        measured again by the next run). An archive being resumed is never removed."""
+        journal, self._journal = self._journal, None
+        if journal is not None:
+            journal.close()
+            if self.created:
+                self.journal_path.unlink(missing_ok=True)
 
     def __enter__(self) -> ArchiveWriter:
         return self

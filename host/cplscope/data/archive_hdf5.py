@@ -20,6 +20,7 @@ Layout of the HDF5 file (``B`` = bins; docs/data-files.md, "Raw archive"): attri
 """
 from __future__ import annotations
 
+import atexit
 import errno as errno_codes
 import json
 import math
@@ -62,8 +63,9 @@ def run_helper(command: str, source: str | os.PathLike[str], target: str | os.Pa
         HelperError: it failed (the message says why), crashed, or took longer than
             ``timeout_s`` (then it is killed).
     """
-    request = {"command": command, "source": str(source), "target": str(target),
-               "timeout_s": float(timeout_s)}
+    # absolute: the server keeps the folder it started in
+    request = {"command": command, "source": os.path.abspath(source),
+               "target": os.path.abspath(target), "timeout_s": float(timeout_s)}
     if hasattr(os, "fork"):
         with _LOCK:
             report = _server().call(request, timeout_s)
@@ -93,8 +95,26 @@ def _env() -> dict[str, str]:
 def _server() -> _Server:
     global _SERVER
     if _SERVER is None or _SERVER.proc.poll() is not None:
+        if _SERVER is None:
+            atexit.register(_shutdown)
         _SERVER = _Server()
     return _SERVER
+
+
+def _shutdown() -> None:
+    """At exit: end the server (EOF on its input ends it; it is idle between requests)."""
+    server = _SERVER
+    if server is None:
+        return
+    try:
+        if server.proc.stdin is not None:
+            server.proc.stdin.close()
+        server.proc.wait(timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        server.proc.kill()
+        server.proc.wait()
+    if server.proc.stdout is not None:
+        server.proc.stdout.close()
 
 
 class _Server:

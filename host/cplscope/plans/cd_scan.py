@@ -133,6 +133,7 @@ def cd_scan(
     time_budget_s: float | None = None,
     survey: bool | float = False,
     survey_callback: Callable[[Survey], None] | None = None,
+    settings: dict[str, Any] | None = None,
 ) -> CDSpectrum:
     """Measure a CD spectrum from ``start`` to ``stop`` nm in ``step``-nm steps.
 
@@ -167,6 +168,7 @@ def cd_scan(
             the binned model's terms (g = 2v), its ``row`` the CD row.
         accumulations, skip_hopeless, time_budget_s, survey, survey_callback: as for
             :func:`cplscope.plans.scan.scan`, with the target σ in place of σ_g.
+        settings: extra settings for the metadata (e.g. the simulator's seed).
 
     Returns:
         The :class:`CDSpectrum` (also in ``output``).
@@ -197,6 +199,7 @@ def cd_scan(
         extra.append(_RowCallback(callback))
     return run_scan(inst, mode, plan, sample=sample if sample is not None else
                     _sample_name(inst), survey_callback=survey_callback,
+                    extra_settings=settings,
                     sinks=run_sinks(output=output, archive=archive, overwrite=overwrite,
                                     sinks=[*extra, *sinks]))
 

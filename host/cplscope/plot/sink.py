@@ -12,7 +12,13 @@ class PlotSink:
     """Draws the figure of the final spectrum when the run stops with at least one point:
     :func:`cplscope.plot.cpl.plot_cpl` for CPL, :func:`cplscope.plot.cd.plot_cd` for CD."""
 
-    def __init__(self, path: str | os.PathLike[str], **options: Any) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, overwrite: bool = False,
+                 **options: Any) -> None:
+        """An existing figure at ``path`` is refused here, before the run, unless
+        ``overwrite`` (the overwrite policy of every output)."""
+        from ..util.files import check_new_file
+
+        check_new_file(path, overwrite=overwrite)
         self.path = Path(path)
         self.options = options
 

@@ -34,47 +34,48 @@ class DiskFullError(OSError):
 
     ``points`` measured points are safe in ``safe_in`` (None: not known yet); ``resume`` is
     the archive that ``cplscope <command> --resume`` finishes the run from (None: the run
-    has no archive). ``str()`` is the one line the CLI prints.
+    has no archive); ``complete``: every point had been measured (only a file written after
+    them failed). ``str()`` is the one line the CLI prints.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, points: int | None = None,
                  safe_in: str | os.PathLike[str] | None = None,
-                 resume: str | os.PathLike[str] | None = None, command: str = "scan") -> None:
+                 resume: str | os.PathLike[str] | None = None, command: str = "scan",
+                 complete: bool = False) -> None:
         super().__init__(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
         self.path = Path(path)
         self.points = points
         self.safe_in = Path(safe_in) if safe_in is not None else None
         self.resume = Path(resume) if resume is not None else None
         self.command = command
-
-    def located(self, *, points: int, safe_in: str | os.PathLike[str] | None,
-                resume: str | os.PathLike[str] | None, command: str = "scan") -> DiskFullError:
-        """The same error, saying what is safe where."""
-        out = DiskFullError(self.path, points=points, safe_in=safe_in, resume=resume,
-                            command=command)
-        out.__cause__ = self.__cause__
-        return out
+        self.complete = complete
 
     def __str__(self) -> str:
         head = f"disk full while writing {self.path}"
         if self.points is None or self.safe_in is None:
             return f"{head}; free space and run the command again"
+        if self.points == 0 and self.resume is None:
+            return f"{head}: no point had been measured yet; free space and run it again"
         safe = f"{self.points} point{'s' if self.points != 1 else ''} " \
                f"{'are' if self.points != 1 else 'is'} safe in {self.safe_in}"
         if self.resume is not None:
             return (f"{head}: {safe}; free space and run `cplscope {self.command} --resume "
                     f"{self.resume}`")
-        return (f"{head}: {safe}; free space and measure the rest again (with --archive, "
-                f"`cplscope {self.command} --resume` finishes an interrupted scan)")
+        if self.complete:
+            return f"{head}: {safe} (all of them); free space and write {self.path.name} again"
+        return (f"{head}: {safe}; free space and measure the rest again (a scan with "
+                f"--archive can be finished with `cplscope {self.command} --resume`)")
 
     def __reduce__(self):  # picklable with its fields
         return (_disk_full, (str(self.path), self.points,
                              None if self.safe_in is None else str(self.safe_in),
-                             None if self.resume is None else str(self.resume), self.command))
+                             None if self.resume is None else str(self.resume), self.command,
+                             self.complete))
 
 
-def _disk_full(path, points, safe_in, resume, command) -> DiskFullError:
-    return DiskFullError(path, points=points, safe_in=safe_in, resume=resume, command=command)
+def _disk_full(path, points, safe_in, resume, command, complete) -> DiskFullError:
+    return DiskFullError(path, points=points, safe_in=safe_in, resume=resume, command=command,
+                         complete=complete)
 
 
 @contextmanager
