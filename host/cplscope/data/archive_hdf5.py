@@ -66,17 +66,34 @@ def run_helper(command: str, source: str | os.PathLike[str], target: str | os.Pa
     # absolute: the server keeps the folder it started in
     request = {"command": command, "source": os.path.abspath(source),
                "target": os.path.abspath(target), "timeout_s": float(timeout_s)}
-    if hasattr(os, "fork"):
-        with _LOCK:
-            report = _server().call(request, timeout_s)
-    else:
-        report = _call_alone(request, timeout_s)
+    try:
+        if hasattr(os, "fork"):
+            with _LOCK:
+                report = _server().call(request, timeout_s)
+        else:
+            report = _call_alone(request, timeout_s)
+    except BaseException:
+        Path(request["target"]).unlink(missing_ok=True)
+        raise
     if report.get("ok"):
         return
+    Path(request["target"]).unlink(missing_ok=True)    # a crashed helper cannot clean up
     code = report.get("errno")
-    if command == "build" and code in _NO_ROOM:
+    if command == "build" and (code in _NO_ROOM or _no_room_for(source, target)):
+        # the HDF5 library may crash rather than report a full disk: the free space tells
         raise DiskFullError(target)
     raise HelperError(str(report.get("error")), code if isinstance(code, int) else None)
+
+
+def _no_room_for(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> bool:
+    from ..util.files import free_bytes
+
+    free = free_bytes(Path(target).parent)
+    try:
+        need = Path(source).stat().st_size
+    except OSError:
+        return False
+    return free is not None and free < need + (1 << 16)
 
 
 _NO_ROOM = (errno_codes.ENOSPC, errno_codes.EDQUOT, errno_codes.EFBIG)
@@ -126,7 +143,8 @@ class _Server:
     def __init__(self) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "cplscope.data.archive_hdf5", "serve"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=_env())
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            env=_env())
         self._buffer = b""
 
     def call(self, request: dict[str, Any], timeout_s: float) -> dict[str, Any]:
@@ -597,7 +615,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"error": "usage: serve | build JOURNAL OUT.h5 | read IN.h5 "
                           "OUT.journal"}), file=sys.stderr)
         return 2
-    report = _work(*args)
+    report = _work(args[0], args[1], args[2])
     if not report.get("ok"):
         print(json.dumps(report), file=sys.stderr)
         return 1

@@ -25,6 +25,8 @@ class CsvSink:
         self.rows = 0
 
     def __call__(self, name: str, doc: Any) -> None:
+        if name == "start":
+            _remove_stale_temporaries(self.path)
         if name == "event" or (name == "stop" and (len(doc.spectrum) or self.rows)):
             doc.spectrum.write_csv(self.path)
             self.rows = len(doc.spectrum)
@@ -32,6 +34,13 @@ class CsvSink:
     def safe(self) -> tuple[int, Path] | None:
         """(points, file) the CSV holds as last written, or None before the first."""
         return (self.rows, self.path) if self.rows else None
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """The temporary files of ``path``'s atomic rewrites that a killed run left behind."""
+    folder = path.parent if str(path.parent) else Path(".")
+    for stale in folder.glob(f".{path.name}*.tmp"):
+        stale.unlink(missing_ok=True)
 
 
 class ArchiveSink:
