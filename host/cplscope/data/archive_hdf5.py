@@ -31,6 +31,7 @@ import subprocess
 import sys
 import threading
 import time
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -64,8 +65,9 @@ def run_helper(command: str, source: str | os.PathLike[str], target: str | os.Pa
             ``timeout_s`` (then it is killed).
     """
     # absolute: the server keeps the folder it started in
-    request = {"command": command, "source": os.path.abspath(source),
-               "target": os.path.abspath(target), "timeout_s": float(timeout_s)}
+    done_target = Path(os.path.abspath(target))
+    request: dict[str, Any] = {"command": command, "source": os.path.abspath(source),
+                               "target": str(done_target), "timeout_s": float(timeout_s)}
     try:
         if hasattr(os, "fork"):
             with _LOCK:
@@ -73,11 +75,11 @@ def run_helper(command: str, source: str | os.PathLike[str], target: str | os.Pa
         else:
             report = _call_alone(request, timeout_s)
     except BaseException:
-        Path(request["target"]).unlink(missing_ok=True)
+        done_target.unlink(missing_ok=True)
         raise
     if report.get("ok"):
         return
-    Path(request["target"]).unlink(missing_ok=True)    # a crashed helper cannot clean up
+    done_target.unlink(missing_ok=True)    # a crashed helper cannot clean up
     code = report.get("errno")
     if command == "build" and (code in _NO_ROOM or _no_room_for(source, target)):
         # the HDF5 library may crash rather than report a full disk: the free space tells
@@ -236,24 +238,29 @@ def _call_alone(request: dict[str, Any], timeout_s: float) -> dict[str, Any]:
 # --- build: journal -> HDF5 -------------------------------------------------------------------
 
 def build(journal: str | os.PathLike[str], out: str | os.PathLike[str]) -> None:
-    """Write the HDF5 archive of ``journal`` to ``out`` (which must not exist)."""
-    import h5py
+    """Write the HDF5 archive of ``journal`` to ``out`` (which must not exist).
 
+    Two passes over the journal: the first gathers the run's description and every dark's
+    and point's row, the second copies the frames. The file is written in that order, the
+    attributes, dataset headers and tables first and the frames after them, so that a copy
+    cut short loses its last frames, not its description.
+    """
     scan = scan_journal(journal)
-    # the 1.10 file format: every piece of metadata carries a checksum (and fletcher32 on
-    # every dataset checksums the data), so damage is detected, never read as data
-    with h5py.File(out, "x", libver=("v110", "v110")) as f:
-        writer: _Builder | None = None
+    plan = _Plan()
+    for rec, payload in iter_payloads(journal, scan.records):
+        plan.see(rec.kind, payload)
+    if plan.start is None:
+        raise ValueError(f"{journal} holds no start record")
+    with _create(out) as f:
+        writer = _Builder(f, plan)
+        owner = {fmt.DARK: 0, fmt.POINT: 0}
         for rec, payload in iter_payloads(journal, scan.records):
-            if rec.kind == fmt.START and writer is None:
-                meta, _ = fmt.unpack(rec.kind, payload, 0)
-                writer = _Builder(f, meta)
-            elif writer is not None and rec.kind in (fmt.DARK, fmt.POINT, fmt.STOP, fmt.LOST):
-                meta, arrays = fmt.unpack(rec.kind, payload, writer.n_bins)
-                writer.add(rec.kind, meta, arrays)
-        if writer is None:
-            raise ValueError(f"{journal} holds no start record")
-        writer.finish()
+            if rec.kind in owner:
+                _, arrays = fmt.unpack(rec.kind, payload, writer.n_bins)
+                index = owner[rec.kind]
+                owner[rec.kind] += 1
+                writer.frames(arrays[2], arrays[3], index if rec.kind == fmt.POINT
+                              else -1 - index)
         f.flush()
     fd = os.open(out, os.O_RDONLY)
     try:
@@ -262,104 +269,148 @@ def build(journal: str | os.PathLike[str], out: str | os.PathLike[str]) -> None:
         os.close(fd)
 
 
+def _create(out: str | os.PathLike[str]) -> Any:
+    """A new HDF5 file in the 1.10 format, where every piece of metadata carries a checksum
+    (fletcher32 on every dataset checksums the data), so damage is detected and never read
+    as data; the root group keeps its attributes in its own header (compact storage, up to
+    32), which the library writes first, not in a heap it writes last."""
+    import h5py
+
+    fcpl = h5py.h5p.create(h5py.h5p.FILE_CREATE)
+    fcpl.set_attr_phase_change(32, 24)
+    fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
+    fapl.set_libver_bounds(h5py.h5f.LIBVER_V110, h5py.h5f.LIBVER_V110)
+    fid = h5py.h5f.create(os.fsencode(out), h5py.h5f.ACC_EXCL, fcpl=fcpl, fapl=fapl)
+    return h5py.File(fid)
+
+
+class _Plan:
+    """The first pass: the start, the last stop (when nothing follows it), the notes of
+    what was lost, and the rows of every dark and point with their frame ranges."""
+
+    def __init__(self) -> None:
+        self.start: dict[str, Any] | None = None
+        self.stop: dict[str, Any] | None = None
+        self.lost: list[dict[str, Any]] = []
+        self.darks: list[tuple[dict[str, Any], np.ndarray, np.ndarray, int, int]] = []
+        self.points: list[tuple[dict[str, Any], np.ndarray, np.ndarray, int, int]] = []
+        self.frames = 0
+
+    def see(self, kind: int, payload: bytes) -> None:
+        if kind == fmt.START:
+            if self.start is None:
+                self.start = fmt.unpack(kind, payload, 0)[0]
+            return
+        if self.start is None:
+            return
+        if kind == fmt.STOP:
+            self.stop = fmt.unpack_meta(payload)[0]
+            return
+        self.stop = None           # records after a stop: the run went on (a resume)
+        if kind == fmt.LOST:
+            self.lost.append(fmt.unpack_meta(payload)[0])
+        elif kind in (fmt.DARK, fmt.POINT):
+            meta, arrays = fmt.unpack(kind, payload, int(self.start["n_bins"]))
+            n = int(meta["n_frames"])
+            row = (meta, arrays[0].copy(), arrays[1].copy(), self.frames, self.frames + n)
+            (self.darks if kind == fmt.DARK else self.points).append(row)
+            self.frames += n
+
+
+#: the attributes whose text the ``checksums`` attribute covers
+CHECKED_ATTRS = ("metadata", "calibration", "rules", "blank", "plan", "stream", "extra",
+                 "lost", "exit_status")
+
+
 class _Builder:
-    def __init__(self, f: Any, start: dict[str, Any]) -> None:
+    """Creates the file's attributes, datasets and tables (from the first pass), then
+    takes the frames record by record."""
+
+    def __init__(self, f: Any, plan: _Plan) -> None:
+        start = plan.start
+        assert start is not None
         self.f = f
         self.n_bins = b = int(start["n_bins"])
-        self.result_fields = list(start["result_fields"])
-        for key in ("metadata", "calibration", "rules", "blank", "plan"):
-            f.attrs[key] = json.dumps(start.get(key))
-        f.attrs["format"] = fmt.FORMAT
-        f.attrs["version"] = int(start.get("version", fmt.VERSION))
-        f.attrs["n_bins"] = b
-        f.attrs["created"] = str(start.get("created", ""))
-        f.attrs["closed"] = False
-        f.attrs["stream"] = "null"
-        f.attrs["exit_status"] = ""
-        f.attrs["extra"] = "{}"
-        chunk = max(16, 16384 // (4 * b))
-        ds = {"fletcher32": True}
-        f.create_dataset("frames/counts", (0, b), maxshape=(None, b), dtype="<u4",
-                         chunks=(chunk, b), **ds)
-        f.create_dataset("frames/info", (0,), maxshape=(None,), dtype=fmt.FRAME_DT,
-                         chunks=(512,), **ds)
-        f.create_dataset("points", (0,), maxshape=(None,),
-                         dtype=fmt.point_dtype(self.result_fields), chunks=(16,), **ds)
-        for name in ("points_dark", "points_dark_sigma"):
-            f.create_dataset(name, (0, b), maxshape=(None, b), dtype="<f8", chunks=(64, b),
-                             **ds)
-        f.create_dataset("darks", (0,), maxshape=(None,), dtype=fmt.DARK_DT, chunks=(16,),
-                         **ds)
-        for name in ("darks_level", "darks_sigma"):
-            f.create_dataset(name, (0, b), maxshape=(None, b), dtype="<f8", chunks=(16, b),
-                             **ds)
-        self.lost: list[dict[str, Any]] = []
-        self.stop: dict[str, Any] | None = None
+        stop = plan.stop
+        texts = {key: json.dumps(start.get(key)) for key in ("metadata", "calibration",
+                                                              "rules", "blank", "plan")}
+        texts.update(stream=json.dumps(stop.get("stream") if stop else None),
+                     extra=json.dumps((stop.get("extra") if stop else None) or {}),
+                     lost=json.dumps(plan.lost),
+                     exit_status=str(stop.get("exit_status", "")) if stop else "")
+        a = f.attrs
+        a["format"] = fmt.FORMAT
+        a["version"] = int(start.get("version", fmt.VERSION))
+        a["n_bins"] = b
+        a["created"] = str(start.get("created", ""))
+        a["closed"] = stop is not None
+        for key, text in texts.items():
+            a[key] = text
+        a["checksums"] = json.dumps({k: _text_crc(t) for k, t in texts.items()})
 
-    def _frames(self, counts: np.ndarray, info: np.ndarray, owner: int) -> tuple[int, int]:
-        c, i = self.f["frames/counts"], self.f["frames/info"]
-        start, n = c.shape[0], counts.shape[0]
-        rows = info.copy()
-        rows["owner"] = owner
-        c.resize((start + n, self.n_bins))
-        c[start:] = counts
-        i.resize((start + n,))
-        i[start:] = rows
-        return start, start + n
+        def dataset(name: str, data: np.ndarray | None, rows: int, dtype: Any,
+                    chunk: int) -> None:
+            shape = (rows,) if name in ("frames/info", "points", "darks") else (rows, b)
+            chunks = (max(1, min(rows, chunk)),) + shape[1:]
+            ds = f.create_dataset(name, shape, maxshape=(None,) + shape[1:], dtype=dtype,
+                                  chunks=chunks, fletcher32=True)
+            if data is not None and rows:
+                ds[...] = data
 
-    def _row(self, name: str, row: Any) -> int:
-        ds = self.f[name]
-        i = ds.shape[0]
-        ds.resize((i + 1,) + ds.shape[1:])
-        ds[i] = row
-        return i
+        points = np.zeros(len(plan.points), dtype=fmt.point_dtype(start["result_fields"]))
+        for i, (meta, _, _, first, last) in enumerate(plan.points):
+            _point_row(points[i], meta, start["result_fields"], first, last)
+        darks = np.zeros(len(plan.darks), dtype=fmt.DARK_DT)
+        for i, (meta, _, _, first, last) in enumerate(plan.darks):
+            _dark_row(darks[i], meta, first, last)
 
-    def add(self, kind: int, meta: dict[str, Any], arrays: list[np.ndarray]) -> None:
-        if kind == fmt.STOP:
-            self.stop = meta
-            return
-        self.stop = None        # records after a stop: the run went on (a resume)
-        if kind == fmt.LOST:
-            self.lost.append(meta)
-            return
-        first, second, counts, info = arrays
-        if kind == fmt.DARK:
-            index = self.f["darks"].shape[0]
-            start, stop = self._frames(counts, info, -1 - index)
-            row = np.zeros((), dtype=fmt.DARK_DT)
-            for key in ("wavelength_nm", "frame_time_s", "n_frames"):
-                row[key] = meta[key]
-            row["source"] = str(meta["source"]).encode()
-            row["time"] = str(meta["time"]).encode()
-            row["frame_start"], row["frame_stop"] = start, stop
-            self._row("darks_level", first)
-            self._row("darks_sigma", second)
-            self._row("darks", row)
-            return
-        index = self.f["points"].shape[0]
-        row = np.zeros((), dtype=self.f["points"].dtype)
-        s = row["settings"]
-        for name in fmt.SETTINGS_FIELDS:
-            value = meta["dark_sigma_common"] if name == "dark_sigma_common" else \
-                meta["settings"][name]
-            s[name] = str(value).encode() if name in fmt.TEXT_FIELDS else value
-        r = row["result"]
-        for name in self.result_fields:
-            value = meta["result"][name]
-            r[name] = ";".join(value).encode() if name == "flags" else value
-        row["frame_start"], row["frame_stop"] = self._frames(counts, info, index)
-        self._row("points_dark", first)
-        self._row("points_dark_sigma", second)
-        self._row("points", row)
+        def per_bin(rows: list, k: int) -> np.ndarray:
+            return np.array([r[k] for r in rows], dtype="<f8").reshape(len(rows), b)
 
-    def finish(self) -> None:
-        attrs = self.f.attrs
-        attrs["lost"] = json.dumps(self.lost)
-        if self.stop is not None:
-            attrs["stream"] = json.dumps(self.stop.get("stream"))
-            attrs["exit_status"] = str(self.stop.get("exit_status", ""))
-            attrs["extra"] = json.dumps(self.stop.get("extra") or {})
-            attrs["closed"] = True
+        dataset("points", points, len(points), points.dtype, 16)
+        dataset("points_dark", per_bin(plan.points, 1), len(points), "<f8", 64)
+        dataset("points_dark_sigma", per_bin(plan.points, 2), len(points), "<f8", 64)
+        dataset("darks", darks, len(darks), fmt.DARK_DT, 16)
+        dataset("darks_level", per_bin(plan.darks, 1), len(darks), "<f8", 16)
+        dataset("darks_sigma", per_bin(plan.darks, 2), len(darks), "<f8", 16)
+        dataset("frames/counts", None, plan.frames, "<u4", max(16, 16384 // (4 * b)))
+        dataset("frames/info", None, plan.frames, fmt.FRAME_DT, 512)
+        self.next_frame = 0
+
+    def frames(self, counts: np.ndarray, info: np.ndarray, owner: int) -> None:
+        start, n = self.next_frame, counts.shape[0]
+        if n:
+            rows = info.copy()
+            rows["owner"] = owner
+            self.f["frames/counts"][start:start + n] = counts
+            self.f["frames/info"][start:start + n] = rows
+        self.next_frame = start + n
+
+
+def _point_row(row: Any, meta: dict[str, Any], result_fields: list[str], first: int,
+               last: int) -> None:
+    s = row["settings"]
+    for name in fmt.SETTINGS_FIELDS:
+        value = meta["dark_sigma_common"] if name == "dark_sigma_common" else \
+            meta["settings"][name]
+        s[name] = str(value).encode() if name in fmt.TEXT_FIELDS else value
+    r = row["result"]
+    for name in result_fields:
+        value = meta["result"][name]
+        r[name] = ";".join(value).encode() if name == "flags" else value
+    row["frame_start"], row["frame_stop"] = first, last
+
+
+def _dark_row(row: Any, meta: dict[str, Any], first: int, last: int) -> None:
+    for key in ("wavelength_nm", "frame_time_s", "n_frames"):
+        row[key] = meta[key]
+    row["source"] = str(meta["source"]).encode()
+    row["time"] = str(meta["time"]).encode()
+    row["frame_start"], row["frame_stop"] = first, last
+
+
+def _text_crc(text: str) -> int:
+    return zlib.crc32(text.encode("utf-8")) & 0xFFFFFFFF
 
 
 # --- read: HDF5 -> journal --------------------------------------------------------------------
@@ -368,24 +419,69 @@ def read(h5: str | os.PathLike[str], out: str | os.PathLike[str]) -> None:
     """Turn the HDF5 archive ``h5`` into journal records in ``out`` (a new file)."""
     import h5py
 
-    try:      # SWMR-read mode also opens a file whose SWMR writer was killed
-        f = h5py.File(h5, "r", libver="latest", swmr=True)
-    except OSError:
-        f = h5py.File(h5, "r")
-    with f:
-        _Reader(f, JournalWriter.create(out, durable=False)).run()
+    notes: list[str] = []
+    padded: Path | None = None
+    try:
+        try:
+            f = h5py.File(h5, "r")
+        except OSError as exc:
+            if "truncated file" in str(exc):
+                padded, note = _padded_copy(Path(h5), Path(out))
+                notes.append(note)
+                f = h5py.File(padded, "r")
+            elif "already open" in str(exc):
+                # an archive of cplscope 0.1 whose SWMR writer was killed carries the "open
+                # for write" mark, which SWMR-read mode ignores. Only then: SWMR-read mode
+                # retries every metadata read that fails its checksum, for a long time
+                f = h5py.File(h5, "r", libver="latest", swmr=True)
+            else:
+                raise
+        with f:
+            _Reader(f, JournalWriter.create(out, durable=False), notes).run()
+    finally:
+        if padded is not None:
+            padded.unlink(missing_ok=True)
+
+
+def _padded_copy(h5: Path, near: Path) -> tuple[Path, str]:
+    """A copy of the truncated file ``h5``, extended with zeros to the length its superblock
+    records, so that the library opens it; whatever lay in the missing part fails its
+    checksum when read (the file itself is not touched). Only for the superblock versions 2
+    and 3 (HDF5 1.8 and later with their file format), which record it at a fixed place."""
+    with open(h5, "rb") as fh:
+        head = fh.read(48)
+    size = h5.stat().st_size
+    if len(head) < 48 or head[:8] != b"\x89HDF\r\n\x1a\n" or head[8] not in (2, 3):
+        raise ValueError("the file is cut short and its superblock does not say how long it "
+                         "was")
+    width = head[9]                              # size of offsets: 8 on every platform today
+    if width != 8:
+        raise ValueError("the file is cut short (and has unusual offsets)")
+    eof = int.from_bytes(head[12 + 2 * width: 12 + 3 * width], "little")
+    if not size < eof <= 64 * size + (1 << 20):
+        raise ValueError(f"the file is cut short and its recorded length {eof} is not "
+                         "believable")
+    copy = near.with_name(near.name + ".padded.h5")
+    copy.unlink(missing_ok=True)
+    with open(h5, "rb") as src, open(copy, "wb") as dst:
+        while chunk := src.read(1 << 20):
+            dst.write(chunk)
+        dst.truncate(eof)
+    return copy, (f"the file is cut short: it has {size} of its {eof} bytes, and whatever "
+                  "lay in the missing part is lost")
 
 
 class _Reader:
-    def __init__(self, f: Any, out: JournalWriter) -> None:
-        self.f, self.out = f, out
+    def __init__(self, f: Any, out: JournalWriter, notes: list[str]) -> None:
+        self.f, self.out, self.notes = f, out, notes
 
     def emit(self, kind: int, meta: dict[str, Any], arrays: tuple = (),
              tag: tuple[int, int] = (0, 0)) -> None:
         self.out.append(kind, fmt.pack(meta, arrays), tag)
 
     def lost(self, what: str, error: BaseException | str, **where: Any) -> None:
-        self.emit(fmt.LOST, {"what": what, "error": str(error)[:500], **where})
+        text = _plain(error) if isinstance(error, BaseException) else error
+        self.emit(fmt.LOST, {"what": what, "error": text[:500], **where})
 
     def run(self) -> None:
         try:
@@ -396,7 +492,7 @@ class _Reader:
     def _run(self) -> None:
         f = self.f
         attrs = f.attrs
-        if attrs.get("format") != fmt.FORMAT:
+        if _text(attrs.get("format")) != fmt.FORMAT:
             raise ValueError(f"not a cplscope raw archive (format attribute "
                              f"{attrs.get('format')!r})")
         version = int(attrs["version"])
@@ -407,6 +503,7 @@ class _Reader:
         self.n_bins = int(attrs["n_bins"])
         if not 2 <= self.n_bins <= 64:
             raise ValueError(f"n_bins {self.n_bins} is out of range")
+        self._check_texts(attrs)
         start: dict[str, Any] = {"format": fmt.FORMAT, "version": version,
                                  "n_bins": self.n_bins, "created": _text(attrs.get("created"))}
         for key in ("metadata", "calibration", "rules", "blank", "plan"):
@@ -419,6 +516,8 @@ class _Reader:
             start["result_fields"] = []
             error = exc
         self.emit(fmt.START, start)
+        for note in self.notes:
+            self.lost("file", note)
         for item in json.loads(attrs.get("lost", "[]")):
             if isinstance(item, dict):
                 self.emit(fmt.LOST, item)
@@ -456,6 +555,17 @@ class _Reader:
                                  "exit_status": _text(attrs.get("exit_status", "")),
                                  "extra": json.loads(attrs.get("extra", "{}")),
                                  "time": ""})
+
+    def _check_texts(self, attrs: Any) -> None:
+        """The attributes' texts against their CRC-32 (archives that carry them): a changed
+        digit in the calibration must not pass for data."""
+        if "checksums" not in attrs:
+            return
+        sums = json.loads(_text(attrs["checksums"]))
+        for key, crc in sums.items():
+            if _text_crc(_text(attrs.get(key, ""))) != crc:
+                raise ValueError(f"the run's {key} (an attribute of the file) is damaged: "
+                                 "its checksum does not match")
 
     def _n_frames(self) -> int:
         try:
@@ -527,6 +637,16 @@ class _InFlight(Exception):
     """A row of a killed writer whose frames never reached the disk: not a completed point."""
 
 
+def _plain(exc: BaseException) -> str:
+    """What an error of the HDF5 library means for the archive, in words."""
+    text = str(exc)
+    if "filter returned failure" in text or "checksum" in text:
+        return "its data fail their checksum (the file is damaged there)"
+    if "truncated" in text:
+        return "the file is cut short"
+    return f"{type(exc).__name__}: {text}" if not isinstance(exc, ValueError) else text
+
+
 def _text(v: Any) -> str:
     if isinstance(v, bytes):
         return v.decode("utf-8", "replace")
@@ -552,8 +672,7 @@ def _work(command: str, source: str, target: str) -> dict[str, Any]:
     except BaseException as exc:          # any failure: one report for the parent
         Path(target).unlink(missing_ok=True)
         code = errno_codes.ENOSPC if is_disk_full(exc) else getattr(exc, "errno", None)
-        return {"error": f"{type(exc).__name__}: {exc}"[:2000],
-                "errno": code if isinstance(code, int) else None}
+        return {"error": _plain(exc)[:2000], "errno": code if isinstance(code, int) else None}
     return {"ok": True}
 
 
