@@ -224,8 +224,8 @@ pytestmark = pytest.mark.skipif(not Path("/proc/self/fd").is_dir(),
 
 
 @pytest.mark.parametrize("site, pattern, after, call", [
-    ("journal write", "r.h5.journal", 6, "write"),     # header, start, dark, 3 points
-    ("journal fsync", "r.h5.journal", 5, "fsync"),
+    ("journal write", "r.h5.journal", 7, "write"),   # header, start twice, dark, 3 points
+    ("journal fsync", "r.h5.journal", 6, "fsync"),
     ("csv", ".r.csv*.tmp", 2, "write"),
 ])
 def test_enospc_mid_scan_keeps_every_completed_point(sim, tmp_path, monkeypatch, site,
@@ -299,7 +299,7 @@ def test_the_command_line_says_it_in_one_line(calibrated_home, tmp_path, monkeyp
     monkeypatch.chdir(tmp_path)
     short = ["-q", "scan", "--sim", "--start", "430", "--stop", "434", "--step", "2",
              "--periods", "1000", "--dwell", "0.2", "--dark-dwell", "0.1"]
-    Full(monkeypatch, "r.h5.journal", after=4)
+    Full(monkeypatch, "r.h5.journal", after=5)
     assert main([*short, "--output", "r.csv", "--archive", "r.h5"]) == 1
     err = capfd.readouterr().err
     assert "Traceback" not in err

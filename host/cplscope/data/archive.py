@@ -239,7 +239,8 @@ class ArchiveWriter:
         payload = fmt.pack(json.loads(json.dumps(start)))
         self._journal: JournalWriter | None = JournalWriter.create(self.journal_path,
                                                                    durable=durable)
-        try:
+        try:       # twice: one damaged copy does not take the run's description with it
+            self._journal.append(fmt.START, payload)
             self._journal.append(fmt.START, payload)
         except BaseException:
             self._journal.close()
