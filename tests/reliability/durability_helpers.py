@@ -16,15 +16,22 @@ from cplscope.cli.main import main
 from cplscope.data.archive import Archive
 
 
+_STORE: list[Path] = []
+
+
 @pytest.fixture(scope="module")
 def calibrated_home(tmp_path_factory):
-    """A private calibration store (``CPLSCOPE_HOME``), calibrated once per module with
-    ``cplscope calibrate --sim`` as a user would, so no scan calibrates on its own."""
-    path = tmp_path_factory.mktemp("cplscope-home")
+    """A private calibration store (``CPLSCOPE_HOME``) for the module, calibrated once per
+    test session with ``cplscope calibrate --sim`` as a user would, so no scan calibrates
+    on its own. (The tests that use it never change it.)"""
     mp = pytest.MonkeyPatch()
-    mp.setenv("CPLSCOPE_HOME", str(path))
-    assert main(["-q", "calibrate", "--sim", "--dwell", "2"]) == 0
-    yield path
+    if not _STORE:
+        path = tmp_path_factory.mktemp("cplscope-home", numbered=True)
+        mp.setenv("CPLSCOPE_HOME", str(path))
+        assert main(["-q", "calibrate", "--sim", "--dwell", "2"]) == 0
+        _STORE.append(path)
+    mp.setenv("CPLSCOPE_HOME", str(_STORE[0]))
+    yield _STORE[0]
     mp.undo()
 
 

@@ -33,7 +33,7 @@ from cplscope.data.spectrum import run_metadata
 from cplscope.science.results import PointResult
 from cplscope.settings.calibration import default_calibration
 
-from durability_helpers import fingerprint
+from durability_helpers import calibrated_home, fingerprint  # noqa: F401
 
 #: a read that takes longer is a hang (the helper's own limit is set to 10 s below)
 BOUND_S = 60.0
@@ -191,7 +191,6 @@ def test_reprocess_says_what_was_lost_or_refuses_naming_the_file(calibrated_home
     assert not (tmp_path / "x.csv").exists()
 
 
-from durability_helpers import calibrated_home  # noqa: E402,F401
 
 
 def test_a_read_that_blocks_inside_the_hdf5_library_is_ended_in_time(tmp_path):

@@ -60,6 +60,8 @@ INSIDE = textwrap.dedent('''
         report["lost"] = arc.lost
     from cplscope.data.spectrum import Spectrum
     report["csv_rows"] = len(Spectrum.read_csv("r.csv")) if Path("r.csv").exists() else None
+    png = Path("r.png")
+    report["png_whole"] = png.read_bytes()[-8:-4] == b"IEND" if png.exists() else None
     subprocess.run(["mount", "-o", "remount,size=8m", str(folder)], check=True)  # freed
     second = subprocess.run(cli + ["-q", "scan", "--sim", "--resume", "r.h5", "--output",
                                    "r.csv", "--plot", "r.png"], capture_output=True, text=True)
@@ -110,8 +112,10 @@ def test_a_full_tmpfs_ends_the_scan_with_one_line_and_resume_finishes_it(calibra
     assert 0 < n < 32 and not r["lost"]
     # the warning came before the scan: the predicted archive did not fit
     assert "may need up to" in r["stderr"]
-    # nothing half-written is left: the journal ends with the last complete point
-    assert r["files"] in (["r.csv", "r.h5.journal"], ["r.h5.journal"])
+    # nothing half-written is left: the journal ends with the last complete point, the
+    # CSV and the figure of the points so far are whole files or not there
+    assert set(r["files"]) - {"r.csv", "r.png"} == {"r.h5.journal"}
+    assert r["png_whole"] in (None, True)
     assert r["csv_rows"] is None or r["csv_rows"] <= 16
     # with space again, --resume finishes: every point once, the kept ones unchanged
     assert r["rc2"] == 0, r["stderr2"]

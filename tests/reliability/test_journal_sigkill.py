@@ -24,7 +24,12 @@ from cplscope.data.archive import Archive
 from cplscope.data.spectrum import Spectrum
 from cplscope.plans.reprocess import reprocess
 
-from durability_helpers import archived_points, calibrated_home, cplscope, data_rows  # noqa: F401
+from durability_helpers import (  # noqa: F401
+    archived_points,
+    calibrated_home,
+    cplscope,
+    data_rows,
+)
 
 KILLS = 22
 SCAN = ["-q", "scan", "--sim", "--sample", "R-Cs4PbBr6", "--seed", "7", "--start", "430",

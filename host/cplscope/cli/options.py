@@ -574,6 +574,13 @@ def check_outputs(args: argparse.Namespace) -> None:
         same_run = (resume is not None and dest == "output" and path.exists()
                     and csv_date(path) == getattr(args, "resume_date", None))
         check_output_path(path, option, suffixes, overwrite=args.overwrite or same_run)
+        if dest == "archive" and not args.overwrite:
+            from ..data.archive_format import journal_path
+
+            if journal_path(path).exists():
+                raise CliError(f"{option} {path}: {journal_path(path)} exists (the journal of "
+                               f"a run that did not end); finish that run with `--resume "
+                               f"{path}`, or pass --overwrite to replace it")
         key = path.resolve()
         if key in seen:
             raise CliError(f"{seen[key]} and {option} are the same file {path}; give each "

@@ -127,9 +127,10 @@ def check_new_file(path: str | os.PathLike[str], *, overwrite: bool,
         return
     for p in (Path(path), *map(Path, also)):
         if p.exists():
-            raise FileExistsError(
-                errno.EEXIST, f"{p} exists; choose a new file name, or allow replacing it "
-                "(overwrite=True; --overwrite on the command line)", str(p))
+            exc = FileExistsError(f"{p} exists; choose a new file name, or allow replacing "
+                                  "it (overwrite=True; --overwrite on the command line)")
+            exc.filename = str(p)
+            raise exc
 
 
 def _umask() -> int:
