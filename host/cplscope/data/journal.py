@@ -14,7 +14,7 @@ File layout (little-endian)::
 
     header   b"CPLSCOPE-JOURNAL" (16 bytes) | version u16 | reserved u16 | reserved u32
     record   b"CPLR" | kind u8 | reserved u8 | reserved u16 | tag_a i32 | tag_b i32
-             | length u32 | header CRC-32 u32 (of the 24 bytes before it)
+             | length u32 | header CRC-32 u32 (of the 20 bytes before it)
              | payload (length bytes) | payload CRC-32 u32
 
 ``kind`` and the two tags are the journal user's (the archive uses them for the record type
