@@ -571,8 +571,10 @@ def check_outputs(args: argparse.Namespace) -> None:
         resume = getattr(args, "resume", None)
         if resume is not None and dest == "archive":
             raise CliError("--resume appends to its own archive: drop --archive")
-        same_run = (resume is not None and dest == "output" and path.exists()
-                    and csv_date(path) == getattr(args, "resume_date", None))
+        from ..plans.outputs import same_run_csv
+
+        same_run = (resume is not None and dest == "output"
+                    and same_run_csv(path, getattr(args, "resume_date", None)))
         check_output_path(path, option, suffixes, overwrite=args.overwrite or same_run)
         if dest == "archive" and not args.overwrite:
             from ..data.archive_format import journal_path
@@ -586,19 +588,6 @@ def check_outputs(args: argparse.Namespace) -> None:
             raise CliError(f"{seen[key]} and {option} are the same file {path}; give each "
                            "output its own name")
         seen[key] = option
-
-
-def csv_date(path: Path) -> Any:
-    """The run date of a spectrum CSV, CPL or CD (None when it is neither)."""
-    from ..data.cd_spectrum import CDSpectrum
-    from ..data.spectrum import Spectrum
-
-    for kind in (Spectrum, CDSpectrum):
-        try:
-            return kind.read_csv(path).metadata.get("date")
-        except (OSError, ValueError, UnicodeDecodeError):
-            continue
-    return None
 
 
 def check_output_path(path: Path, option: str, suffixes: Sequence[str], *,

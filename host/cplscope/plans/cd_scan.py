@@ -158,11 +158,12 @@ def cd_scan(
             (``inst.measure_dark(...)``) to reuse.
         sample: the sample's name for the metadata (default: the simulated sample, if any).
         callback: called with (the wavelength's row, index, spectrum so far) after each point.
-        archive: HDF5 raw archive (:mod:`cplscope.data.archive`) of every frame with each
+        archive: raw archive (:mod:`cplscope.data.archive`) of every frame with each
             point's context, written as the scan goes; :func:`cd_reprocess` recomputes the CD
             spectrum from it (e.g. with another baseline), and
             :func:`cplscope.plans.resume.resume_scan` finishes an interrupted scan.
-        overwrite: replace an existing archive.
+        overwrite: replace an existing CSV or archive (otherwise FileExistsError, raised
+            before anything is measured).
         sinks: document subscribers: the same run-start / event / run-stop documents as a
             CPL scan (:mod:`cplscope.data.documents`); an event's ``result`` is the point in
             the binned model's terms (g = 2v), its ``row`` the CD row.
