@@ -203,9 +203,12 @@ def test_a_read_that_blocks_inside_the_hdf5_library_is_ended_in_time(tmp_path):
         run_helper("read", fifo, tmp_path / "out.journal", timeout_s=3.0)
     assert time.monotonic() - t < BOUND_S
     assert not (tmp_path / "out.journal").exists()
-    # the archive reader refuses such a file before any library sees it
+    # the archive reader refuses such a file (or such a journal) before opening it
     with pytest.raises(ValueError, match="blocks.h5 is not a file"):
         Archive.open(fifo)
+    os.mkfifo(tmp_path / "j.h5.journal")
+    with pytest.raises(ValueError, match="j.h5.journal is not a file"):
+        Archive.open(tmp_path / "j.h5")
     _write(tmp_path / "ok.h5", close=True)
     with Archive.open(tmp_path / "ok.h5") as arc:
         assert len(arc) == N_POINTS

@@ -87,10 +87,8 @@ def test_sigkill_at_random_instants_then_resume_equals_one_uninterrupted_run(
     ref_dir, run_dir = tmp_path / "reference", tmp_path / "killed"
     ref_dir.mkdir()
     run_dir.mkdir()
-    rc, err = _finish(cplscope(*SCAN, "--output", "r.csv", "--archive", "r.h5", cwd=ref_dir))
-    assert rc == 0, err
-    reference = archived_points(ref_dir / "r.h5")
-    assert len(reference) == N_POINTS
+    # the uninterrupted run, beside the killed ones (the other core)
+    uninterrupted = cplscope(*SCAN, "--output", "r.csv", "--archive", "r.h5", cwd=ref_dir)
 
     rng = np.random.default_rng(19)
     archive, journal = run_dir / "r.h5", run_dir / "r.h5.journal"
@@ -133,6 +131,10 @@ def test_sigkill_at_random_instants_then_resume_equals_one_uninterrupted_run(
     rc, err = _finish(cplscope("-q", "scan", "--sim", "--resume", "r.h5", "--output", "r.csv",
                                cwd=run_dir))
     assert rc == 0, err
+    rc, err = _finish(uninterrupted)
+    assert rc == 0, err
+    reference = archived_points(ref_dir / "r.h5")
+    assert len(reference) == N_POINTS
     assert not journal.exists() and not building.exists()
     final = archived_points(archive)
     with Archive.open(archive) as arc:

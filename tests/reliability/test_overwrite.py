@@ -95,6 +95,13 @@ def test_the_command_line_refuses_before_it_creates_anything(calibrated_home, tm
     assert "r.h5.journal exists (the journal of a run that did not end)" in \
         capfd.readouterr().err
     (tmp_path / "r.h5.journal").unlink()
+    # the CD figure and the CD calibration file too
+    for argv, name in ((["cd-plot", "x.csv", "--output", "taken.png"], "taken.png"),
+                       (["cd-calibrate", "x.csv", "--save", "taken.json"], "taken.json")):
+        before = _precious(tmp_path / name)
+        assert main(argv) == 2
+        assert f"{name} exists; pass --overwrite" in capfd.readouterr().err
+        assert (tmp_path / name).read_bytes() == before
     # reprocess's output too
     assert main([*SCAN, "--output", "s.csv", "--archive", "s.h5"]) == 0
     before = _precious(tmp_path / "s.reprocessed.csv")

@@ -19,11 +19,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..util.files import write_text_atomic
 from .options import (
     CliError,
     add_check,
     check_archive_input,
     check_input_file,
+    check_output_path,
     device_options,
     dwell_options,
     measures_dark,
@@ -74,7 +76,7 @@ def add_parsers(sub: Any) -> None:
 
     p = sub.add_parser("cd-plot", help="CD figure of one or more CD spectrum CSVs")
     p.add_argument("csv", type=Path, nargs="+")
-    p.add_argument("--output", type=Path, required=True, help="figure file (.png/.svg/.pdf)")
+    output_options(p, figure_required=True)
     p.add_argument("--label", action="append", default=[], help="legend label, repeatable")
     p.add_argument("--mirror", action="store_true",
                    help="R/S mirror-symmetry report of two spectra's g_abs")
@@ -93,7 +95,15 @@ def add_parsers(sub: Any) -> None:
                    help="do not store the fit with the instrument's calibration")
     p.add_argument("--save", type=Path, default=None, metavar="JSON",
                    help="write the CD calibration here (for `cplscope cd --cd-calibration`)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the --save file if it exists (otherwise it is refused)")
+    add_check(p, _check_save)
     p.set_defaults(func=run, cd_action="calibrate")
+
+
+def _check_save(args: argparse.Namespace) -> None:
+    if args.save is not None:
+        check_output_path(args.save, "--save", (), overwrite=args.overwrite)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -239,8 +249,7 @@ def _calibrate(args: argparse.Namespace) -> int:
             print(f"# CD calibration stored with the calibration of instrument {serial}; "
                   "`cplscope cd` applies it")
     if args.save is not None:
-        args.save.write_text(json.dumps(fit.calibration.to_dict(), indent=2) + "\n",
-                             encoding="utf-8")
+        write_text_atomic(args.save, json.dumps(fit.calibration.to_dict(), indent=2) + "\n")
         print(f"# CD calibration -> {args.save} (use: cplscope cd --cd-calibration "
               f"{args.save})")
     return 0

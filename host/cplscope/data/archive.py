@@ -539,7 +539,7 @@ class Archive:
         try:
             scan = scan_journal(journal)
         except JournalError as exc:
-            raise ValueError(str(exc).replace(str(journal), str(path))) from None
+            raise ValueError(str(exc)) from None
         self._fh: BinaryIO | None = open(journal, "rb")
         if temporary and os.name == "posix":
             journal.unlink(missing_ok=True)     # gone when closed, even after a crash

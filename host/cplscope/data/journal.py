@@ -232,6 +232,8 @@ def scan_journal(path: str | os.PathLike[str]) -> JournalScan:
         OSError: the file cannot be read.
     """
     p = Path(path)
+    if p.exists() and not p.is_file():     # a FIFO or a device would block the open
+        raise JournalError(f"{p} is not a file")
     with open(p, "rb") as f:
         size = os.fstat(f.fileno()).st_size
         head = f.read(_FILE_HEADER.size)

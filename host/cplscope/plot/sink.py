@@ -26,14 +26,17 @@ class PlotSink:
         if name == "stop" and len(doc.spectrum):
             from ..data.cd_spectrum import CDSpectrum
 
-            if isinstance(doc.spectrum, CDSpectrum):
-                from .cd import plot_cd as draw
-            else:
-                from .cpl import plot_cpl as draw
             # drawn beside, then renamed: a full disk or a crash never leaves half a figure
             tmp = self.path.with_name(f".{self.path.stem}.{os.getpid()}.tmp{self.path.suffix}")
             try:
-                draw(doc.spectrum, tmp, **self.options)
+                if isinstance(doc.spectrum, CDSpectrum):
+                    from .cd import plot_cd
+
+                    plot_cd(doc.spectrum, tmp, **self.options)
+                else:
+                    from .cpl import plot_cpl
+
+                    plot_cpl(doc.spectrum, tmp, **self.options)
                 os.replace(tmp, self.path)
             finally:
                 tmp.unlink(missing_ok=True)
