@@ -7,8 +7,8 @@ moment it was completed to the end, the first stretch byte-identical to an unint
 run's (the simulated instrument is deterministic), and the CSV the same rows.
 
 The kill instants are random delays (seeded) after one of three triggers: the process
-starts; its journal grows (a record was just written, the next is coming); the HDF5 file is
-being built from the journal at the end. What happens at each instant depends on the
+starts; its files grow (a record was just written to the journal, the next is coming); the
+HDF5 file is being built from the journal at the end. What happens at each instant depends on the
 machine's speed, the verdict never does."""
 from __future__ import annotations
 
@@ -55,15 +55,19 @@ def _size(path: Path) -> int:
         return -1
 
 
-def _kill_at_random(child, journal: Path, building: Path, how: str, delay: float,
+def _kill_at_random(child, files: list[Path], building: Path, how: str, delay: float,
                     power_cut: bool) -> bool:
     """Kill ``child`` at the instant ``how``/``delay`` says; False if it ended first."""
     start = time.monotonic()
-    grown_from = _size(journal)
+
+    def written() -> int:
+        return sum(max(_size(f), 0) for f in files)
+
+    grown_from = written()
     while child.poll() is None:
         if how == "start" and time.monotonic() - start >= delay:
             break
-        if how == "growth" and _size(journal) > max(grown_from, 0):
+        if how == "growth" and written() > grown_from:
             time.sleep(delay)
             break
         if how == "build" and building.exists():
@@ -105,8 +109,8 @@ def test_sigkill_at_random_instants_then_resume_equals_one_uninterrupted_run(
             how = "build"
         delay = float(rng.uniform(0.0, 0.03) if how != "start" else rng.uniform(0.2, 3.0))
         child = cplscope(*argv, cwd=run_dir, start_new_session=True)
-        killed = _kill_at_random(child, journal, building, how, delay,
-                                 power_cut=bool(rng.random() < 0.3))
+        killed = _kill_at_random(child, [journal, archive, run_dir / "r.csv"], building, how,
+                                 delay, power_cut=bool(rng.random() < 0.3))
         if not killed:
             rc, err = _finish(child)
             assert rc == 0, err

@@ -384,7 +384,7 @@ def check_range(args: argparse.Namespace) -> None:
                 args.wavelengths_nm = scan_wavelengths(st["start_nm"], st["stop_nm"],
                                                        st["step_nm"])
                 args.resume_settings = dict(st)
-                args.resume_date = arc.metadata.get("date")
+                args.resume_metadata = dict(arc.metadata)
                 check_resume_options(args, arc)
         except (OSError, ValueError, KeyError) as exc:
             raise CliError(f"--resume {resume}: {exc}") from None
@@ -574,7 +574,7 @@ def check_outputs(args: argparse.Namespace) -> None:
         from ..plans.outputs import same_run_csv
 
         same_run = (resume is not None and dest == "output"
-                    and same_run_csv(path, getattr(args, "resume_date", None)))
+                    and same_run_csv(path, getattr(args, "resume_metadata", None)))
         check_output_path(path, option, suffixes, overwrite=args.overwrite or same_run)
         if dest == "archive" and not args.overwrite:
             from ..data.archive_format import journal_path

@@ -81,7 +81,7 @@ def run_helper(command: str, source: str | os.PathLike[str], target: str | os.Pa
         return
     done_target.unlink(missing_ok=True)    # a crashed helper cannot clean up
     code = report.get("errno")
-    if command == "build" and (code in _NO_ROOM or _no_room_for(source, target)):
+    if code in _NO_ROOM or (command == "build" and _no_room_for(source, target)):
         # the HDF5 library may crash rather than report a full disk: the free space tells
         raise DiskFullError(target)
     raise HelperError(str(report.get("error")), code if isinstance(code, int) else None)

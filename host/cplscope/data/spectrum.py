@@ -14,6 +14,7 @@ import copy
 import json
 import os
 import re
+import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,6 +78,7 @@ def run_metadata(
     cal["blank_applied"] = bool(blank_applied)
     meta: dict[str, Any] = {
         "date": date or utc_now_iso(),
+        "uid": uuid.uuid4().hex,
         "instrument": dict(identify),
         "calibration": cal,
         "sample": sample if isinstance(sample, str) else dict(sample),

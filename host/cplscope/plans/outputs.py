@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ def run_sinks(*, output: str | os.PathLike[str] | None = None,
               archive: str | os.PathLike[str] | None = None, overwrite: bool = False,
               append: bool = False, progress: bool | Sink = False,
               callback: Callable[..., None] | None = None,
-              sinks: Sequence[Sink] = (), run_date: str | None = None) -> list[Sink]:
+              sinks: Sequence[Sink] = (), run: Mapping[str, Any] | None = None) -> list[Sink]:
     """The sinks of a run, in the order they get each document: the archive first (the raw
     frames are the most precious), then the CSV, the progress display, the callback and
     ``sinks``.
@@ -34,7 +34,8 @@ def run_sinks(*, output: str | os.PathLike[str] | None = None,
     The overwrite policy, checked here, before anything is measured or created: an existing
     CSV or archive is refused (FileExistsError naming it) unless ``overwrite``. A resumed run
     (``append``) appends to its own archive, and rewrites the CSV only when it is that run's
-    own (its date is ``run_date``).
+    own (the run's metadata, ``run``, has the CSV's uid, or for files older than uids, its
+    date).
 
     Args:
         output: the spectrum CSV, rewritten atomically after every point.
@@ -45,7 +46,7 @@ def run_sinks(*, output: str | os.PathLike[str] | None = None,
     """
     if archive is not None and not append:
         check_new_file(archive, overwrite=overwrite, also=(journal_path(archive),))
-    if output is not None and not (append and same_run_csv(output, run_date)):
+    if output is not None and not (append and same_run_csv(output, run)):
         check_new_file(output, overwrite=overwrite)
     out: list[Sink] = []
     if archive is not None:
@@ -62,20 +63,24 @@ def run_sinks(*, output: str | os.PathLike[str] | None = None,
     return out
 
 
-def same_run_csv(path: str | os.PathLike[str], run_date: str | None) -> bool:
-    """Whether ``path`` is the spectrum CSV (CPL or CD) of the run that started at
-    ``run_date`` (a resumed run rewrites its own CSV, never another's)."""
+def same_run_csv(path: str | os.PathLike[str], run: Mapping[str, Any] | None) -> bool:
+    """Whether ``path`` is the spectrum CSV (CPL or CD) of the run whose metadata is ``run``
+    (a resumed run rewrites its own CSV, never another's): the same uid, or, for a run older
+    than uids, the same start date."""
     from ..data.cd_spectrum import CDSpectrum
     from ..data.spectrum import Spectrum
 
     p = Path(path)
-    if run_date is None or not p.is_file():
+    if not run or not p.is_file():
         return False
     for kind in (Spectrum, CDSpectrum):
         try:
-            return kind.read_csv(p).metadata.get("date") == run_date
+            theirs = kind.read_csv(p).metadata
         except (OSError, ValueError, UnicodeDecodeError):
             continue
+        if run.get("uid") or theirs.get("uid"):
+            return theirs.get("uid") == run.get("uid")
+        return run.get("date") is not None and theirs.get("date") == run.get("date")
     return False
 
 

@@ -142,5 +142,5 @@ def resume_scan(inst: Any, archive: str | Path, *, output: str | Path | None = N
     return run_scan(inst, r.mode, r.scan_settings(), calibration=r.calibration,
                     sample=str(r.metadata.get("sample", "")), resume=r,
                     sinks=run_sinks(output=output, archive=archive, append=True,
-                                    overwrite=overwrite, run_date=r.metadata.get("date"),
+                                    overwrite=overwrite, run=r.metadata,
                                     progress=progress, callback=callback, sinks=sinks))
