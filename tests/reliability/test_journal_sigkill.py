@@ -161,3 +161,43 @@ def test_sigkill_at_random_instants_then_resume_equals_one_uninterrupted_run(
     reprocess(archive).write_csv(again)
     assert data_rows(again) == data_rows(run_dir / "r.csv")
     assert not [p.name for p in run_dir.iterdir() if p.name not in ("r.csv", "r.h5")]
+
+
+CD_SCAN = ["-q", "cd", "--sim", "--sample", "solvent", "--seed", "5", "--start", "300",
+           "--stop", "330", "--step", "2", "--periods", "1000", "--dwell", "0.1",
+           "--dark-dwell", "0.1"]
+
+
+def test_a_killed_cd_scan_resumes_with_cd_resume(calibrated_home, tmp_path):
+    """The same for `cplscope cd`: killed at three instants, `cd --resume` after each, every
+    point once, the completed ones unchanged, and the CD CSV what the archive gives."""
+    from cplscope.data.cd_spectrum import CDSpectrum
+    from cplscope.plans.reprocess import cd_reprocess
+
+    rng = np.random.default_rng(29)
+    archive, journal = tmp_path / "b.h5", tmp_path / "b.h5.journal"
+    seen: dict[tuple[int, int], tuple] = {}
+    for k in range(3):
+        argv = ([*CD_SCAN, "--output", "b.csv", "--archive", "b.h5"] if k == 0 else
+                ["-q", "cd", "--sim", "--resume", "b.h5", "--output", "b.csv"])
+        child = cplscope(*argv, cwd=tmp_path, start_new_session=True)
+        assert _kill_at_random(child, [journal, archive, tmp_path / "b.csv"],
+                               tmp_path / ".b.h5.building", "growth",
+                               float(rng.uniform(0.0, 0.03)), power_cut=k == 1)
+        child.stdout.close()
+        child.stderr.close()
+        now = archived_points(archive)
+        assert all(now.get(key) == v for key, v in seen.items())
+        seen.update(now)
+    rc, err = _finish(cplscope("-q", "cd", "--sim", "--resume", "b.h5", "--output", "b.csv",
+                               cwd=tmp_path))
+    assert rc == 0, err
+    final = archived_points(archive)
+    assert sorted(final) == [(i, 0) for i in range(16)]
+    assert all(final[key] == v for key, v in seen.items())
+    with Archive.open(archive) as arc:
+        assert arc.metadata["mode"] == "cd" and arc.metadata["sample"] == "solvent"
+    again = tmp_path / "again.csv"
+    cd_reprocess(archive).write_csv(again)
+    assert data_rows(again) == data_rows(tmp_path / "b.csv")
+    assert len(CDSpectrum.read_csv(tmp_path / "b.csv")) == 16

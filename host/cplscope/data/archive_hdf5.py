@@ -113,6 +113,8 @@ def _env() -> dict[str, str]:
 
 def _server() -> _Server:
     global _SERVER
+    if _SERVER is not None and _SERVER.owner != os.getpid():
+        _SERVER = None          # a forked process: the server's pipes are its parent's
     if _SERVER is None or _SERVER.proc.poll() is not None:
         if _SERVER is None:
             atexit.register(_shutdown)
@@ -123,7 +125,7 @@ def _server() -> _Server:
 def _shutdown() -> None:
     """At exit: end the server (EOF on its input ends it; it is idle between requests)."""
     server = _SERVER
-    if server is None:
+    if server is None or server.owner != os.getpid():
         return
     try:
         if server.proc.stdin is not None:
@@ -147,6 +149,7 @@ class _Server:
             [sys.executable, "-m", "cplscope.data.archive_hdf5", "serve"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
             env=_env())
+        self.owner = os.getpid()
         self._buffer = b""
 
     def call(self, request: dict[str, Any], timeout_s: float) -> dict[str, Any]:
