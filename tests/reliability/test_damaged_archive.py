@@ -68,10 +68,21 @@ def _write(path: Path, *, close: bool) -> None:
 
 @pytest.fixture(scope="module")
 def originals(tmp_path_factory):
-    """The bytes of one sound journal and one sound HDF5 file of the same run, and the
-    fingerprint of every point."""
+    """The bytes of one sound journal (of a run that ended, but whose HDF5 file could not be
+    built: the disk was full) and one sound HDF5 file of the same run, and the fingerprint
+    of every point."""
     folder = tmp_path_factory.mktemp("sound")
-    _write(folder / "j.h5", close=False)
+    mp = pytest.MonkeyPatch()
+
+    def no_room(journal, path):
+        raise archive_module.DiskFullError(path)
+
+    mp.setattr(archive_module, "build_hdf5", no_room)
+    try:
+        with pytest.raises(archive_module.DiskFullError):
+            _write(folder / "j.h5", close=True)
+    finally:
+        mp.undo()
     _write(folder / "h.h5", close=True)
     with Archive.open(folder / "h.h5") as arc:
         points = {p.settings.index: fingerprint(p) for p in arc}
@@ -88,12 +99,13 @@ def short_helper_limit(monkeypatch):
 
 def _check(path: Path, points: dict) -> str:
     """Open the damaged archive at ``path``: within the bound; refused naming the file, or
-    every point read back is the one written and every missing one is reported."""
+    every point read back is the one written and every missing one is reported (lost, or
+    cut short, or the run's end is missing: then it reads as a run killed earlier)."""
     t = time.monotonic()
     try:
         with Archive.open(path) as arc:
             got = {p.settings.index: fingerprint(p) for p in arc}
-            reported = bool(arc.lost) or arc.in_flight
+            reported = bool(arc.lost) or arc.in_flight or not arc.closed_cleanly
     except ValueError as exc:
         assert time.monotonic() - t < BOUND_S, "no answer in time: a hang"
         assert path.name in str(exc), str(exc)
@@ -167,7 +179,7 @@ def test_truncated_archives_keep_what_lies_before_the_cut(originals, tmp_path):
     (tmp_path / "u.h5.journal").write_bytes(data[: fifth.offset + fifth.length // 2])
     with Archive.open(tmp_path / "u.h5") as arc:
         assert [p.settings.index for p in arc] == [0, 1, 2, 3]
-        assert arc.in_flight and not arc.lost
+        assert arc.in_flight and not arc.lost and not arc.closed_cleanly
 
 
 def test_reprocess_says_what_was_lost_or_refuses_naming_the_file(calibrated_home, originals,
