@@ -86,8 +86,9 @@ class Instrument(Controller):
                          survey_callback=survey_callback)
 
     def resume(self, archive: Any, *, output: Any = None, progress: bool = False,
-               callback: Callable[..., None] | None = None, sinks: Any = ()) -> Spectrum:
+               callback: Callable[..., None] | None = None, sinks: Any = (),
+               overwrite: bool = False) -> Spectrum:
         """Continue an interrupted scan from its raw archive without repeating or losing a
         point (:func:`cplscope.plans.resume.resume_scan`)."""
         return resume_scan(self, archive, output=output, progress=progress,
-                           callback=callback, sinks=sinks)
+                           callback=callback, sinks=sinks, overwrite=overwrite)

@@ -19,10 +19,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..util.files import write_text_atomic
 from .options import (
     CliError,
     add_check,
+    check_archive_input,
     check_input_file,
+    check_output_path,
     device_options,
     dwell_options,
     measures_dark,
@@ -73,7 +76,7 @@ def add_parsers(sub: Any) -> None:
 
     p = sub.add_parser("cd-plot", help="CD figure of one or more CD spectrum CSVs")
     p.add_argument("csv", type=Path, nargs="+")
-    p.add_argument("--output", type=Path, required=True, help="figure file (.png/.svg/.pdf)")
+    output_options(p, figure=True)
     p.add_argument("--label", action="append", default=[], help="legend label, repeatable")
     p.add_argument("--mirror", action="store_true",
                    help="R/S mirror-symmetry report of two spectra's g_abs")
@@ -92,7 +95,15 @@ def add_parsers(sub: Any) -> None:
                    help="do not store the fit with the instrument's calibration")
     p.add_argument("--save", type=Path, default=None, metavar="JSON",
                    help="write the CD calibration here (for `cplscope cd --cd-calibration`)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the --save file if it exists (otherwise it is refused)")
+    add_check(p, _check_save)
     p.set_defaults(func=run, cd_action="calibrate")
+
+
+def _check_save(args: argparse.Namespace) -> None:
+    if args.save is not None:
+        check_output_path(args.save, "--save", (), overwrite=args.overwrite)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -168,20 +179,25 @@ def _scan(args: argparse.Namespace) -> int:
                        accumulations=args.accumulations, skip_hopeless=args.skip_hopeless,
                        time_budget_s=args.time_budget,
                        survey=args.survey if args.survey is not None else False,
-                       survey_callback=survey_callback, sinks=sinks)
+                       survey_callback=survey_callback, sinks=sinks,
+                       settings={"seed": args.seed if args.sim else None})
 
     return run_scan_command(args, CD_GEOMETRY, measure)[0]
 
 
 def _reprocess(args: argparse.Namespace) -> int:
     from ..plans.cd_scan import cd_reprocess
+    from ..plans.reprocess import ArchiveKindError
+    from .files import report_recovery
 
     if args.output is None:
         raise _error("give --output, the CD spectrum CSV to write")
-    if not args.archive.exists():
-        raise _error(f"{args.archive} does not exist: give the archive of a `cplscope cd "
-                     "--archive` scan")
-    spec = cd_reprocess(args.archive, baseline=args.baseline)
+    args.archive = check_archive_input(args.archive, "cplscope cd --archive")
+    try:
+        spec = cd_reprocess(args.archive, baseline=args.baseline)
+    except ArchiveKindError as exc:
+        raise _error(str(exc)) from None
+    report_recovery(spec, args.archive)
     spec.write_csv(args.output)
     print(f"# {len(spec)} points -> {args.output}")
     return 0
@@ -192,6 +208,10 @@ def _plot(args: argparse.Namespace) -> int:
     from ..plot.cd import cd_mirror_report, plot_cd
 
     specs = [CDSpectrum.read_csv(p) for p in args.csv]
+    if args.output is None:
+        from .files import default_figure
+
+        default_figure(args)
     labels = args.label or None
     if labels is not None and len(labels) != len(specs):
         raise _error(f"{len(labels)} --label for {len(specs)} files")
@@ -233,8 +253,7 @@ def _calibrate(args: argparse.Namespace) -> int:
             print(f"# CD calibration stored with the calibration of instrument {serial}; "
                   "`cplscope cd` applies it")
     if args.save is not None:
-        args.save.write_text(json.dumps(fit.calibration.to_dict(), indent=2) + "\n",
-                             encoding="utf-8")
+        write_text_atomic(args.save, json.dumps(fit.calibration.to_dict(), indent=2) + "\n")
         print(f"# CD calibration -> {args.save} (use: cplscope cd --cd-calibration "
               f"{args.save})")
     return 0

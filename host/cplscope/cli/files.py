@@ -2,44 +2,62 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
 from .options import (
     CliError,
     add_check,
+    check_archive_input,
     check_input_file,
     int_at_least,
-    is_hdf5,
     output_options,
     read_spectrum_csv,
 )
 
 
 def _check_archive_input(args: argparse.Namespace) -> None:
-    check_input_file(args.archive, "", "give the HDF5 raw archive that `cplscope scan "
-                      "--archive` wrote")
-    if not is_hdf5(args.archive):
-        raise CliError(f"{args.archive} is not an HDF5 raw archive; give the file that "
-                       "`cplscope scan --archive` wrote (a spectrum CSV is plotted with "
-                       "`cplscope plot`)")
+    args.archive = check_archive_input(args.archive, "cplscope scan --archive")
     if args.output is None:
         args.output = args.archive.with_suffix(".reprocessed.csv")
 
 
 def cmd_reprocess(args: argparse.Namespace) -> int:
-    from ..plans.reprocess import reprocess
+    from ..plans.reprocess import ArchiveKindError, reprocess
     from ..plot.cpl import plot_cpl
-    from ..settings.calibration import Calibration
+    from ..settings.calibration import Calibration, CalibrationMismatch
 
     cal = Calibration.load(args.calibration) if args.calibration else None
-    spec = reprocess(args.archive, cal)
+    try:
+        spec = reprocess(args.archive, cal, force_calibration=args.force_calibration)
+    except (ArchiveKindError, CalibrationMismatch) as exc:
+        raise CliError(str(exc).replace("force_calibration=True (--force-calibration)",
+                                        "--force-calibration")) from None
+    report_recovery(spec, args.archive)
     spec.write_csv(args.output)
     print(f"# {len(spec)} points -> {args.output}")
     if args.plot:
         plot_cpl(spec, args.plot)
         print(f"# figure -> {args.plot}")
     return 0
+
+
+def report_recovery(spec: Any, archive: Path) -> None:
+    """Say where the points came from when the run did not end cleanly, and what a damaged
+    archive lost (on stderr, one line each)."""
+    note = spec.metadata.get("reprocessed") or {}
+    if note.get("from_journal"):
+        print(f"# {archive}: the run did not end (it was killed, or is still going): "
+              f"{len(spec)} points recovered from its journal; `--resume {archive}` finishes "
+              "the scan", file=sys.stderr)
+    for line in note.get("lost") or ():
+        print(f"# lost: {line}", file=sys.stderr)
+    forced = note.get("force_calibration")
+    if forced:
+        print(f"# the calibration of {forced['calibration_serial']} was applied to a run of "
+              f"{forced['instrument_serial']} (--force-calibration; recorded in the "
+              "metadata)", file=sys.stderr)
 
 
 def _check_plot(args: argparse.Namespace) -> None:
@@ -60,13 +78,19 @@ def _check_plot(args: argparse.Namespace) -> None:
         if can_show():
             args.show = True
         else:
-            first = args.csv[0]
-            name = "+".join(dict.fromkeys(p.stem for p in args.csv)) + ".png"
-            args.output = first.parent / name
-            if args.output.exists() and not args.overwrite:
-                raise CliError(f"no display to show the figure in, and {args.output} (the "
-                               f"figure's default name, next to {first.name}) exists: pass "
-                               "--overwrite to replace it, or --output FILE.png")
+            default_figure(args)
+
+
+def default_figure(args: argparse.Namespace) -> None:
+    """``args.output``: NAME.png next to the first of ``args.csv`` (refused when it exists
+    and --overwrite was not given)."""
+    first = args.csv[0]
+    name = "+".join(dict.fromkeys(p.stem for p in args.csv)) + ".png"
+    args.output = first.parent / name
+    if args.output.exists() and not args.overwrite:
+        raise CliError(f"no display to show the figure in, and {args.output} (the "
+                       f"figure's default name, next to {first.name}) exists: pass "
+                       "--overwrite to replace it, or --output FILE.png")
 
 
 def can_show() -> bool:
@@ -107,6 +131,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def _check_reprocess_calibration(args: argparse.Namespace) -> None:
+    if args.force_calibration and args.calibration is None:
+        raise CliError("--force-calibration applies a --calibration file: give one")
     if args.calibration is not None:
         check_input_file(args.calibration, "--calibration",
                           "give a calibration file written by `cplscope calibrate`")
@@ -123,6 +149,9 @@ def add_parsers(sub: Any) -> None:
     p = sub.add_parser("reprocess", help="recompute a spectrum from a raw archive")
     p.add_argument("archive", type=Path, help="HDF5 raw archive (`cplscope scan --archive`)")
     p.add_argument("--calibration", type=Path, default=None, help="new calibration file")
+    p.add_argument("--force-calibration", action="store_true",
+                   help="apply a --calibration of another instrument (another serial) anyway; "
+                        "the result's metadata records it")
     add_check(p, _check_reprocess_calibration)
     output_options(p, csv_required=True, plot=True)
     p.set_defaults(func=cmd_reprocess)

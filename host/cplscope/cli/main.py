@@ -12,6 +12,7 @@ from .options import (
     EXIT_INTERRUPTED,
     EXIT_USAGE,
     CliError,
+    explicit_dests,
     global_options,
     join_negative_values,
     run_checks,
@@ -40,10 +41,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     130 interrupted)."""
     parser = build_parser()
     raw = list(sys.argv[1:] if argv is None else argv)
+    joined = join_negative_values(raw, parser)
     try:
-        args = parser.parse_args(join_negative_values(raw, parser))
+        args = parser.parse_args(joined)
     except SystemExit as exc:  # argparse has printed the usage mistake (or --help)
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    args.given = explicit_dests(build_parser(), joined)   # what the user typed, not defaults
     args.verbose = bool(getattr(args, "verbose", False))
     args.quiet = bool(getattr(args, "quiet", False))
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
@@ -61,6 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except (ValueError, RuntimeError, OSError, TimeoutError) as exc:
+        measured = False      # a failed run ends with its one line of error
         print(f"cplscope {args.command}: {exc}", file=sys.stderr)
         return 1
     finally:

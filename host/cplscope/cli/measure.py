@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from .session import open_session, print_point
 
 def cmd_scan(args: argparse.Namespace) -> int:
     from ..data.export import write_jasco_csv
+    from ..util.files import DiskFullError
 
     def measure(inst, sinks, survey_callback):
         return inst.scan(args.start, args.stop, args.step, dwell_s=args.dwell,
@@ -41,7 +43,13 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
     status, spec = run_scan_command(args, measure=measure)
     if args.jasco and len(spec):
-        write_jasco_csv(spec, args.jasco, ("delta_i", "intensity", "g_lum", "sigma_g"))
+        try:
+            write_jasco_csv(spec, args.jasco, ("delta_i", "intensity", "g_lum", "sigma_g"),
+                            overwrite=bool(args.overwrite))
+        except DiskFullError as exc:
+            safe = args.resume or args.archive
+            raise DiskFullError(exc.path, points=len(spec), safe_in=safe or args.output,
+                                resume=safe, complete=True) from None
         print(f"# JASCO-style export -> {args.jasco}")
     return status
 
@@ -86,7 +94,7 @@ def _check_blank(args: argparse.Namespace) -> None:
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from ..data.spectrum import Spectrum
-    from ..plans.calibrate import calibrate, calibrate_simulated, store_blank
+    from ..plans.calibrate import calibrate, calibrate_simulated, kept_parts, store_blank
 
     if args.blank is not None:
         try:
@@ -98,16 +106,22 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         n = len(cal.blank.g) if cal.blank is not None else 0
         print(f"# blank of {n} points stored in the calibration of {cal.serial}")
         return 0
+    keep = dict(keep_blank=not args.drop_blank, keep_cd=not args.drop_cd)
     if args.sim:
-        cal = calibrate_simulated(seed=args.seed, dwell_s=args.dwell)
+        cal = calibrate_simulated(seed=args.seed, dwell_s=args.dwell, **keep)
     else:
         args.auto_calibrate = False
         with open_session(args) as inst:
             input("Put the linear polarizer at +45° in the beam, then press Enter ")
             cal = calibrate(inst, dwell_s=args.dwell, wavelength_nm=args.wavelength,
                             reference_sign=args.reference_sign, dead_time_s=args.dead_time,
-                            swap_sample=lambda msg: input(msg + ", then press Enter "))
+                            swap_sample=lambda msg: input(msg + ", then press Enter "),
+                            **keep)
     print(json.dumps(cal.to_dict(), indent=1))
+    kept = kept_parts(cal)
+    if kept:
+        print(f"# kept from the stored calibration: {' and '.join(kept)} "
+              "(--drop-blank, --drop-cd leave them out)", file=sys.stderr)
     return 0
 
 
@@ -145,6 +159,10 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--blank", type=Path, default=None, metavar="CSV",
                    help="store this achiral reference's spectrum as the blank (baseline) that "
                         "scans of the same instrument subtract from g")
+    p.add_argument("--drop-blank", action="store_true",
+                   help="leave out the stored blank (kept by default)")
+    p.add_argument("--drop-cd", action="store_true",
+                   help="leave out the stored CD sign and scale (kept by default)")
     add_check(p, _check_blank)
     add_check(p, _check_calibration_wavelength)
     p.set_defaults(func=cmd_calibrate)

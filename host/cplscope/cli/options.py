@@ -411,14 +411,12 @@ def check_range(args: argparse.Namespace) -> None:
         if given:
             raise CliError(f"--resume continues the scan over the wavelengths in its archive: "
                            f"drop {', '.join(given)}")
-        check_input_file(resume, "--resume", "give the archive (--archive) of the "
-                          "interrupted scan")
-        if not is_hdf5(resume):
-            raise CliError(f"--resume {resume}: not an HDF5 archive; give the file the "
-                           "interrupted scan wrote with --archive")
-        from ..data.archive import Archive
+        from ..data.archive import Archive, archive_exists
         from ..plans.scan import scan_wavelengths
 
+        if not archive_exists(resume):
+            raise CliError(f"--resume {resume}: no such archive; give the file the "
+                           "interrupted scan wrote with --archive")
         try:
             with Archive.open(resume) as arc:
                 kind = "cd" if arc.metadata.get("mode") == "cd" else "scan"
@@ -429,7 +427,8 @@ def check_range(args: argparse.Namespace) -> None:
                 args.wavelengths_nm = scan_wavelengths(st["start_nm"], st["stop_nm"],
                                                        st["step_nm"])
                 args.resume_settings = dict(st)
-                args.resume_date = arc.metadata.get("date")
+                args.resume_metadata = dict(arc.metadata)
+                check_resume_options(args, arc)
         except (OSError, ValueError, KeyError) as exc:
             raise CliError(f"--resume {resume}: {exc}") from None
         args.wavelength_options = "--resume"
@@ -441,6 +440,133 @@ def check_range(args: argparse.Namespace) -> None:
 
     args.wavelengths_nm = scan_wavelengths(args.start, args.stop, args.step)
     args.wavelength_options = "--start/--stop"
+
+
+def explicit_dests(parser: argparse.ArgumentParser, argv: Sequence[str]) -> set[str]:
+    """The options (their ``dest``) that ``argv`` gives explicitly, as opposed to defaults:
+    ``argv`` parsed again by ``parser`` (a fresh one, which this changes) with every default
+    suppressed."""
+    def suppress(p: argparse.ArgumentParser) -> None:
+        p._defaults.clear()
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    suppress(sub)
+            elif action.dest != "help":
+                action.default = argparse.SUPPRESS
+    suppress(parser)
+    try:
+        return set(vars(parser.parse_args(list(argv))))
+    except SystemExit:
+        return set()
+
+
+#: What --resume checks against the archive: (dest, option, the archive's value from its
+#: metadata and settings). An option given explicitly must agree with it.
+_RESUMED: tuple[tuple[str, str, Callable[[dict, dict], Any]], ...] = (
+    ("seed", "--seed", lambda m, st: st.get("seed")),
+    ("bins", "--bins", lambda m, st: st.get("bins")),
+    ("periods", "--periods", lambda m, st: st.get("periods")),
+    ("hv", "--hv", lambda m, st: st.get("hv_volts")),
+    ("accumulations", "--accumulations", lambda m, st: st.get("accumulations")),
+    ("max_dwell", "--max-dwell", lambda m, st: st.get("max_dwell_s")),
+    ("skip_hopeless", "--skip-hopeless", lambda m, st: st.get("skip_hopeless")),
+    ("survey", "--survey", lambda m, st: st.get("survey") or None),
+    ("max_absorbance", "--max-absorbance",
+     lambda m, st: (m.get("cd_rules") or {}).get("max_absorbance")),
+)
+
+
+def check_resume_options(args: argparse.Namespace, arc: Any) -> None:
+    """--resume measures what its archive says, nothing else: an option given explicitly
+    that contradicts the archive (sample, seed, bins, periods, HV, dark, accumulations, dwell
+    limit, retardation, calibration, linear range, …) is refused, naming both values; the
+    simulated instrument gets the archive's sample and seed."""
+    given = getattr(args, "given", None)
+    if given is None:             # called without main(): nothing was given explicitly
+        given = set()
+    meta = arc.metadata
+    st = meta.get("settings") or {}
+    wrong: list[str] = []
+
+    def differs(ours: Any, theirs: Any) -> bool:
+        if isinstance(ours, (int, float)) and isinstance(theirs, (int, float)):
+            return not math.isclose(float(ours), float(theirs), rel_tol=1e-9, abs_tol=1e-12)
+        return ours != theirs
+
+    sample = meta.get("sample")
+    known = isinstance(sample, str) and sample not in ("", "unknown")
+    if known and given & {"sample", "sample_file"} and differs(str(args.sample_name),
+                                                               str(sample)):
+        wrong.append(f"--sample {args.sample_name} (the archive's: {sample})")
+    for dest, option, theirs_of in _RESUMED:
+        if dest not in given or not hasattr(args, dest):
+            continue
+        theirs = theirs_of(meta, st)
+        ours = getattr(args, dest)
+        if theirs is None and ours in (False, None):
+            continue
+        if theirs is None or differs(ours, theirs):
+            wrong.append(f"{option} {_shown(ours)} (the archive's: {_shown(theirs)})")
+    if given & {"no_dark", "dark_dwell"}:
+        ours_dark = "measured" if measures_dark(args) else "none"
+        if ours_dark != st.get("dark", "measured"):
+            wrong.append(f"{'--no-dark' if args.no_dark else '--dark-dwell 0'} (the archive's "
+                         f"scan measured the dark: {st.get('dark')})")
+        elif "dark_dwell" in given and ours_dark == "measured" and differs(
+                args.dark_dwell, st.get("dark_dwell_s")):
+            wrong.append(f"--dark-dwell {args.dark_dwell:g} (the archive's: "
+                         f"{_shown(st.get('dark_dwell_s'))})")
+    cal = arc.calibration
+    if "retardation" in given and args.retardation is not None:
+        commanded = st.get("a0_commanded_rad")
+        ours = (min(args.retardation / cal.retardation_scale, math.pi)
+                if cal is not None else None)
+        if commanded is None or ours is None or differs(ours, commanded):
+            wrong.append(f"--retardation {args.retardation:g} (the archive's scan commanded "
+                         f"{_shown(commanded)} rad)")
+    if "calibration" in given and args.calibration is not None:
+        from ..settings.calibration import Calibration
+
+        theirs_cal = cal.to_dict() if cal is not None else None
+        if Calibration.load(args.calibration).to_dict() != theirs_cal:
+            wrong.append(f"--calibration {args.calibration} (the archive stores the "
+                         "calibration its scan used)")
+    if "linear_rate" in given and args.linear_rate is not None and differs(
+            args.linear_rate, arc.rules.nonlinear_rate_cps):
+        wrong.append(f"--linear-rate {args.linear_rate:g} (the archive's: "
+                     f"{arc.rules.nonlinear_rate_cps:g})")
+    if wrong:
+        raise CliError(f"--resume {args.resume} continues the scan its archive recorded, and "
+                       f"these options contradict it: {'; '.join(wrong)}. Drop them (the scan "
+                       "takes the archive's values), or start a new scan")
+    if args.sim and not given & {"sample", "sample_file"}:
+        if not known:
+            raise CliError(f"--resume {args.resume}: the archive does not record which "
+                           f"simulated sample its scan measured ({sample!r}); give --sample "
+                           "NAME (or --sample-file) with that sample")
+        _sample_of_archive(args, str(sample))
+    if args.sim and "seed" not in given and isinstance(st.get("seed"), int):
+        args.seed = st["seed"]
+
+
+def _sample_of_archive(args: argparse.Namespace, sample: str) -> None:
+    """The simulated sample the archive's scan measured."""
+    try:
+        args.sample, args.sample_file = canonical_sample(sample), None
+        args.sample_name = args.sample
+    except CliError:
+        if Path(sample).is_file():
+            args.sample, args.sample_file = None, Path(sample)
+            args.sample_name = sample
+        else:
+            raise CliError(f"--resume {args.resume}: the archive's sample {sample!r} is "
+                           "neither a simulated sample nor a sample file that exists; give "
+                           "--sample-file FILE.json with the sample it measured") from None
+
+
+def _shown(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def output_options(p: argparse.ArgumentParser, *, csv: str | None = None,
@@ -490,27 +616,23 @@ def check_outputs(args: argparse.Namespace) -> None:
         resume = getattr(args, "resume", None)
         if resume is not None and dest == "archive":
             raise CliError("--resume appends to its own archive: drop --archive")
-        same_run = (resume is not None and dest == "output" and path.exists()
-                    and csv_date(path) == getattr(args, "resume_date", None))
+        from ..plans.outputs import same_run_csv
+
+        same_run = (resume is not None and dest == "output"
+                    and same_run_csv(path, getattr(args, "resume_metadata", None)))
         check_output_path(path, option, suffixes, overwrite=args.overwrite or same_run)
+        if dest == "archive" and not args.overwrite:
+            from ..data.archive_format import journal_path
+
+            if journal_path(path).exists():
+                raise CliError(f"{option} {path}: {journal_path(path)} exists (the journal of "
+                               f"a run that did not end); finish that run with `--resume "
+                               f"{path}`, or pass --overwrite to replace it")
         key = path.resolve()
         if key in seen:
             raise CliError(f"{seen[key]} and {option} are the same file {path}; give each "
                            "output its own name")
         seen[key] = option
-
-
-def csv_date(path: Path) -> Any:
-    """The run date of a spectrum CSV, CPL or CD (None when it is neither)."""
-    from ..data.cd_spectrum import CDSpectrum
-    from ..data.spectrum import Spectrum
-
-    for kind in (Spectrum, CDSpectrum):
-        try:
-            return kind.read_csv(path).metadata.get("date")
-        except (OSError, ValueError, UnicodeDecodeError):
-            continue
-    return None
 
 
 def check_output_path(path: Path, option: str, suffixes: Sequence[str], *,
@@ -533,6 +655,26 @@ def check_output_path(path: Path, option: str, suffixes: Sequence[str], *,
 
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def check_archive_input(path: Path, written_by: str) -> Path:
+    """An archive to read: its HDF5 file, or the journal of a run that did not end (the
+    archive's path is returned either way); a CliError naming the file otherwise."""
+    from ..data.archive import archive_exists
+    from ..data.archive_format import archive_path, journal_path
+
+    path = archive_path(path)
+    if not archive_exists(path):
+        raise CliError(f"{path}: no such file; give the raw archive that `{written_by}` "
+                       "wrote")
+    if journal_path(path).exists():
+        return path
+    check_input_file(path, "", f"give the raw archive that `{written_by}` wrote")
+    if not is_hdf5(path):
+        raise CliError(f"{path} is not an HDF5 raw archive; give the file that "
+                       f"`{written_by}` wrote (a spectrum CSV is plotted with `cplscope "
+                       "plot`)")
+    return path
 
 
 def is_hdf5(path: Path) -> bool:

@@ -19,7 +19,6 @@ def run_scan_command(args: argparse.Namespace, sim_options: dict[str, Any] | Non
     """Connect, run ``measure`` (or resume ``args.resume``), report; (the exit status, the
     spectrum)."""
     from ..plans.engine import ScanInterrupted
-    from ..plot.sink import PlotSink
 
     if args.resume is not None:
         _settings_of_resumed_run(args)
@@ -31,12 +30,18 @@ def run_scan_command(args: argparse.Namespace, sim_options: dict[str, Any] | Non
 
             tqdm.write(survey.summary(), file=sys.stderr)
 
-        plot = [PlotSink(args.plot, labels=[args.sample_name])] if args.plot else []
+        plot = []
+        if args.plot:   # (matplotlib is imported only for a scan that draws its figure)
+            from ..plot.sink import PlotSink
+
+            plot.append(PlotSink(args.plot, labels=[args.sample_name],
+                                 overwrite=bool(args.overwrite)))
         status = 0
         try:
             if args.resume is not None:
                 spec = inst.resume(args.resume, output=args.output, progress=not args.quiet,
-                                   callback=_live(args), sinks=plot)
+                                   callback=_live(args), sinks=plot,
+                                   overwrite=bool(args.overwrite))
             else:
                 assert measure is not None
                 spec = measure(inst, plot, show_survey)

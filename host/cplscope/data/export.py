@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
+from ..util.files import check_new_file, write_text_atomic
 from .spectrum import Spectrum
 
 __all__ = ["JASCO_QUANTITIES", "jasco_text", "write_jasco_csv"]
@@ -106,13 +107,19 @@ def jasco_text(spectrum: Spectrum, quantities: Sequence[str] = ("delta_i", "inte
 
 def write_jasco_csv(spectrum: Spectrum, path: str | os.PathLike[str],
                     quantities: Sequence[str] = ("delta_i", "intensity", "g_lum"), *,
-                    title: str | None = None, drop_nan: bool = False) -> Path:
-    """Write :func:`jasco_text` to ``path`` (CRLF line ends, as Windows software writes them).
-    For one file per quantity, call once per quantity. Returns the path."""
-    p = Path(path)
-    p.write_bytes(jasco_text(spectrum, quantities, title=title, drop_nan=drop_nan)
-                  .encode("utf-8"))
-    return p
+                    title: str | None = None, drop_nan: bool = False,
+                    overwrite: bool = False) -> Path:
+    """Write :func:`jasco_text` to ``path`` (CRLF line ends, as Windows software writes them)
+    atomically; an existing file is refused unless ``overwrite``. For one file per
+    quantity, call once per quantity. Returns the path.
+
+    Raises:
+        FileExistsError: ``path`` exists and ``overwrite`` is False.
+        DiskFullError: no room for it (nothing is left behind).
+    """
+    check_new_file(path, overwrite=overwrite)
+    return write_text_atomic(path, jasco_text(spectrum, quantities, title=title,
+                                              drop_nan=drop_nan))
 
 
 def _num(v: float) -> str:

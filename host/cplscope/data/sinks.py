@@ -1,5 +1,8 @@
 """The sinks cplscope subscribes to a run's documents (:mod:`cplscope.data.documents`): the
-spectrum CSV, the raw archive, a progress bar and a lab script's callback."""
+spectrum CSV, the raw archive, a progress bar and a lab script's callback.
+
+The file sinks say what they hold safely (:meth:`CsvSink.safe`, :meth:`ArchiveSink.safe`), so
+that a run that stops on a full disk can say where its points are."""
 from __future__ import annotations
 
 import math
@@ -8,27 +11,41 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .archive import ArchiveWriter, PointSettings
+from .archive import ArchiveWriter, PointSettings, journal_path
 
 __all__ = ["ArchiveSink", "CallbackSink", "CsvSink", "ProgressSink"]
 
 
 class CsvSink:
-    """Rewrites the spectrum CSV atomically after every point and at the end."""
+    """Rewrites the spectrum CSV atomically after every point and at the end. A run that
+    stops before its first point leaves no CSV (and an existing one untouched)."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
+        self.rows = 0
 
     def __call__(self, name: str, doc: Any) -> None:
-        if name == "event":
+        if name == "start":
+            _remove_stale_temporaries(self.path)
+        if name == "event" or (name == "stop" and (len(doc.spectrum) or self.rows)):
             doc.spectrum.write_csv(self.path)
-        elif name == "stop":
-            doc.spectrum.write_csv(self.path)
+            self.rows = len(doc.spectrum)
+
+    def safe(self) -> tuple[int, Path] | None:
+        """(points, file) the CSV holds as last written, or None before the first."""
+        return (self.rows, self.path) if self.rows else None
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """The temporary files of ``path``'s atomic rewrites that a killed run left behind."""
+    folder = path.parent if str(path.parent) else Path(".")
+    for stale in folder.glob(f".{path.name}*.tmp"):
+        stale.unlink(missing_ok=True)
 
 
 class ArchiveSink:
-    """Writes the raw HDF5 archive: every frame of every dark and point, each point's
-    context and result, flushed after every document."""
+    """Writes the raw archive: every frame of every dark and point, each point's context and
+    result, durable after every document (:class:`~cplscope.data.archive.ArchiveWriter`)."""
 
     def __init__(self, path: str | os.PathLike[str], *, overwrite: bool = False,
                  append: bool = False) -> None:
@@ -36,6 +53,16 @@ class ArchiveSink:
         self.overwrite = overwrite
         self.append = append
         self._writer: Any = None
+        self._last: Any = None
+
+    def safe(self) -> tuple[int, Path] | None:
+        """(points, file) durably in the archive so far (its journal while the run goes or
+        when the HDF5 file could not be built)."""
+        w = self._writer or self._last
+        if w is None:
+            return None
+        where = journal_path(self.path) if journal_path(self.path).exists() else self.path
+        return w.n_points, where
 
     def __call__(self, name: str, doc: Any) -> None:
         if name == "start" and self.append:
@@ -58,9 +85,12 @@ class ArchiveSink:
                                            blank=doc.blank, index=doc.index)
             self._writer.add_point(doc.frames, s, doc.result)
         elif name == "stop" and self._writer is not None:
-            self._writer.close(stream=doc.stream, exit_status=doc.exit_status,
-                               extra=doc.extra)
-            self._writer = None
+            writer, self._writer = self._writer, None
+            self._last = writer
+            if writer.n_points == 0 and not self.append:
+                writer.discard()          # no point measured: leave nothing behind
+                return
+            writer.close(stream=doc.stream, exit_status=doc.exit_status, extra=doc.extra)
 
 
 class ProgressSink:

@@ -15,6 +15,7 @@ import json
 import math
 import os
 import re
+import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,6 +79,7 @@ def run_metadata(
     cal["blank_applied"] = bool(blank_applied)
     meta: dict[str, Any] = {
         "date": date or utc_now_iso(),
+        "uid": uuid.uuid4().hex,
         "instrument": dict(identify),
         "calibration": cal,
         "sample": sample if isinstance(sample, str) else dict(sample),

@@ -15,7 +15,8 @@ from ..util.clock import utc_now_iso
 from .point import calibrate_handedness, calibrate_retardation, measure_dark
 
 __all__ = ["A0_COMMAND", "SIM_DEAD_TIME_S", "blank_from_spectrum", "calibrate",
-           "calibrate_simulated", "default_retardation", "prepare", "store_blank"]
+           "calibrate_simulated", "default_retardation", "kept_parts", "prepare",
+           "store_blank"]
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +84,13 @@ def _scale(inst) -> float:
 def calibrate(inst, *, dwell_s: float = 20.0, wavelength_nm: float = 500.0,
               reference_sign: int = 1, dead_time_s: float | None = None,
               swap_sample: Callable[[str], Any] | None = None,
-              handedness_inst=None, save: bool = True) -> Calibration:
+              handedness_inst=None, save: bool = True, keep_blank: bool = True,
+              keep_cd: bool = True) -> Calibration:
     """Run both calibration steps and return (and by default store) the calibration.
+
+    What these steps do not measure is kept from the instrument's stored calibration: the
+    blank (unless ``keep_blank`` is False) and the CD sign and scale (unless ``keep_cd`` is
+    False); :func:`kept_parts` says what was kept.
 
     Args:
         inst: the instrument, with a linear polarizer at +45° in the beam.
@@ -98,6 +104,7 @@ def calibrate(inst, *, dwell_s: float = 20.0, wavelength_nm: float = 500.0,
             reference (a real instrument); None when ``handedness_inst`` is given.
         handedness_inst: a second instrument (the simulator with the reference sample).
         save: store the result under the instrument's serial.
+        keep_blank, keep_cd: keep the stored blank and CD calibration.
     """
     serial = str(inst.info()["serial"])
     old = inst.calibration
@@ -133,11 +140,46 @@ def calibrate(inst, *, dwell_s: float = 20.0, wavelength_nm: float = 500.0,
         note=f"A0 commanded {A0_COMMAND:.6f} rad; retardation fit χ²_red {fit.chi2_red:.3f}; "
              f"handedness reference g {hand.g_measured:+.4f} ± {hand.sigma_g:.1e}",
         a0_command_rad=A0_COMMAND)
+    cal = _keep_stored(old, cal, keep_blank=keep_blank, keep_cd=keep_cd)
     inst.calibration = cal
     if save:
         path = cal.save()
         log.info("calibration of %s saved to %s", serial, path)
     return cal
+
+
+def _keep_stored(old: Calibration, new: Calibration, *, keep_blank: bool,
+                 keep_cd: bool) -> Calibration:
+    """``new`` with the blank and CD calibration of ``old`` (the same instrument's), as
+    asked."""
+    if old.is_default or old.serial != new.serial:
+        return new
+    carry: dict[str, Any] = {}
+    if keep_blank and old.blank is not None:
+        carry["blank"] = old.blank
+        if old.handedness != new.handedness:
+            log.warning("the handedness changed (%+d → %+d): the kept blank was measured with "
+                        "the other one; measure the blank again (`cplscope calibrate --blank "
+                        "CSV`) or drop it (--drop-blank)", old.handedness, new.handedness)
+    if keep_cd and old.cd is not None:
+        carry["cd"] = old.cd
+    if not carry:
+        return new
+    kept = " and ".join("the blank" if k == "blank" else "the CD calibration" for k in carry)
+    note = f"{new.note}; kept {kept} of the calibration of {old.date}"
+    return dataclasses.replace(new, note=note, **carry)
+
+
+def kept_parts(cal: Calibration) -> list[str]:
+    """What a new calibration kept from the stored one, in words (for the user)."""
+    out = []
+    if cal.blank is not None:
+        wl = cal.blank.wavelength_nm
+        out.append(f"the blank ({len(wl)} points, {wl.min():g}–{wl.max():g} nm)")
+    if cal.cd is not None:
+        out.append(f"the CD calibration (sign {int(cal.cd.get('cd_sign', 1)):+d}, scale "
+                   f"{float(cal.cd.get('cd_scale', 1.0)):g})")
+    return out
 
 
 def _prepare_for_calibration(inst) -> None:
@@ -149,16 +191,19 @@ def _prepare_for_calibration(inst) -> None:
 
 
 def calibrate_simulated(*, seed: int = 0, dwell_s: float = 20.0, save: bool = True,
+                        keep_blank: bool = True, keep_cd: bool = True,
                         **sim_options: Any) -> Calibration:
     """Calibrate the simulated instrument the way a user calibrates a real one: with the
-    ``linear-polarizer-45`` sample, then ``circular-polarizer-L`` for the handedness."""
+    ``linear-polarizer-45`` sample, then ``circular-polarizer-L`` for the handedness. The
+    stored blank and CD calibration are kept unless ``keep_blank``/``keep_cd`` is False."""
     from ..board.connection import open_controller
 
     with open_controller("sim", sample="linear-polarizer-45", seed=seed, **sim_options) as lin, \
             open_controller("sim", sample="circular-polarizer-L", seed=seed + 1,
                             **sim_options) as circ:
         return calibrate(lin, dwell_s=dwell_s, reference_sign=1,
-                         dead_time_s=SIM_DEAD_TIME_S, handedness_inst=circ, save=save)
+                         dead_time_s=SIM_DEAD_TIME_S, handedness_inst=circ, save=save,
+                         keep_blank=keep_blank, keep_cd=keep_cd)
 
 
 def blank_from_spectrum(spectrum) -> Blank:

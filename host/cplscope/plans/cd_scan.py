@@ -133,6 +133,7 @@ def cd_scan(
     time_budget_s: float | None = None,
     survey: bool | float = False,
     survey_callback: Callable[[Survey], None] | None = None,
+    settings: dict[str, Any] | None = None,
 ) -> CDSpectrum:
     """Measure a CD spectrum from ``start`` to ``stop`` nm in ``step``-nm steps.
 
@@ -157,16 +158,18 @@ def cd_scan(
             (``inst.measure_dark(...)``) to reuse.
         sample: the sample's name for the metadata (default: the simulated sample, if any).
         callback: called with (the wavelength's row, index, spectrum so far) after each point.
-        archive: HDF5 raw archive (:mod:`cplscope.data.archive`) of every frame with each
+        archive: raw archive (:mod:`cplscope.data.archive`) of every frame with each
             point's context, written as the scan goes; :func:`cd_reprocess` recomputes the CD
             spectrum from it (e.g. with another baseline), and
             :func:`cplscope.plans.resume.resume_scan` finishes an interrupted scan.
-        overwrite: replace an existing archive.
+        overwrite: replace an existing CSV or archive (otherwise FileExistsError, raised
+            before anything is measured).
         sinks: document subscribers: the same run-start / event / run-stop documents as a
             CPL scan (:mod:`cplscope.data.documents`); an event's ``result`` is the point in
             the binned model's terms (g = 2v), its ``row`` the CD row.
         accumulations, skip_hopeless, time_budget_s, survey, survey_callback: as for
             :func:`cplscope.plans.scan.scan`, with the target σ in place of σ_g.
+        settings: extra settings for the metadata (e.g. the simulator's seed).
 
     Returns:
         The :class:`CDSpectrum` (also in ``output``).
@@ -197,6 +200,7 @@ def cd_scan(
         extra.append(_RowCallback(callback))
     return run_scan(inst, mode, plan, sample=sample if sample is not None else
                     _sample_name(inst), survey_callback=survey_callback,
+                    extra_settings=settings,
                     sinks=run_sinks(output=output, archive=archive, overwrite=overwrite,
                                     sinks=[*extra, *sinks]))
 

@@ -24,10 +24,12 @@ from typing import Any
 
 import numpy as np
 
-from ..data.documents import DarkEvent, PointEvent, RunStart, RunStop, Sink, emit
+from ..data.documents import DarkEvent, PointEvent, RunStart, RunStop, Sink
 from ..data.spectrum import run_metadata
 from ..settings.calibration import Calibration
+from ..util.files import DiskFullError, is_disk_full
 from . import planning
+from .outputs import check_free_space, located_disk_full
 from .planning import BudgetPlan
 from ..science.emission import sigma_sqrt_m
 from .point import DEFAULT_MAX_DWELL_S, AnalogDark, Dark, PointMeasurement, measure_dark
@@ -180,7 +182,8 @@ def run_scan(inst: Any, mode: Any, settings: ScanSettings, *,
     run = _Run(inst, mode, settings, calibration, list(sinks), resume)
     run.open(sample, extra_settings)
     try:
-        emit(run.sinks, "start", run.start_doc())
+        run.emit("start", run.start_doc())
+        run.check_space()
         for acc in range(int(settings.accumulations)):
             todo = run.todo(acc)
             if todo:
@@ -191,9 +194,16 @@ def run_scan(inst: Any, mode: Any, settings: ScanSettings, *,
         raise ScanInterrupted(spec) from exc
     except BaseException as exc:
         run.stop("fail", f"{type(exc).__name__}: {exc}", run.spectrum())
+        if is_disk_full(exc):
+            raise run.disk_full(exc) from None
         raise
     spec = run.spectrum()
-    run.stop("success", "", spec)
+    try:
+        run.stop("success", "", spec)
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise run.disk_full(exc, complete=True) from None
+        raise
     return spec
 
 
@@ -235,6 +245,26 @@ class _Run:
             self.seq = self.resume.replay(self.assembler, self.mode)
             self.extra["resumed"] = self.extra.get("resumed", 0) + 1
 
+    def emit(self, name: str, doc: Any) -> None:
+        """Send a document to every sink, in order."""
+        for sink in self.sinks:
+            _send(sink, name, doc)
+
+    def check_space(self) -> None:
+        """Warn before a scan whose archive may not fit on its disk."""
+        try:
+            frame_s = float(self.inst.frame_time_s())
+        except Exception:  # noqa: BLE001 - a board that cannot say: no prediction
+            return
+        n = sum(len(self.todo(acc)) for acc in range(int(self.settings.accumulations)))
+        check_free_space(self.sinks, self.settings, n_points=n, frame_s=frame_s,
+                         n_bins=self.n_bins)
+
+    def disk_full(self, exc: BaseException, complete: bool = False) -> DiskFullError:
+        """``exc`` as the one-line error that says how many points are safe where."""
+        return located_disk_full(exc, self.sinks, command="cd" if self.mode.name == "cd"
+                                 else "scan", complete=complete)
+
     def start_doc(self) -> RunStart:
         return RunStart.new(self.metadata, self.wavelengths.tolist(),
                             accumulations=int(self.settings.accumulations),
@@ -255,7 +285,7 @@ class _Run:
         sv = self.survey(todo, common) if self.settings.surveys else None
         if fresh is not None:
             dark = common["dark"] = self.settle_dark(dark, sv)
-            emit(self.sinks, "dark", DarkEvent(acc, fresh, dark))
+            self.emit("dark", DarkEvent(acc, fresh, dark))
         self.matter = self.matter_rate(dark, sv)
         self.note_sensitivity(dark, sv)
         if sv is not None:
@@ -364,7 +394,7 @@ class _Run:
                 sv.horizon_s, dark.total_rate_cps, dark.sigma_total_rate_cps,
                 dark.frames.span, self.mode.rules.snr_min)
         self.extra["survey"] = sv.as_dict()
-        emit(self.sinks, "survey", sv)
+        self.emit("survey", sv)
         if callback is not None:
             callback(sv)
         if st.time_budget_s is not None:
@@ -418,7 +448,7 @@ class _Run:
         self.seq += 1
         if self.plan is not None:
             self.extra["plan"] = self.plan.report()
-        emit(self.sinks, "event", PointEvent(
+        self.emit("event", PointEvent(
             self.seq, i, acc, point.context, received, point.raw_result, row,
             correction if isinstance(correction, tuple) else None, self.spectrum(), point,
             frame_time_s=getattr(frames, "frame_time_s", math.nan),
@@ -431,12 +461,30 @@ class _Run:
     def stop(self, status: str, reason: str, spec: Any) -> None:
         doc = RunStop(status, reason, dict(spec.metadata.get("stream") or {}) or None, spec,
                       extra=dict(self.extra))
-        try:
-            emit(self.sinks, "stop", doc)
-        except Exception:
+        failures = []
+        for sink in self.sinks:       # every sink gets the stop, whichever failed before
+            try:
+                _send(sink, "stop", doc)
+            except Exception as exc:  # noqa: BLE001 - reported below
+                failures.append(exc)
+        for failure in failures:
             if status == "success":
-                raise
-            log.exception("a sink failed while the run stopped (%s)", reason)
+                raise failure
+            if not is_disk_full(failure):   # after a full disk, the other files fail too
+                log.error("a sink failed while the run stopped (%s): %s", reason, failure)
+
+
+def _send(sink: Any, name: str, doc: Any) -> None:
+    """``sink(name, doc)``; a sink that finds the disk full raises a
+    :class:`~cplscope.util.files.DiskFullError` naming its file."""
+    try:
+        sink(name, doc)
+    except DiskFullError:
+        raise
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise DiskFullError(getattr(sink, "path", None) or "an output file") from exc
+        raise
 
 
 def _health(point: PointMeasurement) -> tuple[str, ...]:

@@ -31,12 +31,17 @@ from ..science.results import (
     FLAG_UNDETECTED,
     FlagRules,
 )
-from ..settings.calibration import Blank, Calibration
+from ..settings.calibration import Blank, Calibration, CalibrationMismatch
 from ..util.clock import utc_now_iso
 from .modes import Emission, Transmission, mode_from_metadata
 from .resume import replay_point
 
-__all__ = ["cd_reprocess", "reprocess"]
+__all__ = ["ArchiveKindError", "cd_reprocess", "reprocess"]
+
+
+class ArchiveKindError(ValueError):
+    """An archive of the other kind: a CD scan's given to the CPL reprocessing or resume,
+    or a CPL scan's to the CD one."""
 
 #: Flags the pipeline derives from the frames and the context; reprocessing recomputes them
 #: and keeps any other flag a stored result carries.
@@ -47,7 +52,7 @@ DERIVED_FLAGS = frozenset({FLAG_NO_EMISSION, FLAG_UNDETECTED, FLAG_LINEAR_POL,
 
 def reprocess(path: str | os.PathLike[str], calibration: Calibration | None = None,
               blank: Blank | None = None, *, rules: FlagRules | None = None,
-              sinks: Sequence[Sink] = ()) -> Spectrum:
+              sinks: Sequence[Sink] = (), force_calibration: bool = False) -> Spectrum:
     """Recompute a CPL spectrum from an archive's frames, through the same point pipeline
     and document stream as the run (one row per wavelength, accumulations combined, the blank
     subtracted once).
@@ -64,21 +69,29 @@ def reprocess(path: str | os.PathLike[str], calibration: Calibration | None = No
             blank if a calibration is given (none if it has none), else the run's.
         rules: flag thresholds; the archive's by default.
         sinks: document subscribers (e.g. a :class:`~cplscope.data.sinks.CsvSink`).
+        force_calibration: apply a ``calibration`` of another instrument (another serial)
+            anyway; the metadata records it (``reprocessed.force_calibration``).
 
     Returns:
-        A :class:`Spectrum` whose metadata notes the reprocessing.
+        A :class:`Spectrum` whose metadata notes the reprocessing (``reprocessed``: date,
+        archive, and what could not be read from a damaged archive, ``lost``).
 
     Raises:
-        ValueError: for the archive of a CD scan (:func:`cd_reprocess` reads those).
+        ArchiveKindError: for the archive of a CD scan (:func:`cd_reprocess` reads those).
+        CalibrationMismatch: ``calibration`` is another instrument's (without
+            ``force_calibration``).
+        ValueError: the archive cannot be read (the message names the file).
     """
     with Archive.open(path) as arc:
         if arc.metadata.get("mode") == "cd":
-            raise ValueError(f"{path} is the archive of a CD scan: reprocess it with "
-                             "`cplscope cd-reprocess` (cplscope.plans.reprocess.cd_reprocess)")
+            raise ArchiveKindError(
+                f"{arc.path} is the archive of a CD scan: reprocess it with `cplscope "
+                "cd-reprocess` (cplscope.plans.reprocess.cd_reprocess)")
         old = arc.calibration
         if calibration is not None and old is None:
             raise ValueError(f"{path} stores no calibration, so a new one cannot be applied "
                              "relative to it")
+        forced = _check_serial(arc, calibration, force_calibration)
         meta = dict(arc.metadata)
         if calibration is not None:
             cal = {k: v for k, v in calibration.to_dict().items()
@@ -93,8 +106,24 @@ def reprocess(path: str | os.PathLike[str], calibration: Calibration | None = No
         mode = Emission(rules=rules or arc.rules, blank=use_blank or arc.blank)
         own_blank = calibration is None and blank is None
         job = _Reprocessing(arc, mode, meta, calibration, old,
-                            None if own_blank else (use_blank, True))
+                            None if own_blank else (use_blank, True), forced)
         return job.run(sinks)
+
+
+def _check_serial(arc: Archive, calibration: Calibration | None,
+                  force: bool) -> dict[str, str] | None:
+    """Refuse another instrument's calibration unless forced; what to record when forced."""
+    owner = str((arc.metadata.get("instrument") or {}).get("serial", ""))
+    if calibration is None or not owner or calibration.serial == owner:
+        return None
+    if not force:
+        raise CalibrationMismatch(
+            f"the calibration is instrument {calibration.serial!r}'s, but {arc.path} was "
+            f"measured on {owner!r}: its A0, φ0 and handedness belong to another optical "
+            "setup (possibly a flipped sign). Use that instrument's calibration, or apply this "
+            "one anyway with force_calibration=True (--force-calibration); the result records "
+            "that choice")
+    return {"calibration_serial": calibration.serial, "instrument_serial": owner}
 
 
 def cd_reprocess(archive: str | os.PathLike[str], *,
@@ -112,9 +141,9 @@ def cd_reprocess(archive: str | os.PathLike[str], *,
     with Archive.open(archive) as arc:
         meta = dict(arc.metadata)
         if meta.get("mode") != "cd":
-            raise ValueError(f"{archive} is not the archive of a CD scan (mode "
-                             f"{meta.get('mode')!r}): reprocess a CPL scan with "
-                             "`cplscope reprocess`")
+            raise ArchiveKindError(
+                f"{arc.path} is not the archive of a CD scan (it is a CPL scan's): reprocess "
+                "it with `cplscope reprocess`")
         base = _baseline_of(baseline, meta)
         mode = mode_from_metadata(meta, rules=arc.rules, blank=None, baseline=base,
                                   cd_calibration=cd_calibration,
@@ -129,7 +158,7 @@ def cd_reprocess(archive: str | os.PathLike[str], *,
         if baseline is not None:
             meta["baseline"] = str(baseline) if not isinstance(baseline, CDSpectrum) else \
                 mode.baseline_label
-        return _Reprocessing(arc, mode, meta, None, arc.calibration, None).run(sinks)
+        return _Reprocessing(arc, mode, meta, None, arc.calibration, None, None).run(sinks)
 
 
 def _baseline_of(given: Any, meta: dict[str, Any]) -> CDSpectrum | None:
@@ -155,6 +184,7 @@ class _Reprocessing:
     calibration: Calibration | None
     old: Calibration | None
     blank: tuple[Blank | None, bool] | None
+    forced: dict[str, str] | None
 
     def run(self, sinks: Sequence[Sink]) -> Any:
         arc, subscribers = self.arc, list(sinks)
@@ -184,9 +214,16 @@ class _Reprocessing:
                 assembler.spectrum(arc.stream), frame_time_s=s.frame_time_s,
                 dwell_s=s.dwell_s, bin_span=s.bin_span))
         extra: dict[str, Any] = dict(arc.extra)
-        if arc.exit_status == "abort":
+        if arc.exit_status == "abort" or not arc.closed_cleanly:
             extra["interrupted"] = True
-        extra["reprocessed"] = {"date": utc_now_iso(), "archive": str(arc.path)}
+        note: dict[str, Any] = {"date": utc_now_iso(), "archive": str(arc.path)}
+        if arc.source == "journal":
+            note["from_journal"] = True      # the run did not end: killed, or still going
+        if arc.lost:
+            note["lost"] = list(arc.lost)
+        if self.forced is not None:
+            note["force_calibration"] = self.forced
+        extra["reprocessed"] = note
         spec = assembler.spectrum(arc.stream, **extra)
         emit(subscribers, "stop", RunStop("success", "", arc.stream, spec))
         return spec

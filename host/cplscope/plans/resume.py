@@ -55,6 +55,8 @@ class ArchivedRun:
             self.extra = {k: v for k, v in (arc.extra or {}).items() if k != "interrupted"}
             self.points = list(arc)
             darks = arc.darks
+            #: what a damaged archive lost: those points are measured again
+            self.lost = list(arc.lost)
         serial = str(inst.info()["serial"])
         owner = str(self.metadata.get("instrument", {}).get("serial", ""))
         if owner != serial:
@@ -111,7 +113,7 @@ def _dark_of(arc_dark: Any) -> Dark:
 
 def resume_scan(inst: Any, archive: str | Path, *, output: str | Path | None = None,
                 progress: bool = False, callback: Callable[..., None] | None = None,
-                sinks: Sequence[Sink] = ()) -> Any:
+                sinks: Sequence[Sink] = (), overwrite: bool = False) -> Any:
     """Continue an interrupted or aborted scan (CPL or CD) from its raw archive.
 
     The settings, calibration, mode (blank; baseline and CD calibration), flag rules and the
@@ -119,7 +121,9 @@ def resume_scan(inst: Any, archive: str | Path, *, output: str | Path | None = N
     again) and the missing ones are measured and appended to the same archive, so the result
     is the spectrum one uninterrupted run gives. The instrument must be the one that started
     the scan, set up the same way (bins, periods, HV, retardation:
-    :meth:`cplscope.Instrument.prepare`).
+    :meth:`cplscope.Instrument.prepare`). An archive whose run was killed (only its journal
+    is there) resumes the same way. ``output`` may be the scan's own CSV (it is rewritten);
+    another existing file is refused unless ``overwrite``.
 
     Returns:
         The spectrum (a :class:`~cplscope.data.spectrum.Spectrum`, or a
@@ -128,12 +132,15 @@ def resume_scan(inst: Any, archive: str | Path, *, output: str | Path | None = N
     r = ArchivedRun(archive, inst)
     st = r.settings
     status = inst.status()
-    for key in ("bins", "periods"):
-        if st.get(key) is not None and status.get(key) != st.get(key):
-            raise ValueError(f"the scan in {archive} used {key} = {st.get(key)}, the instrument "
-                             f"has {status.get(key)}: configure it as the scan was "
-                             f"(--{key} {st.get(key)})")
+    for key, option in (("bins", "bins"), ("periods", "periods"), ("hv_volts", "hv")):
+        ours, theirs = status.get("hv_set_volts" if key == "hv_volts" else key), st.get(key)
+        if theirs is not None and ours != theirs:
+            raise ValueError(f"the scan in {archive} used {key} = {theirs}, the instrument "
+                             f"has {ours}: configure it as the scan was (--{option} "
+                             f"{theirs}); a resumed scan never measures under other "
+                             "settings than its archive's")
     return run_scan(inst, r.mode, r.scan_settings(), calibration=r.calibration,
                     sample=str(r.metadata.get("sample", "")), resume=r,
                     sinks=run_sinks(output=output, archive=archive, append=True,
+                                    overwrite=overwrite, run=r.metadata,
                                     progress=progress, callback=callback, sinks=sinks))

@@ -57,12 +57,14 @@ def scan(inst, start: float, stop: float, step: float, *, dwell_s: float | None 
             calibration's blank, if any and if it covers the scan).
         callback: called as ``callback(point, index, accumulation)`` after every point.
         output: CSV path, rewritten after every point (a partial file is always valid).
-        archive: HDF5 raw-archive path, appended after every point.
+        archive: raw-archive path: every point is durable in its journal before it counts
+            (docs/data-files.md, "Durability"); the HDF5 file is built when the scan ends.
         progress: show a tqdm progress bar.
         sample: sample name for the metadata.
         settings: extra settings for the metadata.
         skip_hopeless: stop a point once its target σ is out of reach (flag ``hopeless``).
-        overwrite: replace an existing archive.
+        overwrite: replace an existing CSV or archive (otherwise FileExistsError, raised
+            before anything is measured).
         sinks: further document subscribers, ``sink(name, document)``.
         time_budget_s: plan the counting time of the whole scan (s, survey included): a
             survey pass measures every point briefly, then the rest of the budget goes where
@@ -83,6 +85,8 @@ def scan(inst, start: float, stop: float, step: float, *, dwell_s: float | None 
 
     Raises:
         ScanInterrupted: on Ctrl-C, with the partial spectrum (already saved).
+        FileExistsError: ``output`` or ``archive`` exists and ``overwrite`` is False.
+        DiskFullError: the disk filled up; its message says how many points are safe where.
     """
     plan = ScanSettings(start, stop, step, dwell_s=dwell_s, target=target_sigma,
                         max_dwell_s=max_dwell_s, accumulations=accumulations, dark=dark,
