@@ -114,6 +114,8 @@ class Controller:
         self._overload: Event | None = None
         self._calibration: Calibration | None = None
         self._rate_limits: RateLimits | None = None
+        self.analog_binning: tuple[int, int] = (16, 5000)
+        """Analog mode's host-side phase binning: (bins, PEM periods per frame)."""
 
     # --- identity ---------------------------------------------------------------------------
 

@@ -36,22 +36,45 @@ def default_retardation(bins: int = 16, phase_offset_rad: float = 0.0) -> float:
     return optimal_retardation(int(bins), phase_offset_rad)
 
 
-def prepare(inst, *, bins: int = 16, periods: int = 10000, hv_volts: float = 800.0,
-            a0_rad: float | None = None, open_shutter: bool = True) -> None:
-    """Put the instrument in counting mode, ready to measure: B bins, K periods per frame,
-    PMT HV (V), A0 (rad) held constant across wavelengths, shutter open.
+#: The analog mode's default A0 (rad): the 1f lock-in's convention, π/2 (docs/estimator.md).
+ANALOG_A0 = math.pi / 2
+#: The analog mode's default frame: 5000 PEM periods (0.1 s at 50 kHz), so that a 1-s point
+#: has the 10 frames an analog σ needs to be useful (docs/estimator.md).
+ANALOG_FRAME_PERIODS = 5000
 
-    ``a0_rad`` None: :func:`default_retardation` for ``bins``. The retardation command is
-    corrected by the calibration's scale, so the PEM really produces ``a0_rad``. The board's
-    overload guard is set to the instrument's damage limit (:mod:`cplscope.settings.rate_limits`), and its
-    stored monochromator settings (:mod:`cplscope.settings.monochromator`) are sent before it homes."""
-    inst.configure_counting(bins=bins, periods=periods)
+
+def prepare(inst, *, bins: int = 16, periods: int | None = None, hv_volts: float = 800.0,
+            a0_rad: float | None = None, open_shutter: bool = True,
+            mode: str = "counting") -> None:
+    """Put the instrument in ``mode`` (``"counting"`` or ``"analog"``), ready to measure: B
+    bins, K periods per frame, PMT HV (V), A0 (rad) held constant across wavelengths,
+    shutter open.
+
+    ``periods`` None: 10000 for counting, :data:`ANALOG_FRAME_PERIODS` for analog (where the
+    board streams raw ADC blocks and the host bins them into ``bins`` × ``periods`` frames).
+    ``a0_rad`` None: :func:`default_retardation` for ``bins`` (counting), π/2 (analog). The
+    retardation command is corrected by the scale of the mode's calibration
+    (:meth:`~cplscope.settings.calibration.Calibration.for_mode`), so the PEM really produces
+    ``a0_rad``. The board's overload guard is set to the instrument's damage limit
+    (:mod:`cplscope.settings.rate_limits`), and its stored monochromator settings
+    (:mod:`cplscope.settings.monochromator`) are sent before it homes."""
+    if mode not in ("counting", "analog"):
+        raise ValueError(f"mode must be 'counting' or 'analog', got {mode!r}")
+    if mode == "analog":
+        inst.analog_binning = (int(bins), int(periods or ANALOG_FRAME_PERIODS))
+        inst.configure_analog()
+    else:
+        inst.configure_counting(bins=bins, periods=periods or 10000)
     _apply_mono_config(inst)
     limits = getattr(inst, "rate_limits", None)
     if limits is not None:
         inst.set_limits(max_count_rate_cps=limits.damage_cps)
     inst.set_hv(hv_volts)
-    target = default_retardation(bins, _phase_offset(inst)) if a0_rad is None else float(a0_rad)
+    if a0_rad is not None:
+        target = float(a0_rad)
+    else:
+        target = ANALOG_A0 if mode == "analog" else default_retardation(bins,
+                                                                          _phase_offset(inst))
     scale = _scale(inst)
     inst.set_retardation(min(target / scale, math.pi))
     if open_shutter:

@@ -29,6 +29,7 @@ from ..data.spectrum import run_metadata
 from ..settings.calibration import Calibration
 from . import planning
 from .planning import BudgetPlan
+from .detection import Analog, detection_for
 from .point import DEFAULT_MAX_DWELL_S, AnalogDark, Dark, PointMeasurement, measure_dark
 from .point import measure_point, retardation_in_force
 from .survey import Survey
@@ -158,8 +159,7 @@ def run_scan(inst: Any, mode: Any, settings: ScanSettings, *,
     """
     settings.check()
     mode.check_grid(settings.wavelengths_nm.tolist())
-    if settings.surveys and inst.mode == "analog":
-        raise ValueError("the survey and the time budget work in counting mode")
+    _check_detection(inst, settings)
     run = _Run(inst, mode, settings, calibration, list(sinks), resume)
     run.open(sample, extra_settings)
     try:
@@ -333,6 +333,22 @@ class _Run:
             if status == "success":
                 raise
             log.exception("a sink failed while the run stopped (%s)", reason)
+
+
+def _check_detection(inst: Any, settings: ScanSettings) -> None:
+    """What a scan in the instrument's detection mode cannot do, refused before anything is
+    measured (analog mode: docs/estimator.md, "Analog mode")."""
+    det = detection_for(inst)
+    if not isinstance(det, Analog):
+        return
+    if settings.surveys:
+        raise ValueError("the survey and the time budget work in counting mode")
+    if settings.dark is False or settings.dark is None:
+        raise ValueError("an analog scan needs the dark level (the front end's offset, which "
+                         "would otherwise count as light and pull g towards 0): use "
+                         "dark=True (the CLI without --no-dark) or give an AnalogDark")
+    if settings.dwell_s is not None:
+        det.check_dwell(inst, float(settings.dwell_s))
 
 
 def _health(point: PointMeasurement) -> tuple[str, ...]:

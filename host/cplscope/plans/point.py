@@ -19,7 +19,7 @@ from ..science.frames import FrameSet
 from ..science.pipeline import PointContext, Retardation
 from ..science.results import FlagRules, PointResult, subtract_blank
 from ..settings.calibration import Calibration
-from .detection import Analog, Counting, detection_for
+from .detection import ANALOG_MIN_FRAMES, Analog, Counting, detection_for
 from .planning import is_hopeless
 
 __all__ = ["DEFAULT_MAX_DWELL_S", "FLAG_HOPELESS", "AnalogDark", "Dark", "PointMeasurement",
@@ -77,17 +77,27 @@ class Dark:
 
 @dataclass(frozen=True)
 class AnalogDark:
-    """Dark level of the analog path (shutter closed): ADC offset plus PMT dark current.
+    """Dark level of the analog path (shutter closed): the front end's offset (its bias,
+    docs/build.md) plus the PMT's dark current. Every analog point subtracts it: without it
+    the offset would count as light and pull g towards 0 by M/(M + offset).
 
     Attributes:
         level: mean ADC reading (ADC counts), the same in every bin.
-        sigma: its standard uncertainty (ADC counts).
+        sigma: its standard uncertainty (ADC counts): the scatter of the dark's frame means
+            over √n_frames.
         dwell_s: sampling time, s.
+        noise: the scatter (SD) of one dark frame's mean level, ADC counts: the front end's
+            and the dark current's noise at this frame length (NaN when not measured).
+        n_frames: frames the dark was measured in (0: not known).
+        frame_periods: PEM periods per frame of that measurement (0: not known).
     """
 
     level: float
     sigma: float
     dwell_s: float
+    noise: float = math.nan
+    n_frames: int = 0
+    frame_periods: int = 0
 
     def per_frame(self, frame_time_s: float) -> float:
         return self.level
@@ -131,27 +141,20 @@ class PointMeasurement:
 DEFAULT_MAX_DWELL_S = 300.0
 
 
-def measure_dark(inst, dwell_s: float = 10.0, *, n_bins: int = 16,
-                 frame_periods: int = 5000) -> Dark | AnalogDark:
+def measure_dark(inst, dwell_s: float = 10.0, *, n_bins: int | None = None,
+                 frame_periods: int | None = None) -> Dark | AnalogDark:
     """Close the shutter, count (or sample) for ``dwell_s`` s, restore the shutter. Returns
-    the per-bin dark rate, or in analog mode the dark level."""
+    the per-bin dark rate, or in analog mode the dark level (the front end's offset) and its
+    noise, binned as the points will be (``inst.analog_binning`` unless given)."""
     if not (math.isfinite(dwell_s) and dwell_s > 0):
         raise ValueError(f"the dark dwell must be > 0 s, got {dwell_s!r}")
     was_open = bool(inst.status().get("shutter_open"))
     inst.close_shutter()
     try:
         if inst.mode == "analog":
-            af = inst.acquire_analog(duration_s=dwell_s, n_bins=n_bins,
-                                     frame_periods=frame_periods)
-            af.check()
-            m = af.means
-            if m.shape[0] < 2:
-                raise RuntimeError("the analog dark measurement gave fewer than 2 frames: "
-                                   "measure longer")
-            per_frame = np.nanmean(m, axis=1)
-            return AnalogDark(level=float(per_frame.mean()),
-                              sigma=float(per_frame.std(ddof=1) / np.sqrt(len(per_frame))),
-                              dwell_s=af.dwell_s)
+            det = detection_for(inst)
+            return _analog_dark(inst, dwell_s, n_bins or det.n_bins,  # type: ignore[union-attr]
+                                frame_periods or det.frame_periods)  # type: ignore[union-attr]
         frames = inst.acquire(duration_s=dwell_s)
     finally:
         if was_open:
@@ -162,6 +165,19 @@ def measure_dark(inst, dwell_s: float = 10.0, *, n_bins: int = 16,
     total = frames.counts.sum(axis=0, dtype=np.float64)
     return Dark(rate_cps=total / t, sigma_rate_cps=np.sqrt(np.maximum(total, 1.0)) / t,
                 dwell_s=t, frames=frames)
+
+
+def _analog_dark(inst, dwell_s: float, n_bins: int, frame_periods: int) -> AnalogDark:
+    af = inst.acquire_analog(duration_s=dwell_s, n_bins=n_bins, frame_periods=frame_periods)
+    af.check()
+    per_frame = np.nanmean(af.means, axis=1) if af.n_frames else np.empty(0)
+    if per_frame.size < ANALOG_MIN_FRAMES:
+        raise RuntimeError(f"the analog dark gave {per_frame.size} usable frames, fewer than "
+                           f"{ANALOG_MIN_FRAMES}: measure it longer (--dark-dwell)")
+    noise = float(per_frame.std(ddof=1))
+    return AnalogDark(level=float(per_frame.mean()), sigma=noise / math.sqrt(per_frame.size),
+                      dwell_s=af.dwell_s, noise=noise, n_frames=int(per_frame.size),
+                      frame_periods=int(frame_periods))
 
 
 def retardation_in_force(inst) -> Retardation:
@@ -241,6 +257,8 @@ def measure_point(inst, mode: Any, *, dwell_s: float | None = None,
     _check_dwell(dwell_s, target, max_dwell_s, prior)
     det = detection_for(inst)
     _check_dark(det, dark)
+    if isinstance(det, Analog) and dwell_s is not None and prior is None:
+        det.check_dwell(inst, float(dwell_s), warn=False)
     cal = calibration if calibration is not None else inst.calibration
     wl = wavelength_nm if wavelength_nm is not None else inst.wavelength_nm
     if wl is None:
@@ -273,7 +291,12 @@ def _check_dwell(dwell_s: float | None, target: float | None, max_dwell_s: float
 
 
 def _check_dark(det: Any, dark: Any) -> None:
-    if isinstance(det, Analog) and dark is not None and not isinstance(dark, AnalogDark):
+    if isinstance(det, Analog) and dark is None:
+        raise ValueError("analog mode needs the dark level: the front end's offset would "
+                         "otherwise count as light and pull g towards 0. Measure it "
+                         "(measure_dark in analog mode, or a scan with dark=True; the CLI "
+                         "without --no-dark)")
+    if isinstance(det, Analog) and not isinstance(dark, AnalogDark):
         raise ValueError("in analog mode the dark must be an AnalogDark (measure_dark in "
                          "analog mode)")
     if isinstance(det, Counting) and isinstance(dark, AnalogDark):
@@ -289,7 +312,7 @@ class _PointLoop:
         self.inst, self.mode, self.det, self.wl, self.cal = inst, mode, det, wl, cal
         self.dark, self.common = dark, common
         self.ret = retardation_in_force(inst)
-        self.min_frames = 2 if isinstance(det, Analog) else 1
+        self.min_frames = det.min_frames
 
     def context(self, frames: Any, **kw: Any) -> PointContext:
         return self.det.context(self.wl, self.cal, self.ret, self.dark, frames,
@@ -318,7 +341,7 @@ class _PointLoop:
         else:
             frames = self.acquire(min(floor, max_dwell_s))
         while True:
-            if frames.n_frames < self.min_frames:
+            if frames.n_frames < self.det.useful_frames:
                 if frames.n_frames == 0 or frames.dwell_s >= max_dwell_s:
                     return frames, "max_dwell", ()
                 frames = frames.extend(self.acquire(max(frames.dwell_s, 0.5)))
@@ -341,7 +364,8 @@ class _PointLoop:
         if frames.n_frames < self.min_frames:
             raise RuntimeError("no usable frame was measured (all were excluded: check the PEM "
                                "lock and the overload guard)" if frames.n_frames == 0 else
-                               "fewer than 2 complete analog frames: measure longer")
+                               f"{frames.n_frames} complete analog frames, fewer than "
+                               f"{self.min_frames}: measure longer")
         ctx = self.mode.context(self.context(frames), target, reason, extra)
         est, raw = self.det.process(frames, ctx, self.mode.binned_rules)
         merit, product = self.mode.finish(est, ctx, raw, self.det.frame_flags(frames))
