@@ -186,7 +186,9 @@ class _Run:
     def __init__(self, inst: Any, mode: Any, settings: ScanSettings,
                  calibration: Calibration | None, sinks: list[Sink], resume: Any) -> None:
         self.inst, self.mode, self.settings, self.sinks = inst, mode, settings, sinks
-        self.cal = calibration if calibration is not None else inst.calibration
+        detection = detection_for(inst).name
+        self.cal = (calibration if calibration is not None else inst.calibration).for_mode(
+            detection)
         self.wavelengths = settings.wavelengths_nm
         self.resume = resume
         self.extra: dict[str, Any] = dict(resume.extra) if resume is not None else {}
@@ -196,6 +198,11 @@ class _Run:
             log.warning("instrument %s is not calibrated: A0, φ0 and the handedness are "
                         "defaults, so the result has an unknown sign and scale. Run "
                         "`cplscope calibrate`.", self.cal.serial)
+        elif self.cal.mode != detection:
+            log.warning("instrument %s has no %s calibration: the scan uses the %s one, so the "
+                        "analog front end's phase lag and gain are not corrected (g can be off "
+                        "by a few %%). Run `cplscope calibrate --mode %s`.", self.cal.serial,
+                        detection, self.cal.mode, detection)
 
     def open(self, sample: str, extra_settings: dict[str, Any] | None) -> None:
         """The run's metadata and its assembler (with the resumed points replayed)."""
