@@ -23,6 +23,7 @@ from .options import (
     CliError,
     add_check,
     check_input_file,
+    detection_options,
     device_options,
     dwell_options,
     measures_dark,
@@ -52,6 +53,7 @@ def add_parsers(sub: Any) -> None:
     range_options(p)
     dwell_options(p, cd=True)
     scan_options(p)
+    detection_options(p)
     p.add_argument("--baseline", type=Path, default=None, metavar="CSV",
                    help="a `cplscope cd` scan of the solvent/cell on the same grid")
     p.add_argument("--cd-calibration", type=Path, default=None, metavar="JSON",

@@ -32,7 +32,7 @@ from ..data.cd_spectrum import CDSpectrum
 from ..data.documents import Sink
 from ..demod import Estimate
 from ..science.cd import BaselinePoint, CDCalibration, CDPointResult, CDRules
-from .engine import ScanSettings, run_scan, scan_wavelengths
+from .engine import ScanSettings, check_archive, run_scan, scan_wavelengths
 from .modes import Transmission, _baseline_conversion
 from .outputs import run_sinks
 from .point import DEFAULT_MAX_DWELL_S, measure_point
@@ -187,6 +187,7 @@ def cd_scan(
                         skip_hopeless=skip_hopeless, time_budget_s=time_budget_s,
                         survey=survey)
     plan.check()
+    check_archive(inst, archive)
     mode = _mode(inst, plan, baseline, cd_calibration, rules,
                  "g_abs" if target_sigma_g_abs is not None else "delta_a")
     stream = sys.stderr if progress is True else (progress or None)
@@ -207,6 +208,12 @@ def _mode(inst: Any, plan: ScanSettings, baseline: Any, cd_calibration: CDCalibr
     if baseline is None:
         return Transmission(calibration=cal, rules=rules, merit=merit)
     base = baseline if isinstance(baseline, CDSpectrum) else CDSpectrum.read_csv(Path(baseline))
+    measured_in = (base.metadata.get("settings") or {}).get("mode")
+    if measured_in in ("counting", "analog") and measured_in != inst.mode:
+        raise ValueError(f"the baseline was measured in {measured_in} mode and this scan is in "
+                         f"{inst.mode} mode: its rates are in other units (counts/s against "
+                         "ADC counts), so A would be meaningless. Measure the baseline in "
+                         f"{inst.mode} mode")
     return Transmission.with_baseline(base, label=_baseline_label(baseline, base),
                                       wavelengths_nm=plan.wavelengths_nm.tolist(),
                                       calibration=cal, rules=rules, merit=merit)

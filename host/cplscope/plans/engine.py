@@ -35,7 +35,7 @@ from .point import measure_point, retardation_in_force
 from .survey import Survey
 from .survey import survey as run_survey
 
-__all__ = ["ScanInterrupted", "ScanSettings", "run_scan", "scan_wavelengths"]
+__all__ = ["ScanInterrupted", "ScanSettings", "check_archive", "run_scan", "scan_wavelengths"]
 
 log = logging.getLogger(__name__)
 
@@ -340,6 +340,13 @@ class _Run:
             if status == "success":
                 raise
             log.exception("a sink failed while the run stopped (%s)", reason)
+
+
+def check_archive(inst: Any, archive: Any) -> None:
+    """Refuse a raw archive in analog mode (it holds counting frames)."""
+    if archive is not None and detection_for(inst).name == "analog":
+        raise ValueError("the raw archive holds counting frames; in analog mode save the "
+                         "spectrum CSV (output=, --output) and leave the archive out")
 
 
 def _check_detection(inst: Any, settings: ScanSettings) -> None:

@@ -186,8 +186,8 @@ class CDRules:
 
     Attributes:
         min_snr: ``opaque`` when the transmitted signal's significance (its score against the
-            dark when the estimate gives one, else M/σ_M) is below this. 20 keeps σ(A) from
-            the sample's counts below 0.022.
+            dark when the estimate gives one, else M/σ_M; in analog mode always M/σ_M) is
+            below this. 20 keeps σ(A) from the sample's counts below 0.022.
         max_absorbance: ``opaque`` when A (against the baseline) exceeds this. On a real
             instrument stray light and the detector's linearity make A ≳ 3 unreliable long
             before the counts run out; the twin has no stray light, so this is the only limit
@@ -347,7 +347,9 @@ def cd_point(
     if baseline is None:
         flags.insert(0, FLAG_NO_BASELINE)
 
-    z = float(getattr(est, "emission_z", _NAN))
+    # analog: emission_z is a t test at n_frames − 1 dof, whose z cannot pass ~15 with 20
+    # frames however bright the light; the rule is about σ(A), i.e. M/σ_M (Wald)
+    z = float(getattr(est, "emission_z", _NAN)) if est.noise == "poisson" else _NAN
     snr = z if math.isfinite(z) else (rate / sigma_rate if sigma_rate > 0 else _NAN)
     v, sigma_v = 0.5 * float(est.g_lum), 0.5 * float(est.sigma_g)
     a_raw = _NAN
