@@ -59,13 +59,23 @@ def combined_scores(seed: int, trials: int, frames: tuple[int, ...],
     ``frames`` frames each (and signal ``levels``)."""
     rng = np.random.default_rng(seed)
     levels = levels or (200.0,) * len(frames)
-    pulls, dofs = np.empty(trials), np.empty(trials)
+    pulls, dofs, old = np.empty(trials), np.empty(trials), np.empty(trials)
     for i in range(trials):
-        point = combine_points([accumulation(rng, f, level=lv) for f, lv in zip(frames, levels)])
+        acc = [accumulation(rng, f, level=lv) for f, lv in zip(frames, levels)]
+        point = combine_points(acc)
         pulls[i] = (point.g_lum - G_TRUE) / point.sigma_g
         dofs[i] = point.dof_sigma
+        old[i] = old_rule_pulls([acc])[0]
     z = stats.norm.ppf(stats.t.cdf(pulls, dofs))
+    print(f"\n{len(frames)} × {frames[0]} frames, old rule: pull SD {old.std(ddof=1):.3f}")
     return pulls, dofs, z
+
+
+def old_rule_pulls(sets: list[list[PointResult]]) -> np.ndarray:
+    """Pulls of the rule before issue 21: 1/σ̂² weights, σ taken as exact."""
+    g = np.array([[p.g_lum for p in acc] for acc in sets])
+    w = 1.0 / np.array([[p.sigma_g for p in acc] for acc in sets]) ** 2
+    return (np.sum(w * g, axis=1) / w.sum(axis=1) - G_TRUE) * np.sqrt(w.sum(axis=1))
 
 
 def check_normal(z: np.ndarray) -> None:
@@ -125,9 +135,7 @@ def test_combining_is_calibrated_for_equal_and_unequal_accumulations(frames, sig
           f"{pulls.std(ddof=1):.3f}, normal score mean {z.mean():+.3f} SD {z.std(ddof=1):.3f}, "
           f"median dof {np.median(dofs):.1f}")
     check_normal(z)
-    g = np.array([[p.g_lum for p in acc] for acc in sets])
-    w = 1.0 / np.array([[p.sigma_g for p in acc] for acc in sets]) ** 2
-    old = (np.sum(w * g, axis=1) / w.sum(axis=1) - G_TRUE) * np.sqrt(w.sum(axis=1))
+    old = old_rule_pulls(sets)
     print(f"old rule: pull SD {old.std(ddof=1):.3f}")
     with pytest.raises(AssertionError):
         check_normal(old)

@@ -27,6 +27,7 @@ from .options import (
     device_options,
     dwell_options,
     measures_dark,
+    non_negative,
     output_options,
     positive,
     range_options,
@@ -61,6 +62,15 @@ def add_parsers(sub: Any) -> None:
                         "instrument calibration's, else +1 and 1)")
     p.add_argument("--max-absorbance", type=positive(""), default=3.0,
                    help="points above this absorbance are flagged opaque (3)")
+    g = p.add_argument_group("lamp drift (docs/cd.md)")
+    g.add_argument("--lamp-every", type=non_negative(" s"), default=60.0, metavar="SECONDS",
+                   help="read the lamp at the reference wavelength every SECONDS of measuring "
+                        "(60; 0: never, and σ(A) leaves the lamp's drift out)")
+    g.add_argument("--lamp-dwell", type=positive(" s"), default=5.0, metavar="SECONDS",
+                   help="dwell of a lamp reading, s (5)")
+    g.add_argument("--lamp-reference", type=positive(" nm"), default=None, metavar="NM",
+                   help="the wavelength read (default: the scan's longest, where an "
+                        "absorbing sample usually transmits most)")
     output_options(p, csv="cd.csv", archive=True, plot=True)
     add_check(p, check_cd)
     p.set_defaults(func=run, cd_action="scan")
@@ -170,9 +180,18 @@ def _scan(args: argparse.Namespace) -> int:
                        accumulations=args.accumulations, skip_hopeless=args.skip_hopeless,
                        time_budget_s=args.time_budget,
                        survey=args.survey if args.survey is not None else False,
-                       survey_callback=survey_callback, sinks=sinks)
+                       survey_callback=survey_callback, sinks=sinks, lamp=_lamp(args))
 
     return run_scan_command(args, CD_GEOMETRY, measure)[0]
+
+
+def _lamp(args: argparse.Namespace) -> Any:
+    from ..science.lamp import LampMonitor
+
+    if not args.lamp_every:
+        return None
+    return LampMonitor(every_s=args.lamp_every, dwell_s=args.lamp_dwell,
+                       reference_nm=args.lamp_reference)
 
 
 def _reprocess(args: argparse.Namespace) -> int:

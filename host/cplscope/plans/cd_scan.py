@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from os import PathLike
 from pathlib import Path
 from typing import Any, TextIO
@@ -32,6 +33,7 @@ from ..data.cd_spectrum import CDSpectrum
 from ..data.documents import Sink
 from ..demod import Estimate
 from ..science.cd import BaselinePoint, CDCalibration, CDPointResult, CDRules
+from ..science.lamp import LampMonitor
 from .engine import ScanSettings, check_archive, run_scan, scan_wavelengths
 from .modes import Transmission, _baseline_conversion
 from .outputs import run_sinks
@@ -133,6 +135,7 @@ def cd_scan(
     time_budget_s: float | None = None,
     survey: bool | float = False,
     survey_callback: Callable[[Survey], None] | None = None,
+    lamp: LampMonitor | None = LampMonitor(),
 ) -> CDSpectrum:
     """Measure a CD spectrum from ``start`` to ``stop`` nm in ``step``-nm steps.
 
@@ -167,6 +170,10 @@ def cd_scan(
             the binned model's terms (g = 2v), its ``row`` the CD row.
         accumulations, skip_hopeless, time_budget_s, survey, survey_callback: as for
             :func:`cplscope.plans.scan.scan`, with the target σ in place of σ_g.
+        lamp: how the scan watches its lamp (:class:`~cplscope.science.lamp.LampMonitor`,
+            default: a 2-s reading at the longest wavelength every 60 s): A is corrected for
+            the lamp's drift and σ(A) holds it (docs/cd.md, "Lamp drift"). None: not watched
+            (σ(A) is photon noise alone; the metadata says so).
 
     Returns:
         The :class:`CDSpectrum` (also in ``output``).
@@ -188,8 +195,8 @@ def cd_scan(
                         survey=survey)
     plan.check()
     check_archive(inst, archive)
-    mode = _mode(inst, plan, baseline, cd_calibration, rules,
-                 "g_abs" if target_sigma_g_abs is not None else "delta_a")
+    mode = replace(_mode(inst, plan, baseline, cd_calibration, rules,
+                         "g_abs" if target_sigma_g_abs is not None else "delta_a"), lamp=lamp)
     stream = sys.stderr if progress is True else (progress or None)
     extra: list[Sink] = []
     if stream is not None:

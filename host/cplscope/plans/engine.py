@@ -26,6 +26,7 @@ import numpy as np
 
 from ..data.documents import DarkEvent, PointEvent, RunStart, RunStop, Sink, emit
 from ..data.spectrum import run_metadata
+from ..science.lamp import LampDrift, LampReading, frame_times_s
 from ..settings.calibration import Calibration
 from . import planning
 from .planning import BudgetPlan
@@ -219,6 +220,7 @@ class _Run:
                 identify=self.inst.info(), calibration=self.cal, sample=sample or "unknown",
                 settings=run_settings, blank_applied=blank is not None))
         self.assembler = self.mode.assembler(self.metadata)
+        self.lamp = _LampWatch(self)
         if self.resume is not None:
             self.seq = self.resume.replay(self.assembler, self.mode)
             self.extra["resumed"] = self.extra.get("resumed", 0) + 1
@@ -239,12 +241,17 @@ class _Run:
         """Measure the points ``todo`` of accumulation ``acc``."""
         dark, source = self.dark(acc)
         common = dict(calibration=self.cal, dark=dark, accumulation=acc, dark_source=source)
+        self.lamp.plan(len(todo))
+        self.lamp.read(acc, common)
         sv: Survey | None = None
         if self.settings.surveys:
             sv = self.survey(todo, common, survey_callback)
         for k, i in enumerate(todo):
+            if k and self.lamp.due():
+                self.lamp.read(acc, common)
             point = self.point(i, k, sv, common)
             self.event(i, acc, point)
+        self.lamp.read(acc, common)
 
     def dark(self, acc: int) -> tuple[Dark | AnalogDark | None, str]:
         """The dark of accumulation ``acc`` and how the points refer to it."""
@@ -315,9 +322,11 @@ class _Run:
         correction = self.mode.correction_at(wl)
         frames = point.frames
         received = frames.all_received() if hasattr(frames, "all_received") else frames
+        times = frame_times_s(frames)
+        self.lamp.last_point_s = float(times.mean()) if times.size else math.nan
         row = self.assembler.add(i, acc, point.raw_result, correction,
                                  estimate=point.estimate, health=_health(point),
-                                 extra_flags=point.context.extra_flags)
+                                 extra_flags=point.context.extra_flags, times_s=times)
         self.seq += 1
         if self.plan is not None:
             self.extra["plan"] = self.plan.report()
@@ -340,6 +349,71 @@ class _Run:
             if status == "success":
                 raise
             log.exception("a sink failed while the run stopped (%s)", reason)
+
+
+#: Lamp readings an accumulation should have at least (with a fixed dwell, foreseeable).
+_MIN_READINGS = 5
+#: The run's first lamp reading lasts this many reading dwells.
+_ANCHOR_DWELLS = 4
+
+
+class _LampWatch:
+    """The lamp readings of a run whose mode watches its lamp (``mode.lamp``, a
+    :class:`~cplscope.science.lamp.LampMonitor`; CD): one before the first and after the
+    last point of each accumulation, and one whenever ``every_s`` of measuring has passed
+    since the last. They go into the run's metadata (``lamp``) and the assembler, which
+    corrects every point for the lamp's drift."""
+
+    def __init__(self, run: _Run) -> None:
+        self.run = run
+        self.monitor = getattr(run.mode, "lamp", None)
+        stored = run.extra.get("lamp")
+        self.readings = [LampReading.from_dict(r) for r in stored.get("readings", [])] \
+            if isinstance(stored, dict) else []
+        self.last_s = self.readings[-1].time_s if self.readings else math.nan
+        self.last_point_s = math.nan
+        self.every_s = math.inf
+        if self.readings:
+            run.assembler.set_lamp(self.readings)
+
+    def plan(self, n_points: int) -> None:
+        """The interval for an accumulation of ``n_points``: ``every_s``, shorter when a
+        fixed dwell foresees fewer than 5 readings (the model needs them to see the drift
+        bend)."""
+        if self.monitor is None:
+            return
+        self.every_s = self.monitor.every_s
+        dwell = self.run.settings.dwell_s
+        if dwell is not None:
+            self.every_s = min(self.every_s, n_points * float(dwell) / (_MIN_READINGS - 1))
+
+    def due(self) -> bool:
+        """Whether the interval has passed since the last reading."""
+        return (self.monitor is not None and math.isfinite(self.last_point_s)
+                and not self.last_point_s - self.last_s < self.every_s)
+
+    def read(self, acc: int, common: dict[str, Any]) -> None:
+        """Take one reading (nothing when the mode does not watch its lamp)."""
+        if self.monitor is None:
+            return
+        run = self.run
+        wl = self.monitor.wavelength(run.wavelengths.tolist())
+        run.inst.move_to(wl)
+        # the first reading anchors every point of the run (A is relative to the lamp then):
+        # its noise is common to all of them, so it counts longer
+        dwell = self.monitor.dwell_s * (1 if self.readings else _ANCHOR_DWELLS)
+        m = measure_point(run.inst, run.mode, dwell_s=dwell, wavelength_nm=wl, **common)
+        times = frame_times_s(m.frames)
+        r = m.raw_result
+        reading = LampReading(float(times.mean()) if times.size else math.nan, r.intensity,
+                              r.sigma_intensity, wl, acc)
+        self.readings.append(reading)
+        self.last_s = reading.time_s
+        run.assembler.set_lamp(self.readings)
+        drift = LampDrift.fit(self.readings)
+        run.extra["lamp"] = {**self.monitor.to_dict(),
+                             "readings": [x.to_dict() for x in self.readings],
+                             **(drift.summary() if drift is not None else {})}
 
 
 def check_archive(inst: Any, archive: Any) -> None:

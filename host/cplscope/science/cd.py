@@ -306,6 +306,7 @@ def cd_point(
     subtract_baseline_cd: bool = True,
     dwell_limit: bool = False,
     frame_flags: Iterable[str] = (),
+    lamp: tuple[float, float] | None = None,
 ) -> CDPointResult:
     """Build the CD result of one wavelength from the estimate of its transmission frames.
 
@@ -321,6 +322,10 @@ def cd_point(
         subtract_baseline_cd: subtract the baseline's ΔA (the usual CD baseline correction).
         dwell_limit: the point stopped at the maximum dwell before reaching its target σ.
         frame_flags: frame-health flags to pass through.
+        lamp: (L, σ_lnL): the lamp's level while the point was measured relative to the
+            run's first lamp reading, and the σ of its log (:class:`~cplscope.science.lamp.
+            LampDrift`); the rate is divided by L and σ_lnL enters its relative σ, so A and
+            σ(A) hold the lamp's drift. None: not monitored (σ(A) is photon noise alone).
 
     Returns:
         The :class:`CDPointResult`. σ(A) = (1/ln10)·√((σ_I/I)² + (σ_I0/I_0)²); σ(ΔA) from σ_v
@@ -362,6 +367,12 @@ def cd_point(
         return CDPointResult(wl, _NAN, _NAN, _NAN, _NAN, _NAN, _NAN, _NAN, _NAN,
                              float(est.chi2_red), int(est.n_frames), dwell,
                              tuple([FLAG_OPAQUE] + flags), _NAN, rate, sigma_rate)
+    if lamp is not None:
+        level, sigma_log = float(lamp[0]), float(lamp[1])
+        rate /= level
+        sigma_rate = math.hypot(sigma_rate / level, rate * sigma_log)
+        if baseline is not None and baseline.rate_cps > 0:
+            a_raw = -math.log10(rate / baseline.rate_cps)
 
     k = calibration.factor
     dda_dv = -(2.0 / LN10) / (1.0 - v * v)        # d ΔA_raw / dv
