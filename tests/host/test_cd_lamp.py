@@ -18,8 +18,8 @@ from cplscope.data.cd_spectrum import FLAG_LAMP_UNKNOWN, CDAssembler
 from cplscope.plans.cd_scan import cd_scan
 from cplscope.science.cd import CDCalibration, CDRules
 from cplscope.science.lamp import LampDrift, LampMonitor, LampReading
-from cplscope.settings.calibration import Calibration
 from cplscope.sim.bench import Bench
+from test_cd_scan import calibrated
 
 
 def drift_scores(rng: np.random.Generator, kind: str, trials: int) -> np.ndarray:
@@ -92,15 +92,6 @@ def flat_samples(tmp_path) -> tuple[str, str]:
     nd.write_text(json.dumps({"name": "nd", "wavelength_nm": [250.0, 700.0],
                               "absorbance": [0.55, 0.55], "delta_a": [0.002, 0.002]}))
     return str(cell), str(nd)
-
-
-def calibrated(inst):
-    inst.calibration = Calibration(a0_rad=math.pi / 2, phase_offset_rad=0.3, handedness=1,
-                                   dead_time_s=18e-9, serial=inst.info()["serial"],
-                                   date="2026-01-01T00:00:00+00:00", source="test",
-                                   a0_command_rad=math.pi / 2)
-    inst.prepare(bins=16, periods=10000, hv_volts=800)
-    return inst
 
 
 def test_absorbance_pulls_on_the_twin_hold_the_lamp_drift(home, tmp_path):

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -49,6 +50,37 @@ def _model(params, n_bins, span, u, dark):
     m, a0, phi0 = params
     lay = bin_layout(n_bins, float(a0), float(np.remainder(phi0, 2 * np.pi)), span)
     return m * (lay.w + u * lay.c) + dark
+
+
+def _fit_a0_phase(p: np.ndarray, model: Any, observed: np.ndarray, weight: Any, cost: Any,
+                  what: str) -> tuple[np.ndarray, np.ndarray]:
+    """Scoring iterations for (M, A0, φ0) from the start ``p``: Fisher matrix JᵀWJ and
+    gradient JᵀW(observed − model) with W = ``weight(model)``, J by central differences, a
+    quarter step when a full one raises ``cost``. Returns (p, Fisher matrix)."""
+    fisher = np.eye(3)
+    for _ in range(50):
+        mu = model(p)
+        jac = np.empty((mu.size, 3))
+        for i in range(3):
+            dp = np.zeros(3)
+            dp[i] = 1e-6 * (abs(p[i]) if i == 0 else 1.0)
+            jac[:, i] = (model(p + dp) - model(p - dp)) / (2 * dp[i])
+        w = weight(mu)
+        fisher = (jac.T * w) @ jac
+        try:
+            delta = np.linalg.solve(fisher, jac.T @ (w * (observed - mu)))
+        except np.linalg.LinAlgError as exc:
+            raise ValueError(f"the {what} do not constrain A0 and φ0 (is the light linearly "
+                             "polarized at 45°?)") from exc
+        new = p + delta
+        new[1] = np.clip(new[1], 1e-3, np.pi)
+        if cost(new) > cost(p):
+            new = p + 0.25 * delta
+        done = np.all(np.abs(new - p) <= 1e-10 * np.maximum(np.abs(p), 1.0))
+        p = new
+        if done:
+            break
+    return p, fisher
 
 
 def fit_retardation(counts: np.ndarray, *, dark: float | np.ndarray = 0.0,
@@ -104,32 +136,9 @@ def fit_retardation(counts: np.ndarray, *, dark: float | np.ndarray = 0.0,
             if best is None or dev < best[0]:
                 best = (dev, np.array([m, a0, phi]))
     assert best is not None
-    p = best[1]
-    steps = np.array([1e-6, 1e-6, 1e-6])
-    for _ in range(50):
-        mu = np.maximum(_model(p, n_bins, bin_span, linear, d), 1e-12)
-        jac = np.empty((n_bins, 3))
-        for i in range(3):
-            h = steps[i] * (abs(p[i]) if i == 0 else 1.0)
-            dp = np.zeros(3)
-            dp[i] = h
-            jac[:, i] = (_model(p + dp, n_bins, bin_span, linear, d)
-                         - _model(p - dp, n_bins, bin_span, linear, d)) / (2 * h)
-        fisher = (jac.T / mu) @ jac
-        grad = jac.T @ ((n - mu) / mu)
-        try:
-            delta = np.linalg.solve(fisher, grad)
-        except np.linalg.LinAlgError as exc:
-            raise ValueError("the counts do not constrain A0 and φ0 (is the light linearly "
-                             "polarized at 45°?)") from exc
-        new = p + delta
-        new[1] = np.clip(new[1], 1e-3, np.pi)
-        if deviance(new) > deviance(p):
-            new = p + 0.25 * delta
-        done = np.all(np.abs(new - p) <= 1e-10 * np.maximum(np.abs(p), 1.0))
-        p = new
-        if done:
-            break
+    p, fisher = _fit_a0_phase(
+        best[1], lambda q: np.maximum(_model(q, n_bins, bin_span, linear, d), 1e-12), n,
+        lambda mu: 1.0 / mu, deviance, "counts")
     cov = np.linalg.inv(fisher)
     mu = np.maximum(_model(p, n_bins, bin_span, linear, d), 1e-12)
     per_frame = mu / n_frames
@@ -197,28 +206,8 @@ def fit_retardation_analog(means: np.ndarray, sampled_phases: SampledPhases | No
     starts = [np.array([y.mean() / shape(a0, phi).mean(), a0, phi])
               for a0 in np.linspace(0.3, np.pi, 10)
               for phi in np.linspace(0, np.pi, 18, endpoint=False)]
-    p = min(starts, key=cost)
-    for _ in range(50):
-        jac = np.empty((y.size, 3))
-        for i in range(3):
-            h = 1e-6 * (abs(p[i]) if i == 0 else 1.0)
-            dp = np.zeros(3)
-            dp[i] = h
-            jac[:, i] = (model(p + dp) - model(p - dp)) / (2 * h)
-        fisher = (jac.T * weight) @ jac
-        try:
-            delta = np.linalg.solve(fisher, jac.T @ (weight * (y - model(p))))
-        except np.linalg.LinAlgError as exc:
-            raise ValueError("the frames do not constrain A0 and φ0 (is the light linearly "
-                             "polarized at 45°?)") from exc
-        new = p + delta
-        new[1] = np.clip(new[1], 1e-3, np.pi)
-        if cost(new) > cost(p):
-            new = p + 0.25 * delta
-        done = np.all(np.abs(new - p) <= 1e-10 * np.maximum(np.abs(p), 1.0))
-        p = new
-        if done:
-            break
+    p, fisher = _fit_a0_phase(min(starts, key=cost), model, y, lambda mu: weight, cost,
+                              "frames")
     cov = np.linalg.inv(fisher)
     dof = y.size - 3
     return RetardationFit(
