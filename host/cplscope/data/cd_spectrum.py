@@ -39,8 +39,9 @@ from .spectrum import TableFormat, read_table, table_text
 __all__ = ["CD_MARKER", "FLAG_LAMP_UNKNOWN", "CDAssembler", "CDSpectrum", "MODE",
            "cd_metadata"]
 
-#: The run watches its lamp but had fewer than 2 usable readings when the row was made: its
-#: A and σ(A) hold no lamp drift (an interrupted scan, an opaque reference wavelength).
+#: The run watches its lamp but had fewer than 2 usable readings when the row was made, or
+#: was resumed (the two sessions' clocks are not linked): its A and σ(A) hold no lamp drift
+#: (an interrupted or resumed scan, an opaque reference wavelength).
 FLAG_LAMP_UNKNOWN = "lamp_unknown"
 
 #: Second line of every CD spectrum CSV; identifies the format.
@@ -203,6 +204,8 @@ class CDAssembler:
         lamp = self.metadata.get("lamp")
         self.watches_lamp = isinstance(lamp, Mapping)
         readings = lamp.get("readings", []) if isinstance(lamp, Mapping) else []
+        if isinstance(lamp, Mapping) and lamp.get("resumed"):
+            readings = []       # two sessions, two clocks: nothing links their readings
         self._drift = LampDrift.fit([LampReading.from_dict(r) for r in readings])
 
     def set_lamp(self, readings: Sequence[LampReading]) -> None:

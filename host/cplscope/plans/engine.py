@@ -367,14 +367,15 @@ class _LampWatch:
     def __init__(self, run: _Run) -> None:
         self.run = run
         self.monitor = getattr(run.mode, "lamp", None)
-        stored = run.extra.get("lamp")
-        self.readings = [LampReading.from_dict(r) for r in stored.get("readings", [])] \
-            if isinstance(stored, dict) else []
-        self.last_s = self.readings[-1].time_s if self.readings else math.nan
-        self.last_point_s = math.nan
+        self.readings: list[LampReading] = []
+        self.last_s = self.last_point_s = math.nan
         self.every_s = math.inf
-        if self.readings:
-            run.assembler.set_lamp(self.readings)
+        if self.monitor is not None and run.resume is not None:
+            # the board's clock of this session does not continue the interrupted one's, so
+            # no reading links the two: the resumed run's A holds no lamp correction
+            self.monitor = None
+            run.extra["lamp"] = {**dict(run.extra.get("lamp") or {}), "resumed": True}
+            run.assembler.set_lamp([])
 
     def plan(self, n_points: int) -> None:
         """The interval for an accumulation of ``n_points``: ``every_s``, shorter when a
