@@ -405,7 +405,7 @@ class _LampWatch:
         dwell = self.monitor.dwell_s * (1 if self.readings else _ANCHOR_DWELLS)
         m = measure_point(run.inst, run.mode, dwell_s=dwell, wavelength_nm=wl, **common)
         times = frame_times_s(m.frames)
-        r = m.raw_result
+        r = m.raw_result if m.raw_result is not None else m.result
         reading = LampReading(float(times.mean()) if times.size else math.nan, r.intensity,
                               r.sigma_intensity, wl, acc)
         self.readings.append(reading)

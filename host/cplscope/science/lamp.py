@@ -155,7 +155,7 @@ class LampDrift:
         return cls(t, y, s2, tuple((float(a), float(length), float(x))
                                    for a, length, x in zip(grid, lens, w)))
 
-    def factors(self, times_s: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    def factors(self, times_s: Sequence[float] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(L(t)/L(t₀), σ of ln that ratio) at ``times_s``, t₀ the first reading's time."""
         ts = np.asarray(times_s, dtype=np.float64)
         mean = np.zeros(ts.size)
@@ -174,7 +174,7 @@ class LampDrift:
             object.__setattr__(self, "_gps", cached)
         return cached
 
-    def level(self, times_s: Sequence[float]) -> tuple[float, float]:
+    def level(self, times_s: Sequence[float] | np.ndarray) -> tuple[float, float]:
         """(mean of L(t)/L(t₀), σ of its log) over the times of one point's frames (a point
         whose frames lie in two stretches, a survey's and its own, averages both). The
         frames' errors are one drift's: their σ are averaged, not added in quadrature."""
