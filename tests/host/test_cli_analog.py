@@ -52,16 +52,18 @@ def test_calibrate_dark_point_and_scan_in_analog_mode(analog_home, tmp_path, cap
 def test_cd_in_analog_mode_needs_an_analog_baseline(analog_home, tmp_path, capsys):
     base, sample = tmp_path / "base.csv", tmp_path / "r.csv"
     cd = ["-q", "cd", "--sim", "--mode", "analog", "--start", "426", "--stop", "446", "--step",
-          "20", "--dwell", "2", "--dark-dwell", "1"]
+          "20", "--dwell", "2", "--dark-dwell", "1", "--lamp-every", "0"]
     assert main(cd + ["--sample", "solvent", "--output", str(base)]) == 0
     assert main(cd + ["--sample", "R-Cs4PbBr6", "--baseline", str(base), "--output",
                       str(sample)]) == 0
     spec = CDSpectrum.read_csv(sample)
     assert spec.metadata["settings"]["mode"] == "analog"
+    assert spec.metadata["lamp"].startswith("not watched")
     assert np.all(np.isfinite(spec.absorbance)) and np.all(spec.absorbance > 0.1)
     counting = tmp_path / "counting.csv"
     assert main(["-q", "cd", "--sim", "--start", "426", "--stop", "446", "--step", "20",
-                 "--dwell", "1", "--sample", "solvent", "--output", str(counting)]) == 0
+                 "--dwell", "1", "--sample", "solvent", "--lamp-every", "0", "--output",
+                 str(counting)]) == 0
     capsys.readouterr()
     assert main(cd + ["--sample", "R-Cs4PbBr6", "--baseline", str(counting), "--output",
                       str(tmp_path / "mixed.csv")]) == 1

@@ -28,8 +28,10 @@ __all__ = ["LampDrift", "LampMonitor", "LampReading", "frame_times_s"]
 # Maximum-likelihood grid of the drift's amplitude a (relative) and time scale ℓ (s).
 _AMPLITUDES = np.logspace(-5.0, -1.0, 13)
 _LENGTHS = 11
-# Grid points whose likelihood is below this fraction of the best one are left out.
+# Grid points whose likelihood is below this fraction of the best one are left out, and at
+# most this many of the likeliest are kept.
 _WEIGHT_MIN = 1e-2
+_HYPER_MAX = 24
 # A point's frames are represented by at most this many times.
 _TIMES_PER_POINT = 8
 
@@ -148,7 +150,7 @@ class LampDrift:
         lengths = np.logspace(math.log10(shortest), math.log10(10.0 * span), _LENGTHS)
         ll = np.array([_log_likelihoods(t, y, s2, float(length)) for length in lengths])
         w = np.exp(ll - ll.max())
-        keep = w > _WEIGHT_MIN
+        keep = w > max(_WEIGHT_MIN, float(np.sort(w, axis=None)[-_HYPER_MAX]))
         w = w[keep] / w[keep].sum()
         grid = np.broadcast_to(_AMPLITUDES, ll.shape)[keep]
         lens = np.broadcast_to(lengths[:, None], ll.shape)[keep]
