@@ -33,13 +33,15 @@ class Instrument(Controller):
     Units: wavelengths in nm, times in s, retardation in rad, HV in V, counts in counts.
     """
 
-    def prepare(self, *, bins: int = 16, periods: int = 10000, hv_volts: float = 800.0,
-                a0_rad: float | None = None, open_shutter: bool = True) -> None:
-        """Counting mode, ready to measure: ``bins`` phase bins, ``periods`` PEM periods per
-        frame, PMT HV (V), A0 (rad) held constant across wavelengths, shutter open. ``a0_rad``
-        None: the counting default (:func:`cplscope.plans.calibrate.default_retardation`)."""
+    def prepare(self, *, bins: int = 16, periods: int | None = None,
+                hv_volts: float = 800.0, a0_rad: float | None = None,
+                open_shutter: bool = True, mode: str = "counting") -> None:
+        """Counting (or ``mode="analog"``) mode, ready to measure: ``bins`` phase bins,
+        ``periods`` PEM periods per frame (None: 10000 counting, 5000 analog), PMT HV (V), A0
+        (rad) held constant across wavelengths, shutter open. ``a0_rad`` None: the counting
+        default (:func:`cplscope.plans.calibrate.default_retardation`), π/2 in analog mode."""
         prepare_plan(self, bins=bins, periods=periods, hv_volts=hv_volts, a0_rad=a0_rad,
-                     open_shutter=open_shutter)
+                     open_shutter=open_shutter, mode=mode)
 
     def measure(self, *, dwell_s: float | None = None, target_sigma: float | None = None,
                 max_dwell_s: float | None = None, min_dwell_s: float | None = None,

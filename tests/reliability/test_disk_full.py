@@ -228,8 +228,10 @@ pytestmark = pytest.mark.skipif(not Path("/proc/self/fd").is_dir(),
 
 
 @pytest.mark.parametrize("site, pattern, after, call", [
-    ("journal write", "r.h5.journal", 7, "write"),   # header, start twice, dark, 3 points
-    ("journal fsync", "r.h5.journal", 6, "fsync"),
+    # the header and the start records go in first, under a temporary name: then the
+    # dark and the points
+    ("journal write", "r.h5.journal", 4, "write"),   # dark, 3 points
+    ("journal fsync", "r.h5.journal", 3, "fsync"),   # dark, 2 points
     ("csv", ".r.csv*.tmp", 2, "write"),
 ])
 def test_enospc_mid_scan_keeps_every_completed_point(sim, tmp_path, monkeypatch, site,
@@ -303,7 +305,7 @@ def test_the_command_line_says_it_in_one_line(calibrated_home, tmp_path, monkeyp
     monkeypatch.chdir(tmp_path)
     short = ["-q", "scan", "--sim", "--start", "430", "--stop", "434", "--step", "2",
              "--periods", "1000", "--dwell", "0.2", "--dark-dwell", "0.1"]
-    Full(monkeypatch, "r.h5.journal", after=5)
+    Full(monkeypatch, "r.h5.journal", after=2)             # the dark, 1 point
     assert main([*short, "--output", "r.csv", "--archive", "r.h5"]) == 1
     err = capfd.readouterr().err
     assert "Traceback" not in err

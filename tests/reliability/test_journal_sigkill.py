@@ -65,7 +65,9 @@ def _kill_at_random(child, files: list[Path], building: Path, how: str, delay: f
 
     grown_from = written()
     while child.poll() is None:
-        if how == "start" and time.monotonic() - start >= delay:
+        # "start": at a random instant of the start-up, or at the first write if the
+        # start-up is quicker (so that no kill depends on how fast this machine is)
+        if how == "start" and (time.monotonic() - start >= delay or written() > grown_from):
             break
         if how == "growth" and written() > grown_from:
             time.sleep(delay)

@@ -118,6 +118,8 @@ class Controller:
         self._overload: Event | None = None
         self._calibration: Calibration | None = None
         self._rate_limits: RateLimits | None = None
+        self.analog_binning: tuple[int, int] = (16, 5000)
+        """Analog mode's host-side phase binning: (bins, PEM periods per frame)."""
 
     # --- identity ---------------------------------------------------------------------------
 
@@ -419,10 +421,13 @@ class Controller:
         frame_s = frame_periods * self._pem_period_s()
         collector = AnalogCollector(n_bins, frame_periods)
         last_usable = time.monotonic()
-        while collector.dwell_s < duration_s:
+        # a frame holds a whole number of samples, a hair more or less than frame_s: n whole
+        # frames are enough for n·frame_s, not n + 1
+        goal = duration_s - 0.01 * frame_s
+        while collector.dwell_s < goal:
             need = math.ceil((duration_s - collector.dwell_s + 2 * frame_s) / block_s)
             for block in self._acquisition(AdcBlock, timeout, frames=need, since=last_usable):
-                if collector.dwell_s >= duration_s:
+                if collector.dwell_s >= goal:
                     continue  # beyond the duration asked for: discarded
                 if block.usable:
                     last_usable = time.monotonic()

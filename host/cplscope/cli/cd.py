@@ -26,9 +26,11 @@ from .options import (
     check_archive_input,
     check_input_file,
     check_output_path,
+    detection_options,
     device_options,
     dwell_options,
     measures_dark,
+    non_negative,
     output_options,
     positive,
     range_options,
@@ -55,6 +57,7 @@ def add_parsers(sub: Any) -> None:
     range_options(p)
     dwell_options(p, cd=True)
     scan_options(p)
+    detection_options(p)
     p.add_argument("--baseline", type=Path, default=None, metavar="CSV",
                    help="a `cplscope cd` scan of the solvent/cell on the same grid")
     p.add_argument("--cd-calibration", type=Path, default=None, metavar="JSON",
@@ -62,6 +65,15 @@ def add_parsers(sub: Any) -> None:
                         "instrument calibration's, else +1 and 1)")
     p.add_argument("--max-absorbance", type=positive(""), default=3.0,
                    help="points above this absorbance are flagged opaque (3)")
+    g = p.add_argument_group("lamp drift (docs/cd.md)")
+    g.add_argument("--lamp-every", type=non_negative(" s"), default=60.0, metavar="SECONDS",
+                   help="read the lamp at the reference wavelength every SECONDS of measuring "
+                        "(60; 0: never, and σ(A) leaves the lamp's drift out)")
+    g.add_argument("--lamp-dwell", type=positive(" s"), default=5.0, metavar="SECONDS",
+                   help="dwell of a lamp reading, s (5)")
+    g.add_argument("--lamp-reference", type=positive(" nm"), default=None, metavar="NM",
+                   help="the wavelength read (default: the scan's longest, where an "
+                        "absorbing sample usually transmits most)")
     output_options(p, csv="cd.csv", archive=True, plot=True)
     add_check(p, check_cd)
     p.set_defaults(func=run, cd_action="scan")
@@ -179,10 +191,19 @@ def _scan(args: argparse.Namespace) -> int:
                        accumulations=args.accumulations, skip_hopeless=args.skip_hopeless,
                        time_budget_s=args.time_budget,
                        survey=args.survey if args.survey is not None else False,
-                       survey_callback=survey_callback, sinks=sinks,
+                       survey_callback=survey_callback, sinks=sinks, lamp=_lamp(args),
                        settings={"seed": args.seed if args.sim else None})
 
     return run_scan_command(args, CD_GEOMETRY, measure)[0]
+
+
+def _lamp(args: argparse.Namespace) -> Any:
+    from ..science.lamp import LampMonitor
+
+    if not args.lamp_every:
+        return None
+    return LampMonitor(every_s=args.lamp_every, dwell_s=args.lamp_dwell,
+                       reference_nm=args.lamp_reference)
 
 
 def _reprocess(args: argparse.Namespace) -> int:

@@ -12,6 +12,7 @@ from .options import (
     CliError,
     add_check,
     check_input_file,
+    detection_options,
     device_options,
     dwell_options,
     measures_dark,
@@ -75,6 +76,11 @@ def cmd_point(args: argparse.Namespace) -> int:
 def cmd_dark(args: argparse.Namespace) -> int:
     with open_session(args) as inst:
         dark = inst.measure_dark(args.dwell)
+    if args.mode == "analog":
+        print(f"dark level (the front end's offset): {dark.level:.3f} ± {dark.sigma:.3f} ADC "
+              f"counts over {dark.dwell_s:.1f} s; noise {dark.noise:.3f} ADC counts per frame "
+              f"of {dark.frame_periods} PEM periods ({dark.n_frames} frames)")
+        return 0
     print(f"dark: {dark.total_rate_cps:.2f} ± {math.sqrt((dark.sigma_rate_cps**2).sum()):.2f} "
           f"cps over {dark.dwell_s:.1f} s")
     print("per bin (cps): " + " ".join(f"{r:.3g}" for r in dark.rate_cps))
@@ -108,7 +114,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         return 0
     keep = dict(keep_blank=not args.drop_blank, keep_cd=not args.drop_cd)
     if args.sim:
-        cal = calibrate_simulated(seed=args.seed, dwell_s=args.dwell, **keep)
+        cal = calibrate_simulated(seed=args.seed, dwell_s=args.dwell, mode=args.mode, **keep)
     else:
         args.auto_calibrate = False
         with open_session(args) as inst:
@@ -116,7 +122,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             cal = calibrate(inst, dwell_s=args.dwell, wavelength_nm=args.wavelength,
                             reference_sign=args.reference_sign, dead_time_s=args.dead_time,
                             swap_sample=lambda msg: input(msg + ", then press Enter "),
-                            **keep)
+                            mode=args.mode, **keep)
     print(json.dumps(cal.to_dict(), indent=1))
     kept = kept_parts(cal)
     if kept:
@@ -132,6 +138,7 @@ def add_parsers(sub: Any) -> None:
     range_options(p)
     dwell_options(p)
     scan_options(p)
+    detection_options(p)
     output_options(p, csv="spectrum.csv", archive=True, plot=True, jasco=True)
     p.set_defaults(func=cmd_scan)
 
@@ -139,17 +146,20 @@ def add_parsers(sub: Any) -> None:
     device_options(p)
     p.add_argument("--wavelength", type=positive(" nm"), required=True, help="nm")
     dwell_options(p)
+    detection_options(p)
     p.add_argument("--json", action="store_true", help="also print the result as JSON")
     add_check(p, _check_point)
     p.set_defaults(func=cmd_point)
 
     p = sub.add_parser("dark", help="measure dark counts (shutter closed)")
     device_options(p)
+    detection_options(p)
     p.add_argument("--dwell", type=positive(" s"), default=10.0, help="s (10)")
     p.set_defaults(func=cmd_dark)
 
     p = sub.add_parser("calibrate", help="A0, φ0 and handedness; stored per instrument")
     device_options(p)
+    detection_options(p)
     p.add_argument("--dwell", type=positive(" s"), default=20.0, help="s per step (20)")
     p.add_argument("--wavelength", type=positive(" nm"), default=500.0, help="nm (500)")
     p.add_argument("--reference-sign", type=int, choices=(1, -1), default=1,

@@ -168,8 +168,9 @@ def device_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--bins", type=bins, default=16, help="phase bins B (2…64, power of 2)")
     g.add_argument("--periods", type=int_in(*PERIODS, "PEM periods per frame: every "
                                                       "instrument allows"),
-                   default=10000,
-                   help="PEM periods per frame K (default 10000: 0.2 s at 50 kHz)")
+                   default=None,
+                   help="PEM periods per frame K (default 10000 counting: 0.2 s at 50 kHz; "
+                        "5000 analog: 0.1 s)")
     g.add_argument("--hv", type=non_negative(" V"), default=800.0,
                    help="PMT high voltage, V (800)")
     g.add_argument("--calibration", type=Path, default=None,
@@ -185,6 +186,36 @@ def device_options(p: argparse.ArgumentParser) -> None:
                    help="damage limit for this run: the board's guard cuts the HV above it "
                         "(default: the instrument's, `cplscope limits`)")
     add_check(p, check_instrument)
+
+
+def detection_options(p: argparse.ArgumentParser) -> None:
+    """--mode: photon counting or the analog (ADC) path, for the commands that measure."""
+    p.add_argument("--mode", choices=("counting", "analog"), default="counting",
+                   help="detection: photon counting (default) or the analog path (the PMT "
+                        "current sampled by the ADC, for light too bright to count; its own "
+                        "calibration: `cplscope calibrate --mode analog`)")
+    add_check(p, check_detection)
+
+
+def check_detection(args: argparse.Namespace) -> None:
+    """What analog mode cannot do, refused before connecting."""
+    if getattr(args, "mode", "counting") != "analog":
+        return
+    if hasattr(args, "no_dark") and not measures_dark(args):
+        raise CliError("--mode analog needs the dark (the front end's offset, which would "
+                       "otherwise count as light and pull g towards 0): drop --no-dark / "
+                       "--dark-dwell 0")
+    used = [o for o, v in (("--survey", getattr(args, "survey", None)),
+                           ("--time-budget", getattr(args, "time_budget", None)),
+                           ("--archive", getattr(args, "archive", None)),
+                           ("--resume", getattr(args, "resume", None))) if v is not None]
+    if used:
+        raise CliError(f"{', '.join(used)}: counting mode only. In analog mode σ comes from "
+                       "the scatter of a point's few frames, too noisy to plan time on, and "
+                       "the raw archive holds counting frames (docs/estimator.md, \"Analog "
+                       "mode\"); use --dwell or --target-sigma and --output")
+    if getattr(args, "dead_time", None) is not None:
+        raise CliError("--dead-time is the counting head's: drop it with --mode analog")
 
 
 def check_instrument(args: argparse.Namespace) -> None:
@@ -256,7 +287,7 @@ def seed_note(args: argparse.Namespace) -> str | None:
     when the user gave --seed, measures a real board or does not measure)."""
     if not getattr(args, "seed_drawn", False) or args.command not in MEASURING_COMMANDS:
         return None
-    return (f"# simulated instrument: noise seed {args.seed} (kept in the run's metadata; "
+    return (f"# simulated instrument: noise seed {args.seed} (recorded in the run's metadata; "
             f"repeat this run exactly with --seed {args.seed})")
 
 

@@ -49,7 +49,7 @@ def open_session(args: argparse.Namespace, *, ready: bool = True,
     leaves the instrument as it is)."""
     import cplscope
 
-    from ..settings.calibration import Calibration, load_for
+    from ..settings.calibration import Calibration
 
     if not hasattr(args, "sample_name"):  # called without main()'s checks
         check_instrument(args)
@@ -72,21 +72,35 @@ def open_session(args: argparse.Namespace, *, ready: bool = True,
                 inst.calibration = Calibration.load(args.calibration, expected_serial=serial)
             except ValueError as exc:
                 raise CliError(f"--calibration {args.calibration}: {exc}") from None
-        elif args.sim and load_for(serial).is_default and getattr(args, "auto_calibrate", True):
-            from ..plans.calibrate import calibrate_simulated
-
-            print(f"# no calibration stored for the simulated instrument {serial}: calibrating "
-                  "it with its linear and circular polarizer samples", file=sys.stderr)
-            inst.calibration = calibrate_simulated(seed=args.seed)
+        elif args.sim and getattr(args, "auto_calibrate", True):
+            auto_calibrate_simulated(inst, serial, args)
         if ready:
             from ..plans.calibrate import prepare
 
             prepare(inst, bins=args.bins, periods=args.periods, hv_volts=args.hv,
-                    a0_rad=getattr(args, "retardation", None))
+                    a0_rad=getattr(args, "retardation", None),
+                    mode=getattr(args, "mode", "counting"))
     except BaseException:
         inst.close()
         raise
     return Session(inst, ready)
+
+
+def auto_calibrate_simulated(inst, serial: str, args: argparse.Namespace) -> None:
+    """Calibrate the simulated instrument, as a user would, when no calibration (for
+    ``--mode analog``: no analog calibration) is stored."""
+    from ..plans.calibrate import calibrate_simulated
+    from ..settings.calibration import load_for
+
+    mode = getattr(args, "mode", "counting")
+    stored = load_for(serial)
+    if not stored.is_default and (mode == "counting" or stored.analog is not None):
+        return
+    what = "an analog calibration" if not stored.is_default else "a calibration"
+    print(f"# no {'analog ' if mode == 'analog' else ''}calibration stored for the simulated "
+          f"instrument {serial}: making {what} with its linear and circular polarizer samples",
+          file=sys.stderr)
+    inst.calibration = calibrate_simulated(seed=args.seed, mode=mode)
 
 
 def apply_rate_limits(inst, args: argparse.Namespace) -> None:
@@ -169,6 +183,11 @@ def check_board_limits(inst, args: argparse.Namespace,
         check_monochromator_range(inst, wanted, options, lim)
         _check_retardation(inst, args, lim, max(wanted), options)
     periods = getattr(args, "periods", None)
+    if periods is None and hasattr(args, "periods"):
+        from ..plans.calibrate import ANALOG_FRAME_PERIODS
+
+        periods = ANALOG_FRAME_PERIODS if getattr(args, "mode", "counting") == "analog" \
+            else 10000
     if periods is not None and lim.pem_hz > 0:
         _check_dwell_times(args, periods, lim.pem_hz)
     damage = getattr(args, "max_rate", None)
@@ -258,6 +277,9 @@ def check_monochromator_range(inst, wavelengths_nm: Sequence[float], options: st
 def print_point(point) -> None:
     r = point.result if hasattr(point, "result") else point
     flags = ";".join(r.flags) or "-"
-    print(f"{r.wavelength_nm:8.2f} nm  I = {r.intensity:11.4g} cps  g = {r.g_lum:+.3e} ± "
-          f"{r.sigma_g:.1e}  u = {r.linear:+.3f}  χ² = {r.chi2_red:.2f}  "
+    analog = math.isfinite(r.dof_sigma)
+    unit = "ADC" if analog else "cps"
+    dof = f" (dof {r.dof_sigma:.0f})" if analog else ""
+    print(f"{r.wavelength_nm:8.2f} nm  I = {r.intensity:11.4g} {unit}  g = {r.g_lum:+.3e} ± "
+          f"{r.sigma_g:.1e}{dof}  u = {r.linear:+.3f}  χ² = {r.chi2_red:.2f}  "
           f"{r.dwell_s:7.1f} s  {flags}")

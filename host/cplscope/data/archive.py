@@ -243,15 +243,9 @@ class ArchiveWriter:
                  "plan": dict(plan) if plan is not None else None,
                  "result_fields": list(_RESULT_FIELDS)}
         payload = fmt.pack(json.loads(json.dumps(start)))
-        self._journal: JournalWriter | None = JournalWriter.create(self.journal_path,
-                                                                   durable=durable)
-        try:       # twice: one damaged copy does not take the run's description with it
-            self._journal.append(fmt.START, payload)
-            self._journal.append(fmt.START, payload)
-        except BaseException:
-            self._journal.close()
-            self.journal_path.unlink(missing_ok=True)
-            raise
+        # the start record twice: one damaged copy does not take the run's description with it
+        self._journal: JournalWriter | None = JournalWriter.create(
+            self.journal_path, durable=durable, records=[(fmt.START, payload)] * 2)
 
     @classmethod
     def reopen(cls, path: str | os.PathLike[str], *, durable: bool = True) -> ArchiveWriter:

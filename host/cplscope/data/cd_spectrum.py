@@ -12,7 +12,7 @@ ends.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -31,11 +31,18 @@ from ..science.cd import (
     cd_point,
     combine_cd_points,
 )
+from ..science.lamp import LampDrift, LampReading
 from ..science.results import PointResult
 from ..util.files import write_text_atomic
 from .spectrum import SIGMA_DIGITS, TableFormat, read_table, table_text
 
-__all__ = ["CD_MARKER", "CDAssembler", "CDSpectrum", "MODE", "cd_metadata"]
+__all__ = ["CD_MARKER", "FLAG_LAMP_UNKNOWN", "CDAssembler", "CDSpectrum", "MODE",
+           "cd_metadata"]
+
+#: The run watches its lamp but had fewer than 2 usable readings when the row was made, or
+#: was resumed (the two sessions' clocks are not linked): its A and σ(A) hold no lamp drift
+#: (an interrupted or resumed scan, an opaque reference wavelength).
+FLAG_LAMP_UNKNOWN = "lamp_unknown"
 
 #: Second line of every CD spectrum CSV; identifies the format.
 CD_MARKER = "# cplscope cd spectrum, format 1"
@@ -194,35 +201,71 @@ class CDAssembler:
     :class:`~cplscope.data.documents.SpectrumAssembler` builds a CPL one: each
     accumulation's :func:`~cplscope.science.cd.cd_point` against the baseline, the
     accumulations of a wavelength combined (:func:`~cplscope.science.cd.combine_cd_points`),
-    one row per wavelength in plan order."""
+    one row per wavelength in plan order.
+
+    When the run watches its lamp (``metadata["lamp"]``, :mod:`cplscope.science.lamp`),
+    every point's rate is divided by the lamp's modelled level at its time, and every row is
+    worked out again as each new lamp reading refines the model (:meth:`set_lamp`). A run
+    that watches its lamp but has fewer than 2 usable readings flags its rows
+    ``lamp_unknown``."""
 
     def __init__(self, metadata: Mapping[str, Any], calibration: CDCalibration,
                  rules: CDRules) -> None:
         self.metadata = dict(metadata)
         self.calibration = calibration
         self.rules = rules
-        self._points: dict[int, list[CDPointResult]] = {}
+        self._inputs: dict[int, list[tuple[Any, ...]]] = {}
         self._rows: dict[int, CDPointResult] = {}
+        lamp = self.metadata.get("lamp")
+        self.watches_lamp = isinstance(lamp, Mapping)
+        readings = lamp.get("readings", []) if isinstance(lamp, Mapping) else []
+        if isinstance(lamp, Mapping) and lamp.get("resumed"):
+            readings = []       # two sessions, two clocks: nothing links their readings
+        self._drift = LampDrift.fit([LampReading.from_dict(r) for r in readings])
+
+    def set_lamp(self, readings: Sequence[LampReading]) -> None:
+        """The run's lamp readings so far: every row is worked out again with them."""
+        self.watches_lamp = True
+        self._drift = LampDrift.fit(readings)
+        for index in self._inputs:
+            self._rows[index] = self._row(index)
 
     def point(self, result: PointResult, baseline: BaselinePoint | None, *,
               estimate: Estimate, health: tuple[str, ...] = (),
-              extra_flags: tuple[str, ...] = ()) -> CDPointResult:
-        """One accumulation's CD point from the estimate of its frames, with the flags the
-        measurement added (``dwell_limit``, ``hopeless``)."""
+              extra_flags: tuple[str, ...] = (),
+              times_s: Sequence[float] = ()) -> CDPointResult:
+        """One accumulation's CD point from the estimate of its frames (measured at
+        ``times_s``, s of instrument time), with the flags the measurement added
+        (``dwell_limit``, ``hopeless``)."""
+        lamp = None
+        flags = extra_flags
+        if self.watches_lamp:
+            if self._drift is not None and len(times_s):
+                lamp = self._drift.level(times_s)
+            else:
+                flags = flags + (FLAG_LAMP_UNKNOWN,)
         point = cd_point(estimate, result.wavelength_nm, result.dwell_s, baseline=baseline,
-                         calibration=self.calibration, rules=self.rules, frame_flags=health)
-        return with_flags(point, extra_flags)
+                         calibration=self.calibration, rules=self.rules, frame_flags=health,
+                         lamp=lamp)
+        return with_flags(point, flags)
 
     def add(self, index: int, accumulation: int, result: PointResult,
             correction: BaselinePoint | None, *, estimate: Estimate,
-            health: tuple[str, ...] = (), extra_flags: tuple[str, ...] = ()) -> CDPointResult:
-        """Add one accumulation of the wavelength at ``index``; returns its row."""
-        got = self._points.setdefault(index, [])
-        got.append(self.point(result, correction, estimate=estimate, health=health,
-                              extra_flags=extra_flags))
-        row = combine_cd_points(got)
+            health: tuple[str, ...] = (), extra_flags: tuple[str, ...] = (),
+            times_s: Sequence[float] = ()) -> CDPointResult:
+        """Add one accumulation of the wavelength at ``index`` (its frames measured at
+        ``times_s``); returns its row."""
+        self._inputs.setdefault(index, []).append(
+            (result, correction, estimate, health, extra_flags, tuple(times_s)))
+        row = self._row(index)
         self._rows[index] = row
         return row
+
+    def _row(self, index: int) -> CDPointResult:
+        return combine_cd_points([
+            self.point(result, correction, estimate=estimate, health=health,
+                       extra_flags=extra, times_s=times)
+            for result, correction, estimate, health, extra, times in self._inputs[index]])
 
     def spectrum(self, stream: Mapping[str, int] | None = None, **extra: Any) -> CDSpectrum:
         """The CD spectrum so far, with the stream counters and ``extra`` in its metadata."""

@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Sequence, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -68,6 +68,20 @@ def encode_record(kind: int, payload: bytes, tag: tuple[int, int] = (0, 0)) -> b
 
 # --- writer -------------------------------------------------------------------------------
 
+def _link_new(tmp: Path, path: Path) -> None:
+    """Give the finished file ``tmp`` the name ``path`` (FileExistsError if that exists)."""
+    try:
+        os.link(tmp, path)                # atomic, and refuses an existing name
+    except FileExistsError:
+        raise
+    except OSError:                       # a file system without hard links
+        if path.exists():
+            raise FileExistsError(f"{path} exists") from None
+        os.replace(tmp, path)
+        return
+    tmp.unlink()
+
+
 class JournalWriter:
     """Appends records to a journal; each :meth:`append` is durable when it returns (with
     ``durable``, the default: ``fsync`` after every record).
@@ -81,23 +95,35 @@ class JournalWriter:
         self.path, self._fd, self.size, self.durable = path, fd, size, durable
 
     @classmethod
-    def create(cls, path: str | os.PathLike[str], *, durable: bool = True) -> JournalWriter:
-        """A new, empty journal at ``path`` (FileExistsError if there is a file)."""
+    def create(cls, path: str | os.PathLike[str], *, durable: bool = True,
+               records: Sequence[tuple[int, bytes]] = ()) -> JournalWriter:
+        """A new journal at ``path`` that starts with ``records`` (kind, payload)
+        (FileExistsError if there is a file).
+
+        The file appears complete or not at all: it is written and synced under a temporary
+        name and then linked into place, so a crash never leaves a journal without the run's
+        description.
+        """
         p = Path(path)
+        tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
         try:
-            fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         except OSError as exc:
             if is_disk_full(exc):
                 raise DiskFullError(p) from exc
             raise
         self = cls(p, fd, 0, durable)
         try:
-            self._write(_FILE_HEADER.pack(FILE_MAGIC, FILE_VERSION, 0, 0))
+            self._write(_FILE_HEADER.pack(FILE_MAGIC, FILE_VERSION, 0, 0) + b"".join(
+                encode_record(kind, payload) for kind, payload in records))
+            _link_new(tmp, p)
             fsync_dir(p.parent if str(p.parent) else Path("."))
+            self._fd = os.open(p, os.O_WRONLY)      # go on through the journal's own name
         except BaseException:
             os.close(fd)
-            p.unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)
             raise
+        os.close(fd)
         return self
 
     @classmethod

@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from os import PathLike
 from pathlib import Path
 from typing import Any, TextIO
@@ -32,7 +33,8 @@ from ..data.cd_spectrum import CDSpectrum
 from ..data.documents import Sink
 from ..demod import Estimate
 from ..science.cd import BaselinePoint, CDCalibration, CDPointResult, CDRules
-from .engine import ScanSettings, run_scan, scan_wavelengths
+from ..science.lamp import LampMonitor
+from .engine import ScanSettings, check_archive, run_scan, scan_wavelengths
 from .modes import Transmission, _baseline_conversion
 from .outputs import run_sinks
 from .point import DEFAULT_MAX_DWELL_S, measure_point
@@ -134,6 +136,7 @@ def cd_scan(
     survey: bool | float = False,
     survey_callback: Callable[[Survey], None] | None = None,
     settings: dict[str, Any] | None = None,
+    lamp: LampMonitor | None = LampMonitor(),
 ) -> CDSpectrum:
     """Measure a CD spectrum from ``start`` to ``stop`` nm in ``step``-nm steps.
 
@@ -170,6 +173,10 @@ def cd_scan(
         accumulations, skip_hopeless, time_budget_s, survey, survey_callback: as for
             :func:`cplscope.plans.scan.scan`, with the target σ in place of σ_g.
         settings: extra settings for the metadata (e.g. the simulator's seed).
+        lamp: how the scan watches its lamp (:class:`~cplscope.science.lamp.LampMonitor`,
+            default: a 2-s reading at the longest wavelength every 60 s): A is corrected for
+            the lamp's drift and σ(A) holds it (docs/cd.md, "Lamp drift"). None: not watched
+            (σ(A) is photon noise alone; the metadata says so).
 
     Returns:
         The :class:`CDSpectrum` (also in ``output``).
@@ -190,8 +197,9 @@ def cd_scan(
                         skip_hopeless=skip_hopeless, time_budget_s=time_budget_s,
                         survey=survey)
     plan.check()
-    mode = _mode(inst, plan, baseline, cd_calibration, rules,
-                 "g_abs" if target_sigma_g_abs is not None else "delta_a")
+    check_archive(inst, archive)
+    mode = replace(_mode(inst, plan, baseline, cd_calibration, rules,
+                         "g_abs" if target_sigma_g_abs is not None else "delta_a"), lamp=lamp)
     stream = sys.stderr if progress is True else (progress or None)
     extra: list[Sink] = []
     if stream is not None:
@@ -211,6 +219,12 @@ def _mode(inst: Any, plan: ScanSettings, baseline: Any, cd_calibration: CDCalibr
     if baseline is None:
         return Transmission(calibration=cal, rules=rules, merit=merit)
     base = baseline if isinstance(baseline, CDSpectrum) else CDSpectrum.read_csv(Path(baseline))
+    measured_in = (base.metadata.get("settings") or {}).get("mode")
+    if measured_in in ("counting", "analog") and measured_in != inst.mode:
+        raise ValueError(f"the baseline was measured in {measured_in} mode and this scan is in "
+                         f"{inst.mode} mode: its rates are in other units (counts/s against "
+                         "ADC counts), so A would be meaningless. Measure the baseline in "
+                         f"{inst.mode} mode")
     return Transmission.with_baseline(base, label=_baseline_label(baseline, base),
                                       wavelengths_nm=plan.wavelengths_nm.tolist(),
                                       calibration=cal, rules=rules, merit=merit)

@@ -7,6 +7,7 @@ configured for.
 """
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,13 +21,31 @@ from ..science.pipeline import PointContext, Retardation, estimate_frames, proce
 from ..science.results import FlagRules, PointResult
 from ..settings.calibration import Calibration
 
-__all__ = ["AnalogChunks", "Analog", "Counting", "detection_for"]
+log = logging.getLogger(__name__)
+
+__all__ = ["ANALOG_MIN_FRAMES", "ANALOG_USEFUL_FRAMES", "AnalogChunks", "Analog", "Counting",
+           "detection_for"]
+
+#: Fewest analog frames a point may have: σ comes from the frames' scatter with n − 1
+#: degrees of freedom, and below 3 of them Student's t has no finite variance, so σ would not
+#: be a standard deviation at all (docs/estimator.md, "How many analog frames").
+ANALOG_MIN_FRAMES = 4
+#: Fewest analog frames a point should have: at 9 degrees of freedom σ is itself uncertain by
+#: 24 % and ±2σ covers 92.4 % instead of 95.4 %. Below it a point is flagged ``few_frames``,
+#: and the adaptive dwell never decides on fewer frames.
+ANALOG_USEFUL_FRAMES = 10
 
 
 class Counting:
     """Photon counting: frames of phase-binned counts, Poisson noise."""
 
     name = "counting"
+    min_frames = 1
+    useful_frames = 1
+
+    def frame_time_s(self, inst: Any) -> float:
+        """Duration of one frame, s."""
+        return float(inst.frame_time_s())
 
     def acquire(self, inst: Any, seconds: float) -> FrameSet:
         return inst.acquire(duration_s=seconds)
@@ -109,11 +128,35 @@ class AnalogChunks:
 class Analog:
     """The analog path: ADC samples phase-binned on the host into frames of
     ``frame_periods`` PEM periods and ``n_bins`` bins, Gaussian noise from the frames'
-    scatter (at least 2 frames)."""
+    scatter (at least :data:`ANALOG_MIN_FRAMES` frames, better
+    :data:`ANALOG_USEFUL_FRAMES`)."""
 
     n_bins: int = 16
     frame_periods: int = 5000
     name: str = "analog"
+    min_frames: int = ANALOG_MIN_FRAMES
+    useful_frames: int = ANALOG_USEFUL_FRAMES
+
+    def frame_time_s(self, inst: Any) -> float:
+        """Duration of one analog frame, ``frame_periods`` PEM periods, s."""
+        ps = inst.status().get("pem_period_ps")
+        return self.frame_periods * (float(ps) * 1e-12 if ps else 2e-5)
+
+    def check_dwell(self, inst: Any, dwell_s: float, *, warn: bool = True) -> None:
+        """Refuse a fixed dwell (s) that cannot give :data:`ANALOG_MIN_FRAMES` frames; with
+        ``warn``, warn below :data:`ANALOG_USEFUL_FRAMES`."""
+        frame = self.frame_time_s(inst)
+        if dwell_s < self.min_frames * frame:
+            raise ValueError(
+                f"an analog point of {dwell_s:g} s holds {dwell_s / frame:.1f} frames of "
+                f"{frame:g} s; σ comes from the frames' scatter and needs at least "
+                f"{self.min_frames} (useful from {self.useful_frames}): dwell ≥ "
+                f"{self.useful_frames * frame:g} s, or shorter frames")
+        if warn and dwell_s < self.useful_frames * frame:
+            log.warning("an analog point of %g s holds %d frames: σ from fewer than %d frames "
+                        "is itself uncertain by more than 24 %% (flag few_frames; use the "
+                        "dof_sigma column for intervals). Dwell ≥ %g s avoids it.", dwell_s,
+                        int(dwell_s / frame), self.useful_frames, self.useful_frames * frame)
 
     def acquire(self, inst: Any, seconds: float) -> AnalogChunks:
         chunk = inst.acquire_analog(duration_s=seconds, n_bins=self.n_bins,
@@ -129,7 +172,7 @@ class Analog:
         return PointContext.build(wl, cal, ret, dark=dark.level if dark is not None else 0.0,
                                   dark_sigma=dark.sigma if dark is not None else 0.0,
                                   noise="gaussian",
-                                  dark_noise=getattr(dark, "frame_sigma", math.nan),
+                                  dark_noise=getattr(dark, "noise", math.nan),
                                   dark_noise_dof=float(getattr(dark, "n_frames", 0)) - 1.0,
                                   **kw)
 
@@ -150,6 +193,10 @@ class Analog:
 
 
 def detection_for(inst: Any) -> Counting | Analog:
-    """The detection the board is configured for (``inst.mode``)."""
-    return Analog() if getattr(inst, "mode", "counting") == "analog" else Counting()
+    """The detection the board is configured for (``inst.mode``); in analog mode with the
+    instrument's host-side binning (``inst.analog_binning``: bins, PEM periods per frame)."""
+    if getattr(inst, "mode", "counting") != "analog":
+        return Counting()
+    bins, periods = getattr(inst, "analog_binning", (16, 5000))
+    return Analog(n_bins=int(bins), frame_periods=int(periods))
 

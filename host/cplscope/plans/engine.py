@@ -26,18 +26,20 @@ import numpy as np
 
 from ..data.documents import DarkEvent, PointEvent, RunStart, RunStop, Sink
 from ..data.spectrum import run_metadata
+from ..science.lamp import LampDrift, LampReading, frame_times_s
 from ..settings.calibration import Calibration
 from ..util.files import DiskFullError, is_disk_full
 from . import planning
 from .outputs import check_free_space, located_disk_full
 from .planning import BudgetPlan
 from ..science.emission import sigma_sqrt_m
+from .detection import Analog, detection_for
 from .point import DEFAULT_MAX_DWELL_S, AnalogDark, Dark, PointMeasurement, measure_dark
 from .point import measure_point, reevaluate, retardation_in_force
 from .survey import Survey
 from .survey import survey as run_survey
 
-__all__ = ["ScanInterrupted", "ScanSettings", "run_scan", "scan_wavelengths"]
+__all__ = ["ScanInterrupted", "ScanSettings", "check_archive", "run_scan", "scan_wavelengths"]
 
 log = logging.getLogger(__name__)
 
@@ -177,8 +179,7 @@ def run_scan(inst: Any, mode: Any, settings: ScanSettings, *,
     """
     settings.check()
     mode.check_grid(settings.wavelengths_nm.tolist())
-    if settings.surveys and inst.mode == "analog":
-        raise ValueError("the survey and the time budget work in counting mode")
+    _check_detection(inst, settings)
     run = _Run(inst, mode, settings, calibration, list(sinks), resume)
     run.open(sample, extra_settings)
     try:
@@ -213,7 +214,9 @@ class _Run:
     def __init__(self, inst: Any, mode: Any, settings: ScanSettings,
                  calibration: Calibration | None, sinks: list[Sink], resume: Any) -> None:
         self.inst, self.mode, self.settings, self.sinks = inst, mode, settings, sinks
-        self.cal = calibration if calibration is not None else inst.calibration
+        detection = detection_for(inst).name
+        self.cal = (calibration if calibration is not None else inst.calibration).for_mode(
+            detection)
         self.wavelengths = settings.wavelengths_nm
         self.resume = resume
         self.extra: dict[str, Any] = dict(resume.extra) if resume is not None else {}
@@ -225,6 +228,11 @@ class _Run:
             log.warning("instrument %s is not calibrated: A0, φ0 and the handedness are "
                         "defaults, so the result has an unknown sign and scale. Run "
                         "`cplscope calibrate`.", self.cal.serial)
+        elif self.cal.mode != detection:
+            log.warning("instrument %s has no %s calibration: the scan uses the %s one, so the "
+                        "analog front end's phase lag and gain are not corrected (g can be off "
+                        "by a few %%). Run `cplscope calibrate --mode %s`.", self.cal.serial,
+                        detection, self.cal.mode, detection)
 
     def open(self, sample: str, extra_settings: dict[str, Any] | None) -> None:
         """The run's metadata and its assembler (with the resumed points replayed)."""
@@ -241,6 +249,7 @@ class _Run:
                 identify=self.inst.info(), calibration=self.cal, sample=sample or "unknown",
                 settings=run_settings, blank_applied=blank is not None))
         self.assembler = self.mode.assembler(self.metadata)
+        self.lamp = _LampWatch(self)
         if self.resume is not None:
             self.seq = self.resume.replay(self.assembler, self.mode)
             self.extra["resumed"] = self.extra.get("resumed", 0) + 1
@@ -290,9 +299,14 @@ class _Run:
         self.note_sensitivity(dark, sv)
         if sv is not None:
             sv = self.publish(sv, dark, survey_callback)
+        self.lamp.plan(len(todo))
+        self.lamp.read(acc, common)
         for k, i in enumerate(todo):
+            if k and self.lamp.due():
+                self.lamp.read(acc, common)
             point = self.point(i, k, sv, common)
             self.event(i, acc, point)
+        self.lamp.read(acc, common)
 
     def dark(self, acc: int) -> tuple[Dark | AnalogDark | None, str, int | None]:
         """The dark of accumulation ``acc``, how the points refer to it, and its index in
@@ -442,9 +456,11 @@ class _Run:
         correction = self.mode.correction_at(wl)
         frames = point.frames
         received = frames.all_received() if hasattr(frames, "all_received") else frames
+        times = frame_times_s(frames)
+        self.lamp.last_point_s = float(times.mean()) if times.size else math.nan
         row = self.assembler.add(i, acc, point.raw_result, correction,
                                  estimate=point.estimate, health=_health(point),
-                                 extra_flags=point.context.extra_flags)
+                                 extra_flags=point.context.extra_flags, times_s=times)
         self.seq += 1
         if self.plan is not None:
             self.extra["plan"] = self.plan.report()
@@ -485,6 +501,95 @@ def _send(sink: Any, name: str, doc: Any) -> None:
         if is_disk_full(exc):
             raise DiskFullError(getattr(sink, "path", None) or "an output file") from exc
         raise
+
+
+#: Lamp readings an accumulation should have at least (with a fixed dwell, foreseeable).
+_MIN_READINGS = 5
+#: The run's first lamp reading lasts this many reading dwells.
+_ANCHOR_DWELLS = 4
+
+
+class _LampWatch:
+    """The lamp readings of a run whose mode watches its lamp (``mode.lamp``, a
+    :class:`~cplscope.science.lamp.LampMonitor`; CD): one before the first and after the
+    last point of each accumulation, and one whenever ``every_s`` of measuring has passed
+    since the last. They go into the run's metadata (``lamp``) and the assembler, which
+    corrects every point for the lamp's drift."""
+
+    def __init__(self, run: _Run) -> None:
+        self.run = run
+        self.monitor = getattr(run.mode, "lamp", None)
+        self.readings: list[LampReading] = []
+        self.last_s = self.last_point_s = math.nan
+        self.every_s = math.inf
+        if self.monitor is not None and run.resume is not None:
+            # the board's clock of this session does not continue the interrupted one's, so
+            # no reading links the two: the resumed run's A holds no lamp correction
+            self.monitor = None
+            run.extra["lamp"] = {**dict(run.extra.get("lamp") or {}), "resumed": True}
+            run.assembler.set_lamp([])
+
+    def plan(self, n_points: int) -> None:
+        """The interval for an accumulation of ``n_points``: ``every_s``, shorter when a
+        fixed dwell foresees fewer than 5 readings (the model needs them to see the drift
+        bend)."""
+        if self.monitor is None:
+            return
+        self.every_s = self.monitor.every_s
+        dwell = self.run.settings.dwell_s
+        if dwell is not None:
+            self.every_s = min(self.every_s, n_points * float(dwell) / (_MIN_READINGS - 1))
+
+    def due(self) -> bool:
+        """Whether the interval has passed since the last reading."""
+        return (self.monitor is not None and math.isfinite(self.last_point_s)
+                and not self.last_point_s - self.last_s < self.every_s)
+
+    def read(self, acc: int, common: dict[str, Any]) -> None:
+        """Take one reading (nothing when the mode does not watch its lamp)."""
+        if self.monitor is None:
+            return
+        run = self.run
+        wl = self.monitor.wavelength(run.wavelengths.tolist())
+        run.inst.move_to(wl)
+        # the first reading anchors every point of the run (A is relative to the lamp then):
+        # its noise is common to all of them, so it counts longer
+        dwell = self.monitor.dwell_s * (1 if self.readings else _ANCHOR_DWELLS)
+        m = measure_point(run.inst, run.mode, dwell_s=dwell, wavelength_nm=wl, **common)
+        times = frame_times_s(m.frames)
+        r = m.raw_result if m.raw_result is not None else m.result
+        reading = LampReading(float(times.mean()) if times.size else math.nan, r.intensity,
+                              r.sigma_intensity, wl, acc)
+        self.readings.append(reading)
+        self.last_s = reading.time_s
+        run.assembler.set_lamp(self.readings)
+        drift = LampDrift.fit(self.readings)
+        run.extra["lamp"] = {**self.monitor.to_dict(),
+                             "readings": [x.to_dict() for x in self.readings],
+                             **(drift.summary() if drift is not None else {})}
+
+
+def check_archive(inst: Any, archive: Any) -> None:
+    """Refuse a raw archive in analog mode (it holds counting frames)."""
+    if archive is not None and detection_for(inst).name == "analog":
+        raise ValueError("the raw archive holds counting frames; in analog mode save the "
+                         "spectrum CSV (output=, --output) and leave the archive out")
+
+
+def _check_detection(inst: Any, settings: ScanSettings) -> None:
+    """What a scan in the instrument's detection mode cannot do, refused before anything is
+    measured (analog mode: docs/estimator.md, "Analog mode")."""
+    det = detection_for(inst)
+    if not isinstance(det, Analog):
+        return
+    if settings.surveys:
+        raise ValueError("the survey and the time budget work in counting mode")
+    if settings.dark is False or settings.dark is None:
+        raise ValueError("an analog scan needs the dark level (the front end's offset, which "
+                         "would otherwise count as light and pull g towards 0): use "
+                         "dark=True (the CLI without --no-dark) or give an AnalogDark")
+    if settings.dwell_s is not None:
+        det.check_dwell(inst, float(settings.dwell_s))
 
 
 def _health(point: PointMeasurement) -> tuple[str, ...]:

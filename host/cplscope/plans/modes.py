@@ -36,6 +36,7 @@ from ..science.cd import (
     CDRules,
     cd_point,
 )
+from ..science.lamp import LampMonitor
 from ..science.pipeline import PointContext
 from ..science.results import (
     FLAG_DWELL_LIMIT,
@@ -176,6 +177,9 @@ class Transmission:
         rules: the CD flag thresholds.
         merit: ``"delta_a"``: the adaptive dwell and the planner drive σ(ΔA) down;
             ``"g_abs"``: σ(g_abs) (needs a baseline).
+        lamp: how the scan watches its lamp (:class:`~cplscope.science.lamp.LampMonitor`:
+            readings at a reference wavelength that correct A for the lamp's drift and put
+            it into σ(A)), or None: not watched, σ(A) is photon noise alone.
     """
 
     calibration: CDCalibration = CDCalibration()
@@ -185,6 +189,7 @@ class Transmission:
     merit: str = "delta_a"
     name: str = "cd"
     splits: bool = False
+    lamp: LampMonitor | None = None
 
     def __post_init__(self) -> None:
         if self.merit not in ("delta_a", "g_abs"):
@@ -252,6 +257,8 @@ class Transmission:
                             "ld_nsigma": self.rules.ld_nsigma,
                             "misfit_tail": self.rules.misfit_tail}
         meta["cd_merit"] = self.merit
+        meta["lamp"] = (self.lamp.to_dict() if self.lamp is not None else
+                        "not watched: σ(A) is photon noise alone, without the lamp's drift")
         return meta
 
     def check_grid(self, wavelengths_nm: Sequence[float]) -> None:
@@ -310,14 +317,16 @@ def mode_from_metadata(meta: Mapping[str, Any], *, rules: FlagRules, blank: Blan
                              else CDCalibration())
     cd_rules = CDRules(**meta["cd_rules"]) if isinstance(meta.get("cd_rules"), dict) else CDRules()
     merit = str(meta.get("cd_merit") or "delta_a")
+    lamp = (LampMonitor.from_dict(meta["lamp"]) if isinstance(meta.get("lamp"), Mapping)
+            else None)
     if baseline is not None:
         return Transmission.with_baseline(baseline, label=str(meta.get("baseline")),
                                           wavelengths_nm=wavelengths_nm, calibration=cal,
-                                          rules=cd_rules, merit=merit)
+                                          rules=cd_rules, merit=merit, lamp=lamp)
     points = {round(float(p["wavelength_nm"]), 6): BaselinePoint(
         p["rate_cps"], p["sigma_rate_cps"], p["delta_a"], p["sigma_delta_a"])
         for p in meta.get("baseline_points") or []}
     label = meta.get("baseline")
     return Transmission(calibration=cal, baseline=points,
                         baseline_label=str(label) if points and label else None,
-                        rules=cd_rules, merit=merit if points else "delta_a")
+                        rules=cd_rules, merit=merit if points else "delta_a", lamp=lamp)

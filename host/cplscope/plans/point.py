@@ -19,7 +19,7 @@ from ..science.frames import FrameSet
 from ..science.pipeline import PointContext, Retardation
 from ..science.results import FlagRules, PointResult, subtract_blank
 from ..settings.calibration import Calibration
-from .detection import Analog, Counting, detection_for
+from .detection import ANALOG_MIN_FRAMES, Analog, Counting, detection_for
 from ..science.emission import (PLAN_EVERY, analog_rate_that_matters, dark_per_frame,
                                 planned_emission_z, planned_sigma_g, sigma_sqrt_m)
 from .planning import is_hopeless, rate_that_matters
@@ -98,22 +98,27 @@ class Dark:
 
 @dataclass(frozen=True)
 class AnalogDark:
-    """Dark level of the analog path (shutter closed): ADC offset plus PMT dark current.
+    """Dark level of the analog path (shutter closed): the front end's offset (its bias,
+    docs/build.md) plus the PMT's dark current. Every analog point subtracts it: without it
+    the offset would count as light and pull g towards 0 by M/(M + offset).
 
     Attributes:
         level: mean ADC reading (ADC counts), the same in every bin.
-        sigma: its standard uncertainty (ADC counts).
+        sigma: its standard uncertainty (ADC counts): the scatter of the dark's frame means
+            over √n_frames.
         dwell_s: sampling time, s.
-        frame_sigma: σ of one frame's mean level (ADC counts), the noise a point's frames
-            have without a signal; NaN when not measured.
-        n_frames: the frames it was measured from.
+        noise: the scatter (SD) of one dark frame's mean level, ADC counts: the front end's
+            and the dark current's noise at this frame length (NaN when not measured).
+        n_frames: frames the dark was measured in (0: not known).
+        frame_periods: PEM periods per frame of that measurement (0: not known).
     """
 
     level: float
     sigma: float
     dwell_s: float
-    frame_sigma: float = math.nan
+    noise: float = math.nan
     n_frames: int = 0
+    frame_periods: int = 0
 
     def per_frame(self, frame_time_s: float) -> float:
         return self.level
@@ -157,29 +162,20 @@ class PointMeasurement:
 DEFAULT_MAX_DWELL_S = 300.0
 
 
-def measure_dark(inst, dwell_s: float = 10.0, *, n_bins: int = 16,
-                 frame_periods: int = 5000) -> Dark | AnalogDark:
+def measure_dark(inst, dwell_s: float = 10.0, *, n_bins: int | None = None,
+                 frame_periods: int | None = None) -> Dark | AnalogDark:
     """Close the shutter, count (or sample) for ``dwell_s`` s, restore the shutter. Returns
-    the per-bin dark rate, or in analog mode the dark level."""
+    the per-bin dark rate, or in analog mode the dark level (the front end's offset) and its
+    noise, binned as the points will be (``inst.analog_binning`` unless given)."""
     if not (math.isfinite(dwell_s) and dwell_s > 0):
         raise ValueError(f"the dark dwell must be > 0 s, got {dwell_s!r}")
     was_open = bool(inst.status().get("shutter_open"))
     inst.close_shutter()
     try:
         if inst.mode == "analog":
-            af = inst.acquire_analog(duration_s=dwell_s, n_bins=n_bins,
-                                     frame_periods=frame_periods)
-            af.check()
-            m = af.means
-            if m.shape[0] < 2:
-                raise RuntimeError("the analog dark measurement gave fewer than 2 frames: "
-                                   "measure longer")
-            per_frame = np.nanmean(m, axis=1)
-            spread = float(per_frame.std(ddof=1))
-            return AnalogDark(level=float(per_frame.mean()),
-                              sigma=spread / float(np.sqrt(len(per_frame))),
-                              dwell_s=af.dwell_s, frame_sigma=spread,
-                              n_frames=len(per_frame))
+            det = detection_for(inst)
+            return _analog_dark(inst, dwell_s, n_bins or det.n_bins,  # type: ignore[union-attr]
+                                frame_periods or det.frame_periods)  # type: ignore[union-attr]
         frames = inst.acquire(duration_s=dwell_s)
     finally:
         if was_open:
@@ -206,6 +202,19 @@ def reevaluate(m: PointMeasurement, mode: Any, *, dark: Dark | None,
         merit = planned_sigma_g(frames.counts, t, frames.span, ctx)
     return PointMeasurement(m.wavelength_nm, frames, est, raw, raw.has("dwell_limit"),
                             det.dark_per_bin(ctx, frames), ctx, raw, merit, product)
+
+
+def _analog_dark(inst, dwell_s: float, n_bins: int, frame_periods: int) -> AnalogDark:
+    af = inst.acquire_analog(duration_s=dwell_s, n_bins=n_bins, frame_periods=frame_periods)
+    af.check()
+    per_frame = np.nanmean(af.means, axis=1) if af.n_frames else np.empty(0)
+    if per_frame.size < ANALOG_MIN_FRAMES:
+        raise RuntimeError(f"the analog dark gave {per_frame.size} usable frames, fewer than "
+                           f"{ANALOG_MIN_FRAMES}: measure it longer (--dark-dwell)")
+    noise = float(per_frame.std(ddof=1))
+    return AnalogDark(level=float(per_frame.mean()), sigma=noise / math.sqrt(per_frame.size),
+                      dwell_s=af.dwell_s, noise=noise, n_frames=int(per_frame.size),
+                      frame_periods=int(frame_periods))
 
 
 def retardation_in_force(inst) -> Retardation:
@@ -305,7 +314,9 @@ def measure_point(inst, mode: Any, *, dwell_s: float | None = None,
     _check_dwell(dwell_s, target, max_dwell_s, prior)
     det = detection_for(inst)
     _check_dark(det, dark)
-    cal = calibration if calibration is not None else inst.calibration
+    if isinstance(det, Analog) and dwell_s is not None and prior is None:
+        det.check_dwell(inst, float(dwell_s), warn=False)
+    cal = (calibration if calibration is not None else inst.calibration).for_mode(det.name)
     wl = wavelength_nm if wavelength_nm is not None else inst.wavelength_nm
     if wl is None:
         raise ValueError("no wavelength: move_to() a wavelength first, or pass wavelength_nm")
@@ -343,7 +354,12 @@ def _check_dwell(dwell_s: float | None, target: float | None, max_dwell_s: float
 
 
 def _check_dark(det: Any, dark: Any) -> None:
-    if isinstance(det, Analog) and dark is not None and not isinstance(dark, AnalogDark):
+    if isinstance(det, Analog) and dark is None:
+        raise ValueError("analog mode needs the dark level: the front end's offset would "
+                         "otherwise count as light and pull g towards 0. Measure it "
+                         "(measure_dark in analog mode, or a scan with dark=True; the CLI "
+                         "without --no-dark)")
+    if isinstance(det, Analog) and not isinstance(dark, AnalogDark):
         raise ValueError("in analog mode the dark must be an AnalogDark (measure_dark in "
                          "analog mode)")
     if isinstance(det, Counting) and isinstance(dark, AnalogDark):
@@ -365,7 +381,7 @@ class _PointLoop:
         self.inst, self.mode, self.det, self.wl, self.cal = inst, mode, det, wl, cal
         self.dark, self.common = dark, common
         self.ret = retardation_in_force(inst)
-        self.min_frames = 2 if isinstance(det, Analog) else 1
+        self.min_frames = det.min_frames
         self._relevance: tuple[float | None, float] = (None, math.inf)
 
     def relevance(self, target: float | None, horizon_s: float,
@@ -445,7 +461,7 @@ class _PointLoop:
         else:
             frames = self.acquire(min(floor, max_dwell_s))
         while True:
-            if frames.n_frames < self.min_frames:
+            if frames.n_frames < self.det.useful_frames:
                 if frames.n_frames == 0 or frames.dwell_s >= max_dwell_s:
                     return frames, "max_dwell", ()
                 frames = frames.extend(self.acquire(max(frames.dwell_s, 0.5)))
@@ -470,7 +486,8 @@ class _PointLoop:
         if frames.n_frames < self.min_frames:
             raise RuntimeError("no usable frame was measured (all were excluded: check the PEM "
                                "lock and the overload guard)" if frames.n_frames == 0 else
-                               "fewer than 2 complete analog frames: measure longer")
+                               f"{frames.n_frames} complete analog frames, fewer than "
+                               f"{self.min_frames}: measure longer")
         ctx = self.mode.context(self.context(frames), target, reason, extra)
         est, raw = self.det.process(frames, ctx, self.mode.binned_rules)
         merit, product = self.mode.finish(est, ctx, raw, self.det.frame_flags(frames))

@@ -19,6 +19,7 @@ from ..data.cd_spectrum import CDSpectrum
 from ..data.documents import PointEvent, RunStart, RunStop, Sink, emit
 from ..data.spectrum import Spectrum
 from ..science.cd import CDCalibration, CDRules
+from ..science.lamp import frame_times_s
 from ..science.pipeline import PointContext
 from ..science.results import (
     FLAG_DWELL_LIMIT,
@@ -145,6 +146,8 @@ def cd_reprocess(archive: str | os.PathLike[str], *,
                 f"{arc.path} is not the archive of a CD scan (it is a CPL scan's): reprocess "
                 "it with `cplscope reprocess`")
         base = _baseline_of(baseline, meta)
+        if isinstance(arc.extra.get("lamp"), dict):     # the lamp readings the run took
+            meta["lamp"] = arc.extra["lamp"]
         mode = mode_from_metadata(meta, rules=arc.rules, blank=None, baseline=base,
                                   cd_calibration=cd_calibration,
                                   wavelengths_nm=(arc.plan or {}).get("wavelengths_nm") or
@@ -207,7 +210,8 @@ class _Reprocessing:
             index = s.index if s.index >= 0 else order.setdefault(
                 round(s.wavelength_nm, 6), len(order))
             row = assembler.add(index, s.accumulation, result, correction, estimate=est,
-                                health=health, extra_flags=ctx.extra_flags)
+                                health=health, extra_flags=ctx.extra_flags,
+                                times_s=frame_times_s(ap.frames.select(ap.frames.usable)))
             emit(subscribers, "event", PointEvent(
                 seq, index, s.accumulation, ctx, ap.frames, result, row,
                 correction if isinstance(correction, tuple) else None,

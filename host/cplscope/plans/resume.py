@@ -17,6 +17,7 @@ import numpy as np
 
 from ..data.archive import Archive, ArchivedPoint
 from ..data.documents import Sink
+from ..science.lamp import frame_times_s
 from ..science.pipeline import process_point
 from ..science.results import frame_health_flags
 from .engine import ScanSettings, run_scan
@@ -87,7 +88,8 @@ class ArchivedRun:
             est, result, health = replay_point(ap, mode)
             correction = s.blank if mode.name == "cpl" else mode.correction_at(s.wavelength_nm)
             assembler.add(s.index, s.accumulation, result, correction, estimate=est,
-                          health=health, extra_flags=s.context().extra_flags)
+                          health=health, extra_flags=s.context().extra_flags,
+                          times_s=frame_times_s(ap.frames.select(ap.frames.usable)))
         return len(self.points)
 
     def scan_settings(self) -> ScanSettings:

@@ -11,7 +11,7 @@ from ..data.documents import Sink
 from ..data.spectrum import Spectrum
 from ..science.results import FlagRules
 from ..settings.calibration import Blank, Calibration
-from .engine import ScanInterrupted, ScanSettings, run_scan, scan_wavelengths
+from .engine import ScanInterrupted, ScanSettings, check_archive, run_scan, scan_wavelengths
 from .modes import Emission
 from .outputs import run_sinks
 from .point import DEFAULT_MAX_DWELL_S, Dark, PointMeasurement
@@ -93,9 +93,7 @@ def scan(inst, start: float, stop: float, step: float, *, dwell_s: float | None 
                         dark_dwell_s=dark_dwell_s, skip_hopeless=skip_hopeless,
                         time_budget_s=time_budget_s, survey=survey)
     plan.check()
-    if archive is not None and inst.mode == "analog":
-        raise ValueError("the raw archive holds counting frames; in analog mode save the "
-                         "spectrum CSV (output=) and leave archive=None")
+    check_archive(inst, archive)
     cal = calibration if calibration is not None else inst.calibration
     mode = Emission(rules=rules, blank=_blank_for(blank, cal, plan))
     return run_scan(inst, mode, plan, calibration=cal, sample=sample,

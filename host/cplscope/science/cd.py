@@ -186,8 +186,8 @@ class CDRules:
 
     Attributes:
         min_snr: ``opaque`` when the transmitted signal's significance (its score against the
-            dark when the estimate gives one, else M/σ_M) is below this. 20 keeps σ(A) from
-            the sample's counts below 0.022.
+            dark when the estimate gives one, else M/σ_M; in analog mode always M/σ_M) is
+            below this. 20 keeps σ(A) from the sample's counts below 0.022.
         max_absorbance: ``opaque`` when A (against the baseline) exceeds this. On a real
             instrument stray light and the detector's linearity make A ≳ 3 unreliable long
             before the counts run out; the twin has no stray light, so this is the only limit
@@ -306,6 +306,7 @@ def cd_point(
     subtract_baseline_cd: bool = True,
     dwell_limit: bool = False,
     frame_flags: Iterable[str] = (),
+    lamp: tuple[float, float] | None = None,
 ) -> CDPointResult:
     """Build the CD result of one wavelength from the estimate of its transmission frames.
 
@@ -321,6 +322,10 @@ def cd_point(
         subtract_baseline_cd: subtract the baseline's ΔA (the usual CD baseline correction).
         dwell_limit: the point stopped at the maximum dwell before reaching its target σ.
         frame_flags: frame-health flags to pass through.
+        lamp: (L, σ_lnL): the lamp's level while the point was measured relative to the
+            run's first lamp reading, and the σ of its log (:class:`~cplscope.science.lamp.
+            LampDrift`); the rate is divided by L and σ_lnL enters its relative σ, so A and
+            σ(A) hold the lamp's drift. None: not monitored (σ(A) is photon noise alone).
 
     Returns:
         The :class:`CDPointResult`. σ(A) = (1/ln10)·√((σ_I/I)² + (σ_I0/I_0)²); σ(ΔA) from σ_v
@@ -347,7 +352,9 @@ def cd_point(
     if baseline is None:
         flags.insert(0, FLAG_NO_BASELINE)
 
-    z = float(getattr(est, "emission_z", _NAN))
+    # analog: emission_z is a t test at n_frames − 1 dof, whose z cannot pass ~15 with 20
+    # frames however bright the light; the rule is about σ(A), i.e. M/σ_M (Wald)
+    z = float(getattr(est, "emission_z", _NAN)) if est.noise == "poisson" else _NAN
     snr = z if math.isfinite(z) else (rate / sigma_rate if sigma_rate > 0 else _NAN)
     v, sigma_v = 0.5 * float(est.g_lum), 0.5 * float(est.sigma_g)
     a_raw = _NAN
@@ -360,6 +367,12 @@ def cd_point(
         return CDPointResult(wl, _NAN, _NAN, _NAN, _NAN, _NAN, _NAN, _NAN, _NAN,
                              float(est.chi2_red), int(est.n_frames), dwell,
                              tuple([FLAG_OPAQUE] + flags), _NAN, rate, sigma_rate)
+    if lamp is not None:
+        level, sigma_log = float(lamp[0]), float(lamp[1])
+        rate /= level
+        sigma_rate = math.hypot(sigma_rate / level, rate * sigma_log)
+        if baseline is not None and baseline.rate_cps > 0:
+            a_raw = -math.log10(rate / baseline.rate_cps)
 
     k = calibration.factor
     dda_dv = -(2.0 / LN10) / (1.0 - v * v)        # d ΔA_raw / dv

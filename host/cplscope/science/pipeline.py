@@ -34,7 +34,7 @@ from .results import (
 )
 
 __all__ = ["PointContext", "Retardation", "estimate_frames", "peak_rate_cps", "process_point",
-           "spectrum_row"]
+           "spectrum_row", "with_gain"]
 
 _NAN = float("nan")
 
@@ -101,6 +101,9 @@ class PointContext:
         dark_noise, dark_noise_dof: analog only: the σ of one frame's mean dark level and
             its degrees of freedom (the dark's frames − 1), from the dark measurement; the
             emission test and the no-emission decision use it (NaN: unknown).
+        g_gain: the detection's gain for the circular term relative to the total (the analog
+            front end's |H| at the PEM frequency, from the analog calibration; 1 for photon
+            counting): the fitted v, and with it g, ΔI and their σ, are divided by it.
     """
 
     wavelength_nm: float
@@ -124,6 +127,7 @@ class PointContext:
     plan_every: int = 0
     dark_noise: float = _NAN
     dark_noise_dof: float = math.inf
+    g_gain: float = 1.0
 
     @classmethod
     def build(cls, wavelength_nm: float, calibration: Calibration, retardation: Retardation,
@@ -134,7 +138,8 @@ class PointContext:
                    handedness=calibration.handedness, dead_time_s=calibration.dead_time_s,
                    a0_nominal_rad=retardation.nominal_rad,
                    a0_commanded_rad=retardation.commanded_rad,
-                   a0_tracking=retardation.tracking, pem_drive=retardation.drive, **kw)
+                   a0_tracking=retardation.tracking, pem_drive=retardation.drive,
+                   g_gain=calibration.g_gain, **kw)
 
     def recalibrated(self, old: Calibration | None, new: Calibration) -> PointContext:
         """This point's context under another calibration: A0 from the nominal A0 (or, for
@@ -148,7 +153,8 @@ class PointContext:
                                  "old calibration to rescale from")
             a0 = self.a0_rad * new.retardation_scale / old.retardation_scale
         return replace(self, a0_rad=a0, phase_offset_rad=new.phase_offset_rad,
-                       handedness=new.handedness, dead_time_s=new.dead_time_s)
+                       handedness=new.handedness, dead_time_s=new.dead_time_s,
+                       g_gain=new.g_gain)
 
 
 def estimate_frames(counts: np.ndarray, frame_time_s: float, bin_span: float,
@@ -166,13 +172,28 @@ def estimate_frames(counts: np.ndarray, frame_time_s: float, bin_span: float,
     dead = ctx.dead_time_s if ctx.noise == "poisson" else 0.0
     planning = (planning_mask(np.shape(counts)[0], ctx.plan_every)
                 if ctx.noise == "poisson" else None)
-    return estimate(counts, ctx.a0_rad, phase_offset=ctx.phase_offset_rad, dark=ctx.dark,
-                    dark_sigma=ctx.dark_sigma, dead_time=dead,
-                    frame_time=frame_time_s if dead else None,
-                    noise=ctx.noise,  # type: ignore[arg-type]
-                    bin_span=bin_span, sampled_phases=sampled_phases, shape_only=planning,
-                    **({"dark_noise": ctx.dark_noise, "dark_noise_dof": ctx.dark_noise_dof}
-                       if ctx.noise == "gaussian" else {}))
+    est = estimate(counts, ctx.a0_rad, phase_offset=ctx.phase_offset_rad, dark=ctx.dark,
+                   dark_sigma=ctx.dark_sigma, dead_time=dead,
+                   frame_time=frame_time_s if dead else None,
+                   noise=ctx.noise,  # type: ignore[arg-type]
+                   bin_span=bin_span, sampled_phases=sampled_phases, shape_only=planning,
+                   **({"dark_noise": ctx.dark_noise, "dark_noise_dof": ctx.dark_noise_dof}
+                      if ctx.noise == "gaussian" else {}))
+    return with_gain(est, ctx.g_gain)
+
+
+def with_gain(est: Estimate, gain: float) -> Estimate:
+    """``est`` with its circular term v divided by ``gain`` (the detection's gain for it
+    relative to the total): g, I_L, I_R, σ_g and the covariance's v row and column."""
+    if gain == 1.0 or not math.isfinite(est.g_lum):
+        return est
+    v = 0.5 * est.g_lum / gain
+    cov = np.array(est.covariance, dtype=np.float64, copy=True)
+    cov[-1, :] /= gain
+    cov[:, -1] /= gain
+    m = est.intensity
+    return replace(est, g_lum=2.0 * v, sigma_g=est.sigma_g / gain, i_left=m * (1.0 + v) / 2.0,
+                   i_right=m * (1.0 - v) / 2.0, covariance=cov)
 
 
 def process_point(counts: np.ndarray, frame_time_s: float, bin_span: float, dwell_s: float,

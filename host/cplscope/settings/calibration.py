@@ -17,11 +17,12 @@ instrument's constants deliberately, load the file with ``expected_serial=None``
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -32,13 +33,16 @@ from ..util.clock import utc_now_iso
 from ..util.files import write_text_atomic
 
 __all__ = [
-    "Blank", "Calibration", "CalibrationError", "CalibrationMismatch", "config_dir",
+    "MODES", "AnalogCalibration", "Blank", "Calibration", "CalibrationError",
+    "CalibrationMismatch", "config_dir",
     "default_calibration",
     "default_path", "load_for",
 ]
 
 FORMAT = "cplscope-calibration"
 VERSION = 1
+#: The detection modes a calibration can be made in.
+MODES = ("counting", "analog")
 _SERIAL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 
 
@@ -122,6 +126,94 @@ class Blank:
 
 
 @dataclass(frozen=True)
+class AnalogCalibration:
+    """The analog (ADC) mode's own constants, made in analog mode (``cplscope calibrate
+    --mode analog``) and kept next to the counting ones.
+
+    The analog front end is a low-pass filter between the PMT and the ADC: it delays the PEM
+    harmonics (a phase lag that adds to φ0) and attenuates them (the 1f term that carries g
+    by the front end's gain at the PEM frequency, |H(f)|), and the ADC's sampling clock and
+    the reference timer have their own offset. Photon counting sees none of it, so the
+    counting calibration's φ0 would bias analog g: the analog mode fits its own A0 and φ0 to
+    the linear polarizer, its own handedness to the circular reference, and the ratio of the
+    reference's g in analog to its g in counting mode (or to its nominal |g|) as ``g_gain``.
+
+    Attributes:
+        a0_rad, phase_offset_rad, handedness, a0_command_rad, reference_wavelength_nm,
+        sigma_a0_rad, sigma_phase_offset_rad: as :class:`Calibration`, in analog mode.
+        g_gain: measured g of the reference over its true g (> 0): analog g is divided by it.
+        sigma_g_gain: its standard uncertainty (a systematic factor of the whole spectrum, not
+            in each point's σ).
+        phase_lag_rad: φ0(analog) − φ0(counting), the front end's lag plus the ADC's clock
+            offset, rad; None when no counting calibration was there to compare.
+        sample_rate_hz: the ADC rate it was made at, Hz.
+        date, source, note: as :class:`Calibration`.
+    """
+
+    a0_rad: float
+    phase_offset_rad: float
+    handedness: int
+    date: str
+    source: str
+    g_gain: float = 1.0
+    sigma_g_gain: float | None = None
+    a0_command_rad: float | None = None
+    reference_wavelength_nm: float | None = None
+    sigma_a0_rad: float | None = None
+    sigma_phase_offset_rad: float | None = None
+    phase_lag_rad: float | None = None
+    sample_rate_hz: float | None = None
+    note: str = ""
+
+    def __post_init__(self) -> None:
+        if not 0.0 < _number("analog.a0_rad", self.a0_rad) <= math.pi:
+            raise CalibrationError(f"analog.a0_rad must be in (0, π] rad, got {self.a0_rad!r}")
+        _number("analog.phase_offset_rad", self.phase_offset_rad)
+        if isinstance(self.handedness, bool) or self.handedness not in (1, -1):
+            raise CalibrationError(f"analog.handedness must be +1 or -1, got "
+                                   f"{self.handedness!r}")
+        if not _number("analog.g_gain", self.g_gain) > 0:
+            raise CalibrationError(f"analog.g_gain must be > 0, got {self.g_gain!r}")
+        for name in ("sigma_g_gain", "sigma_a0_rad", "sigma_phase_offset_rad"):
+            value = getattr(self, name)
+            if value is not None and not _number(f"analog.{name}", value) >= 0:
+                raise CalibrationError(f"analog.{name} must be ≥ 0 or null, got {value!r}")
+        for name in ("a0_command_rad", "reference_wavelength_nm", "sample_rate_hz"):
+            value = getattr(self, name)
+            if value is not None and not _number(f"analog.{name}", value) > 0:
+                raise CalibrationError(f"analog.{name} must be > 0 or null, got {value!r}")
+        if self.phase_lag_rad is not None:
+            _number("analog.phase_lag_rad", self.phase_lag_rad)
+        try:
+            datetime.fromisoformat(self.date)
+        except (TypeError, ValueError):
+            raise CalibrationError(f"analog.date must be an ISO 8601 date/time, got "
+                                   f"{self.date!r}") from None
+        if not isinstance(self.source, str) or not self.source:
+            raise CalibrationError("analog.source must be a non-empty string")
+        if not isinstance(self.note, str):
+            raise CalibrationError("analog.note must be a string")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> AnalogCalibration:
+        if not isinstance(data, dict):
+            raise CalibrationError("analog must be an object (from `cplscope calibrate --mode "
+                                   "analog`) or null")
+        names = {f.name for f in fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise CalibrationError(f"analog: unknown key(s) {sorted(unknown)}")
+        missing = [n for n in ("a0_rad", "phase_offset_rad", "handedness", "date", "source")
+                   if n not in data]
+        if missing:
+            raise CalibrationError(f"analog: missing key(s) {missing}")
+        return cls(**data)
+
+
+@dataclass(frozen=True)
 class Calibration:
     """Calibration constants of one instrument.
 
@@ -150,6 +242,13 @@ class Calibration:
         cd: the CD mode's sign and scale from the CSA standard
             (:class:`cplscope.science.cd.CDCalibration` as a dict: ``cd_sign``, ``cd_scale``,
             ``sigma_scale``, ``source``), or None until ``cplscope cd-calibrate`` stores it.
+        mode: the detection mode A0, φ0 and the handedness were made in: ``"counting"`` for
+            a stored calibration; ``"analog"`` for the one :meth:`for_mode` builds from
+            ``analog``.
+        analog: the analog mode's own constants (:class:`AnalogCalibration`), or None until
+            ``cplscope calibrate --mode analog`` stores them.
+        g_gain: g is divided by it (the analog front end's gain at the PEM frequency; 1 in
+            counting mode).
     """
 
     a0_rad: float
@@ -167,6 +266,9 @@ class Calibration:
     note: str = ""
     a0_command_rad: float | None = None
     cd: dict[str, Any] | None = None
+    mode: str = "counting"
+    analog: AnalogCalibration | None = None
+    g_gain: float = 1.0
 
     def __post_init__(self) -> None:
         a0 = _number("a0_rad", self.a0_rad)
@@ -208,6 +310,30 @@ class Calibration:
                 0.0 < _number("a0_command_rad", self.a0_command_rad) <= math.pi):
             raise CalibrationError(f"a0_command_rad must be in (0, π] rad, got "
                                    f"{self.a0_command_rad!r}")
+        if self.mode not in MODES:
+            raise CalibrationError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.analog is not None and not isinstance(self.analog, AnalogCalibration):
+            raise CalibrationError("analog must be an AnalogCalibration or None")
+        if not _number("g_gain", self.g_gain) > 0:
+            raise CalibrationError(f"g_gain must be > 0, got {self.g_gain!r}")
+
+    def for_mode(self, mode: str) -> Calibration:
+        """The calibration a measurement in detection ``mode`` uses: for ``"analog"`` the
+        analog constants (A0, φ0, handedness, g gain; no dead time) when stored, else this
+        calibration itself (check ``.mode``: then the front end's lag and gain are not
+        corrected); for ``"counting"``, this one."""
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if self.mode == mode or mode == "counting" or self.analog is None:
+            return self
+        a = self.analog
+        return dataclasses.replace(
+            self, a0_rad=a.a0_rad, phase_offset_rad=a.phase_offset_rad,
+            handedness=a.handedness, dead_time_s=0.0, date=a.date, source=a.source,
+            reference_wavelength_nm=a.reference_wavelength_nm, sigma_a0_rad=a.sigma_a0_rad,
+            sigma_phase_offset_rad=a.sigma_phase_offset_rad, sigma_dead_time_s=None,
+            note=a.note, a0_command_rad=a.a0_command_rad, mode="analog", analog=None,
+            g_gain=a.g_gain)
 
     @property
     def retardation_scale(self) -> float:
@@ -236,7 +362,7 @@ class Calibration:
         d: dict[str, Any] = {"format": FORMAT, "version": VERSION}
         for name in _FIELDS:
             value = getattr(self, name)
-            d[name] = value.to_dict() if isinstance(value, Blank) else value
+            d[name] = value.to_dict() if isinstance(value, (Blank, AnalogCalibration)) else value
         return d
 
     @classmethod
@@ -260,6 +386,8 @@ class Calibration:
         kwargs = {n: data[n] for n in _FIELDS if n in data}
         blank = kwargs.get("blank")
         try:
+            if kwargs.get("analog") is not None:
+                kwargs["analog"] = AnalogCalibration.from_dict(kwargs["analog"])
             if blank is not None:
                 if not isinstance(blank, dict) or set(blank) != {"wavelength_nm", "g", "sigma_g"}:
                     raise CalibrationError(
@@ -305,7 +433,8 @@ class Calibration:
 
 _FIELDS = ("a0_rad", "phase_offset_rad", "handedness", "dead_time_s", "serial", "date",
            "source", "reference_wavelength_nm", "sigma_a0_rad", "sigma_phase_offset_rad",
-           "sigma_dead_time_s", "blank", "note", "a0_command_rad", "cd")
+           "sigma_dead_time_s", "blank", "note", "a0_command_rad", "cd", "mode", "analog",
+           "g_gain")
 _REQUIRED = _FIELDS[:7]
 
 

@@ -205,6 +205,9 @@ class Bench:
         adc_offset: ADC level with no light, ADC counts.
         adc_read_noise: Gaussian read noise of the ADC and amplifier, ADC counts RMS.
         adc_window_s: effective integration time of the analog front end, s (sets shot noise).
+        adc_bandwidth_hz: −3 dB bandwidth of the analog front end (a single pole), Hz: the
+            PEM harmonics of the light reach the ADC delayed and attenuated by
+            1/(1 + j·n·f/f_c); inf (the default) passes them untouched.
     """
 
     def __init__(
@@ -233,6 +236,7 @@ class Bench:
         adc_offset: float = 100.0,
         adc_read_noise: float = 1.5,
         adc_window_s: float = 1e-6,
+        adc_bandwidth_hz: float = math.inf,
         geometry: str = "cpl",
         lamp: Callable[[np.ndarray], np.ndarray] | None = None,
         lamp_rate_cps: float = 1e6,
@@ -281,6 +285,12 @@ class Bench:
             raise ValueError(f"adc_offset must be finite (ADC counts), got {adc_offset!r}")
         self.adc_read_noise = _positive("adc_read_noise", adc_read_noise, allow_zero=True)
         self.adc_window_s = _positive("adc_window_s", adc_window_s, unit=" s")
+        bandwidth = float(adc_bandwidth_hz)
+        if not bandwidth > 0:
+            raise ValueError(f"adc_bandwidth_hz must be > 0 Hz (inf: no filter), got "
+                             f"{adc_bandwidth_hz!r}")
+        self.adc_bandwidth_hz = bandwidth
+        self._filtered_cache: dict[tuple[float, float, float], np.ndarray] = {}
         if flicker_rms >= 0.5:
             raise ValueError(
                 f"flicker_rms is {flicker_rms}; the Gaussian flicker model needs a relative RMS "
@@ -612,9 +622,35 @@ class Bench:
         rate, u, v = self._at_wavelength(state.wavelength_nm)
         if not state.shutter_open:
             rate = 0.0
-        delta = self.retardation(state) * np.sin(theta - self.pem_phase_offset_rad)
+        a0 = self.retardation(state)
         dark = self.dark_rate_cps / self._counting_efficiency(self.hv_nominal_volts)
-        return rate * excitation * (1.0 + u * np.cos(delta) + v * np.sin(delta)) + dark
+        if math.isfinite(self.adc_bandwidth_hz):
+            grid = self._filtered_modulation(a0, u, v)
+            n = grid.size - 1
+            modulation = np.interp(theta, 2.0 * np.pi * np.arange(n + 1) / n, grid)
+        else:
+            delta = a0 * np.sin(theta - self.pem_phase_offset_rad)
+            modulation = 1.0 + u * np.cos(delta) + v * np.sin(delta)
+        return rate * excitation * modulation + dark
+
+    def _filtered_modulation(self, a0: float, u: float, v: float) -> np.ndarray:
+        """1 + u·cos δ + v·sin δ through the front end's single pole, on a grid of 1024 phases
+        over one period (the first repeated at the end), each harmonic n times
+        1/(1 + j·n·f/f_c)."""
+        key = (a0, u, v)
+        hit = self._filtered_cache.get(key)
+        if hit is None:
+            n = 1024
+            theta = 2.0 * np.pi * np.arange(n) / n
+            delta = a0 * np.sin(theta - self.pem_phase_offset_rad)
+            spec = np.fft.rfft(1.0 + u * np.cos(delta) + v * np.sin(delta))
+            spec /= 1.0 + 1j * np.arange(spec.size) * self.pem_frequency_hz / self.adc_bandwidth_hz
+            out = np.fft.irfft(spec, n)
+            hit = np.append(out, out[0])
+            if len(self._filtered_cache) >= _CACHE_LIMIT:
+                self._filtered_cache.clear()
+            self._filtered_cache[key] = hit
+        return hit
 
     def _adc_scale(self, state: InstrumentState) -> float:
         """ADC counts per photoelectron collected in the front-end window."""
