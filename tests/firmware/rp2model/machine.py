@@ -107,7 +107,8 @@ class Pin:
             return p["out"]
         if p["func"] == "pio":
             return p["pio"]
-        return Pin.levels.get(self.n, 0)
+        # an input nothing drives reads its pull
+        return Pin.levels.get(self.n, 1 if p["pull"] == "up" else 0)
 
     def toggle(self):
         p = Pin.pad(self.n)
