@@ -50,12 +50,22 @@ def prepare(inst, *, bins: int = 16, periods: int = 10000, hv_volts: float = 800
     limits = getattr(inst, "rate_limits", None)
     if limits is not None:
         inst.set_limits(max_count_rate_cps=limits.damage_cps)
-    inst.set_hv(hv_volts)
+    if _apply_hv_model(inst) != "counting_head":  # a counting head is powered by its model
+        inst.set_hv(hv_volts)
     target = default_retardation(bins, _phase_offset(inst)) if a0_rad is None else float(a0_rad)
     scale = _scale(inst)
     inst.set_retardation(min(target / scale, math.pi))
     if open_shutter:
         inst.open_shutter()
+
+
+def _apply_hv_model(inst) -> str:
+    """Send the instrument's stored HV model (:mod:`cplscope.board_settings`); its kind."""
+    from .board_settings import apply_hv_model
+
+    if getattr(inst, "info", None) is None or not hasattr(inst, "configure_hv_model"):
+        return "supply"
+    return apply_hv_model(inst).kind
 
 
 def _apply_mono_config(inst) -> None:
