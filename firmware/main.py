@@ -7,6 +7,7 @@ error), `finally` leaves the board safe: HV off, shutter closed, guards, ADC and
 In the unix port: `micropython firmware/main.py [ADDRESS]`, where ADDRESS (or
 $CPLSCOPE_SIM_LINK) is the sim hub's socket (docs/sim-link.md).
 """
+import gc
 import sys
 
 import micropython
@@ -63,7 +64,11 @@ def main() -> None:
     from cpl.instrument import Instrument
     board = None
     try:
+        # the board's rings (32 kB in one piece) from a heap without the garbage of compiling
+        # main.py and of the imports
+        gc.collect()
         board = make_board()
+        gc.collect()  # likewise the instrument's buffers (16 kB in one piece)
         Instrument(board).run()
     finally:
         if board is not None:

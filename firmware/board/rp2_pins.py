@@ -1,8 +1,8 @@
 """The rp2 board's pins, in one table: `rp2.py` takes its GPIO numbers and pad settings from
-here, and the wiring table of docs/build.md states the same rows
+here, and the wiring table of docs/build.md states the same rows (`table()`)
 (tests/firmware/test_build_guide_pins.py compares the two).
 
-Each row: (name, GPIO, kind, pull, level). kind: "in" (digital input), "out" (driven by the
+Each row of table(): (name, GPIO, kind, pull, level). kind: "in" (digital input), "out" (driven by the
 board), "analog" (ADC input: digital input off, no pull). pull: the pad's own pull ("up",
 "down") or "none"; "ext-down" means the circuit must hold the line low with a 10 kΩ resistor
 (the line is an output, and from reset until the firmware drives it the pad is an input with
@@ -26,25 +26,29 @@ ADC0 = 26           # ADC0: analog PMT signal (biased transimpedance amplifier)
 ADC1 = 27           # ADC1: HV monitor, divided to 0 … 3.3 V
 ADC2 = 28           # ADC2: rectified PEM pickup amplitude (internal mode)
 
-TABLE = (
-    ("photon", PHOTON, "in", "down", "high = pulse"),
-    ("pem_ref", PEM_REF, "in", "down", "rising edge = phase 0"),
-    ("gate0", GATE0, "out", "none", "test point"),
-    ("gate1", GATE1, "out", "none", "test point"),
-    ("pem_drive", PEM_DRIVE, "out", "none", "low = drive off"),
-    ("pem_ctrl", PEM_CTRL, "out", "none", "duty 0 = 0 V"),
-    ("hv_ctrl", HV_CTRL, "out", "none", "duty 0 = 0 V"),
-    ("hv_keepalive", HV_KEEPALIVE, "out", "none", "toggles while the firmware runs"),
-    ("hv_en", HV_EN, "out", "ext-down", "high = HV on"),
-    ("shutter", SHUTTER, "out", "ext-down", "high = open"),
-    ("step", STEP, "out", "none", "rising edge = one step"),
-    ("dir", DIR, "out", "none", "high = longer wavelengths"),
-    ("home", HOME, "in", "up", "low = at or below home"),
-    ("maintenance", MAINTENANCE, "in", "up", "low at power-up = maintenance mode"),
-    ("adc_pmt", ADC0, "analog", "none", "0 … 3.3 V, dark above 0"),
-    ("adc_hv_monitor", ADC1, "analog", "none", "0 … 3.3 V"),
-    ("adc_pem_pickup", ADC2, "analog", "none", "0 … 3.3 V"),
-)
+
+def table() -> tuple:
+    """The rows (made on each call: the board's heap need not hold them)."""
+    return (
+        ("photon", PHOTON, "in", "down", "high = pulse"),
+        ("pem_ref", PEM_REF, "in", "down", "rising edge = phase 0"),
+        ("gate0", GATE0, "out", "none", "test point"),
+        ("gate1", GATE1, "out", "none", "test point"),
+        ("pem_drive", PEM_DRIVE, "out", "none", "low = drive off"),
+        ("pem_ctrl", PEM_CTRL, "out", "none", "duty 0 = 0 V"),
+        ("hv_ctrl", HV_CTRL, "out", "none", "duty 0 = 0 V"),
+        ("hv_keepalive", HV_KEEPALIVE, "out", "none", "toggles while the firmware runs"),
+        ("hv_en", HV_EN, "out", "ext-down", "high = HV on"),
+        ("shutter", SHUTTER, "out", "ext-down", "high = open"),
+        ("step", STEP, "out", "none", "rising edge = one step"),
+        ("dir", DIR, "out", "none", "high = longer wavelengths"),
+        ("home", HOME, "in", "up", "low = at or below home"),
+        ("maintenance", MAINTENANCE, "in", "up", "low at power-up = maintenance mode"),
+        ("adc_pmt", ADC0, "analog", "none", "0 … 3.3 V, dark above 0"),
+        ("adc_hv_monitor", ADC1, "analog", "none", "0 … 3.3 V"),
+        ("adc_pem_pickup", ADC2, "analog", "none", "0 … 3.3 V"),
+    )
+
 
 # the ADC channel of an analog GPIO (GP26 … GP29 on both chips' 30-GPIO packages)
 ADC_FIRST_GPIO = 26

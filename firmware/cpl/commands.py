@@ -119,7 +119,8 @@ class Commands:
         a = check(a, {"volts": NUM}, ("volts",))
         i = self.i
         v = a["volts"]
-        i.hv.check_volts(v)
+        if i.hv is not None:
+            i.hv.check_volts(v)
         in_range("volts", v, 0.0, i.safety.max_hv_volts, "V (SET_LIMITS max_hv_volts)")
         if v > 0 and i.state == "fault":
             raise bad_state("HV stays off in fault (%s); send CLEAR_FAULT first"
@@ -212,6 +213,9 @@ class Commands:
 
     def hv_config(self, a: dict) -> dict:
         i = self.i
+        if i.hv is None:
+            from cpl.hvmodel import HvModel
+            i.hv = HvModel()
         hv = i.hv
         c = hv.validate(a, float(i.board.__class__.max_hv_volts), i.safety.hv_set_volts)
         if c["power"] and i.state == "fault":

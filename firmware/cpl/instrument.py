@@ -8,7 +8,6 @@ from cpl.acquisition import Acquisition
 from cpl.args import CommandError, parse
 from cpl.clock import Clock
 from cpl.commands import Commands
-from cpl.hvmodel import HvModel
 from cpl.mono import Mono
 from cpl.pem import Pem
 from cpl.safety import Safety
@@ -32,7 +31,7 @@ class Instrument:
         self.tx = Tx(board, self.clock)
         self.reader = P.Reader()
         self.safety = Safety(board)
-        self.hv = HvModel()
+        self.hv = None  # cpl.hvmodel.HvModel, made by the first HV_CONFIG (heap at boot)
         self.mono = Mono(board, board.watchdog_feed)
         self.pem = Pem(board)
         self.acq = Acquisition(board, self.tx)

@@ -34,7 +34,7 @@ __all__ = ["PicoFiles", "EmulatedPico", "EmulatorError", "find_pico_files", "ens
            "HERE"]
 
 HERE = Path(__file__).resolve().parent
-FIRMWARE = HERE.parents[1] / "firmware"
+FIRMWARE = Path(os.environ.get("CPLSCOPE_EMULATED_FIRMWARE", HERE.parents[1] / "firmware"))
 ENV_IMAGE = "CPLSCOPE_MICROPYTHON_IMAGE"
 ENV_BOOTROM = "CPLSCOPE_RP2040_BOOTROM"
 ENV_USB_LIB = "CPLSCOPE_USB_DEVICE_LIB"

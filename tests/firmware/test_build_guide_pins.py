@@ -1,5 +1,5 @@
 """docs/build.md's wiring table is the circuit the firmware assumes: every row of
-firmware/board/rp2_pins.py's TABLE (GPIO, kind, pull, level) must be in it, word for word,
+firmware/board/rp2_pins.py's table() (GPIO, kind, pull, level) must be in it, word for word,
 and it must name no pin the table does not have; rp2.py takes its pins from that table."""
 import ast
 import importlib.util
@@ -31,14 +31,14 @@ def guide_rows(text: str) -> dict:
 def test_build_guide_states_the_firmwares_pins():
     pins = _pins()
     guide = guide_rows((ROOT / "docs" / "build.md").read_text())
-    table = {gpio: (name, kind, pull, level) for name, gpio, kind, pull, level in pins.TABLE}
-    assert len(table) == len(pins.TABLE), "a GPIO twice in rp2_pins.TABLE"
+    table = {gpio: (name, kind, pull, level) for name, gpio, kind, pull, level in pins.table()}
+    assert len(table) == len(pins.table()), "a GPIO twice in rp2_pins.table()"
     assert guide == table
 
 
 def test_pin_table_is_consistent():
     pins = _pins()
-    for name, gpio, kind, pull, level in pins.TABLE:
+    for name, gpio, kind, pull, level in pins.table():
         assert getattr(pins, name.upper(), gpio) == gpio or name.startswith("adc"), name
         assert kind in ("in", "out", "analog") and pull in ("up", "down", "none", "ext-down")
         if kind == "analog":
@@ -64,6 +64,6 @@ def test_rp2_board_takes_every_pin_from_the_table():
 def test_a_changed_guide_row_is_caught():
     pins = _pins()
     text = (ROOT / "docs" / "build.md").read_text()
-    table = {gpio: (name, kind, pull, level) for name, gpio, kind, pull, level in pins.TABLE}
+    table = {gpio: (name, kind, pull, level) for name, gpio, kind, pull, level in pins.table()}
     wrong = text.replace("| GP12 | hv_en | out | ext-down |", "| GP12 | hv_en | out | down |")
     assert wrong != text and guide_rows(wrong) != table
