@@ -125,3 +125,50 @@ def test_analog_guard_heartbeat(open_raw, pico) -> None:
     st = link.call(Opcode.STATUS)
     assert st["state"] == "running" and st["fault"] is None, st
     link.call(Opcode.STOP)
+
+
+def test_flash_twice_onto_a_running_board(pico, hil) -> None:
+    """`cplscope flash` (cplscope.flash.flash, what the command runs) onto the board while
+    it runs the firmware, twice in a row: each time MAINTENANCE over the vendor interface,
+    a restart into maintenance mode (watchdog reset), every file copied by mpremote through
+    the board's CDC REPL and its SHA-256 read back, a restart, and the firmware answering
+    IDENTIFY with the version copied. Afterwards the board runs normally."""
+    import cplscope
+    from cplscope.flash import flash
+    from cplscope.transport import DeviceNotFound, Transport
+
+    from .conftest import EMULATOR_SLOWDOWN
+
+    def open_instrument():
+        if pico.find_device() is None:
+            raise DeviceNotFound("the emulated board is not on its bus")
+        return cplscope.Instrument(Transport(pico.find_device, reconnect_timeout=1.0,
+                                             reply_timeout=5.0 * EMULATOR_SLOWDOWN),
+                                   address="emulated")
+
+    port = pico.repl_pty().path
+    reboots = pico.stats()["reboots"]
+    lines: list[str] = []
+    for _ in range(2):
+        t0 = time.monotonic()
+        info = flash(open_instrument=open_instrument, port=port,
+                     usb_device_lib=hil.pico_files.usb_device_lib, wait_s=900.0,
+                     log=lines.append)
+        print(f"flash: {time.monotonic() - t0:.0f} s wall; " + " | ".join(lines[-4:]))
+        assert info["board"] == "rp2" and info["firmware_version"] == cplscope_version()
+    # two restarts per update: into maintenance mode, and back into the firmware
+    assert pico.stats()["reboots"] - reboots == 4, pico.stats()["reboots"]
+    console = pico.console()
+    assert console.count("cplscope: maintenance mode (requested by the MAINTENANCE") >= 2
+    with open_instrument() as inst:
+        st = inst.status()
+    assert st["state"] == "idle" and st["fault"] is None, st
+
+
+def cplscope_version() -> str:
+    from .emulated.pico import FIRMWARE
+
+    for line in (FIRMWARE / "cpl" / "__init__.py").read_text().splitlines():
+        if line.startswith("FIRMWARE_VERSION"):
+            return line.split("=", 1)[1].strip().strip("\"'")
+    raise AssertionError("no FIRMWARE_VERSION")
