@@ -219,6 +219,7 @@ class Rp2Board(base.Board):
         machine.Pin(PIN_PHOTON, machine.Pin.IN, machine.Pin.PULL_DOWN)
         machine.Pin(PIN_PEM_REF, machine.Pin.IN, machine.Pin.PULL_DOWN)
         self._keepalive = machine.Pin(PIN_HV_KEEPALIVE, machine.Pin.OUT, value=0)
+        self._kbd_flag = False  # a Ctrl-C caught by a hard IRQ handler, for the main loop
         # PWM outputs
         self._pem_drive = machine.PWM(machine.Pin(PIN_PEM_DRIVE))
         self._pem_drive.duty_u16(0)
@@ -1173,9 +1174,11 @@ class Rp2Board(base.Board):
 
     def _guard_irq(self, sm) -> None:
         # hard IRQ: the PIO has already driven HV enable and shutter low
-        self._trip()
-        self._guard_trip_count += 1
-
+        try:
+            self._trip()
+            self._guard_trip_count += 1
+        except KeyboardInterrupt:
+            self._kbd_flag = True
 
     def _trip(self) -> None:
         self._guard.exec(_SET_PINS_OFF)
@@ -1186,17 +1189,24 @@ class Rp2Board(base.Board):
     def _adc_guard(self, timer) -> None:
         # hard IRQ every 0.5 ms in analog mode: any sample written since the last check above
         # the level, wherever the DMA is in its ring (the write address of SRAM is a small
-        # int); the largest one is found only for the trip's reason
-        self._guard_beat[0] += 1
-        if not self._analog or self._guard_tripped:
-            return
-        ch = self._adc_dma[self._adc_turns[0] & 1]
-        pos = ((ch.write - self._adc_ring_addr) >> 1) & (self._adc_ring_len - 1)
-        start = self._guard_pos
-        self._guard_pos = pos
-        if K.above_u16(self._adc_view, start, pos, self._adc_ring_len, self._guard_level):
-            self._trip()
-            self._guard_adc_level = K.max_u16(self._adc_view, start, pos, self._adc_ring_len)
+        # int); the largest one is found only for the trip's reason. A Ctrl-C on the REPL
+        # is raised at the next branch of whatever bytecode runs, which may be this handler:
+        # it would stop the guard for good and never reach main.py's `finally`, so it is
+        # handed on to the main program (found on the emulated Pico)
+        try:
+            self._guard_beat[0] += 1
+            if not self._analog or self._guard_tripped:
+                return
+            ch = self._adc_dma[self._adc_turns[0] & 1]
+            pos = ((ch.write - self._adc_ring_addr) >> 1) & (self._adc_ring_len - 1)
+            start = self._guard_pos
+            self._guard_pos = pos
+            if K.above_u16(self._adc_view, start, pos, self._adc_ring_len, self._guard_level):
+                self._trip()
+                self._guard_adc_level = K.max_u16(self._adc_view, start, pos,
+                                                  self._adc_ring_len)
+        except KeyboardInterrupt:
+            self._kbd_flag = True
 
     def guard_tripped(self) -> bool:
         return self._guard_tripped
@@ -1257,6 +1267,9 @@ class Rp2Board(base.Board):
         self._wdt = machine.WDT(timeout=timeout_ms)
 
     def watchdog_feed(self) -> None:
+        if self._kbd_flag:  # a Ctrl-C that a hard IRQ handler caught: the main program's
+            self._kbd_flag = False
+            raise KeyboardInterrupt
         if self._wdt is not None:
             self._wdt.feed()
         # the HV keep-alive: a pass of the main loop toggles it; the circuit (docs/build.md)

@@ -181,6 +181,27 @@ rp2.StateMachine.__init__ = real_init
 outputs_off()
 assert busy_channels() == []
 
+# a Ctrl-C that lands in the ADC guard's hard IRQ (MicroPython raises it at the next branch of
+# whatever bytecode runs) is handed on to the main program, and the guard keeps running
+b = running_board("analog")
+real_above = R.K.above_u16
+KBD = KeyboardInterrupt()       # the port's is preallocated too: the heap is locked here
+def interrupted(src, start, stop, ring_len, level):
+    R.K.above_u16 = real_above
+    raise KBD
+R.K.above_u16 = interrupted
+machine.Timer.fire_all()       # caught in the handler ...
+try:
+    b.watchdog_feed()           # ... and raised in the main loop's next pass
+    raise SystemExit("the KeyboardInterrupt was swallowed by the IRQ handler")
+except KeyboardInterrupt:
+    pass
+b.watchdog_feed()               # once
+beat = b._guard_beat[0]
+machine.Timer.fire_all()
+assert b._guard_beat[0] == beat + 1 and machine.Timer.all, "the guard stopped"
+M.stop_safely(b)
+
 # the EN bit: a channel whose EN is cleared makes no further transfer (the model's DMA)
 b = running_board("analog")
 chs = b._adc_dma
