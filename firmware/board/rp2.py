@@ -1325,6 +1325,10 @@ class Rp2Board(base.Board):
         """Restart the chip into maintenance mode (main.py then starts neither the firmware,
         nor the watchdog, nor the vendor USB interface: the REPL is free for mpremote)."""
         from board import rp2_boot
+        # the host's mpremote may already be knocking (a Ctrl-C): nothing may cut this short,
+        # and the flag is written first, so that even an interrupted shutdown ends there
+        micropython.kbd_intr(-1)
+        rp2_boot.write_flag()
         self.shutdown()
         rp2_boot.request_maintenance()
 

@@ -37,8 +37,13 @@ def safe_outputs() -> None:
         machine.Pin(pin, machine.Pin.OUT, value=0)
 
 
-def request_maintenance() -> None:
-    """Reset the chip into maintenance mode (does not return)."""
+def write_flag() -> None:
+    """The next start is in maintenance mode."""
     with open(FLAG, "w") as f:
         f.write("cplscope maintenance\n")
+
+
+def request_maintenance() -> None:
+    """Reset the chip into maintenance mode (does not return)."""
+    write_flag()
     machine.reset()

@@ -200,6 +200,7 @@ def flash(*, open_instrument: Callable[[], Any] | None = None, port: str | None 
             log(f"board {serial} runs cplscope {info['firmware_version']}: restarting it "
                 "into maintenance mode")
             inst.enter_maintenance()
+        _wait_gone(open_instrument, wait_s)
     port = port or _wait_port(serial, wait_s)
     if port is None:
         raise FlashError("no board found: no cplscope vendor interface answered and no "
@@ -295,6 +296,22 @@ def _try_open(open_instrument: Callable[[], Any] | None) -> Any:
         return open_instrument()
     except DeviceNotFound:
         return None
+
+
+def _wait_gone(open_instrument: Callable[[], Any] | None, wait_s: float) -> None:
+    """Until the vendor interface has left the bus (the board restarts): talking to its
+    REPL before that would interrupt the firmware's shutdown."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        inst = _try_open(open_instrument)
+        if inst is None:
+            return
+        inst.close()
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    raise FlashError(f"the board accepted MAINTENANCE but did not restart within {wait_s:g} s. "
+                     + WHAT_TO_DO)
 
 
 def _wait_port(serial: str | None, wait_s: float) -> str | None:

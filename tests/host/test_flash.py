@@ -29,6 +29,7 @@ class FakeBoard:
         self.calls: list[list[str]] = []
         self.resets = 0
         self.maintenance_flag = False
+        self.down = False          # off the bus between MAINTENANCE and the restart
 
     def run(self, cmd):
         cmd = list(cmd)
@@ -57,13 +58,18 @@ class FakeBoard:
                 self.files[remote] = data
             elif words == ["reset"]:
                 self.resets += 1
+                self.down = False
         return subprocess.CompletedProcess(cmd, 0, "\n".join(out) + "\n", "")
 
 
 class FakeInstrument:
-    def __init__(self, log: list[str], version: str = "0.1.0") -> None:
+    def __init__(self, log: list[str], version: str = "0.1.0", board=None) -> None:
         self.log = log
         self.version = version
+        self.board = board
+
+    def close(self):
+        pass
 
     def __enter__(self):
         return self
@@ -76,7 +82,21 @@ class FakeInstrument:
 
     def enter_maintenance(self):
         self.log.append("MAINTENANCE")
+        if self.board is not None:
+            self.board.down = True
         return {"rebooting": "maintenance"}
+
+
+def opener(board, log, calls=None, fail_first=False):
+    """The vendor interface of `board`: absent while it is down (or on the first call)."""
+    calls = [] if calls is None else calls
+
+    def open_instrument():
+        calls.append(1)
+        if board.down or (fail_first and len(calls) == 1):
+            raise DeviceNotFound("not on the bus")
+        return FakeInstrument(log, board=board)
+    return open_instrument
 
 
 @pytest.fixture
@@ -96,12 +116,8 @@ def usb_lib(tmp_path: Path) -> Path:
 def test_flash_running_board_twice(no_wait, tmp_path):
     board = FakeBoard()
     log: list[str] = []
-    opened = []
-
-    def open_instrument():
-        opened.append(1)
-        return FakeInstrument(log)
-
+    opened: list[int] = []
+    open_instrument = opener(board, log, opened)
     for _ in range(2):
         info = F.flash(open_instrument=open_instrument, port="/dev/fake",
                        usb_device_lib=usb_lib(tmp_path) if not opened else tmp_path / "mplib",
@@ -119,15 +135,8 @@ def test_flash_running_board_twice(no_wait, tmp_path):
 
 def test_flash_from_the_repl_when_the_vendor_interface_does_not_answer(no_wait, tmp_path):
     board = FakeBoard()
-    calls = []
-
-    def first_not():   # a board with MicroPython only, or whose firmware does not answer
-        calls.append(1)
-        if len(calls) == 1:
-            raise DeviceNotFound("none")
-        return FakeInstrument([])
-
-    F.flash(open_instrument=first_not, port="/dev/fake", usb_device_lib=usb_lib(tmp_path),
+    # a board with MicroPython only, or whose firmware does not answer
+    F.flash(open_instrument=opener(board, [], fail_first=True), port="/dev/fake", usb_device_lib=usb_lib(tmp_path),
             mpremote="/bin/true", run=board.run, log=lambda s: None)
     assert board.resets == 2
     first = " ".join(board.calls[0])
@@ -165,12 +174,12 @@ def test_flash_with_nothing_there_says_what_to_do(monkeypatch):
 
 def test_flash_reports_a_firmware_that_does_not_come_back(no_wait, tmp_path):
     board = FakeBoard()
-    calls = []
+    calls: list[int] = []
 
     def open_instrument():
         calls.append(1)
         if len(calls) == 1:
-            return FakeInstrument([])
+            return FakeInstrument([], board=board)
         raise DeviceNotFound("gone")
 
     with pytest.raises(F.FlashError, match="did not answer within"):
