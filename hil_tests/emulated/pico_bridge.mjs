@@ -81,6 +81,67 @@ loadImage(opts.image);
 if (opts.fs) mcu.flash.set(fs.readFileSync(opts.fs), opts.fsOffset);
 mcu.core.PC = FLASH_BASE;
 
+// The flash chip's write commands. rp2040js answers only READ_STATUS on the SSI, and its
+// IO_QSPI reads as all ones, which the bootrom's flash functions take for an abort: the
+// board's file system could not be written. Here IO_QSPI is a plain register file (reset
+// value 0), and while the bootrom selects the chip by forcing QSPI SS low (GPIO_QSPI_SS_CTRL
+// OUTOVER) every byte it puts in SSI DR0 is collected; every byte put there is answered (RXFLR
+// counts them, DR0 reads 0: "not busy"); when the selection ends the command is applied: WRITE_ENABLE,
+// PAGE_PROGRAM (bits only cleared, within the 256-byte page), the 4/32/64 KiB erases.
+const flashSpi = { selected: false, bytes: [], writeEnabled: false, rx: 0, writes: 0 };
+{
+  const qspi = mcu.peripherals[0x40018];
+  const ssi = mcu.peripherals[0x18000];
+  const SS_CTRL = 0x0c, TXFLR = 0x20, RXFLR = 0x24, DR0 = 0x60;
+  const regs = new Map();
+  qspi.readUint32 = (off) => regs.get(off) || 0;
+  qspi.writeUint32 = (off, value) => {
+    regs.set(off, value >>> 0);
+    if (off !== SS_CTRL) return;
+    const low = ((value >> 8) & 3) === 2;
+    if (low && !flashSpi.selected) { flashSpi.selected = true; flashSpi.bytes = []; flashSpi.rx = 0; }
+    else if (!low && flashSpi.selected) { flashSpi.selected = false; flashCommand(flashSpi.bytes); }
+  };
+  const ssiWrite = ssi.writeUint32.bind(ssi);
+  ssi.writeUint32 = (off, value) => {
+    if (off === DR0) {  // every byte clocked out clocks one in (also with SS high)
+      flashSpi.rx++;
+      if (flashSpi.selected) { flashSpi.bytes.push(value & 0xff); return; }
+    }
+    ssiWrite(off, value);
+  };
+  const ssiRead = ssi.readUint32.bind(ssi);
+  ssi.readUint32 = (off) => {
+    if (off === RXFLR) return flashSpi.rx;
+    if (off === TXFLR) return 0;
+    if (off === DR0) { if (flashSpi.rx) flashSpi.rx--; return 0; }
+    return ssiRead(off);
+  };
+}
+function flashCommand(b) {
+  if (!b.length) return;
+  if (process.env.CPLSCOPE_PICO_TRACE_FLASH) log(`flash cmd ${b[0].toString(16)} ${b.length} bytes: ${Buffer.from(b.slice(0, 8)).toString('hex')}`);
+  const addr = b.length >= 4 ? (b[1] << 16) | (b[2] << 8) | b[3] : 0;
+  const erase = (size) => { mcu.flash.fill(0xff, addr & ~(size - 1), (addr & ~(size - 1)) + size); };
+  switch (b[0]) {
+    case 0x06: flashSpi.writeEnabled = true; return;
+    case 0x04: flashSpi.writeEnabled = false; return;
+    case 0x02:
+      if (!flashSpi.writeEnabled) return;
+      for (let i = 4; i < b.length; i++) {
+        const a = (addr & ~0xff) | ((addr + i - 4) & 0xff);
+        if (a < mcu.flash.length) mcu.flash[a] &= b[i];
+      }
+      break;
+    case 0x20: if (flashSpi.writeEnabled) erase(0x1000); break;
+    case 0x52: if (flashSpi.writeEnabled) erase(0x8000); break;
+    case 0xd8: if (flashSpi.writeEnabled) erase(0x10000); break;
+    default: return;
+  }
+  flashSpi.writeEnabled = false;
+  flashSpi.writes++;
+}
+
 // A chip reset by the watchdog (a timeout, or machine.reset(), which forces it): rp2040js
 // only calls this hook. The flash (with the file system as the firmware left it), the SRAM's
 // contents and the watchdog's scratch and REASON registers survive, as on the chip; the core,
@@ -108,8 +169,11 @@ function reboot() {
   core.pendingSystick = core.pendingPendSV = core.pendingSVCall = core.pendingNMI = false;
   core.currentMode = 0; core.SPSEL = 0; core.nPRIV = false; core.waiting = false;
   core.VTOR = 0;
-  core.reset();
-  core.PC = FLASH_BASE;
+  core.registers.fill(0);
+  core.bankedSP = 0;
+  core.N = core.Z = core.C = core.V = false;
+  core.reset();          // SP from the bootrom's vector table, as at power-up
+  core.PC = FLASH_BASE;  // and from the second stage boot loader on, as the first boot
   updateHome();
   updateStrap();
 }
@@ -706,7 +770,7 @@ function controlOp(req) {
     case 'stats':
       return { time_us: clock.nanos / 1000, visible: host.enumerated, plugged: host.pullup,
         generation: host.generation, firmware_up: host.enumerated, firmware_connections: host.stats.enumerations,
-        ...host.stats, ...counters, bench: { ...bench }, reboots,
+        ...host.stats, ...counters, bench: { ...bench }, reboots, flash_writes: flashSpi.writes,
         hv_on: lit(), shutter_open: open(),
         watch: Object.fromEntries([...watch].map(([a, n]) => ['0x' + a.toString(16), n])),
         callers: Object.fromEntries(callers) };
