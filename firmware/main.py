@@ -28,9 +28,15 @@ def maintenance() -> str:
     if sys.platform != "rp2":
         return ""
     from board import rp2_boot
-    why = rp2_boot.maintenance_reason()
-    if why:
-        rp2_boot.safe_outputs()
+    # mpremote's Ctrl-C may arrive right now (it connects as the board restarts into
+    # maintenance): it must not stop the check between seeing the flag and removing it
+    micropython.kbd_intr(-1)
+    try:
+        why = rp2_boot.maintenance_reason()
+        if why:
+            rp2_boot.safe_outputs()
+    finally:
+        micropython.kbd_intr(3)
     return why
 
 

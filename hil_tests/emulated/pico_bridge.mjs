@@ -208,6 +208,7 @@ const bench = {
   pickup_peak: 3000,
   mono_steps: 400,        // monochromator position, steps above the home switch
   strap: false,           // a jumper from GP22 to GND (maintenance mode at power-up)
+  retrigger: false,       // a retriggerable stretcher: a photon during a pulse extends it
 };
 const counters = { photons: 0, steps: 0, pemEdges: 0 };
 
@@ -239,7 +240,9 @@ function maxRate() {
   return Math.max(bench.light_cps, bench.dark_cps, 1) * (1 + 0.5 * Math.abs(bench.g));
 }
 function nextPhoton(t) {
-  photon.next = t + Math.max(-Math.log(1 - random()) / maxRate() * 1e9, bench.pulse_ns * 2);
+  // the default stretcher is non-retriggerable: nothing for two pulse widths after a pulse
+  const gap = bench.retrigger ? CYCLE_NS : bench.pulse_ns * 2;
+  photon.next = t + Math.max(-Math.log(1 - random()) / maxRate() * 1e9, gap);
 }
 function benchAt(t) { // t: ns of the cycle about to be stepped
   if (t >= pem.next) {
@@ -255,7 +258,7 @@ function benchAt(t) { // t: ns of the cycle about to be stepped
   if (t >= photon.next) {
     if (random() * maxRate() < photonRate()) {
       mcu.gpio[PIN.photon].setInputValue(true);
-      photon.end = t + bench.pulse_ns;
+      photon.end = t + bench.pulse_ns;   // retriggerable: a pulse in progress is extended
       counters.photons++;
     }
     nextPhoton(t);
