@@ -108,11 +108,7 @@ _ADC_MARGIN = 256        # samples kept between the DMA and the oldest sample st
 _GUARD_WINDOW_S = 200e-6
 _MAX_ADC_LEVEL = 4094    # a level check `sample > level` can never trip at full scale 4095
 _HEARTBEAT_MS = 20       # the ADC level guard silent this long in analog mode: a fault
-_DMA_CTRL = 0x0C         # channel CTRL (read alias, no trigger); bit 0 EN
-_DMA_INTE0 = 0x404
-_DMA_ABORT = 0x444
 _WATCHDOG_BASE = 0x400D_8000 if _IS_RP2350 else 0x4005_8000
-_WATCHDOG_REASON = 0x08  # bit 0 TIMER (a timeout or a machine.reset()), bit 1 FORCE
 _WATCHDOG_SCRATCH4 = 0x1C
 _WDT_MAGIC_HI = 0x6AB7   # scratch4 = 0x6AB73121 while machine.WDT runs (the SDK's
 _WDT_MAGIC_LO = 0x3121   # watchdog_enable); machine.reset() writes 0 there
