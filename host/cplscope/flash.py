@@ -201,6 +201,7 @@ def flash(*, open_instrument: Callable[[], Any] | None = None, port: str | None 
                 "into maintenance mode")
             inst.enter_maintenance()
         _wait_gone(open_instrument, wait_s)
+    explicit = port is not None
     port = port or _wait_port(serial, wait_s)
     if port is None:
         raise FlashError("no board found: no cplscope vendor interface answered and no "
@@ -209,10 +210,15 @@ def flash(*, open_instrument: Callable[[], Any] | None = None, port: str | None 
     if inst is None:
         # a board found only by its REPL: whatever runs there, restart into maintenance
         log(f"{port}: restarting the board into maintenance mode from its REPL")
-        mp("exec", f"f=open({_MAINTENANCE_FLAG!r},'w');f.write('1');f.close();"
-           "import machine;machine.reset()", what="entering maintenance mode")
+        try:
+            mp("exec", f"f=open({_MAINTENANCE_FLAG!r},'w');f.write('1');f.close();"
+               "import machine;machine.reset()", what="entering maintenance mode")
+        except FlashError:
+            pass  # the reset drops the port under mpremote; whether it worked shows next
         time.sleep(1.0)
-        port = _wait_port(serial, wait_s) if serial else port
+        if not explicit:  # a real board's port may come back under another name
+            port = _wait_port(None, wait_s) or port
+            mp = _Mpremote(exe, port, run)
     # 2. check the board, copy, verify
     version = _board_version(_retry(lambda: mp("exec", _VERIFY.format(paths=[]),
                                                what="reading the board's MicroPython"),
