@@ -106,8 +106,9 @@ class Instrument:
                 self.tx.event(ev, P.SEV_INFO if ev == P.EV_PEM_LOCK else P.SEV_WARNING,
                               "PEM reference %s" % ("locked" if ev == P.EV_PEM_LOCK
                                                     else "lost"))
-            # no STATUS while nobody listens: they would fill the queue (40 kB of heap)
-            if (self.state != "running" and b.usb_connected()
+            # no new STATUS while anything waits in the queue: with nobody reading they would
+            # fill it (64 frames, 40 kB of heap)
+            if (self.state != "running" and not self.tx.queued()
                     and self.clock.elapsed_us(self._status_last) >= STATUS_PERIOD_US):
                 self._status_last = t
                 self.tx.control(P.STATUS, json.dumps(self.status()).encode())
