@@ -194,7 +194,7 @@ IDLE_REFUSALS: list[tuple[int, dict | None, ReplyStatus]] = [
     (Opcode.MONO_CONFIG, {"backlash_steps": -1}, ReplyStatus.OUT_OF_RANGE),
     (Opcode.MONO_CONFIG, {"backlash_steps": 1.5}, ReplyStatus.BAD_ARGS),
     (0, None, ReplyStatus.UNKNOWN_COMMAND),
-    (16, None, ReplyStatus.UNKNOWN_COMMAND),
+    (18, None, ReplyStatus.UNKNOWN_COMMAND),
     (99, {"x": 1}, ReplyStatus.UNKNOWN_COMMAND),
     (255, None, ReplyStatus.UNKNOWN_COMMAND),
 ]

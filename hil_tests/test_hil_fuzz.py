@@ -27,7 +27,8 @@ KEYS = ["mode", "bins", "periods", "sample_rate_hz", "block_samples", "wavelengt
 #: never fuzzed on a real board: they move the monochromator, energise the PMT or open the
 #: shutter, or lift the limits that protect the PMT
 UNSAFE_ON_HARDWARE = {Opcode.MOVE, Opcode.HOME, Opcode.SET_HV, Opcode.SHUTTER,
-                      Opcode.SET_LIMITS, Opcode.MONO_CONFIG}
+                      Opcode.SET_LIMITS, Opcode.MONO_CONFIG, Opcode.MAINTENANCE,
+                      Opcode.HV_CONFIG}
 
 
 def random_value(rng: random.Random, depth: int = 0):

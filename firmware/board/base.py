@@ -273,6 +273,31 @@ class Board:
         raise NotImplementedError
 
     # watchdog -----------------------------------------------------------------------------
+    def hv_configure(self, kind: str, volts_per_control_v: float, min_volts: float,
+                     max_volts: float, monitor: bool, settle_ms: int, power: bool) -> None:
+        """The detector's HV model (cpl.hvmodel). Raises ValueError for a kind the board
+        cannot drive."""
+        if kind != "supply":
+            raise ValueError("this board models an HV supply only, not a %s" % kind)
+
+    def hv_on(self) -> bool:
+        """HV enable is on (an HV supply set above 0 V, or a counting head powered)."""
+        return False
+
+    def hv_settled(self):
+        """HV enable is on and the detector past its settling time (HV_CONFIG settle_ms);
+        None where the board cannot tell (the core then goes by the HV set)."""
+        return None
+
+    def shutdown(self) -> None:
+        """Leave the hardware safe when the firmware stops (main.py's `finally`): HV off,
+        shutter closed, acquisition hardware stopped. Nothing to do where the outputs end
+        with the program (the simulated board: the hub owns them)."""
+
+    def guard_fault(self) -> str:
+        """Why a guard no longer guards (the main loop then enters fault), or ""."""
+        return ""
+
     def watchdog_start(self, timeout_ms: int) -> None:
         raise NotImplementedError
 

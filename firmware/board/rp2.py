@@ -25,32 +25,36 @@ import uctypes
 
 from board import base
 from board import rp2_dma as K
+from board import rp2_pins as G
 from board import rp2_pio as P
 from board import rp2_regs as H
 from board import rp2_version
 
-# --- pins (GPIO numbers, docs/hardware.md) ----------------------------------------------------
-PIN_PHOTON = 2      # discriminator TTL, pulse-stretched to ≥ 20 ns
-PIN_PEM_REF = 3     # PEM controller 1f reference TTL (external mode)
-PIN_GATE0 = 4       # gate monitor outputs (PIO0), test points only
-PIN_GATE1 = 5
-PIN_PEM_DRIVE = 6   # PWM square wave at resonance (internal mode); also the reference then
-PIN_PEM_CTRL = 8    # PWM → RC filter: PEM controller retardation input (external mode)
-PIN_HV_CTRL = 10    # PWM → RC filter: PMT HV module control input
-PIN_HV_EN = 12      # PMT HV module enable (1 = on); guard SM owns it
-PIN_SHUTTER = 13    # excitation shutter (1 = open); guard SM owns it, must follow HV_EN
-PIN_STEP = 14
-PIN_DIR = 15
-PIN_HOME = 16       # home switch to GND, closed at/below home
-ADC_PMT = 0         # GP26: analog PMT signal (transimpedance amplifier)
-ADC_HV = 1          # GP27: HV monitor, divided to 0 … 3.3 V
-ADC_PEM_PICKUP = 2  # GP28: rectified PEM pickup amplitude (internal mode resonance search)
+# --- pins: the table in rp2_pins (docs/build.md states the same) ------------------------------
+PIN_PHOTON = G.PHOTON
+PIN_PEM_REF = G.PEM_REF
+PIN_GATE0 = G.GATE0
+PIN_PEM_DRIVE = G.PEM_DRIVE
+PIN_PEM_CTRL = G.PEM_CTRL
+PIN_HV_CTRL = G.HV_CTRL
+PIN_HV_KEEPALIVE = G.HV_KEEPALIVE
+PIN_HV_EN = G.HV_EN
+PIN_SHUTTER = G.SHUTTER
+PIN_STEP = G.STEP
+PIN_DIR = G.DIR
+PIN_HOME = G.HOME
+ADC_PMT = G.adc_channel(G.ADC0)
+ADC_HV = G.adc_channel(G.ADC1)
+ADC_PEM_PICKUP = G.adc_channel(G.ADC2)
 
 # --- scaling (edit for the actual modules) ---------------------------------------------------
 HV_FULL_SCALE_V = 1250.0      # HV at 100 % control voltage
 HV_MONITOR_V_PER_V = 1250.0 / 3.3
 PWM_CARRIER_HZ = 100_000      # control-voltage PWMs, RC-filtered (τ ≥ 1 ms)
 STEP_RATE_HZ = 2000
+# HV models (HV_CONFIG, cpl.hvmodel): what the HV enable and control outputs drive
+HV_SUPPLY = "supply"            # an HV supply: 0 … full scale by control voltage, monitored
+HV_COUNTING_HEAD = "counting_head"  # a counting head (H10682-class): power only, no HV control
 
 # --- chip registers --------------------------------------------------------------------------
 _PIO_BASE = (0x5020_0000, 0x5030_0000)
@@ -102,6 +106,12 @@ _ADC_TURN = 1 << 27
 _MAX_BLOCK_EDGES = 1024  # reference edges one ADC block carries
 _ADC_MARGIN = 256        # samples kept between the DMA and the oldest sample still read
 _GUARD_WINDOW_S = 200e-6
+_MAX_ADC_LEVEL = 4094    # a level check `sample > level` can never trip at full scale 4095
+_HEARTBEAT_MS = 20       # the ADC level guard silent this long in analog mode: a fault
+_WATCHDOG_BASE = 0x400D_8000 if _IS_RP2350 else 0x4005_8000
+_WATCHDOG_SCRATCH4 = 0x1C
+_WDT_MAGIC_HI = 0x6AB7   # scratch4 = 0x6AB73121 while machine.WDT runs (the SDK's
+_WDT_MAGIC_LO = 0x3121   # watchdog_enable); machine.reset() writes 0 there
 _ADC_GUARD_HZ = 2000     # ADC level checks per second (trip within 0.5 ms + one check)
 _LOCK_TOLERANCE = 0.005  # relative period spread that still counts as locked
 
@@ -180,6 +190,16 @@ class Rp2Board(base.Board):
     native_crc32 = True
 
     def __init__(self, usb: bool = True) -> None:
+        # interrupted half way (a Ctrl-C, an error), what was started is stopped again
+        try:
+            self._init(usb)
+        except BaseException:
+            self.shutdown()
+            raise
+
+    def _init(self, usb: bool) -> None:
+        # HV enable and shutter low before anything else, whatever a previous run left
+        self._safe_pins()
         # a port older than the declared minimum lacks APIs used below: say so at once
         # (REPL) and keep the reason for STATUS / SELF_TEST (`boot_fault`)
         self.boot_fault = rp2_version.check(sys.implementation.version)
@@ -190,9 +210,12 @@ class Rp2Board(base.Board):
         self.clock_hz = machine.freq()
         self.tick_hz = self.clock_hz
         self._reset_cause = self._read_reset_cause()
-        # inputs the PIO reads (on an RP2350 this also lifts the pads' reset isolation)
-        machine.Pin(PIN_PHOTON, machine.Pin.IN)
-        machine.Pin(PIN_PEM_REF, machine.Pin.IN)
+        # inputs the PIO reads (on an RP2350 this also lifts the pads' reset isolation), with
+        # pull-downs: an unplugged cable reads low, not a floating input the guard counts
+        machine.Pin(PIN_PHOTON, machine.Pin.IN, machine.Pin.PULL_DOWN)
+        machine.Pin(PIN_PEM_REF, machine.Pin.IN, machine.Pin.PULL_DOWN)
+        self._keepalive = machine.Pin(PIN_HV_KEEPALIVE, machine.Pin.OUT, value=0)
+        self._kbd_flag = False  # a Ctrl-C caught by a hard IRQ handler, for the main loop
         # PWM outputs
         self._pem_drive = machine.PWM(machine.Pin(PIN_PEM_DRIVE))
         self._pem_drive.duty_u16(0)
@@ -206,8 +229,21 @@ class Rp2Board(base.Board):
         self._hv.duty_u16(0)
         self._hv_set = 0.0
         self._home = machine.Pin(PIN_HOME, machine.Pin.IN, machine.Pin.PULL_UP)
-        self._adc_hv = machine.ADC(ADC_HV)
-        self._adc_pickup = machine.ADC(ADC_PEM_PICKUP)
+        # machine.ADC(Pin) switches the pad to analog (digital input and pulls off);
+        # machine.ADC(channel) would leave the pull-down loading the divider
+        machine.ADC(machine.Pin(G.ADC0))
+        self._adc_hv = machine.ADC(machine.Pin(G.ADC1))
+        self._adc_pickup = machine.ADC(machine.Pin(G.ADC2))
+        self._hv_kind = HV_SUPPLY
+        self._hv_vpc = HV_FULL_SCALE_V / 3.3   # HV per volt of control input
+        self._hv_min = 0.0
+        self._hv_monitor = True
+        self._hv_settle_ms = 0
+        self._hv_on_ms = time.ticks_ms()  # when HV enable last came on
+        self._head_power = False
+        self._guard_beat = array("i", [0])   # ADC level checks done (hard IRQ)
+        self._beat_seen = 0
+        self._beat_ms = time.ticks_ms()
         self._hv_cached = 0.0
         # PIO1: period timer, guard, stepper
         self._pem_source = base.PEM_EXTERNAL
@@ -318,9 +354,15 @@ class Rp2Board(base.Board):
 
     @staticmethod
     def _read_reset_cause() -> int:
+        """The port reports WDT_RESET after a machine.reset() too (it reboots through the
+        watchdog): only a timeout of the watchdog that machine.WDT started, which leaves the
+        SDK's magic in scratch register 4, is a watchdog reset."""
         cause = machine.reset_cause()
         if cause == machine.WDT_RESET:
-            return base.RESET_WATCHDOG
+            s4 = machine.mem32[_WATCHDOG_BASE + _WATCHDOG_SCRATCH4]
+            if (s4 >> 16) & 0xFFFF == _WDT_MAGIC_HI and s4 & 0xFFFF == _WDT_MAGIC_LO:
+                return base.RESET_WATCHDOG
+            return base.RESET_OTHER
         if cause == machine.PWRON_RESET:
             return base.RESET_POWER_ON
         return base.RESET_OTHER
@@ -481,17 +523,19 @@ class Rp2Board(base.Board):
         With the divider's fraction (1 … 8, so TOP ≥ 300 keeps the duty fine) the steps
         are about f²/(16·f_clk): mostly 1.25 Hz at 50 kHz (0.2 Hz at 20 kHz); the grid
         of TOP·divider products is irregular, with gaps of up to 4 of those steps."""
-        ticks16 = 16 * self.clock_hz / f       # PWM period in 1/16 system-clock cycles
+        # integers only in the loops (a float is a heap object on the port: the search made
+        # about 10 kB of garbage per tracking step); the period in 1/16 system-clock cycles
+        ticks16 = int(16 * self.clock_hz / f + 0.5)
         cur = self._pem_p16
-        best_d, best_t, best_err = 16, 2, -1.0
+        best_d, best_t, best_err = 16, 2, -1
         for d in range(16, 129):               # divider 1 … 8 in steps of 1/16
-            t = int(ticks16 / d + 0.5)
+            t = (ticks16 + d // 2) // d
             if 2 <= t <= 65536:
                 err = abs(t * d - ticks16)
                 if best_err < 0 or err < best_err:
                     best_d, best_t, best_err = d, t, err
         if direction and best_t * best_d == cur:
-            best_err = -1.0
+            best_err = -1
             for d in range(16, 129):
                 t = (cur - 1) // d if direction > 0 else cur // d + 1
                 if 2 <= t <= 65536:
@@ -617,10 +661,7 @@ class Rp2Board(base.Board):
 
     def _stop_counter_dma(self) -> None:
         for chans in self._counter_dma:
-            for ch in chans:
-                ch.irq(None)
-                ch.active(0)
-                ch.close()
+            _dma_stop(chans)
         self._counter_dma = []
 
     def counter_stop(self) -> None:
@@ -788,6 +829,8 @@ class Rp2Board(base.Board):
                                             freq=_ADC_GUARD_HZ, callback=self._adc_guard,
                                             hard=True)
         self._hv_cached = self._read_hv_now()
+        self._beat_seen = self._guard_beat[0]
+        self._beat_ms = time.ticks_ms()
         n = self._adc_block
         ring_len = _adc_ring_len(n, self._adc_rate, self._pem_freq, self._adc_ring_max)
         if ring_len != self._adc_ring_len:
@@ -890,10 +933,7 @@ class Rp2Board(base.Board):
             self._adc_timer = None
         self._analog = False
         machine.mem32[_ADC_BASE + _ADC_CS] = _CS_EN  # stop converting
-        for ch in self._adc_dma:
-            ch.irq(None)
-            ch.active(0)
-            ch.close()
+        _dma_stop(self._adc_dma)
         machine.mem32[_ADC_BASE + _ADC_FCS] = 0
         self._adc_dma = []
         self._start_period_timer()
@@ -1024,16 +1064,60 @@ class Rp2Board(base.Board):
         return self._home.value() == 0
 
     # PMT high voltage and shutter ------------------------------------------------------------------
+    def hv_configure(self, kind: str, volts_per_control_v: float, min_volts: float,
+                     max_volts: float, monitor: bool, settle_ms: int, power: bool) -> None:
+        """The detector's HV model (checked by the caller, cpl.hvmodel). A counting head is
+        powered by HV enable alone, at once if `power` (unless the guard is tripped)."""
+        self.hv_set(0.0)
+        self._hv_kind = kind
+        self._hv_vpc = volts_per_control_v
+        self._hv_min = min_volts
+        self.max_hv_volts = max_volts
+        self._hv_monitor = monitor
+        self._hv_settle_ms = settle_ms
+        self._head_power = power and kind == HV_COUNTING_HEAD
+        if self._head_power and not self._guard_tripped:
+            self._switch_on()
+
     def hv_set(self, volts: float) -> None:
         if not 0.0 <= volts <= self.max_hv_volts:
             raise ValueError("HV must be 0 … %g V, got %r" % (self.max_hv_volts, volts))
+        if volts > 0 and self._hv_kind == HV_COUNTING_HEAD:
+            raise ValueError("a counting head has no HV control: HV_CONFIG power=true powers "
+                             "it; SET_HV takes only 0 (power off)")
+        if 0 < volts < self._hv_min:
+            raise ValueError("this HV module works from %g V: set 0 (off) or %g … %g V"
+                             % (self._hv_min, self._hv_min, self.max_hv_volts))
         if volts > 0 and self._guard_tripped:
             raise ValueError("the overload guard is tripped: clear it before raising the HV")
         self._hv_set = volts
-        self._hv.duty_u16(int(volts / HV_FULL_SCALE_V * 65535))
-        self._set_outputs(hv_on=volts > 0)
+        duty = int(volts / self._hv_vpc / 3.3 * 65535)
+        self._hv.duty_u16(duty if duty < 65535 else 65535)
+        if volts > 0:
+            self._switch_on()
+        else:
+            self._set_outputs(hv_on=False)
+
+    def _switch_on(self) -> None:
+        if not self._outputs & 1:
+            self._hv_on_ms = time.ticks_ms()
+        self._set_outputs(hv_on=True)
+
+    def hv_on(self) -> bool:
+        """HV enable is on: the supply or module set above 0, or a counting head powered."""
+        return bool(self._outputs & 1)
+
+    def hv_settled(self) -> bool:
+        """HV enable is on and past the detector's settling time (HV_CONFIG settle_ms)."""
+        return (bool(self._outputs & 1) and time.ticks_diff(time.ticks_ms(), self._hv_on_ms)
+                >= self._hv_settle_ms)
+
+    def hv_has_monitor(self) -> bool:
+        return self._hv_monitor
 
     def _read_hv_now(self) -> float:
+        if not self._hv_monitor:  # no monitor: the value set, while on
+            return self._hv_set if self._outputs & 1 else 0.0
         return self._adc_hv.read_u16() / 65535 * 3.3 * HV_MONITOR_V_PER_V
 
     def hv_read(self) -> float:
@@ -1065,8 +1149,10 @@ class Rp2Board(base.Board):
 
     # overload guard -------------------------------------------------------------------------------
     def guard_arm(self, max_count_rate_cps: float, max_adc_level: int) -> None:
-        if not 0 <= max_adc_level <= 4095:
-            raise ValueError("max_adc_level must be 0 … 4095, got %r" % max_adc_level)
+        if not 0 <= max_adc_level <= _MAX_ADC_LEVEL:
+            raise ValueError("max_adc_level must be 0 … %d (a sample above it trips; full "
+                             "scale is %d), got %r" % (_MAX_ADC_LEVEL, _MAX_ADC_LEVEL + 1,
+                                                     max_adc_level))
         window = int(_GUARD_WINDOW_S * self.clock_hz)
         limit = P.guard_limit(max_count_rate_cps, window, self.clock_hz)
         self._guard_rate = max_count_rate_cps
@@ -1084,8 +1170,11 @@ class Rp2Board(base.Board):
 
     def _guard_irq(self, sm) -> None:
         # hard IRQ: the PIO has already driven HV enable and shutter low
-        self._trip()
-        self._guard_trip_count += 1
+        try:
+            self._trip()
+            self._guard_trip_count += 1
+        except KeyboardInterrupt:
+            self._kbd_flag = True
 
     def _trip(self) -> None:
         self._guard.exec(_SET_PINS_OFF)
@@ -1096,16 +1185,24 @@ class Rp2Board(base.Board):
     def _adc_guard(self, timer) -> None:
         # hard IRQ every 0.5 ms in analog mode: any sample written since the last check above
         # the level, wherever the DMA is in its ring (the write address of SRAM is a small
-        # int); the largest one is found only for the trip's reason
-        if not self._analog or self._guard_tripped:
-            return
-        ch = self._adc_dma[self._adc_turns[0] & 1]
-        pos = ((ch.write - self._adc_ring_addr) >> 1) & (self._adc_ring_len - 1)
-        start = self._guard_pos
-        self._guard_pos = pos
-        if K.above_u16(self._adc_view, start, pos, self._adc_ring_len, self._guard_level):
-            self._trip()
-            self._guard_adc_level = K.max_u16(self._adc_view, start, pos, self._adc_ring_len)
+        # int); the largest one is found only for the trip's reason. A Ctrl-C on the REPL
+        # is raised at the next branch of whatever bytecode runs, which may be this handler:
+        # it would stop the guard for good and never reach main.py's `finally`, so it is
+        # handed on to the main program (found on the emulated Pico)
+        try:
+            self._guard_beat[0] += 1
+            if not self._analog or self._guard_tripped:
+                return
+            ch = self._adc_dma[self._adc_turns[0] & 1]
+            pos = ((ch.write - self._adc_ring_addr) >> 1) & (self._adc_ring_len - 1)
+            start = self._guard_pos
+            self._guard_pos = pos
+            if K.above_u16(self._adc_view, start, pos, self._adc_ring_len, self._guard_level):
+                self._trip()
+                self._guard_adc_level = K.max_u16(self._adc_view, start, pos,
+                                                  self._adc_ring_len)
+        except KeyboardInterrupt:
+            self._kbd_flag = True
 
     def guard_tripped(self) -> bool:
         return self._guard_tripped
@@ -1124,6 +1221,26 @@ class Rp2Board(base.Board):
         self._guard_adc_level = 0
         self._outputs = 0
         self.guard_arm(self._guard_rate or 1e7, self._guard_level)
+        if self._head_power:
+            self._switch_on()
+
+    def guard_fault(self) -> str:
+        """Why a guard no longer guards, or "": in analog mode the ADC level check (a hard
+        timer IRQ, which an exception would stop for good) must have run within the last
+        _HEARTBEAT_MS; the PIO guards must run unless tripped."""
+        if not self._guard_tripped and not self._guard.active():
+            return "the PIO overload guard stopped"
+        if not self._analog:
+            return ""
+        beat = self._guard_beat[0]
+        now = time.ticks_ms()
+        if beat != self._beat_seen:
+            self._beat_seen = beat
+            self._beat_ms = now
+        elif time.ticks_diff(now, self._beat_ms) > _HEARTBEAT_MS:
+            return ("the ADC level guard stopped: no check for %d ms"
+                    % time.ticks_diff(now, self._beat_ms))
+        return ""
 
     # USB vendor interface ----------------------------------------------------------------------------
     def usb_read_into(self, buf: memoryview) -> int:
@@ -1146,15 +1263,79 @@ class Rp2Board(base.Board):
         self._wdt = machine.WDT(timeout=timeout_ms)
 
     def watchdog_feed(self) -> None:
+        if self._kbd_flag:  # a Ctrl-C that a hard IRQ handler caught: the main program's
+            self._kbd_flag = False
+            raise KeyboardInterrupt
         if self._wdt is not None:
             self._wdt.feed()
+        # the HV keep-alive: a pass of the main loop toggles it; the circuit (docs/build.md)
+        # drops HV enable when it stops toggling, whatever the pins hold
+        self._keepalive.toggle()
+
+    # shutdown ----------------------------------------------------------------------------------
+    def _safe_pins(self) -> None:
+        """HV enable and shutter as plain outputs, low; the keep-alive still."""
+        for pin in (PIN_HV_EN, PIN_SHUTTER, PIN_HV_KEEPALIVE):
+            machine.Pin(pin, machine.Pin.OUT, value=0)
+
+    def shutdown(self) -> None:
+        """Leave the board safe when the firmware stops (Ctrl-C, soft reset, an error; main.py
+        calls this from its `finally`): HV enable, shutter and keep-alive low, HV and PEM
+        control voltages 0, the guards stopped, the ADC stopped, and every DMA channel of the
+        board stopped (EN bit cleared, then aborted, IRQ off) and freed, so that nothing
+        writes into buffers that the next program's heap will reuse. Works on a board whose
+        set-up was interrupted part way; safe to call more than once."""
+        for name in ("_guard", "_gate", "_period_sm", "_stepper"):
+            sm = getattr(self, name, None)
+            if sm is not None:
+                sm.active(0)
+        for name in ("_counters",):
+            for sm in getattr(self, name, ()):
+                sm.active(0)
+        self._safe_pins()
+        for name in ("_hv", "_pem_ctrl", "_pem_drive"):
+            pwm = getattr(self, name, None)
+            if pwm is not None:
+                pwm.duty_u16(0)
+        timer = getattr(self, "_adc_timer", None)
+        if timer is not None:
+            timer.deinit()
+            self._adc_timer = None
+        machine.mem32[_ADC_BASE + _ADC_CS] = 0
+        machine.mem32[_ADC_BASE + _ADC_FCS] = 0
+        self._analog = False
+        self._counting = False
+        chans = list(getattr(self, "_adc_dma", ()))
+        for group in getattr(self, "_counter_dma", ()):
+            chans.extend(group)
+        period = getattr(self, "_period_dma", None)
+        if period is not None and not getattr(self, "_period_freed", False):
+            chans.append(period)
+            self._period_freed = True
+        _dma_stop(chans)
+        self._adc_dma = []
+        self._counter_dma = []
+        self._outputs = 0
+
+    def reboot_to_maintenance(self) -> None:
+        """Restart the chip into maintenance mode (main.py then starts neither the firmware,
+        nor the watchdog, nor the vendor USB interface: the REPL is free for mpremote)."""
+        from board import rp2_boot
+        # the host's mpremote may already be knocking (a Ctrl-C): nothing may cut this short,
+        # and the flag is written first, so that even an interrupted shutdown ends there
+        micropython.kbd_intr(-1)
+        rp2_boot.write_flag()
+        self.shutdown()
+        rp2_boot.request_maintenance()
 
     # self test -------------------------------------------------------------------------------------------
     def self_test(self) -> dict:
         self._service()
         return {
             "pem_reference": self._locked,
-            "hv_readback": abs(self.hv_read() - self._hv_set) <= 0.05 * HV_FULL_SCALE_V,
+            # no monitor (a counting head, most analog modules): nothing to read back
+            "hv_readback": (not self._hv_monitor
+                            or abs(self.hv_read() - self._hv_set) <= 0.05 * HV_FULL_SCALE_V),
             "shutter_readback": self.shutter_open() == bool(self._outputs & 2),
             "guard_pio": self._guard.active() or self._guard_tripped,
         }
@@ -1244,6 +1425,19 @@ class _Resonance:
             self._last = amp
             # TRACK_STEP, or at least one step of the PWM's grid
             self._set(self.freq + self._dir * self.TRACK_STEP, 1 if self._dir > 0 else -1)
+
+
+def _dma_stop(chans) -> None:
+    """Stop and free DMA channels that may chain to each other: every channel's EN bit is
+    cleared first, so that no chain can trigger one again (RP2350-E5: an abort does not
+    stop a channel that a chain re-triggers meanwhile), then each is aborted, its IRQ
+    disabled and it is closed (on MicroPython before v1.27 close() did not abort)."""
+    for ch in chans:
+        ch.ctrl = ch.ctrl & ~1
+    for ch in chans:
+        ch.active(0)
+        ch.irq(None)
+        ch.close()
 
 
 def _log2(n: int) -> int:

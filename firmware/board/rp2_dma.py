@@ -47,21 +47,20 @@ def fill_u32(buf, n: int, value: int):
 @micropython.viper
 def _pack_pairs(s: ptr32, d: ptr8, n: int) -> int:
     """n pairs of 12-bit samples (one uint32 each, a in its low half) from s into 3·n
-    bytes at d: a0..7 | a8..11 b0..3 | b4..11. Returns 1 if a sample is 0 or 4095, else 0:
-    tested on both halves at once, x + 0xFFF carries into bit 12 unless x is 0, and x + 1
-    does when x is 4095."""
-    nonzero = 0x10001000
+    bytes at d: a0..7 | a8..11 b0..3 | b4..11. Returns 1 if a sample is at full scale
+    (4095), else 0: tested on both halves at once, x + 1 carries into bit 12 only when x is
+    4095. A sample of 0 is not clipping: the front end is biased above 0 V (docs/build.md),
+    so the dark and weak light read above 0."""
     full = 0
     while n > 0:
         n -= 1
         w = s[n] & 0x0FFF0FFF
-        nonzero &= w + 0x0FFF0FFF
         full |= w + 0x00010001
         o = 3 * n
         d[o] = w
         d[o + 1] = (w >> 8) | (w >> 12)
         d[o + 2] = w >> 20
-    if nonzero != 0x10001000 or full & 0x10001000:
+    if full & 0x10001000:
         return 1
     return 0
 
@@ -81,7 +80,7 @@ def pack12_ring(src, start: int, n: int, ring_len: int, dst) -> int:
     """Pack the n (even) 12-bit samples (uint16 each, from the ADC FIFO) of a ring of
     ring_len (a power of two) uint16 from index start (even), wrapping, into 3·n/2 bytes:
     pairs (a, b) as a0..7 | a8..11 b0..3 | b4..11 (docs/protocol.md ADC_BLOCK). Returns 1
-    if a sample is at 0 or 4095 (clipped), else 0."""
+    if a sample is at full scale, 4095 (clipped), else 0."""
     base = int(ptr32(src))
     out = int(ptr8(dst))
     pairs = n >> 1

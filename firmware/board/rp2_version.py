@@ -1,12 +1,17 @@
 """The MicroPython releases the rp2 board supports.
 
-MIN_VERSION is the oldest release whose API the board code uses: v1.26.0 is the first whose
-rp2 `machine.Timer` takes `hard=` (the ADC level guard is a hard timer IRQ), and from
-v1.26 a slice assignment no longer allocates a slice object (the streaming path copies
-frames with them). Older ports are refused at boot with a clear reason, on the REPL and in
-STATUS, instead of failing later with a TypeError in the middle of a START."""
+MIN_VERSION is the oldest release on which the board is safe to stop. v1.28.0 is the first
+whose soft reset stops DMA properly: before v1.27, `DMA.close()` (also run for every channel
+at a soft reset) did not abort the channel, so the ADC's endless DMA went on writing into its
+freed ring, which is heap in the next program; before v1.28 the soft reset removed the DMA
+interrupt handler with the interrupt still enabled, so a channel finishing afterwards ran an
+unhandled interrupt. `Rp2Board.shutdown()` (main.py's `finally`) stops every channel itself,
+EN bit first, but a reset that never reaches it (a Ctrl-C during boot, an error inside the
+shutdown) falls back on the port. Also used: v1.26's `machine.Timer(hard=)` and slice
+assignment without a slice object. Older ports are refused at boot with a clear reason, on
+the REPL and in STATUS (docs/firmware.md)."""
 
-MIN_VERSION = (1, 26, 0)
+MIN_VERSION = (1, 28, 0)
 
 
 def check(version) -> str:
@@ -15,5 +20,5 @@ def check(version) -> str:
     if v >= MIN_VERSION:
         return ""
     return ("MicroPython %d.%d.%d is too old for the cplscope rp2 board: it needs v%d.%d.%d "
-            "or later; flash a current MicroPython release for your board"
-            % (v + MIN_VERSION))
+            "or later (earlier releases do not stop DMA safely at a soft reset); flash a "
+            "current MicroPython release for your board" % (v + MIN_VERSION))

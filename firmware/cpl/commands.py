@@ -10,7 +10,8 @@ from cpl.args import (BOOL, INT, NUM, STR, CommandError, bad_state, check, in_ra
 
 NAMES = {1: "IDENTIFY", 2: "CONFIGURE", 3: "START", 4: "STOP", 5: "MOVE", 6: "HOME",
          7: "SET_RETARDATION", 8: "SET_HV", 9: "SHUTTER", 10: "STATUS", 11: "SELF_TEST",
-         12: "SET_LIMITS", 13: "CLEAR_FAULT", 14: "PEM_CONFIG", 15: "MONO_CONFIG"}
+         12: "SET_LIMITS", 13: "CLEAR_FAULT", 14: "PEM_CONFIG", 15: "MONO_CONFIG",
+         16: "MAINTENANCE", 17: "HV_CONFIG"}
 
 
 class Commands:
@@ -20,7 +21,7 @@ class Commands:
                       5: self.move, 6: self.home, 7: self.set_retardation, 8: self.set_hv,
                       9: self.shutter, 10: self.status, 11: self.self_test,
                       12: self.set_limits, 13: self.clear_fault, 14: self.pem_config,
-                      15: self.mono_config}
+                      15: self.mono_config, 16: self.maintenance, 17: self.hv_config}
 
     def handler(self, opcode: int):
         h = self.table.get(opcode)
@@ -63,6 +64,11 @@ class Commands:
         i.state = "running"
         i.restart_loop_time()
         i.reset_frame_flags()
+        if not i.board.pem_locked():
+            # counting frames wait for the reference: say so now, not by silence
+            i.tx.event(P.EV_PEM_UNLOCK, P.SEV_WARNING, "START without a locked PEM reference: "
+                       "no usable data until it locks (check the reference cable and "
+                       "PEM_CONFIG)")
         if frames:
             return {"acq_id": acq_id, "frames": frames}
         return {"acq_id": acq_id}
@@ -113,6 +119,8 @@ class Commands:
         a = check(a, {"volts": NUM}, ("volts",))
         i = self.i
         v = a["volts"]
+        if i.hv is not None:
+            i.hv.check_volts(v)
         in_range("volts", v, 0.0, i.safety.max_hv_volts, "V (SET_LIMITS max_hv_volts)")
         if v > 0 and i.state == "fault":
             raise bad_state("HV stays off in fault (%s); send CLEAR_FAULT first"
@@ -190,3 +198,32 @@ class Commands:
         if i.mono.homed:
             i.pem.follow_wavelength(i.mono.wavelength_nm())
         return i.mono.config()
+
+    # --- board life cycle and detector (hvmodel) ---------------------------------------------
+    def maintenance(self, a: dict) -> dict:
+        """Reply, then shut down and restart into maintenance mode (firmware updates)."""
+        check(a, {})
+        i = self.i
+        if getattr(i.board, "reboot_to_maintenance", None) is None:
+            raise bad_state("this board has no maintenance mode")
+        if i.state == "running":
+            raise bad_state("MAINTENANCE is not allowed while running; STOP first")
+        i.maintenance_at = i.clock.update()
+        return {"rebooting": "maintenance"}
+
+    def hv_config(self, a: dict) -> dict:
+        i = self.i
+        if i.hv is None:
+            from cpl.hvmodel import HvModel
+            i.hv = HvModel()
+        hv = i.hv
+        c = hv.validate(a, float(i.board.__class__.max_hv_volts), i.safety.hv_set_volts)
+        if c["power"] and i.state == "fault":
+            raise bad_state("a counting head stays off in fault (%s); send CLEAR_FAULT first"
+                            % i.fault_text)
+        try:
+            hv.apply(i.board, c)
+        except ValueError as e:
+            raise CommandError(P.ST_OUT_OF_RANGE, str(e))
+        i.safety.set_hv_range(c["max_volts"])
+        return hv.config()

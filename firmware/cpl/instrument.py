@@ -32,6 +32,7 @@ class Instrument:
         self.tx = Tx(board, self.clock)
         self.reader = P.Reader()
         self.safety = Safety(board)
+        self.hv = None  # cpl.hvmodel.HvModel, made by the first HV_CONFIG (heap at boot)
         self.mono = Mono(board, board.watchdog_feed)
         self.pem = Pem(board)
         self.acq = Acquisition(board, self.tx)
@@ -45,6 +46,7 @@ class Instrument:
         self._held = 0  # SHUTTER_OPEN | HV_ON bits that held since the last data frame
         self._moved = False
         self.loop_max_us = 0  # longest pass of the main loop (its sleep excluded) since START
+        self.maintenance_at = -1  # MAINTENANCE accepted at this time (µs): reboot once sent
         self._loop_reset = False
 
     # boot and loop ----------------------------------------------------------------------
@@ -96,16 +98,25 @@ class Instrument:
             if reason is not None:
                 self._enter_fault("overload: " + reason)
                 self.tx.event(P.EV_OVERLOAD, P.SEV_ERROR, reason)
+            if self.state != "fault":
+                reason = self.safety.check_guard()
+                if reason is not None:
+                    self._enter_fault("guard: " + reason)
+                    self.tx.event(P.EV_FAULT, P.SEV_ERROR, self.fault_text)
             ev = self.pem.poll_lock()
             if ev:
                 self.tx.event(ev, P.SEV_INFO if ev == P.EV_PEM_LOCK else P.SEV_WARNING,
                               "PEM reference %s" % ("locked" if ev == P.EV_PEM_LOCK
                                                     else "lost"))
-            if (self.state != "running"
+            # no new STATUS while anything waits in the queue: with nobody reading they would
+            # fill it (64 frames, 40 kB of heap)
+            if (self.state != "running" and not self.tx.queued()
                     and self.clock.elapsed_us(self._status_last) >= STATUS_PERIOD_US):
                 self._status_last = t
                 self.tx.control(P.STATUS, json.dumps(self.status()).encode())
             self.tx.flush()
+            if self.maintenance_at >= 0:
+                self._maintenance()
         except Exception as e:
             self._enter_fault("%s in main loop: %s" % (type(e).__name__, e))
             self.tx.event(P.EV_FAULT, P.SEV_ERROR, self.fault_text)
@@ -125,6 +136,14 @@ class Instrument:
                 b.wait(IDLE_WAIT_US)  # time must pass: a truncated frame goes stale
             else:
                 b.idle(IDLE_WAIT_US)  # nothing to do until the host writes
+
+    def _maintenance(self) -> None:
+        """After MAINTENANCE: once its reply is handed to USB and 0.1 s more for the host to
+        read it (0.5 s at most), shut down and restart the chip into maintenance mode."""
+        waited = self.clock.elapsed_us(self.maintenance_at)
+        if waited < 100_000 or (self.tx.queued() and waited < 500_000):
+            return
+        self.board.reboot_to_maintenance()
 
     def restart_loop_time(self) -> None:
         """loop_max_us counts from the next pass of the main loop (START calls this)."""
@@ -215,7 +234,8 @@ class Instrument:
         c = 0
         if self.safety.shutter_cmd:
             c |= P.F_SHUTTER_OPEN
-        if self.safety.hv_set_volts > 0:
+        settled = self.board.hv_settled()  # None: the board does not know (the sim)
+        if settled or (settled is None and self.safety.hv_set_volts > 0):
             c |= P.F_HV_ON
         return c
 

@@ -21,7 +21,8 @@ class Safety:
         c = self.limits()
         c.update(a)
         in_range("max_count_rate_cps", c["max_count_rate_cps"], 1.0, 1.0e9, "counts/s")
-        in_range("max_adc_level", c["max_adc_level"], 0, 4095)
+        # the level check is `sample > max_adc_level`: at 4095 it could never trip
+        in_range("max_adc_level", c["max_adc_level"], 0, 4094)
         in_range("max_hv_volts", c["max_hv_volts"], 0.0, float(self._board.max_hv_volts), "V")
         if self.hv_set_volts > c["max_hv_volts"]:
             raise CommandError(P.ST_OUT_OF_RANGE,
@@ -46,6 +47,18 @@ class Safety:
             self.overload = True
             self.make_safe()
             return self._board.guard_reason()
+        return None
+
+    def set_hv_range(self, max_volts: float) -> None:
+        """A new HV model: max_hv_volts follows its range (SET_LIMITS may lower it)."""
+        self.max_hv_volts = max_volts
+
+    def check_guard(self):
+        """The reason a guard stopped guarding (its heartbeat stopped), else None."""
+        reason = self._board.guard_fault()
+        if reason:
+            self.make_safe()
+            return reason
         return None
 
     def make_safe(self) -> None:

@@ -34,7 +34,7 @@ __all__ = ["PicoFiles", "EmulatedPico", "EmulatorError", "find_pico_files", "ens
            "HERE"]
 
 HERE = Path(__file__).resolve().parent
-FIRMWARE = HERE.parents[1] / "firmware"
+FIRMWARE = Path(os.environ.get("CPLSCOPE_EMULATED_FIRMWARE", HERE.parents[1] / "firmware"))
 ENV_IMAGE = "CPLSCOPE_MICROPYTHON_IMAGE"
 ENV_BOOTROM = "CPLSCOPE_RP2040_BOOTROM"
 ENV_USB_LIB = "CPLSCOPE_USB_DEVICE_LIB"
@@ -98,6 +98,7 @@ class EmulatedPico:
                  boot_timeout_s: float = 300.0) -> None:
         script = ensure_node_modules()
         self._started_at = 0  # console length when the firmware last started
+        self._pty: ReplPty | None = None
         self.folder = tempfile.mkdtemp(prefix="cplpico-")
         fs_path = Path(self.folder, "fs.img")
         board_files = {**firmware_files(FIRMWARE), **usb_device_files(files.usb_device_lib)}
@@ -191,6 +192,13 @@ class EmulatedPico:
         self.control(op="repl", text="\x04")
         self.wait_enumerated(timeout_s, after=n)
 
+    def repl_pty(self) -> "ReplPty":
+        """A pseudo-terminal relaying the board's CDC REPL (for mpremote): its ``path`` is the
+        serial port. Started once; closed with the board."""
+        if self._pty is None:
+            self._pty = ReplPty(self)
+        return self._pty
+
     def log(self) -> str:
         try:
             return self._log_path.read_text(errors="replace")[-20000:]
@@ -198,6 +206,8 @@ class EmulatedPico:
             return ""
 
     def close(self) -> None:
+        if getattr(self, "_pty", None) is not None:
+            self._pty.close()
         p = getattr(self, "_proc", None)
         if p is not None and p.poll() is None:
             try:
@@ -214,3 +224,58 @@ class EmulatedPico:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class ReplPty:
+    """The emulated board's CDC REPL as a serial port: a pseudo-terminal whose other end a
+    thread relays to the bridge (``repl`` writes what mpremote sends, ``cdc_read`` brings
+    what the board sent). While the board is off the bus (a reset) what mpremote sends is
+    dropped, as a real port would lose it; the port itself stays."""
+
+    def __init__(self, pico: EmulatedPico) -> None:
+        import os
+        import threading
+        import tty
+
+        self._pico = pico
+        self._master, slave = os.openpty()
+        tty.setraw(slave)
+        self.path = os.ttyname(slave)
+        self._slave = slave
+        self._stop = threading.Event()
+        self.dropped = 0
+        self._thread = threading.Thread(target=self._run, name="repl-pty", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import os
+        import select
+
+        while not self._stop.is_set():
+            ready, _, _ = select.select([self._master], [], [], 0.02)
+            try:
+                if ready:
+                    data = os.read(self._master, 4096)
+                    if data:
+                        try:
+                            self._pico.control(op="repl", text=data.decode("latin1"))
+                        except Exception:
+                            self.dropped += len(data)  # off the bus
+                got = self._pico.control(op="cdc_read")["text"]
+                if got:
+                    os.write(self._master, got.encode("latin1"))
+            except OSError:
+                if self._stop.is_set():
+                    return
+                time.sleep(0.05)
+
+    def close(self) -> None:
+        import os
+
+        self._stop.set()
+        self._thread.join(2.0)
+        for fd in (self._master, self._slave):
+            try:
+                os.close(fd)
+            except OSError:
+                pass

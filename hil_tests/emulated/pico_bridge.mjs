@@ -81,6 +81,103 @@ loadImage(opts.image);
 if (opts.fs) mcu.flash.set(fs.readFileSync(opts.fs), opts.fsOffset);
 mcu.core.PC = FLASH_BASE;
 
+// The flash chip's write commands. rp2040js answers only READ_STATUS on the SSI, and its
+// IO_QSPI reads as all ones, which the bootrom's flash functions take for an abort: the
+// board's file system could not be written. Here IO_QSPI is a plain register file (reset
+// value 0), and while the bootrom selects the chip by forcing QSPI SS low (GPIO_QSPI_SS_CTRL
+// OUTOVER) every byte it puts in SSI DR0 is collected; every byte put there is answered (RXFLR
+// counts them, DR0 reads 0: "not busy"); when the selection ends the command is applied: WRITE_ENABLE,
+// PAGE_PROGRAM (bits only cleared, within the 256-byte page), the 4/32/64 KiB erases.
+const flashSpi = { selected: false, bytes: [], writeEnabled: false, rx: 0, writes: 0 };
+{
+  const qspi = mcu.peripherals[0x40018];
+  const ssi = mcu.peripherals[0x18000];
+  const SS_CTRL = 0x0c, TXFLR = 0x20, RXFLR = 0x24, DR0 = 0x60;
+  const regs = new Map();
+  qspi.readUint32 = (off) => regs.get(off) || 0;
+  qspi.writeUint32 = (off, value) => {
+    regs.set(off, value >>> 0);
+    if (off !== SS_CTRL) return;
+    const low = ((value >> 8) & 3) === 2;
+    if (low && !flashSpi.selected) { flashSpi.selected = true; flashSpi.bytes = []; flashSpi.rx = 0; }
+    else if (!low && flashSpi.selected) { flashSpi.selected = false; flashCommand(flashSpi.bytes); }
+  };
+  const ssiWrite = ssi.writeUint32.bind(ssi);
+  ssi.writeUint32 = (off, value) => {
+    if (off === DR0) {  // every byte clocked out clocks one in (also with SS high)
+      flashSpi.rx++;
+      if (flashSpi.selected) { flashSpi.bytes.push(value & 0xff); return; }
+    }
+    ssiWrite(off, value);
+  };
+  const ssiRead = ssi.readUint32.bind(ssi);
+  ssi.readUint32 = (off) => {
+    if (off === RXFLR) return flashSpi.rx;
+    if (off === TXFLR) return 0;
+    if (off === DR0) { if (flashSpi.rx) flashSpi.rx--; return 0; }
+    return ssiRead(off);
+  };
+}
+function flashCommand(b) {
+  if (!b.length) return;
+  if (process.env.CPLSCOPE_PICO_TRACE_FLASH) log(`flash cmd ${b[0].toString(16)} ${b.length} bytes: ${Buffer.from(b.slice(0, 8)).toString('hex')}`);
+  const addr = b.length >= 4 ? (b[1] << 16) | (b[2] << 8) | b[3] : 0;
+  const erase = (size) => { mcu.flash.fill(0xff, addr & ~(size - 1), (addr & ~(size - 1)) + size); };
+  switch (b[0]) {
+    case 0x06: flashSpi.writeEnabled = true; return;
+    case 0x04: flashSpi.writeEnabled = false; return;
+    case 0x02:
+      if (!flashSpi.writeEnabled) return;
+      for (let i = 4; i < b.length; i++) {
+        const a = (addr & ~0xff) | ((addr + i - 4) & 0xff);
+        if (a < mcu.flash.length) mcu.flash[a] &= b[i];
+      }
+      break;
+    case 0x20: if (flashSpi.writeEnabled) erase(0x1000); break;
+    case 0x52: if (flashSpi.writeEnabled) erase(0x8000); break;
+    case 0xd8: if (flashSpi.writeEnabled) erase(0x10000); break;
+    default: return;
+  }
+  flashSpi.writeEnabled = false;
+  flashSpi.writes++;
+}
+
+// A chip reset by the watchdog (a timeout, or machine.reset(), which forces it): rp2040js
+// only calls this hook. The flash (with the file system as the firmware left it), the SRAM's
+// contents and the watchdog's scratch and REASON registers survive, as on the chip; the core,
+// the interrupt controller, the PIO, DMA, ADC, PWM, timer alarms, the GPIO functions and the
+// USB connection are reset; the watchdog itself stops.
+let rebootPending = false;
+let reboots = 0;
+mcu.peripherals[0x40058].onWatchdogTrigger = () => { rebootPending = true; };
+function reboot() {
+  rebootPending = false;
+  reboots++;
+  log(`watchdog reset #${reboots} (reason ${mcu.readUint32(0x40058008)})`);
+  mcu.writeUint32(0x40058000, 0);                   // watchdog CTRL: stopped
+  for (const base of [0x50200000, 0x50300000]) mcu.writeUint32(base, 0); // PIO CTRL: SMs off
+  for (let ch = 0; ch < 12; ch++) mcu.writeUint32(0x50000010 + 0x40 * ch, 0); // DMA AL1_CTRL
+  mcu.writeUint32(0x50000444, 0xfff);               // DMA CHAN_ABORT
+  mcu.writeUint32(0x4004c000, 0);                   // ADC CS
+  mcu.pwm.reset();
+  mcu.writeUint32(0x40054038, 0);                   // TIMER INTE
+  mcu.writeUint32(0x40054020, 0xf);                 // TIMER ARMED: disarm all
+  for (let n = 0; n < 30; n++) mcu.writeUint32(0x40014004 + 8 * n, 0x1f); // GPIO: no function
+  usb.writeUint32(SIE_CTRL, 0);                     // pull-up off: the board leaves the bus
+  const core = mcu.core;
+  core.enabledInterrupts = 0; core.pendingInterrupts = 0; core.PM = false; core.IPSR = 0;
+  core.pendingSystick = core.pendingPendSV = core.pendingSVCall = core.pendingNMI = false;
+  core.currentMode = 0; core.SPSEL = 0; core.nPRIV = false; core.waiting = false;
+  core.VTOR = 0;
+  core.registers.fill(0);
+  core.bankedSP = 0;
+  core.N = core.Z = core.C = core.V = false;
+  core.reset();          // SP from the bootrom's vector table, as at power-up
+  core.PC = FLASH_BASE;  // and from the second stage boot loader on, as the first boot
+  updateHome();
+  updateStrap();
+}
+
 // --- deterministic random numbers (mulberry32) ---------------------------------------------
 function rng(seed) {
   let a = seed >>> 0;
@@ -95,7 +192,7 @@ function rng(seed) {
 const random = rng(opts.seed);
 
 // --- the bench on the pins (GPIO numbers of firmware/board/rp2.py) --------------------------
-const PIN = { photon: 2, pemRef: 3, pemDrive: 6, hvCtrl: 10, hvEn: 12, shutter: 13, step: 14, dir: 15, home: 16 };
+const PIN = { photon: 2, pemRef: 3, pemDrive: 6, hvCtrl: 10, keepalive: 11, hvEn: 12, shutter: 13, step: 14, dir: 15, home: 16, strap: 22 };
 const bench = {
   pem_hz: 50000.0,        // PEM controller's 1f reference (external mode)
   pem_on: true,
@@ -110,6 +207,8 @@ const bench = {
   pem_q: 1.0e4,           // PEM head: resonance quality factor and peak pickup (ADC2, counts)
   pickup_peak: 3000,
   mono_steps: 400,        // monochromator position, steps above the home switch
+  strap: false,           // a jumper from GP22 to GND (maintenance mode at power-up)
+  retrigger: false,       // a retriggerable stretcher: a photon during a pulse extends it
 };
 const counters = { photons: 0, steps: 0, pemEdges: 0 };
 
@@ -141,7 +240,9 @@ function maxRate() {
   return Math.max(bench.light_cps, bench.dark_cps, 1) * (1 + 0.5 * Math.abs(bench.g));
 }
 function nextPhoton(t) {
-  photon.next = t + Math.max(-Math.log(1 - random()) / maxRate() * 1e9, bench.pulse_ns * 2);
+  // the default stretcher is non-retriggerable: nothing for two pulse widths after a pulse
+  const gap = bench.retrigger ? CYCLE_NS : bench.pulse_ns * 2;
+  photon.next = t + Math.max(-Math.log(1 - random()) / maxRate() * 1e9, gap);
 }
 function benchAt(t) { // t: ns of the cycle about to be stepped
   if (t >= pem.next) {
@@ -157,7 +258,7 @@ function benchAt(t) { // t: ns of the cycle about to be stepped
   if (t >= photon.next) {
     if (random() * maxRate() < photonRate()) {
       mcu.gpio[PIN.photon].setInputValue(true);
-      photon.end = t + bench.pulse_ns;
+      photon.end = t + bench.pulse_ns;   // retriggerable: a pulse in progress is extended
       counters.photons++;
     }
     nextPhoton(t);
@@ -175,6 +276,19 @@ for (const pin of mcu.gpio) {
 // Monochromator: step pulses on GP14 (rising edges), direction GP15, home switch GP16 to
 // ground at or below home.
 function updateHome() { mcu.gpio[PIN.home].setInputValue(bench.mono_steps > 0); }
+// GP22 reads its pull-up unless the jumper is on (rp2040js models no pull on the input)
+function updateStrap() { mcu.gpio[PIN.strap].setInputValue(!bench.strap); }
+// Level changes of the safety outputs, in instrument time, for the stop tests: 1 high,
+// 0 low, 'z' not driven (the build guide's pull-downs hold it low)
+const pinEvents = [];
+for (const name of ['keepalive', 'hvEn', 'shutter']) {
+  const pin = PIN[name];
+  mcu.gpio[pin].addListener((state) => {
+    pinEvents.push({ pin: name, level: state === 1 ? 1 : state === 0 ? 0 : 'z', t_us: clock.nanos / 1000 });
+    if (pinEvents.length > 100000) pinEvents.splice(0, 50000);
+  });
+}
+
 mcu.gpio[PIN.step].addListener((state, old) => {
   const high = mcu.gpio[PIN.step].outputValue;
   if (high && !stepWasHigh) {
@@ -308,6 +422,7 @@ const host = {
   outQueues: new Map(), // endpoint → [pending writes]
   cdcIn: -1, cdcOut: -1,
   console: '',
+  cdcRx: '',           // CDC bytes not yet taken by cdc_read
   stats: { in_packets: 0, in_bytes: 0, out_bytes: 0, enumerations: 0, stalls: 0, resets: 0 },
 };
 
@@ -423,6 +538,8 @@ function pumpCdc() {
     if (status === 0 && data.length) {
       const text = data.toString('latin1');
       host.console += text;
+      host.cdcRx += text;
+      if (host.cdcRx.length > 1000000) host.cdcRx = host.cdcRx.slice(-500000);
       if (host.console.length > 200000) host.console = host.console.slice(-100000);
       process.stderr.write(text);
     }
@@ -656,7 +773,7 @@ function controlOp(req) {
     case 'stats':
       return { time_us: clock.nanos / 1000, visible: host.enumerated, plugged: host.pullup,
         generation: host.generation, firmware_up: host.enumerated, firmware_connections: host.stats.enumerations,
-        ...host.stats, ...counters, bench: { ...bench },
+        ...host.stats, ...counters, bench: { ...bench }, reboots, flash_writes: flashSpi.writes,
         hv_on: lit(), shutter_open: open(),
         watch: Object.fromEntries([...watch].map(([a, n]) => ['0x' + a.toString(16), n])),
         callers: Object.fromEntries(callers) };
@@ -673,6 +790,23 @@ function controlOp(req) {
     }
     case 'console':
       return { text: host.console };
+    case 'cdc_read': { // what the CDC REPL sent since the last cdc_read (the pty relay)
+      const text = host.cdcRx; host.cdcRx = '';
+      return { text, connected: host.enumerated && host.cdcOut >= 0 };
+    }
+    case 'pin_events': { // safety-output level changes since the last call, and the levels now
+      const events = pinEvents.splice(0);
+      const now = (p) => { const v = mcu.gpio[p].value; return v === 1 ? 1 : v === 0 ? 0 : 'z'; };
+      return { events, now: { keepalive: now(PIN.keepalive), hvEn: now(PIN.hvEn), shutter: now(PIN.shutter) }, time_us: clock.nanos / 1000 };
+    }
+    case 'pads': { // input enable, pulls and function of the firmware's input and ADC pins
+      const out = {};
+      for (const n of [2, 3, 16, 22, 26, 27, 28]) {
+        const g = mcu.gpio[n];
+        out[n] = { ie: !!g.inputEnable, pu: !!g.pullupEnabled, pd: !!g.pulldownEnabled, fn: g.functionSelect };
+      }
+      return { pads: out };
+    }
     case 'repl': { // type `text` on the board's CDC REPL (Ctrl-C is "\u0003")
       if (host.cdcOut < 0 || !host.enumerated) throw new Error('the board has no CDC REPL on the bus');
       bulkOut(host.cdcOut, new Uint8Array(Buffer.from(req.text, 'latin1')), 0, () => {});
@@ -685,6 +819,7 @@ function controlOp(req) {
       }
       if ('pem_hz' in (req.set || {}) || 'pem_on' in (req.set || {})) startPem();
       if ('mono_steps' in (req.set || {})) updateHome();
+      if ('strap' in (req.set || {})) updateStrap();
       return { bench: { ...bench } };
     }
     case 'quit':
@@ -732,6 +867,7 @@ function runSlice() {
   const end = clock.nanos + SLICE_NS;
   const core = mcu.core;
   while (clock.nanos < end) {
+    if (rebootPending) reboot();
     if (core.waiting) {
       let dt = clock.nanosToNextAlarm;
       if (!(dt > 0)) dt = 1000;
@@ -771,6 +907,7 @@ server.listen(opts.cable, () => {
   nextPhoton(clock.nanos);
   startPem();
   updateHome();
+  updateStrap();
   loop();
 });
 process.stdin.on('end', () => process.exit(0));

@@ -325,5 +325,11 @@ def test_firmware_programs_assemble_and_fit_their_pio_blocks():
     assert len(pio.pem_gate.words) + len(pio.photon_counter.words) <= 32
     assert (len(pio.period_timer.words) + len(pio.overload_guard.words)
             + len(pio.stepper.words)) <= 32
+    # docs/hardware.md states the slots used
+    doc = (FIRMWARE.parent / "docs" / "hardware.md").read_text()
+    pio0 = len(pio.pem_gate.words) + len(pio.photon_counter.words)
+    pio1 = (len(pio.period_timer.words) + len(pio.overload_guard.words)
+            + len(pio.stepper.words))
+    assert "%d of 32\n  instruction slots" % pio0 in doc and "%d of 32 slots" % pio1 in doc
     # the timing of gate and stepper relies on their delays; side-set must stay mandatory
     assert not pio.pem_gate.sideset_opt and not pio.stepper.sideset_opt

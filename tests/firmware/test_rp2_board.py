@@ -395,8 +395,18 @@ k += 1
 
 # --- the level guard (2 kHz hard timer, heap locked) sees every sample, also the last
 # ones of a block, wherever the DMA is in its ring
-b.guard_arm(2e6, 4095)
+# at its loosest level (4094) full scale still trips: the ramp above reached 4095 (at 4095
+# the check `sample > level` could never trip, and SET_LIMITS accepted it)
+try:
+    b.guard_arm(2e6, 4095)
+    raise SystemExit("max_adc_level 4095 accepted")
+except ValueError:
+    pass
+b.guard_arm(2e6, 4094)
 machine.Timer.fire_all()        # the guard has seen everything so far
+assert b.guard_tripped() and "4095" in b.guard_reason(), b.guard_reason()
+b.guard_reset()
+machine.Timer.fire_all()
 assert not b.guard_tripped()
 b.guard_arm(2e6, 3000)
 adc.source[0] = lambda i: 4000 if i == k * 64 + 63 else 100

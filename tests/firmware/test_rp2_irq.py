@@ -205,7 +205,7 @@ for frame in range(6):
 b.counter_stop()
 
 # --- the PIO guard IRQ
-b.guard_arm(1e6, 4095)
+b.guard_arm(1e6, 4094)
 sms[5].raise_irq()
 assert b.guard_tripped()
 b.guard_reset()

@@ -15,14 +15,15 @@ def _version_module():
     return mod
 
 
-def test_declared_minimum_is_1_26():
+def test_declared_minimum_is_1_28():
+    # v1.28.0: the first release whose soft reset stops DMA safely (rp2_version's docstring)
     v = _version_module()
-    assert v.MIN_VERSION == (1, 26, 0)
-    assert v.check((1, 26, 0, "")) == "" and v.check((1, 29, 0, "preview")) == ""
+    assert v.MIN_VERSION == (1, 28, 0)
+    assert v.check((1, 28, 0, "")) == "" and v.check((1, 29, 0, "preview")) == ""
     assert v.check((2, 0, 0)) == ""
-    for old in ((1, 25, 0, ""), (1, 23, 0), (1, 9, 4)):
+    for old in ((1, 27, 0, ""), (1, 26, 1, ""), (1, 25, 0, ""), (1, 9, 4)):
         text = v.check(old)
-        assert "%d.%d.%d" % old[:3] in text and "v1.26.0" in text, text
+        assert "%d.%d.%d" % old[:3] in text and "v1.28.0" in text, text
 
 
 SCRIPT = r'''
@@ -74,13 +75,13 @@ class Sys:
 R.sys = Sys
 rp2.reset()                    # a fresh chip for the second board
 b = R.Rp2Board(usb=False)
-assert "1.25.0" in b.boot_fault and "v1.26.0" in b.boot_fault, b.boot_fault
+assert "1.25.0" in b.boot_fault and "v1.28.0" in b.boot_fault, b.boot_fault
 for start in (b.counter_start, b.adc_start):
     try:
         start()
         raise SystemExit("started on an unsupported port")
     except RuntimeError as e:
-        assert "v1.26.0" in str(e)
+        assert "v1.28.0" in str(e)
     nothing_started(b)
 print("OK")
 '''

@@ -302,14 +302,20 @@ def test_udev_rule_prints_the_rule_for_the_board(capfd):
     assert out == rules_text() and "1209" in out
 
 
-def test_flash_dry_run_lists_every_firmware_file(capsys):
-    assert main(["flash", "--dry-run"]) == 0
-    out = capsys.readouterr().out
-    assert "mip install usb-device" in out and ":main.py" in out
-    # compiled for the RP2040 (from source the firmware runs out of heap at boot), and any
-    # source of the same module removed, since it would be imported first
-    assert ":cpl/instrument.mpy" in out and ":board/rp2.mpy" in out and "sim." not in out
-    assert "rm :board/rp2.py" in out and "cp" in out and ":main.py" in out
+def test_flash_with_no_board_says_what_to_do(capsys, monkeypatch):
+    import cplscope
+    import cplscope.board.flash as F
+    from cplscope.board.transport import DeviceNotFound
+
+    def nothing(*a, **k):
+        raise DeviceNotFound("no board")
+
+    monkeypatch.setattr(cplscope, "connect", nothing)
+    monkeypatch.setattr(F, "find_serial_port", lambda serial=None: None)
+    monkeypatch.setattr(F, "_run", lambda cmd: pytest.fail("mpremote run without a board"))
+    assert main(["flash", "--wait", "0.01"]) == 2
+    err = capsys.readouterr().err
+    assert "no board found" in err and "GP22" in err and "BOOTSEL" in err
 
 
 def test_scan_wavelengths_include_both_ends():

@@ -274,7 +274,7 @@ def test_reply_raise_for_status() -> None:
 
 
 def test_opcode_and_status_tables() -> None:
-    assert [o.value for o in Opcode] == list(range(1, 16))
+    assert [o.value for o in Opcode] == list(range(1, 18))
     assert [s.value for s in ReplyStatus] == list(range(8))
     assert [c.value for c in EventCode] == list(range(1, 11))
 

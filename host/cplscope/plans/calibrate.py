@@ -71,7 +71,8 @@ def prepare(inst, *, bins: int = 16, periods: int | None = None, hv_volts: float
     limits = getattr(inst, "rate_limits", None)
     if limits is not None:
         inst.set_limits(max_count_rate_cps=limits.damage_cps)
-    inst.set_hv(hv_volts)
+    if _apply_hv_model(inst) != "counting_head":  # a counting head is powered by its model
+        inst.set_hv(hv_volts)
     if a0_rad is not None:
         target = float(a0_rad)
     else:
@@ -81,6 +82,15 @@ def prepare(inst, *, bins: int = 16, periods: int | None = None, hv_volts: float
     inst.set_retardation(min(target / scale, math.pi))
     if open_shutter:
         inst.open_shutter()
+
+
+def _apply_hv_model(inst) -> str:
+    """Send the instrument's stored HV model (:mod:`cplscope.settings.hv_model`); its kind."""
+    from ..settings.hv_model import apply_hv_model
+
+    if getattr(inst, "info", None) is None or not hasattr(inst, "configure_hv_model"):
+        return "supply"
+    return apply_hv_model(inst).kind
 
 
 def _apply_mono_config(inst) -> None:

@@ -35,6 +35,8 @@ class Opcode(IntEnum):
     CLEAR_FAULT = 13
     PEM_CONFIG = 14
     MONO_CONFIG = 15
+    MAINTENANCE = 16  #: reply, then restart into maintenance mode (rp2 board)
+    HV_CONFIG = 17  #: the detector's HV model (cplscope.settings.hv_model)
 
 
 class ReplyStatus(IntEnum):

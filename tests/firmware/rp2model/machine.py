@@ -58,17 +58,61 @@ def enable_irq(state):
 
 
 class Pin:
+    """GPIO pads as the port leaves them: function (None at reset, "sio_in", "sio_out",
+    "pio", "analog"), pull ("up", "down", None; reset: "down") and input enable (off for an
+    analog pad). Tests set input levels in `levels`; `level(n)` is what a pin drives."""
     IN = 0
     OUT = 1
     PULL_UP = 1
     PULL_DOWN = 2
     levels = {}
+    pads = {}
 
-    def __init__(self, n, *a, **k):
+    def __init__(self, n, mode=-1, pull=-1, value=None):
         self.n = n
+        pad = Pin.pad(n)
+        if mode == Pin.IN:
+            pad["func"] = "sio_in"
+        elif mode == Pin.OUT:
+            pad["func"] = "sio_out"
+        if mode != -1:
+            pad["ie"] = True
+            pad["pull"] = {Pin.PULL_UP: "up", Pin.PULL_DOWN: "down"}.get(pull)
+        if value is not None:
+            pad["out"] = 1 if value else 0
+
+    @staticmethod
+    def pad(n):
+        p = Pin.pads.get(n)
+        if p is None:
+            p = Pin.pads[n] = {"func": None, "pull": "down", "ie": True, "out": 0, "pio": 0}
+        return p
+
+    @staticmethod
+    def level(n):
+        """The level the chip drives on pin n, or None if it drives none."""
+        p = Pin.pad(n)
+        if p["func"] == "sio_out":
+            return p["out"]
+        if p["func"] == "pio":
+            return p["pio"]
+        return None
 
     def value(self, *v):
-        return Pin.levels.get(self.n, 0)
+        p = Pin.pad(self.n)
+        if v:
+            p["out"] = 1 if v[0] else 0
+            return None
+        if p["func"] == "sio_out":
+            return p["out"]
+        if p["func"] == "pio":
+            return p["pio"]
+        # an input nothing drives reads its pull
+        return Pin.levels.get(self.n, 1 if p["pull"] == "up" else 0)
+
+    def toggle(self):
+        p = Pin.pad(self.n)
+        p["out"] ^= 1
 
 
 # --- PWM: slices with DIV (8.4 fixed point) and TOP registers ------------------------------
@@ -214,6 +258,16 @@ ADC_MODEL = AdcModel()
 
 class ADC:
     def __init__(self, ch):
+        # as the port: ADC(Pin) makes the pad analog (input and pulls off); ADC(channel)
+        # leaves the pad as it is (until v1.26 at least)
+        if isinstance(ch, Pin):
+            if not 26 <= ch.n <= 29:
+                raise ValueError("Pin doesn't have ADC capabilities")
+            p = Pin.pad(ch.n)
+            p["func"] = "analog"
+            p["ie"] = False
+            p["pull"] = None
+            ch = ch.n - 26
         if not 0 <= ch <= 4:
             raise ValueError("ADC channel")
         self.ch = ch
@@ -275,14 +329,38 @@ class _Mem:
 mem32 = _Mem()
 
 
+# --- watchdog: REASON and scratch 4 (the SDK's magic while machine.WDT runs) ---------------
+WATCHDOG_BASE = 0x4005_8000
+WATCHDOG = {0x08: 0, 0x1C: 0}
+
+
+def _wd_read(off):
+    return WATCHDOG.get(off, 0)
+
+
+def _wd_write(off, v):
+    WATCHDOG[off] = v
+
+
+BUS.add(WATCHDOG_BASE, 0x30, _wd_read, _wd_write)
+RESETS = []   # machine.reset() calls
+
+
+def reset():
+    RESETS.append(1)
+    raise SystemExit("machine.reset()")
+
+
 class WDT:
     def __init__(self, timeout=5000):
         if not 1 <= timeout <= 8388:
             raise ValueError("timeout")
         self.timeout = timeout
+        WATCHDOG[0x1C] = 0x6AB73121
+        self.feeds = 0
 
     def feed(self):
-        pass
+        self.feeds += 1
 
 
 class Timer:
@@ -331,8 +409,11 @@ def unique_id():
     return b"\xe6\x61\x41\x04\x03\x5a\x2b\x22"
 
 
+CAUSE = [1]
+
+
 def reset_cause():
-    return PWRON_RESET
+    return CAUSE[0]
 
 
 def idle():

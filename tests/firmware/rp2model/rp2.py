@@ -54,12 +54,32 @@ class StateMachine:
             self.handler, self.hard = old.handler, old.hard
         StateMachine.all[i] = self
 
+        self.set_pins = []
+        base = k.get("set_base")
+        if base is not None:
+            n = len(prog.set_init) if prog is not None and hasattr(prog, "set_init") else 2
+            self.set_pins = [base.n + j for j in range(n)]
+            for pin in self.set_pins:
+                pad = machine.Pin.pad(pin)
+                pad["func"] = "pio"
+                pad["pio"] = 0   # set_init OUT_LOW
+
     def put(self, v):
         self.puts.append(v)
 
     def exec(self, ins):
         self._ex[self._nex & 255] = ins
         self._nex += 1
+        if isinstance(ins, int) and ins & 0xFFE0 == 0xE000:   # set(pins, v)
+            pins = self.set_pins
+            for j in range(len(pins)):
+                machine.Pin.pads[pins[j]]["pio"] = ins >> j & 1
+
+    def drive_set_pins(self, v):
+        """The program's own set(pins, v) (a guard's trip)."""
+        pins = self.set_pins
+        for j in range(len(pins)):
+            machine.Pin.pads[pins[j]]["pio"] = v >> j & 1
 
     @property
     def execs(self):
@@ -115,6 +135,8 @@ class StateMachine:
         pump()
 
     def raise_irq(self):
+        if self.set_pins and self.i in (5, 7):
+            self.drive_set_pins(0)        # a guard trips: pins low first, then the IRQ
         if self.handler is not None:
             if not self.hard:
                 raise AssertionError("a soft PIO IRQ handler would run late")
@@ -455,7 +477,7 @@ def pump():
         while moved:
             moved = False
             for ch in DMA.channels:
-                if ch.busy and ch.dreq():
+                if ch.busy and ch._ctrl & 1 and ch.dreq():   # EN clear: the channel pauses
                     ch.step()
                     moved = True
     finally:
@@ -470,3 +492,32 @@ def reset():
     DMA.channels.clear()
     StateMachine.all.clear()
     _ALLOWED.clear()
+    machine.Pin.pads.clear()
+
+
+def soft_reset(version):
+    """What MicroPython `version`'s rp2 port does to the chip at a soft reset, after the
+    program ended: rp2_dma_deinit, rp2_pio_deinit, then every DMA object's finaliser
+    (close). Returns the hazards it leaves, as texts: a DMA channel still running once its
+    buffers are freed (close() aborts only from v1.27), a channel whose completion IRQ is
+    still enabled when the handler is removed (the IRQ is disabled first only from v1.28)."""
+    hazards = []
+    for ch in DMA.channels:
+        if ch.closed:
+            continue
+        if version < (1, 28, 0) and ch.busy and ch._ctrl & 1 and not ch._ctrl >> 21 & 1:
+            hazards.append("DMA %d completes with its IRQ enabled and no handler"
+                           % ch.channel)
+    for sm in StateMachine.all.values():
+        sm._set(False)          # PIO state machines stop; their pins keep their level
+    for ch in DMA.channels:
+        if ch.closed:
+            continue
+        if version < (1, 27, 0):
+            ch.handler = None
+            ch.closed = True    # close() without abort: a busy channel runs on
+            if ch.busy and ch._ctrl & 1:
+                hazards.append("DMA %d still writes after its buffer was freed" % ch.channel)
+        else:
+            ch.close()
+    return hazards

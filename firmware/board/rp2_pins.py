@@ -1,0 +1,58 @@
+"""The rp2 board's pins, in one table: `rp2.py` takes its GPIO numbers and pad settings from
+here, and the wiring table of docs/build.md states the same rows (`table()`)
+(tests/firmware/test_build_guide_pins.py compares the two).
+
+Each row of table(): (name, GPIO, kind, pull, level). kind: "in" (digital input), "out" (driven by the
+board), "analog" (ADC input: digital input off, no pull). pull: the pad's own pull ("up",
+"down") or "none"; "ext-down" means the circuit must hold the line low with a 10 kΩ resistor
+(the line is an output, and from reset until the firmware drives it the pad is an input with
+only its weak pull-down). level: what the board reads or drives, in the words of the guide."""
+
+PHOTON = 2          # discriminator pulses (pulse-stretched, non-retriggerable)
+PEM_REF = 3         # PEM controller 1f reference (external mode)
+GATE0 = 4           # gate monitors (PIO0), test points only
+GATE1 = 5
+PEM_DRIVE = 6       # PWM square wave at resonance (internal mode); the reference then
+PEM_CTRL = 8        # PWM → RC filter: PEM controller retardation input (external mode)
+HV_CTRL = 10        # PWM → RC filter: HV module control input
+HV_KEEPALIVE = 11   # toggled by every pass of the main loop: the keep-alive of HV enable
+HV_EN = 12          # HV / detector enable (1 = on); the guard state machines own it
+SHUTTER = 13        # excitation shutter (1 = open); owned by the guard, follows HV_EN
+STEP = 14
+DIR = 15
+HOME = 16           # home switch to GND, closed at/below home
+MAINTENANCE = 22    # strap to GND at power-up: maintenance mode (the firmware does not start)
+ADC0 = 26           # ADC0: analog PMT signal (biased transimpedance amplifier)
+ADC1 = 27           # ADC1: HV monitor, divided to 0 … 3.3 V
+ADC2 = 28           # ADC2: rectified PEM pickup amplitude (internal mode)
+
+
+def table() -> tuple:
+    """The rows (made on each call: the board's heap need not hold them)."""
+    return (
+        ("photon", PHOTON, "in", "down", "high = pulse"),
+        ("pem_ref", PEM_REF, "in", "down", "rising edge = phase 0"),
+        ("gate0", GATE0, "out", "none", "test point"),
+        ("gate1", GATE1, "out", "none", "test point"),
+        ("pem_drive", PEM_DRIVE, "out", "none", "low = drive off"),
+        ("pem_ctrl", PEM_CTRL, "out", "none", "duty 0 = 0 V"),
+        ("hv_ctrl", HV_CTRL, "out", "none", "duty 0 = 0 V"),
+        ("hv_keepalive", HV_KEEPALIVE, "out", "none", "toggles while the firmware runs"),
+        ("hv_en", HV_EN, "out", "ext-down", "high = HV on"),
+        ("shutter", SHUTTER, "out", "ext-down", "high = open"),
+        ("step", STEP, "out", "none", "rising edge = one step"),
+        ("dir", DIR, "out", "none", "high = longer wavelengths"),
+        ("home", HOME, "in", "up", "low = at or below home"),
+        ("maintenance", MAINTENANCE, "in", "up", "low at power-up = maintenance mode"),
+        ("adc_pmt", ADC0, "analog", "none", "0 … 3.3 V, dark above 0"),
+        ("adc_hv_monitor", ADC1, "analog", "none", "0 … 3.3 V"),
+        ("adc_pem_pickup", ADC2, "analog", "none", "0 … 3.3 V"),
+    )
+
+
+# the ADC channel of an analog GPIO (GP26 … GP29 on both chips' 30-GPIO packages)
+ADC_FIRST_GPIO = 26
+
+
+def adc_channel(gpio: int) -> int:
+    return gpio - ADC_FIRST_GPIO
