@@ -203,9 +203,13 @@ class CplScope(StandardReadable):
     async def _prepare(self, bins: int, periods: int, a0_rad: float | None) -> None:
         from cplscope.plans.calibrate import default_retardation, prepare
 
-        hv = await self.hv.get_value()
+        if self.mocked:
+            return
+        hv_signal = await self.hv.get_value()
 
         def do(inst: Any) -> tuple[float, float | None]:
+            hv = inst.status().get("hv_set_volts")     # as set, also by a move in parallel
+            hv = hv_signal if hv is None else float(hv)
             phase = float(inst.calibration.phase_offset_rad)
             a0 = default_retardation(bins, phase) if a0_rad is None else a0_rad
             prepare(inst, bins=bins, periods=periods, hv_volts=hv, a0_rad=a0,
@@ -218,7 +222,14 @@ class CplScope(StandardReadable):
             self.wavelength._connector.backend.set_value(wl)  # noqa: SLF001
         self._dark = None
 
+    @property
+    def mocked(self) -> bool:
+        """Connected in ophyd-async's mock mode (no instrument)."""
+        return self._mock is not None
+
     async def _move(self, wavelength_nm: float) -> float:
+        if self.mocked:
+            return float(wavelength_nm)
         return float(await self._link.call(lambda inst: inst.move_to(float(wavelength_nm))))
 
     def _counting(self, which: str) -> Callable[[int], Any]:
@@ -237,7 +248,8 @@ class CplScope(StandardReadable):
     async def _set_hv(self, volts: float) -> None:
         if not volts >= 0:
             raise ValueError(f"hv must be ≥ 0 V, got {volts!r}")
-        await self._link.call(lambda inst: inst.set_hv(float(volts)))
+        if not self.mocked:
+            await self._link.call(lambda inst: inst.set_hv(float(volts)))
 
     async def _set_mode(self, mode: str) -> None:
         if mode != "counting":
@@ -250,7 +262,7 @@ class CplScope(StandardReadable):
     async def stage(self) -> None:
         """HV on, shutter open, and the dark measured (``dark_dwell`` s; 0: none)."""
         await super().stage()
-        if self._link.inst is None:        # mock mode
+        if self.mocked:
             return
         hv, dark_s = await self.hv.get_value(), await self.dark_dwell.get_value()
 
@@ -265,7 +277,7 @@ class CplScope(StandardReadable):
     async def unstage(self) -> None:
         """Shutter closed, HV off."""
         await super().unstage()
-        if self._link.inst is not None:
+        if not self.mocked:
             await self._link.call(lambda inst: inst.make_safe())
 
     @AsyncStatus.wrap
@@ -273,7 +285,7 @@ class CplScope(StandardReadable):
         """Measure one point at the current wavelength: ``dwell`` s, or adaptive until σ_g
         ≤ ``target_sigma`` (at most ``max_dwell`` s) when ``target_sigma`` > 0. The blank
         stored with the calibration is subtracted where it covers the wavelength."""
-        if self._link.inst is None:        # mock mode: the readings are the mock's
+        if self.mocked:                    # the readings are the mock's
             return
         target = await self.target_sigma.get_value()
         kw: dict[str, Any] = ({"target_sigma": float(target),

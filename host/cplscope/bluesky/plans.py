@@ -136,8 +136,16 @@ def engine_plan(cpl: CplScope, run: Callable[[Any, list[Sink]], Any], *,
                 yield from bps.save()
             if name == "stop":
                 yield from bps.close_run(exit_status=doc.exit_status, reason=doc.reason)
-    finally:
+    except GeneratorExit:
         bridge.cancel()
+        raise
+    except BaseException:
+        # RE.abort(), RE.stop(), a failed message: the engine stops at its next document
+        # (it writes the partial spectrum and leaves the instrument safe); wait for it
+        bridge.cancel()
+        if bridge.running:
+            yield from bps.wait_for([bridge.finished])
+        raise
 
 
 def _next(bridge: _Bridge) -> Generator[Msg, Any, tuple[str, Any]]:
@@ -165,6 +173,14 @@ class _Bridge:
         self.queue = asyncio.Queue()
         self.hv = float(await self.cpl.hv.get_value())
         self._task = asyncio.ensure_future(self.cpl.link.call(self._work))
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def finished(self) -> None:
+        if self._task is not None:
+            await asyncio.wait([self._task])
 
     async def get(self) -> tuple[str, Any]:
         assert self.queue is not None

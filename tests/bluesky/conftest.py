@@ -1,0 +1,39 @@
+"""Fixtures of the Bluesky tests (docs/bluesky.md). They need the ``[bluesky]`` extra; without
+it every test here is skipped, with the reason."""
+from __future__ import annotations
+
+import pytest
+
+#: The reason a test module gives when the extra is missing (pytest.importorskip).
+NEED_EXTRA = "the [bluesky] extra is not installed: pip install '.[bluesky]'"
+
+
+@pytest.fixture(scope="package")
+def home(tmp_path_factory):
+    """A private calibration store: the twin is calibrated once, as a user would."""
+    mp = pytest.MonkeyPatch()
+    path = tmp_path_factory.mktemp("cplscope-home")
+    mp.setenv("CPLSCOPE_HOME", str(path))
+    from cplscope.plans.calibrate import calibrate_simulated
+
+    calibrate_simulated(seed=0, dwell_s=5.0)
+    yield path
+    mp.undo()
+
+
+@pytest.fixture
+def RE():
+    from bluesky import RunEngine
+
+    engine = RunEngine(call_returns_result=True)
+    yield engine
+    if engine.state != "idle":
+        engine.halt()
+
+
+def validate(docs) -> None:
+    """Every document against event_model's schema."""
+    from event_model import DocumentNames, schema_validators
+
+    for name, doc in docs:
+        schema_validators[DocumentNames(name)].validate(doc)
