@@ -133,7 +133,7 @@ def data_keys(data: Mapping[str, Any], source: str = _SOURCE) -> dict[str, dict[
     """The descriptor's data keys of ``data``: dtype, shape, units and precision."""
     keys: dict[str, dict[str, Any]] = {}
     for k, v in data.items():
-        arr = np.asarray(v)
+        arr = np.asarray(v, dtype=float) if isinstance(v, list) else np.asarray(v)
         if isinstance(v, str):     # no dtype_numpy: any length (a Tiled writer picks)
             dtype, shape, numpy = "string", [], None
         elif arr.ndim:
@@ -177,8 +177,8 @@ def _dark_data(doc: Any) -> dict[str, Any]:
     out: dict[str, Any] = {"accumulation": int(doc.accumulation), "index": int(doc.index),
                            "dwell_s": float(d.dwell_s)}
     if hasattr(d, "rate_cps"):
-        out.update(rate_cps=np.asarray(d.rate_cps, dtype=float),
-                   sigma_rate_cps=np.asarray(d.sigma_rate_cps, dtype=float),
+        out.update(rate_cps=[float(x) for x in d.rate_cps],        # lists: JSON as it is
+                   sigma_rate_cps=[float(x) for x in d.sigma_rate_cps],
                    total_rate_cps=float(d.total_rate_cps))
     else:
         out.update(level=float(d.level), sigma_level=float(d.sigma))

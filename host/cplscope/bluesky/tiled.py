@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import secrets
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -62,9 +64,14 @@ def open_client(uri: str) -> Any:
     """The Tiled client of ``uri`` (``http://127.0.0.1:8000/api/v1?api_key=…``; the key may
     also come from ``TILED_API_KEY``). Raises ConnectionError saying what to do when no
     server answers."""
+    from urllib.parse import urlsplit
+
+    import httpx
     from tiled.client import from_uri
 
-    try:
+    parts = urlsplit(uri)
+    try:        # one quick look first: the client itself retries for most of a minute
+        httpx.get(f"{parts.scheme}://{parts.netloc}/healthz", timeout=5.0, trust_env=False)
         return from_uri(uri)
     except Exception as exc:  # httpx's and tiled's errors alike
         raise ConnectionError(f"no Tiled server answers at {uri} ({type(exc).__name__}: "
@@ -77,10 +84,11 @@ class TiledSink:
     (``bluesky_tiled_plugins.TiledWriter``), with the event-model documents of
     :class:`~cplscope.bluesky.documents.EventModelSink`.
 
-    Tiled is a copy: when writing fails (the server went away), the sink says so once and
-    stops writing, and the scan goes on (the CSV and the archive are the record); the
-    writer keeps what it could not send as JSON lines in ``backup`` (default: the folder
-    ``tiled-backup`` beside the local catalog)."""
+    Tiled is a copy and the scan never waits for it: the documents go to Tiled from a thread
+    of their own. When the server cannot take them (it went away), the writer keeps the
+    whole run as JSON files in ``backup`` (default: ``tiled-backup`` beside the local
+    catalog) and :meth:`close` says so; the CSV and the archive are complete either way.
+    """
 
     def __init__(self, uri: str | Any, *, plan_name: str = "cplscope scan",
                  md: Mapping[str, Any] | None = None,
@@ -88,25 +96,42 @@ class TiledSink:
         from bluesky_tiled_plugins import TiledWriter
 
         client = open_client(uri) if isinstance(uri, str) else uri
-        folder = Path(backup) if backup is not None else data_folder().parent / "tiled-backup"
-        folder.mkdir(parents=True, exist_ok=True)
-        self.writer = TiledWriter(client, batch_size=1, backup_directory=str(folder))
+        self.backup = Path(backup) if backup is not None else data_folder().parent / "tiled-backup"
+        self.backup.mkdir(parents=True, exist_ok=True)
+        self._before = set(self.backup.iterdir())
+        self.writer = TiledWriter(client, batch_size=1, backup_directory=str(self.backup))
         self.failed: str | None = None
         self.run_uid: str | None = None
-        self._sink = EventModelSink(self._write, plan_name=plan_name, md=md)
+        self._queue: queue.Queue = queue.Queue()
+        self._thread = threading.Thread(target=self._work, name="cplscope-tiled", daemon=True)
+        self._thread.start()
+        self._sink = EventModelSink(self._put, plan_name=plan_name, md=md)
 
-    def _write(self, name: str, doc: dict) -> None:
+    def _put(self, name: str, doc: dict) -> None:
         if name == "start":
             self.run_uid = doc["uid"]
-        if self.failed is not None:
-            return
-        try:
-            self.writer(name, doc)
-        except Exception as exc:
-            self.failed = f"{type(exc).__name__}: {exc}"
-            log.error("writing the run to Tiled failed (%s); the scan goes on, its CSV and "
-                      "archive are complete", self.failed)
+        self._queue.put((name, doc))
+
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            try:
+                self.writer(*item)
+            except Exception as exc:    # the writer routes failures to its backup itself
+                self.failed = self.failed or f"{type(exc).__name__}: {exc}"
+                log.error("writing the run to Tiled failed (%s)", self.failed)
 
     def __call__(self, name: str, doc: Any) -> None:
         self._sink(name, doc)
 
+    def close(self, timeout: float | None = None) -> None:
+        """Wait until every document is written (or backed up), at most ``timeout`` s."""
+        self._queue.put(None)
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self.failed = self.failed or f"Tiled did not take the run within {timeout:g} s"
+        backed_up = sorted(set(self.backup.iterdir()) - self._before)
+        if backed_up and self.failed is None:
+            self.failed = f"the server did not take the run; it is in {backed_up[0]}"

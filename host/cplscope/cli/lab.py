@@ -93,9 +93,10 @@ def lab_sinks(args: argparse.Namespace, stack: ExitStack, plan_name: str) -> lis
 
 
 def _report_tiled(sink: Any) -> None:
+    sink.close(timeout=120.0)
     if sink.failed:
-        print(f"# Tiled: the run could not be written completely ({sink.failed}); what was "
-              "not sent is in the writer's backup folder", file=sys.stderr)
+        print(f"# Tiled: the run could not be written ({sink.failed}); the CSV is complete",
+              file=sys.stderr)
     elif sink.run_uid:
         print(f"# run in Tiled: {sink.run_uid}")
 
