@@ -54,12 +54,13 @@ function draw(run) {
     pr.budget_left_s !== undefined ? "budget left " + dur(pr.budget_left_s) : "";
   const c = run.current;
   if (c) {
+    const short = (v, d) => v === null ? "nan" : Number(v).toPrecision(d);
     document.getElementById("cur-wl").textContent = num(c.wavelength_nm);
-    document.getElementById("cur-dwell").textContent = num(c.dwell_s);
+    document.getElementById("cur-dwell").textContent = c.dwell_s === null ? "nan" : c.dwell_s.toFixed(1);
     const s = document.getElementById("cur-sigma");
-    s.textContent = num(c.sigma);
-    s.className = c.target !== null && c.sigma > c.target ? "over" : "";
-    document.getElementById("cur-target").textContent = c.target === null ? "none" : num(c.target);
+    s.textContent = short(c.sigma, 3);
+    s.className = c.target !== null && (c.sigma === null || c.sigma > c.target) ? "over" : "";
+    document.getElementById("cur-target").textContent = c.target === null ? "none" : short(c.target, 3);
     document.getElementById("cur-flags").textContent = c.flags.length ? "[" + c.flags.join(", ") + "]" : "";
   }
   document.getElementById("g-head").textContent = cd ? "g_abs" : "g_lum";
