@@ -8,6 +8,27 @@ import pytest
 NEED_EXTRA = "the [bluesky] extra is not installed: pip install '.[bluesky]'"
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--lab-services", action="store_true", default=False,
+                     help="also run the tests that start lab services (Tiled, a queue "
+                          "server with Redis; a minute or two; CI runs them)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "lab_services: starts lab services (Tiled, a queue "
+                            "server, Redis); runs with --lab-services")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--lab-services"):
+        return
+    skip = pytest.mark.skip(reason="starts lab services (Tiled; a queue server and Redis), a "
+                                   "minute or two: run with --lab-services (CI does)")
+    for item in items:
+        if item.get_closest_marker("lab_services") is not None:
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="package")
 def home(tmp_path_factory):
     """A private calibration store: the twin is calibrated once, as a user would."""

@@ -59,7 +59,9 @@ def test_cpl_scan_emits_valid_documents_and_the_project_sinks_write_the_engines_
     streams = _streams(docs)
     assert [p["wavelength_nm"] for p in streams["primary"]] == list(spec.wavelength_nm)
     assert [p["g_lum"] for p in streams["spectrum"]] == list(spec.g_lum)
-    assert streams["dark"][0]["rate_cps"].shape == (16,)
+    assert len(streams["dark"][0]["rate_cps"]) == 16          # counts/s per phase bin
+    dark = next(d for n, d in docs if n == "descriptor" and d["name"] == "dark")
+    assert dark["data_keys"]["rate_cps"]["shape"] == [16]
     desc = next(d for n, d in docs if n == "descriptor" and d["name"] == "primary")
     assert desc["data_keys"]["wavelength_nm"]["units"] == "nm"
     assert desc["data_keys"]["dwell_s"]["units"] == "s"

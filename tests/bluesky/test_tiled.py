@@ -12,6 +12,9 @@ pytest.importorskip("tiled.server", reason=NEED_EXTRA)
 pytest.importorskip("bluesky_tiled_plugins", reason=NEED_EXTRA)
 
 from cplscope.bluesky.tiled import api_key, serve  # noqa: E402
+
+#: a Tiled server takes 10–20 s to start: these run with --lab-services
+lab = pytest.mark.lab_services
 from cplscope.cli.main import main  # noqa: E402
 from cplscope.data.spectrum import Spectrum  # noqa: E402
 
@@ -37,6 +40,7 @@ def _same(a: np.ndarray, b: np.ndarray) -> bool:
     return np.array_equal(np.asarray(a, float), np.asarray(b, float), equal_nan=True)
 
 
+@lab
 def test_a_cli_scan_with_tiled_reads_back_equal_to_its_csv(home, tiled, tmp_path, capsys):
     csv = tmp_path / "r.csv"
     # 500–540 nm runs off the emission band: flagged points with NaN g go through too
@@ -58,6 +62,7 @@ def test_a_cli_scan_with_tiled_reads_back_equal_to_its_csv(home, tiled, tmp_path
     assert np.isnan(spec.g_lum).any()         # the no-emission points came through as NaN
 
 
+@lab
 def test_a_bluesky_plan_writes_to_tiled_through_the_tiled_writer(home, tiled, tmp_path):
     from bluesky import RunEngine
     from bluesky_tiled_plugins import TiledWriter
@@ -81,6 +86,7 @@ def test_a_bluesky_plan_writes_to_tiled_through_the_tiled_writer(home, tiled, tm
     assert _same(streams["spectrum"]["sigma_g"], spec.sigma_g)
 
 
+@lab
 def test_writing_needs_the_catalogs_key_kept_private(tiled):
     path = tiled.directory / "api_key"
     assert path.stat().st_mode & 0o077 == 0
@@ -94,6 +100,7 @@ def test_a_tiled_server_that_does_not_answer_is_refused_before_measuring(home, c
     assert "cplscope serve" in capsys.readouterr().err
 
 
+@lab
 def test_tiled_going_away_mid_scan_does_not_lose_the_scan(home, tmp_path, monkeypatch):
     """The run in Tiled is a copy: when the server dies, the CSV is still complete and the
     run is kept in the backup folder."""

@@ -12,14 +12,15 @@ mapping). So every callback sees each point live, the RunEngine numbers and vali
 documents, and Ctrl-C or ``RE.abort()`` stop the engine after the point it is measuring,
 with the partial spectrum kept.
 """
-from __future__ import annotations
-
+# No ``from __future__ import annotations`` here: the queue server reads the plans' annotations
+# as objects (``cpl: Readable`` lets it turn a device's name into the device).
 import asyncio
 import time
 from collections.abc import Callable, Generator, Mapping, Sequence
 from typing import Any
 
 import bluesky.plan_stubs as bps
+from bluesky.protocols import Readable
 from bluesky.utils import Msg
 
 from ..data.documents import Sink
@@ -31,13 +32,13 @@ __all__ = ["cd_scan", "cpl_scan", "engine_plan"]
 _DONE = "__done__"
 
 
-def cpl_scan(cpl: CplScope, start: float, stop: float, step: float, *,
+def cpl_scan(cpl: Readable, start: float, stop: float, step: float, *,
              dwell_s: float | None = None, target_sigma: float | None = None,
              max_dwell_s: float = 300.0, accumulations: int = 1, dark: bool = True,
              dark_dwell_s: float = 10.0, skip_hopeless: bool = False,
              time_budget_s: float | None = None, survey: bool | float = False,
              blank: Any = None, sample: str | None = None, output: Any = None,
-             archive: Any = None, overwrite: bool = False, sinks: Sequence[Sink] = (),
+             archive: Any = None, overwrite: bool = False, sinks: Sequence[Callable[[str, Any], None]] = (),
              md: Mapping[str, Any] | None = None) -> Generator[Msg, Any, Any]:
     """A CPL scan from ``start`` to ``stop`` nm in ``step`` nm, as ``cplscope scan``.
 
@@ -78,14 +79,14 @@ def cpl_scan(cpl: CplScope, start: float, stop: float, step: float, *,
                                    md={"plan_args": plan_args, **dict(md or {})}))
 
 
-def cd_scan(cpl: CplScope, start: float, stop: float, step: float, *,
+def cd_scan(cpl: Readable, start: float, stop: float, step: float, *,
             dwell_s: float | None = None, target_sigma_delta_a: float | None = None,
             target_sigma_g_abs: float | None = None, max_dwell_s: float = 300.0,
             baseline: Any = None, accumulations: int = 1, dark: bool = True,
             dark_dwell_s: float = 10.0, skip_hopeless: bool = False,
             time_budget_s: float | None = None, survey: bool | float = False,
             sample: str | None = None, output: Any = None, archive: Any = None,
-            overwrite: bool = False, sinks: Sequence[Sink] = (),
+            overwrite: bool = False, sinks: Sequence[Callable[[str, Any], None]] = (),
             md: Mapping[str, Any] | None = None) -> Generator[Msg, Any, Any]:
     """A CD scan, as ``cplscope cd``: the instrument in the transmission light path (the
     twin: ``CplScope("sim", sample=..., bench_options={"geometry": "cd"})``). A baseline
@@ -110,13 +111,15 @@ def cd_scan(cpl: CplScope, start: float, stop: float, step: float, *,
                                    md={"plan_args": plan_args, **dict(md or {})}))
 
 
-def engine_plan(cpl: CplScope, run: Callable[[Any, list[Sink]], Any], *,
+def engine_plan(cpl: Readable, run: Callable[[Any, list[Sink]], Any], *,
                 plan_name: str, md: Mapping[str, Any] | None = None
                 ) -> Generator[Msg, Any, Any]:
     """The plan of an engine run: ``run(instrument, sinks)`` starts the engine with ``sinks``
     (it must pass them on to :func:`~cplscope.plans.engine.run_scan`) and returns its
     spectrum. Everything the engine emits becomes event-model documents; the run's exit
     status and reason are the engine's."""
+    if not isinstance(cpl, CplScope):
+        raise TypeError(f"the plan measures with a cplscope.bluesky.CplScope, not {cpl!r}")
     bridge = _Bridge(cpl, run)
     readers: dict[str, _StreamReader] = {}
     try:
@@ -148,7 +151,7 @@ def engine_plan(cpl: CplScope, run: Callable[[Any, list[Sink]], Any], *,
         raise
 
 
-def _next(bridge: _Bridge) -> Generator[Msg, Any, tuple[str, Any]]:
+def _next(bridge: "_Bridge") -> Generator[Msg, Any, tuple[str, Any]]:
     tasks = yield from bps.wait_for([bridge.get])
     return tasks[0].result()
 
