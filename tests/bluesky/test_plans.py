@@ -128,22 +128,23 @@ def test_bad_options_are_refused_before_a_run_opens(cpl, RE):
     assert docs == []
 
 
-def test_aborting_the_plan_stops_the_engine_and_keeps_the_partial_csv(cpl, RE, tmp_path):
+def test_ctrl_c_aborts_the_run_stops_the_engine_and_keeps_the_partial_csv(cpl, RE, tmp_path):
     csv = tmp_path / "partial.csv"
 
-    def pause_after_two(name, doc):        # as Ctrl-C would, from another thread
+    def ctrl_c_after_two(name, doc):        # as Ctrl-C does, from another thread
         if name == "event" and doc.seq_num == 2:
             RE.request_pause(defer=False)
 
     docs: list = []
     with pytest.raises(RunEngineInterrupted):
         RE(cpl_scan(cpl, 430, 470, 4, dwell_s=1, dark=False, output=csv,
-                    sinks=[pause_after_two]), lambda n, d: docs.append((n, d)))
-    assert RE.state == "paused"
-    RE.abort("enough")
+                    sinks=[ctrl_c_after_two]), lambda n, d: docs.append((n, d)))
+    # the engine cannot pause: the run has ended, aborted, not paused
+    assert RE.state == "idle"
     assert docs[-1][0] == "stop" and docs[-1][1]["exit_status"] == "abort"
     spec = Spectrum.read_csv(csv)
     assert 2 <= len(spec) < 11                      # the points measured, not the plan's 11
+    assert spec.metadata.get("interrupted") is True
     assert not cpl.instrument.status()["shutter_open"]
 
 

@@ -130,6 +130,9 @@ def engine_plan(cpl: Readable, run: Callable[[Any, list[Sink]], Any], *,
                 return bridge.result()
             if name == "start":
                 yield from bps.open_run(start_metadata(doc, plan_name=plan_name, md=md))
+                # the engine does not pause: a pause request (Ctrl-C) aborts the run, and
+                # the engine stops after its point (resume it from its archive)
+                yield from bps.clear_checkpoint()
                 continue
             for item in stream_data(name, doc):
                 reader = readers.setdefault(item["stream"], _StreamReader(item["stream"]))
