@@ -361,8 +361,9 @@ class ProjectCallback:
         self._seq += 1
         spec = self._spectrum((r for _, r in (self._rows[i] for i in sorted(self._rows))),
                               self._partial_metadata())
-        self._emit("event", PointEvent(
-            self._seq, int(data["index"]), int(data["accumulation"]), None, None,
+        self._emit("event", PointEvent(     # no context and frames: not in the documents
+            self._seq, int(data["index"]), int(data["accumulation"]), None,  # type: ignore[arg-type]
+            None,
             row, row, None, spec, None, dwell_s=float(row.dwell_s),
             budget_left_s=float(data.get("budget_left_s", math.nan))))
 

@@ -70,9 +70,11 @@ def cpl_scan(cpl: Readable, start: float, stop: float, step: float, *,
               skip_hopeless=skip_hopeless, time_budget_s=time_budget_s, survey=survey,
               blank=blank, output=output, archive=archive, overwrite=overwrite)
 
+    mine: list[Any] = list(sinks)
+
     def run(inst: Any, engine_sinks: list[Sink]) -> Any:
         return scan(inst, start, stop, step, sample=sample or _sample_name(cpl),
-                    rules=inst.flag_rules(), sinks=[*sinks, *engine_sinks], **kw)
+                    rules=inst.flag_rules(), sinks=[*mine, *engine_sinks], **kw)
 
     plan_args = {"start": start, "stop": stop, "step": step, **_jsonable(kw)}
     return (yield from engine_plan(cpl, run, plan_name="cpl_scan",
@@ -102,9 +104,11 @@ def cd_scan(cpl: Readable, start: float, stop: float, step: float, *,
               time_budget_s=time_budget_s, survey=survey, output=output, archive=archive,
               overwrite=overwrite)
 
+    mine: list[Any] = list(sinks)
+
     def run(inst: Any, engine_sinks: list[Sink]) -> Any:
         return engine_cd_scan(inst, start, stop, step, sample=sample or _sample_name(cpl),
-                              sinks=[*sinks, *engine_sinks], **kw)
+                              sinks=[*mine, *engine_sinks], **kw)
 
     plan_args = {"start": start, "stop": stop, "step": step, **_jsonable(kw)}
     return (yield from engine_plan(cpl, run, plan_name="cd_scan",
