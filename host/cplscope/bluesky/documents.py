@@ -43,7 +43,7 @@ from .. import __version__
 from ..data.cd_spectrum import CD_TABLE, CDSpectrum
 from ..data.documents import PointEvent, RunStart, RunStop
 from ..data.spectrum import CPL_TABLE, Spectrum
-from ..science.results import FlagRules, PointResult
+from ..science.results import FlagRules
 from ..settings.calibration import Blank, Calibration
 
 __all__ = ["EventModelSink", "ProjectCallback", "STREAMS", "UNITS", "start_metadata",
@@ -107,9 +107,9 @@ def start_metadata(start: RunStart, *, plan_name: str = "cpl_scan",
 
 
 def stream_data(name: str, doc: Any) -> list[dict[str, Any]]:
-    """The events (data, key → value) that the engine document ``(name, doc)`` maps to, as
-    ``[(stream, data), …]`` pairs in a list of dicts with keys ``stream`` and ``data``; the
-    ``spectrum`` stream's first entry also has ``configuration`` (key → value)."""
+    """The events that the engine document ``(name, doc)`` maps to, in order: dicts with
+    ``stream`` (its name), ``data`` (key → value) and, for the ``spectrum`` stream,
+    ``configuration`` (key → value, for its descriptor)."""
     if name == "dark":
         return [{"stream": "dark", "data": _dark_data(doc)}]
     if name == "survey":
@@ -155,7 +155,7 @@ def data_keys(data: Mapping[str, Any], source: str = _SOURCE) -> dict[str, dict[
 
 
 def _row_data(row: Any) -> dict[str, Any]:
-    table = CD_TABLE if isinstance(row, _cd_row_type()) else CPL_TABLE
+    table = CD_TABLE if isinstance(row, CD_TABLE.row_type) else CPL_TABLE
     out: dict[str, Any] = {}
     for col in table.columns:
         v = getattr(row, col)
@@ -166,10 +166,6 @@ def _row_data(row: Any) -> dict[str, Any]:
         else:
             out[col] = float(v)
     return out
-
-
-def _cd_row_type() -> type:
-    return CD_TABLE.row_type
 
 
 def _dark_data(doc: Any) -> dict[str, Any]:
@@ -384,5 +380,3 @@ def _unpack_page(page: Mapping[str, Any]) -> Iterable[dict[str, Any]]:
 
     return unpack_event_page(page)
 
-
-_KEEP = (PointResult,)
