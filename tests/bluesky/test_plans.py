@@ -20,9 +20,10 @@ from cplscope.bluesky import CplScope  # noqa: E402
 from cplscope.bluesky.documents import EventModelSink, ProjectCallback  # noqa: E402
 from cplscope.bluesky.plans import cd_scan, cpl_scan  # noqa: E402
 from cplscope.data.cd_spectrum import CDSpectrum  # noqa: E402
-from cplscope.data.sinks import ArchiveSink, CsvSink  # noqa: E402
+from cplscope.data.sinks import ArchiveSink, CsvSink, ProgressSink  # noqa: E402
 from cplscope.data.spectrum import Spectrum  # noqa: E402
 from cplscope.live import LiveRun  # noqa: E402
+from cplscope.plot.sink import PlotSink  # noqa: E402
 
 
 @pytest.fixture
@@ -46,7 +47,8 @@ def test_cpl_scan_emits_valid_documents_and_the_project_sinks_write_the_engines_
         cpl, RE, tmp_path):
     docs: list = []
     RE.subscribe(lambda name, doc: docs.append((name, doc)))
-    RE.subscribe(ProjectCallback(CsvSink(tmp_path / "from-re.csv")))
+    RE.subscribe(ProjectCallback(CsvSink(tmp_path / "from-re.csv"),
+                                 PlotSink(tmp_path / "from-re.png"), ProgressSink()))
     spec = RE(cpl_scan(cpl, 430, 450, 4, target_sigma=1e-3, max_dwell_s=20,
                        dark_dwell_s=5, survey=True, output=tmp_path / "engine.csv")).plan_result
     validate(docs)
@@ -66,8 +68,9 @@ def test_cpl_scan_emits_valid_documents_and_the_project_sinks_write_the_engines_
     assert desc["data_keys"]["wavelength_nm"]["units"] == "nm"
     assert desc["data_keys"]["dwell_s"]["units"] == "s"
     assert desc["data_keys"]["intensity"]["units"] == "counts/s"
-    # the CSV a RunEngine callback writes is the engine's, byte for byte
+    # the CSV a RunEngine callback writes is the engine's, byte for byte; the figure too
     assert (tmp_path / "from-re.csv").read_text() == (tmp_path / "engine.csv").read_text()
+    assert (tmp_path / "from-re.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_a_time_budget_scan_plans_its_time_as_the_cli_does(cpl, RE):
