@@ -61,7 +61,8 @@ def cpl_scan(cpl: Readable, start: float, stop: float, step: float, *,
         sinks: more engine sinks (they get the engine's own documents, frames included).
         md: metadata added to the start document.
 
-    Returns (through ``RE(...)``'s plan return value) the final spectrum.
+    Returns the final spectrum as the plan's result (``RE(...).plan_result`` with
+    ``RunEngine(call_returns_result=True)``).
     """
     from ..plans.scan import scan
 
