@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-#: The reason a test module gives when the extra is missing (pytest.importorskip).
-NEED_EXTRA = "the [bluesky] extra is not installed: pip install '.[bluesky]'"
-
-
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--lab-services", action="store_true", default=False,
                      help="also run the tests that start lab services (Tiled, a queue "
@@ -50,11 +46,3 @@ def RE():
     yield engine
     if engine.state != "idle":
         engine.halt()
-
-
-def validate(docs) -> None:
-    """Every document against event_model's schema."""
-    from event_model import DocumentNames, schema_validators
-
-    for name, doc in docs:
-        schema_validators[DocumentNames(name)].validate(doc)

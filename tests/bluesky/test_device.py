@@ -6,7 +6,7 @@ from statistics import NormalDist
 
 import pytest
 
-from conftest import NEED_EXTRA, validate
+from lab_helpers import NEED_EXTRA, validate
 
 pytest.importorskip("ophyd_async", reason=NEED_EXTRA)
 pytest.importorskip("bluesky", reason=NEED_EXTRA)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import NEED_EXTRA
+from lab_helpers import NEED_EXTRA
 
 pytest.importorskip("bluesky_queueserver",
                     reason="the [queueserver] extra is not installed: pip install "

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import NEED_EXTRA
+from lab_helpers import NEED_EXTRA
 
 pytest.importorskip("tiled.server", reason=NEED_EXTRA)
 pytest.importorskip("bluesky_tiled_plugins", reason=NEED_EXTRA)

@@ -42,7 +42,7 @@ import numpy as np
 from .. import __version__
 from ..data.cd_spectrum import CD_TABLE, CDSpectrum
 from ..data.documents import PointEvent, RunStart, RunStop
-from ..data.spectrum import CPL_TABLE, Spectrum
+from ..data.spectrum import CPL_TABLE, Spectrum, written_value
 from ..science.results import FlagRules
 from ..settings.calibration import Blank, Calibration
 
@@ -155,6 +155,7 @@ def data_keys(data: Mapping[str, Any], source: str = _SOURCE) -> dict[str, dict[
 
 
 def _row_data(row: Any) -> dict[str, Any]:
+    """The row as its CSV writes it (floats rounded to their resolution)."""
     table = CD_TABLE if isinstance(row, CD_TABLE.row_type) else CPL_TABLE
     out: dict[str, Any] = {}
     for col in table.columns:
@@ -164,7 +165,7 @@ def _row_data(row: Any) -> dict[str, Any]:
         elif col in table.int_columns:
             out[col] = int(v)
         else:
-            out[col] = float(v)
+            out[col] = written_value(table, col, v, row)
     return out
 
 

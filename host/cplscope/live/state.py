@@ -75,15 +75,24 @@ class LiveRun:
         }
 
     def _point(self, row: Any, doc: Any) -> dict[str, Any]:
+        """The row's values as its CSV writes them (rounded to their resolution)."""
+        from ..data.cd_spectrum import CD_TABLE
+        from ..data.spectrum import CPL_TABLE, written_value
+
         cd = hasattr(row, "delta_a")
+        table = CD_TABLE if cd else CPL_TABLE
+
+        def value(name: str) -> float | None:
+            return _num(written_value(table, name, getattr(row, name), row))
+
         p: dict[str, Any] = {
-            "wavelength_nm": _num(row.wavelength_nm),
-            "g_lum": _num(getattr(row, "g_abs" if cd else "g_lum")),
-            "sigma_g": _num(getattr(row, "sigma_g_abs" if cd else "sigma_g")),
-            "intensity": _num(row.intensity), "flags": list(row.flags),
-            "dwell_s": _num(row.dwell_s)}
+            "wavelength_nm": value("wavelength_nm"),
+            "g_lum": value("g_abs" if cd else "g_lum"),
+            "sigma_g": value("sigma_g_abs" if cd else "sigma_g"),
+            "intensity": value("intensity"), "flags": list(row.flags),
+            "dwell_s": value("dwell_s")}
         if cd:
-            p.update(delta_a=_num(row.delta_a), sigma_delta_a=_num(row.sigma_delta_a))
+            p.update(delta_a=value("delta_a"), sigma_delta_a=value("sigma_delta_a"))
         if doc is not None:
             p.update(index=int(doc.index), accumulation=int(doc.accumulation))
         return p
