@@ -87,7 +87,8 @@ class InstrumentLink:
             elif self.address == "sim" and load_for(str(inst.info()["serial"])).is_default:
                 from cplscope.plans.calibrate import calibrate_simulated
 
-                inst.calibration = calibrate_simulated(seed=int(self.options.get("seed", 0)))
+                seed = self.options.get("seed")
+                inst.calibration = calibrate_simulated(seed=int(seed) if seed is not None else 0)
         except BaseException:
             inst.close()
             raise
