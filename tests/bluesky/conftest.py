@@ -12,14 +12,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "lab_services: starts lab services (Tiled, a queue "
-                            "server, Redis); runs with --lab-services")
+                            "server, Redis, Chromium); runs with --lab-services")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if config.getoption("--lab-services"):
         return
-    skip = pytest.mark.skip(reason="starts lab services (Tiled; a queue server and Redis), a "
-                                   "minute or two: run with --lab-services (CI does)")
+    skip = pytest.mark.skip(reason="starts lab services (Tiled; a queue server and Redis; "
+                                   "Chromium), a minute or two: run with --lab-services "
+                                   "(CI does)")
     for item in items:
         if item.get_closest_marker("lab_services") is not None:
             item.add_marker(skip)
