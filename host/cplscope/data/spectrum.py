@@ -346,12 +346,18 @@ def _cell(fmt: TableFormat, name: str, value: Any, row: Any) -> str:
         return ";".join(value)
     if name in fmt.int_columns:
         return str(int(value))
+    return repr(written_value(fmt, name, value, row))   # shortest form; NaN as 'nan'
+
+
+def written_value(fmt: TableFormat, name: str, value: Any, row: Any) -> float:
+    """The float column ``name`` of ``row`` as format ``fmt`` writes it: rounded to its
+    resolution (what the CSV holds, for copies of a run that must equal it)."""
     rule = fmt.resolution.get(name)
     x = float(value)
     if rule is not None:
         kind, arg = rule
         x = rounded(x, **{kind: arg(row) if kind == "sigma" else arg})
-    return repr(x)        # shortest form of the rounded value; NaN as 'nan'
+    return x
 
 
 #: Significant digits of σ that a value is written to (sigma rule of :func:`rounded`).
