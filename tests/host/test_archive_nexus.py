@@ -107,6 +107,20 @@ def test_a_cd_archive_plots_delta_a_against_wavelength(nexus_runs):
         root.nxfile.close()
 
 
+def test_silx_finds_a_valid_default_curve_with_its_errors(nexus_runs):
+    """A second generic reader (silx, as its viewer does): the default NXdata is a valid
+    curve of the signal with error bars against wavelength in nm."""
+    nxdata = pytest.importorskip("silx.io.nxdata")
+    for name, signal in (("run.h5", "g_lum"), ("cd.h5", "delta_a")):
+        with h5py.File(nexus_runs / name, "r") as f:
+            plot = nxdata.get_default(f)
+            assert plot is not None and plot.group.name == "/entry/data", name
+            assert plot.is_curve and plot.signal_name == signal and plot.errors is not None
+            assert plot.axes[0].name == "/entry/data/wavelength"
+            assert plot.axes[0].attrs["units"] == "nm"
+            assert nxdata.is_valid_nxdata(f["entry/points"])
+
+
 def test_xarray_opens_the_spectrum_and_the_points_with_named_dimensions(nexus_runs):
     xr = pytest.importorskip("xarray")
     spec = Spectrum.read_csv(nexus_runs / "run.csv")
@@ -200,3 +214,17 @@ def _fingerprint(point) -> str:
     return json.dumps([vars(point.settings), point.result.as_dict(), frames.counts.tolist(),
                        frames.seq.tolist(), frames.flags.tolist()],
                       default=lambda a: np.asarray(a).tolist())
+
+
+def test_names_and_units_follow_the_csv_columns_and_the_detection_mode():
+    from cplscope.data.archive_nexus import field_name
+    from cplscope.data.units import intensity_unit
+
+    assert [field_name(c) for c in ("wavelength_nm", "sigma_g", "dwell_s", "ellipticity_mdeg",
+                                    "sigma_delta_a", "g_lum")] == [
+        "wavelength", "g_lum_errors", "dwell", "ellipticity", "delta_a_errors", "g_lum"]
+    counting = {"settings": {"mode": "counting"}, "units": {"intensity": "cps"}}
+    assert intensity_unit(counting) == "counts/s"
+    # an analog scan's intensities are period-mean ADC levels, whatever units.intensity says
+    assert intensity_unit({**counting, "settings": {"mode": "analog"}}) == "ADC counts"
+    assert intensity_unit({"units": {"intensity": "a.u."}}) == "a.u."
