@@ -34,3 +34,24 @@ def module_home(tmp_path_factory):
     mp.setenv("CPLSCOPE_HOME", str(tmp_path_factory.mktemp("home")))
     yield
     mp.undo()
+
+
+@pytest.fixture(scope="session")
+def nexus_runs(tmp_path_factory):
+    """A folder with a simulated CPL scan (``run.csv``, ``run.h5``: R-Cs4PbBr6, 440–448 nm,
+    2 accumulations) and a CD scan (``cd.csv``, ``cd.h5``: CSA, 284–292 nm), each with its
+    archive; the instrument uncalibrated (the default calibration)."""
+    folder = tmp_path_factory.mktemp("nexus-runs")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("CPLSCOPE_HOME", str(tmp_path_factory.mktemp("nexus-home")))
+    try:
+        assert main(["-q", "scan", "--sim", "--seed", "1", "--sample", "R-Cs4PbBr6", "--start",
+                     "440", "--stop", "448", "--step", "4", "--dwell", "0.5", "--dark-dwell",
+                     "0.2", "--accumulations", "2", "--output", str(folder / "run.csv"),
+                     "--archive", str(folder / "run.h5")]) == 0
+        assert main(["-q", "cd", "--sim", "--seed", "2", "--sample", "CSA", "--start", "284",
+                     "--stop", "292", "--step", "4", "--dwell", "0.5", "--output",
+                     str(folder / "cd.csv"), "--archive", str(folder / "cd.h5")]) == 0
+    finally:
+        mp.undo()
+    return folder

@@ -123,6 +123,25 @@ def test_unusable_frames_are_flagged_and_never_estimated(archive):
         assert FLAG_DWELL_LIMIT in arc.point(4).result.flags
 
 
+def test_an_archive_closed_without_a_spectrum_plots_its_points(archive):
+    """ArchiveWriter by hand, closed without the run's spectrum: the NeXus entry's default
+    plot is the points as measured, g_lum against wavelength."""
+    path, stored = archive
+    with h5py.File(path, "r") as f:
+        assert f.attrs["NX_class"] == "NXroot" and f.attrs["default"] == "entry"
+        entry = f["entry"]
+        assert entry.attrs["default"] == "points" and "data" not in entry
+        points = entry["points"]
+        assert points.attrs["NX_class"] == "NXdata" and points.attrs["signal"] == "g_lum"
+        np.testing.assert_array_equal(points["g_lum"][:], [r.g_lum for _, _, r in stored])
+        np.testing.assert_array_equal(points["g_lum_errors"][:],
+                                      [r.sigma_g for _, _, r in stored])
+        np.testing.assert_array_equal(points["wavelength"][:],
+                                      [s.wavelength_nm for _, s, _ in stored])
+        assert points["wavelength"].attrs["units"] == "nm"
+        assert points["intensity"].attrs["units"] == "counts/s"
+
+
 def test_reprocess_without_changes_reproduces_the_stored_results(archive):
     path, stored = archive
     spec = reprocess(path)

@@ -20,6 +20,8 @@ SEED = 5
 _DATE = re.compile(rb"^\d{4}-\d\d-\d\dT\d\d:\d\d")
 #: archive fields that hold the wall-clock date of the run, not data
 _WALL_FIELDS = {"time", "date", "created"}
+#: archive datasets that hold the run's random unique id
+_RANDOM = {"entry/entry_identifier"}
 
 
 def _frames(fs: Any) -> dict[str, np.ndarray]:
@@ -58,12 +60,15 @@ def _datasets(path: Path) -> dict[str, Any]:
             for field in value.dtype.names:
                 if field not in _WALL_FIELDS:
                     split(f"{name}.{field}", value[field])
+        elif isinstance(value, bytes):            # a text: a date is wall clock
+            if not _DATE.match(value):
+                found[name] = value
         elif not (isinstance(value, np.ndarray) and value.dtype.kind == "S" and value.size
                   and all(_DATE.match(v) for v in value.ravel())):
             found[name] = value
 
     def visit(name: str, obj: Any) -> None:
-        if isinstance(obj, h5py.Dataset):
+        if isinstance(obj, h5py.Dataset) and name not in _RANDOM:
             split(name, obj[()])
 
     with h5py.File(path, "r") as f:

@@ -42,7 +42,8 @@ import numpy as np
 from .. import __version__
 from ..data.cd_spectrum import CD_TABLE, CDSpectrum
 from ..data.documents import PointEvent, RunStart, RunStop
-from ..data.spectrum import CPL_TABLE, Spectrum, written_value
+from ..data.spectrum import CPL_TABLE, Spectrum, written_cell
+from ..data.units import UNITS
 from ..science.results import FlagRules
 from ..settings.calibration import Blank, Calibration
 
@@ -52,18 +53,6 @@ __all__ = ["EventModelSink", "ProjectCallback", "STREAMS", "UNITS", "start_metad
 #: The streams of a run, in the order their first event comes.
 STREAMS = ("dark", "survey", "primary", "spectrum")
 
-#: Units of every quantity a stream carries ("" for dimensionless).
-UNITS: dict[str, str] = {
-    "wavelength_nm": "nm", "intensity": "counts/s", "i_left": "counts/s",
-    "i_right": "counts/s", "delta_i": "counts/s", "sigma_intensity": "counts/s",
-    "g_lum": "", "sigma_g": "", "linear": "", "sigma_linear": "", "chi2_red": "",
-    "n_frames": "", "dwell_s": "s", "flags": "", "accumulations": "", "emission_z": "",
-    "absorbance": "", "sigma_absorbance": "", "delta_a": "", "sigma_delta_a": "",
-    "g_abs": "", "sigma_g_abs": "", "ellipticity_mdeg": "mdeg", "linear_dichroism": "",
-    "sigma_linear_dichroism": "", "index": "", "accumulation": "", "budget_left_s": "s",
-    "rate_cps": "counts/s", "sigma_rate_cps": "counts/s", "total_rate_cps": "counts/s",
-    "level": "ADC counts", "sigma_level": "ADC counts", "merit": "",
-}
 #: Display precision (digits after the point) of the quantities that are not 6.
 PRECISION: dict[str, int] = {"wavelength_nm": 3, "intensity": 1, "i_left": 1, "i_right": 1,
                              "delta_i": 2, "sigma_intensity": 2, "dwell_s": 2,
@@ -157,16 +146,7 @@ def data_keys(data: Mapping[str, Any], source: str = _SOURCE) -> dict[str, dict[
 def _row_data(row: Any) -> dict[str, Any]:
     """The row as its CSV writes it (floats rounded to their resolution)."""
     table = CD_TABLE if isinstance(row, CD_TABLE.row_type) else CPL_TABLE
-    out: dict[str, Any] = {}
-    for col in table.columns:
-        v = getattr(row, col)
-        if col == "flags":
-            out[col] = ";".join(v)
-        elif col in table.int_columns:
-            out[col] = int(v)
-        else:
-            out[col] = written_value(table, col, v, row)
-    return out
+    return {col: written_cell(table, col, row) for col in table.columns}
 
 
 def _dark_data(doc: Any) -> dict[str, Any]:

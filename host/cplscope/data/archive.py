@@ -42,7 +42,7 @@ from . import archive_format as fmt
 from .archive_format import FORMAT, VERSION, archive_path, journal_path
 from .archive_hdf5 import HelperError, run_helper
 from .journal import JournalError, JournalWriter, Record, scan_journal
-from .spectrum import Spectrum
+from .spectrum import PointRows, Spectrum
 
 __all__ = [
     "Archive", "ArchiveWriter", "ArchivedDark", "ArchivedPoint", "FrameSet", "PointSettings",
@@ -260,9 +260,10 @@ class ArchiveWriter:
             _seed_journal(p, j)
         try:
             with Archive.open(p) as arc:
-                if arc.version != VERSION:
-                    raise ValueError(f"{p} is not a version-{VERSION} cplscope archive: it "
-                                     "cannot be appended to")
+                if arc.version not in fmt.APPENDABLE:
+                    raise ValueError(f"{p} is a version-{arc.version} cplscope archive: it "
+                                     "cannot be appended to (only versions "
+                                     f"{', '.join(map(str, fmt.APPENDABLE))} can)")
                 n_bins = arc.n_bins
                 n_points, n_darks = arc.n_records("point"), arc.n_records("dark")
             journal = JournalWriter.append_to(j, durable=durable)
@@ -369,11 +370,14 @@ class ArchiveWriter:
                              f"B={self.n_bins}; start a new archive for a new bin count")
 
     def close(self, stream: Mapping[str, int] | None = None, *,
-              exit_status: str = "success", extra: Mapping[str, Any] | None = None) -> None:
+              exit_status: str = "success", extra: Mapping[str, Any] | None = None,
+              spectrum: PointRows | None = None) -> None:
         """End the run: record the stream-health counters (``frames``, ``rejected``,
         ``missing``, ``reconnects``, …), the run's exit status (``"success"``, ``"abort"``,
-        ``"fail"``) and the metadata the run added as it went (``extra``: survey, plan),
-        then build the HDF5 file from the journal and remove the journal.
+        ``"fail"``), the metadata the run added as it went (``extra``: survey, plan) and
+        its ``spectrum`` (CPL or CD, as its CSV holds it: the NeXus entry's default plot;
+        without it the entry plots the points as measured), then build the HDF5 file from
+        the journal and remove the journal.
 
         After a full disk the journal is left as it is (it holds every completed point) and
         nothing more is written. An archive that holds nothing leaves no file behind.
@@ -395,6 +399,8 @@ class ArchiveWriter:
             meta = {"stream": dict(stream) if stream is not None else None,
                     "exit_status": exit_status, "extra": dict(extra) if extra else {},
                     "time": utc_now_iso()}
+            if spectrum is not None and len(spectrum):
+                meta["spectrum"] = spectrum.written_columns()
             journal.append(fmt.STOP, fmt.pack(json.loads(json.dumps(meta))))
         except DiskFullError as exc:
             raise DiskFullError(self.path) from exc.__cause__

@@ -27,9 +27,13 @@ __all__ = ["DARK", "LOST", "POINT", "START", "STOP", "FRAME_DT", "PayloadError",
 FORMAT = "cplscope-archive"
 #: 2: each point stores its whole context (dark σ, nominal and commanded A0, tracking, drive,
 #: target σ, why it stopped, its plan index) and the run its blank and plan; version 1
-#: archives are still read.
-VERSION = 2
-READABLE = (1, 2)
+#: archives are still read. 3: the HDF5 file adds its NeXus entry (``/entry``,
+#: :mod:`cplscope.data.archive_nexus`) and the stop record the run's spectrum; the records
+#: are otherwise those of version 2, so a version-2 archive is resumed (and its HDF5 file
+#: rebuilt as version 3).
+VERSION = 3
+READABLE = (1, 2, 3)
+APPENDABLE = (2, 3)
 
 START, DARK, POINT, STOP, LOST = 1, 2, 3, 4, 5
 KIND_NAMES = {START: "start", DARK: "dark", POINT: "point", STOP: "stop", LOST: "lost"}

@@ -16,7 +16,9 @@ Layout of the HDF5 file (``B`` = bins; docs/data-files.md, "Raw archive"): attri
 ``/`` (``format``, ``version``, ``n_bins``, ``created``, ``metadata``, ``calibration``,
 ``rules``, ``blank``, ``plan``, ``closed``, ``stream``, ``exit_status``, ``extra``, ``lost``),
 ``frames/counts`` (N, B) and ``frames/info`` (N,), ``points`` (P,) with ``points_dark`` and
-``points_dark_sigma`` (P, B), ``darks`` (D,) with ``darks_level`` and ``darks_sigma`` (D, B).
+``points_dark_sigma`` (P, B), ``darks`` (D,) with ``darks_level`` and ``darks_sigma`` (D, B);
+from version 3 also the NeXus entry ``/entry`` and the dimension scales ``point``, ``dark``,
+``bin`` and ``frame`` (:mod:`cplscope.data.archive_nexus`), which the reader does not need.
 """
 from __future__ import annotations
 
@@ -39,6 +41,7 @@ import numpy as np
 
 from ..util.files import DiskFullError, is_disk_full
 from . import archive_format as fmt
+from .archive_nexus import name_dimensions, write_entry
 from .journal import JournalWriter, iter_payloads, scan_journal
 
 __all__ = ["HelperError", "run_helper"]
@@ -320,6 +323,10 @@ class _Plan:
             self.frames += n
 
 
+#: units of the raw tables' numeric datasets (counts per bin per frame)
+_RAW_UNITS = {"points_dark": "counts", "points_dark_sigma": "counts", "darks_level": "counts",
+              "darks_sigma": "counts", "frames/counts": "counts"}
+
 #: the attributes whose text the ``checksums`` attribute covers
 CHECKED_ATTRS = ("metadata", "calibration", "rules", "blank", "plan", "stream", "extra",
                  "lost", "exit_status")
@@ -343,7 +350,7 @@ class _Builder:
                      exit_status=str(stop.get("exit_status", "")) if stop else "")
         a = f.attrs
         a["format"] = fmt.FORMAT
-        a["version"] = int(start.get("version", fmt.VERSION))
+        a["version"] = fmt.VERSION      # a version-2 run (resumed) has version 3's records
         a["n_bins"] = b
         a["created"] = str(start.get("created", ""))
         a["closed"] = stop is not None
@@ -357,6 +364,8 @@ class _Builder:
             chunks = (max(1, min(rows, chunk)),) + shape[1:]
             ds = f.create_dataset(name, shape, maxshape=(None,) + shape[1:], dtype=dtype,
                                   chunks=chunks, fletcher32=True)
+            if name in _RAW_UNITS:
+                ds.attrs["units"] = _RAW_UNITS[name]
             if data is not None and rows:
                 ds[...] = data
 
@@ -378,6 +387,12 @@ class _Builder:
         dataset("darks_sigma", per_bin(plan.darks, 2), len(darks), "<f8", 16)
         dataset("frames/counts", None, plan.frames, "<u4", max(16, 16384 // (4 * b)))
         dataset("frames/info", None, plan.frames, fmt.FRAME_DT, 512)
+        f["frames"].attrs["NX_class"] = "NXcollection"
+        name_dimensions(f, b)
+        write_entry(f, start, stop, points)
+        # now: the library places the metadata it changed (the tables' headers grew with
+        # their dimensions) when it flushes, and after this flush comes only raw frames
+        f.flush()
         self.next_frame = 0
 
     def frames(self, counts: np.ndarray, info: np.ndarray, owner: int) -> None:

@@ -92,6 +92,9 @@ class CDSpectrum(PointRows):
             return self.column(name)
         raise AttributeError(f"{type(self).__name__!s} has no attribute {name!r}")
 
+    def table(self) -> TableFormat:
+        return CD_TABLE
+
     @property
     def flags(self) -> list[tuple[str, ...]]:
         """Flags of each point."""

@@ -90,7 +90,8 @@ class ArchiveSink:
             if writer.n_points == 0 and not self.append:
                 writer.discard()          # no point measured: leave nothing behind
                 return
-            writer.close(stream=doc.stream, exit_status=doc.exit_status, extra=doc.extra)
+            writer.close(stream=doc.stream, exit_status=doc.exit_status, extra=doc.extra,
+                         spectrum=doc.spectrum)
 
 
 class ProgressSink:

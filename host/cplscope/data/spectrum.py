@@ -142,6 +142,16 @@ class PointRows:
         """Boolean array: which points carry ``flag``."""
         return np.array([flag in p.flags for p in self.points], dtype=bool)
 
+    def table(self) -> TableFormat:
+        """How this kind of spectrum is written as CSV."""
+        raise NotImplementedError
+
+    def written_columns(self) -> dict[str, list[Any]]:
+        """Every CSV column as the CSV holds it (:func:`written_cell`)."""
+        table = self.table()
+        return {col: [written_cell(table, col, p) for p in self.points]
+                for col in table.columns}
+
 
 @dataclass
 class Spectrum(PointRows):
@@ -157,6 +167,9 @@ class Spectrum(PointRows):
         """Record the stream-health counters (``frames``, ``rejected``, ``missing``,
         ``reconnects``, …) in the metadata."""
         self.metadata["stream"] = _stream(stream)
+
+    def table(self) -> TableFormat:
+        return CPL_TABLE
 
     @property
     def wavelength_nm(self) -> np.ndarray:
@@ -362,6 +375,17 @@ def written_value(fmt: TableFormat, name: str, value: Any, row: Any) -> float:
 
 #: Significant digits of σ that a value is written to (sigma rule of :func:`rounded`).
 SIGMA_DIGITS = 3
+
+
+def written_cell(fmt: TableFormat, name: str, row: Any) -> Any:
+    """Column ``name`` of ``row`` as format ``fmt`` writes it: flags ``;``-joined, counts
+    as int, floats rounded to their resolution (:func:`written_value`)."""
+    v = getattr(row, name)
+    if name == "flags":
+        return ";".join(v)
+    if name in fmt.int_columns:
+        return int(v)
+    return written_value(fmt, name, v, row)
 
 
 def rounded(x: float, *, decimals: int | None = None, digits: int | None = None,
