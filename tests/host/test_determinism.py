@@ -124,6 +124,20 @@ def test_same_seed_same_commands_give_identical_data_on_an_idle_and_a_busy_machi
     _same(quiet, busy, "run")
 
 
+def test_a_host_too_slow_for_its_retry_timer_gets_the_same_data(
+        fresh_home, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A host machine so loaded that replies seem late: on a lossy link the host would send
+    commands again and give up partial frames, but the twin without cable faults loses
+    nothing, so neither may happen there and change its timeline. Here the retry timer runs
+    out after 0.2 ms instead of 250 ms."""
+    from cplscope.board import transport
+
+    quiet = _session(fresh_home("quiet"))
+    monkeypatch.setattr(transport, "_RETRY_FRACTION", 4e-5)
+    hurried = _session(fresh_home("hurried"))
+    _same(quiet, hurried, "run")
+
+
 def test_a_different_seed_gives_different_counts(fresh_home) -> None:
     """The comparison above can fail: another seed changes the counts (and only them)."""
     a = _session(fresh_home("a"))

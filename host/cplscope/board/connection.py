@@ -61,7 +61,8 @@ def open_controller(address: str = "usb", *, cls: type[C] = Controller,  # type:
         session = launch(sample, faults=faults, seed=seed, **sim_options)
         try:
             transport = Transport(session.find_device, reconnect_timeout=reconnect_timeout,
-                                  reply_timeout=reply_timeout)
+                                  reply_timeout=reply_timeout,
+                                  retry_on_silence=session.loses_frames)
         except BaseException:
             session.close()
             raise

@@ -163,11 +163,19 @@ class Transport:
             most ``reply_timeout``); a partial frame that gets no further byte for 1/20 of
             it is given up (its bytes are scanned again for frames).
         max_retries: how many times one command may be sent again.
+        retry_on_silence: also send a command again when no reply came for a while (above),
+            not only when the link shows a loss, and give up a partial frame that stops
+            growing; or a callable asked each time. A link that loses nothing (the simulated
+            instrument without cable faults) turns it off: there silence only means a slow
+            host machine, and a retry would be one more command in the twin's timeline (a
+            partial frame given up, a frame lost), so its data would depend on the machine's
+            speed.
     """
 
     def __init__(self, find: Callable[[], usb.core.Device | None], *,
                  reconnect_timeout: float = 30.0, keep_raw: bool = False,
-                 reply_timeout: float = 5.0, max_retries: int = 8) -> None:
+                 reply_timeout: float = 5.0, max_retries: int = 8,
+                 retry_on_silence: bool | Callable[[], bool] = True) -> None:
         if not reply_timeout > 0:
             raise ValueError(f"reply_timeout must be > 0 s, got {reply_timeout!r}")
         if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
@@ -176,6 +184,7 @@ class Transport:
         self.reconnect_timeout = reconnect_timeout
         self.reply_timeout = reply_timeout
         self.max_retries = max_retries
+        self.retry_on_silence = retry_on_silence
         self._decoder = StreamDecoder(keep_raw=keep_raw)
         self._pending: dict[int, _Pending] = {}
         self._lock = threading.Lock()
@@ -185,7 +194,7 @@ class Transport:
         self._request_id = int.from_bytes(os.urandom(2), "little") % 0xFFFF
         self._host_seq = 0
         self._retries = 0
-        self._losses = 0  # rejected + missing frames, as the reader last saw them
+        self._losses = 0  # rejected + missing frames + restarts, as the reader last saw them
         self._rejected_at_good = 0  # rejected frames up to the last good frame
         self._last_bytes = time.monotonic()  # when the reader last got bytes
         self._buf = array("B", bytes(_READ_SIZE))
@@ -284,7 +293,9 @@ class Transport:
             if now >= deadline:
                 return sends
             may_retry = sends <= self.max_retries
-            pending.wake.wait((min(next_send, deadline) if may_retry else deadline) - now)
+            silence = self._retry_on_silence()
+            wake_at = min(next_send, deadline) if may_retry and silence else deadline
+            pending.wake.wait(wake_at - now)
             pending.wake.clear()  # before the checks: a wake-up after them is not missed
             if pending.reply is not None or pending.lost:
                 return sends
@@ -296,7 +307,7 @@ class Transport:
                 if pending.wake.wait(_LOSS_GRACE_S) and (pending.reply is not None
                                                          or pending.lost):
                     return sends
-            elif time.monotonic() < next_send:
+            elif not silence or time.monotonic() < next_send:
                 continue
             self._send(rid, opcode, args, retry=True,
                        timeout=max(0.001, min(interval, deadline - time.monotonic())))
@@ -320,6 +331,10 @@ class Transport:
             self._write(frame, timeout)
         except TimeoutError:
             log.debug("request %d: the board did not take the retry within %g s", rid, timeout)
+
+    def _retry_on_silence(self) -> bool:
+        r = self.retry_on_silence
+        return bool(r() if callable(r) else r)
 
     def _no_reply(self, name: str, timeout: float, sends: int, lost: int) -> str:
         if sends == 1:
@@ -411,14 +426,15 @@ class Transport:
         corrupted length field, or a frame cut off): its bytes are scanned again for the
         frames behind it (docs/protocol.md, "Receiver rules")."""
         if (self._decoder.pending and time.monotonic() - self._last_bytes
-                > _RETRY_FRACTION * self.reply_timeout):
+                > _RETRY_FRACTION * self.reply_timeout and self._retry_on_silence()):
             log.debug("giving up a partial frame of %d bytes", self._decoder.pending)
             self._take(self._decoder.flush())
 
     def _check_losses(self) -> None:
         """Wake the waiting command when the link lost a frame: it may have been the reply."""
         stats = self._decoder.stats
-        losses = stats.rejected + stats.missing
+        # a firmware restart loses the command it was given, too
+        losses = stats.rejected + stats.missing + stats.restarts
         if losses != self._losses:
             self._losses = losses
             self._suspect_all()

@@ -52,6 +52,11 @@ class Faults:
     disconnect_at: float | None = None
     reconnect_after: float | None = None
 
+    @property
+    def loses_frames(self) -> bool:
+        """True if frames may be lost or corrupted on the cable (`drop` or `corrupt` set)."""
+        return self.corrupt > 0 or self.drop > 0
+
     def updated(self, changes: Mapping[str, Any] | None) -> "Faults":
         """A copy with `changes` applied, each checked; unknown keys raise ValueError."""
         if not changes:

@@ -197,6 +197,7 @@ class SimSession:
         self._micropython = micropython
         self._firmware = firmware
         self.backend = VirtualUSBBackend(self.cable_address)
+        self.faults = Faults()  # the cable's faults in force, as set by launch and set_faults
         self._procs: dict[str, subprocess.Popen[bytes] | None] = {"hub": hub, "firmware": None}
         self._finalizer = weakref.finalize(self, _cleanup, self._procs, self.backend, folder)
 
@@ -275,7 +276,14 @@ class SimSession:
         """Change cable faults at run time (keys of :class:`~cplscope.sim.faults.Faults`);
         returns the faults now in force."""
         Faults().updated(faults)  # check here, for a ValueError raised in the caller
-        return self.backend.control({"op": "set_faults", "faults": faults})["faults"]
+        now = self.backend.control({"op": "set_faults", "faults": faults})["faults"]
+        self.faults = self.faults.updated(faults)
+        return now
+
+    def loses_frames(self) -> bool:
+        """True while the cable's faults may lose or corrupt frames: then a host must also
+        send a command again when its reply does not come (``Transport.retry_on_silence``)."""
+        return self.faults.loses_frames
 
     def fault_log(self) -> dict[str, list[int]]:
         """Sequence numbers of the IN frames the cable dropped and corrupted so far (the last
@@ -375,6 +383,7 @@ def launch(sample: str = "R-Cs4PbBr6", *, faults: dict[str, Any] | None = None, 
         raise
     session = SimSession(hub=hub, ready=ready, folder=folder, micropython=micropython,
                          firmware=firmware, timeout=timeout)
+    session.faults = Faults().updated(faults)
     try:
         session._start_firmware()
         session._wait_for("the firmware to connect and enumerate",
