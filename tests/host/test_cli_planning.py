@@ -1,6 +1,10 @@
 """The command line's planning and per-instrument settings: --retardation, --time-budget,
 --survey, --skip-hopeless, --resume, --linear-rate/--max-rate, `cplscope limits` and
 `cplscope mono`, on the simulated instrument."""
+import dataclasses
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -87,6 +91,47 @@ def test_resume_continues_an_interrupted_scan(cli_home, tmp_path, monkeypatch):
         assert len(arc) == 5 and arc.exit_status == "success"
     # --resume takes its settings from the archive
     assert main(["scan", "--sim", "--resume", str(h5), "--start", "400"]) == 2
+
+
+def test_a_resumed_scan_drives_the_pem_as_its_archive_says_whatever_the_store_holds_now(
+        cli_home, tmp_path, monkeypatch):
+    out, h5 = tmp_path / "r.csv", tmp_path / "r.h5"
+    import cplscope.plans.engine as engine
+    from cplscope.settings.calibration import load_for
+
+    real = engine.measure_point
+    calls = {"n": 0}
+
+    def interrupting(*a, **kw):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(*a, **kw)
+
+    monkeypatch.setattr(engine, "measure_point", interrupting)
+    assert main(["-q", *SCAN, "--dwell", "0.5", "--output", str(out), "--archive",
+                 str(h5)]) == 130
+    monkeypatch.setattr(engine, "measure_point", real)
+    # the store now holds another calibration (its PEM drive scale 10 % off), or none at all
+    with Archive.open(h5) as arc:
+        serial = arc.calibration.serial
+    stored = load_for(serial)
+    changed = dataclasses.replace(stored, a0_rad=stored.a0_rad * 1.1)
+    for home in ("changed", "empty"):
+        monkeypatch.setenv("CPLSCOPE_HOME", str(tmp_path / home))
+        if home == "changed":
+            changed.save()
+        copy = tmp_path / f"{home}.h5"
+        shutil.copy(h5, copy)
+        journal = Path(str(h5) + ".journal")
+        if journal.exists():
+            shutil.copy(journal, Path(str(copy) + ".journal"))
+        assert main(["-q", "scan", "--sim", "--resume", str(copy), "--output",
+                     str(tmp_path / f"{home}.csv")]) == 0
+        with Archive.open(copy) as arc:
+            commanded = [p.settings.a0_commanded_rad for p in arc]
+        assert len(commanded) == 5
+        assert commanded == [commanded[0]] * 5, (home, commanded)
 
 
 def test_limits_and_monochromator_settings_are_kept_per_instrument(cli_home, capsys):

@@ -458,6 +458,7 @@ def check_range(args: argparse.Namespace) -> None:
                                                        st["step_nm"])
                 args.resume_settings = dict(st)
                 args.resume_metadata = dict(arc.metadata)
+                args.resume_calibration = arc.calibration
                 check_resume_options(args, arc)
         except (OSError, ValueError, KeyError) as exc:
             raise CliError(f"--resume {resume}: {exc}") from None

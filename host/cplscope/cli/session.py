@@ -67,7 +67,12 @@ def open_session(args: argparse.Namespace, *, ready: bool = True,
         check_board_limits(inst, args)
         apply_rate_limits(inst, args)
         serial = str(inst.info()["serial"])
-        if args.calibration is not None:
+        resumed = getattr(args, "resume_calibration", None)
+        if resumed is not None:
+            # the interrupted run's: the PEM is told the A0 it was told then, whatever the
+            # store holds now, and the twin is not calibrated again before the points
+            inst.calibration = resumed
+        elif args.calibration is not None:
             try:
                 inst.calibration = Calibration.load(args.calibration, expected_serial=serial)
             except ValueError as exc:

@@ -9,6 +9,8 @@ the same archive, so the result is the spectrum one uninterrupted run gives.
 """
 from __future__ import annotations
 
+import math
+
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -141,6 +143,15 @@ def resume_scan(inst: Any, archive: str | Path, *, output: str | Path | None = N
                              f"has {ours}: configure it as the scan was (--{option} "
                              f"{theirs}); a resumed scan never measures under other "
                              "settings than its archive's")
+    theirs = st.get("a0_commanded_rad")
+    ours = inst.retardation().commanded_rad
+    if theirs is not None and not math.isclose(ours, float(theirs), rel_tol=1e-9):
+        scale = r.calibration.retardation_scale if r.calibration is not None else 1.0
+        raise ValueError(f"the scan in {archive} commanded A0 = {float(theirs):.6g} rad, the "
+                         f"instrument holds {ours:.6g} rad: set it as the scan did (with the "
+                         f"archive's calibration, Instrument.prepare(a0_rad="
+                         f"{float(theirs) * scale:.6g}); `cplscope scan --resume` does it); a "
+                         "resumed scan never measures under other settings than its archive's")
     return run_scan(inst, r.mode, r.scan_settings(), calibration=r.calibration,
                     sample=str(r.metadata.get("sample", "")), resume=r,
                     sinks=run_sinks(output=output, archive=archive, append=True,
