@@ -106,3 +106,18 @@ def test_analog_without_a_dark_or_with_too_few_frames_is_refused(home, flat):
         few = inst.measure(dwell_s=0.5, dark=dark).result      # 5 frames: kept, flagged
         assert few.n_frames == 5 and FLAG_FEW_FRAMES in few.flags
         assert 3.9 < few.dof_sigma < 4.5
+
+
+def test_an_analog_spectrum_says_its_intensities_are_adc_counts() -> None:
+    from cplscope.data.spectrum import run_metadata
+    from cplscope.settings.calibration import default_calibration
+
+    ident = {"implementation": "micropython", "board": "sim", "firmware_version": "0.1.0",
+             "protocol_version": 1, "serial": "0"}
+    cal = default_calibration("0")
+    analog = run_metadata(identify=ident, calibration=cal, sample="s",
+                          settings={"mode": "analog"})
+    counting = run_metadata(identify=ident, calibration=cal, sample="s",
+                            settings={"mode": "counting"})
+    assert analog["units"]["intensity"] == "ADC counts"
+    assert counting["units"]["intensity"] == "cps"

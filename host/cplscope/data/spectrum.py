@@ -51,7 +51,7 @@ def run_metadata(
     stream: Mapping[str, int] | None = None,
     date: str | None = None,
     blank_applied: bool = False,
-    intensity_unit: str = "cps",
+    intensity_unit: str | None = None,
 ) -> dict[str, Any]:
     """The run metadata dict shared by spectrum CSVs and raw archives.
 
@@ -66,7 +66,8 @@ def run_metadata(
             ``missing`` (sequence gaps) and ``reconnects``. None at the start of a run.
         date: ISO 8601 UTC start time; now when None.
         blank_applied: whether the points had a blank subtracted.
-        intensity_unit: unit of the intensity columns (``"cps"`` for photon counting).
+        intensity_unit: unit of the intensity columns; None: ``"cps"`` for photon counting,
+            ``"ADC counts"`` (period-mean levels) when ``settings["mode"]`` is ``"analog"``.
 
     Raises:
         ValueError: when IDENTIFY keys or stream counters are missing.
@@ -84,7 +85,8 @@ def run_metadata(
         "calibration": cal,
         "sample": sample if isinstance(sample, str) else dict(sample),
         "settings": dict(settings),
-        "units": {"wavelength": "nm", "intensity": intensity_unit, "dwell": "s"},
+        "units": {"wavelength": "nm", "intensity": intensity_unit or (
+            "ADC counts" if settings.get("mode") == "analog" else "cps"), "dwell": "s"},
     }
     if stream is not None:
         meta["stream"] = _stream(stream)
