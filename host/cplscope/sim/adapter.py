@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import math
 
-from .bench import Bench, InstrumentState
+from typing import Sequence
+
+from .bench import Bench, Gate, InstrumentState
 from .link import AdcAnswer, CounterAnswer, LinkState
 
 __all__ = ["BenchAdapter", "TICK_HZ", "INTERNAL_LOCK_RANGE"]
@@ -102,14 +104,22 @@ class BenchAdapter:
                          clipped=blk.clipped, trip_level=trip)
 
     # ground truth ----------------------------------------------------------------------------
-    def truth(self, wavelength_nm: float) -> dict[str, float]:
-        """The sample's g_lum, linear polarization u and emission (relative) at
-        `wavelength_nm` (nm) through the bench's bandpass; NaN where there is no emission."""
+    def truth(self, wavelength_nm: float, gate: Sequence[float] | None = None
+              ) -> dict[str, float]:
+        """The sample's g_lum, linear polarization u and emission (relative; for a
+        multi-component sample the detected rate) at `wavelength_nm` (nm) through the
+        bench's bandpass; NaN where there is no emission. `gate` = (period, delay, width)
+        in s: what a gate after each excitation pulse keeps (measurement model §11)."""
         x = float(wavelength_nm)
         if not (math.isfinite(x) and x > 0):
             raise ValueError(f"wavelength_nm must be a finite wavelength > 0 nm, got "
                              f"{wavelength_nm!r}")
-        t = self.bench.sample.truth(x, self.bench.slit_fwhm_nm)
+        if gate is not None or self.bench.sample.components:
+            state = InstrumentState(wavelength_nm=x, pem_drive=0.0, shutter_open=True,
+                                    hv_volts=self.bench.hv_nominal_volts)
+            t = self.bench.truth(state, Gate(*gate) if gate is not None else None)
+        else:
+            t = self.bench.sample.truth(x, self.bench.slit_fwhm_nm)
         return {"wavelength_nm": x, "bandpass_nm": self.bench.slit_fwhm_nm,
                 "g_lum": float(t.g_lum), "linear": float(t.linear),
                 "emission": float(t.emission)}
