@@ -65,7 +65,7 @@ MIN_LIFETIME_S = 1e-9
 
 
 def gate_fraction(lifetime_s: float | np.ndarray, delay_s: float, width_s: float,
-                  period_s: float) -> np.ndarray:
+                  period_s: float) -> np.ndarray | np.float64:
     """The fraction of a component's photons that a gate [delay, delay + width] after each
     excitation pulse keeps (measurement model §11, earlier pulses included):
 

@@ -27,7 +27,7 @@ def test_identify():
     inst, b = make()
     r = ok(inst, b, IDENTIFY)
     assert r == {"implementation": "micropython", "board": "fake", "firmware_version": "0.1.0",
-                 "protocol_version": 1, "protocol_revision": 2, "serial": "fa4e0001"}, r
+                 "protocol_version": 1, "protocol_revision": 3, "serial": "fa4e0001"}, r
     expect(inst, b, IDENTIFY, {"x": 1}, P.ST_BAD_ARGS, "unknown key")
 
 
@@ -250,7 +250,7 @@ def test_status_has_every_key():
     r = ok(inst, b, STATUS)
     keys = ("state mode bins periods pem_locked pem_period_ps a0_rad wavelength_nm "
             "mono_position moving homed hv_volts hv_set_volts shutter_open overload frames_sent "
-            "frames_dropped frames_late uptime_us fault loop_max_us replayed").split()
+            "frames_dropped frames_late uptime_us fault loop_max_us replayed trigger_on").split()
     assert sorted(r) == sorted(keys), sorted(r)
     assert r["state"] == "idle" and r["wavelength_nm"] is None and r["homed"] is False
     assert r["moving"] is False
