@@ -1,36 +1,21 @@
 """CD scans end to end on the simulated instrument in its transmission geometry: the real
 firmware, the virtual USB link and the bench, through cplscope.plans.cd_scan."""
 import io
-import math
 
 import pytest
 
 import cplscope
-from cplscope.settings.calibration import Calibration
 from cplscope.science.cd import CDCalibration
 from cplscope.plans.cd_scan import cd_reprocess, cd_scan, scan_wavelengths
 from cplscope.data.cd_spectrum import CDSpectrum
 from cplscope.sim.bench import Bench
+from twin import CD, calibrated
 
-CD = {"bench_options": {"geometry": "cd"}}
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("CPLSCOPE_HOME", str(tmp_path_factory.mktemp("home")))
-    yield
-    mp.undo()
-
-
-def calibrated(inst):
-    """The twin's PEM constants (as a linear-polarizer calibration finds them)."""
-    inst.calibration = Calibration(a0_rad=math.pi / 2, phase_offset_rad=0.3, handedness=1,
-                                   dead_time_s=18e-9, serial=inst.info()["serial"],
-                                   date="2026-01-01T00:00:00+00:00", source="test",
-                                   a0_command_rad=math.pi / 2)
-    inst.prepare(bins=16, periods=10000, hv_volts=800)
-    return inst
+def home(module_home):
+    return module_home
 
 
 @pytest.fixture(scope="module")

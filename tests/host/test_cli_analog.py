@@ -13,18 +13,6 @@ from cplscope.data.spectrum import Spectrum
 from test_cli import no_instrument, refused  # noqa: F401  (a fixture)
 
 
-@pytest.fixture(scope="module")
-def analog_home(tmp_path_factory):
-    """A calibration store with the counting and the analog calibration, made as a user
-    makes them."""
-    path = tmp_path_factory.mktemp("cplscope-home")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("CPLSCOPE_HOME", str(path))
-    assert main(["-q", "calibrate", "--sim", "--mode", "analog", "--dwell", "3"]) == 0
-    yield path
-    mp.undo()
-
-
 def test_calibrate_dark_point_and_scan_in_analog_mode(analog_home, tmp_path, capsys):
     (stored,) = analog_home.glob("calibration-*.json")
     cal = json.loads(stored.read_text())

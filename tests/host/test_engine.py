@@ -17,11 +17,10 @@ from cplscope.plans.cd_scan import cd_scan
 from cplscope.plans.engine import ScanInterrupted
 from cplscope.plans.reprocess import cd_reprocess, reprocess
 from cplscope.science.cd import LN10, CDPointResult, combine_cd_points
-from cplscope.settings.calibration import Calibration
 from cplscope.sim.bench import Bench
+from twin import CD, calibrated
 
 PLANS = Path(__file__).resolve().parents[2] / "host" / "cplscope" / "plans"
-CD = {"bench_options": {"geometry": "cd"}}
 GRID = ["--start", "280", "--stop", "296", "--step", "8"]
 
 
@@ -38,34 +37,22 @@ def test_no_function_of_the_plans_is_over_80_lines() -> None:
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("CPLSCOPE_HOME", str(tmp_path_factory.mktemp("home")))
-    yield
-    mp.undo()
-
-
-def _calibrated(inst):
-    inst.calibration = Calibration(a0_rad=math.pi / 2, phase_offset_rad=0.3, handedness=1,
-                                   dead_time_s=18e-9, serial=inst.info()["serial"],
-                                   date="2026-01-01T00:00:00+00:00", source="test",
-                                   a0_command_rad=math.pi / 2)
-    inst.prepare(bins=16, periods=10000, hv_volts=800)
-    return inst
+def home(module_home):
+    return module_home
 
 
 @pytest.fixture(scope="module")
 def baseline(home, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("cd") / "solvent.csv"
     with cplscope.connect("sim", sample="solvent", seed=41, **CD) as inst:
-        cd_scan(_calibrated(inst), 280, 296, 8, dwell_s=20, output=path, sample="solvent")
+        cd_scan(calibrated(inst), 280, 296, 8, dwell_s=20, output=path, sample="solvent")
     return path
 
 
 def test_a_cd_scan_with_a_time_budget_surveys_and_keeps_to_it(baseline) -> None:
     docs: list[str] = []
     with cplscope.connect("sim", sample="CSA", seed=42, **CD) as inst:
-        spec = cd_scan(_calibrated(inst), 280, 296, 8, target_sigma_g_abs=1e-4,
+        spec = cd_scan(calibrated(inst), 280, 296, 8, target_sigma_g_abs=1e-4,
                        time_budget_s=60.0, baseline=baseline,
                        sinks=[lambda name, doc: docs.append(name)])
     assert docs[:2] == ["start", "survey"] and docs[-1] == "stop"
@@ -103,7 +90,7 @@ def test_an_interrupted_cd_scan_resumes_and_reprocesses(baseline, tmp_path) -> N
 
     with cplscope.connect("sim", sample="CSA", seed=43, **CD) as inst:
         with pytest.raises(ScanInterrupted) as info:
-            cd_scan(_calibrated(inst), 280, 296, 8, dwell_s=3, accumulations=2,
+            cd_scan(calibrated(inst), 280, 296, 8, dwell_s=3, accumulations=2,
                     baseline=baseline, dark=True, dark_dwell_s=2, output=out, archive=h5,
                     callback=stop_after_two)
     assert len(info.value.spectrum) == 2
@@ -129,7 +116,7 @@ def test_an_interrupted_cd_scan_resumes_and_reprocesses(baseline, tmp_path) -> N
 
 def test_cd_reprocess_refuses_a_cpl_archive(home, tmp_path) -> None:
     with cplscope.connect("sim", sample="R-Cs4PbBr6", seed=44) as inst:
-        _calibrated(inst).scan(438, 438, 1, dwell_s=0.5, dark=False, archive=tmp_path / "c.h5")
+        calibrated(inst).scan(438, 438, 1, dwell_s=0.5, dark=False, archive=tmp_path / "c.h5")
     with pytest.raises(ValueError, match="not the archive of a CD scan"):
         cd_reprocess(tmp_path / "c.h5")
 
@@ -191,7 +178,7 @@ def test_a_resumed_scan_numbers_each_new_dark(home, tmp_path) -> None:
             raise KeyboardInterrupt
 
     with cplscope.connect("sim", sample="R-Cs4PbBr6", seed=45) as inst:
-        inst = _calibrated(inst)
+        inst = calibrated(inst)
         with pytest.raises(ScanInterrupted):
             inst.scan(436, 440, 4, dwell_s=0.4, accumulations=3, dark_dwell_s=0.4,
                       archive=h5, callback=stop_at_second)

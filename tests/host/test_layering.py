@@ -24,6 +24,7 @@ ALLOWED: dict[str, set[str]] = {
     "data": {"util", "ext", "protocol", "demod", "settings", "science"},
     "plans": {"util", "ext", "protocol", "demod", "settings", "science", "board", "data"},
     "plot": {"util", "protocol", "demod", "settings", "science", "data"},
+    "live": {"util", "protocol", "demod", "settings", "science", "data"},
 }
 #: The package's face and the command line may import every layer.
 TOP = {"face", "cli", "bluesky"}

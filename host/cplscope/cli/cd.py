@@ -37,6 +37,7 @@ from .options import (
     run_checks,
     scan_options,
 )
+from .lab import lab_options
 from .scanning import run_scan_command
 
 __all__ = ["add_parsers", "run"]
@@ -58,6 +59,7 @@ def add_parsers(sub: Any) -> None:
     dwell_options(p, cd=True)
     scan_options(p)
     detection_options(p)
+    lab_options(p)
     p.add_argument("--baseline", type=Path, default=None, metavar="CSV",
                    help="a `cplscope cd` scan of the solvent/cell on the same grid")
     p.add_argument("--cd-calibration", type=Path, default=None, metavar="JSON",

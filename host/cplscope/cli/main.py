@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from . import board, cd, demo, files, measure
+from . import board, cd, demo, files, lab, measure
 from .options import (
     EXIT_INTERRUPTED,
     EXIT_USAGE,
@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     global_options(parser, top=True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    for module in (measure, files, board, demo, cd):
+    for module in (measure, files, board, demo, cd, lab):
         module.add_parsers(sub)
     for subparser in sub.choices.values():
         global_options(subparser, top=False)

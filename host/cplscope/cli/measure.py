@@ -22,6 +22,7 @@ from .options import (
     range_options,
     scan_options,
 )
+from .lab import lab_options
 from .scanning import _live, run_scan_command
 from .session import open_session, print_point
 
@@ -139,6 +140,7 @@ def add_parsers(sub: Any) -> None:
     dwell_options(p)
     scan_options(p)
     detection_options(p)
+    lab_options(p)
     output_options(p, csv="spectrum.csv", archive=True, plot=True, jasco=True)
     p.set_defaults(func=cmd_scan)
 

@@ -56,23 +56,22 @@ def number(text: str) -> float:
 
 def positive(unit: str) -> Callable[[str], float]:
     """A type for a number > 0 in ``unit``."""
-    def parse(text: str) -> float:
-        x = number(text)
-        if not x > 0:
-            raise argparse.ArgumentTypeError(f"must be > 0{unit}, got {text}")
-        return x
-    parse.__name__ = "positive number"
-    return parse
+    return _bounded(lambda x: x > 0, f"> 0{unit}", "positive number")
 
 
 def non_negative(unit: str) -> Callable[[str], float]:
     """A type for a number ≥ 0 in ``unit``."""
+    return _bounded(lambda x: x >= 0, f"≥ 0{unit}", "non-negative number")
+
+
+def _bounded(ok: Callable[[float], bool], bound: str, kind: str) -> Callable[[str], float]:
+    """A type for a number that passes ``ok`` (the message says it ``must be {bound}``)."""
     def parse(text: str) -> float:
         x = number(text)
-        if x < 0:
-            raise argparse.ArgumentTypeError(f"must be ≥ 0{unit}, got {text}")
+        if not ok(x):
+            raise argparse.ArgumentTypeError(f"must be {bound}, got {text}")
         return x
-    parse.__name__ = "non-negative number"
+    parse.__name__ = kind
     return parse
 
 

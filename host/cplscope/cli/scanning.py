@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from contextlib import ExitStack
 from typing import Any
 
+from .lab import lab_sinks
 from .options import EXIT_INTERRUPTED
 from .session import open_session, print_point
 
@@ -22,7 +24,9 @@ def run_scan_command(args: argparse.Namespace, sim_options: dict[str, Any] | Non
 
     if args.resume is not None:
         _settings_of_resumed_run(args)
-    with open_session(args, sim_options=sim_options) as inst:
+    stack = ExitStack()
+    lab = lab_sinks(args, stack, f"cplscope {args.command}")   # --live, --tiled: before connecting
+    with stack, open_session(args, sim_options=sim_options) as inst:
         def show_survey(survey: Any) -> None:
             # the prediction the user decides on: its own lines above the progress bar,
             # also with -q
@@ -36,6 +40,7 @@ def run_scan_command(args: argparse.Namespace, sim_options: dict[str, Any] | Non
 
             plot.append(PlotSink(args.plot, labels=[args.sample_name],
                                  overwrite=bool(args.overwrite)))
+        plot += lab
         status = 0
         try:
             if args.resume is not None:

@@ -12,10 +12,10 @@ ends.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -34,7 +34,7 @@ from ..science.cd import (
 from ..science.lamp import LampDrift, LampReading
 from ..science.results import PointResult
 from ..util.files import write_text_atomic
-from .spectrum import SIGMA_DIGITS, TableFormat, read_table, table_text
+from .spectrum import SIGMA_DIGITS, PointRows, TableFormat, read_table, table_text
 
 __all__ = ["CD_MARKER", "FLAG_LAMP_UNKNOWN", "CDAssembler", "CDSpectrum", "MODE",
            "cd_metadata"]
@@ -73,7 +73,7 @@ CD_TABLE = TableFormat(CD_MARKER, tuple(CD_CSV_COLUMNS), tuple(CD_COLUMNS), _INT
 
 
 @dataclass
-class CDSpectrum:
+class CDSpectrum(PointRows):
     """An ordered list of CD points with the run metadata (a nested dict of JSON values).
 
     The metadata of a CD run is :func:`cplscope.data.spectrum.run_metadata`'s plus ``mode = "cd"``
@@ -82,36 +82,9 @@ class CDSpectrum:
     """
 
     points: list[CDPointResult] = field(default_factory=list)
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-    def append(self, point: CDPointResult) -> None:
-        """Add one point at the end."""
-        if not isinstance(point, CDPointResult):
-            raise ValueError(f"expected a CDPointResult, got {type(point).__name__}")
-        self.points.append(point)
-
-    def __len__(self) -> int:
-        return len(self.points)
-
-    def __iter__(self) -> Iterator[CDPointResult]:
-        return iter(self.points)
-
-    def __getitem__(self, i: int) -> CDPointResult:
-        return self.points[i]
-
-    # --- columns --------------------------------------------------------------------------
-
-    def column(self, name: str) -> np.ndarray:
-        """One CSV column as a numpy array (float; ``n_frames`` int; ``flags`` an object array
-        of tuples)."""
-        if name not in CD_CSV_COLUMNS:
-            raise ValueError(f"no column {name!r}; columns are {', '.join(CD_CSV_COLUMNS)}")
-        values = [getattr(p, name) for p in self.points]
-        if name == "flags":
-            out = np.empty(len(values), dtype=object)
-            out[:] = values
-            return out
-        return np.array(values, dtype=np.int64 if name in _INT_COLUMNS else np.float64)
+    POINT: ClassVar[type] = CDPointResult
+    COLUMNS: ClassVar[tuple[str, ...]] = tuple(CD_CSV_COLUMNS)
+    INT_COLUMNS: ClassVar[frozenset[str]] = _INT_COLUMNS
 
     def __getattr__(self, name: str) -> np.ndarray:
         # wavelength_nm, absorbance, delta_a, g_abs, … as arrays (every CSV column)
@@ -128,10 +101,6 @@ class CDSpectrum:
     def sigma_ellipticity_mdeg(self) -> np.ndarray:
         """σ of the ellipticity, mdeg."""
         return np.array([p.sigma_ellipticity_mdeg for p in self.points], dtype=float)
-
-    def has_flag(self, flag: str) -> np.ndarray:
-        """Boolean array: which points carry ``flag``."""
-        return np.array([flag in p.flags for p in self.points], dtype=bool)
 
     def baseline_at(self, wavelength_nm: float, *, decimals: int = 6) -> BaselinePoint:
         """This spectrum, as a baseline scan, at ``wavelength_nm`` (equal to ``decimals``

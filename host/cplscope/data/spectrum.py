@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -99,49 +99,64 @@ def _stream(stream: Mapping[str, int]) -> dict[str, int]:
 
 
 @dataclass
-class Spectrum:
-    """An ordered list of points with the run metadata (a nested dict of JSON values)."""
+class PointRows:
+    """Points in scan order with the run metadata (a nested dict of JSON values): what a CPL
+    :class:`Spectrum` and a CD spectrum (:class:`cplscope.data.cd_spectrum.CDSpectrum`) share.
+    Each CSV column is an array (:meth:`column`)."""
 
-    points: list[PointResult] = field(default_factory=list)
+    points: list[Any] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
+    #: the point type, its CSV columns and those of them that are integers
+    POINT: ClassVar[type] = object
+    COLUMNS: ClassVar[tuple[str, ...]] = ()
+    INT_COLUMNS: ClassVar[frozenset[str]] = frozenset()
 
-    def append(self, point: PointResult) -> None:
+    def append(self, point: Any) -> None:
         """Add one point at the end."""
-        if not isinstance(point, PointResult):
-            raise ValueError(f"expected a PointResult, got {type(point).__name__}")
+        if not isinstance(point, self.POINT):
+            raise ValueError(f"expected a {self.POINT.__name__}, got {type(point).__name__}")
         self.points.append(point)
-
-    def set_stream(self, stream: Mapping[str, int]) -> None:
-        """Record the stream-health counters (``frames``, ``rejected``, ``missing``,
-        ``reconnects``, …) in the metadata."""
-        self.metadata["stream"] = _stream(stream)
 
     def __len__(self) -> int:
         return len(self.points)
 
-    def __iter__(self) -> Iterator[PointResult]:
+    def __iter__(self) -> Iterator[Any]:
         return iter(self.points)
 
-    def __getitem__(self, i: int) -> PointResult:
+    def __getitem__(self, i: int) -> Any:
         return self.points[i]
-
-    # --- columns ------------------------------------------------------------------------
 
     def column(self, name: str) -> np.ndarray:
         """One CSV column as a numpy array (float, or int for counts; ``flags`` as an object
         array of tuples)."""
-        if name not in CSV_COLUMNS:
-            raise ValueError(f"no column {name!r}; columns are {', '.join(CSV_COLUMNS)}")
+        if name not in self.COLUMNS:
+            raise ValueError(f"no column {name!r}; columns are {', '.join(self.COLUMNS)}")
         values = [getattr(p, name) for p in self.points]
         if name == "flags":
             out = np.empty(len(values), dtype=object)
             out[:] = values
             return out
-        return np.array(values, dtype=np.int64 if name in _INT_COLUMNS else np.float64)
+        return np.array(values, dtype=np.int64 if name in self.INT_COLUMNS else np.float64)
 
     def has_flag(self, flag: str) -> np.ndarray:
         """Boolean array: which points carry ``flag``."""
         return np.array([flag in p.flags for p in self.points], dtype=bool)
+
+
+@dataclass
+class Spectrum(PointRows):
+    """An ordered list of CPL points (:class:`~cplscope.science.results.PointResult`) with the
+    run metadata (a nested dict of JSON values)."""
+
+    points: list[PointResult] = field(default_factory=list)
+    POINT: ClassVar[type] = PointResult
+    COLUMNS: ClassVar[tuple[str, ...]] = CSV_COLUMNS
+    INT_COLUMNS: ClassVar[frozenset[str]] = _INT_COLUMNS
+
+    def set_stream(self, stream: Mapping[str, int]) -> None:
+        """Record the stream-health counters (``frames``, ``rejected``, ``missing``,
+        ``reconnects``, …) in the metadata."""
+        self.metadata["stream"] = _stream(stream)
 
     @property
     def wavelength_nm(self) -> np.ndarray:
@@ -331,12 +346,18 @@ def _cell(fmt: TableFormat, name: str, value: Any, row: Any) -> str:
         return ";".join(value)
     if name in fmt.int_columns:
         return str(int(value))
+    return repr(written_value(fmt, name, value, row))   # shortest form; NaN as 'nan'
+
+
+def written_value(fmt: TableFormat, name: str, value: Any, row: Any) -> float:
+    """The float column ``name`` of ``row`` as format ``fmt`` writes it: rounded to its
+    resolution (what the CSV holds, for copies of a run that must equal it)."""
     rule = fmt.resolution.get(name)
     x = float(value)
     if rule is not None:
         kind, arg = rule
         x = rounded(x, **{kind: arg(row) if kind == "sigma" else arg})
-    return repr(x)        # shortest form of the rounded value; NaN as 'nan'
+    return x
 
 
 #: Significant digits of σ that a value is written to (sigma rule of :func:`rounded`).

@@ -170,11 +170,7 @@ def plot_cd(spectra: CDSpectrum | Sequence[CDSpectrum],
     panels.set_titles(fig, specs, names, "CD and g$_{abs}$", title)
     report = mirror if isinstance(mirror, MirrorReport) else (
         cd_mirror_report(specs[0], specs[1]) if mirror else None)
-    if report is not None:  # above the panel, where no data can be
-        ax_g.set_title(report.text(), loc="left", fontsize="x-small")
-    if path is not None:
-        fig.savefig(path, format=fmt, dpi=150)
-    return fig
+    return panels.finish(fig, ax_g, report, path, fmt)
 
 
 #: g_abs points with σ within this × the spectrum's typical σ are the well-measured ones.

@@ -42,6 +42,7 @@ from .panels import (
     GSeries,
     draw_g_panel,
     figure_format,
+    finish,
     legend_above,
     legend_below,
     PowerFormatter,
@@ -256,11 +257,7 @@ def plot_cpl(spectra: Spectrum | Sequence[Spectrum], path: str | os.PathLike[str
     set_titles(fig, specs, names, "CPL and g$_{lum}$" if has_top else "g$_{lum}$", title)
     report = mirror if isinstance(mirror, MirrorReport) else (
         mirror_report(specs[0], specs[1]) if mirror else None)
-    if report is not None:  # above the panel, where no data can be
-        ax_g.set_title(report.text(), loc="left", fontsize="x-small")
-    if path is not None:
-        fig.savefig(path, format=fmt, dpi=150)
-    return fig
+    return finish(fig, ax_g, report, path, fmt)
 
 
 def _intensity_panel(ax_cpl, ax_tot, spec: Spectrum, order: np.ndarray, name: str,

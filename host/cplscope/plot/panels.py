@@ -375,3 +375,13 @@ def shade_runs(ax, wl: np.ndarray, mask: np.ndarray, *, color: str = "0.92",
         ax.axvspan(wl[run[0]] - step / 2, wl[run[-1]] + step / 2, facecolor=color,
                    edgecolor="0.8" if hatch else "none", hatch=hatch, lw=0, zorder=0)
     return True
+
+
+def finish(fig: Any, ax_g: Any, report: Any, path: Any, fmt: Any) -> Any:
+    """The mirror report (if any) above the g panel, where no data can be; the figure saved
+    to ``path`` when given. Returns the figure."""
+    if report is not None:
+        ax_g.set_title(report.text(), loc="left", fontsize="x-small")
+    if path is not None:
+        fig.savefig(path, format=fmt, dpi=150)
+    return fig

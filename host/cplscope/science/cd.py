@@ -28,7 +28,6 @@ feel but A does).
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Protocol
@@ -36,7 +35,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..demod import Estimate
-from .results import FLAG_DWELL_LIMIT, fit_flags, ordered_flags
+from .results import FLAG_DWELL_LIMIT, checked_flags, fit_flags
 
 __all__ = [
     "CD_COLUMNS", "CD_CSV_COLUMNS", "CSA_DELTA_EPS_192", "CSA_DELTA_EPS_290", "CSA_EPS_285",
@@ -76,7 +75,6 @@ CD_CSV_COLUMNS: tuple[str, ...] = CD_COLUMNS + (
     "sigma_linear_dichroism", "intensity", "sigma_intensity")
 
 _NAN = float("nan")
-_FLAG_NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
 
 
 def delta_a_from_v(v: float | np.ndarray) -> float | np.ndarray:
@@ -257,12 +255,7 @@ class CDPointResult:
     sigma_intensity: float = _NAN
 
     def __post_init__(self) -> None:
-        flags = tuple(self.flags)
-        for f in flags:
-            if not isinstance(f, str) or not _FLAG_NAME.match(f):
-                raise ValueError(f"flag {f!r} must be lower-case letters, digits and '_', "
-                                 "starting with a letter")
-        object.__setattr__(self, "flags", ordered_flags(flags))
+        object.__setattr__(self, "flags", checked_flags(self.flags))
         if self.n_frames < 0:
             raise ValueError(f"n_frames must be ≥ 0, got {self.n_frames}")
 

@@ -39,7 +39,7 @@ __all__ = [
     "CSV_COLUMNS", "FLAG_DWELL_LIMIT", "FLAG_FEW_FRAMES", "FLAG_FLICKER", "FLAG_LINEAR_POL",
     "FLAG_LINEAR_UNKNOWN", "FLAG_MISFIT", "FLAG_ORDER", "FLAG_NONLINEAR", "FLAG_NO_EMISSION",
     "FLAG_SCATTER", "FLAG_UNDETECTED", "FlagRules", "MIN_DOF_SIGMA", "PointResult",
-    "chi2_misfit", "chi2_quantile", "chi2_sf", "combine_points", "emission_significance",
+    "chi2_misfit", "chi2_quantile", "checked_flags", "chi2_sf", "combine_points", "emission_significance",
     "fit_flags", "frame_health_flags", "ordered_flags", "point_from_estimate", "signal_flags",
     "subtract_blank",
 ]
@@ -150,7 +150,7 @@ class PointResult:
     dof_sigma: float = math.inf
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "flags", _check_flags(self.flags))
+        object.__setattr__(self, "flags", checked_flags(self.flags))
         if not self.dof_sigma > 0 and not math.isnan(self.dof_sigma):
             raise ValueError(f"dof_sigma must be > 0 (inf: σ is exact), got {self.dof_sigma}")
         if self.accumulations < 1:
@@ -586,7 +586,9 @@ def ordered_flags(flags: Iterable[str]) -> tuple[str, ...]:
     return tuple(sorted(unique, key=lambda f: (_FLAG_RANK.get(f, len(_FLAG_RANK)), f)))
 
 
-def _check_flags(flags: Iterable[str]) -> tuple[str, ...]:
+def checked_flags(flags: Iterable[str]) -> tuple[str, ...]:
+    """``flags`` as a tuple of valid, distinct names in the fixed order (:data:`FLAG_ORDER`);
+    ValueError for a name that cannot go into a CSV cell."""
     if isinstance(flags, str):
         raise ValueError(f"flags must be a tuple of names, not the string {flags!r}")
     out: list[str] = []

@@ -11,15 +11,14 @@ whenever the instrument is made ready (:func:`apply_hv_model`, called by
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from ..util.files import write_text_atomic
-from .calibration import CalibrationError, default_path
+from .calibration import CalibrationError
+from .store import read_settings, settings_path, write_settings
 
 __all__ = ["HV_KINDS", "HvModel", "apply_hv_model", "hv_model_path", "load_hv_model",
            "save_hv_model"]
@@ -74,24 +73,21 @@ class HvModel:
 
 def hv_model_path(serial: str) -> Path:
     """``config_dir()/hv-model-<serial>.json``."""
-    return default_path(serial).with_name(f"hv-model-{serial}.json")
+    return settings_path("hv-model", serial)
 
 
 def load_hv_model(serial: str, path: str | os.PathLike[str] | None = None) -> HvModel:
     """The stored HV model of instrument ``serial``, or the default (an HV supply)."""
     p = Path(path) if path is not None else hv_model_path(serial)
-    if not p.exists():
+    known = {f.name for f in fields(HvModel)}
+    data = read_settings(p, f"the keys {', '.join(sorted(known))}")
+    if data is None:
         return HvModel()
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise CalibrationError(f"{p}: not valid JSON ({exc}); fix or delete the file") from None
-    known = {f.name for f in fields(HvModel)} | {"serial"}
-    if not isinstance(data, dict) or set(data) - known:
+    if set(data) - known:
         raise CalibrationError(f"{p}: expected an object with the keys "
-                               f"{', '.join(sorted(known - {'serial'}))}")
+                               f"{', '.join(sorted(known))}")
     try:
-        return HvModel(**{k: v for k, v in data.items() if k != "serial"})
+        return HvModel(**data)
     except CalibrationError as exc:
         raise CalibrationError(f"{p}: {exc}") from None
 
@@ -99,10 +95,8 @@ def load_hv_model(serial: str, path: str | os.PathLike[str] | None = None) -> Hv
 def save_hv_model(serial: str, model: HvModel,
                   path: str | os.PathLike[str] | None = None) -> Path:
     """Store ``model`` for instrument ``serial`` (atomically); returns the path."""
-    p = Path(path) if path is not None else hv_model_path(serial)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(p, json.dumps({"serial": serial, **model.args()}, indent=2) + "\n")
-    return p
+    return write_settings(path if path is not None else hv_model_path(serial), serial,
+                          model.args())
 
 
 def apply_hv_model(inst: Any) -> HvModel:

@@ -9,14 +9,13 @@ sends them to the board before it homes (``cplscope mono`` sets them from the co
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
 from typing import Any
 
-from ..util.files import write_text_atomic
-from .calibration import CalibrationError, default_path
+from .calibration import CalibrationError
+from .store import read_settings, settings_path, write_settings
 
 __all__ = ["MONO_KEYS", "load_mono_config", "mono_config_path", "save_mono_config"]
 
@@ -27,7 +26,7 @@ MONO_KEYS = {"steps_per_nm": "steps/nm", "home_nm": "nm", "backlash_steps": "ste
 
 def mono_config_path(serial: str) -> Path:
     """``config_dir()/monochromator-<serial>.json``."""
-    return default_path(serial).with_name(f"monochromator-{serial}.json")
+    return settings_path("monochromator", serial)
 
 
 def _check(config: dict[str, Any], where: str) -> dict[str, float]:
@@ -54,16 +53,8 @@ def load_mono_config(serial: str, path: str | os.PathLike[str] | None = None
                      ) -> dict[str, float]:
     """The stored monochromator settings of instrument ``serial`` ({} when none)."""
     p = Path(path) if path is not None else mono_config_path(serial)
-    if not p.exists():
-        return {}
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise CalibrationError(f"{p}: not valid JSON ({exc}); fix or delete the file") from None
-    if not isinstance(data, dict):
-        raise CalibrationError(f"{p}: expected a JSON object of monochromator settings")
-    data.pop("serial", None)
-    return _check(data, str(p))
+    data = read_settings(p, "monochromator settings")
+    return {} if data is None else _check(data, str(p))
 
 
 def save_mono_config(serial: str, config: dict[str, Any],
@@ -72,6 +63,4 @@ def save_mono_config(serial: str, config: dict[str, Any],
     p = Path(path) if path is not None else mono_config_path(serial)
     merged = {**load_mono_config(serial, p), **_check(dict(config), "monochromator settings")}
     _check(merged, str(p))
-    p.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(p, json.dumps({"serial": serial, **merged}, indent=2) + "\n")
-    return p
+    return write_settings(p, serial, merged)

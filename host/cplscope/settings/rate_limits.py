@@ -19,14 +19,13 @@ serial under :func:`cplscope.settings.calibration.config_dir`).
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..util.files import write_text_atomic
 from .calibration import CalibrationError
+from .store import read_settings, settings_path, write_settings
 
 __all__ = ["DEFAULT_DAMAGE_RATE_CPS", "DEFAULT_LINEAR_RATE_CPS", "RateLimits", "limits_path",
            "load_limits", "save_limits"]
@@ -64,30 +63,22 @@ class RateLimits:
 
 def limits_path(serial: str) -> Path:
     """``config_dir()/limits-<serial>.json``."""
-    from .calibration import default_path
-
-    return default_path(serial).with_name(f"limits-{serial}.json")
+    return settings_path("limits", serial)
 
 
 def load_limits(serial: str, path: str | os.PathLike[str] | None = None) -> RateLimits:
     """The stored limits of instrument ``serial``, or the defaults when none are stored."""
     p = Path(path) if path is not None else limits_path(serial)
-    if not p.exists():
+    data = read_settings(p, "linear_cps and damage_cps")
+    if data is None:
         return RateLimits()
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise CalibrationError(f"{p}: not valid JSON ({exc}); fix or delete the file") from None
-    if not isinstance(data, dict) or set(data) - {"linear_cps", "damage_cps", "serial"}:
+    if set(data) - {"linear_cps", "damage_cps"}:
         raise CalibrationError(f"{p}: expected an object with linear_cps and damage_cps")
-    return RateLimits(**{k: v for k, v in data.items() if k != "serial"})
+    return RateLimits(**data)
 
 
 def save_limits(serial: str, limits: RateLimits,
                 path: str | os.PathLike[str] | None = None) -> Path:
     """Store ``limits`` for instrument ``serial`` (atomically); returns the path."""
-    p = Path(path) if path is not None else limits_path(serial)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(p, json.dumps({"serial": serial, **asdict(limits)}, indent=2) + "\n")
-    return p
-
+    return write_settings(path if path is not None else limits_path(serial), serial,
+                          asdict(limits))

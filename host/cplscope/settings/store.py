@@ -1,0 +1,46 @@
+"""The per-instrument settings files under the config folder (``<kind>-<serial>.json``): one
+JSON object each, read and written the same way for every kind."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from ..util.files import write_text_atomic
+from .calibration import CalibrationError, default_path
+
+__all__ = ["read_settings", "settings_path", "write_settings"]
+
+
+def settings_path(kind: str, serial: str) -> Path:
+    """``config_dir()/<kind>-<serial>.json``."""
+    return default_path(serial).with_name(f"{kind}-{serial}.json")
+
+
+def read_settings(path: Path, what: str) -> dict[str, Any] | None:
+    """The stored object at ``path`` without its ``serial`` (None when there is no file).
+
+    Raises:
+        CalibrationError: naming the file, when it is not a JSON object (``what`` says what
+            it should hold).
+    """
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise CalibrationError(f"{path}: not valid JSON ({exc}); fix or delete the file") \
+            from None
+    if not isinstance(data, dict):
+        raise CalibrationError(f"{path}: expected a JSON object of {what}")
+    data.pop("serial", None)
+    return data
+
+
+def write_settings(path: str | os.PathLike[str], serial: str, data: dict[str, Any]) -> Path:
+    """Store ``data`` for instrument ``serial`` at ``path`` (atomically); returns the path."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(p, json.dumps({"serial": serial, **data}, indent=2) + "\n")
+    return p
