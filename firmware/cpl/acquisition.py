@@ -53,8 +53,10 @@ class Acquisition:
         if mode == "counting":
             allowed = ("mode", "bins", "periods")
         elif mode == "gated":
-            if "trigger" in a:
-                one_of("trigger", a["trigger"], TRIGGERS)
+            if "trigger" not in a:
+                raise CommandError(P.ST_BAD_ARGS, "mode 'gated' needs key 'trigger' (%s)"
+                                   % ", ".join(TRIGGERS))
+            one_of("trigger", a["trigger"], TRIGGERS)
             allowed = ("mode", "bins", "periods") + GATE_KEYS
             if a.get("trigger") == "internal":
                 allowed += ("trigger_width_ns",)

@@ -275,7 +275,7 @@ class Instrument:
         b = self.board
         nm = self.mono.wavelength_nm()
         period = b.pem_period_ps()
-        return {
+        st = {
             "state": self.state, "mode": self.acq.mode, "bins": self.acq.bins,
             "periods": self.acq.periods, "pem_locked": b.pem_locked(),
             "pem_period_ps": period if period else None, "a0_rad": self.pem.a0_at(nm),
@@ -287,5 +287,7 @@ class Instrument:
             "frames_dropped": self.tx.frames_dropped, "frames_late": self.tx.frames_late,
             "uptime_us": self.clock.now_us(), "fault": self.fault_text or None,
             "loop_max_us": self.loop_max_us, "replayed": self.replay.replayed,
-            "trigger_on": b.trigger_on(),
         }
+        if self.acq.mode == "gated" or b.trigger_on():
+            st["trigger_on"] = b.trigger_on()  # only where it can matter: gated counting
+        return st

@@ -523,8 +523,8 @@ class Status:
     µs (None from a firmware that does not send it): frames go late when it exceeds the
     time the board's data rings hold. ``replayed``: retried commands the device answered from
     its reply cache since boot (None from a firmware before protocol revision 2).
-    ``trigger_on``: the board's excitation trigger output is pulsing (None from a firmware
-    before protocol revision 3). ``extra``
+    ``trigger_on``: the board's excitation trigger output is pulsing (sent in gated mode;
+    None otherwise and from a firmware before protocol revision 3). ``extra``
     holds keys that protocol version 1 does not define.
     """
 

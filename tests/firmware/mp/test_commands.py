@@ -250,7 +250,7 @@ def test_status_has_every_key():
     r = ok(inst, b, STATUS)
     keys = ("state mode bins periods pem_locked pem_period_ps a0_rad wavelength_nm "
             "mono_position moving homed hv_volts hv_set_volts shutter_open overload frames_sent "
-            "frames_dropped frames_late uptime_us fault loop_max_us replayed trigger_on").split()
+            "frames_dropped frames_late uptime_us fault loop_max_us replayed").split()
     assert sorted(r) == sorted(keys), sorted(r)
     assert r["state"] == "idle" and r["wavelength_nm"] is None and r["homed"] is False
     assert r["moving"] is False
