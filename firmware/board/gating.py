@@ -100,9 +100,9 @@ class GateTiming:
                 delay = SYNC_DELAY_FIXED_CYCLES + 1
             self.delay = delay
         last = self.row_delay(gates - 1) + self.width
-        if last >= self.period:
-            raise ValueError("the last gate ends %d cycles after the pulse, at or after the "
-                             "next pulse (%d cycles)" % (last, self.period))
+        if last > self.period:  # ending with the next pulse is fine: its gate opens later
+            raise ValueError("the last gate ends %d cycles after the pulse, after the next "
+                             "pulse (%d cycles)" % (last, self.period))
 
     def row_delay(self, j: int) -> int:
         """Cycles from the pulse to gate j's opening."""

@@ -196,6 +196,69 @@ def detection_options(p: argparse.ArgumentParser) -> None:
     add_check(p, check_detection)
 
 
+_GATING_HELP = {
+    "--pulse-rate": "pulse the excitation at HZ (the board's trigger output, or an external "
+                    "laser with --trigger external) and count only inside the --gate after "
+                    "each pulse",
+    "--gate": "the gate after each pulse, s: e.g. 50e-6:2e-3 counts from 50 µs to 2.05 ms "
+              "(lanthanide emission without the short-lived background)",
+    "--time-bins": "cut the gate into N contiguous time bins (1 … 32): the spectrum uses the "
+                   "whole gate, and OUTPUT.timebins.csv gets g(t) and I(t) per wavelength, "
+                   "OUTPUT.timebins.decay.csv the decay fit",
+    "--decay-components": "exponential components of the decay fit with --time-bins (1)",
+    "--trigger": "internal (default): the board drives the trigger output; external: a "
+                 "laser's sync on the board's sync input, at --pulse-rate",
+    "--trigger-width": "the trigger pulse's width, s (internal trigger; default 10 µs or a "
+                       "tenth of the pulse period)",
+}
+
+
+def gating_options(p: argparse.ArgumentParser) -> None:
+    """--pulse-rate and --gate: gated counting under pulsed excitation."""
+    g = p.add_argument_group("time-gated counting (pulsed excitation)")
+    kinds: dict[str, dict[str, Any]] = {
+        "--pulse-rate": {"type": positive(" Hz"), "default": None, "metavar": "HZ"},
+        "--gate": {"default": None, "metavar": "DELAY:WIDTH"},
+        "--time-bins": {"type": int, "default": 1, "metavar": "N"},
+        "--decay-components": {"type": int, "choices": (1, 2), "default": 1},
+        "--trigger": {"choices": ("internal", "external"), "default": "internal"},
+        "--trigger-width": {"type": positive(" s"), "default": None, "metavar": "S"},
+    }
+    for flag, kw in kinds.items():
+        g.add_argument(flag, help=_GATING_HELP[flag], **kw)
+    add_check(p, check_gating)
+
+
+def check_gating(args: argparse.Namespace) -> None:
+    """The gating, checked before connecting; sets ``args.gating`` (None: continuous)."""
+    from ..protocol.gating import Gating, parse_gate
+
+    rate, gate = getattr(args, "pulse_rate", None), getattr(args, "gate", None)
+    args.gating = None
+    bins = getattr(args, "time_bins", 1)
+    if not 1 <= bins <= 32:
+        raise CliError(f"--time-bins must be 1 … 32, got {bins}")
+    if rate is None and gate is None:
+        if getattr(args, "trigger_width", None) is not None or \
+                getattr(args, "trigger", "internal") != "internal" or bins != 1:
+            raise CliError("--trigger, --trigger-width and --time-bins set up pulsed "
+                           "excitation: give --pulse-rate HZ and --gate DELAY:WIDTH too")
+        return
+    if rate is None or gate is None:
+        raise CliError("gated counting needs both --pulse-rate HZ and --gate DELAY:WIDTH "
+                       "(seconds, e.g. --pulse-rate 200 --gate 50e-6:2e-3)")
+    if getattr(args, "mode", "counting") == "analog":
+        raise CliError("--pulse-rate/--gate count photons in a gate: photon counting only, "
+                       "not --mode analog")
+    try:
+        delay, width = parse_gate(gate)
+        args.gating = Gating(pulse_rate_hz=float(rate), delay_s=delay, width_s=width / bins,
+                             gates=bins, trigger=args.trigger,
+                             trigger_width_s=args.trigger_width)
+    except ValueError as exc:
+        raise CliError(f"--pulse-rate {rate:g} --gate {gate}: {exc}") from None
+
+
 def check_detection(args: argparse.Namespace) -> None:
     """What analog mode cannot do, refused before connecting."""
     if getattr(args, "mode", "counting") != "analog":

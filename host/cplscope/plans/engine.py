@@ -214,7 +214,7 @@ class _Run:
     def __init__(self, inst: Any, mode: Any, settings: ScanSettings,
                  calibration: Calibration | None, sinks: list[Sink], resume: Any) -> None:
         self.inst, self.mode, self.settings, self.sinks = inst, mode, settings, sinks
-        detection = detection_for(inst).name
+        detection = detection_for(inst).calibration_mode
         self.cal = (calibration if calibration is not None else inst.calibration).for_mode(
             detection)
         self.wavelengths = settings.wavelengths_nm
@@ -244,6 +244,9 @@ class _Run:
             run_settings = {**self.settings.as_metadata(
                 self.mode, status, retardation_in_force(self.inst), self.inst.mode),
                 **(extra_settings or {})}
+            gating = getattr(self.inst, "gating", None)
+            if gating is not None:  # gated counting: the pulses and gates, as the board runs them
+                run_settings["gating"] = gating.as_dict()
             blank = getattr(self.mode, "blank", None)
             self.metadata = self.mode.metadata(run_metadata(
                 identify=self.inst.info(), calibration=self.cal, sample=sample or "unknown",
@@ -350,7 +353,7 @@ class _Run:
         """Whether the scan judges its points against a signal that matters (counting,
         CPL, a measured dark)."""
         return isinstance(dark, Dark) and getattr(self.mode, "splits", False) \
-            and self.inst.mode == "counting" and dark.frames is not None
+            and self.inst.mode in ("counting", "gated") and dark.frames is not None
 
     def matter_rate(self, dark: Any, sv: Survey | None, dark_error: bool = True
                     ) -> float | None:

@@ -316,7 +316,8 @@ def measure_point(inst, mode: Any, *, dwell_s: float | None = None,
     _check_dark(det, dark)
     if isinstance(det, Analog) and dwell_s is not None and prior is None:
         det.check_dwell(inst, float(dwell_s), warn=False)
-    cal = (calibration if calibration is not None else inst.calibration).for_mode(det.name)
+    cal = (calibration if calibration is not None else inst.calibration).for_mode(
+        det.calibration_mode)
     wl = wavelength_nm if wavelength_nm is not None else inst.wavelength_nm
     if wl is None:
         raise ValueError("no wavelength: move_to() a wavelength first, or pass wavelength_nm")
