@@ -211,12 +211,11 @@ STEPPER_CYCLES_PER_STEP = 32
 # input relative to in_base = photon input (a literal in the program: MicroPython assembles
 # it without the module's names). rp2_pins.GSTART − rp2_pins.PHOTON must equal it.
 GSTART_ABOVE_PHOTON = 17
-# From GSTART's rising edge at its pad to the first photon sample copied through (2 input
-# synchroniser cycles, the `wait` and the `mov`): the gate opens this much after GSTART, and
-# closes WINDOW_STEP · (width word + 1) cycles later. Photons reaching the pad in
-# [GSTART + GATE_OPEN_LAG_CYCLES, GSTART + GATE_OPEN_LAG_CYCLES + width) are passed, each
-# edge to within one sample (2 cycles).
-GATE_OPEN_LAG_CYCLES = 2
+# A photon whose rising edge reaches the pad in [GSTART + GATE_OPEN_LAG_CYCLES,
+# GSTART + GATE_OPEN_LAG_CYCLES + width) cycles, GSTART being the cycle its pad rises, is
+# passed (to within one 2-cycle sample at either end); the copy reaches the gated pad a fixed
+# few cycles later (2 synchroniser cycles, the `wait`, the `mov`).
+GATE_OPEN_LAG_CYCLES = 1
 # sync_delay: from the sync's rising edge at its pad to GSTART's rising edge at its pad is
 # SYNC_FIXED_CYCLES + the ISR preset.
 SYNC_FIXED_CYCLES = 6

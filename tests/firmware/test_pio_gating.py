@@ -95,7 +95,7 @@ def test_gate_window_opens_and_closes_to_the_cycle():
     """One photon at each offset from the gate start: those in [lag, lag + width) pass,
     the others do not (photons 2 cycles wide, as short as the counters take)."""
     width, delay, period = 40, 50, 200
-    lag = PIO.GATE_OPEN_LAG_CYCLES
+    lag = PIO.GATE_OPEN_LAG_CYCLES + 1  # (the expressions below count from lag − 1)
     passed = {}
     for offset in range(-6, width + 6):
         pulses = [10, 10 + period]
@@ -124,7 +124,7 @@ def test_gate_window_passes_every_photon_of_each_gate_and_nothing_else(seed):
     gated = DrivenPins()
     sm = window_sm(lambda t: phot(t) << PHOT | gs(t) << GSTART, width, gated)
     run(sm, horizon)
-    lag = PIO.GATE_OPEN_LAG_CYCLES
+    lag = PIO.GATE_OPEN_LAG_CYCLES + 1  # (the expressions below count from lag − 1)
     edges = rises_of(gated, GPH)
 
     def gate_of(t):
@@ -255,7 +255,7 @@ def test_photons_are_counted_per_phase_bin_inside_the_gate_only():
     expected = _counter.sampled_counts(refs[:periods], bins, t_bin, pulses_on_pin, horizon)
     assert counts == expected, (counts, expected)
     ungated = _counter.sampled_counts(refs[:periods], bins, t_bin, photons, horizon)
-    lag = PIO.GATE_OPEN_LAG_CYCLES
+    lag = PIO.GATE_OPEN_LAG_CYCLES + 1  # (the expressions below count from lag − 1)
     inside = [t for t, w in photons if any(g + lag <= t < g + lag - 2 + width for g in rises)]
     assert 20 < sum(counts) <= len(inside) + 8 and sum(counts) < 0.6 * sum(ungated), \
         (counts, len(inside), ungated)
