@@ -130,3 +130,41 @@ def _twin_calibration(inst):
                        dead_time_s=18e-9, serial=inst.info()["serial"],
                        date="2026-01-01T00:00:00+00:00", source="test",
                        a0_command_rad=math.pi / 2)
+
+
+def test_an_interrupted_gated_scan_resumes_gated(cli_home, tmp_path, monkeypatch, capfd):
+    import cplscope.plans.engine as engine
+
+    csv, h5 = tmp_path / "eu.csv", tmp_path / "eu.h5"
+    real, calls = engine.measure_point, []
+
+    def stop_at_third(*a, **kw):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*a, **kw)
+
+    argv = ["-q", "scan", "--sim", "--sample", "Eu-background", "--seed", "21", "--start",
+            "588", "--stop", "596", "--step", "2", "--dwell", "3", "--dark-dwell", "3",
+            "--pulse-rate", "200", "--gate", "50e-6:2e-3"]
+    with monkeypatch.context() as mp:
+        mp.setattr(engine, "measure_point", stop_at_third)
+        assert main(argv + ["--output", str(csv), "--archive", str(h5)]) == 130
+    # the gating comes from the archive; giving it again is refused
+    assert main(["-q", "scan", "--sim", "--resume", str(h5), "--gate", "50e-6:1e-3",
+                 "--pulse-rate", "200"]) == 2
+    assert "--resume takes it from the archive" in capfd.readouterr().err
+    assert main(["-q", "scan", "--sim", "--resume", str(h5), "--output", str(csv)]) == 0
+    spec = Spectrum.read_csv(csv)
+    assert len(spec) == 5 and spec.metadata["settings"]["gating"]["width_s"] == 2e-3
+    # every point, the resumed ones too, measured inside the gate
+    assert np.all(np.abs(spec.g_lum - EU_7F1_G) < 4 * spec.sigma_g), spec.g_lum
+    # the API refuses to go on under another gating, or none
+    with cplscope.connect("sim", sample="Eu-background", seed=22) as inst:
+        inst.calibration = _twin_calibration(inst)
+        inst.prepare(periods=10000)
+        with pytest.raises(ValueError, match="gated mode"):
+            inst.resume(h5, output=tmp_path / "x.csv")
+        inst.prepare(periods=10000, mode="gated", gating=Gating(200.0, 50e-6, 1e-3))
+        with pytest.raises(ValueError, match="was gated as"):
+            inst.resume(h5, output=tmp_path / "x.csv")

@@ -587,6 +587,11 @@ def check_resume_options(args: argparse.Namespace, arc: Any) -> None:
             return not math.isclose(float(ours), float(theirs), rel_tol=1e-9, abs_tol=1e-12)
         return ours != theirs
 
+    gating = [f"--{d.replace('_', '-')}" for d in ("pulse_rate", "gate", "time_bins",
+                                                    "trigger", "trigger_width") if d in given]
+    if gating:
+        wrong.append(f"{', '.join(gating)} (the archive's gating: "
+                     f"{_shown(st.get('gating'))}; --resume takes it from the archive)")
     sample = meta.get("sample")
     known = isinstance(sample, str) and sample not in ("", "unknown")
     if known and given & {"sample", "sample_file"} and differs(str(args.sample_name),
