@@ -87,3 +87,16 @@ def test_status_trigger_on_is_optional_and_typed():
     assert Status.from_dict({**base, "trigger_on": True}).trigger_on is True
     with pytest.raises(MalformedPayload, match="trigger_on"):
         Status.from_dict({**base, "trigger_on": 1})
+
+
+def test_whole_turns_through_the_gates_add_up_and_incomplete_ones_are_left_out():
+    gates = [1, 2, 0, 1, 2, 0, 1, 2, 0, 2, 0, 1]   # a turn, then one broken by a lost frame
+    fs = FrameSet.from_frames([_frame(j, counts=10 + j, pulses=100 + j) for j in gates])
+    whole = fs.rotations()
+    assert whole.n_frames == 2 and whole.n_gates == 1
+    assert list(whole.counts[0]) == [10 + 11 + 12] * 4
+    assert list(whole.pulses) == [303, 303] and list(whole.periods) == [1500, 1500]
+    assert whole.live_fraction == pytest.approx(303 * 400e-6 / (1500 * 20e-6))
+    one = FrameSet.from_frames([_frame(0, n_gates=1)] * 3)
+    assert one.rotations() is one
+    assert FrameSet.from_frames([_frame(1), _frame(2)]).rotations().n_frames == 0

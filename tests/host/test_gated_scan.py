@@ -55,6 +55,10 @@ def test_a_gated_scan_recovers_the_europium_band_that_continuous_excitation_dilu
     (["--pulse-rate", "200", "--gate", "5e-5:1e-3", "--trigger", "external",
       "--trigger-width", "1e-6"], ("external trigger has no trigger width",)),
     (["--pulse-rate", "0.1", "--gate", "5e-5:1e-3"], ("1 Hz",)),
+    (["--pulse-rate", "200", "--gate", "5e-5:2e-3", "--time-bins", "4", "--survey", "2"],
+     ("--time-bins 4 with --survey", "fixed --dwell")),
+    (["--pulse-rate", "200", "--gate", "5e-5:2e-3", "--time-bins", "40"], ("1 … 32",)),
+    (["--time-bins", "4"], ("--pulse-rate",)),
 ])
 def test_impossible_gating_is_refused_before_connecting(tmp_path, monkeypatch, capfd, argv,
                                                         words):

@@ -99,6 +99,9 @@ def test_cli_time_bins_write_g_of_t_and_the_decay_fit(cli_home, tmp_path):
     assert spec.metadata["settings"]["gating"]["gates"] == 8
     assert spec.metadata["settings"]["gating"]["width_s"] == pytest.approx(0.5e-3, rel=1e-4)
     assert np.all(np.abs(spec.g_lum - 0.2) < 4 * spec.sigma_g)   # the whole gate's g
+    # fitted on whole turns through the gates: one model fits them
+    assert not any("misfit" in f for f in spec.flags), spec.flags
+    assert np.all(spec.column("chi2_red") < 2)
     bins = _table(tmp_path / "eu.timebins.csv")
     assert len(bins["gate"]) == 16 and sorted(set(bins["gate"])) == list(range(8))
     assert np.all(np.abs(bins["g_lum"] - 0.2) < 4.5 * bins["sigma_g"])
@@ -121,3 +124,13 @@ def _table(path):
         except ValueError:
             out[key] = [r[key] for r in rows]
     return out
+
+
+def test_time_bins_are_measured_with_a_fixed_dwell(cli_home):
+    with cplscope.connect("sim", sample="Eu-background", seed=3) as inst:
+        inst.prepare(periods=2500, mode="gated", gating=GATING)
+        with pytest.raises(ValueError, match="fixed dwell"):
+            inst.scan(589, 591, 2, target_sigma=0.01, dark=False)
+        inst.move_to(590)
+        with pytest.raises(ValueError, match="fixed dwell"):
+            inst.measure(target_sigma=0.01)

@@ -250,6 +250,13 @@ def check_gating(args: argparse.Namespace) -> None:
     if getattr(args, "mode", "counting") == "analog":
         raise CliError("--pulse-rate/--gate count photons in a gate: photon counting only, "
                        "not --mode analog")
+    planned = [o for o, d in (("--target-sigma", "target_sigma"), ("--time-budget",
+                                                                   "time_budget"),
+                              ("--survey", "survey")) if getattr(args, d, None) is not None]
+    if bins > 1 and planned:
+        raise CliError(f"--time-bins {bins} with {', '.join(planned)}: time bins are measured "
+                       "with a fixed --dwell (the adaptive dwell, the survey and the time "
+                       "budget plan on frames of one gate)")
     try:
         delay, width = parse_gate(gate)
         args.gating = Gating(pulse_rate_hz=float(rate), delay_s=delay, width_s=width / bins,

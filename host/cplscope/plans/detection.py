@@ -16,7 +16,7 @@ import numpy as np
 
 from ..demod import Estimate, SampledPhases
 from ..science.analog import AnalogFrames
-from ..science.frames import FrameSet
+from ..science.frames import FrameSet, GatedFrameSet
 from ..science.pipeline import PointContext, Retardation, estimate_frames, process_point
 from ..science.results import FlagRules, PointResult
 from ..settings.calibration import Calibration
@@ -90,6 +90,26 @@ class Gated(Counting):
     photons of every gate: the time-resolved analysis uses the frames' ``gate`` column."""
 
     name = "gated"
+
+    @staticmethod
+    def _whole(frames: FrameSet) -> FrameSet:
+        """Time bins: whole turns through the gates, each as one frame of the whole gate
+        (frames of different gates differ in intensity and g: fitted as frames of one
+        model they would not fit)."""
+        return frames.rotations() if isinstance(frames, GatedFrameSet) else frames
+
+    def context(self, wl: float, cal: Calibration, ret: Retardation, dark: Any,
+                frames: FrameSet, **kw: Any) -> PointContext:
+        return super().context(wl, cal, ret, dark, self._whole(frames), **kw)
+
+    def estimate(self, frames: FrameSet, ctx: PointContext) -> Estimate:
+        return super().estimate(self._whole(frames), ctx)
+
+    def process(self, frames: FrameSet, ctx: PointContext,
+                rules: FlagRules) -> tuple[Estimate, PointResult]:
+        whole = self._whole(frames)
+        return process_point(whole.counts, whole.frame_time_s, whole.span, whole.dwell_s,
+                             ctx, frame_flags=self.frame_flags(frames), rules=rules)
 
     def _gate_context(self, frames: FrameSet) -> dict[str, Any]:
         share = getattr(frames, "live_fraction", math.nan)

@@ -34,7 +34,7 @@ from .outputs import check_free_space, located_disk_full
 from .planning import BudgetPlan
 from ..science.emission import sigma_sqrt_m
 from .detection import Analog, detection_for
-from .point import DEFAULT_MAX_DWELL_S, AnalogDark, Dark, PointMeasurement, measure_dark
+from .point import check_time_bins, DEFAULT_MAX_DWELL_S, AnalogDark, Dark, PointMeasurement, measure_dark
 from .point import measure_point, reevaluate, retardation_in_force
 from .survey import Survey
 from .survey import survey as run_survey
@@ -583,6 +583,7 @@ def _check_detection(inst: Any, settings: ScanSettings) -> None:
     """What a scan in the instrument's detection mode cannot do, refused before anything is
     measured (analog mode: docs/estimator.md, "Analog mode")."""
     det = detection_for(inst)
+    check_time_bins(inst, settings.dwell_s is None or bool(settings.surveys))
     if not isinstance(det, Analog):
         return
     if settings.surveys:

@@ -266,6 +266,47 @@ class GatedFrameSet(FrameSet):
         assert isinstance(out, GatedFrameSet)
         return out
 
+    def rotations(self) -> GatedFrameSet:
+        """With several gates: each complete turn through them (frames of gates 0, 1, …,
+        n − 1 in a row, one acquisition) summed into one frame, as one gate from the first
+        gate's opening to the last one's end would have counted it in the same time (the
+        counts and the periods add up, and so do the pulses, so the open time stays pulses ×
+        gate width). Frames of an incomplete turn are left out. With one gate: ``self``."""
+        n = self.n_gates
+        if n < 2 or not self.n_frames:
+            return self
+        gate, acq = np.asarray(self.gate), np.asarray(self.acq_id)
+        starts = [i for i in range(len(gate) - n + 1)
+                  if gate[i] == 0 and np.array_equal(gate[i:i + n], np.arange(n))
+                  and np.all(acq[i:i + n] == acq[i])]
+        if not starts:
+            empty = self.select(np.zeros(self.n_frames, dtype=bool))
+            assert isinstance(empty, GatedFrameSet)
+            empty.n_gates, empty.received = 1, self.received
+            return empty
+        turns = [slice(i, i + n) for i in starts]
+        total = lambda name: np.array([np.asarray(getattr(self, name))[t].sum() for t in turns],
+                                      dtype=np.int64)
+        first = lambda name: np.array([np.asarray(getattr(self, name))[t.start] for t in turns],
+                                      dtype=np.int64)
+        last = lambda name: np.array([np.asarray(getattr(self, name))[t.stop - 1] for t in turns],
+                                     dtype=np.int64)
+        periods = total("periods")
+        pem = np.array([float(np.average(np.asarray(self.pem_period_ps)[t],
+                                         weights=np.asarray(self.periods)[t])) for t in turns])
+        flags = np.array([int(np.bitwise_or.reduce(np.asarray(self.flags)[t])) for t in turns],
+                         dtype=np.int64)
+        return GatedFrameSet(
+            counts=np.stack([self.counts[t].sum(axis=0) for t in turns]).astype(np.uint32),
+            seq=first("seq"), timestamp_us=last("timestamp_us"), flags=flags, periods=periods,
+            pem_period_ps=np.rint(pem).astype(np.int64), mono_position=first("mono_position"),
+            acq_id=first("acq_id"), bin_span=np.array([float(self.spans[t].mean())
+                                                       for t in turns]),
+            gate=np.zeros(len(turns), dtype=np.int64), pulses=total("pulses"),
+            pulse_period_ns=first("pulse_period_ns"), gate_delay_ns=first("gate_delay_ns"),
+            gate_width_ns=first("gate_width_ns"), n_gates=1, received=self.received,
+            excluded=self.excluded)
+
     def gate_times_s(self) -> tuple[np.ndarray, np.ndarray]:
         """(delay, width) of gates 0 … n_gates − 1 in s, from the frames (NaN for a gate
         without a frame)."""

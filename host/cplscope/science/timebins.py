@@ -64,7 +64,9 @@ class TimeBins:
 def time_bins(frames: GatedFrameSet, ctx: PointContext,
               rules: FlagRules = FlagRules()) -> TimeBins:
     """Each gate of ``frames`` through the point pipeline on its own (its frames, the
-    point's context with the gate's own open share), as g(t) and I(t)."""
+    point's context with the gate's own open share and the dark scaled to its frames), as
+    g(t) and I(t). ``ctx`` is the point's, whose dark is per frame of the point's fit (whole
+    turns through the gates, :meth:`GatedFrameSet.rotations`)."""
     n = frames.n_gates
     delay, width = frames.gate_times_s()
     period = (float(np.mean(frames.pulse_period_ns)) * 1e-9 if frames.n_frames
@@ -72,12 +74,17 @@ def time_bins(frames: GatedFrameSet, ctx: PointContext,
     rate, sigma_rate = np.full(n, math.nan), np.full(n, math.nan)
     g, sg = np.full(n, math.nan), np.full(n, math.nan)
     results: list[PointResult | None] = []
+    # the point's dark is per frame of the point's fit: whole turns through the gates
+    whole = frames.rotations()
+    ref_s = whole.frame_time_s if whole.n_frames else frames.frame_time_s
     for j in range(n):
         sub = frames.rows(j)
         if sub.n_frames == 0:
             results.append(None)
             continue
-        c = replace(ctx, live_fraction=min(1.0, sub.live_fraction))
+        scale = sub.frame_time_s / ref_s
+        c = replace(ctx, live_fraction=min(1.0, sub.live_fraction),
+                    dark=_scaled(ctx.dark, scale), dark_sigma=_scaled(ctx.dark_sigma, scale))
         _, res = process_point(sub.counts, sub.frame_time_s, sub.span, sub.dwell_s, c,
                                frame_flags=[f.flags for f in sub.received], rules=rules)
         live = float(sub.live_times_s.sum())
@@ -85,6 +92,12 @@ def time_bins(frames: GatedFrameSet, ctx: PointContext,
         g[j], sg[j] = res.g_lum, res.sigma_g
         results.append(res)
     return TimeBins(delay, width, period, rate, sigma_rate, g, sg, tuple(results))
+
+
+def _scaled(value: Any, scale: float) -> Any:
+    """A scalar or (B,) dark (or its σ) times ``scale``, kept a scalar or an array."""
+    a = np.asarray(value, dtype=np.float64) * scale
+    return float(a) if a.ndim == 0 else a
 
 
 @dataclass(frozen=True)
