@@ -172,3 +172,25 @@ def test_an_interrupted_gated_scan_resumes_gated(cli_home, tmp_path, monkeypatch
         inst.prepare(periods=10000, mode="gated", gating=Gating(200.0, 50e-6, 1e-3))
         with pytest.raises(ValueError, match="was gated as"):
             inst.resume(h5, output=tmp_path / "x.csv")
+
+
+def test_the_guard_trips_in_gated_mode_and_the_trigger_stops():
+    from cplscope.board.controller import OverloadError
+
+    with cplscope.connect("sim", sample="Eu-background", seed=4) as inst:
+        inst.configure_gated(Gating(200.0, 50e-6, 2e-3), bins=16, periods=500)
+        inst.home()
+        inst.move_to(590.0)
+        inst.set_hv(800.0)
+        inst.open_shutter()
+        frames = inst.acquire(n_frames=4)          # below the limit: gated frames
+        assert frames.n_frames == 4 and inst.status()["trigger_on"] is False  # bounded: ended
+        inst.set_limits(max_count_rate_cps=1e4)
+        with pytest.raises(OverloadError):
+            inst.acquire(n_frames=200)
+        st = inst.status()
+        assert st["state"] == "fault" and st["overload"] and not st["shutter_open"]
+        assert st["trigger_on"] is False
+        inst.set_limits(max_count_rate_cps=2e6)
+        assert inst.clear_fault()["state"] == "idle"
+        assert inst.status()["trigger_on"] is False   # clearing does not start it again
