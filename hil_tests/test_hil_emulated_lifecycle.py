@@ -135,7 +135,7 @@ def test_flash_twice_onto_a_running_board(pico, hil) -> None:
     IDENTIFY with the version copied. Afterwards the board runs normally."""
     import cplscope
     from cplscope.board.flash import flash
-    from cplscope.transport import DeviceNotFound, Transport
+    from cplscope.board.transport import DeviceNotFound, Transport
 
     from .conftest import EMULATOR_SLOWDOWN
 

@@ -10,6 +10,10 @@ BOOL = "boolean"
 STR = "string"
 
 
+# a handler's result meaning "the reply comes later, from the main loop" (HOME)
+DEFERRED = object()
+
+
 class CommandError(Exception):
     def __init__(self, status: int, text: str) -> None:
         super().__init__(text)

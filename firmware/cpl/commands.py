@@ -6,7 +6,8 @@ import sys
 from cpl import FIRMWARE_VERSION, PROTOCOL_REVISION, PROTOCOL_VERSION
 from cpl import protocol as P
 from cpl.acquisition import MAX_FRAMES
-from cpl.args import (BOOL, INT, NUM, STR, CommandError, bad_state, check, in_range)
+from cpl.args import (BOOL, DEFERRED, INT, NUM, STR, CommandError, bad_state, check,
+                      in_range)
 
 NAMES = {1: "IDENTIFY", 2: "CONFIGURE", 3: "START", 4: "STOP", 5: "MOVE", 6: "HOME",
          7: "SET_RETARDATION", 8: "SET_HV", 9: "SHUTTER", 10: "STATUS", 11: "SELF_TEST",
@@ -96,20 +97,16 @@ class Commands:
         i.pem.follow_wavelength(nm)
         return {"position": target, "wavelength_nm": nm}
 
-    def home(self, a: dict) -> dict:
+    def home(self, a: dict):
+        """Start homing; the main loop answers when it ends (Instrument.end_home)."""
         check(a, {})
         i = self.i
         if i.state == "running":
             raise bad_state("HOME is not allowed while running; STOP first")
-        try:
-            pos = i.mono.home(i.board.wait)
-        except CommandError as e:
-            i.tx.event(P.EV_MONO, P.SEV_ERROR, "homing failed: " + e.text)
-            raise
-        nm = i.mono.wavelength_nm()
-        i.pem.follow_wavelength(nm)
-        i.tx.event(P.EV_MONO, P.SEV_INFO, "homed at %s nm" % nm)
-        return {"position": pos}
+        if i.mono.homing():
+            raise bad_state("already homing; HOME replies when it ends")
+        i.mono.start_home()
+        return DEFERRED
 
     def set_retardation(self, a: dict) -> dict:
         a = check(a, {"a0_rad": NUM, "track_wavelength": BOOL}, ("a0_rad",))

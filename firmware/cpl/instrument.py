@@ -5,7 +5,7 @@ from board.base import TICKS_MASK
 from cpl import FIRMWARE_VERSION
 from cpl import protocol as P
 from cpl.acquisition import Acquisition
-from cpl.args import CommandError, parse
+from cpl.args import DEFERRED, CommandError, parse
 from cpl.clock import Clock
 from cpl.commands import Commands
 from cpl.mono import Mono
@@ -33,7 +33,7 @@ class Instrument:
         self.reader = P.Reader()
         self.safety = Safety(board)
         self.hv = None  # cpl.hvmodel.HvModel, made by the first HV_CONFIG (heap at boot)
-        self.mono = Mono(board, board.watchdog_feed)
+        self.mono = Mono(board)
         self.pem = Pem(board)
         self.acq = Acquisition(board, self.tx)
         self.commands = Commands(self)
@@ -48,6 +48,8 @@ class Instrument:
         self.loop_max_us = 0  # longest pass of the main loop (its sleep excluded) since START
         self.maintenance_at = -1  # MAINTENANCE accepted at this time (µs): reboot once sent
         self._loop_reset = False
+        self._home_rid = -1  # request id of the HOME that waits for its reply (-1: none)
+        self._home_key = 0
 
     # boot and loop ----------------------------------------------------------------------
     def boot(self) -> None:
@@ -82,6 +84,8 @@ class Instrument:
         try:
             busy = self._receive(t)
             self.mono.poll()
+            if self._home_rid >= 0 and not self.mono.homing():
+                self.end_home()
             self._track_conditions()
             if self.state == "running":
                 acq = self.acq
@@ -225,10 +229,16 @@ class Instrument:
                 replay.replayed += 1
                 self.tx.reply(rid, op, replay.status(k), replay.body(k))
                 return
+        if rid == self._home_rid and op == P.OP_HOME and key == self._home_key:
+            if payload[3] & RETRY:
+                return  # a retry of the HOME under way: its one reply comes when it ends
         fault = None
         try:
             handler = self.commands.handler(op)
             result = handler(parse(args))
+            if result is DEFERRED:
+                self._home_rid, self._home_key = rid, key
+                return
             status, body = P.OK, json.dumps(result).encode()
         except CommandError as e:
             status, body = e.status, e.text.encode()
@@ -241,6 +251,22 @@ class Instrument:
             self._enter_fault(fault)
             self.tx.event(P.EV_FAULT, P.SEV_ERROR, fault)
         self._track_conditions()
+
+    def end_home(self) -> None:
+        """Answer the HOME under way, now that homing has ended: its REPLY (kept for
+        retries) and EVENT MONO."""
+        rid, self._home_rid = self._home_rid, -1
+        mono = self.mono
+        if mono.homed:
+            nm = mono.wavelength_nm()
+            self.pem.follow_wavelength(nm)
+            self.tx.event(P.EV_MONO, P.SEV_INFO, "homed at %s nm" % nm)
+            status, body = P.OK, json.dumps({"position": mono.position()}).encode()
+        else:
+            self.tx.event(P.EV_MONO, P.SEV_ERROR, "homing failed: " + mono.home_error)
+            status, body = P.ST_HARDWARE, mono.home_error.encode()
+        self.tx.reply(rid, P.OP_HOME, status, body)
+        self.replay.keep(rid, P.OP_HOME, self._home_key, status, body)
 
     # frame flags ----------------------------------------------------------------------------
     def _conditions(self) -> int:

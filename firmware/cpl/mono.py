@@ -12,9 +12,8 @@ MOVE_TIMEOUT_US = 120_000_000
 
 
 class Mono:
-    def __init__(self, board, feed) -> None:
+    def __init__(self, board) -> None:
         self._board = board
-        self._feed = feed  # called while blocking (feeds the watchdog)
         self.steps_per_nm = 10.0
         self.home_nm = 200.0
         self.backlash_steps = 50
@@ -24,6 +23,10 @@ class Mono:
         self._offset = 0  # board position of home
         self._legs: list = []  # pending absolute targets (home-relative steps)
         self.last_dir = 0  # direction of the last completed leg: +1 / -1 / 0 unknown
+        self._phases: list = []  # homing: (steps per leg, switch closed at end, limit, what)
+        self._phase_moved = 0
+        self._step_t0 = 0
+        self.home_error = ""  # why the last homing failed ("" if it did not)
 
     # conversions --------------------------------------------------------------------------
     def position(self) -> int:
@@ -47,7 +50,11 @@ class Mono:
         return self.nm_for(self._legs[-1]) if self._legs else self.wavelength_nm()
 
     def moving(self) -> bool:
-        return bool(self._legs) or self._board.moving()
+        return bool(self._legs) or bool(self._phases) or self._board.moving()
+
+    def homing(self) -> bool:
+        """True from `start_home()` until homing has ended (homed, or `home_error`)."""
+        return bool(self._phases)
 
     # configuration ----------------------------------------------------------------------
     def validate_config(self, a: dict) -> dict:
@@ -89,6 +96,8 @@ class Mono:
         """Target in steps for MOVE args ({'wavelength_nm'} or {'position'}), checked."""
         if ("wavelength_nm" in a) == ("position" in a):
             raise CommandError(P.ST_BAD_ARGS, "give exactly one of wavelength_nm, position")
+        if self._phases:
+            raise bad_state("the monochromator is homing; wait for HOME's reply")
         if not self.homed:
             raise bad_state("the monochromator is not homed; send HOME first")
         if self.moving():
@@ -114,8 +123,11 @@ class Mono:
         self.poll()
 
     def poll(self) -> None:
-        """Issue the next leg of a move when the stepper is idle. Call from the main loop."""
-        if self._legs and not self._board.moving():
+        """Issue the next leg of a move, or the next step of homing, when the stepper is
+        idle. Call from the main loop."""
+        if self._phases:
+            self._poll_home()
+        elif self._legs and not self._board.moving():
             here = self.position()
             nxt = self._legs[0]
             if here == nxt:
@@ -127,44 +139,49 @@ class Mono:
             self._board.step(nxt - here)
 
     # homing -------------------------------------------------------------------------------
-    def home(self, wait) -> int:
-        """Find the home switch and zero the position there. Blocks (feeding the watchdog);
-        `wait(timeout_us)` sleeps on the board. Raises CommandError(HARDWARE) if the switch
-        is not found within the travel range. Returns the new position (0)."""
-        b = self._board
-        self._legs = []
-        self._wait_stopped(wait)
+    def start_home(self) -> None:
+        """Begin to find the home switch and zero the position there; `poll()` drives it
+        and the main loop goes on meanwhile. It ends with `homed` true, or with
+        `home_error` saying why (the switch not found within 1.2 x the travel, or a stepper
+        that does not stop)."""
         chunk = max(1, int(self.steps_per_nm))
         travel = int((self.max_nm - min(self.min_nm, self.home_nm)) * self.steps_per_nm * 1.2)
         travel += 2 * self.backlash_steps + 2 * chunk
+        self._legs = []
         self.homed = False
+        self.home_error = ""
         # leave the switch upward, then seek it downward, then creep up to its edge
-        self._step_until(wait, +chunk, False, travel, "leave the home switch")
-        self._step_until(wait, -chunk, True, travel, "find the home switch")
-        self._step_until(wait, +1, False, 2 * chunk + self.backlash_steps + 2,
-                         "find the home switch edge")
-        self._offset = b.position()
-        self.homed = True
-        self.last_dir = 1
-        return self.position()
+        self._phases = [(chunk, False, travel, "leave the home switch"),
+                        (-chunk, True, travel, "find the home switch"),
+                        (1, False, 2 * chunk + self.backlash_steps + 2,
+                         "find the home switch edge")]
+        self._phase_moved = 0
+        self._step_t0 = self._board.ticks_us()
+        self._poll_home()
 
-    def _step_until(self, wait, n: int, closed: bool, limit: int, what: str) -> None:
+    def _poll_home(self) -> None:
         b = self._board
-        moved = 0
-        while b.home_switch() != closed:
-            if moved >= limit:
-                raise CommandError(P.ST_HARDWARE, "could not %s within %d steps"
-                                   % (what, limit))
-            b.step(n)
-            moved += abs(n)
-            self._wait_stopped(wait)
+        if b.moving():
+            if (b.ticks_us() - self._step_t0) & TICKS_MASK > MOVE_TIMEOUT_US:
+                self._fail_home("the stepper did not stop within %d s"
+                                % (MOVE_TIMEOUT_US // 1_000_000))
+            return
+        n, closed, limit, what = self._phases[0]
+        if b.home_switch() == closed:
+            self._phases.pop(0)
+            self._phase_moved = 0
+            if not self._phases:
+                self._offset = b.position()
+                self.homed = True
+                self.last_dir = 1
+            return
+        if self._phase_moved >= limit:
+            self._fail_home("could not %s within %d steps" % (what, limit))
+            return
+        b.step(n)
+        self._phase_moved += abs(n)
+        self._step_t0 = b.ticks_us()
 
-    def _wait_stopped(self, wait) -> None:
-        b = self._board
-        t0 = b.ticks_us()
-        while b.moving():
-            self._feed()
-            wait(1000)
-            if (b.ticks_us() - t0) & TICKS_MASK > MOVE_TIMEOUT_US:
-                raise CommandError(P.ST_HARDWARE, "the stepper did not stop within %d s"
-                                   % (MOVE_TIMEOUT_US // 1_000_000))
+    def _fail_home(self, why: str) -> None:
+        self._phases = []
+        self.home_error = why

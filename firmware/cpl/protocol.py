@@ -47,6 +47,8 @@ SEV_INFO = 0
 SEV_WARNING = 1
 SEV_ERROR = 2
 
+OP_HOME = 6  # the one command answered later, by the main loop
+
 # reply status codes
 OK = 0
 ST_BAD_FRAME = 1

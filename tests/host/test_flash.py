@@ -13,8 +13,8 @@ import pytest
 
 import cplscope.board.flash as F
 from cplscope.settings.hv_model import HvModel, load_hv_model, save_hv_model
-from cplscope.calibration import CalibrationError
-from cplscope.transport import DeviceNotFound
+from cplscope.settings.calibration import CalibrationError
+from cplscope.board.transport import DeviceNotFound
 
 ROOT = Path(__file__).resolve().parents[2]
 

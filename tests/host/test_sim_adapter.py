@@ -89,3 +89,14 @@ def test_truth(adapter):
     assert abs(adapter.truth(504.0)["g_lum"]) < 1e-4  # the 504 nm band has g = 0
     with pytest.raises(ValueError, match="wavelength_nm"):
         adapter.truth(-5)
+
+
+def test_adc_blocks_are_flagged_clipped_only_at_full_scale_as_on_the_board():
+    # the rp2 board flags a block when a sample reads 4095; a front end biased to 0 V in the
+    # dark reads 0 there, which is in range and must not cost the block
+    low = BenchAdapter(Bench("blank", seed=16, adc_offset=0.0, flicker_rms=0.0, drift_rel=0.0))
+    a = low.adc_block(link_state(), 250_000.0, 4096)
+    assert min(a.samples) == 0 and not a.clipped
+    bright = BenchAdapter(Bench("R-Cs4PbBr6", seed=16, flicker_rms=0.0, drift_rel=0.0))
+    b = bright.adc_block(link_state(hv=1000.0), 250_000.0, 4096)
+    assert max(b.samples) == 4095 and b.clipped

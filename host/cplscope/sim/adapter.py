@@ -8,7 +8,7 @@ import math
 
 from typing import Sequence
 
-from .bench import Bench, Gate, InstrumentState
+from .bench import ADC_FULL_SCALE, Bench, Gate, InstrumentState
 from .link import AdcAnswer, CounterAnswer, GatedAnswer, LinkState
 
 __all__ = ["BenchAdapter", "TICK_HZ", "INTERNAL_LOCK_RANGE"]
@@ -121,7 +121,9 @@ class BenchAdapter:
         return AdcAnswer(samples=blk.samples.tolist(), edges_ticks=edges,
                          t0_ticks=round(t0_s * TICK_HZ),
                          duration_us=max(0, round(self._adc_next_t0_s * 1e6) - state.time_us),
-                         clipped=blk.clipped, trip_level=trip)
+                         # as the rp2 board flags it: a sample at full scale (the front end
+                         # sits above 0 in the dark, so 0 is in range there)
+                         clipped=top >= ADC_FULL_SCALE, trip_level=trip)
 
     # ground truth ----------------------------------------------------------------------------
     def truth(self, wavelength_nm: float, gate: Sequence[float] | None = None

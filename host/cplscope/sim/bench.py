@@ -56,7 +56,7 @@ __all__ = [
 GEOMETRIES = ("cpl", "cd")
 
 _U32_MAX = 2**32 - 1
-_ADC_MAX = 4095
+ADC_FULL_SCALE = 4095  #: the 12-bit ADC's largest reading (counts)
 _CACHE_LIMIT = 4096
 
 
@@ -911,8 +911,8 @@ class Bench:
         if self.adc_read_noise > 0:
             level += self.adc_read_noise * self.rng.standard_normal(n_samples)
         raw = np.rint(level)
-        clipped = bool(raw.min() < 0 or raw.max() > _ADC_MAX)
-        samples = np.clip(raw, 0, _ADC_MAX).astype(np.uint16)
+        clipped = bool(raw.min() < 0 or raw.max() > ADC_FULL_SCALE)
+        samples = np.clip(raw, 0, ADC_FULL_SCALE).astype(np.uint16)
         return AdcBlock(samples, self._edges(t0, duration), clipped)
 
     def _edges(self, t0: float, duration: float) -> np.ndarray:

@@ -60,6 +60,10 @@ def cmd(inst, b, op, args=None, rid=7):
     b.written.clear()
     b.rx += command_frame(rid, op, args)
     run(inst, 2)
+    passes = 0
+    while not frames(b, 5) and inst.mono.homing() and passes < 100000:
+        run(inst)  # HOME answers when homing ends, the main loop going on meanwhile
+        passes += 1
     replies = frames(b, 5)
     assert len(replies) == 1, "expected one REPLY, got %d" % len(replies)
     p = replies[0][3]

@@ -196,7 +196,7 @@ def test_home_fails_with_hardware_error_when_switch_missing():
     text = expect(inst, b, HOME, None, P.ST_HARDWARE, "home switch")
     assert not inst.mono.homed
     assert any(e[0] == P.EV_MONO and e[1] == 2 for e in events(b))
-    assert b.feeds > 10  # fed the watchdog while blocking
+    assert b.feeds > 10  # the main loop went on, feeding the watchdog
 
 
 def test_set_retardation_and_tracking():
@@ -357,3 +357,48 @@ def test_a_board_that_cannot_run_boots_into_fault_and_says_why():
     inst, b = make()
     st = ok(inst, b, STATUS)
     assert st["state"] == "idle" and st["fault"] is None, st
+
+
+def test_the_main_loop_goes_on_while_homing_and_home_answers_once_at_the_end():
+    inst, b = make(home_at=-1234)
+    b.rx += command_frame(30, HOME)
+    run(inst, 3)
+    assert inst.mono.homing() and not frames(b, 5), "HOME answers when homing ends"
+    feeds = b.feeds
+    # commands are answered meanwhile: STATUS at once, the ones that need the
+    # monochromator refused with the reason
+    st, r = cmd(inst, b, STATUS, rid=31)
+    assert st == P.OK and r["moving"] is True and r["homed"] is False
+    expect(inst, b, MOVE, {"wavelength_nm": 500}, P.ST_BAD_STATE, "homing")
+    expect(inst, b, HOME, None, P.ST_BAD_STATE, "already homing")
+    # a retry of the HOME under way gets no second reply
+    b.written.clear()
+    b.rx += raw_frame(0x10, 0, 0, struct.pack("<HBB", 30, HOME, 1))
+    run(inst, 2)
+    assert not frames(b, 5) and inst.mono.homing()
+    # an overload while homing is a fault at once, not after the drive
+    b.trip("a test overload")
+    run(inst, 1)
+    assert inst.state == "fault" and inst.mono.homing()
+    assert any(e[0] == P.EV_OVERLOAD for e in events(b))
+    assert b.feeds > feeds
+    b.written.clear()
+    passes = 0
+    while inst.mono.homing():
+        run(inst)
+        passes += 1
+    run(inst)
+    assert passes > 50  # the drive took many passes of the loop, not one blocking call
+    replies = frames(b, 5)
+    assert len(replies) == 1
+    rid, op, status = struct.unpack_from("<HBB", replies[0][3], 0)
+    assert (rid, op, status) == (30, HOME, P.OK)
+    assert json.loads(bytes(replies[0][3][4:])) == {"position": 0}
+    assert inst.mono.homed and any(e[0] == P.EV_MONO and "homed" in e[2] for e in events(b))
+    # a retry after the end gets the kept reply, and homing does not start again
+    b.written.clear()
+    b.rx += raw_frame(0x10, 0, 0, struct.pack("<HBB", 30, HOME, 1))
+    run(inst, 2)
+    again = frames(b, 5)
+    assert len(again) == 1 and bytes(again[0][3]) == bytes(replies[0][3])
+    assert not inst.mono.homing() and inst.replay.replayed == 1

@@ -10,6 +10,16 @@ from helpers import make, ok, cmd, events, run, expect_raises
 MOVE, HOME, SET_RET, PEM_CONFIG, MONO_CONFIG, STATUS = 5, 6, 7, 14, 15, 10
 
 
+def home_alone(m, b):
+    """Home a Mono on its own, the way the main loop drives it; returns the position."""
+    m.start_home()
+    while m.homing():
+        b.wait(1000)
+        m.poll()
+    assert m.homed, m.home_error
+    return m.position()
+
+
 def settle(inst, n=10):
     run(inst, n)
     assert not inst.mono.moving()
@@ -18,9 +28,9 @@ def settle(inst, n=10):
 def test_homing_finds_switch_edge_approaching_upward():
     for home_at, start in ((-1234, 0), (37, 0), (0, 0)):
         b = FakeBoard(home_at=home_at)
-        m = Mono(b, lambda: None)
+        m = Mono(b)
         m.backlash_steps = 5
-        assert m.home(b.wait) == 0
+        assert home_alone(m, b) == 0
         # home is the first position above the switch reached going up
         assert b.target == home_at + 1, (home_at, b.target)
         assert b.steps[-1] == 1
@@ -31,8 +41,8 @@ def test_homing_finds_switch_edge_approaching_upward():
 
 def test_homing_starting_on_the_switch_leaves_it_first():
     b = FakeBoard(home_at=100)
-    m = Mono(b, lambda: None)
-    m.home(b.wait)
+    m = Mono(b)
+    home_alone(m, b)
     assert b.steps[0] > 0 and b.target == 101
 
 
