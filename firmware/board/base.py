@@ -56,6 +56,11 @@ class CounterFrame:
     overload      the guard tripped during this frame
     pem_locked    the PEM reference was locked for the whole frame
     ticks_us      instrument time at the end of the frame, same clock as `Board.ticks_us()`
+
+    Gated counting (`Board.gate_configure`) adds, for the one gate the frame counted:
+    gate          its index j, 0 … gates−1 (time bin j opens δ + j·w after each pulse)
+    pulses        excitation pulses whose gate j the frame counted
+    gate_delay_ns δ + j·w, from the pulse to the gate's opening, ns
     """
 
     def __init__(self, max_bins: int) -> None:
@@ -68,6 +73,9 @@ class CounterFrame:
         self.overload = False
         self.pem_locked = False
         self.ticks_us = 0
+        self.gate = 0
+        self.pulses = 0
+        self.gate_delay_ns = 0
 
     def set_bins(self, bins: int) -> None:
         self.counts = memoryview(self.buf)[: 4 * bins]
@@ -172,6 +180,35 @@ class Board:
         stopping, so a loss found when there is no frame to return is still reported. A
         dropped ADC block also shows as a gap in the next block's t0. Never blocks."""
         raise NotImplementedError
+
+    # gated counting (pulsed excitation) ------------------------------------------------------
+    # Under pulsed excitation the counter counts only the photons inside a gate after each
+    # pulse (docs/protocol.md, CONFIGURE mode "gated"). The excitation trigger output runs
+    # only while `trigger_enable(True)` holds AND the shutter is open: `shutter_set(False)`
+    # and a guard trip stop it on the board's own account.
+    trigger_sources: tuple = ()  # "internal" (the board drives the trigger), "external" (sync input)
+    max_gates = 0  # most time bins (gates) of one configuration; 0: no gated counting
+
+    def gate_configure(self, trigger: str, pulse_period_ns: int, trigger_width_ns: int,
+                       gate_delay_ns: int, gate_width_ns: int, gates: int) -> tuple:
+        """Check and store a gated configuration for the next `counter_start()` (with
+        `counter_configure`'s bins and periods); the counter then counts gate j = 0 … gates−1
+        in turn, one frame each, gate j open from δ + j·w to δ + (j+1)·w after each pulse.
+        Returns the values the board will use, quantised to its clock: (pulse_period_ns,
+        trigger_width_ns, gate_delay_ns, gate_width_ns). Raises ValueError for what it
+        cannot do."""
+        raise ValueError("this board has no gated counting")
+
+    def gate_disable(self) -> None:
+        """The next `counter_start()` counts every photon (continuous counting)."""
+
+    def trigger_enable(self, on: bool) -> None:
+        """Run the excitation trigger (internal trigger, gated counting running) or stop it.
+        The board runs it only while the shutter is open."""
+
+    def trigger_on(self) -> bool:
+        """True while the trigger output is pulsing."""
+        return False
 
     # ADC -------------------------------------------------------------------------------
     def adc_configure(self, sample_rate_hz: float, block_samples: int) -> None:

@@ -25,6 +25,7 @@ import uctypes
 
 from board import base
 from board import rp2_dma as K
+from board.gating import GateTiming, pulses_in_frame
 from board import rp2_pins as G
 from board import rp2_pio as P
 from board import rp2_regs as H
@@ -43,6 +44,8 @@ PIN_SHUTTER = G.SHUTTER
 PIN_STEP = G.STEP
 PIN_DIR = G.DIR
 PIN_HOME = G.HOME
+PIN_TRIGGER = G.TRIGGER
+PIN_GATED_PHOTON = G.GATED_PHOTON
 ADC_PMT = G.adc_channel(G.ADC0)
 ADC_HV = G.adc_channel(G.ADC1)
 ADC_PEM_PICKUP = G.adc_channel(G.ADC2)
@@ -70,8 +73,13 @@ _ADC_BASE = 0x400A_0000 if _IS_RP2350 else 0x4004_C000
 _PWM_BASE = 0x400A_8000 if _IS_RP2350 else 0x4005_0000
 _PWM_SLICES = 12 if _IS_RP2350 else 8
 _PWM_STRIDE = 0x14
+_PWM_CSR = 0x00          # bit 0 EN, bit 2 A_INV, bit 3 B_INV
 _PWM_DIV = 0x04          # 8.4 fixed-point clock divider
+_PWM_CTR = 0x08
+_PWM_CC = 0x0C           # A in bits 15:0, B in bits 31:16
 _PWM_TOP = 0x10
+_PWM_EN_B_INV = 1 | (1 << 3)
+_GATE_SM = 7             # gate_window on PIO1 (docs/hardware.md, "Gated counting")
 _DREQ_ADC = 48 if _IS_RP2350 else 36
 _ADC_CS = 0x00
 _ADC_FCS = 0x08
@@ -188,6 +196,11 @@ class Rp2Board(base.Board):
     max_sample_rate_hz = 250_000.0
     max_hv_volts = HV_FULL_SCALE_V
     native_crc32 = True
+    # gated counting: the board's own trigger, one gate per pulse. An external sync needs
+    # sync_delay on a third PIO block (RP2350) and several gates need the gate start moved
+    # at frame boundaries: neither is wired (docs/hardware.md)
+    trigger_sources = ("internal",)
+    max_gates = 1
 
     def __init__(self, usb: bool = True) -> None:
         # interrupted half way (a Ctrl-C, an error), what was started is stopped again
@@ -294,6 +307,11 @@ class Rp2Board(base.Board):
         self._frame = base.CounterFrame(self.max_bins)
         self._frame_ticks = array("i", [0, 0])
         self._t_bin = 0
+        self._gating: "GateTiming | None" = None  # gated counting's timing, None: continuous
+        self._gate_sm: "rp2.StateMachine | None" = None
+        self._trigger = False
+        self._pulses = 0          # pulses per frame in gated counting (from the periods)
+        self._gate_delay_ns = 0
         self._live16 = 0          # 16·B·t_bin: the gated cycles of 16 periods
         self._start_period = 2500  # period (cycles) t_bin was computed from at START
         self._adc_rate = 100_000.0
@@ -604,10 +622,12 @@ class Rp2Board(base.Board):
         gate.put(P.gate_delay_word(self._t_bin))
         gate.exec("pull()")
         counters = []
+        # gated: the counters count the gated-photon pin that gate_window drives
+        photon = PIN_GATED_PHOTON if self._gating is not None else PIN_PHOTON
         for c, sm_id in enumerate(_COUNTER_SM):
             sm = rp2.StateMachine(sm_id, P.photon_counter, freq=self.clock_hz,
                                   in_base=machine.Pin(PIN_GATE0 + c),
-                                  jmp_pin=machine.Pin(PIN_PHOTON))
+                                  jmp_pin=machine.Pin(photon))
             sm.active(0)
             sm.restart()
             sm.put(budget)
@@ -648,10 +668,80 @@ class Rp2Board(base.Board):
         self._gate = gate
         self._lock_lost = not self._locked
         self._guard_seen = self._guard_tripped
+        if self._gating is not None:
+            self._start_gating(self._gating)
         for sm in counters:
             sm.active(1)
         gate.active(1)
         self._counting = True
+
+    # gated counting -----------------------------------------------------------------------
+    def gate_configure(self, trigger: str, pulse_period_ns: int, trigger_width_ns: int,
+                       gate_delay_ns: int, gate_width_ns: int, gates: int) -> tuple:
+        if self._counting:
+            raise ValueError("stop counting before reconfiguring the gates")
+        if trigger not in self.trigger_sources:
+            raise ValueError("this board runs only its own trigger: an external sync needs "
+                             "an RP2350's third PIO block")
+        if gates > self.max_gates:
+            raise ValueError("this board counts one gate per pulse (time bins are not wired "
+                             "on the rp2 board)")
+        t = GateTiming(self.clock_hz, trigger, pulse_period_ns, trigger_width_ns,
+                       gate_delay_ns, gate_width_ns, gates)
+        self._gating = t
+        return t.ns()
+
+    def gate_disable(self) -> None:
+        if not self._counting:
+            self._gating = None
+
+    def _pwm_slice_base(self) -> int:
+        return _PWM_BASE + ((PIN_TRIGGER >> 1) % _PWM_SLICES) * _PWM_STRIDE
+
+    def _start_gating(self, t: GateTiming) -> None:
+        """The trigger's PWM slice (trigger off: channel A's compare 0, so only the gate
+        start runs, for the dark as for the light) and gate_window, started at START."""
+        machine.PWM(machine.Pin(PIN_TRIGGER))      # both pins to the PWM function
+        machine.PWM(machine.Pin(G.GSTART))
+        base = self._pwm_slice_base()
+        machine.mem32[base + _PWM_CSR] = 0
+        machine.mem32[base + _PWM_DIV] = t.div << 4
+        machine.mem32[base + _PWM_TOP] = t.top
+        machine.mem32[base + _PWM_CTR] = 0
+        machine.mem32[base + _PWM_CC] = t.cc_b[0] << 16
+        self._trigger = False
+        sm = rp2.StateMachine(_GATE_SM, P.gate_window, freq=self.clock_hz,
+                              in_base=machine.Pin(PIN_PHOTON),
+                              out_base=machine.Pin(PIN_GATED_PHOTON))
+        sm.active(0)
+        sm.restart()
+        sm.put(P.window_word(t.width))
+        sm.exec("pull()")
+        sm.active(1)
+        self._gate_sm = sm
+        self._pulses = pulses_in_frame(self._periods * self._start_period, t.period)
+        self._gate_delay_ns = t.ns()[2]
+        machine.mem32[base + _PWM_CSR] = _PWM_EN_B_INV
+
+    def _stop_gating(self) -> None:
+        if self._gate_sm is not None:
+            self._gate_sm.active(0)
+            self._gate_sm = None
+        machine.mem32[self._pwm_slice_base() + _PWM_CSR] = 0
+        machine.Pin(PIN_TRIGGER, machine.Pin.OUT, value=0)
+        self._trigger = False
+
+    def trigger_enable(self, on: bool) -> None:
+        t = self._gating
+        on = bool(on) and t is not None and self._gate_sm is not None \
+            and self.shutter_open() and not self._guard_tripped
+        if t is not None and self._gate_sm is not None:
+            machine.mem32[self._pwm_slice_base() + _PWM_CC] = (t.cc_b[0] << 16) | (
+                t.cc_a if on else 0)
+        self._trigger = on
+
+    def trigger_on(self) -> bool:
+        return self._trigger and not self._guard_tripped
 
     def _rx_irq_0(self, dma) -> None:
         self._frame_done[0] += 1
@@ -667,6 +757,8 @@ class Rp2Board(base.Board):
     def counter_stop(self) -> None:
         if not self._counting:
             return
+        if self._gate_sm is not None:
+            self._stop_gating()
         self._gate.active(0)
         for sm in self._counters:
             sm.active(0)
@@ -741,6 +833,12 @@ class Rp2Board(base.Board):
         self._guard_seen = self._guard_tripped
         self._lock_lost = not self._locked
         frame.ticks_us = self.ticks_us()
+        if self._gate_sm is not None:
+            # one gate; the pulses are the frame's time over the pulse period (the board
+            # does not count them: ±1 of the frame's true count)
+            frame.gate = 0
+            frame.pulses = self._pulses
+            frame.gate_delay_ns = self._gate_delay_ns
         return frame
 
     def _drop_late_frames(self) -> None:
@@ -1128,6 +1226,8 @@ class Rp2Board(base.Board):
         if is_open and self._guard_tripped:
             raise ValueError("the overload guard is tripped: clear it before opening the "
                              "shutter")
+        if not is_open and self._trigger:
+            self.trigger_enable(False)  # no pulses behind a closed shutter
         self._set_outputs(shutter=is_open)
 
     def shutter_open(self) -> bool:
@@ -1274,8 +1374,9 @@ class Rp2Board(base.Board):
 
     # shutdown ----------------------------------------------------------------------------------
     def _safe_pins(self) -> None:
-        """HV enable and shutter as plain outputs, low; the keep-alive still."""
-        for pin in (PIN_HV_EN, PIN_SHUTTER, PIN_HV_KEEPALIVE):
+        """HV enable, shutter and the excitation trigger as plain outputs, low; the
+        keep-alive still."""
+        for pin in (PIN_HV_EN, PIN_SHUTTER, PIN_HV_KEEPALIVE, PIN_TRIGGER):
             machine.Pin(pin, machine.Pin.OUT, value=0)
 
     def shutdown(self) -> None:
@@ -1285,7 +1386,7 @@ class Rp2Board(base.Board):
         board stopped (EN bit cleared, then aborted, IRQ off) and freed, so that nothing
         writes into buffers that the next program's heap will reuse. Works on a board whose
         set-up was interrupted part way; safe to call more than once."""
-        for name in ("_guard", "_gate", "_period_sm", "_stepper"):
+        for name in ("_guard", "_gate", "_period_sm", "_stepper", "_gate_sm"):
             sm = getattr(self, name, None)
             if sm is not None:
                 sm.active(0)

@@ -21,6 +21,10 @@ SHUTTER = 13        # excitation shutter (1 = open); owned by the guard, follows
 STEP = 14
 DIR = 15
 HOME = 16           # home switch to GND, closed at/below home
+TRIGGER = 18        # excitation trigger (PWM slice 1 A): TTL to an LED driver or laser
+GSTART = 19         # gate start (PWM slice 1 B, inverted; or PIO1 after an external sync)
+GATED_PHOTON = 20   # photon pulses inside the gate (PIO0 gate_window), counted in gated mode
+SYNC_IN = 21        # an external laser's sync output (rising edge = pulse)
 MAINTENANCE = 22    # strap to GND at power-up: maintenance mode (the firmware does not start)
 ADC0 = 26           # ADC0: analog PMT signal (biased transimpedance amplifier)
 ADC1 = 27           # ADC1: HV monitor, divided to 0 … 3.3 V
@@ -43,6 +47,10 @@ def table() -> tuple:
         ("step", STEP, "out", "none", "rising edge = one step"),
         ("dir", DIR, "out", "none", "high = longer wavelengths"),
         ("home", HOME, "in", "up", "low = at or below home"),
+        ("trigger", TRIGGER, "out", "ext-down", "high = excitation pulse"),
+        ("gate_start", GSTART, "out", "none", "test point: rises as the gate opens"),
+        ("gated_photon", GATED_PHOTON, "out", "none", "test point: photons inside the gate"),
+        ("sync_in", SYNC_IN, "in", "down", "rising edge = laser pulse"),
         ("maintenance", MAINTENANCE, "in", "up", "low at power-up = maintenance mode"),
         ("adc_pmt", ADC0, "analog", "none", "0 … 3.3 V, dark above 0"),
         ("adc_hv_monitor", ADC1, "analog", "none", "0 … 3.3 V"),

@@ -197,6 +197,62 @@ def stepper():  # type: ignore[no-untyped-def]
 STEPPER_CYCLES_PER_STEP = 32
 
 
+# Gated counting (pulsed excitation; firmware/board/gating.py has the timing arithmetic).
+# GSTART (the gate-start line) rises where the gate of each pulse opens: PWM channel B of the
+# trigger's slice (internal trigger) or `sync_delay` (an external laser's sync). `gate_window`
+# then copies the photon input onto the gated-photon pin for the gate's width, and the photon
+# counters count that pin instead of the photon input: no CPU work per pulse or photon.
+#
+# Instruction memory: PIO0 holds pem_gate + photon_counter (29 of 32 words), PIO1
+# period_timer + overload_guard + stepper (27): gate_window (5) fits PIO1 exactly;
+# sync_delay (6) fits neither, so an external sync needs an RP2350's PIO2.
+#
+# GSTART's pad is this many GPIOs above the photon input: `gate_window` waits on it as an
+# input relative to in_base = photon input (a literal in the program: MicroPython assembles
+# it without the module's names). rp2_pins.GSTART − rp2_pins.PHOTON must equal it.
+GSTART_ABOVE_PHOTON = 17
+# A photon whose rising edge reaches the pad in [GSTART + GATE_OPEN_LAG_CYCLES,
+# GSTART + GATE_OPEN_LAG_CYCLES + width) cycles, GSTART being the cycle its pad rises, is
+# passed (to within one 2-cycle sample at either end); the copy reaches the gated pad a fixed
+# few cycles later (2 synchroniser cycles, the `wait`, the `mov`).
+GATE_OPEN_LAG_CYCLES = 1
+# sync_delay: from the sync's rising edge at its pad to GSTART's rising edge at its pad is
+# SYNC_FIXED_CYCLES + the ISR preset.
+SYNC_FIXED_CYCLES = 6
+
+
+@rp2.asm_pio(out_init=rp2.PIO.OUT_LOW)
+def gate_window():  # type: ignore[no-untyped-def]
+    # in_base = photon input, out pin = gated photon (1 pin); GSTART is input 17 above
+    # in_base. OSR = width/2 − 1, preset by the CPU. Each pass: the gate of one pulse.
+    wrap_target()
+    wait(0, pin, 17)                # GSTART low: the pulse came (or the gate start is ahead)
+    wait(1, pin, 17)                # GSTART rises: the gate opens
+    mov(x, osr)
+    label("copy")
+    mov(pins, pins)                 # the photon input, sampled now, onto the gated pin
+    jmp(x_dec, "copy")
+    # the gate closes: no more copies. The pin keeps the last sample (a photon high there
+    # stays high until the next gate's first copy: one rising edge, counted once). Five
+    # instructions: with period_timer, overload_guard and stepper it fills PIO1's 32.
+    wrap()
+
+
+@rp2.asm_pio(set_init=rp2.PIO.OUT_LOW)
+def sync_delay():  # type: ignore[no-untyped-def]
+    # in_base = external sync input, set pin = GSTART. ISR = delay − SYNC_FIXED_CYCLES − 1
+    # (≥ 0), preset by the CPU. GSTART falls at each sync edge and rises `delay` later.
+    wrap_target()
+    wait(0, pin, 0)
+    wait(1, pin, 0)                 # the laser's sync
+    set(pins, 0)
+    mov(x, isr)
+    label("delay")
+    jmp(x_dec, "delay")
+    set(pins, 1)
+    wrap()
+
+
 # --- configuration arithmetic ----------------------------------------------------------------
 
 def is_power_of_two(n: int) -> bool:
@@ -291,6 +347,22 @@ def guard_limit(max_rate_cps: float, window_cycles: int, clock_hz: int) -> int:
         raise ValueError("max_count_rate_cps must be > 0, got %r" % max_rate_cps)
     n = int(max_rate_cps * window_cycles / clock_hz)
     return n if n > 0 else 1
+
+
+def window_word(width_cycles: int) -> int:
+    """OSR preset of `gate_window` for a gate of `width_cycles` (even, ≥ 2) cycles."""
+    if width_cycles < 2 or width_cycles % 2:
+        raise ValueError("a gate is an even number ≥ 2 of cycles, got %d" % width_cycles)
+    return width_cycles // 2 - 1
+
+
+def sync_delay_word(delay_cycles: int) -> int:
+    """ISR preset of `sync_delay` for GSTART `delay_cycles` after the sync's edge."""
+    word = delay_cycles - SYNC_FIXED_CYCLES - 1
+    if word < 0:
+        raise ValueError("after an external sync the gate opens at least %d cycles later, "
+                         "got %d" % (SYNC_FIXED_CYCLES + 1, delay_cycles))
+    return word
 
 
 def stepper_word(steps: int) -> int:

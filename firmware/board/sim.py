@@ -11,9 +11,10 @@ import time
 
 from board.base import (AdcBlock, Board as BaseBoard, CounterFrame, RESET_POWER_ON,
                         RESET_WATCHDOG, TICKS_MASK)
+from board.gating import GateTiming
 
 ENV_ADDRESS = "CPLSCOPE_SIM_LINK"
-LINK_VERSION = 2
+LINK_VERSION = 3
 
 # board → hub
 HELLO = 0x01
@@ -22,6 +23,7 @@ WAIT = 0x03
 STATE = 0x04
 COUNTER_REQ = 0x05
 ADC_REQ = 0x06
+GATED_REQ = 0x07
 # hub → board
 WELCOME = 0x81
 USB_OUT = 0x82
@@ -29,9 +31,10 @@ IN_ACK = 0x83
 TIME = 0x84
 COUNTER_DATA = 0x85
 ADC_DATA = 0x86
+GATED_DATA = 0x87
 
 STATE_FMT = "<fffiBBBBff"  # hv_volts, pem_drive, pem_hz, mech_steps, shutter, internal,
-STATE_SIZE = 28            # moving, reserved, guard rate (cps), guard ADC level
+STATE_SIZE = 28            # moving, trigger on, guard rate (cps), guard ADC level
 READBACK_FMT = "<QIBBHf"   # now_us, pem_period_ps, flags, reserved, reserved, trip_value
 READBACK_SIZE = 20
 RB_PEM_LOCKED = 1
@@ -39,6 +42,10 @@ RB_TRIP = 2
 RB_USB = 4
 RB_TRIP_ADC = 8
 COUNTER_HDR = "<IIBBH"  # periods, pem_period_ps, saturated, reserved, reserved
+GATED_HDR = "<IIBBHI"  # periods, pem_period_ps, saturated, reserved, reserved, pulses
+GATED_REQ_FMT = "<HHIIII"  # bins, flags, periods, pulse period, gate delay, gate width (ns)
+GATED_EXTERNAL = 1  # GATED_REQ flag: an external laser pulses (not the board's trigger)
+CLOCK_HZ = 125_000_000  # the clock the sim board quantises gate timing to (an RP2040's)
 ADC_HDR = "<8sHHBBH"  # t0_ticks (u64 LE), n_samples, n_edges, clipped, reserved, reserved
 WAIT_IDLE = 1  # WAIT flags: nothing to do until the host writes (the hub may hold the clock)
 WAIT_RX = 2  # waiting for the rest of a host frame: deliver host data during the wait
@@ -66,6 +73,8 @@ class Board(BaseBoard):
     counter_bins = (2, 4, 8, 16, 32, 64)  # exactly the rp2 board's set
     max_block_samples = 4096
     max_sample_rate_hz = 250_000.0  # as on the rp2 board
+    trigger_sources = ("internal", "external")  # as on the rp2 board
+    max_gates = 32
 
     @classmethod
     def from_argv(cls, argv) -> "Board":
@@ -88,7 +97,14 @@ class Board(BaseBoard):
         self._msg = bytearray(16 + 8192 + 6144 + 64)
         self._msg_mv = memoryview(self._msg)
         self._rb = bytearray(READBACK_SIZE)
-        self._req = bytearray(5 + STATE_SIZE + 8)
+        self._req = bytearray(5 + STATE_SIZE + 20)
+        self._req8 = memoryview(self._req)[:5 + STATE_SIZE + 8]
+        # GateTiming of the next counter_start, None: continuous counting
+        self._gating: "GateTiming | None" = None
+        self._gate_ns = (0, 0, 0, 0)
+        self._row_ns = [0]
+        self._gate_row = 0
+        self._trigger = False
         self._wait_msg = memoryview(self._req)[:13]
         self._rx = bytearray(32768)  # USB OUT bytes not yet read by the core
         self._rx_mv = memoryview(self._rx)
@@ -200,12 +216,13 @@ class Board(BaseBoard):
                 self._reason = "PMT rate %.3g cps > limit %.3g cps" % (value, self._guard_rate)
             self._hv = 0.0  # what the hardware guard does, here at once
             self._shutter = False
+            self._trigger = False
 
     def _state_into(self, buf, tag: int, extra: int) -> None:
         struct.pack_into("<BI", buf, 0, tag, STATE_SIZE + extra)
         struct.pack_into(STATE_FMT, buf, 5, self._hv, self._drive, self._pem_hz,
                          self._here() - self._home_at, self._shutter, self._pem_source,
-                         self.moving(), 0, self._guard_rate, self._guard_level)
+                         self.moving(), self._trigger, self._guard_rate, self._guard_level)
 
     def _send_state(self) -> None:
         self._state_into(self._req, STATE, 0)
@@ -254,17 +271,71 @@ class Board(BaseBoard):
 
     def counter_start(self) -> None:
         self._counting = True
+        self._gate_row = 0
 
     def counter_stop(self) -> None:
         self._counting = False
 
+    # gated counting ---------------------------------------------------------------------
+    def gate_configure(self, trigger: str, pulse_period_ns: int, trigger_width_ns: int,
+                       gate_delay_ns: int, gate_width_ns: int, gates: int) -> tuple:
+        if trigger not in self.trigger_sources:
+            raise ValueError("trigger must be internal or external, got %r" % trigger)
+        t = GateTiming(CLOCK_HZ, trigger, pulse_period_ns, trigger_width_ns, gate_delay_ns,
+                       gate_width_ns, gates)
+        self._gating = t
+        self._gate_ns = t.ns()
+        self._row_ns = [t.row_delay_ns(j) for j in range(gates)]
+        return self._gate_ns
+
+    def gate_disable(self) -> None:
+        self._gating = None
+
+    def trigger_enable(self, on: bool) -> None:
+        self._trigger = bool(on) and self._shutter
+        self._send_state()
+
+    def trigger_on(self) -> bool:
+        return self._trigger
+
+    def _gated_poll(self):
+        t = self._gating
+        j = self._gate_row
+        req = self._req
+        self._state_into(req, GATED_REQ, 20)
+        q = self._gate_ns
+        struct.pack_into(GATED_REQ_FMT, req, 5 + STATE_SIZE, self._bins,
+                         GATED_EXTERNAL if t.trigger == "external" else 0, self._periods,
+                         q[0], self._row_ns[j], q[3])
+        self._sock.write(req)
+        self._await(GATED_DATA)
+        f = self.cf
+        periods, pem_ps, sat, _a, _b, pulses = struct.unpack_from(GATED_HDR, self._msg,
+                                                                  READBACK_SIZE)
+        off = READBACK_SIZE + 16
+        f.counts[:] = self._msg_mv[off:off + 4 * self._bins]
+        f.periods = periods
+        f.pem_period_ps = pem_ps
+        f.bin_span = 0
+        f.saturated = bool(sat)
+        f.overload = self._tripped
+        f.pem_locked = self._pem_locked
+        f.ticks_us = self._now & TICKS_MASK
+        f.gate = j
+        f.pulses = pulses
+        f.gate_delay_ns = self._row_ns[j]
+        self._gate_row = j + 1 if j + 1 < t.gates else 0
+        return f
+
     def counter_poll(self):
         if not self._counting:
             return None
+        if self._gating is not None:
+            return self._gated_poll()
         req = self._req
         self._state_into(req, COUNTER_REQ, 8)
         struct.pack_into("<HHI", req, 5 + STATE_SIZE, self._bins, 0, self._periods)
-        self._sock.write(req)
+        self._sock.write(self._req8)
         self._await(COUNTER_DATA)
         f = self.cf
         periods, pem_ps, sat, _a, _b = struct.unpack_from(COUNTER_HDR, self._msg, READBACK_SIZE)
@@ -299,7 +370,7 @@ class Board(BaseBoard):
         req = self._req
         self._state_into(req, ADC_REQ, 8)
         struct.pack_into("<fHH", req, 5 + STATE_SIZE, self._rate, self._block, 0)
-        self._sock.write(req)
+        self._sock.write(self._req8)
         n = self._await(ADC_DATA)
         b = self.blk
         m = self._msg_mv
@@ -376,6 +447,8 @@ class Board(BaseBoard):
 
     def shutter_set(self, is_open: bool) -> None:
         self._shutter = is_open
+        if not is_open:
+            self._trigger = False  # the trigger never pulses behind a closed shutter
         self._send_state()
 
     def shutter_open(self) -> bool:

@@ -3,4 +3,5 @@
 FIRMWARE_VERSION = "0.1.0"
 PROTOCOL_VERSION = 1
 # revision 2: commands sent again with the flag RETRY are answered from a reply cache
-PROTOCOL_REVISION = 2
+# revision 3: gated counting under pulsed excitation (CONFIGURE mode "gated", GATED_COUNTS)
+PROTOCOL_REVISION = 3

@@ -6,9 +6,14 @@ from board.base import edges_per_block
 from cpl import protocol as P
 from cpl.args import CommandError, bad_state, in_range, one_of
 
-MODES = ("counting", "analog")
+MODES = ("counting", "analog", "gated")
 ADC_HEADER = 32
+GATED_HEADER = 40
 MAX_FRAMES = 1_000_000_000  # largest START frame count (a small int on a 32-bit port)
+TRIGGERS = ("internal", "external")
+GATE_KEYS = ("trigger", "pulse_period_ns", "gate_delay_ns", "gate_width_ns", "gates")
+MAX_PULSE_PERIOD_NS = 1_000_000_000  # 1 Hz
+MIN_PULSE_PERIOD_NS = 100
 
 
 class Acquisition:
@@ -20,6 +25,14 @@ class Acquisition:
         self.periods = 500
         self.sample_rate_hz = min(250000.0, float(board.max_sample_rate_hz))
         self.block_samples = 1024
+        # gated counting: the trigger, the pulse period and the gates as the board quantised
+        # them (ns), the number of gates (time bins) and the gate the next frame counts
+        self.trigger = "internal"
+        self.pulse_period_ns = 5_000_000
+        self.trigger_width_ns = 10_000
+        self.gate_delay_ns = 50_000
+        self.gate_width_ns = 2_000_000
+        self.gates = 1
         self.running = False
         self.acq_id = 0
         self.frames_sent = 0  # data frames of the current/last acquisition
@@ -36,8 +49,17 @@ class Acquisition:
             raise bad_state("CONFIGURE is not allowed while running; STOP first")
         mode = a["mode"]
         one_of("mode", mode, MODES)
+        allowed: tuple
         if mode == "counting":
             allowed = ("mode", "bins", "periods")
+        elif mode == "gated":
+            if "trigger" not in a:
+                raise CommandError(P.ST_BAD_ARGS, "mode 'gated' needs key 'trigger' (%s)"
+                                   % ", ".join(TRIGGERS))
+            one_of("trigger", a["trigger"], TRIGGERS)
+            allowed = ("mode", "bins", "periods") + GATE_KEYS
+            if a.get("trigger") == "internal":
+                allowed += ("trigger_width_ns",)
         else:
             allowed = ("mode", "sample_rate_hz", "block_samples")
         for k in a:
@@ -48,13 +70,15 @@ class Acquisition:
             if k not in a:
                 raise CommandError(P.ST_BAD_ARGS, "mode %r needs key %r" % (mode, k))
         c = dict(a)
-        if mode == "counting":
+        if mode in ("counting", "gated"):
             supported = self._board.counter_bins
             if c["bins"] not in supported:
                 raise CommandError(P.ST_OUT_OF_RANGE, "bins=%s is not supported by this board; "
                                    "use one of %s" % (c["bins"],
                                                       ", ".join(str(n) for n in supported)))
             in_range("periods", c["periods"], 1, 100000)
+            if mode == "gated":
+                self._validate_gates(c)
         else:
             in_range("sample_rate_hz", c["sample_rate_hz"], 1000.0,
                      float(self._board.max_sample_rate_hz), "Hz")
@@ -70,15 +94,53 @@ class Acquisition:
                                    % (n, c["sample_rate_hz"], size, P.MAX_PAYLOAD, pem_hz))
         return c
 
+    def _validate_gates(self, c: dict) -> None:
+        """The gated keys in range, then the board's own check; `c` gets the board's
+        quantised values."""
+        b = self._board
+        if c["trigger"] not in b.trigger_sources:
+            raise CommandError(P.ST_OUT_OF_RANGE, "trigger=%r is not supported by this board%s"
+                               % (c["trigger"], "; it supports " + ", ".join(b.trigger_sources)
+                                  if b.trigger_sources else ": it has no gated counting"))
+        in_range("gates", c["gates"], 1, b.max_gates, "time bins")
+        period = c["pulse_period_ns"]
+        in_range("pulse_period_ns", period, MIN_PULSE_PERIOD_NS, MAX_PULSE_PERIOD_NS, "ns")
+        width = c.get("trigger_width_ns", 0)
+        if c["trigger"] == "internal":
+            in_range("trigger_width_ns", width, 1, period - 1, "ns (below the pulse period)")
+        in_range("gate_delay_ns", c["gate_delay_ns"], 0, period - 1, "ns")
+        in_range("gate_width_ns", c["gate_width_ns"], 1, period, "ns")
+        end = c["gate_delay_ns"] + c["gates"] * c["gate_width_ns"]
+        if end > period:
+            raise CommandError(P.ST_OUT_OF_RANGE,
+                               "the gates end %d ns after the pulse (gate_delay_ns + gates × "
+                               "gate_width_ns), after the next pulse at %d ns; shorten them or "
+                               "lengthen pulse_period_ns" % (end, period))
+        try:
+            q = b.gate_configure(c["trigger"], period, width, c["gate_delay_ns"],
+                                 c["gate_width_ns"], c["gates"])
+        except ValueError as e:
+            raise CommandError(P.ST_OUT_OF_RANGE, "the board cannot run these gates: %s" % e)
+        c["pulse_period_ns"], w, c["gate_delay_ns"], c["gate_width_ns"] = q
+        if c["trigger"] == "internal":
+            c["trigger_width_ns"] = w
+
     @staticmethod
     def adc_payload_max(n: int, rate: float, pem_hz: float) -> int:
         return ADC_HEADER + 2 * (edges_per_block(n, rate, pem_hz) - 1) + 3 * n // 2
 
     def apply_config(self, c: dict) -> None:
         self.mode = c["mode"]
-        if self.mode == "counting":
+        if self.mode in ("counting", "gated"):
             self.bins = c["bins"]
             self.periods = c["periods"]
+            if self.mode == "gated":
+                self.trigger = c["trigger"]
+                self.pulse_period_ns = c["pulse_period_ns"]
+                self.trigger_width_ns = c.get("trigger_width_ns", 0)
+                self.gate_delay_ns = c["gate_delay_ns"]
+                self.gate_width_ns = c["gate_width_ns"]
+                self.gates = c["gates"]
         else:
             self.sample_rate_hz = c["sample_rate_hz"]
             self.block_samples = c["block_samples"]
@@ -86,6 +148,14 @@ class Acquisition:
     def config(self) -> dict:
         if self.mode == "counting":
             return {"mode": "counting", "bins": self.bins, "periods": self.periods}
+        if self.mode == "gated":
+            c = {"mode": "gated", "bins": self.bins, "periods": self.periods,
+                 "trigger": self.trigger, "pulse_period_ns": self.pulse_period_ns,
+                 "gate_delay_ns": self.gate_delay_ns, "gate_width_ns": self.gate_width_ns,
+                 "gates": self.gates}
+            if self.trigger == "internal":
+                c["trigger_width_ns"] = self.trigger_width_ns
+            return c
         return {"mode": "analog", "sample_rate_hz": self.sample_rate_hz,
                 "block_samples": self.block_samples}
 
@@ -104,9 +174,16 @@ class Acquisition:
         ADC_BLOCK), after which `done()` is True. Returns the new acq_id."""
         b = self._board
         try:
-            if self.mode == "counting":
+            if self.mode in ("counting", "gated"):
                 b.counter_configure(self.bins, self.periods)
-                self._counts_dst = self.fb.payload[20:20 + 4 * self.bins]
+                if self.mode == "gated":
+                    b.gate_configure(self.trigger, self.pulse_period_ns, self.trigger_width_ns,
+                                     self.gate_delay_ns, self.gate_width_ns, self.gates)
+                    head = GATED_HEADER
+                else:
+                    b.gate_disable()
+                    head = 20
+                self._counts_dst = self.fb.payload[head:head + 4 * self.bins]
                 b.counter_start()
             else:
                 b.adc_configure(self.sample_rate_hz, self.block_samples)
@@ -129,7 +206,7 @@ class Acquisition:
         return self.limit > 0 and self.produced >= self.limit
 
     def stop(self) -> None:
-        if self.mode == "counting":
+        if self.mode in ("counting", "gated"):
             self._board.counter_stop()
         else:
             self._board.adc_stop()
@@ -161,7 +238,7 @@ class Acquisition:
         """Turn one completed board frame into a data frame. `flags` holds the state bits
         (SHUTTER_OPEN, HV_ON, MONO_MOVING); the frame's own bits are added here. Returns
         True if the board had a frame."""
-        if self.mode == "counting":
+        if self.mode != "analog":
             f = self._board.counter_poll()
             self._count_late()
             if f is None:
@@ -170,9 +247,15 @@ class Acquisition:
             pl = self.fb.payload
             struct.pack_into("<HHIiIHH", pl, 0, self.bins, flags, f.periods, mono_position,
                              f.pem_period_ps, self.acq_id, f.bin_span)
+            if self.mode == "gated":
+                struct.pack_into("<HHIIII", pl, 20, f.gate, self.gates, f.pulses,
+                                 self.pulse_period_ns, f.gate_delay_ns, self.gate_width_ns)
+                n = GATED_HEADER + 4 * self.bins
+                ftype = P.GATED_COUNTS
+            else:
+                n = 20 + 4 * self.bins
+                ftype = P.COUNTS
             self._counts_dst[:] = f.counts
-            n = 20 + 4 * self.bins
-            ftype = P.COUNTS
             ticks = f.ticks_us
         else:
             blk = self._board.adc_poll()

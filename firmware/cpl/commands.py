@@ -41,7 +41,9 @@ class Commands:
 
     def configure(self, a: dict) -> dict:
         a = check(a, {"mode": STR, "bins": INT, "periods": INT, "sample_rate_hz": NUM,
-                      "block_samples": INT}, ("mode",))
+                      "block_samples": INT, "trigger": STR, "pulse_period_ns": INT,
+                      "trigger_width_ns": INT, "gate_delay_ns": INT, "gate_width_ns": INT,
+                      "gates": INT}, ("mode",))
         acq = self.i.acq
         c = acq.validate_config(a, self.i.pem.frequency_hz)
         acq.apply_config(c)
@@ -63,6 +65,7 @@ class Commands:
         gc.collect()
         acq_id = i.acq.start(frames)
         i.state = "running"
+        i.update_trigger()
         i.restart_loop_time()
         i.reset_frame_flags()
         if not i.board.pem_locked():
@@ -81,6 +84,7 @@ class Commands:
             i.acq.stop()
         if i.state == "running":
             i.state = "idle"
+        i.update_trigger()
         return {"frames_sent": i.acq.frames_sent}
 
     def move(self, a: dict) -> dict:
@@ -134,6 +138,7 @@ class Commands:
                             % i.fault_text)
         i.board.shutter_set(a["open"])
         i.safety.shutter_cmd = a["open"]
+        i.update_trigger()
         return {"shutter_open": i.board.shutter_open()}
 
     def status(self, a: dict) -> dict:

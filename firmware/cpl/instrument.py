@@ -153,11 +153,23 @@ class Instrument:
         """loop_max_us counts from the next pass of the main loop (START calls this)."""
         self._loop_reset = True
 
+    def update_trigger(self) -> None:
+        """The excitation trigger pulses only while a gated acquisition with the board's own
+        trigger runs, the shutter is open and there is no fault (the board also stops it by
+        itself when the shutter closes or the guard trips)."""
+        acq = self.acq
+        on = (self.state == "running" and acq.running and acq.mode == "gated"
+              and acq.trigger == "internal" and self.safety.shutter_cmd
+              and not self.safety.overload)
+        if on != self.board.trigger_on():
+            self.board.trigger_enable(on)
+
     def _end_bounded(self) -> None:
         """A bounded acquisition produced its frames: stop, report losses, then ACQ_DONE."""
         acq = self.acq
         acq.stop()
         self.state = "idle"
+        self.update_trigger()
         self.tx.event(P.EV_ACQ_DONE, P.SEV_INFO,
                       "acquisition %d ended after %d data frames (%d sent)"
                       % (acq.acq_id, acq.produced, acq.frames_sent))
@@ -168,6 +180,7 @@ class Instrument:
         self.safety.make_safe()
         self.state = "fault"
         self.fault_text = text
+        self.board.trigger_enable(False)
 
     # commands -------------------------------------------------------------------------------
     def _receive(self, now: int) -> bool:
@@ -288,7 +301,7 @@ class Instrument:
         b = self.board
         nm = self.mono.wavelength_nm()
         period = b.pem_period_ps()
-        return {
+        st = {
             "state": self.state, "mode": self.acq.mode, "bins": self.acq.bins,
             "periods": self.acq.periods, "pem_locked": b.pem_locked(),
             "pem_period_ps": period if period else None, "a0_rad": self.pem.a0_at(nm),
@@ -301,3 +314,6 @@ class Instrument:
             "uptime_us": self.clock.now_us(), "fault": self.fault_text or None,
             "loop_max_us": self.loop_max_us, "replayed": self.replay.replayed,
         }
+        if self.acq.mode == "gated" or b.trigger_on():
+            st["trigger_on"] = b.trigger_on()  # only where it can matter: gated counting
+        return st

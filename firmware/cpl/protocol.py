@@ -19,6 +19,7 @@ ADC_BLOCK = 0x02
 STATUS = 0x03
 EVENT = 0x04
 REPLY = 0x05
+GATED_COUNTS = 0x06
 COMMAND = 0x10
 
 # data frame flags

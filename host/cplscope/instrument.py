@@ -13,6 +13,7 @@ from typing import Any
 from .board.controller import AcquisitionError, Controller, OverloadError
 from .data.spectrum import Spectrum
 from .plans.calibrate import prepare as prepare_plan
+from .protocol.gating import Gating
 from .plans.point import DEFAULT_MAX_DWELL_S, PointMeasurement, measure as measure_point
 from .plans.point import measure_dark as measure_dark_plan
 from .plans.resume import resume_scan
@@ -35,13 +36,20 @@ class Instrument(Controller):
 
     def prepare(self, *, bins: int = 16, periods: int | None = None,
                 hv_volts: float = 800.0, a0_rad: float | None = None,
-                open_shutter: bool = True, mode: str = "counting") -> None:
-        """Counting (or ``mode="analog"``) mode, ready to measure: ``bins`` phase bins,
-        ``periods`` PEM periods per frame (None: 10000 counting, 5000 analog), PMT HV (V), A0
-        (rad) held constant across wavelengths, shutter open. ``a0_rad`` None: the counting
-        default (:func:`cplscope.plans.calibrate.default_retardation`), π/2 in analog mode."""
+                open_shutter: bool = True, mode: str = "counting",
+                gating: Gating | None = None) -> None:
+        """Counting (or ``mode="analog"``, or ``mode="gated"`` with a ``gating``: photon
+        counting in a gate after each excitation pulse) mode, ready to measure: ``bins``
+        phase bins, ``periods`` PEM periods per frame (None: 10000 counting and gated, 5000
+        analog), PMT HV (V), A0 (rad) held constant across wavelengths, shutter open.
+        ``a0_rad`` None: the counting default
+        (:func:`cplscope.plans.calibrate.default_retardation`), π/2 in analog mode.
+
+        Gated, e.g. ``Gating(pulse_rate_hz=200, delay_s=50e-6, width_s=2e-3)``
+        (:class:`cplscope.protocol.gating.Gating`): the board pulses its trigger output 200
+        times a second and counts the photons from 50 µs to 2.05 ms after each pulse."""
         prepare_plan(self, bins=bins, periods=periods, hv_volts=hv_volts, a0_rad=a0_rad,
-                     open_shutter=open_shutter, mode=mode)
+                     open_shutter=open_shutter, mode=mode, gating=gating)
 
     def measure(self, *, dwell_s: float | None = None, target_sigma: float | None = None,
                 max_dwell_s: float | None = None, min_dwell_s: float | None = None,

@@ -187,3 +187,22 @@ def test_cd_scan_runs_the_cd_mode_of_the_same_engine(cd, RE, tmp_path):
     assert (tmp_path / "re.csv").read_text() == (tmp_path / "base.csv").read_text()
     assert all(math.isnan(a) for a in spec.column("absorbance"))   # no baseline: A unknown
     assert np.all(np.isfinite(spec.column("delta_a")))
+
+
+def test_a_gated_cpl_scan_takes_the_gating_and_records_it(home, RE):
+    from cplscope.protocol.gating import Gating
+
+    with init_devices():
+        eu = CplScope("sim", sample="Eu-background", seed=12)
+    try:
+        docs: list = []
+        gating = Gating(pulse_rate_hz=200.0, delay_s=50e-6, width_s=2e-3)
+        spec = RE(cpl_scan(eu, 589, 591, 2, dwell_s=4, dark_dwell_s=4, gating=gating),
+                  lambda n, d: docs.append((n, d))).plan_result
+    finally:
+        eu.close()
+    validate(docs)
+    start = [d for n, d in docs if n == "start"][0]
+    assert start["plan_args"]["gating"]["pulse_rate_hz"] == 200.0
+    assert spec.metadata["settings"]["gating"]["width_s"] == pytest.approx(2e-3)
+    assert np.all(np.abs(spec.g_lum - 0.2) < 4 * spec.sigma_g), (spec.g_lum, spec.sigma_g)

@@ -321,10 +321,15 @@ def test_encoder_rejects_what_pioasm_rejects():
 
 def test_firmware_programs_assemble_and_fit_their_pio_blocks():
     pio = load_rp2_pio()
-    # PIO0: gate + two copies of the counter (one program); PIO1: period timer, guard, stepper
+    # PIO0: gate + two copies of the counter (one program); PIO1: period timer, guard,
+    # stepper and gated counting's gate_window (sync_delay needs a third block: RP2350)
     assert len(pio.pem_gate.words) + len(pio.photon_counter.words) <= 32
     assert (len(pio.period_timer.words) + len(pio.overload_guard.words)
-            + len(pio.stepper.words)) <= 32
+            + len(pio.stepper.words) + len(pio.gate_window.words)) <= 32
+    assert len(pio.sync_delay.words) > 32 - (len(pio.period_timer.words)
+                                             + len(pio.overload_guard.words)
+                                             + len(pio.stepper.words)
+                                             + len(pio.gate_window.words))
     # docs/hardware.md states the slots used
     doc = (FIRMWARE.parent / "docs" / "hardware.md").read_text()
     pio0 = len(pio.pem_gate.words) + len(pio.photon_counter.words)

@@ -132,6 +132,16 @@ def test_a_resumed_scan_drives_the_pem_as_its_archive_says_whatever_the_store_ho
             commanded = [p.settings.a0_commanded_rad for p in arc]
         assert len(commanded) == 5
         assert commanded == [commanded[0]] * 5, (home, commanded)
+    # the API refuses to go on at another A0, saying which
+    import cplscope
+
+    with Archive.open(h5) as arc:
+        cal = arc.calibration
+    with cplscope.connect("sim", seed=5) as inst:
+        inst.calibration = cal
+        inst.prepare(periods=5000, a0_rad=1.5)
+        with pytest.raises(ValueError, match="commanded A0"):
+            inst.resume(h5, output=tmp_path / "api.csv")
 
 
 def test_limits_and_monochromator_settings_are_kept_per_instrument(cli_home, capsys):

@@ -39,7 +39,8 @@ def cpl_scan(cpl: Readable, start: float, stop: float, step: float, *,
              time_budget_s: float | None = None, survey: bool | float = False,
              blank: Any = None, sample: str | None = None, output: Any = None,
              archive: Any = None, overwrite: bool = False, sinks: Sequence[Callable[[str, Any], None]] = (),
-             md: Mapping[str, Any] | None = None) -> Generator[Msg, Any, Any]:
+             md: Mapping[str, Any] | None = None,
+             gating: Any = None) -> Generator[Msg, Any, Any]:
     """A CPL scan from ``start`` to ``stop`` nm in ``step`` nm, as ``cplscope scan``.
 
     Args:
@@ -60,6 +61,9 @@ def cpl_scan(cpl: Readable, start: float, stop: float, step: float, *,
             the engine as the CLI writes them (``archive`` is the way to keep every frame).
         sinks: more engine sinks (they get the engine's own documents, frames included).
         md: metadata added to the start document.
+        gating: a :class:`~cplscope.protocol.gating.Gating`: time-gated counting under
+            pulsed excitation (as ``cplscope scan --pulse-rate --gate``), with the bins and
+            periods set on ``cpl``; None: as configured.
 
     Returns the final spectrum as the plan's result (``RE(...).plan_result`` with
     ``RunEngine(call_returns_result=True)``).
@@ -74,10 +78,16 @@ def cpl_scan(cpl: Readable, start: float, stop: float, step: float, *,
     mine: list[Any] = list(sinks)
 
     def run(inst: Any, engine_sinks: list[Sink]) -> Any:
+        if gating is not None:
+            st = inst.status()
+            inst.configure_gated(gating, bins=int(st.get("bins") or 16),
+                                 periods=int(st.get("periods") or 10000))
         return scan(inst, start, stop, step, sample=sample or _sample_name(cpl),
                     rules=inst.flag_rules(), sinks=[*mine, *engine_sinks], **kw)
 
     plan_args = {"start": start, "stop": stop, "step": step, **_jsonable(kw)}
+    if gating is not None:
+        plan_args["gating"] = gating.as_dict()
     return (yield from engine_plan(cpl, run, plan_name="cpl_scan",
                                    md={"plan_args": plan_args, **dict(md or {})}))
 

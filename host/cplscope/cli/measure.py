@@ -13,6 +13,7 @@ from .options import (
     add_check,
     check_input_file,
     detection_options,
+    gating_options,
     device_options,
     dwell_options,
     measures_dark,
@@ -32,6 +33,12 @@ def cmd_scan(args: argparse.Namespace) -> int:
     from ..util.files import DiskFullError
 
     def measure(inst, sinks, survey_callback):
+        if args.gating is not None and args.gating.gates > 1:
+            from ..data.sinks import TimeBinsSink
+
+            out = Path(args.output)
+            sinks = [*sinks, TimeBinsSink(out.with_name(out.stem + ".timebins" + out.suffix),
+                                          args.decay_components)]
         return inst.scan(args.start, args.stop, args.step, dwell_s=args.dwell,
                          target_sigma=args.target_sigma, max_dwell_s=args.max_dwell,
                          accumulations=args.accumulations, dark=measures_dark(args),
@@ -140,6 +147,7 @@ def add_parsers(sub: Any) -> None:
     dwell_options(p)
     scan_options(p)
     detection_options(p)
+    gating_options(p)
     lab_options(p)
     output_options(p, csv="spectrum.csv", archive=True, plot=True, jasco=True)
     p.set_defaults(func=cmd_scan)
@@ -149,6 +157,7 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--wavelength", type=positive(" nm"), required=True, help="nm")
     dwell_options(p)
     detection_options(p)
+    gating_options(p)
     p.add_argument("--json", action="store_true", help="also print the result as JSON")
     add_check(p, _check_point)
     p.set_defaults(func=cmd_point)
@@ -156,6 +165,7 @@ def add_parsers(sub: Any) -> None:
     p = sub.add_parser("dark", help="measure dark counts (shutter closed)")
     device_options(p)
     detection_options(p)
+    gating_options(p)
     p.add_argument("--dwell", type=positive(" s"), default=10.0, help="s (10)")
     p.set_defaults(func=cmd_dark)
 

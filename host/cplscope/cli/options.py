@@ -196,6 +196,81 @@ def detection_options(p: argparse.ArgumentParser) -> None:
     add_check(p, check_detection)
 
 
+_GATING_HELP = {
+    "--pulse-rate": "pulse the excitation at HZ (the board's trigger output, or an external "
+                    "laser with --trigger external) and count only inside the --gate after "
+                    "each pulse",
+    "--gate": "the gate after each pulse, s: e.g. 50e-6:2e-3 counts from 50 µs to 2.05 ms "
+              "(lanthanide emission without the short-lived background)",
+    "--time-bins": "cut the gate into N contiguous time bins (1 … 32): the spectrum uses the "
+                   "whole gate, and OUTPUT.timebins.csv gets g(t) and I(t) per wavelength, "
+                   "OUTPUT.timebins.decay.csv the decay fit",
+    "--decay-components": "exponential components of the decay fit with --time-bins (1)",
+    "--trigger": "internal (default): the board drives the trigger output; external: a "
+                 "laser's sync on the board's sync input, at --pulse-rate",
+    "--trigger-width": "the trigger pulse's width, s (internal trigger; default 10 µs or a "
+                       "tenth of the pulse period)",
+}
+
+
+def gating_options(p: argparse.ArgumentParser) -> None:
+    """--pulse-rate and --gate: gated counting under pulsed excitation."""
+    g = p.add_argument_group("time-gated counting (pulsed excitation)")
+    kinds: dict[str, dict[str, Any]] = {
+        "--pulse-rate": {"type": positive(" Hz"), "default": None, "metavar": "HZ"},
+        "--gate": {"default": None, "metavar": "DELAY:WIDTH"},
+        "--time-bins": {"type": int, "default": 1, "metavar": "N"},
+        "--decay-components": {"type": int, "choices": (1, 2), "default": 1},
+        "--trigger": {"choices": ("internal", "external"), "default": "internal"},
+        "--trigger-width": {"type": positive(" s"), "default": None, "metavar": "S"},
+    }
+    for flag, kw in kinds.items():
+        g.add_argument(flag, help=_GATING_HELP[flag], **kw)
+    add_check(p, check_gating)
+
+
+def check_gating(args: argparse.Namespace) -> None:
+    """The gating, checked before connecting; sets ``args.gating`` (None: continuous)."""
+    from ..protocol.gating import Gating, parse_gate
+
+    rate, gate = getattr(args, "pulse_rate", None), getattr(args, "gate", None)
+    args.gating = None
+    bins = getattr(args, "time_bins", 1)
+    if not 1 <= bins <= 32:
+        raise CliError(f"--time-bins must be 1 … 32, got {bins}")
+    if rate is None and gate is None:
+        if getattr(args, "trigger_width", None) is not None or \
+                getattr(args, "trigger", "internal") != "internal" or bins != 1:
+            raise CliError("--trigger, --trigger-width and --time-bins set up pulsed "
+                           "excitation: give --pulse-rate HZ and --gate DELAY:WIDTH too")
+        return
+    if rate is None or gate is None:
+        raise CliError("gated counting needs both --pulse-rate HZ and --gate DELAY:WIDTH "
+                       "(seconds, e.g. --pulse-rate 200 --gate 50e-6:2e-3)")
+    if getattr(args, "mode", "counting") == "analog":
+        raise CliError("--pulse-rate/--gate count photons in a gate: photon counting only, "
+                       "not --mode analog")
+    planned = [o for o, d in (("--target-sigma", "target_sigma"), ("--time-budget",
+                                                                   "time_budget"),
+                              ("--survey", "survey")) if getattr(args, d, None) is not None]
+    if bins > 1 and getattr(args, "archive", None) is not None:
+        raise CliError(f"--time-bins {bins} with --archive: the raw archive does not store "
+                       "each frame's time bin yet (a reprocessed or resumed run could not be "
+                       "fitted as it was measured); leave --archive out (the spectrum and the "
+                       "time-bin CSVs are written), or count one gate")
+    if bins > 1 and planned:
+        raise CliError(f"--time-bins {bins} with {', '.join(planned)}: time bins are measured "
+                       "with a fixed --dwell (the adaptive dwell, the survey and the time "
+                       "budget plan on frames of one gate)")
+    try:
+        delay, width = parse_gate(gate)
+        args.gating = Gating(pulse_rate_hz=float(rate), delay_s=delay, width_s=width / bins,
+                             gates=bins, trigger=args.trigger,
+                             trigger_width_s=args.trigger_width)
+    except ValueError as exc:
+        raise CliError(f"--pulse-rate {rate:g} --gate {gate}: {exc}") from None
+
+
 def check_detection(args: argparse.Namespace) -> None:
     """What analog mode cannot do, refused before connecting."""
     if getattr(args, "mode", "counting") != "analog":
@@ -525,6 +600,11 @@ def check_resume_options(args: argparse.Namespace, arc: Any) -> None:
             return not math.isclose(float(ours), float(theirs), rel_tol=1e-9, abs_tol=1e-12)
         return ours != theirs
 
+    gating = [f"--{d.replace('_', '-')}" for d in ("pulse_rate", "gate", "time_bins",
+                                                    "trigger", "trigger_width") if d in given]
+    if gating:
+        wrong.append(f"{', '.join(gating)} (the archive's gating: "
+                     f"{_shown(st.get('gating'))}; --resume takes it from the archive)")
     sample = meta.get("sample")
     known = isinstance(sample, str) and sample not in ("", "unknown")
     if known and given & {"sample", "sample_file"} and differs(str(args.sample_name),

@@ -77,3 +77,7 @@ def _settings_of_resumed_run(args: argparse.Namespace) -> None:
             setattr(args, opt, rs[key])
     if rs.get("a0_commanded_rad") is not None:
         args.retardation = None      # the calibration's scale turns it into the command
+    if rs.get("gating"):             # a gated scan goes on gated, as the board ran it
+        from ..protocol.gating import Gating
+
+        args.gating = Gating.from_config(rs["gating"])

@@ -82,9 +82,17 @@ def open_session(args: argparse.Namespace, *, ready: bool = True,
         if ready:
             from ..plans.calibrate import prepare
 
-            prepare(inst, bins=args.bins, periods=args.periods, hv_volts=args.hv,
-                    a0_rad=getattr(args, "retardation", None),
-                    mode=getattr(args, "mode", "counting"))
+            gating = getattr(args, "gating", None)
+            try:
+                prepare(inst, bins=args.bins, periods=args.periods, hv_volts=args.hv,
+                        a0_rad=getattr(args, "retardation", None),
+                        mode="gated" if gating is not None else getattr(args, "mode",
+                                                                        "counting"),
+                        gating=gating)
+            except ValueError as exc:
+                if gating is None:
+                    raise
+                raise CliError(f"--pulse-rate/--gate: {exc}") from None
     except BaseException:
         inst.close()
         raise

@@ -111,6 +111,8 @@ class PointSettings:
         index: position of the wavelength in the plan (−1: unknown, version-1 archives).
         matter_rate, plan_every: the signal that matters and the planning frames
             (:class:`~cplscope.science.pipeline.PointContext`; NaN and 0 in older archives).
+        live_fraction: gated counting's open share of the frame time (1: continuous
+            counting, and in older archives).
     """
 
     wavelength_nm: float
@@ -138,6 +140,7 @@ class PointSettings:
     index: int = -1
     matter_rate: float = math.nan
     plan_every: int = 0
+    live_fraction: float = 1.0
 
     @property
     def blank(self) -> tuple[float, float] | None:
@@ -160,7 +163,8 @@ class PointSettings:
             target_sigma=ctx.target_sigma, a0_nominal_rad=ctx.a0_nominal_rad,
             a0_commanded_rad=ctx.a0_commanded_rad, pem_drive=ctx.pem_drive,
             stopped=ctx.stopped, extra_flags=";".join(ctx.extra_flags), index=int(index),
-            matter_rate=float(ctx.matter_rate), plan_every=int(ctx.plan_every))
+            matter_rate=float(ctx.matter_rate), plan_every=int(ctx.plan_every),
+            live_fraction=float(ctx.live_fraction))
 
     def context(self) -> PointContext:
         """The point's :class:`~cplscope.science.pipeline.PointContext`."""
@@ -173,7 +177,8 @@ class PointSettings:
             a0_commanded_rad=self.a0_commanded_rad, a0_tracking=self.a0_tracking,
             pem_drive=self.pem_drive, stopped=self.stopped,
             extra_flags=tuple(f for f in self.extra_flags.split(";") if f),
-            matter_rate=float(self.matter_rate), plan_every=int(self.plan_every))
+            matter_rate=float(self.matter_rate), plan_every=int(self.plan_every),
+            live_fraction=float(self.live_fraction))
 
 
 def _text(value: str, size: int, what: str) -> str:

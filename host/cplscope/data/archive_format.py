@@ -25,6 +25,8 @@ __all__ = ["DARK", "LOST", "POINT", "START", "STOP", "FRAME_DT", "PayloadError",
            "journal_path", "pack", "unpack"]
 
 FORMAT = "cplscope-archive"
+#: (2, later: ``live_fraction``, gated counting's open share of the frame time, 1 when
+#: absent.)
 #: 2: each point stores its whole context (dark σ, nominal and commanded A0, tracking, drive,
 #: target σ, why it stopped, its plan index) and the run its blank and plan; version 1
 #: archives are still read. 3: the HDF5 file adds its NeXus entry (``/entry``,
@@ -52,7 +54,7 @@ SETTINGS_DT = np.dtype([
     ("dark_sigma_common", "?"), ("target_sigma", "<f8"), ("a0_nominal_rad", "<f8"),
     ("a0_commanded_rad", "<f8"), ("pem_drive", "<f8"), ("stopped", "S16"),
     ("extra_flags", f"S{TEXT_LEN}"), ("index", "<i4"), ("matter_rate", "<f8"),
-    ("plan_every", "<i4")])
+    ("plan_every", "<i4"), ("live_fraction", "<f8")])
 SETTINGS_FIELDS: tuple[str, ...] = tuple(SETTINGS_DT.names or ())
 TEXT_FIELDS = {"dark_source", "noise", "stopped", "extra_flags"}
 #: result fields stored as integers (every other one but ``flags`` is a float)

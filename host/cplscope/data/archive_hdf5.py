@@ -405,12 +405,16 @@ class _Builder:
         self.next_frame = start + n
 
 
+#: settings a journal written before they existed lacks
+_SETTINGS_DEFAULTS = {"live_fraction": 1.0}
+
+
 def _point_row(row: Any, meta: dict[str, Any], result_fields: list[str], first: int,
                last: int) -> None:
     s = row["settings"]
     for name in fmt.SETTINGS_FIELDS:
         value = meta["dark_sigma_common"] if name == "dark_sigma_common" else \
-            meta["settings"][name]
+            meta["settings"].get(name, _SETTINGS_DEFAULTS.get(name))
         s[name] = str(value).encode() if name in fmt.TEXT_FIELDS else value
     r = row["result"]
     for name in result_fields:

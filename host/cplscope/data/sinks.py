@@ -11,9 +11,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..util.files import write_text_atomic
 from .archive import ArchiveWriter, PointSettings, journal_path
 
-__all__ = ["ArchiveSink", "CallbackSink", "CsvSink", "ProgressSink"]
+__all__ = ["ArchiveSink", "CallbackSink", "CsvSink", "ProgressSink", "TimeBinsSink"]
 
 
 class CsvSink:
@@ -138,3 +139,50 @@ class CallbackSink:
     def __call__(self, name: str, doc: Any) -> None:
         if name == "event" and doc.measurement is not None:
             self.callback(doc.measurement, doc.index, doc.accumulation)
+
+
+class TimeBinsSink:
+    """Gated counting with several gates (time bins): after every point, g(t) and I(t) of
+    each wavelength's accumulations (``PATH``, one row per gate) and the decay fit of each
+    (``PATH`` with ``.decay`` before its suffix, one row per component), rewritten
+    atomically. Points without time bins are skipped."""
+
+    def __init__(self, path: str | os.PathLike[str], components: int = 1) -> None:
+        self.path = Path(path)
+        self.decay_path = self.path.with_name(self.path.stem + ".decay" + self.path.suffix)
+        self.components = int(components)
+        self.rows: list[str] = []
+        self.fits: list[str] = []
+
+    def __call__(self, name: str, doc: Any) -> None:
+        from ..science.frames import GatedFrameSet
+        from ..science.timebins import fit_decay, time_bins
+
+        if name != "event" or not isinstance(doc.frames, GatedFrameSet) \
+                or doc.frames.n_gates < 2:
+            return
+        frames = doc.frames.select(doc.frames.usable)
+        assert isinstance(frames, GatedFrameSet)
+        tb = time_bins(frames, doc.context)
+        wl, acc = doc.context.wavelength_nm, doc.accumulation
+        for r in tb.rows():
+            self.rows.append(f"{wl:g},{acc},{r['gate']},{r['delay_s']:.6g},{r['width_s']:.6g},"
+                             f"{r['rate_cps']:.6g},{r['sigma_rate_cps']:.4g},"
+                             f"{r['g_lum']:.6g},{r['sigma_g']:.4g},{r['flags']}")
+        try:
+            comps, chi2 = fit_decay(tb, self.components)
+            for c, f in enumerate(comps):
+                self.fits.append(f"{wl:g},{acc},{c},{f.lifetime_s:.6g},"
+                                 f"{f.sigma_lifetime_s:.4g},{f.g_lum:.6g},{f.sigma_g:.4g},"
+                                 f"{f.rate_cps:.6g},{f.sigma_rate_cps:.4g},{chi2:.4g},")
+        except ValueError as exc:
+            self.fits.append(f"{wl:g},{acc},,,,,,,,,\"{exc}\"")
+        write_text_atomic(self.path, "# g(t) and I(t) per gate: rate_cps = photons per second "
+                          "of open gate\nwavelength_nm,accumulation,gate,delay_s,width_s,"
+                          "rate_cps,sigma_rate_cps,g_lum,sigma_g,flags\n"
+                          + "\n".join(self.rows) + "\n")
+        write_text_atomic(self.decay_path, f"# decay fit, {self.components} exponential "
+                          "component(s) per point (cplscope.science.timebins.fit_decay)\n"
+                          "wavelength_nm,accumulation,component,lifetime_s,sigma_lifetime_s,"
+                          "g_lum,sigma_g,rate_cps,sigma_rate_cps,chi2_red,note\n"
+                          + "\n".join(self.fits) + "\n")

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..demod.calibrate import fit_handedness, fit_retardation_analog
+from ..protocol.gating import Gating
 from ..settings.calibration import AnalogCalibration, Blank, Calibration, load_for
 from ..util.clock import utc_now_iso
 from .point import calibrate_handedness, calibrate_retardation, measure_dark
@@ -47,8 +48,9 @@ ANALOG_FRAME_PERIODS = 5000
 
 def prepare(inst, *, bins: int = 16, periods: int | None = None, hv_volts: float = 800.0,
             a0_rad: float | None = None, open_shutter: bool = True,
-            mode: str = "counting") -> None:
-    """Put the instrument in ``mode`` (``"counting"`` or ``"analog"``), ready to measure: B
+            mode: str = "counting", gating: Gating | None = None) -> None:
+    """Put the instrument in ``mode`` (``"counting"``, ``"analog"`` or ``"gated"``: photon
+    counting in the gate(s) of ``gating`` after each excitation pulse), ready to measure: B
     bins, K periods per frame, PMT HV (V), A0 (rad) held constant across wavelengths,
     shutter open.
 
@@ -60,9 +62,16 @@ def prepare(inst, *, bins: int = 16, periods: int | None = None, hv_volts: float
     ``a0_rad``. The board's overload guard is set to the instrument's damage limit
     (:mod:`cplscope.settings.rate_limits`), and its stored monochromator settings
     (:mod:`cplscope.settings.monochromator`) are sent before it homes."""
-    if mode not in ("counting", "analog"):
-        raise ValueError(f"mode must be 'counting' or 'analog', got {mode!r}")
-    if mode == "analog":
+    if mode not in ("counting", "analog", "gated"):
+        raise ValueError(f"mode must be 'counting', 'analog' or 'gated', got {mode!r}")
+    if (mode == "gated") != (gating is not None):
+        raise ValueError("gated mode needs the gating (pulse rate and gate), and only gated "
+                         "mode takes it" if gating is None else
+                         f"a gating applies to mode 'gated', not {mode!r}")
+    if mode == "gated":
+        assert gating is not None
+        inst.configure_gated(gating, bins=bins, periods=periods or 10000)
+    elif mode == "analog":
         inst.analog_binning = (int(bins), int(periods or ANALOG_FRAME_PERIODS))
         inst.configure_analog()
     else:

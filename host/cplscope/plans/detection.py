@@ -16,7 +16,7 @@ import numpy as np
 
 from ..demod import Estimate, SampledPhases
 from ..science.analog import AnalogFrames
-from ..science.frames import FrameSet
+from ..science.frames import FrameSet, GatedFrameSet
 from ..science.pipeline import PointContext, Retardation, estimate_frames, process_point
 from ..science.results import FlagRules, PointResult
 from ..settings.calibration import Calibration
@@ -24,7 +24,7 @@ from ..settings.calibration import Calibration
 log = logging.getLogger(__name__)
 
 __all__ = ["ANALOG_MIN_FRAMES", "ANALOG_USEFUL_FRAMES", "AnalogChunks", "Analog", "Counting",
-           "detection_for"]
+           "Gated", "detection_for"]
 
 #: Fewest analog frames a point may have: σ comes from the frames' scatter with n − 1
 #: degrees of freedom, and below 3 of them Student's t has no finite variance, so σ would not
@@ -40,6 +40,7 @@ class Counting:
     """Photon counting: frames of phase-binned counts, Poisson noise."""
 
     name = "counting"
+    calibration_mode = "counting"
     min_frames = 1
     useful_frames = 1
 
@@ -59,7 +60,11 @@ class Counting:
         t = frames.frame_time_s
         d = dark.per_frame(t) if dark is not None else 0.0
         sd = dark.sigma_per_frame(t) if dark is not None else 0.0
-        return PointContext.build(wl, cal, ret, dark=d, dark_sigma=sd, **kw)
+        return PointContext.build(wl, cal, ret, dark=d, dark_sigma=sd, **kw,
+                                  **self._gate_context(frames))
+
+    def _gate_context(self, frames: FrameSet) -> dict[str, Any]:
+        return {}
 
     def estimate(self, frames: FrameSet, ctx: PointContext) -> Estimate:
         return estimate_frames(frames.counts, frames.frame_time_s, frames.span, ctx)
@@ -74,6 +79,44 @@ class Counting:
 
     def dark_per_bin(self, ctx: PointContext, frames: FrameSet) -> np.ndarray:
         return np.broadcast_to(np.asarray(ctx.dark, dtype=np.float64), (frames.n_bins,)).copy()
+
+
+class Gated(Counting):
+    """Photon counting in a gate after each excitation pulse (CONFIGURE mode "gated"): the
+    same frames, noise and fit as :class:`Counting`, rates per second of measuring (the
+    gate's losses included, so planning and the survey see how long a gated point takes),
+    and the dead-time correction at the rate inside the gate (:attr:`PointContext.live_fraction`
+    from the frames' pulses × gate width). With several gates (time bins) a point takes the
+    photons of every gate: the time-resolved analysis uses the frames' ``gate`` column."""
+
+    name = "gated"
+
+    @staticmethod
+    def _whole(frames: FrameSet) -> FrameSet:
+        """Time bins: whole turns through the gates, each as one frame of the whole gate
+        (frames of different gates differ in intensity and g: fitted as frames of one
+        model they would not fit)."""
+        return frames.rotations() if isinstance(frames, GatedFrameSet) else frames
+
+    def context(self, wl: float, cal: Calibration, ret: Retardation, dark: Any,
+                frames: FrameSet, **kw: Any) -> PointContext:
+        return super().context(wl, cal, ret, dark, self._whole(frames), **kw)
+
+    def estimate(self, frames: FrameSet, ctx: PointContext) -> Estimate:
+        return super().estimate(self._whole(frames), ctx)
+
+    def process(self, frames: FrameSet, ctx: PointContext,
+                rules: FlagRules) -> tuple[Estimate, PointResult]:
+        whole = self._whole(frames)
+        return process_point(whole.counts, whole.frame_time_s, whole.span, whole.dwell_s,
+                             ctx, frame_flags=self.frame_flags(frames), rules=rules)
+
+    def _gate_context(self, frames: FrameSet) -> dict[str, Any]:
+        share = getattr(frames, "live_fraction", math.nan)
+        if not (isinstance(share, float) and math.isfinite(share) and share > 0):
+            return {}
+        # each frame holds one gate of n: its own open share, not n gates'
+        return {"live_fraction": min(1.0, share)}
 
 
 @dataclass
@@ -134,6 +177,7 @@ class Analog:
     n_bins: int = 16
     frame_periods: int = 5000
     name: str = "analog"
+    calibration_mode: str = "analog"
     min_frames: int = ANALOG_MIN_FRAMES
     useful_frames: int = ANALOG_USEFUL_FRAMES
 
@@ -195,7 +239,10 @@ class Analog:
 def detection_for(inst: Any) -> Counting | Analog:
     """The detection the board is configured for (``inst.mode``); in analog mode with the
     instrument's host-side binning (``inst.analog_binning``: bins, PEM periods per frame)."""
-    if getattr(inst, "mode", "counting") != "analog":
+    mode = getattr(inst, "mode", "counting")
+    if mode == "gated":
+        return Gated()
+    if mode != "analog":
         return Counting()
     bins, periods = getattr(inst, "analog_binning", (16, 5000))
     return Analog(n_bins=int(bins), frame_periods=int(periods))

@@ -34,7 +34,7 @@ from .outputs import check_free_space, located_disk_full
 from .planning import BudgetPlan
 from ..science.emission import sigma_sqrt_m
 from .detection import Analog, detection_for
-from .point import DEFAULT_MAX_DWELL_S, AnalogDark, Dark, PointMeasurement, measure_dark
+from .point import check_time_bins, DEFAULT_MAX_DWELL_S, AnalogDark, Dark, PointMeasurement, measure_dark
 from .point import measure_point, reevaluate, retardation_in_force
 from .survey import Survey
 from .survey import survey as run_survey
@@ -214,7 +214,7 @@ class _Run:
     def __init__(self, inst: Any, mode: Any, settings: ScanSettings,
                  calibration: Calibration | None, sinks: list[Sink], resume: Any) -> None:
         self.inst, self.mode, self.settings, self.sinks = inst, mode, settings, sinks
-        detection = detection_for(inst).name
+        detection = detection_for(inst).calibration_mode
         self.cal = (calibration if calibration is not None else inst.calibration).for_mode(
             detection)
         self.wavelengths = settings.wavelengths_nm
@@ -244,6 +244,9 @@ class _Run:
             run_settings = {**self.settings.as_metadata(
                 self.mode, status, retardation_in_force(self.inst), self.inst.mode),
                 **(extra_settings or {})}
+            gating = getattr(self.inst, "gating", None)
+            if gating is not None:  # gated counting: the pulses and gates, as the board runs them
+                run_settings["gating"] = gating.as_dict()
             blank = getattr(self.mode, "blank", None)
             self.metadata = self.mode.metadata(run_metadata(
                 identify=self.inst.info(), calibration=self.cal, sample=sample or "unknown",
@@ -350,7 +353,7 @@ class _Run:
         """Whether the scan judges its points against a signal that matters (counting,
         CPL, a measured dark)."""
         return isinstance(dark, Dark) and getattr(self.mode, "splits", False) \
-            and self.inst.mode == "counting" and dark.frames is not None
+            and self.inst.mode in ("counting", "gated") and dark.frames is not None
 
     def matter_rate(self, dark: Any, sv: Survey | None, dark_error: bool = True
                     ) -> float | None:
@@ -574,12 +577,19 @@ def check_archive(inst: Any, archive: Any) -> None:
     if archive is not None and detection_for(inst).name == "analog":
         raise ValueError("the raw archive holds counting frames; in analog mode save the "
                          "spectrum CSV (output=, --output) and leave the archive out")
+    gating = getattr(inst, "gating", None)
+    if archive is not None and gating is not None and gating.gates > 1:
+        raise ValueError("the raw archive does not store each frame's time bin yet, so a "
+                         "reprocessed or resumed time-bin run could not be fitted as it was "
+                         "measured: leave the archive out with time bins (the spectrum and "
+                         "the time-bin CSVs are written), or count one gate")
 
 
 def _check_detection(inst: Any, settings: ScanSettings) -> None:
     """What a scan in the instrument's detection mode cannot do, refused before anything is
     measured (analog mode: docs/estimator.md, "Analog mode")."""
     det = detection_for(inst)
+    check_time_bins(inst, settings.dwell_s is None or bool(settings.surveys))
     if not isinstance(det, Analog):
         return
     if settings.surveys:

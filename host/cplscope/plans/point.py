@@ -314,9 +314,11 @@ def measure_point(inst, mode: Any, *, dwell_s: float | None = None,
     _check_dwell(dwell_s, target, max_dwell_s, prior)
     det = detection_for(inst)
     _check_dark(det, dark)
+    check_time_bins(inst, dwell_s is None or bool(planned))
     if isinstance(det, Analog) and dwell_s is not None and prior is None:
         det.check_dwell(inst, float(dwell_s), warn=False)
-    cal = (calibration if calibration is not None else inst.calibration).for_mode(det.name)
+    cal = (calibration if calibration is not None else inst.calibration).for_mode(
+        det.calibration_mode)
     wl = wavelength_nm if wavelength_nm is not None else inst.wavelength_nm
     if wl is None:
         raise ValueError("no wavelength: move_to() a wavelength first, or pass wavelength_nm")
@@ -351,6 +353,17 @@ def _check_dwell(dwell_s: float | None, target: float | None, max_dwell_s: float
         raise ValueError(f"the target σ(g) must be > 0, got {target!r}")
     if not (math.isfinite(max_dwell_s) and max_dwell_s > 0):
         raise ValueError(f"the maximum dwell must be > 0 s, got {max_dwell_s!r}")
+
+
+def check_time_bins(inst: Any, planned: bool) -> None:
+    """Time bins (several gates) are counted at a fixed dwell: the adaptive dwell, the
+    survey and the time budget decide on planning frames, which with several gates would
+    be frames of one gate or another."""
+    gating = getattr(inst, "gating", None)
+    if planned and gating is not None and gating.gates > 1:
+        raise ValueError(f"time bins ({gating.gates} gates) are measured with a fixed dwell "
+                         "(dwell_s, --dwell): the adaptive dwell, the survey and the time "
+                         "budget plan on frames of one gate; use one gate for them")
 
 
 def _check_dark(det: Any, dark: Any) -> None:

@@ -143,6 +143,19 @@ def resume_scan(inst: Any, archive: str | Path, *, output: str | Path | None = N
                              f"has {ours}: configure it as the scan was (--{option} "
                              f"{theirs}); a resumed scan never measures under other "
                              "settings than its archive's")
+    _check_gating(inst, st, archive)
+    _check_retardation(inst, st, r, archive)
+    return run_scan(inst, r.mode, r.scan_settings(), calibration=r.calibration,
+                    sample=str(r.metadata.get("sample", "")), resume=r,
+                    sinks=run_sinks(output=output, archive=archive, append=True,
+                                    overwrite=overwrite, run=r.metadata,
+                                    progress=progress, callback=callback, sinks=sinks))
+
+
+
+def _check_retardation(inst: Any, st: dict[str, Any], r: ArchivedRun,
+                       archive: str | Path) -> None:
+    """The instrument holds the A0 the archived scan commanded (rad), or ValueError."""
     theirs = st.get("a0_commanded_rad")
     ours = inst.retardation().commanded_rad
     if theirs is not None and not math.isclose(ours, float(theirs), rel_tol=1e-9):
@@ -152,8 +165,27 @@ def resume_scan(inst: Any, archive: str | Path, *, output: str | Path | None = N
                          f"archive's calibration, Instrument.prepare(a0_rad="
                          f"{float(theirs) * scale:.6g}); `cplscope scan --resume` does it); a "
                          "resumed scan never measures under other settings than its archive's")
-    return run_scan(inst, r.mode, r.scan_settings(), calibration=r.calibration,
-                    sample=str(r.metadata.get("sample", "")), resume=r,
-                    sinks=run_sinks(output=output, archive=archive, append=True,
-                                    overwrite=overwrite, run=r.metadata,
-                                    progress=progress, callback=callback, sinks=sinks))
+
+
+def _check_gating(inst: Any, st: dict[str, Any], archive: Any) -> None:
+    """A gated scan resumes only gated the same way, a continuous one only continuous."""
+    theirs = st.get("gating")
+    ours = getattr(inst, "gating", None)
+    mode = st.get("mode")
+    if mode is not None and mode != getattr(inst, "mode", "counting"):
+        raise ValueError(f"the scan in {archive} was measured in {mode} mode, the instrument "
+                         f"is in {getattr(inst, 'mode', 'counting')} mode: prepare it as the "
+                         "scan was (inst.prepare(mode=..., gating=...))")
+    if theirs is None and ours is None:
+        return
+    from ..protocol.gating import Gating
+
+    same = (theirs is not None and ours is not None
+            and all(math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-12) if isinstance(a, float)
+                    else a == b for a, b in zip(Gating.from_config(theirs).as_dict().values(),
+                                                ours.as_dict().values())))
+    if not same:
+        raise ValueError(f"the scan in {archive} was gated as {theirs}, the instrument as "
+                         f"{None if ours is None else ours.as_dict()}: prepare it with the "
+                         "archive's gating; a resumed scan never measures under other "
+                         "settings than its archive's")

@@ -6,9 +6,10 @@ from collections.abc import Callable
 from .commands import Command, Reply, decode_command, decode_reply
 from .errors import UnknownFrameType
 from .frames import BytesLike, FrameType, encode_frame, parse_frame
-from .payloads import AdcBlock, Counts, Event, Status, decode_adc_block, decode_counts, decode_event, decode_status
+from .payloads import (AdcBlock, Counts, Event, GatedCounts, Status, decode_adc_block,
+                       decode_counts, decode_event, decode_gated_counts, decode_status)
 
-Message = Counts | AdcBlock | Status | Event | Reply | Command
+Message = Counts | GatedCounts | AdcBlock | Status | Event | Reply | Command
 
 _DECODERS: dict[int, Callable[..., Message]] = {
     FrameType.COUNTS: decode_counts,
@@ -16,6 +17,7 @@ _DECODERS: dict[int, Callable[..., Message]] = {
     FrameType.STATUS: decode_status,
     FrameType.EVENT: decode_event,
     FrameType.REPLY: decode_reply,
+    FrameType.GATED_COUNTS: decode_gated_counts,
     FrameType.COMMAND: decode_command,
 }
 

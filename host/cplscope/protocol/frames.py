@@ -30,6 +30,7 @@ class FrameType(IntEnum):
     STATUS = 0x03  #: device -> host, JSON status object
     EVENT = 0x04  #: device -> host, asynchronous event
     REPLY = 0x05  #: device -> host, answer to a COMMAND
+    GATED_COUNTS = 0x06  #: device -> host, phase-binned counts of one gate (revision 3)
     COMMAND = 0x10  #: host -> device
 
 

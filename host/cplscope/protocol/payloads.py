@@ -208,6 +208,114 @@ def decode_counts(payload: bytes, *, seq: int = 0, timestamp_us: int = 0,
 
 
 # --------------------------------------------------------------------------------------------
+# GATED_COUNTS (revision 3)
+
+_GATED_HEAD = struct.Struct("<HHIiIHHHHIIII")
+#: most gates (time bins) of one gated configuration a board may count in turn
+MAX_GATES = 64
+
+
+@dataclass(slots=True, eq=False)
+class GatedCounts(Counts):
+    """One gated counting frame (type 0x06): the phase-binned counts of one gate after each
+    excitation pulse. Everything of :class:`Counts` (``counts`` are the photons inside the
+    gate), plus:
+
+    - ``gate``: its index j, 0 … ``n_gates`` − 1; gate j opens ``gate_delay_ns`` after each
+      pulse (δ + j·w) and stays open ``gate_width_ns``.
+    - ``n_gates``: the gates (time bins) of the configuration, counted one frame each in turn.
+    - ``pulses``: excitation pulses whose gate this frame counted.
+    - ``pulse_period_ns``, ``gate_delay_ns``, ``gate_width_ns``: the timing, ns.
+    """
+
+    gate: int = field(default=0, kw_only=True)
+    n_gates: int = field(default=1, kw_only=True)
+    pulses: int = field(default=0, kw_only=True)
+    pulse_period_ns: int = field(default=0, kw_only=True)
+    gate_delay_ns: int = field(default=0, kw_only=True)
+    gate_width_ns: int = field(default=0, kw_only=True)
+
+    TYPE = FrameType.GATED_COUNTS
+
+    @property
+    def live_time_s(self) -> float:
+        """How long the gate was open during the frame, pulses × width (s)."""
+        return self.pulses * self.gate_width_ns * 1e-9
+
+    @property
+    def pulse_period_s(self) -> float:
+        return self.pulse_period_ns * 1e-9
+
+    @property
+    def gate_delay_s(self) -> float:
+        return self.gate_delay_ns * 1e-9
+
+    @property
+    def gate_width_s(self) -> float:
+        return self.gate_width_ns * 1e-9
+
+    def to_payload(self) -> bytes:
+        """The GATED_COUNTS payload for these fields (see :func:`encode_gated_counts`)."""
+        if self.n_bins != len(self.counts):
+            raise ValueError(f"n_bins = {self.n_bins} but counts holds {len(self.counts)} bins")
+        return encode_gated_counts(
+            self.counts, flags=self.flags, periods=self.periods,
+            mono_position=self.mono_position, pem_period_ps=self.pem_period_ps,
+            acq_id=self.acq_id, bin_span=self.bin_span, gate=self.gate, n_gates=self.n_gates,
+            pulses=self.pulses, pulse_period_ns=self.pulse_period_ns,
+            gate_delay_ns=self.gate_delay_ns, gate_width_ns=self.gate_width_ns)
+
+
+def encode_gated_counts(counts: npt.ArrayLike, *, flags: int, periods: int, gate: int,
+                        n_gates: int, pulses: int, pulse_period_ns: int, gate_delay_ns: int,
+                        gate_width_ns: int, mono_position: int = 0, pem_period_ps: int = 0,
+                        acq_id: int = 0, bin_span: float = 1.0) -> bytes:
+    """GATED_COUNTS payload: the COUNTS header, the gate's fields and ``counts``."""
+    head = encode_counts(counts, flags=flags, periods=periods, mono_position=mono_position,
+                         pem_period_ps=pem_period_ps, acq_id=acq_id, bin_span=bin_span)
+    if not 1 <= int(n_gates) <= MAX_GATES:
+        raise ValueError(f"n_gates = {n_gates} must be 1 … {MAX_GATES}")
+    if not 0 <= int(gate) < int(n_gates):
+        raise ValueError(f"gate = {gate} must be 0 … n_gates − 1 = {int(n_gates) - 1}")
+    for name, value in (("pulses", pulses), ("pulse_period_ns", pulse_period_ns),
+                        ("gate_delay_ns", gate_delay_ns), ("gate_width_ns", gate_width_ns)):
+        check_uint(name, int(value), 32)
+    extra = struct.pack("<HHIIII", int(gate), int(n_gates), int(pulses), int(pulse_period_ns),
+                        int(gate_delay_ns), int(gate_width_ns))
+    return head[:_COUNTS_HEAD.size] + extra + head[_COUNTS_HEAD.size:]
+
+
+def decode_gated_counts(payload: bytes, *, seq: int = 0, timestamp_us: int = 0,
+                        raw: bytes | None = None) -> GatedCounts:
+    """Decode a GATED_COUNTS payload. Raises MalformedPayload unless B is 2 … 64, the length
+    is 40 + 4·B, 1 ≤ n_gates ≤ 64, gate < n_gates and the gate's width is not 0."""
+    ft = FrameType.GATED_COUNTS
+    if len(payload) < _GATED_HEAD.size:
+        raise MalformedPayload(ft, f"GATED_COUNTS payload of {len(payload)} bytes is shorter "
+                                   f"than its {_GATED_HEAD.size}-byte header")
+    (n_bins, flags, periods, mono, period_ps, acq_id, span, gate, n_gates, pulses, pulse_ns,
+     delay_ns, width_ns) = _GATED_HEAD.unpack_from(payload)
+    if not MIN_BINS <= n_bins <= MAX_BINS:
+        raise MalformedPayload(ft, f"GATED_COUNTS n_bins = {n_bins} is outside {MIN_BINS} … "
+                                   f"{MAX_BINS}")
+    expected = _GATED_HEAD.size + 4 * n_bins
+    if len(payload) != expected:
+        raise MalformedPayload(ft, f"GATED_COUNTS payload is {len(payload)} bytes but n_bins = "
+                                   f"{n_bins} requires 40 + 4·{n_bins} = {expected}")
+    if not 1 <= n_gates <= MAX_GATES or gate >= n_gates:
+        raise MalformedPayload(ft, f"GATED_COUNTS gate {gate} of n_gates = {n_gates}: needs "
+                                   f"1 ≤ n_gates ≤ {MAX_GATES} and gate < n_gates")
+    if width_ns == 0:
+        raise MalformedPayload(ft, "GATED_COUNTS gate_width_ns is 0")
+    counts = np.frombuffer(payload, _U32LE, n_bins, _GATED_HEAD.size)
+    return GatedCounts(n_bins, _flags(flags), periods, mono, period_ps, acq_id, counts,
+                       bin_span=span / BIN_SPAN_UNIT if span else 1.0, seq=seq,
+                       timestamp_us=timestamp_us, raw=raw, gate=gate, n_gates=n_gates,
+                       pulses=pulses, pulse_period_ns=pulse_ns, gate_delay_ns=delay_ns,
+                       gate_width_ns=width_ns)
+
+
+# --------------------------------------------------------------------------------------------
 # ADC_BLOCK
 
 _ADC_HEAD = struct.Struct("<QIfiHHHHI")
@@ -390,16 +498,17 @@ _STATUS_KEYS: dict[str, type | tuple[type, ...]] = {
 }
 #: keys a newer firmware sends and an older one may lack: value None when absent
 _STATUS_OPTIONAL: dict[str, type | tuple[type, ...]] = {"fault": str, "loop_max_us": int,
-                                                         "replayed": int}
+                                                         "replayed": int, "trigger_on": bool}
 _STATES = ("idle", "running", "fault")
-_MODES = ("counting", "analog")
+_MODES = ("counting", "analog", "gated")
 
 
 @dataclass(slots=True)
 class Status:
     """The device's STATUS object (type 0x03, or the result of the STATUS command).
 
-    ``state``: "idle" | "running" | "fault"; ``mode``: "counting" | "analog"; ``bins``: B;
+    ``state``: "idle" | "running" | "fault"; ``mode``: "counting" | "analog" | "gated";
+    ``bins``: B;
     ``periods``: K per frame; ``pem_locked``; ``pem_period_ps``: PEM period in ps;
     ``a0_rad``: peak retardation in rad; ``wavelength_nm``: monochromator wavelength in nm;
     ``mono_position``: steps from home; ``moving``: the monochromator is moving; ``homed``;
@@ -413,7 +522,9 @@ class Status:
     ``loop_max_us``: the longest pass of the firmware's main loop since the last START, in
     µs (None from a firmware that does not send it): frames go late when it exceeds the
     time the board's data rings hold. ``replayed``: retried commands the device answered from
-    its reply cache since boot (None from a firmware before protocol revision 2). ``extra``
+    its reply cache since boot (None from a firmware before protocol revision 2).
+    ``trigger_on``: the board's excitation trigger output is pulsing (sent in gated mode;
+    None otherwise and from a firmware before protocol revision 3). ``extra``
     holds keys that protocol version 1 does not define.
     """
 
@@ -439,6 +550,7 @@ class Status:
     fault: str | None = field(default=None, kw_only=True)
     loop_max_us: int | None = field(default=None, kw_only=True)
     replayed: int | None = field(default=None, kw_only=True)
+    trigger_on: bool | None = field(default=None, kw_only=True)
     extra: dict[str, Any] = field(default_factory=dict, kw_only=True)
     seq: int = field(default=0, kw_only=True)
     timestamp_us: int = field(default=0, kw_only=True)
@@ -463,7 +575,8 @@ class Status:
                 problems.append(f"{key!r} = {value!r} is not {_kind_name(kind)}")
         for key, kind in _STATUS_OPTIONAL.items():
             value = obj.get(key)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, kind)):
+            if value is not None and ((isinstance(value, bool) and kind is not bool)
+                                      or not isinstance(value, kind)):
                 problems.append(f"{key!r} = {value!r} is not {_kind_name(kind)} or null")
         if obj.get("state") not in _STATES and isinstance(obj.get("state"), str):
             problems.append(f"'state' = {obj['state']!r} is not one of {_STATES}")
@@ -475,12 +588,12 @@ class Status:
                  if k not in _STATUS_KEYS and k not in _STATUS_OPTIONAL}
         return cls(**{k: obj[k] for k in _STATUS_KEYS}, fault=obj.get("fault"),
                    loop_max_us=obj.get("loop_max_us"), replayed=obj.get("replayed"),
-                   extra=extra,
+                   trigger_on=obj.get("trigger_on"), extra=extra,
                    seq=seq, timestamp_us=timestamp_us, raw=raw)
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON object: the version-1 keys, ``fault``, ``loop_max_us`` and ``replayed``
-        when set, then ``extra``."""
+        """The JSON object: the version-1 keys, ``fault``, ``loop_max_us``, ``replayed`` and
+        ``trigger_on`` when set, then ``extra``."""
         d = {k: getattr(self, k) for k in _STATUS_KEYS}
         for k in _STATUS_OPTIONAL:
             if getattr(self, k) is not None:

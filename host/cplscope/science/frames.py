@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from ..protocol import Counts, usable_flags
+from ..protocol import Counts, GatedCounts, usable_flags
 
-__all__ = ["FrameSet", "RawFrames"]
+__all__ = ["FrameSet", "GatedFrameSet", "RawFrames"]
 
 _HEADER = ("seq", "timestamp_us", "flags", "periods", "pem_period_ps", "mono_position",
            "acq_id")
@@ -61,11 +61,16 @@ class FrameSet:
         """Stack decoded usable COUNTS frames (all with the same B); ``received`` lists every
         frame of the acquisition, usable or not (default: ``frames``)."""
         everything = list(received) if received is not None else list(frames)
+        if cls is FrameSet and everything and all(
+                isinstance(f, GatedCounts) for f in everything):
+            return GatedFrameSet.from_frames(frames, excluded=excluded, n_bins=n_bins,
+                                             received=received)
         if not frames:
             b = n_bins or 0
             empty = np.zeros(0, dtype=np.int64)
-            return cls(np.zeros((0, b), dtype=np.uint32), empty, empty, empty, empty, empty,
-                       empty, empty, np.zeros(0), excluded=excluded, received=everything)
+            return cls(np.zeros((0, b), dtype=np.uint32),
+                       **{name: empty for name in cls._columns()}, bin_span=np.zeros(0),
+                       excluded=excluded, received=everything, **cls._constants_of(frames))
         bins = {f.n_bins for f in frames}
         if len(bins) != 1:
             raise ValueError(f"frames with different numbers of bins {sorted(bins)} cannot be "
@@ -73,9 +78,22 @@ class FrameSet:
         col = lambda name: np.array([int(getattr(f, name)) for f in frames], dtype=np.int64)
         return cls(
             counts=np.stack([np.asarray(f.counts) for f in frames]).astype(np.uint32, copy=False),
-            **{name: col(name) for name in _HEADER},
+            **{name: col(name) for name in cls._columns()},
             bin_span=np.array([float(getattr(f, "bin_span", 1.0) or 1.0) for f in frames]),
-            excluded=excluded, received=everything)
+            excluded=excluded, received=everything, **cls._constants_of(frames))
+
+    @classmethod
+    def _columns(cls) -> tuple[str, ...]:
+        """The per-frame header columns (besides counts and bin_span)."""
+        return _HEADER
+
+    @classmethod
+    def _constants_of(cls, frames: Sequence[Counts]) -> dict[str, Any]:
+        """Fields common to all frames, from decoded frames (none for plain counting)."""
+        return {}
+
+    def _constants(self) -> dict[str, Any]:
+        return {}
 
     @classmethod
     def of(cls, frames: Any) -> FrameSet:
@@ -92,7 +110,7 @@ class FrameSet:
 
     def __post_init__(self) -> None:
         n = self.counts.shape[0]
-        for name in _HEADER:
+        for name in self._columns():
             col = np.asarray(getattr(self, name))
             if col.shape != (n,):
                 raise ValueError(f"{name} has shape {col.shape}, expected ({n},)")
@@ -143,8 +161,9 @@ class FrameSet:
 
     def select(self, mask: np.ndarray) -> FrameSet:
         """The frames where ``mask`` is True (``received`` is not carried over)."""
-        kw = {name: np.asarray(getattr(self, name))[mask] for name in ("counts",) + _HEADER}
-        return FrameSet(**kw, bin_span=self.spans[mask])
+        kw = {name: np.asarray(getattr(self, name))[mask]
+              for name in ("counts",) + self._columns()}
+        return type(self)(**kw, bin_span=self.spans[mask], **self._constants())
 
     def all_received(self) -> FrameSet:
         """Every frame the acquisition received, usable or not (``self`` when ``received``
@@ -155,20 +174,150 @@ class FrameSet:
         """A new FrameSet with ``other``'s frames appended (same B)."""
         if other.n_frames and self.n_frames and other.n_bins != self.n_bins:
             raise ValueError("cannot join frames with different numbers of bins")
+        if type(other) is not type(self) and self.n_frames and other.n_frames:
+            raise ValueError("cannot join gated and continuous counting frames: measure the "
+                             "point again in one mode")
         if not self.n_frames:
-            return FrameSet(**{**{f.name: getattr(other, f.name) for f in fields(other)},
-                               "excluded": self.excluded + other.excluded,
-                               "received": self.received + other.received})
+            return type(other)(**{**{f.name: getattr(other, f.name) for f in fields(other)},
+                                  "excluded": self.excluded + other.excluded,
+                                  "received": self.received + other.received})
         if not other.n_frames:
-            return FrameSet(**{**{f.name: getattr(self, f.name) for f in fields(self)},
-                               "excluded": self.excluded + other.excluded,
-                               "received": self.received + other.received})
+            return type(self)(**{**{f.name: getattr(self, f.name) for f in fields(self)},
+                                 "excluded": self.excluded + other.excluded,
+                                 "received": self.received + other.received})
+        self._check_joins(other)
         cat = lambda name: np.concatenate([np.asarray(getattr(self, name)),
                                            np.asarray(getattr(other, name))])
-        return FrameSet(**{name: cat(name) for name in ("counts",) + _HEADER},
-                        bin_span=np.concatenate([self.spans, other.spans]),
-                        excluded=self.excluded + other.excluded,
-                        received=self.received + other.received)
+        return type(self)(**{name: cat(name) for name in ("counts",) + self._columns()},
+                          bin_span=np.concatenate([self.spans, other.spans]),
+                          excluded=self.excluded + other.excluded,
+                          received=self.received + other.received, **self._constants())
+
+    def _check_joins(self, other: FrameSet) -> None:
+        """Raise when ``other``'s frames cannot be joined to these."""
+
+
+_GATED = ("gate", "pulses", "pulse_period_ns", "gate_delay_ns", "gate_width_ns")
+
+
+@dataclass
+class GatedFrameSet(FrameSet):
+    """GATED_COUNTS frames stacked into arrays: each frame holds the phase-binned counts of
+    one gate (time bin) after each excitation pulse (docs/protocol.md, GATED_COUNTS).
+
+    Besides :class:`FrameSet`'s columns (``counts`` are the photons inside each frame's gate;
+    ``frame_time_s`` and ``dwell_s`` are instrument time, so rates per second of measuring
+    already include what the gate throws away):
+
+    Attributes:
+        gate: (n,) the gate each frame counted, 0 … n_gates − 1.
+        pulses: (n,) excitation pulses whose gate the frame counted.
+        pulse_period_ns, gate_delay_ns, gate_width_ns: (n,) the timing of each frame's gate.
+        n_gates: the gates (time bins) of the configuration.
+    """
+
+    gate: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    pulses: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    pulse_period_ns: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    gate_delay_ns: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    gate_width_ns: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    n_gates: int = 1
+
+    @classmethod
+    def _columns(cls) -> tuple[str, ...]:
+        return _HEADER + _GATED
+
+    @classmethod
+    def _constants_of(cls, frames: Sequence[Counts]) -> dict[str, Any]:
+        gates = {int(getattr(f, "n_gates", 1)) for f in frames}
+        if len(gates) > 1:
+            raise ValueError(f"frames of configurations with {sorted(gates)} gates cannot be "
+                             "stacked")
+        return {"n_gates": gates.pop() if gates else 1}
+
+    def _constants(self) -> dict[str, Any]:
+        return {"n_gates": self.n_gates}
+
+    def _check_joins(self, other: FrameSet) -> None:
+        assert isinstance(other, GatedFrameSet)
+        if other.n_gates != self.n_gates:
+            raise ValueError(f"cannot join frames of {self.n_gates} and {other.n_gates} gates")
+
+    @property
+    def live_times_s(self) -> np.ndarray:
+        """(n,) how long each frame's gate was open: pulses × gate width, s."""
+        return self.pulses * self.gate_width_ns * 1e-9
+
+    @property
+    def live_time_s(self) -> float:
+        """Mean open time of the gate per frame, s (NaN when empty)."""
+        return float(self.live_times_s.mean()) if self.n_frames else float("nan")
+
+    @property
+    def live_fraction(self) -> float:
+        """The share of the counting time the gates were open (NaN when empty)."""
+        total = float(self.frame_times_s.sum())
+        return float(self.live_times_s.sum()) / total if total > 0 else float("nan")
+
+    def rows(self, gates: Any) -> GatedFrameSet:
+        """The frames of the gates ``gates`` (an index or a sequence of them)."""
+        wanted = np.atleast_1d(np.asarray(gates, dtype=np.int64))
+        out = self.select(np.isin(self.gate, wanted))
+        assert isinstance(out, GatedFrameSet)
+        return out
+
+    def rotations(self) -> GatedFrameSet:
+        """With several gates: each complete turn through them (frames of gates 0, 1, …,
+        n − 1 in a row, one acquisition) summed into one frame, as one gate from the first
+        gate's opening to the last one's end would have counted it in the same time (the
+        counts and the periods add up, and so do the pulses, so the open time stays pulses ×
+        gate width). Frames of an incomplete turn are left out. With one gate: ``self``."""
+        n = self.n_gates
+        if n < 2 or not self.n_frames:
+            return self
+        gate, acq = np.asarray(self.gate), np.asarray(self.acq_id)
+        starts = [i for i in range(len(gate) - n + 1)
+                  if gate[i] == 0 and np.array_equal(gate[i:i + n], np.arange(n))
+                  and np.all(acq[i:i + n] == acq[i])]
+        if not starts:
+            empty = self.select(np.zeros(self.n_frames, dtype=bool))
+            assert isinstance(empty, GatedFrameSet)
+            empty.n_gates, empty.received = 1, self.received
+            return empty
+        turns = [slice(i, i + n) for i in starts]
+        total = lambda name: np.array([np.asarray(getattr(self, name))[t].sum() for t in turns],
+                                      dtype=np.int64)
+        first = lambda name: np.array([np.asarray(getattr(self, name))[t.start] for t in turns],
+                                      dtype=np.int64)
+        last = lambda name: np.array([np.asarray(getattr(self, name))[t.stop - 1] for t in turns],
+                                     dtype=np.int64)
+        periods = total("periods")
+        pem = np.array([float(np.average(np.asarray(self.pem_period_ps)[t],
+                                         weights=np.asarray(self.periods)[t])) for t in turns])
+        flags = np.array([int(np.bitwise_or.reduce(np.asarray(self.flags)[t])) for t in turns],
+                         dtype=np.int64)
+        return GatedFrameSet(
+            counts=np.stack([self.counts[t].sum(axis=0) for t in turns]).astype(np.uint32),
+            seq=first("seq"), timestamp_us=last("timestamp_us"), flags=flags, periods=periods,
+            pem_period_ps=np.rint(pem).astype(np.int64), mono_position=first("mono_position"),
+            acq_id=first("acq_id"), bin_span=np.array([float(self.spans[t].mean())
+                                                       for t in turns]),
+            gate=np.zeros(len(turns), dtype=np.int64), pulses=total("pulses"),
+            pulse_period_ns=first("pulse_period_ns"), gate_delay_ns=first("gate_delay_ns"),
+            gate_width_ns=first("gate_width_ns"), n_gates=1, received=self.received,
+            excluded=self.excluded)
+
+    def gate_times_s(self) -> tuple[np.ndarray, np.ndarray]:
+        """(delay, width) of gates 0 … n_gates − 1 in s, from the frames (NaN for a gate
+        without a frame)."""
+        delay = np.full(self.n_gates, np.nan)
+        width = np.full(self.n_gates, np.nan)
+        for j in range(self.n_gates):
+            hit = self.gate == j
+            if np.any(hit):
+                delay[j] = float(np.mean(self.gate_delay_ns[hit])) * 1e-9
+                width[j] = float(np.mean(self.gate_width_ns[hit])) * 1e-9
+        return delay, width
 
 
 def _check_counts(counts: np.ndarray) -> None:

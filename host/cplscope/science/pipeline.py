@@ -104,6 +104,10 @@ class PointContext:
         g_gain: the detection's gain for the circular term relative to the total (the analog
             front end's |H| at the PEM frequency, from the analog calibration; 1 for photon
             counting): the fitted v, and with it g, ΔI and their σ, are divided by it.
+        live_fraction: gated counting: the share of the frame time the gate was open
+            (pulses × gate width / frame time; 1 for continuous counting). The photons of a
+            gate arrive inside it, at a rate 1/live_fraction times their average: the
+            dead-time correction and the non-linearity check use that in-gate rate.
     """
 
     wavelength_nm: float
@@ -128,6 +132,7 @@ class PointContext:
     dark_noise: float = _NAN
     dark_noise_dof: float = math.inf
     g_gain: float = 1.0
+    live_fraction: float = 1.0
 
     @classmethod
     def build(cls, wavelength_nm: float, calibration: Calibration, retardation: Retardation,
@@ -170,11 +175,13 @@ def estimate_frames(counts: np.ndarray, frame_time_s: float, bin_span: float,
             (:class:`cplscope.demod.SampledPhases`), for any sample rate.
     """
     dead = ctx.dead_time_s if ctx.noise == "poisson" else 0.0
+    # gated counting: the counts came in the gate's open time only (the in-gate rate)
+    live_s = frame_time_s * ctx.live_fraction
     planning = (planning_mask(np.shape(counts)[0], ctx.plan_every)
                 if ctx.noise == "poisson" else None)
     est = estimate(counts, ctx.a0_rad, phase_offset=ctx.phase_offset_rad, dark=ctx.dark,
                    dark_sigma=ctx.dark_sigma, dead_time=dead,
-                   frame_time=frame_time_s if dead else None,
+                   frame_time=live_s if dead else None,
                    noise=ctx.noise,  # type: ignore[arg-type]
                    bin_span=bin_span, sampled_phases=sampled_phases, shape_only=planning,
                    **({"dark_noise": ctx.dark_noise, "dark_noise_dof": ctx.dark_noise_dof}
@@ -220,7 +227,8 @@ def process_point(counts: np.ndarray, frame_time_s: float, bin_span: float, dwel
     dwell_limit = (math.isfinite(ctx.target_sigma) and not sigma_reached
                    and ctx.stopped not in ("no_emission", "hopeless", "target"))
     health = tuple(frame_health_flags(frame_flags))
-    if ctx.noise == "poisson" and peak_rate_cps(counts, frame_time_s) > rules.nonlinear_rate_cps:
+    if (ctx.noise == "poisson" and peak_rate_cps(counts, frame_time_s * ctx.live_fraction)
+            > rules.nonlinear_rate_cps):
         health += (FLAG_NONLINEAR,)
     result = point_from_estimate(est, ctx.wavelength_nm, dwell_s, handedness=ctx.handedness,
                                  dwell_limit=dwell_limit,

@@ -321,7 +321,10 @@ class Calibration:
         """The calibration a measurement in detection ``mode`` uses: for ``"analog"`` the
         analog constants (A0, φ0, handedness, g gain; no dead time) when stored, else this
         calibration itself (check ``.mode``: then the front end's lag and gain are not
-        corrected); for ``"counting"``, this one."""
+        corrected); for ``"counting"`` and ``"gated"`` (photon counting in a gate), this
+        one."""
+        if mode == "gated":
+            mode = "counting"
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         if self.mode == mode or mode == "counting" or self.analog is None:

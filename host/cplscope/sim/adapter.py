@@ -3,10 +3,13 @@ optical bench (`cplscope.sim.bench.Bench`): units, board ticks, PEM lock and the
 guard as the board's hardware would see them."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
-from .bench import ADC_FULL_SCALE, Bench, InstrumentState
-from .link import AdcAnswer, CounterAnswer, LinkState
+from typing import Sequence
+
+from .bench import ADC_FULL_SCALE, Bench, Gate, InstrumentState
+from .link import AdcAnswer, CounterAnswer, GatedAnswer, LinkState
 
 __all__ = ["BenchAdapter", "TICK_HZ", "INTERNAL_LOCK_RANGE"]
 
@@ -78,6 +81,25 @@ class BenchAdapter:
                              duration_us=round(periods * period_s * 1e6),
                              saturated=f.saturated, trip_rate_cps=trip)
 
+    def gated_frame(self, state: LinkState, bins: int, periods: int, pulse_period_ns: int,
+                    gate_delay_ns: int, gate_width_ns: int, external: bool) -> GatedAnswer:
+        """K = `periods` PEM periods of pulsed excitation into `bins` phase bins, counting
+        one gate (ns) after each pulse. The sample is excited while the shutter is open and
+        the pulses come: the board's trigger (`state.trigger_on`), or an external laser."""
+        locked = self._locked(state)
+        period_s = self._period_s(state, locked)
+        bench_state = self._bench_state(state, locked)
+        if not (external or state.trigger_on):
+            bench_state = dataclasses.replace(bench_state, shutter_open=False)
+        gate = Gate(pulse_period_ns * 1e-9, gate_delay_ns * 1e-9, gate_width_ns * 1e-9)
+        f = self.bench.gated_frame(bench_state, bins, periods, gate)
+        self.frames += 1
+        trip = f.overload_rate_cps if f.overload_rate_cps > state.guard_max_rate_cps else None
+        return GatedAnswer(counts=f.counts.tolist(), pulses=f.pulses, periods=periods,
+                           pem_period_ps=round(period_s * 1e12),
+                           duration_us=round(periods * period_s * 1e6),
+                           saturated=f.saturated, trip_rate_cps=trip)
+
     def adc_block(self, state: LinkState, sample_rate_hz: float, n_samples: int) -> AdcAnswer:
         """n 12-bit samples at `sample_rate_hz` (Hz) from `state.time_us`, with the reference
         edges in ticks after sample 0."""
@@ -104,14 +126,22 @@ class BenchAdapter:
                          clipped=top >= ADC_FULL_SCALE, trip_level=trip)
 
     # ground truth ----------------------------------------------------------------------------
-    def truth(self, wavelength_nm: float) -> dict[str, float]:
-        """The sample's g_lum, linear polarization u and emission (relative) at
-        `wavelength_nm` (nm) through the bench's bandpass; NaN where there is no emission."""
+    def truth(self, wavelength_nm: float, gate: Sequence[float] | None = None
+              ) -> dict[str, float]:
+        """The sample's g_lum, linear polarization u and emission (relative; for a
+        multi-component sample the detected rate) at `wavelength_nm` (nm) through the
+        bench's bandpass; NaN where there is no emission. `gate` = (period, delay, width)
+        in s: what a gate after each excitation pulse keeps (measurement model §11)."""
         x = float(wavelength_nm)
         if not (math.isfinite(x) and x > 0):
             raise ValueError(f"wavelength_nm must be a finite wavelength > 0 nm, got "
                              f"{wavelength_nm!r}")
-        t = self.bench.sample.truth(x, self.bench.slit_fwhm_nm)
+        if gate is not None or self.bench.sample.components:
+            state = InstrumentState(wavelength_nm=x, pem_drive=0.0, shutter_open=True,
+                                    hv_volts=self.bench.hv_nominal_volts)
+            t = self.bench.truth(state, Gate(*gate) if gate is not None else None)
+        else:
+            t = self.bench.sample.truth(x, self.bench.slit_fwhm_nm)
         return {"wavelength_nm": x, "bandpass_nm": self.bench.slit_fwhm_nm,
                 "g_lum": float(t.g_lum), "linear": float(t.linear),
                 "emission": float(t.emission)}

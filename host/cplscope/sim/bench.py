@@ -37,12 +37,15 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from .samples import CDTruth, Sample, Truth, load_sample, slit_kernel
+from .samples import (MIN_LIFETIME_S, CDTruth, Component, Sample, Truth, gate_fraction,
+                      load_sample, slit_kernel)
 
 __all__ = [
     "AdcBlock",
     "Bench",
     "CountsFrame",
+    "Gate",
+    "GatedFrame",
     "InstrumentState",
     "bialkali_qe",
     "bin_integrals",
@@ -84,6 +87,28 @@ class CountsFrame(NamedTuple):
     pem_period_s: float  #: mean PEM period over the frame, s
     saturated: bool  #: a bin counter reached 2**32 − 1
     overload_rate_cps: float  #: true pulse rate at the anode (before dead time), counts/s
+
+
+class Gate(NamedTuple):
+    """Pulsed excitation and the gate counted after each pulse (measurement model §11)."""
+
+    period_s: float  #: T_p, the time between excitation pulses, s
+    delay_s: float  #: δ, from each pulse to the gate's opening, s
+    width_s: float  #: w, how long the gate stays open, s
+
+    def check(self) -> "Gate":
+        gate_fraction(1.0, self.delay_s, self.width_s, self.period_s)  # raises if impossible
+        return self
+
+
+class GatedFrame(NamedTuple):
+    """One gated counting frame: the phase-binned counts of one gate over K PEM periods."""
+
+    counts: np.ndarray  #: uint32[B], counts per phase bin inside the gate
+    pulses: int  #: excitation pulses whose gate fell in the frame
+    pem_period_s: float  #: mean PEM period over the frame, s
+    saturated: bool  #: a bin counter reached 2**32 − 1
+    overload_rate_cps: float  #: the highest mean pulse rate at the anode, counts/s (guard)
 
 
 class AdcBlock(NamedTuple):
@@ -321,12 +346,19 @@ class Bench:
                 "R-Cs4PbBr6")
         self.sample = new
         self._lambda_cache: dict[float, tuple[float, float, float]] = {}
+        self._parts_cache: dict[float, tuple[np.ndarray, ...]] = {}
         self._frame_cache: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+        self._gate_cache: dict[tuple, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         if self.geometry == "cd":
             self._pe_per_emission = 0.0
+            self._pe_parts: list[float] = []
             self._pe_per_lamp = self._calibrate_lamp()
+        elif new.components:
+            self._pe_per_emission = 0.0
+            self._pe_parts = [self._calibrate(c) for c in new.components]
         else:
             self._pe_per_emission = self._calibrate()
+            self._pe_parts = [self._pe_per_emission]
 
     def _lamp_qe(self, lam: np.ndarray) -> np.ndarray:
         return np.asarray(self.lamp(lam), dtype=float) * np.asarray(self.qe(lam), dtype=float)
@@ -379,27 +411,46 @@ class Bench:
                                    delta_a=k * t.delta_a, linear_dichroism=k * t.linear_dichroism,
                                    g_abs=g)
 
-    def _calibrate(self) -> float:
-        """Photoelectrons/s per unit of slit-averaged emission × QE, from peak_rate_cps."""
+    def _calibrate(self, part: Component | None = None) -> float:
+        """Photoelectrons/s per unit of slit-averaged emission × QE, from peak_rate_cps (of
+        the sample, or of one of its components)."""
         s = self.sample
-        if s.peak_rate_cps == 0 or not s.has_emission:
+        emission = s.emission if part is None else part.emission
+        rate = s.peak_rate_cps if part is None else part.peak_rate_cps
+        if rate == 0 or not np.any(emission > 0):
             return 0.0
-        lit = s.wavelength_nm[s.emission > 0]
+        lit = s.wavelength_nm[emission > 0]
         pad = self.slit_fwhm_nm + 0.1
         grid = np.arange(max(lit[0] - pad, 1.0), lit[-1] + pad, 0.1)
-        best = self._peak_of(grid)
+        best = self._peak_of(grid, part)
         fine = np.linspace(max(best - 0.1, 1.0), best + 0.1, 101)
-        best = self._peak_of(fine)
-        top = float(self._emission_qe(np.array([best]))[0])
+        best = self._peak_of(fine, part)
+        top = float(self._emission_qe(np.array([best]), part)[0])
         plateau = self._counting_efficiency(self.hv_nominal_volts)
-        return s.peak_rate_cps / (top * plateau)
+        return rate / (top * plateau)
 
-    def _emission_qe(self, lam: np.ndarray) -> np.ndarray:
-        return self.sample.truth(lam, self.slit_fwhm_nm).emission * np.asarray(self.qe(lam))
+    def _slit_part(self, part: Component, lam: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(emission, g, u) of one component through the bench's slit at ``lam`` (nm)."""
+        offsets, weights = slit_kernel(self.slit_fwhm_nm)
+        lam = np.asarray(lam, dtype=float)
+        e, g, u = part.spectrum(self.sample.wavelength_nm, lam[..., None] + offsets)
+        e_slit = e @ weights
+        with np.errstate(invalid="ignore", divide="ignore"):
+            g_slit = np.where(e_slit > 0, (e * g) @ weights / e_slit, 0.0)
+            u_slit = np.where(e_slit > 0, (e * u) @ weights / e_slit, 0.0)
+        return e_slit, g_slit, u_slit
 
-    def _peak_of(self, grid: np.ndarray) -> float:
+    def _emission_qe(self, lam: np.ndarray, part: Component | None = None) -> np.ndarray:
+        if part is None:
+            e = self.sample.truth(lam, self.slit_fwhm_nm).emission
+        else:
+            e = self._slit_part(part, lam)[0]
+        return e * np.asarray(self.qe(lam))
+
+    def _peak_of(self, grid: np.ndarray, part: Component | None = None) -> float:
         chunks = np.array_split(grid, 1 + grid.size // 2000)
-        vals = np.concatenate([self._emission_qe(c) for c in chunks])
+        vals = np.concatenate([self._emission_qe(c, part) for c in chunks])
         return float(grid[int(np.argmax(vals))])
 
     # --- instrument response ------------------------------------------------------------------
@@ -408,9 +459,25 @@ class Bench:
         """A0 in rad for the state's PEM drive and wavelength: A0 = drive/(k·λ)."""
         return state.pem_drive / (self.pem_drive_per_rad_nm * state.wavelength_nm)
 
-    def truth(self, state: InstrumentState) -> Truth:
-        """Ground truth at the state's wavelength with this bench's slit (see Sample.truth)."""
-        return self.sample.truth(state.wavelength_nm, self.slit_fwhm_nm)
+    def truth(self, state: InstrumentState, gate: Gate | None = None) -> Truth:
+        """Ground truth at the state's wavelength with this bench's slit (see Sample.truth):
+        what an ideal instrument recovers under continuous excitation, or with ``gate``
+        what it recovers inside that gate. A multi-component sample's components are
+        weighted as this bench detects them (their rates through the slit × QE); its
+        ``emission`` is then the detected rate (photoelectrons/s at full efficiency; with a
+        gate, those the gate keeps), not a relative emission."""
+        if not self.sample.components and gate is None:
+            return self.sample.truth(state.wavelength_nm, self.slit_fwhm_nm)
+        lam = float(state.wavelength_nm)
+        rates, u, v, tau = self._parts_at(lam)
+        if gate is not None:
+            rates = rates * gate_fraction(tau, gate.delay_s, gate.width_s, gate.period_s)
+        total = float(rates.sum())
+        if total > 0:
+            g, lin = float(2.0 * (rates @ v) / total), float((rates @ u) / total)
+        else:
+            g = lin = math.nan
+        return Truth(lam, self.slit_fwhm_nm, total, g, lin)
 
     def _counting_efficiency(self, hv: float) -> float:
         """Fraction of photoelectron pulses above the discriminator at HV ``hv`` (V)."""
@@ -423,11 +490,37 @@ class Bench:
         """PMT gain relative to the gain at nominal HV."""
         return (hv / self.hv_nominal_volts) ** self.gain_exponent if hv > 0 else 0.0
 
+    def _parts_at(self, wavelength_nm: float) -> tuple[np.ndarray, ...]:
+        """Per component at a wavelength setting: (photoelectron rate in 1/s at full
+        excitation, u, v, lifetime s), each (C,)."""
+        hit = self._parts_cache.get(wavelength_nm)
+        if hit is None:
+            parts = self.sample.parts
+            qe = float(np.asarray(self.qe(np.array([wavelength_nm])))[0])
+            rows = []
+            for c, pe in zip(parts, self._pe_parts):
+                e, g, u = (float(x) for x in self._slit_part(c, np.array(wavelength_nm)))
+                rows.append((pe * e * qe, u, g / 2.0, c.lifetime_s))
+            arr = np.array(rows, dtype=float).reshape(len(parts), 4)
+            rates = np.where(arr[:, 0] > 0, arr[:, 0], 0.0)
+            hit = (rates, arr[:, 1], arr[:, 2], arr[:, 3])
+            if len(self._parts_cache) >= _CACHE_LIMIT:
+                self._parts_cache.clear()
+            self._parts_cache[wavelength_nm] = hit
+        return hit
+
     def _at_wavelength(self, wavelength_nm: float) -> tuple[float, float, float]:
-        """(signal photoelectron rate in 1/s at full excitation, u, v) at a wavelength setting."""
+        """(signal photoelectron rate in 1/s at full excitation, u, v) at a wavelength setting
+        (continuous excitation: a multi-component sample's components add up)."""
         hit = self._lambda_cache.get(wavelength_nm)
         if hit is None and self.geometry == "cd":
             hit = self._cd_at_wavelength(wavelength_nm)
+        if hit is None and self.sample.components:
+            rates, u, v, _ = self._parts_at(wavelength_nm)
+            total = float(rates.sum())
+            hit = ((total, float(rates @ u) / total, float(rates @ v) / total) if total > 0
+                   else (0.0, 0.0, 0.0))
+            self._lambda_cache[wavelength_nm] = hit
         if hit is None:
             t = self.sample.truth(wavelength_nm, self.slit_fwhm_nm)
             qe = float(np.asarray(self.qe(np.array([wavelength_nm])))[0])
@@ -596,6 +689,131 @@ class Bench:
         mean = mu * s
         draw = self.rng.poisson(mean)
         return np.rint(mean * (1.0 - s) + s * draw)
+
+    # --- pulsed excitation: gated counting ------------------------------------------------------
+
+    @staticmethod
+    def pulses_in(t0_s: float, duration_s: float, period_s: float) -> int:
+        """Excitation pulses in [t0, t0 + duration) of a pulse train at k·T_p (instrument
+        time 0 is a pulse: the board's trigger runs on the instrument clock)."""
+        eps = 1e-9
+        return max(0, math.ceil((t0_s + duration_s) / period_s - eps)
+                   - math.ceil(t0_s / period_s - eps))
+
+    def _per_gate(self, state: InstrumentState, n_bins: int, gate: Gate
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Cached, per pulse at unit excitation: (signal[B] counts, dark[B] counts, κ[B]).
+
+        κ_k = w·∫r_k² / (∫r_k)² over the gate: how much more the counting head loses to
+        dead time than at the gate's mean rate, r_k(t) being the rate at t after the pulse
+        while the PEM is in bin k (components decaying, dark constant): 1 for a constant
+        rate, above 1 for a decay."""
+        key = (state.wavelength_nm, state.pem_drive, state.hv_volts, state.shutter_open,
+               n_bins, gate)
+        hit = self._gate_cache.get(key)
+        if hit is not None:
+            return hit
+        self._check_state(state)
+        eff = self._counting_efficiency(state.hv_volts)
+        rates, u, v, tau = self._parts_at(state.wavelength_nm)
+        s, c = bin_integrals(n_bins, self.retardation(state), self.pem_phase_offset_rad)
+        p, d, w = gate.period_s, gate.delay_s, gate.width_s
+        on = eff if state.shutter_open else 0.0
+        # per pulse, component c has R·T_p photons; f of them fall in the gate
+        frac = gate_fraction(tau, d, w, p)
+        shape = 1.0 / n_bins + np.outer(u, c) + np.outer(v, s)          # (C, B)
+        signal = (on * rates * p * frac) @ shape                         # (B,)
+        dark_rate = eff * self.dark_rate_cps
+        dark = np.full(n_bins, dark_rate * w / n_bins)
+        # rate densities a_c(t) = A_c·e^(−t/τ_c) with ∫_0^T_p a_c = R_c·T_p
+        t = np.maximum(tau, MIN_LIFETIME_S)
+        amp = on * rates * p / t / -np.expm1(-p / t)                     # (C,)
+        m = shape * n_bins                                               # (C, B) modulation
+        i1 = t * np.exp(-d / t) * -np.expm1(-w / t)                      # ∫_gate e^(−t/τ)
+        lam = 1.0 / t[:, None] + 1.0 / t[None, :]
+        i2 = np.exp(-d * lam) * -np.expm1(-w * lam) / lam                # ∫_gate e^(−tλ)
+        first = (amp * i1) @ m + dark_rate * w                            # ∫ r_k
+        am = amp[:, None] * m                                            # (C, B)
+        second = (np.einsum("cb,ce,eb->b", am, i2, am)
+                  + 2.0 * dark_rate * ((amp * i1) @ m) + dark_rate ** 2 * w)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            kappa = np.where(first > 0, w * second / np.where(first > 0, first, 1.0) ** 2, 1.0)
+        for arr in (signal, dark, kappa):
+            arr.setflags(write=False)
+        hit = (signal, dark, kappa)
+        if len(self._gate_cache) >= _CACHE_LIMIT:
+            self._gate_cache.clear()
+        self._gate_cache[key] = hit
+        return hit
+
+    def expected_gated_counts(self, state: InstrumentState, n_bins: int, pulses: int,
+                              gate: Gate, *, dead_time: bool = True) -> np.ndarray:
+        """Expected counts per phase bin (float, no flicker, drift at ``state.time_s``) of a
+        gated frame of ``pulses`` pulses. With ``dead_time`` the counting head's expected
+        loss inside the gate, μ_k/(1 + r̄_k·τ·κ_k) with r̄_k = μ_k/t_k, t_k = pulses·w/B
+        (κ_k from :meth:`_per_gate`); without it, the true μ_k."""
+        gate = Gate(*gate).check()
+        signal, dark, kappa = self._per_gate(state, n_bins, gate)
+        mu = (signal * self._drift(state.time_s) + dark) * pulses
+        if dead_time and pulses > 0:
+            live = pulses * gate.width_s / n_bins
+            mu = mu / (1.0 + mu * (self.dead_time_s * kappa / live))
+        return mu
+
+    def gated_frame(self, state: InstrumentState, n_bins: int, periods: int,
+                    gate: Gate) -> GatedFrame:
+        """K = ``periods`` PEM periods of pulsed excitation from ``state.time_s``: the
+        photons inside ``gate`` after each pulse, phase-binned.
+
+        Each component's photons follow its exponential decay after every pulse (earlier
+        pulses included, measurement model §11): the gate keeps the fraction f of them. The
+        pulses in the frame (:meth:`pulses_in`) each contribute their whole gate; the pulse
+        phases against the PEM are taken as evenly spread (a pulse rate incommensurate with
+        the PEM), so every phase bin sees the gate's time equally, w/B per pulse. Dark counts
+        come at their rate during the gate. The counting head's dead time acts on the rate
+        inside the gate, which decays: mean μ_k/(1 + r̄_k·τ·κ_k), variance shrunk likewise
+        (as :meth:`counts_frame`)."""
+        n_bins, periods = self._check_frame_args(n_bins, periods)
+        gate = Gate(*gate).check()
+        if not math.isfinite(state.time_s):
+            raise ValueError(f"state.time_s must be a finite instrument time in s, got "
+                             f"{state.time_s!r}")
+        frame_s = periods * self.pem_period_s
+        pulses = self.pulses_in(state.time_s, frame_s, gate.period_s)
+        signal, dark, kappa = self._per_gate(state, n_bins, gate)
+        exc = self._excitation(state.time_s, frame_s)
+        mu = (signal * exc + dark) * pulses
+        if pulses:
+            live = pulses * gate.width_s / n_bins
+            s = 1.0 / (1.0 + mu * (self.dead_time_s * kappa / live))
+            mean = mu * s
+            counts = np.rint(mean * (1.0 - s) + s * self.rng.poisson(mean))
+        else:
+            counts = np.zeros(n_bins)
+        saturated = bool(counts.max() >= _U32_MAX)
+        if saturated:
+            np.minimum(counts, _U32_MAX, out=counts)
+        return GatedFrame(counts.astype(np.uint32), pulses, self.pem_period_s, saturated,
+                          self._window_rate(state, gate, exc))
+
+    #: the rp2 overload guard counts pulse edges in windows of this long (s)
+    GUARD_WINDOW_S = 200e-6
+
+    def _window_rate(self, state: InstrumentState, gate: Gate, exc: float) -> float:
+        """What the overload guard sees under pulsed excitation: the pulse edges in its
+        first window after a pulse, per second (a component's burst counted as the head
+        counts it at its peak rate, N/(1 + a(0)·τ_dead)), or the frame's mean anode rate if
+        higher."""
+        eff = self._counting_efficiency(state.hv_volts)
+        on = eff * exc if state.shutter_open else 0.0
+        rates, _, _, tau = self._parts_at(state.wavelength_nm)
+        p, win = gate.period_s, min(self.GUARD_WINDOW_S, gate.period_s)
+        t = np.maximum(tau, MIN_LIFETIME_S)
+        amp = on * rates * p / t / -np.expm1(-p / t)
+        n_win = amp * t * -np.expm1(-win / t)
+        edges = float(np.sum(n_win / (1.0 + amp * self.dead_time_s)))
+        dark = eff * self.dark_rate_cps
+        return max(edges / win + dark, on * float(rates.sum()) + dark)
 
     # --- analog mode --------------------------------------------------------------------------
 

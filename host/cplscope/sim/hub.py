@@ -478,7 +478,7 @@ def main(argv: list[str] | None = None) -> int:
         if op == "time":
             return {"time_us": hub.now_us}
         if op == "truth":
-            return adapter.truth(req["wavelength_nm"])
+            return adapter.truth(req["wavelength_nm"], req.get("gate"))
         if op == "stats":
             return {**port.stats(), "time_us": hub.now_us, "bench_frames": adapter.frames,
                     "bench_blocks": adapter.blocks,

@@ -298,10 +298,15 @@ class SimSession:
         """The instrument clock (virtual time), s."""
         return self.backend.control({"op": "time"})["time_us"] * 1e-6
 
-    def truth(self, wavelength_nm: float) -> dict[str, float]:
+    def truth(self, wavelength_nm: float,
+              gate: tuple[float, float, float] | None = None) -> dict[str, float]:
         """Ground truth of the sample at `wavelength_nm` (nm) through the bench's bandpass:
-        ``g_lum``, ``linear``, ``emission`` (relative), ``bandpass_nm``."""
-        return self.backend.control({"op": "truth", "wavelength_nm": float(wavelength_nm)})
+        ``g_lum``, ``linear``, ``emission`` (relative), ``bandpass_nm``; with ``gate`` =
+        (pulse period, delay, width) in s, what that gate after each pulse keeps."""
+        req: dict[str, Any] = {"op": "truth", "wavelength_nm": float(wavelength_nm)}
+        if gate is not None:
+            req["gate"] = [float(x) for x in gate]
+        return self.backend.control(req)
 
     def stats(self) -> dict[str, Any]:
         """Hub statistics: bus state, fault counters, frames computed, instrument time."""

@@ -19,11 +19,11 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Callable, Protocol, Sequence
 
-__all__ = ["LinkState", "CounterAnswer", "AdcAnswer", "LinkBench", "SimHub", "pack_message",
-           "ENV_ADDRESS"]
+__all__ = ["LinkState", "CounterAnswer", "GatedAnswer", "AdcAnswer", "LinkBench", "SimHub",
+           "pack_message", "ENV_ADDRESS"]
 
 ENV_ADDRESS = "CPLSCOPE_SIM_LINK"
-LINK_VERSION = 2
+LINK_VERSION = 3
 #: Instrument time a host command costs to reach an idle firmware (µs): the bulk OUT transfer
 #: and the firmware's reaction, fixed so that the wall clock never enters instrument time.
 COMMAND_LATENCY_US = 100
@@ -32,6 +32,7 @@ WAIT_RX = 2  # waiting for the rest of a host frame: deliver host data during th
 _KEEPALIVE_S = 0.5  # an idle firmware is answered (without advancing time) this often
 
 HELLO, USB_IN, WAIT, STATE, COUNTER_REQ, ADC_REQ = 0x01, 0x02, 0x03, 0x04, 0x05, 0x06
+GATED_REQ, GATED_DATA = 0x07, 0x87
 WELCOME, USB_OUT, IN_ACK, TIME, COUNTER_DATA, ADC_DATA = 0x81, 0x82, 0x83, 0x84, 0x85, 0x86
 
 _HDR = struct.Struct("<BI")
@@ -40,6 +41,9 @@ _READBACK = struct.Struct("<QIBBHf")
 _COUNTER_REQ = struct.Struct("<HHI")
 _ADC_REQ = struct.Struct("<fHH")
 _COUNTER_HDR = struct.Struct("<IIBBH")
+_GATED_REQ = struct.Struct("<HHIIII")
+_GATED_HDR = struct.Struct("<IIBBHI")
+GATED_EXTERNAL = 1
 _ADC_HDR = struct.Struct("<QHHBBH")
 RB_PEM_LOCKED, RB_TRIP, RB_USB, RB_TRIP_ADC = 1, 2, 4, 8
 MAX_MESSAGE = 1 << 20
@@ -58,7 +62,8 @@ class LinkState:
     position in steps above the home-switch edge (the bench's own calibration turns it into
     nm); wavelength_nm that conversion done by the hub; shutter_open; pem_internal (reference
     source); moving (stepper); guard_max_rate_cps counts/s; guard_max_adc_level 0…4095;
-    time_us instrument time at the start of the frame.
+    time_us instrument time at the start of the frame; trigger_on: the board's excitation
+    trigger output is pulsing.
     """
 
     hv_volts: float
@@ -72,6 +77,7 @@ class LinkState:
     guard_max_rate_cps: float
     guard_max_adc_level: float
     time_us: int
+    trigger_on: bool = False
 
 
 @dataclass
@@ -81,6 +87,21 @@ class CounterAnswer:
     (None if it did not)."""
 
     counts: Sequence[int]
+    periods: int
+    pem_period_ps: int
+    duration_us: int
+    saturated: bool = False
+    trip_rate_cps: float | None = None
+
+
+@dataclass
+class GatedAnswer:
+    """A gated counting frame: counts of B phase bins inside the gate; pulses whose gate the
+    frame counted; periods K; pem_period_ps; duration_us instrument time the frame took;
+    trip_rate_cps the rate that tripped the guard (None if it did not)."""
+
+    counts: Sequence[int]
+    pulses: int
     periods: int
     pem_period_ps: int
     duration_us: int
@@ -103,6 +124,11 @@ class AdcAnswer:
 
 class LinkBench(Protocol):
     def counter_frame(self, state: LinkState, bins: int, periods: int) -> CounterAnswer: ...
+
+    def gated_frame(self, state: LinkState, bins: int, periods: int, pulse_period_ns: int,
+                    gate_delay_ns: int, gate_width_ns: int, external: bool) -> GatedAnswer:
+        """K PEM periods of pulsed excitation: the photons of one gate after each pulse."""
+        ...
 
     def adc_block(self, state: LinkState, sample_rate_hz: float, n_samples: int) -> AdcAnswer: ...
 
@@ -412,10 +438,11 @@ class SimHub:
             self.on_link(False)
 
     def _state(self, payload: bytes) -> LinkState:
-        hv, drive, hz, steps, shutter, internal, moving, _r, rate, level = \
+        hv, drive, hz, steps, shutter, internal, moving, trigger, rate, level = \
             _STATE.unpack_from(payload, 0)
         st = LinkState(hv, drive, hz, steps, self.home_nm + steps / self.steps_per_nm,
-                       bool(shutter), bool(internal), bool(moving), rate, level, self.now_us)
+                       bool(shutter), bool(internal), bool(moving), rate, level, self.now_us,
+                       bool(trigger))
         self.last_state = st
         return st
 
@@ -469,6 +496,21 @@ class SimHub:
                     + _COUNTER_HDR.pack(a.periods, a.pem_period_ps, int(a.saturated), 0, 0)
                     + struct.pack("<%dI" % bins, *a.counts))
             self._send(pack_message(COUNTER_DATA, body))
+        elif tag == GATED_REQ:
+            st = self._state(p)
+            bins, flags, periods, period_ns, delay_ns, width_ns = _GATED_REQ.unpack_from(
+                p, _STATE.size)
+            g = self.bench.gated_frame(st, bins, periods, period_ns, delay_ns, width_ns,
+                                       bool(flags & GATED_EXTERNAL))
+            if len(g.counts) != bins:
+                raise ValueError(f"bench returned {len(g.counts)} counts for {bins} bins")
+            self.now_us += int(g.duration_us)
+            self._finish(deliver=True)
+            body = (self._readback(g.trip_rate_cps)
+                    + _GATED_HDR.pack(g.periods, g.pem_period_ps, int(g.saturated), 0, 0,
+                                      g.pulses)
+                    + struct.pack("<%dI" % bins, *g.counts))
+            self._send(pack_message(GATED_DATA, body))
         elif tag == ADC_REQ:
             st = self._state(p)
             rate, n, _r = _ADC_REQ.unpack_from(p, _STATE.size)

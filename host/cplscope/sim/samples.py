@@ -37,8 +37,10 @@ import numpy as np
 __all__ = [
     "Absorption",
     "CDTruth",
+    "Component",
     "Sample",
     "Truth",
+    "gate_fraction",
     "list_samples",
     "load_sample",
     "sample_from_file",
@@ -52,9 +54,43 @@ _GL_X, _GL_W = np.polynomial.legendre.leggauss(_SLIT_NODES)
 _REQUIRED_KEYS = ("name", "wavelength_nm")
 _EMISSION_KEYS = ("emission", "g_lum", "peak_rate_cps")
 _ABSORPTION_KEYS = ("absorbance", "delta_a", "g_abs", "linear_dichroism")
-_OPTIONAL_KEYS = ("linear", "description")
+_OPTIONAL_KEYS = ("linear", "description", "lifetime_s", "components")
 _ALL_KEYS = _REQUIRED_KEYS + _EMISSION_KEYS + _ABSORPTION_KEYS + _OPTIONAL_KEYS
+_COMPONENT_KEYS = ("emission", "g_lum", "lifetime_s", "peak_rate_cps")
+_COMPONENT_OPTIONAL = ("linear", "name")
 _LN10 = math.log(10.0)
+#: Lifetimes below this (s) are treated as this long where a finite one is needed (the
+#: counting head's view of a prompt burst); 0 in a sample file means "prompt".
+MIN_LIFETIME_S = 1e-9
+
+
+def gate_fraction(lifetime_s: float | np.ndarray, delay_s: float, width_s: float,
+                  period_s: float) -> np.ndarray | np.float64:
+    """The fraction of a component's photons that a gate [delay, delay + width] after each
+    excitation pulse keeps (measurement model §11, earlier pulses included):
+
+        f = (e^(−δ/τ) − e^(−(δ+w)/τ)) / (1 − e^(−T_p/τ))
+
+    Args:
+        lifetime_s: τ, s (scalar or array); 0 is a prompt component (scatter), whose photons
+            all arrive at t = 0: f = 1 when the gate starts at 0, else 0.
+        delay_s, width_s: the gate after each pulse, s (delay ≥ 0, width > 0,
+            delay + width ≤ period).
+        period_s: the pulse period T_p, s.
+    """
+    tau = np.asarray(lifetime_s, dtype=float)
+    d, w, p = float(delay_s), float(width_s), float(period_s)
+    if not (math.isfinite(p) and p > 0 and math.isfinite(d) and d >= 0
+            and math.isfinite(w) and w > 0 and d + w <= p * (1 + 1e-12)):
+        raise ValueError(f"a gate needs 0 ≤ delay, 0 < width and delay + width ≤ the pulse "
+                         f"period (s), got delay {delay_s!r}, width {width_s!r}, period "
+                         f"{period_s!r}")
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        safe = np.where(tau > 0, tau, 1.0)
+        f = (-np.expm1(-w / safe) * np.exp(-d / safe)) / -np.expm1(-p / safe)
+    prompt = 1.0 if d == 0 else 0.0
+    out = np.where(tau > 0, f, prompt)
+    return out if out.ndim else np.float64(out)
 
 
 @lru_cache(maxsize=64)
@@ -228,6 +264,37 @@ class Absorption:
 
 
 @dataclass(frozen=True, eq=False)
+class Component:
+    """One emitting species of a multi-component sample, on the sample's wavelength grid.
+
+    Attributes:
+        emission: (n,) relative emission ≥ 0 (any scale: ``peak_rate_cps`` sets it).
+        g_lum: (n,) its dissymmetry factor, |g_lum| ≤ 2.
+        linear: (n,) its reduced linear Stokes u, |u| ≤ 1.
+        lifetime_s: τ of its exponential decay after a pulse, s (0: prompt, e.g. scattered
+            excitation light).
+        peak_rate_cps: its time-averaged detected count rate (counts/s, before dead time, at
+            the nominal HV) at the wavelength where its slit-convolved emission × QE peaks.
+        name: a label (optional).
+    """
+
+    emission: np.ndarray
+    g_lum: np.ndarray
+    linear: np.ndarray
+    lifetime_s: float
+    peak_rate_cps: float
+    name: str = ""
+
+    def spectrum(self, grid: np.ndarray, lam: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Point values (emission, g_lum, linear) at ``lam`` (nm) on the table ``grid``."""
+        e = np.interp(lam, grid, self.emission, left=0.0, right=0.0)
+        g = np.interp(lam, grid, self.g_lum, left=0.0, right=0.0)
+        u = np.interp(lam, grid, self.linear, left=0.0, right=0.0)
+        return e, g, u
+
+
+@dataclass(frozen=True, eq=False)
 class Sample:
     """An emitter on the bench. Build one with :func:`load_sample` or :meth:`from_dict`.
 
@@ -241,6 +308,12 @@ class Sample:
         description: free text, e.g. the source of the parameters.
         assumptions: parameters that are assumed rather than taken from a measurement.
         absorption: absorbance and dichroism for the CD geometry, or None (emission only).
+        lifetime_s: τ of the emission's decay after an excitation pulse, s (0: prompt).
+        components: the emitting species of a multi-component sample (:class:`Component`),
+            each with its own spectrum, g_lum, lifetime and rate; then ``emission``,
+            ``g_lum``, ``linear`` and ``peak_rate_cps`` hold the continuous-excitation mix
+            (each component scaled to its ``peak_rate_cps`` at its own emission peak, without
+            slit or QE) and ``lifetime_s`` is NaN. Empty: one component, the sample itself.
     """
 
     name: str
@@ -252,6 +325,8 @@ class Sample:
     description: str = ""
     assumptions: tuple[str, ...] = field(default=())
     absorption: Absorption | None = None
+    lifetime_s: float = 0.0
+    components: tuple[Component, ...] = field(default=())
 
     def __post_init__(self) -> None:
         arrays = _check_spectra(
@@ -275,6 +350,13 @@ class Sample:
             )
         object.__setattr__(self, "peak_rate_cps", rate)
         object.__setattr__(self, "assumptions", tuple(self.assumptions))
+        object.__setattr__(self, "components", tuple(self.components))
+        if not self.components:
+            tau = _check_number(self.lifetime_s, "lifetime_s", f"sample {self.name!r}")
+            if tau < 0:
+                raise ValueError(f"sample {self.name!r}: key 'lifetime_s' is {tau}; expected "
+                                 "a lifetime ≥ 0 s (0: prompt)")
+            object.__setattr__(self, "lifetime_s", tau)
         if self.absorption is not None and not isinstance(self.absorption, Absorption):
             raise ValueError(f"sample {self.name!r}: absorption must be an Absorption or None, "
                              f"got {type(self.absorption).__name__}")
@@ -283,6 +365,14 @@ class Sample:
     def has_emission(self) -> bool:
         """True when the sample emits anywhere in its tabulated range."""
         return bool(np.any(self.emission > 0))
+
+    @property
+    def parts(self) -> tuple[Component, ...]:
+        """The emitting components: ``components``, or the sample itself as one component."""
+        if self.components:
+            return self.components
+        return (Component(self.emission, self.g_lum, self.linear, self.lifetime_s,
+                          self.peak_rate_cps, self.name),)
 
     @property
     def has_absorption(self) -> bool:
@@ -300,16 +390,23 @@ class Sample:
         return e, g, u
 
     def truth(self, wavelength_nm: float | Sequence[float] | np.ndarray,
-              bandpass_nm: float = 2.0) -> Truth:
+              bandpass_nm: float = 2.0, *,
+              gate: tuple[float, float, float] | None = None) -> Truth:
         """Slit-weighted ground truth at monochromator setting(s) ``wavelength_nm`` (nm).
 
         Args:
             wavelength_nm: centre wavelength(s) of the monochromator in nm (scalar or array).
             bandpass_nm: FWHM of the triangular slit function in nm (0 = ideal slit).
+            gate: (delay_s, width_s, period_s): what a gate after each excitation pulse
+                keeps (:func:`gate_fraction`, each component weighted by its fraction;
+                ``emission`` is then the gated emission per unit of time-averaged emission);
+                None: continuous excitation.
 
         Returns:
             :class:`Truth` with emission = ∫I(λ')T(λ−λ')dλ', g_lum = ∫I·g·T / ∫I·T and
-            linear = ∫I·u·T / ∫I·T (NaN where ∫I·T = 0). Scalars in, scalars out.
+            linear = ∫I·u·T / ∫I·T (NaN where ∫I·T = 0). Scalars in, scalars out. The
+            components are weighted as in ``emission`` (no QE: the bench's own
+            :meth:`cplscope.sim.bench.Bench.truth` weighs them as its detector does).
         """
         lam = np.asarray(wavelength_nm, dtype=float)
         if not np.all(np.isfinite(lam)) or np.any(lam <= 0):
@@ -317,7 +414,10 @@ class Sample:
                 f"wavelength_nm must be finite and > 0 (nm), got {wavelength_nm!r}"
             )
         offsets, weights = slit_kernel(bandpass_nm)
-        e, g, u = self.spectrum(lam[..., None] + offsets)
+        if gate is not None or self.components:
+            e, g, u = self._mixed(lam[..., None] + offsets, gate)
+        else:
+            e, g, u = self.spectrum(lam[..., None] + offsets)
         e_slit = e @ weights
         with np.errstate(invalid="ignore", divide="ignore"):
             g_slit = np.where(e_slit > 0, (e * g) @ weights / e_slit, np.nan)
@@ -326,6 +426,33 @@ class Sample:
             return Truth(float(lam), float(bandpass_nm), float(e_slit), float(g_slit),
                          float(u_slit))
         return Truth(lam, float(bandpass_nm), e_slit, g_slit, u_slit)
+
+    def _mixed(self, lam: np.ndarray, gate: tuple[float, float, float] | None
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(emission, g, u) at ``lam`` of the components, each scaled to its peak rate (the
+        sample's own emission for a single-component one) and by its gate fraction."""
+        parts = self.parts
+        scale = self._part_scales()
+        e_sum = np.zeros(np.shape(lam))
+        eg = np.zeros(np.shape(lam))
+        eu = np.zeros(np.shape(lam))
+        for c, k in zip(parts, scale):
+            f = 1.0 if gate is None else float(gate_fraction(c.lifetime_s, *gate))
+            e, g, u = c.spectrum(self.wavelength_nm, lam)
+            e = e * (k * f)
+            e_sum += e
+            eg += e * g
+            eu += e * u
+        with np.errstate(invalid="ignore", divide="ignore"):
+            g_mix = np.where(e_sum > 0, eg / np.where(e_sum > 0, e_sum, 1.0), 0.0)
+            u_mix = np.where(e_sum > 0, eu / np.where(e_sum > 0, e_sum, 1.0), 0.0)
+        return e_sum, g_mix, u_mix
+
+    def _part_scales(self) -> list[float]:
+        """Each component's emission scale in the units of ``emission`` (the mix, peak 1)."""
+        if not self.components:
+            return [1.0]
+        return _component_scales(self.components)
 
     def to_dict(self) -> dict[str, Any]:
         """The sample as a JSON-ready dict in the user-file format (one wavelength grid: when
@@ -338,10 +465,19 @@ class Sample:
             lam = np.union1d(lam, ab.wavelength_nm)
         out: dict[str, Any] = {"name": self.name, "description": self.description,
                                "wavelength_nm": lam.tolist()}
-        if self.has_emission or ab is None:
+        if self.components:
+            out["components"] = [
+                {"name": c.name, "emission": c.spectrum(self.wavelength_nm, lam)[0].tolist(),
+                 "g_lum": c.spectrum(self.wavelength_nm, lam)[1].tolist(),
+                 "linear": c.spectrum(self.wavelength_nm, lam)[2].tolist(),
+                 "lifetime_s": c.lifetime_s, "peak_rate_cps": c.peak_rate_cps}
+                for c in self.components]
+        elif self.has_emission or ab is None:
             e, g, u = self.spectrum(lam)
             out.update(emission=e.tolist(), g_lum=g.tolist(), linear=u.tolist(),
                        peak_rate_cps=self.peak_rate_cps)
+            if self.lifetime_s:
+                out["lifetime_s"] = self.lifetime_s
         if ab is not None:
             out.update(
                 absorbance=np.interp(lam, ab.wavelength_nm, ab.absorbance).tolist(),
@@ -375,9 +511,16 @@ class Sample:
                 f"{source}: unknown key(s) {', '.join(repr(k) for k in unknown)}; allowed keys "
                 f"are {', '.join(_ALL_KEYS)}"
             )
-        has_emission = any(k in data for k in _EMISSION_KEYS + ("linear",))
+        has_components = "components" in data
+        has_emission = any(k in data for k in _EMISSION_KEYS + ("linear", "lifetime_s"))
+        if has_components and has_emission:
+            extra = [k for k in _EMISSION_KEYS + ("linear", "lifetime_s") if k in data]
+            raise ValueError(
+                f"{source}: give either 'components' (each with its own "
+                f"{', '.join(_COMPONENT_KEYS)}) or the single-component keys "
+                f"({', '.join(extra)}), not both")
         has_absorption = any(k in data for k in _ABSORPTION_KEYS)
-        if not (has_emission or has_absorption):
+        if not (has_emission or has_absorption or has_components):
             raise ValueError(
                 f"{source}: no spectra: give the emission keys ({', '.join(_EMISSION_KEYS)}) "
                 "for the CPL geometry and/or 'absorbance' (with 'delta_a' or 'g_abs') for "
@@ -409,6 +552,15 @@ class Sample:
             if key in data:
                 lists[key] = _number_list(data[key], key, source)
         n = len(lists["wavelength_nm"])
+        components: tuple[Component, ...] = ()
+        if has_components:
+            raw = data["components"]
+            if not isinstance(raw, (list, tuple)) or not raw:
+                raise ValueError(f"{source}: key 'components' must be a non-empty list of "
+                                 f"objects with keys {', '.join(_COMPONENT_KEYS)}")
+            lam = _float_arrays({"wavelength_nm": lists["wavelength_nm"]}, source)
+            grid = _check_grid(lam, (), source)
+            components = tuple(_check_component(c, i, grid, source) for i, c in enumerate(raw))
         absorption = None
         if has_absorption:
             ab = {k: lists[k] for k in ("wavelength_nm",) + _ABSORPTION_KEYS if k in lists}
@@ -420,6 +572,13 @@ class Sample:
             ab = _check_absorption(ab, source=source)
             absorption = Absorption(ab["wavelength_nm"], ab["absorbance"], ab["delta_a"],
                                     ab["linear_dichroism"])
+        if components:
+            mixed = mix_components(name, lists["wavelength_nm"], components,
+                                   description=description, absorption=absorption)
+            return mixed
+        lifetime = 0.0
+        if "lifetime_s" in data:
+            lifetime = _check_number(data["lifetime_s"], "lifetime_s", source)
         if has_emission:
             if "linear" not in lists:
                 lists["linear"] = np.zeros(n)
@@ -440,7 +599,80 @@ class Sample:
             peak_rate_cps=rate,
             description=description,
             absorption=absorption,
+            lifetime_s=lifetime,
         )
+
+
+def _component_scales(components: Sequence[Component]) -> list[float]:
+    """Scale of each component's emission in a mix whose peak is 1: component c counts
+    ``peak_rate_cps`` at its own emission peak (no slit, no QE)."""
+    raw = [c.peak_rate_cps / float(c.emission.max()) if c.emission.max() > 0 else 0.0
+           for c in components]
+    total = sum(k * c.emission for k, c in zip(raw, components))
+    top = float(np.max(total)) if np.size(total) else 0.0
+    return [k / top if top > 0 else 0.0 for k in raw]
+
+
+def mix_components(name: str, wavelength_nm: Any, components: Sequence[Component], *,
+                   description: str = "", assumptions: Sequence[str] = (),
+                   absorption: Absorption | None = None) -> Sample:
+    """A multi-component :class:`Sample` on one wavelength grid: its ``emission``,
+    ``g_lum``, ``linear`` and ``peak_rate_cps`` are the continuous-excitation mix."""
+    lam = np.asarray(wavelength_nm, dtype=float)
+    comps = tuple(components)
+    if not comps:
+        raise ValueError(f"sample {name!r}: 'components' is empty; give at least one")
+    scales = _component_scales(comps)
+    e = sum(k * c.emission for k, c in zip(scales, comps))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        g = np.where(e > 0, sum(k * c.emission * c.g_lum for k, c in zip(scales, comps))
+                     / np.where(e > 0, e, 1.0), 0.0)
+        u = np.where(e > 0, sum(k * c.emission * c.linear for k, c in zip(scales, comps))
+                     / np.where(e > 0, e, 1.0), 0.0)
+    raw = [c.peak_rate_cps / float(c.emission.max()) if c.emission.max() > 0 else 0.0
+           for c in comps]
+    top = float(np.max(sum(k * c.emission for k, c in zip(raw, comps))))
+    return Sample(name, lam, np.asarray(e, dtype=float), g, u, peak_rate_cps=top,
+                  description=description, assumptions=tuple(assumptions),
+                  absorption=absorption, lifetime_s=math.nan, components=comps)
+
+
+def _check_component(data: Any, i: int, lam: np.ndarray, source: str) -> Component:
+    """One entry of a sample file's ``components``, validated on the grid ``lam``."""
+    where = f"{source}: components[{i}]"
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{where} must be an object with keys {', '.join(_COMPONENT_KEYS)}, "
+                         f"got {type(data).__name__}")
+    missing = [k for k in _COMPONENT_KEYS if k not in data]
+    if missing:
+        raise ValueError(f"{where}: missing key(s) {', '.join(repr(k) for k in missing)}; a "
+                         f"component needs {', '.join(_COMPONENT_KEYS)} (optional: "
+                         f"{', '.join(_COMPONENT_OPTIONAL)})")
+    unknown = sorted(set(data) - set(_COMPONENT_KEYS + _COMPONENT_OPTIONAL))
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {', '.join(repr(k) for k in unknown)}; "
+                         f"allowed keys are {', '.join(_COMPONENT_KEYS + _COMPONENT_OPTIONAL)}")
+    label = data.get("name", "")
+    if not isinstance(label, str):
+        raise ValueError(f"{where}: key 'name' must be a string, got {label!r}")
+    arrays = {"wavelength_nm": lam}
+    for key in ("emission", "g_lum", "linear"):
+        if key in data:
+            arrays[key] = _number_list(data[key], key, where)
+    arrays.setdefault("linear", np.zeros(lam.size))
+    checked = _check_spectra(label or f"component {i}", arrays, source=where)
+    tau = _check_number(data["lifetime_s"], "lifetime_s", where)
+    if tau < 0:
+        raise ValueError(f"{where}: key 'lifetime_s' is {tau}; expected a lifetime ≥ 0 s "
+                         "(0: prompt, e.g. scattered excitation light)")
+    rate = _check_number(data["peak_rate_cps"], "peak_rate_cps", where)
+    if rate < 0:
+        raise ValueError(f"{where}: key 'peak_rate_cps' is {rate}; expected its time-averaged "
+                         "count rate ≥ 0 in counts/s at its emission maximum")
+    for key in ("emission", "g_lum", "linear"):
+        checked[key].setflags(write=False)
+    return Component(checked["emission"], checked["g_lum"], checked["linear"], tau, rate,
+                     label)
 
 
 def _check_number(value: Any, key: str, source: str) -> float:
@@ -664,10 +896,13 @@ _CS4_CD_ASSUMED = (
 
 def _cs4pbbr6(sign: int, label: str) -> Sample:
     e, g = _bands([(438.0, 18.0, 1.0, sign * 6e-4), (504.0, 20.0, 0.03, 0.0)])
+    # the paper's mean lifetimes: R 42.10 ns, S 50.36 ns
     return Sample(f"{label}-Cs4PbBr6", _GRID, e, g, np.zeros_like(_GRID), peak_rate_cps=1.5e6,
                   description=f"{label}-Cs4PbBr6 nanocrystals, {_PAPER}",
-                  assumptions=_CS4_ASSUMED + _CS4_CD_ASSUMED + _SOLVENT_ASSUMED,
-                  absorption=_absorption(_cs4_solute_a(True), _cs4_delta_a(sign)))
+                  assumptions=_CS4_ASSUMED + _CS4_CD_ASSUMED + _SOLVENT_ASSUMED
+                  + ("one exponential decay with the paper's mean lifetime",),
+                  absorption=_absorption(_cs4_solute_a(True), _cs4_delta_a(sign)),
+                  lifetime_s=42.10e-9 if sign > 0 else 50.36e-9)
 
 
 def _dark(name: str, description: str, assumptions: tuple[str, ...] = (),
@@ -683,11 +918,13 @@ def _cspbbr3() -> Sample:
     solute = (0.5 * _gauss(lam, 485.0, 20.0) + 0.4 * _logistic((475.0 - lam) / 10.0)
               + 0.05 * (400.0 / lam) ** 4)
     return Sample("CsPbBr3", _GRID, e, g, np.zeros_like(_GRID), peak_rate_cps=1.5e6,
+                  lifetime_s=7e-9,
                   description=f"achiral CsPbBr3 nanocrystals, {_PAPER}",
                   assumptions=("Gaussian line shape, FWHM 20 nm", "peak_rate_cps = 1.5e6",
                                "absorbance: Gaussian band at 485 nm (A = 0.5, FWHM 20 nm) on a "
                                "continuum of A = 0.4 below 475 nm and 0.05·(400 nm/λ)⁴ "
-                               "scattering, in the `solvent` cell; no CD")
+                               "scattering, in the `solvent` cell; no CD",
+                               "lifetime 7 ns (one exponential)")
                   + _SOLVENT_ASSUMED,
                   absorption=_absorption(solute))
 
@@ -740,8 +977,42 @@ def _europium() -> Sample:
             "5D0→7F1 line at 595 nm: FWHM 4 nm, 30 % of the 613 nm line, g_lum = −0.8",
             "5D0→7F2 line at 613 nm: FWHM 5 nm, g_lum = +0.4",
             "other Eu lines omitted; peak_rate_cps = 5e5",
+            "lifetime 0.5 ms (one exponential)",
         ),
+        lifetime_s=0.5e-3,
     )
+
+
+#: The Eu(III)-like sample on a fluorescent background (for time-gated CPL): the europium
+#: lines' lifetime (s) and the 5D0→7F1 band's g_lum.
+EU_LIFETIME_S = 1e-3
+EU_7F1_G = 0.2
+EU_BACKGROUND_LIFETIME_S = 5e-9
+
+
+def _eu_background() -> Sample:
+    """A Eu(III) complex (1 ms) in a matrix whose short-lived fluorescence (5 ns, g = 0)
+    outshines its 5D0→7F1 band about tenfold: gating on the lifetime recovers the band's g."""
+    eu_e, eu_g = _bands([(579.5, 2.0, 0.03, 0.0), (590.5, 3.5, 0.45, EU_7F1_G),
+                         (595.5, 3.5, 0.25, EU_7F1_G), (614.0, 6.0, 1.0, -0.05),
+                         (652.0, 5.0, 0.06, 0.0), (700.0, 8.0, 0.35, 0.03)])
+    bg_e = _gauss(_GRID, 580.0, 70.0)
+    zero = np.zeros_like(_GRID)
+    return mix_components(
+        "Eu-background", _GRID,
+        (Component(eu_e, eu_g, zero, EU_LIFETIME_S, 1e5, "Eu(III)"),
+         Component(bg_e, zero, zero, EU_BACKGROUND_LIFETIME_S, 1e6, "background")),
+        description="Eu(III)-like complex (τ = 1 ms, |g_lum| = 0.2 on 5D0→7F1) on a "
+                    "short-lived achiral fluorescence background (τ = 5 ns, g = 0)",
+        assumptions=(
+            "Eu lines as Gaussians: 7F0 579.5 nm (3 %), 7F1 590.5 + 595.5 nm (45 % + 25 %, "
+            "FWHM 3.5 nm, g_lum = +0.2), 7F2 614 nm (100 %, FWHM 6 nm, g_lum = −0.05), 7F3 "
+            "652 nm (6 %), 7F4 700 nm (35 %, g_lum = +0.03); one exponential, τ = 1 ms",
+            "Eu peak_rate_cps = 1e5 (on 7F2)",
+            "background: Gaussian at 580 nm, FWHM 70 nm, g = 0, τ = 5 ns, peak_rate_cps = "
+            "1e6 (at the peak of its emission × QE): about ten times the 7F1 band near 591 nm "
+            "under continuous excitation, with the bench's bialkali QE",
+        ))
 
 
 def _polarizer(name: str, u: float, g: float, description: str) -> Sample:
@@ -766,6 +1037,7 @@ _LIBRARY: dict[str, Callable[[], Sample]] = {
         absorption=_absorption(_cs4_solute_a(False))),
     "CsPbBr3": _cspbbr3,
     "Eu(facam)3": _europium,
+    "Eu-background": _eu_background,
     "linear-polarizer-45": lambda: _polarizer(
         "linear-polarizer-45", 1.0, 0.0,
         "broadband source behind a linear polarizer at 45° (u = 1): A0/φ0 calibration"),

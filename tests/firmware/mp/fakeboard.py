@@ -1,5 +1,6 @@
 """A deterministic in-memory board for the core's unit tests (runs in MicroPython)."""
 from board.base import Board, CounterFrame, AdcBlock, TICKS_MASK, RESET_POWER_ON
+from board.gating import GateTiming
 
 
 class FakeBoard(Board):
@@ -9,6 +10,8 @@ class FakeBoard(Board):
     max_bins = 64
     max_block_samples = 4096
     max_sample_rate_hz = 250_000.0
+    trigger_sources = ("internal", "external")
+    max_gates = 32
 
     def __init__(self, home_at: int = -1234, cause: int = RESET_POWER_ON) -> None:
         self.t = 0
@@ -43,6 +46,10 @@ class FakeBoard(Board):
         self.wd_timeout = None
         self.feeds = 0
         self.waits = 0
+        self.gating = None  # GateTiming while gated counting is configured
+        self.gate_row = 0
+        self.trigger = False
+        self.trigger_calls = []  # every trigger_enable(on)
 
     def serial(self) -> str:
         return "fa4e0001"
@@ -69,6 +76,26 @@ class FakeBoard(Board):
 
     def counter_start(self) -> None:
         self.counting = True
+        self.gate_row = 0
+
+    def gate_configure(self, trigger, pulse_period_ns, trigger_width_ns, gate_delay_ns,
+                       gate_width_ns, gates):
+        t = GateTiming(self.tick_hz, trigger, pulse_period_ns, trigger_width_ns,
+                       gate_delay_ns, gate_width_ns, gates)
+        self.gating = t
+        self.pulse_ns = t.ns()[0]
+        self.row_ns = [t.row_delay_ns(j) for j in range(gates)]
+        return t.ns()
+
+    def gate_disable(self) -> None:
+        self.gating = None
+
+    def trigger_enable(self, on: bool) -> None:
+        self.trigger_calls.append(bool(on))
+        self.trigger = bool(on) and self.shutter and not self.tripped
+
+    def trigger_on(self) -> bool:
+        return self.trigger
 
     def counter_stop(self) -> None:
         self.counting = False
@@ -87,6 +114,13 @@ class FakeBoard(Board):
         f.overload = self.tripped
         f.saturated = False
         f.ticks_us = self.t & TICKS_MASK
+        t = self.gating
+        if t is not None:  # gate j of each pulse in the frame's time (50 kHz PEM: 20 µs)
+            j = self.gate_row
+            f.gate = j
+            f.pulses = self.periods * 20_000 // self.pulse_ns
+            f.gate_delay_ns = self.row_ns[j]
+            self.gate_row = (j + 1) % t.gates
         return f
 
     def data_lost(self) -> int:
@@ -162,6 +196,8 @@ class FakeBoard(Board):
 
     def shutter_set(self, is_open: bool) -> None:
         self.shutter = is_open
+        if not is_open:
+            self.trigger = False
 
     def shutter_open(self) -> bool:
         return self.shutter
@@ -184,6 +220,7 @@ class FakeBoard(Board):
         self.reason = reason
         self.hv = 0.0
         self.shutter = False
+        self.trigger = False
 
     # USB
     def usb_read_into(self, buf) -> int:

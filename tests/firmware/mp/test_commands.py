@@ -27,7 +27,7 @@ def test_identify():
     inst, b = make()
     r = ok(inst, b, IDENTIFY)
     assert r == {"implementation": "micropython", "board": "fake", "firmware_version": "0.1.0",
-                 "protocol_version": 1, "protocol_revision": 2, "serial": "fa4e0001"}, r
+                 "protocol_version": 1, "protocol_revision": 3, "serial": "fa4e0001"}, r
     expect(inst, b, IDENTIFY, {"x": 1}, P.ST_BAD_ARGS, "unknown key")
 
 

@@ -137,7 +137,7 @@ def test_the_cache_holds_the_last_replies_only():
 
 def test_status_counts_replays_and_identify_states_the_revision():
     inst, b = make()
-    assert ok(inst, b, IDENTIFY)["protocol_revision"] == 2
+    assert ok(inst, b, IDENTIFY)["protocol_revision"] == 3
     send(inst, b, retry_frame(80, SHUTTER, {"open": False}, flags=0))
     send(inst, b, retry_frame(80, SHUTTER, {"open": False}))
     send(inst, b, retry_frame(80, SHUTTER, {"open": False}))
