@@ -24,7 +24,8 @@ def cli_home(tmp_path_factory):
 @pytest.fixture(scope="module")
 def analog_home(tmp_path_factory):
     """Calibrated once per module with the counting and the analog calibration."""
-    yield from _calibrated_home(tmp_path_factory, "--mode", "analog", "--dwell", "3")
+    yield from _calibrated_home(tmp_path_factory, "--seed", "0", "--mode", "analog", "--dwell",
+                                "3")
 
 
 @pytest.fixture(scope="module")

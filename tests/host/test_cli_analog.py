@@ -19,17 +19,17 @@ def test_calibrate_dark_point_and_scan_in_analog_mode(analog_home, tmp_path, cap
     assert cal["mode"] == "counting" and cal["analog"]["g_gain"] > 0
     assert abs(cal["analog"]["phase_offset_rad"] - cal["phase_offset_rad"]) < 0.05
     capsys.readouterr()
-    assert main(["-q", "dark", "--sim", "--mode", "analog", "--dwell", "1"]) == 0
+    assert main(["-q", "dark", "--sim", "--seed", "11", "--mode", "analog", "--dwell", "1"]) == 0
     out = capsys.readouterr().out
     assert "ADC counts" in out and float(out.split(":")[1].split()[0]) == pytest.approx(100, abs=1)
-    assert main(["-q", "point", "--sim", "--mode", "analog", "--wavelength", "438", "--dwell",
-                 "1", "--dark-dwell", "1", "--json"]) == 0
+    assert main(["-q", "point", "--sim", "--seed", "12", "--mode", "analog", "--wavelength",
+                 "438", "--dwell", "1", "--dark-dwell", "1", "--json"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["n_frames"] == 10 and 8.5 < result["dof_sigma"] < 10
     csv = tmp_path / "a.csv"
-    assert main(["-q", "scan", "--sim", "--mode", "analog", "--start", "430", "--stop", "440",
-                 "--step", "10", "--dwell", "1", "--accumulations", "2", "--dark-dwell", "1",
-                 "--output", str(csv)]) == 0
+    assert main(["-q", "scan", "--sim", "--seed", "13", "--mode", "analog", "--start", "430",
+                 "--stop", "440", "--step", "10", "--dwell", "1", "--accumulations", "2",
+                 "--dark-dwell", "1", "--output", str(csv)]) == 0
     spec = Spectrum.read_csv(csv)
     assert spec.metadata["settings"]["mode"] == "analog"
     assert spec.metadata["calibration"]["mode"] == "analog"
