@@ -66,8 +66,8 @@ def test_the_survey_prediction_is_printed_on_its_own_lines(cli_home, tmp_path, c
     assert any(ln.startswith("  peak count rate") for ln in lines)
 
 
-def test_resume_continues_an_interrupted_scan(cli_home, tmp_path, monkeypatch):
-    out, h5 = tmp_path / "r.csv", tmp_path / "r.h5"
+def _scan_interrupted_at_its_third_point(out, h5, monkeypatch) -> None:
+    """`cplscope scan` of SCAN into ``out`` and ``h5``, with Ctrl-C during its third point."""
     import cplscope.plans.engine as engine
 
     real = engine.measure_point
@@ -79,10 +79,15 @@ def test_resume_continues_an_interrupted_scan(cli_home, tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(*a, **kw)
 
-    monkeypatch.setattr(engine, "measure_point", interrupting)
-    assert main(["-q", *SCAN, "--dwell", "0.5", "--output", str(out), "--archive",
-                 str(h5)]) == 130
-    monkeypatch.setattr(engine, "measure_point", real)
+    with monkeypatch.context() as mp:
+        mp.setattr(engine, "measure_point", interrupting)
+        assert main(["-q", *SCAN, "--dwell", "0.5", "--output", str(out), "--archive",
+                     str(h5)]) == 130
+
+
+def test_resume_continues_an_interrupted_scan(cli_home, tmp_path, monkeypatch):
+    out, h5 = tmp_path / "r.csv", tmp_path / "r.h5"
+    _scan_interrupted_at_its_third_point(out, h5, monkeypatch)
     assert len(Spectrum.read_csv(out)) == 2
     assert main(["-q", "scan", "--sim", "--resume", str(h5), "--output", str(out)]) == 0
     spec = Spectrum.read_csv(out)
@@ -95,23 +100,10 @@ def test_resume_continues_an_interrupted_scan(cli_home, tmp_path, monkeypatch):
 
 def test_a_resumed_scan_drives_the_pem_as_its_archive_says_whatever_the_store_holds_now(
         cli_home, tmp_path, monkeypatch):
-    out, h5 = tmp_path / "r.csv", tmp_path / "r.h5"
-    import cplscope.plans.engine as engine
     from cplscope.settings.calibration import load_for
 
-    real = engine.measure_point
-    calls = {"n": 0}
-
-    def interrupting(*a, **kw):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return real(*a, **kw)
-
-    monkeypatch.setattr(engine, "measure_point", interrupting)
-    assert main(["-q", *SCAN, "--dwell", "0.5", "--output", str(out), "--archive",
-                 str(h5)]) == 130
-    monkeypatch.setattr(engine, "measure_point", real)
+    out, h5 = tmp_path / "r.csv", tmp_path / "r.h5"
+    _scan_interrupted_at_its_third_point(out, h5, monkeypatch)
     # the store now holds another calibration (its PEM drive scale 10 % off), or none at all
     with Archive.open(h5) as arc:
         serial = arc.calibration.serial
