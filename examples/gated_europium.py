@@ -45,13 +45,20 @@ for label, gating, seed in (("continuous", None, 30), ("gated", GATING, 31)):
     runs[label] = (spec, truth)
 
 band = (runs["gated"][0].wavelength_nm >= 589) & (runs["gated"][0].wavelength_nm <= 597)
-print(f"{'excitation':<12} {'g_lum, 7F1 band (589–597 nm)':<32} truth")
+rows = {"continuous": ("continuous", " (the intensity-weighted mix)"),
+        "gated": (f"gated, {GATING.delay_s * 1e6:g} µs – "
+                  f"{(GATING.delay_s + GATING.width_s) * 1e3:g} ms after each of "
+                  f"{GATING.pulse_rate_hz:g} pulses/s", "")}
+# the README's table (examples/readme_tables.py checks it against this)
+print("| excitation | g_lum, 7F1 band (589–597 nm, weighted mean) | the twin's truth |")
+print("| --- | --- | --- |")
 for label, (spec, truth) in runs.items():
     g, s = spec.g_lum[band], spec.sigma_g[band]
     w = 1 / s ** 2
     mean, sigma = float(np.sum(w * g) / w.sum()), float(1 / math.sqrt(w.sum()))
     t = float(np.sum(w * truth[band]) / w.sum())
-    print(f"{label:<12} {mean:+.4f} ± {sigma:.4f}{'':<16} {t:+.4f}")
+    name, note = rows[label]
+    print(f"| {name} | {mean:+.4f} ± {sigma:.4f} | {t:+.4f}{note} |")
 
 import matplotlib  # noqa: E402
 

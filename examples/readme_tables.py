@@ -3,11 +3,12 @@
     python examples/readme_tables.py            # rewrite README.md's tables and the figures
     python examples/readme_tables.py --check    # exit 1 when README.md's tables are stale
 
-Runs ``examples/seed_paper.py --quick`` and ``examples/seed_paper_cd.py --quick`` side by
-side (each on its own simulated instruments, with the examples' fixed seeds), takes the
-table each prints and compares it with, or writes it into, README.md between its
-``<!-- seed-table -->`` and ``<!-- cd-table -->`` markers; a regeneration also copies the two
-figures into docs/figures/. The simulated instrument is deterministic (same seeds and
+Runs ``examples/seed_paper.py --quick``, ``examples/seed_paper_cd.py --quick`` and
+``examples/gated_europium.py`` side by side (each on its own simulated instruments, with the
+examples' fixed seeds), takes the table each prints and compares it with, or writes it into,
+README.md between its ``<!-- seed-table -->``, ``<!-- cd-table -->`` and
+``<!-- gated-table -->`` markers; a regeneration also copies the three figures into
+docs/figures/. The simulated instrument is deterministic (same seeds and
 commands, same frames on any machine), so the tables are exactly reproducible; the test suite
 runs the check (tests/host/test_readme_tables.py).
 """
@@ -23,22 +24,23 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-#: (script, README marker, the figure it writes)
-EXAMPLES = (("seed_paper.py", "<!-- seed-table -->", "seed-paper-cpl.png"),
-            ("seed_paper_cd.py", "<!-- cd-table -->", "seed-paper-cd.png"))
+#: (script, its options, README marker, the figure it writes)
+EXAMPLES = (("seed_paper.py", ("--quick",), "<!-- seed-table -->", "seed-paper-cpl.png"),
+            ("seed_paper_cd.py", ("--quick",), "<!-- cd-table -->", "seed-paper-cd.png"),
+            ("gated_europium.py", (), "<!-- gated-table -->", "gated-europium.png"))
 
 
 def run_examples(out: Path, timeout_s: float = 900.0) -> dict[str, str]:
-    """Both examples' ``--quick`` tables (README marker → markdown table), run in parallel
-    with their files in ``out``."""
+    """The examples' tables (README marker → markdown table), run in parallel with their
+    files in ``out``."""
     procs = []
-    for script, marker, _ in EXAMPLES:
+    for script, options, marker, _ in EXAMPLES:
         folder = out / Path(script).stem
         # an empty settings folder: the examples calibrate the twin with their own seeds
         # instead of using whatever calibration this machine has stored
         env = dict(os.environ, CPLSCOPE_HOME=str(folder / "home"))
         procs.append((marker, script, subprocess.Popen(
-            [sys.executable, str(HERE / script), "--quick", "--out", str(folder)],
+            [sys.executable, str(HERE / script), *options, "--out", str(folder)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=str(ROOT),
             env=env)))
     tables = {}
@@ -91,7 +93,7 @@ def main() -> int:
                 print(f"{args.readme}: the table at {marker} is stale; it should read:\n"
                       f"{tables[marker]}")
             return 1 if stale else 0
-        for script, marker, figure in EXAMPLES:
+        for script, _options, marker, figure in EXAMPLES:
             write_into(args.readme, marker, tables[marker])
             shutil.copyfile(Path(tmp) / Path(script).stem / figure,
                             ROOT / "docs" / "figures" / figure)

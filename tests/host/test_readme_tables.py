@@ -1,9 +1,11 @@
-"""The README's seed-paper tables are what the examples give today (issue 21).
+"""The README's seed-paper and gated-CPL tables are what the examples give today (issues 21
+and 24).
 
-Runs ``examples/seed_paper.py --quick`` and ``examples/seed_paper_cd.py --quick`` on the
-deterministic twin, side by side (about 35 s of wall time on the 2-core machine), and
-compares their tables exactly with README.md's ``<!-- seed-table -->`` and
-``<!-- cd-table -->`` sections. Regenerate them with ``python examples/readme_tables.py``.
+Runs ``examples/seed_paper.py --quick``, ``examples/seed_paper_cd.py --quick`` and
+``examples/gated_europium.py`` on the deterministic twin, side by side (about 45 s of wall
+time on the 2-core machine), and compares their tables exactly with README.md's
+``<!-- seed-table -->``, ``<!-- cd-table -->`` and ``<!-- gated-table -->`` sections.
+Regenerate them with ``python examples/readme_tables.py``.
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ def _tool():
 def test_the_readme_tables_are_what_the_examples_give(tmp_path) -> None:
     tool = _tool()
     tables = tool.run_examples(tmp_path)
+    assert len(tables) == 3
     for marker, table in tables.items():
         assert tool.readme_table(ROOT / "README.md", marker) == table, (
             f"README.md's table at {marker} is stale: run `python examples/readme_tables.py`; "
