@@ -27,76 +27,52 @@ b = R.Rp2Board()           # with USB: the model's usb.device
 inst = Instrument(b)
 inst.boot()
 sms = rp2.StateMachine.all
-got = []
+from chiphost import command, got, ok, pump
 
-def step(n=4):
-    for _ in range(n):
-        inst.step()
-        core.host_poll()
-    transfers, _ = core.host_read()
-    for t in transfers:
-        got.append(decode(t))
-
-def command(op, args=None, rid=1):
-    del got[:]
-    core.host_write(command_frame(rid, op, args))
-    step()
-    replies = [f for f in got if f[0] == P.REPLY]
-    assert len(replies) == 1, [f[0] for f in got]
-    r_id, r_op, status = struct.unpack_from("<HBB", replies[0][3], 0)
-    assert (r_id, r_op) == (rid, op)
-    body = str(replies[0][3][4:], "utf-8")
-    return status, (json.loads(body) if status == 0 else body)
-
-def ok(op, args=None):
-    st, r = command(op, args)
-    assert st == 0, (op, st, r)
-    return r
-
-step()
+pump(inst)
 boot = [f for f in got if f[0] == P.EVENT]
 assert boot and struct.unpack_from("<H", boot[0][3], 0)[0] == P.EV_BOOT
-r = ok(1)                                               # IDENTIFY
+r = ok(inst, 1)                                         # IDENTIFY
 assert r["board"] == "rp2" and r["serial"] == "e6614104035a2b22", r
-st = ok(10)                                             # STATUS
+st = ok(inst, 10)                                       # STATUS
 assert st["state"] == "idle" and st["fault"] is None, st
 
 # --- counting: frames over USB, exact
-assert ok(2, {"mode": "counting", "bins": 8, "periods": 10})["bins"] == 8
-ok(3)                                                   # START
+assert ok(inst, 2, {"mode": "counting", "bins": 8, "periods": 10})["bins"] == 8
+ok(inst, 3)                                             # START
 del got[:]
 for frame in range(3):
     for _ in range(10):
         for p in range(4):
             sms[1].count_bin(2 * p + 1)
             sms[2].count_bin(2 * p + 2)
-    step(2)
+    pump(inst, 2)
 counts = []
 for ftype, seq, ts, p in got:
     if ftype == P.COUNTS:
         nb = struct.unpack_from("<H", p, 0)[0]
         counts.append(struct.unpack_from("<%%dI" %% nb, p, 20))
 assert counts == [tuple(10 * (j + 1) for j in range(8))] * 3, counts
-ok(4)                                                   # STOP
+ok(inst, 4)                                             # STOP
 
 # --- a guard trip (the PIO's IRQ) reaches the host: EVENT OVERLOAD, fault, HV refused
-ok(8, {"volts": 500})                                   # SET_HV
+ok(inst, 8, {"volts": 500})                             # SET_HV
 del got[:]
 sms[5].raise_irq()
-step()
+pump(inst)
 evs = [struct.unpack_from("<H", f[3], 0)[0] for f in got if f[0] == P.EVENT]
 assert P.EV_OVERLOAD in evs, evs
-st = ok(10)
+st = ok(inst, 10)
 assert st["state"] == "fault" and st["overload"] and "overload" in st["fault"], st
-assert command(8, {"volts": 500})[0] == P.ST_BAD_STATE
-ok(13)                                                  # CLEAR_FAULT
-assert ok(10)["state"] == "idle"
+assert command(inst, 8, {"volts": 500})[0] == P.ST_BAD_STATE
+ok(inst, 13)                                            # CLEAR_FAULT
+assert ok(inst, 10)["state"] == "idle"
 
 # --- analog: blocks with t0 and edges over USB
 adc = machine.ADC_MODEL
 adc.source[0] = lambda i: 1000 + i %% 64
-ok(2, {"mode": "analog", "sample_rate_hz": 100000, "block_samples": 64})
-ok(3)
+ok(inst, 2, {"mode": "analog", "sample_rate_hz": 100000, "block_samples": 64})
+ok(inst, 3)
 adc.n = 0
 sms[4].push_rx(0)
 sms[4].push_rx((300 - 4) // 2)
@@ -106,10 +82,10 @@ del got[:]
 for k in range(4):
     adc.convert(64)
     machine.Timer.fire_all()
-    step(2)
+    pump(inst, 2)
 blocks = [f for f in got if f[0] == P.ADC_BLOCK]
 assert len(blocks) == 4, [f[0] for f in got]
-ok(4)
+ok(inst, 4)
 assert machine.VIOLATIONS == [], machine.VIOLATIONS
 print("blocks", len(blocks))
 print("OK")

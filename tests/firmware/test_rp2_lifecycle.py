@@ -27,7 +27,7 @@ from cpl import protocol as P
 
 Pin = machine.Pin
 sms = rp2.StateMachine.all
-got = []
+from chiphost import command, got, ok, pump
 
 def new_board(**kw):
     rp2.reset()
@@ -35,28 +35,6 @@ def new_board(**kw):
     del machine.Timer.all[:]
     return R.Rp2Board(**kw)
 
-def pump(inst, n=4):
-    for _ in range(n):
-        inst.step()
-        core.host_poll()
-    transfers, _ = core.host_read()
-    for t in transfers:
-        got.append(decode(t))
-
-def command(inst, op, args=None, rid=1):
-    del got[:]
-    core.host_write(command_frame(rid, op, args))
-    pump(inst)
-    replies = [f for f in got if f[0] == P.REPLY]
-    assert len(replies) == 1, [f[0] for f in got]
-    status = struct.unpack_from("<HBB", replies[0][3], 0)[2]
-    body = str(replies[0][3][4:], "utf-8")
-    return status, (json.loads(body) if status == 0 else body)
-
-def ok(inst, op, args=None):
-    st, r = command(inst, op, args)
-    assert st == 0, (op, st, r)
-    return r
 
 def events():
     return [(struct.unpack_from("<H", f[3], 0)[0], str(f[3][4:], "utf-8"))
