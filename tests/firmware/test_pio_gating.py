@@ -4,24 +4,14 @@ external sync, and the whole chain (gate start → gate_window → pem_gate and 
 photon counters with their DMA rings) counts photons per PEM phase bin and per time gate."""
 import importlib.util
 import random
-from pathlib import Path
 
 import pytest
 
 pioemu = pytest.importorskip("pioemu")
 from pioemu import State  # noqa: E402
 from pioemu.shift_register import ShiftRegister  # noqa: E402
+import test_pio_counter as _counter  # noqa: E402  (the PIO model and its helpers)
 
-
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location("cplscope_" + name,
-                                                  Path(__file__).with_name(name + ".py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_counter = _load("test_pio_counter")
 PIO, Sm, Signal, DrivenPins = _counter.PIO, _counter.Sm, _counter.Signal, _counter.DrivenPins
 RingDma = _counter.RingDma
 
@@ -183,10 +173,11 @@ def test_window_word_refuses_odd_or_empty_gates():
 
 
 def test_gstart_sits_where_the_gate_window_program_looks_for_it():
-    pins = _load("fwpaths")
-    import importlib.util as iu
-    spec = iu.spec_from_file_location("cplscope_fw_pins", pins.FIRMWARE / "board" / "rp2_pins.py")
-    table = iu.module_from_spec(spec)
+    from fwpaths import FIRMWARE
+
+    spec = importlib.util.spec_from_file_location("cplscope_fw_pins",
+                                                  FIRMWARE / "board" / "rp2_pins.py")
+    table = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(table)
     assert table.GSTART - table.PHOTON == PIO.GSTART_ABOVE_PHOTON
     # the trigger and GSTART are channels A and B of one PWM slice

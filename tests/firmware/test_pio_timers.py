@@ -1,24 +1,13 @@
 """Period timer, overload guard and stepper PIO programs in the pioemu emulator."""
-import importlib.util
 import random
-from pathlib import Path
 
 import pytest
 
 pioemu = pytest.importorskip("pioemu")
 from pioemu import State  # noqa: E402
 from pioemu.shift_register import ShiftRegister  # noqa: E402
+import test_pio_counter as _counter  # noqa: E402  (the PIO model and its helpers)
 
-
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location("cplscope_" + name,
-                                                  Path(__file__).with_name(name + ".py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_counter = _load("test_pio_counter")
 PIO, Sm, Signal, SYNC = _counter.PIO, _counter.Sm, _counter.Signal, _counter.SYNC
 
 REF, PHOT, HV_EN, SHUTTER, STEP, DIR = 1, 0, 4, 5, 6, 7
