@@ -66,8 +66,9 @@ def test_the_survey_prediction_is_printed_on_its_own_lines(cli_home, tmp_path, c
     assert any(ln.startswith("  peak count rate") for ln in lines)
 
 
-def _scan_interrupted_at_its_third_point(out, h5, monkeypatch) -> None:
-    """`cplscope scan` of SCAN into ``out`` and ``h5``, with Ctrl-C during its third point."""
+def _scan_interrupted_at_its_third_point(out, h5, monkeypatch, *options: str) -> None:
+    """`cplscope scan` of SCAN (and ``options``) into ``out`` and ``h5``, with Ctrl-C during
+    its third point."""
     import cplscope.plans.engine as engine
 
     real = engine.measure_point
@@ -81,8 +82,8 @@ def _scan_interrupted_at_its_third_point(out, h5, monkeypatch) -> None:
 
     with monkeypatch.context() as mp:
         mp.setattr(engine, "measure_point", interrupting)
-        assert main(["-q", *SCAN, "--dwell", "0.5", "--output", str(out), "--archive",
-                     str(h5)]) == 130
+        assert main(["-q", *SCAN, "--dwell", "0.5", *options, "--output", str(out),
+                     "--archive", str(h5)]) == 130
 
 
 def test_resume_continues_an_interrupted_scan(cli_home, tmp_path, monkeypatch):
@@ -96,6 +97,16 @@ def test_resume_continues_an_interrupted_scan(cli_home, tmp_path, monkeypatch):
         assert len(arc) == 5 and arc.exit_status == "success"
     # --resume takes its settings from the archive
     assert main(["scan", "--sim", "--resume", str(h5), "--start", "400"]) == 2
+
+
+def test_a_scan_at_a_chosen_retardation_resumes_at_it(cli_home, tmp_path, monkeypatch):
+    out, h5 = tmp_path / "r.csv", tmp_path / "r.h5"
+    _scan_interrupted_at_its_third_point(out, h5, monkeypatch, "--retardation", "1.7")
+    assert main(["-q", "scan", "--sim", "--resume", str(h5), "--output", str(out)]) == 0
+    with Archive.open(h5) as arc:
+        commanded = [p.settings.a0_commanded_rad for p in arc]
+    assert len(commanded) == 5 and commanded == [commanded[0]] * 5, commanded
+    assert commanded[0] == pytest.approx(1.7 / arc.calibration.retardation_scale, rel=1e-9)
 
 
 def test_a_resumed_scan_drives_the_pem_as_its_archive_says_whatever_the_store_holds_now(

@@ -75,8 +75,10 @@ def _settings_of_resumed_run(args: argparse.Namespace) -> None:
     for key, opt in (("bins", "bins"), ("periods", "periods"), ("hv_volts", "hv")):
         if rs.get(key) is not None:
             setattr(args, opt, rs[key])
-    if rs.get("a0_commanded_rad") is not None:
-        args.retardation = None      # the calibration's scale turns it into the command
+    commanded = rs.get("a0_commanded_rad")
+    if commanded is not None:        # the A0 whose command, through the archive's
+        cal = getattr(args, "resume_calibration", None)    # calibration, is the run's
+        args.retardation = commanded * (cal.retardation_scale if cal is not None else 1.0)
     if rs.get("gating"):             # a gated scan goes on gated, as the board ran it
         from ..protocol.gating import Gating
 
