@@ -229,9 +229,8 @@ class Instrument:
                 replay.replayed += 1
                 self.tx.reply(rid, op, replay.status(k), replay.body(k))
                 return
-        if rid == self._home_rid and op == P.OP_HOME and key == self._home_key:
-            if payload[3] & RETRY:
-                return  # a retry of the HOME under way: its one reply comes when it ends
+        if payload[3] & RETRY and (rid, op, key) == (self._home_rid, P.OP_HOME, self._home_key):
+            return  # a retry of the HOME under way: its one reply comes when it ends
         fault = None
         try:
             handler = self.commands.handler(op)

@@ -188,7 +188,8 @@ class SimSession:
     its processes; it is also closed when garbage-collected and at interpreter exit."""
 
     def __init__(self, *, hub: subprocess.Popen[bytes], ready: dict[str, Any], folder: str,
-                 micropython: str, firmware: Path, timeout: float) -> None:
+                 micropython: str, firmware: Path, timeout: float,
+                 faults: Faults | None = None) -> None:
         self.link_address: str = ready["link"]
         self.cable_address: str = ready["cable"]
         self.serial: str = ready["serial"]
@@ -197,7 +198,7 @@ class SimSession:
         self._micropython = micropython
         self._firmware = firmware
         self.backend = VirtualUSBBackend(self.cable_address)
-        self.faults = Faults()  # the cable's faults in force, as set by launch and set_faults
+        self.faults = faults or Faults()  # the cable's faults in force (launch, set_faults)
         self._procs: dict[str, subprocess.Popen[bytes] | None] = {"hub": hub, "firmware": None}
         self._finalizer = weakref.finalize(self, _cleanup, self._procs, self.backend, folder)
 
@@ -275,9 +276,9 @@ class SimSession:
     def set_faults(self, **faults: Any) -> dict[str, Any]:
         """Change cable faults at run time (keys of :class:`~cplscope.sim.faults.Faults`);
         returns the faults now in force."""
-        Faults().updated(faults)  # check here, for a ValueError raised in the caller
+        updated = self.faults.updated(faults)  # checked here: a ValueError in the caller
         now = self.backend.control({"op": "set_faults", "faults": faults})["faults"]
-        self.faults = self.faults.updated(faults)
+        self.faults = updated
         return now
 
     def loses_frames(self) -> bool:
@@ -349,7 +350,7 @@ def launch(sample: str = "R-Cs4PbBr6", *, faults: dict[str, Any] | None = None, 
     usb_bytes_per_s: bulk IN throughput in instrument time. zlp: end whole-packet IN buffers
     with a zero-length packet, as the board's USB layer does.
     """
-    Faults().updated(faults)  # unknown keys and bad values: ValueError here, not in the child
+    cable = Faults().updated(faults)  # a bad key or value: ValueError here, not in the child
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be an integer ≥ 0, got {seed!r}")
     if speed is not None and not speed > 0:
@@ -387,8 +388,7 @@ def launch(sample: str = "R-Cs4PbBr6", *, faults: dict[str, Any] | None = None, 
         shutil.rmtree(folder, ignore_errors=True)
         raise
     session = SimSession(hub=hub, ready=ready, folder=folder, micropython=micropython,
-                         firmware=firmware, timeout=timeout)
-    session.faults = Faults().updated(faults)
+                         firmware=firmware, timeout=timeout, faults=cable)
     try:
         session._start_firmware()
         session._wait_for("the firmware to connect and enumerate",
