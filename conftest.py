@@ -9,6 +9,7 @@ off (``-p no:cacheprovider``).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import shutil
@@ -59,3 +60,28 @@ def _repeatable_fresh_seeds(request: pytest.FixtureRequest,
         return
     draws = random.Random(zlib.crc32(request.node.nodeid.encode()))
     monkeypatch.setattr(seeds, "fresh_seed", lambda: draws.randrange(seeds.SEED_RANGE))
+
+
+@pytest.fixture(scope="session")
+def ctrl_c_at_point():
+    """``with ctrl_c_at_point(n): ...``: the scan engine's ``n``-th point measurement in the
+    block raises KeyboardInterrupt, as a Ctrl-C during it would (the points before it are
+    measured as usual)."""
+    @contextlib.contextmanager
+    def interrupting(n: int):
+        import cplscope.plans.engine as engine
+
+        real, calls = engine.measure_point, []
+
+        def measure_point(*a, **kw):
+            calls.append(1)
+            if len(calls) == n:
+                raise KeyboardInterrupt
+            return real(*a, **kw)
+
+        engine.measure_point = measure_point
+        try:
+            yield
+        finally:
+            engine.measure_point = real
+    return interrupting

@@ -66,29 +66,17 @@ def test_the_survey_prediction_is_printed_on_its_own_lines(cli_home, tmp_path, c
     assert any(ln.startswith("  peak count rate") for ln in lines)
 
 
-def _scan_interrupted_at_its_third_point(out, h5, monkeypatch, *options: str) -> None:
+def _scan_interrupted_at_its_third_point(out, h5, ctrl_c_at_point, *options: str) -> None:
     """`cplscope scan` of SCAN (and ``options``) into ``out`` and ``h5``, with Ctrl-C during
     its third point."""
-    import cplscope.plans.engine as engine
-
-    real = engine.measure_point
-    calls = {"n": 0}
-
-    def interrupting(*a, **kw):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return real(*a, **kw)
-
-    with monkeypatch.context() as mp:
-        mp.setattr(engine, "measure_point", interrupting)
+    with ctrl_c_at_point(3):
         assert main(["-q", *SCAN, "--dwell", "0.5", *options, "--output", str(out),
                      "--archive", str(h5)]) == 130
 
 
-def test_resume_continues_an_interrupted_scan(cli_home, tmp_path, monkeypatch):
+def test_resume_continues_an_interrupted_scan(cli_home, tmp_path, ctrl_c_at_point):
     out, h5 = tmp_path / "r.csv", tmp_path / "r.h5"
-    _scan_interrupted_at_its_third_point(out, h5, monkeypatch)
+    _scan_interrupted_at_its_third_point(out, h5, ctrl_c_at_point)
     assert len(Spectrum.read_csv(out)) == 2
     assert main(["-q", "scan", "--sim", "--resume", str(h5), "--output", str(out)]) == 0
     spec = Spectrum.read_csv(out)
@@ -99,9 +87,9 @@ def test_resume_continues_an_interrupted_scan(cli_home, tmp_path, monkeypatch):
     assert main(["scan", "--sim", "--resume", str(h5), "--start", "400"]) == 2
 
 
-def test_a_scan_at_a_chosen_retardation_resumes_at_it(cli_home, tmp_path, monkeypatch):
+def test_a_scan_at_a_chosen_retardation_resumes_at_it(cli_home, tmp_path, ctrl_c_at_point):
     out, h5 = tmp_path / "r.csv", tmp_path / "r.h5"
-    _scan_interrupted_at_its_third_point(out, h5, monkeypatch, "--retardation", "1.7")
+    _scan_interrupted_at_its_third_point(out, h5, ctrl_c_at_point, "--retardation", "1.7")
     assert main(["-q", "scan", "--sim", "--resume", str(h5), "--output", str(out)]) == 0
     with Archive.open(h5) as arc:
         commanded = [p.settings.a0_commanded_rad for p in arc]
@@ -110,11 +98,11 @@ def test_a_scan_at_a_chosen_retardation_resumes_at_it(cli_home, tmp_path, monkey
 
 
 def test_a_resumed_scan_drives_the_pem_as_its_archive_says_whatever_the_store_holds_now(
-        cli_home, tmp_path, monkeypatch):
+        cli_home, tmp_path, monkeypatch, ctrl_c_at_point):
     from cplscope.settings.calibration import load_for
 
     out, h5 = tmp_path / "r.csv", tmp_path / "r.h5"
-    _scan_interrupted_at_its_third_point(out, h5, monkeypatch)
+    _scan_interrupted_at_its_third_point(out, h5, ctrl_c_at_point)
     # the store now holds another calibration (its PEM drive scale 10 % off), or none at all
     with Archive.open(h5) as arc:
         serial = arc.calibration.serial

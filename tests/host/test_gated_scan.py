@@ -138,23 +138,12 @@ def _twin_calibration(inst):
                        a0_command_rad=math.pi / 2)
 
 
-def test_an_interrupted_gated_scan_resumes_gated(cli_home, tmp_path, monkeypatch, capfd):
-    import cplscope.plans.engine as engine
-
+def test_an_interrupted_gated_scan_resumes_gated(cli_home, tmp_path, capfd, ctrl_c_at_point):
     csv, h5 = tmp_path / "eu.csv", tmp_path / "eu.h5"
-    real, calls = engine.measure_point, []
-
-    def stop_at_third(*a, **kw):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real(*a, **kw)
-
     argv = ["-q", "scan", "--sim", "--sample", "Eu-background", "--seed", "21", "--start",
             "588", "--stop", "596", "--step", "2", "--dwell", "3", "--dark-dwell", "3",
             "--pulse-rate", "200", "--gate", "50e-6:2e-3"]
-    with monkeypatch.context() as mp:
-        mp.setattr(engine, "measure_point", stop_at_third)
+    with ctrl_c_at_point(3):
         assert main(argv + ["--output", str(csv), "--archive", str(h5)]) == 130
     # the gating comes from the archive; giving it again is refused
     assert main(["-q", "scan", "--sim", "--resume", str(h5), "--gate", "50e-6:1e-3",

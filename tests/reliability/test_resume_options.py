@@ -25,27 +25,13 @@ SCAN = ["-q", "scan", "--sim", "--sample", "N-Cs4PbBr6", "--seed", "3", "--start
 
 
 @pytest.fixture(scope="module")
-def interrupted(calibrated_home, tmp_path_factory):
+def interrupted(calibrated_home, tmp_path_factory, ctrl_c_at_point):
     """A scan of N-Cs4PbBr6 (no emission; 8 bins, seed 3) stopped after two of its six
     points."""
     folder = tmp_path_factory.mktemp("resume")
-    import cplscope.plans.engine as engine
-
-    real, calls = engine.measure_point, []
-
-    def stop_at_third(*a, **kw):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real(*a, **kw)
-
-    mp = pytest.MonkeyPatch()
-    mp.setattr(engine, "measure_point", stop_at_third)
-    try:
+    with ctrl_c_at_point(3):
         assert main([*SCAN, "--output", str(folder / "s.csv"), "--archive",
                      str(folder / "s.h5")]) == 130
-    finally:
-        mp.undo()
     return folder
 
 
