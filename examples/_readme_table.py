@@ -1,5 +1,23 @@
-"""Shared by the seed-paper examples: a markdown table, and writing it into the README."""
+"""Shared by the seed-paper examples: their command line, a markdown table, and writing it
+into the README."""
+import argparse
 from pathlib import Path
+
+
+def example_args(doc: str, out: str, quick_help: str, marker: str) -> argparse.Namespace:
+    """The seed-paper examples' options (--out, --quick, --readme), parsed; the output folder
+    made. The README shows the --quick run's table, so --readme requires --quick."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path(out))
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    parser.add_argument("--readme", type=Path, default=None,
+                        help=f"write the table into this README between {marker} markers")
+    args = parser.parse_args()
+    if args.readme is not None and not args.quick:
+        parser.error("the README shows the --quick run's table: add --quick, or run "
+                     "examples/readme_tables.py (both tables and figures)")
+    args.out.mkdir(parents=True, exist_ok=True)
+    return args
 
 
 def markdown(rows: list[tuple[str, ...]]) -> str:

@@ -13,26 +13,17 @@ the same on every machine; ``--quick --readme README.md`` writes it into the REA
 its ``<!-- seed-table -->`` markers (``examples/readme_tables.py`` does both examples and the
 figures). Each sample has its own seed: R and S are independent measurements.
 """
-import argparse
 from pathlib import Path
 
 import numpy as np
-from _readme_table import markdown, write_into
+from _readme_table import example_args, markdown, write_into
 
 import cplscope
 from cplscope.plans.calibrate import calibrate_simulated
 from cplscope.plot.cpl import mirror_report, plot_cpl
 
-parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-parser.add_argument("--out", type=Path, default=Path("seed-paper"))
-parser.add_argument("--quick", action="store_true", help="coarser steps, shorter dwell")
-parser.add_argument("--readme", type=Path, default=None,
-                    help="write the table into this README between <!-- seed-table --> markers")
-args = parser.parse_args()
-if args.readme is not None and not args.quick:
-    parser.error("the README shows the --quick run's table: add --quick, or run "
-                 "examples/readme_tables.py (both tables and figures)")
-args.out.mkdir(parents=True, exist_ok=True)
+args = example_args(__doc__, "seed-paper", "coarser steps, shorter dwell",
+                    "<!-- seed-table -->")
 # --quick: 4-nm steps, a looser target, 1-s frames (the README's table is this run's)
 step, target, max_dwell = (4.0, 3e-4, 200.0) if args.quick else (2.0, 1.5e-4, 600.0)
 periods = 50_000 if args.quick else 10_000

@@ -11,27 +11,18 @@ each sample against it.
 Writes one CD CSV per sample, the CD figure of the R/S pair with its mirror report
 (docs/figures/seed-paper-cd.png in the repository), and prints a summary.
 """
-import argparse
 from pathlib import Path
 
 import numpy as np
-from _readme_table import markdown, write_into
+from _readme_table import example_args, markdown, write_into
 
 import cplscope
 from cplscope.plans.calibrate import calibrate_simulated, prepare
 from cplscope.plans.cd_scan import cd_scan
 from cplscope.plot.cd import cd_mirror_report, plot_cd
 
-parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-parser.add_argument("--out", type=Path, default=Path("seed-paper-cd"))
-parser.add_argument("--quick", action="store_true", help="coarser steps, looser target")
-parser.add_argument("--readme", type=Path, default=None,
-                    help="write the table into this README between <!-- cd-table --> markers")
-args = parser.parse_args()
-if args.readme is not None and not args.quick:
-    parser.error("the README shows the --quick run's table: add --quick, or run "
-                 "examples/readme_tables.py (both tables and figures)")
-args.out.mkdir(parents=True, exist_ok=True)
+args = example_args(__doc__, "seed-paper-cd", "coarser steps, looser target",
+                    "<!-- cd-table -->")
 # --quick: 4-nm steps, a looser target, 1-s frames (the README's table is this run's)
 step, target, max_dwell = (4.0, 1e-3, 150.0) if args.quick else (2.0, 5e-4, 300.0)
 periods = 50_000 if args.quick else 10_000

@@ -11,7 +11,7 @@ buffers, ``numpy.uint8`` arrays) and run without the GIL.
 """
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
-from libc.string cimport memchr
+from libc.string cimport memchr, memset
 
 SYNC0 = 0xC5
 SYNC1 = 0x5C
@@ -199,13 +199,7 @@ def scan(const unsigned char[::1] buf, bint final=False):
     cdef _Tally t
     cdef _Found* found
     cdef Py_ssize_t k
-    t.n_found = 0
-    t.rej_version = 0
-    t.rej_length = 0
-    t.rej_crc = 0
-    t.rej_truncated = 0
-    t.skipped = 0
-    t.keep = 0
+    memset(&t, 0, sizeof(t))
     if n == 0:
         return [], 0, 0, 0, 0, 0, 0
     found = <_Found*>PyMem_Malloc((n // _OVERHEAD + 1) * sizeof(_Found))

@@ -21,25 +21,27 @@ pytestmark = pytest.mark.calibrated
 WAVELENGTH_NM = 438.0
 
 
-def analog_point(open_instrument, setup, sample: str, seed: int,
-                 dwell_s: float) -> tuple[Any, Any]:
-    """(instrument, point) of one calibrated analog measurement at WAVELENGTH_NM."""
+def analog_point(open_instrument, hil, setup, sample: str, seed: int,
+                 dwell_s: float) -> tuple[Any, dict[str, float]]:
+    """(point, truth) of one calibrated analog measurement at WAVELENGTH_NM; prints both."""
     inst = calibrated(open_instrument, setup, sample, WAVELENGTH_NM, seed)
     info = inst.configure_analog()
     print(f"\nanalog mode: {info}")
     dark = inst.measure_dark(dwell_s=5.0)
-    return inst, inst.measure(dwell_s=dwell_s, dark=dark)
+    point = inst.measure(dwell_s=dwell_s, dark=dark)
+    truth = truth_of(hil, inst, WAVELENGTH_NM)
+    r = point.result
+    print(f"u {r.linear:.4f} ± {r.sigma_linear:.1e}, g {r.g_lum:+.3e} ± {r.sigma_g:.1e}, "
+          f"truth {truth}, {r.n_frames} frames, flags {r.flags}")
+    return point, truth
 
 
 @pytest.mark.truth("linear-polarizer-45")
 def test_analog_linear_polarizer_gives_u_one_and_no_g(open_instrument, hil,
                                                       calibrated_setup) -> None:
-    inst, point = analog_point(open_instrument, calibrated_setup, "linear-polarizer-45", 31,
-                               dwell_s=5.0)
+    point, truth = analog_point(open_instrument, hil, calibrated_setup, "linear-polarizer-45",
+                                31, dwell_s=5.0)
     r = point.result
-    truth = truth_of(hil, inst, WAVELENGTH_NM)
-    print(f"u {r.linear:.4f} ± {r.sigma_linear:.1e}, g {r.g_lum:+.2e} ± {r.sigma_g:.1e}, "
-          f"{r.n_frames} frames, flags {r.flags}")
     assert point.estimate.noise == "gaussian"
     assert r.n_frames >= 40            # 5 s of 5000-period frames at 50 kHz: 50
     assert abs(r.linear - truth["linear"]) < 4 * r.sigma_linear + 0.02, r.linear
@@ -48,11 +50,8 @@ def test_analog_linear_polarizer_gives_u_one_and_no_g(open_instrument, hil,
 
 @pytest.mark.truth("R-Cs4PbBr6")
 def test_analog_enantiomer_matches_truth(open_instrument, hil, calibrated_setup) -> None:
-    inst, point = analog_point(open_instrument, calibrated_setup, "R-Cs4PbBr6", 32,
-                               dwell_s=30.0)
+    point, truth = analog_point(open_instrument, hil, calibrated_setup, "R-Cs4PbBr6", 32,
+                                dwell_s=30.0)
     r = point.result
-    truth = truth_of(hil, inst, WAVELENGTH_NM)
-    print(f"g {r.g_lum:+.3e} ± {r.sigma_g:.1e}, truth {truth['g_lum']:+.3e}, "
-          f"{r.n_frames} frames, flags {r.flags}")
     assert "no_emission" not in r.flags
     assert abs(r.g_lum - truth["g_lum"]) < 4 * r.sigma_g, (r.g_lum, r.sigma_g, truth)

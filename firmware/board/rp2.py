@@ -348,12 +348,8 @@ class Rp2Board(base.Board):
         # _t0_hi·2**30 + _t0_lo ticks; a block lasts _blk_q ticks plus _blk_r/_blk_d, the
         # fraction carried in _blk_rem; _edge_rel is the last consumed edge's time relative to
         # that t0.
-        self._t0_hi = 0
-        self._t0_lo = 0
-        self._blk_q = 0
-        self._blk_r = 0
-        self._blk_d = 1
-        self._blk_rem = 0
+        self._t0_hi = self._t0_lo = 0
+        self._blk_q, self._blk_r, self._blk_d, self._blk_rem = 0, 0, 1, 0
         self._edge_rel = 0
         self._guard_seen = False
         self._guard_adc_level = 0

@@ -14,6 +14,8 @@ TRIGGERS = ("internal", "external")
 GATE_KEYS = ("trigger", "pulse_period_ns", "gate_delay_ns", "gate_width_ns", "gates")
 MAX_PULSE_PERIOD_NS = 1_000_000_000  # 1 Hz
 MIN_PULSE_PERIOD_NS = 100
+GATE_DEFAULTS = {"trigger": "internal", "pulse_period_ns": 5_000_000, "trigger_width_ns": 10_000,
+                 "gate_delay_ns": 50_000, "gate_width_ns": 2_000_000, "gates": 1}
 
 
 class Acquisition:
@@ -26,13 +28,8 @@ class Acquisition:
         self.sample_rate_hz = min(250000.0, float(board.max_sample_rate_hz))
         self.block_samples = 1024
         # gated counting: the trigger, the pulse period and the gates as the board quantised
-        # them (ns), the number of gates (time bins) and the gate the next frame counts
-        self.trigger = "internal"
-        self.pulse_period_ns = 5_000_000
-        self.trigger_width_ns = 10_000
-        self.gate_delay_ns = 50_000
-        self.gate_width_ns = 2_000_000
-        self.gates = 1
+        # them (ns), the number of gates (time bins)
+        self._apply_gating(GATE_DEFAULTS)
         self.running = False
         self.acq_id = 0
         self.frames_sent = 0  # data frames of the current/last acquisition
@@ -135,15 +132,18 @@ class Acquisition:
             self.bins = c["bins"]
             self.periods = c["periods"]
             if self.mode == "gated":
-                self.trigger = c["trigger"]
-                self.pulse_period_ns = c["pulse_period_ns"]
-                self.trigger_width_ns = c.get("trigger_width_ns", 0)
-                self.gate_delay_ns = c["gate_delay_ns"]
-                self.gate_width_ns = c["gate_width_ns"]
-                self.gates = c["gates"]
+                self._apply_gating(c)
         else:
             self.sample_rate_hz = c["sample_rate_hz"]
             self.block_samples = c["block_samples"]
+
+    def _apply_gating(self, c: dict) -> None:
+        self.trigger = c["trigger"]
+        self.pulse_period_ns = c["pulse_period_ns"]
+        self.trigger_width_ns = c.get("trigger_width_ns", 0)
+        self.gate_delay_ns = c["gate_delay_ns"]
+        self.gate_width_ns = c["gate_width_ns"]
+        self.gates = c["gates"]
 
     def config(self) -> dict:
         if self.mode == "counting":

@@ -10,15 +10,15 @@ from cpl.args import CommandError, bad_state, in_range
 
 MOVE_TIMEOUT_US = 120_000_000
 
+# MONO_CONFIG at boot (a host restores the stored calibration with MONO_CONFIG)
+DEFAULT_CONFIG = {"steps_per_nm": 10.0, "home_nm": 200.0, "backlash_steps": 50,
+                  "min_nm": 200.0, "max_nm": 900.0}
+
 
 class Mono:
     def __init__(self, board) -> None:
         self._board = board
-        self.steps_per_nm = 10.0
-        self.home_nm = 200.0
-        self.backlash_steps = 50
-        self.min_nm = 200.0
-        self.max_nm = 900.0
+        self.apply_config(DEFAULT_CONFIG)
         self.homed = False
         self._offset = 0  # board position of home
         self._legs: list = []  # pending absolute targets (home-relative steps)
@@ -60,9 +60,7 @@ class Mono:
     def validate_config(self, a: dict) -> dict:
         """Merge MONO_CONFIG args with the current values and check them; returns the new
         configuration without applying it."""
-        c = {"steps_per_nm": self.steps_per_nm, "home_nm": self.home_nm,
-             "backlash_steps": self.backlash_steps, "min_nm": self.min_nm,
-             "max_nm": self.max_nm}
+        c = self.config()
         c.update(a)
         in_range("steps_per_nm", c["steps_per_nm"], 0.01, 100000.0, "steps/nm")
         in_range("home_nm", c["home_nm"], 0.0, 20000.0, "nm")

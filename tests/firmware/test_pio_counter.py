@@ -36,6 +36,17 @@ class Signal:
     def __call__(self, t: int) -> int:
         return self.level[t] if 0 <= t < len(self.level) else 0
 
+    @classmethod
+    def random_edges(cls, rng, first: int, n: int, gap: tuple[int, int], width: tuple[int, int],
+                     tail: int):
+        """n + 1 pulses from cycle ``first``, gaps and widths drawn uniformly from the given
+        (low, high) cycles: (signal, rising edges, horizon = last edge + ``tail``)."""
+        edges = [first]
+        for _ in range(n):
+            edges.append(edges[-1] + rng.randint(*gap))
+        horizon = edges[-1] + tail
+        return cls(horizon, [(e, rng.randint(*width)) for e in edges]), edges, horizon
+
 
 class DrivenPins:
     """Pads driven by a state machine: an instruction executed at cycle t sets the pad from

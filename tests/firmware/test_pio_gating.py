@@ -144,12 +144,8 @@ def test_gate_window_passes_every_photon_of_each_gate_and_nothing_else(seed):
 
 
 def test_sync_delay_puts_the_gate_start_a_fixed_delay_after_each_sync():
-    rng = random.Random(7)
-    syncs = [40]
-    for _ in range(20):
-        syncs.append(syncs[-1] + rng.randint(120, 400))
-    horizon = syncs[-1] + 200
-    sync = Signal(horizon, [(s, rng.randint(3, 30)) for s in syncs])
+    sync, syncs, horizon = Signal.random_edges(random.Random(7), 40, 20, gap=(120, 400),
+                                               width=(3, 30), tail=200)
     for delay in (PIO.SYNC_FIXED_CYCLES + 1, 37, 100):
         gstart = DrivenPins()
         sm = Sm(PIO.sync_delay, lambda t: sync(t) << SYNC_IN, in_base=SYNC_IN,

@@ -20,11 +20,8 @@ def run_until(sm: Sm, t_end: int) -> None:
 
 def test_period_timer_measures_every_period_to_a_cycle_without_drift():
     rng = random.Random(3)
-    edges = [50]
-    for _ in range(12):
-        edges.append(edges[-1] + rng.randint(180, 260))
-    horizon = edges[-1] + 100
-    ref = Signal(horizon, [(e, rng.randint(20, 90)) for e in edges])
+    ref, edges, horizon = Signal.random_edges(rng, 50, 12, gap=(180, 260), width=(20, 90),
+                                              tail=100)
     # started at its first instruction, X left over from before
     sm = Sm(PIO.period_timer, lambda t: ref(t) << REF, jmp_pin=REF,
             state=State(x_register=rng.getrandbits(32)))

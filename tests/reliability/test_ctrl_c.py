@@ -26,27 +26,26 @@ START, STOP, STEP = 430.0, 470.0, 2.0
 HANG_S = 10.0
 
 
-def children_of(pid: int) -> set[int]:
-    """The processes whose parent is ``pid`` (from /proc)."""
-    out = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-            out.add(int(entry.name))
-    return out
-
-
-def alive(pid: int) -> bool:
+def proc_state(pid: int) -> tuple[str, int] | None:
+    """(state letter, parent pid) of a process from /proc, None when it is gone."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    return fields[0], int(fields[1])
+
+
+def children_of(pid: int) -> set[int]:
+    """The processes whose parent is ``pid``."""
+    procs = (int(e.name) for e in Path("/proc").iterdir() if e.name.isdigit())
+    return {child for child in procs if (proc_state(child) or ("", 0))[1] == pid}
+
+
+def alive(pid: int) -> bool:
+    """Running (a zombie nobody reaped counts as dead)."""
+    state = proc_state(pid)
+    return state is not None and state[0] != "Z"
 
 
 def test_ctrl_c_mid_scan_ends_at_once_keeps_the_points_and_every_process(tmp_path):

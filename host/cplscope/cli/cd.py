@@ -20,23 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from ..util.files import write_text_atomic
-from .options import (
-    CliError,
-    add_check,
-    check_archive_input,
-    check_input_file,
-    check_output_path,
-    detection_options,
-    device_options,
-    dwell_options,
-    measures_dark,
-    non_negative,
-    output_options,
-    positive,
-    range_options,
-    run_checks,
-    scan_options,
-)
+from .options import (CliError, add_check, check_archive_input, check_input_file,
+                      check_output_path, detection_options, device_options, dwell_options,
+                      measures_dark, non_negative, output_options, positive, range_options,
+                      run_checks, scan_options)
 from .lab import lab_options
 from .scanning import run_scan_command
 

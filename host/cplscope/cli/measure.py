@@ -8,21 +8,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .options import (
-    CliError,
-    add_check,
-    check_input_file,
-    detection_options,
-    gating_options,
-    device_options,
-    dwell_options,
-    measures_dark,
-    non_negative,
-    output_options,
-    positive,
-    range_options,
-    scan_options,
-)
+from .options import (CliError, add_check, check_input_file, detection_options, gating_options,
+                      device_options, dwell_options, measures_dark, non_negative, output_options,
+                      positive, range_options, scan_options)
 from .lab import lab_options
 from .scanning import _live, run_scan_command
 from .session import open_session, print_point

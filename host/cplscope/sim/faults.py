@@ -158,14 +158,9 @@ class FaultInjector:
             raise ValueError(f"the fault seed must be an integer ≥ 0, got {seed!r}")
         self.seed = seed
         self.faults = faults or Faults()
-        self.frames = 0
-        self.dropped = 0
-        self.corrupted = 0
-        self.out_frames = 0
-        self.out_dropped = 0
-        self.out_corrupted = 0
-        self.stalled = 0
-        self.stall_checks = 0
+        self.frames = self.dropped = self.corrupted = 0
+        self.out_frames = self.out_dropped = self.out_corrupted = 0
+        self.stalled = self.stall_checks = 0
         self.hit_types: dict[str, int] = {}
         self.dropped_seqs: deque[int] = deque(maxlen=_KEEP_SEQS)
         self.corrupted_seqs: deque[int] = deque(maxlen=_KEEP_SEQS)

@@ -95,18 +95,11 @@ class CounterAnswer:
 
 
 @dataclass
-class GatedAnswer:
-    """A gated counting frame: counts of B phase bins inside the gate; pulses whose gate the
-    frame counted; periods K; pem_period_ps; duration_us instrument time the frame took;
-    trip_rate_cps the rate that tripped the guard (None if it did not)."""
+class GatedAnswer(CounterAnswer):
+    """A gated counting frame: a :class:`CounterAnswer` whose counts are those inside the gate,
+    and the pulses whose gate the frame counted."""
 
-    counts: Sequence[int]
-    pulses: int
-    periods: int
-    pem_period_ps: int
-    duration_us: int
-    saturated: bool = False
-    trip_rate_cps: float | None = None
+    pulses: int = 0
 
 
 @dataclass
@@ -437,6 +430,16 @@ class SimHub:
         if self.on_link is not None:
             self.on_link(False)
 
+    def _send_counts(self, tag: int, a: CounterAnswer, bins: int, header: bytes) -> None:
+        """Answer a counter request: the frame's instrument time passes, then its readback,
+        ``header`` and the bins' counts go to the firmware."""
+        if len(a.counts) != bins:
+            raise ValueError(f"bench returned {len(a.counts)} counts for {bins} bins")
+        self.now_us += int(a.duration_us)
+        self._finish(deliver=True)
+        self._send(pack_message(tag, self._readback(a.trip_rate_cps) + header
+                                + struct.pack("<%dI" % bins, *a.counts)))
+
     def _state(self, payload: bytes) -> LinkState:
         hv, drive, hz, steps, shutter, internal, moving, trigger, rate, level = \
             _STATE.unpack_from(payload, 0)
@@ -488,29 +491,16 @@ class SimHub:
             st = self._state(p)
             bins, _r, periods = _COUNTER_REQ.unpack_from(p, _STATE.size)
             a = self.bench.counter_frame(st, bins, periods)
-            if len(a.counts) != bins:
-                raise ValueError(f"bench returned {len(a.counts)} counts for {bins} bins")
-            self.now_us += int(a.duration_us)
-            self._finish(deliver=True)
-            body = (self._readback(a.trip_rate_cps)
-                    + _COUNTER_HDR.pack(a.periods, a.pem_period_ps, int(a.saturated), 0, 0)
-                    + struct.pack("<%dI" % bins, *a.counts))
-            self._send(pack_message(COUNTER_DATA, body))
+            self._send_counts(COUNTER_DATA, a, bins, _COUNTER_HDR.pack(
+                a.periods, a.pem_period_ps, int(a.saturated), 0, 0))
         elif tag == GATED_REQ:
             st = self._state(p)
             bins, flags, periods, period_ns, delay_ns, width_ns = _GATED_REQ.unpack_from(
                 p, _STATE.size)
             g = self.bench.gated_frame(st, bins, periods, period_ns, delay_ns, width_ns,
                                        bool(flags & GATED_EXTERNAL))
-            if len(g.counts) != bins:
-                raise ValueError(f"bench returned {len(g.counts)} counts for {bins} bins")
-            self.now_us += int(g.duration_us)
-            self._finish(deliver=True)
-            body = (self._readback(g.trip_rate_cps)
-                    + _GATED_HDR.pack(g.periods, g.pem_period_ps, int(g.saturated), 0, 0,
-                                      g.pulses)
-                    + struct.pack("<%dI" % bins, *g.counts))
-            self._send(pack_message(GATED_DATA, body))
+            self._send_counts(GATED_DATA, g, bins, _GATED_HDR.pack(
+                g.periods, g.pem_period_ps, int(g.saturated), 0, 0, g.pulses))
         elif tag == ADC_REQ:
             st = self._state(p)
             rate, n, _r = _ADC_REQ.unpack_from(p, _STATE.size)

@@ -15,6 +15,17 @@ def start_counting(bins=16, periods=500, **kw):
     return inst, b
 
 
+def start_analog(block_samples, start=None):
+    """An analog acquisition at 200 kS/s started, and its first pass run after START's reply."""
+    inst, b = make()
+    ok(inst, b, CONFIGURE, {"mode": "analog", "sample_rate_hz": 200000,
+                            "block_samples": block_samples})
+    ok(inst, b, START, start)
+    b.written.clear()
+    run(inst, 1)
+    return inst, b
+
+
 def test_counts_frames_carry_board_counts_and_header():
     inst, b = start_counting(16, 500)
     b.written.clear()
@@ -155,11 +166,7 @@ def test_a_loss_found_with_no_frame_after_it_is_reported_at_stop():
 
 
 def test_analog_blocks():
-    inst, b = make()
-    ok(inst, b, CONFIGURE, {"mode": "analog", "sample_rate_hz": 200000, "block_samples": 1000})
-    ok(inst, b, START)
-    b.written.clear()
-    run(inst, 1)
+    inst, b = start_analog(1000)
     blocks = frames(b, 2)
     assert len(blocks) == 4
     for (_, _, _, p) in blocks:
@@ -175,11 +182,7 @@ def test_analog_blocks():
 
 
 def test_adc_blocks_the_board_collected_too_late_flag_overrun_and_count_as_late():
-    inst, b = make()
-    ok(inst, b, CONFIGURE, {"mode": "analog", "sample_rate_hz": 200000, "block_samples": 10})
-    ok(inst, b, START)
-    b.written.clear()
-    run(inst, 1)
+    inst, b = start_analog(10)
     b.lost = 2  # rp2: the DMA had started to overwrite the next block due
     run(inst, 1)
     flags = [struct.unpack_from("<H", p, 20)[0] for (_, _, _, p) in frames(b, 2)]

@@ -80,11 +80,17 @@ def test_wavelength_conversion_with_config():
     assert st["mono_position"] == r["position"] and st["homed"] is True
 
 
-def test_drive_tracks_wavelength_keeping_a0_constant():
+def homed_at(nm):
+    """A board homed and moved to ``nm`` (the move finished)."""
     inst, b = make()
     ok(inst, b, HOME)
-    ok(inst, b, MOVE, {"wavelength_nm": 400})
+    ok(inst, b, MOVE, {"wavelength_nm": nm})
     settle(inst)
+    return inst, b
+
+
+def test_drive_tracks_wavelength_keeping_a0_constant():
+    inst, b = homed_at(400)
     ok(inst, b, SET_RET, {"a0_rad": 1.8412})
     for nm in (350, 500, 650, 800):
         ok(inst, b, MOVE, {"wavelength_nm": nm})
@@ -95,10 +101,7 @@ def test_drive_tracks_wavelength_keeping_a0_constant():
 
 
 def test_fixed_drive_without_tracking():
-    inst, b = make()
-    ok(inst, b, HOME)
-    ok(inst, b, MOVE, {"wavelength_nm": 400})
-    settle(inst)
+    inst, b = homed_at(400)
     r = ok(inst, b, SET_RET, {"a0_rad": math.pi / 2, "track_wavelength": False})
     ok(inst, b, MOVE, {"wavelength_nm": 800})
     settle(inst)
@@ -107,10 +110,7 @@ def test_fixed_drive_without_tracking():
 
 
 def test_move_refused_where_tracking_needs_drive_above_full_scale():
-    inst, b = make()
-    ok(inst, b, HOME)
-    ok(inst, b, MOVE, {"wavelength_nm": 300})
-    settle(inst)
+    inst, b = homed_at(300)
     ok(inst, b, SET_RET, {"a0_rad": 3.0})  # drive 0.573 at 300 nm; > 1 above 523.6 nm
     st, text = cmd(inst, b, MOVE, {"wavelength_nm": 600})
     assert st == P.ST_OUT_OF_RANGE and "drive" in text, text
@@ -119,10 +119,7 @@ def test_move_refused_where_tracking_needs_drive_above_full_scale():
 
 
 def test_pem_config_rescales_tracked_drive_or_refuses():
-    inst, b = make()
-    ok(inst, b, HOME)
-    ok(inst, b, MOVE, {"wavelength_nm": 500})
-    settle(inst)
+    inst, b = homed_at(500)
     ok(inst, b, SET_RET, {"a0_rad": 1.5})
     ok(inst, b, PEM_CONFIG, {"drive_per_rad_nm": 0.001})
     assert abs(b.drive - 1.5 * 500 * 0.001) < 1e-6
