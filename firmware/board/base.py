@@ -69,13 +69,9 @@ class CounterFrame:
         self.bin_span = 0
         self.periods = 0
         self.pem_period_ps = 0
-        self.saturated = False
-        self.overload = False
-        self.pem_locked = False
+        self.saturated = self.overload = self.pem_locked = False
         self.ticks_us = 0
-        self.gate = 0
-        self.pulses = 0
-        self.gate_delay_ns = 0
+        self.gate = self.pulses = self.gate_delay_ns = 0
 
     def set_bins(self, bins: int) -> None:
         self.counts = memoryview(self.buf)[: 4 * bins]

@@ -260,15 +260,9 @@ class DMA:
             DMA.channels.append(self)
         else:
             raise OSError("no free DMA channel")
-        self._read = 0
-        self._write = 0
-        self.live = 0
-        self.reload = 0
-        self._ctrl = 0
-        self.busy = False
+        self._read = self._write = self.live = self.reload = self._ctrl = 0  # registers at reset
+        self.busy = self.hard = self.closed = False
         self.handler = None
-        self.hard = False
-        self.closed = False
         self.writes_while_busy = []
 
     # registers
