@@ -6,7 +6,7 @@ import random
 import subprocess
 import zlib
 
-from conftest import FIRMWARE
+from fwpaths import FIRMWARE
 
 SCRIPT = r"""
 import sys, json

@@ -268,7 +268,7 @@ class Transport:
                 self._request_id = (self._request_id + 1) % 0xFFFF
                 rid = self._request_id
                 pending = self._pending[rid] = _Pending()
-            losses = self._losses
+            losses, restarts = self._losses, self._decoder.stats.restarts
             try:
                 self._send(rid, opcode, args, retry=False, timeout=timeout)
                 sends = self._await(pending, rid, opcode, args, deadline)
@@ -278,7 +278,9 @@ class Transport:
             if pending.lost:
                 raise ConnectionLost(f"{name}: the board disconnected before it answered")
             if pending.reply is None:
-                raise TimeoutError(self._no_reply(name, timeout, sends, self._losses - losses))
+                restarts = self._decoder.stats.restarts - restarts
+                raise TimeoutError(self._no_reply(name, timeout, sends,
+                                                  self._losses - losses - restarts, restarts))
             return pending.reply.raise_for_status()
 
     def _await(self, pending: _Pending, rid: int, opcode: Opcode | int,
@@ -336,13 +338,22 @@ class Transport:
         r = self.retry_on_silence
         return bool(r() if callable(r) else r)
 
-    def _no_reply(self, name: str, timeout: float, sends: int, lost: int) -> str:
+    def _no_reply(self, name: str, timeout: float, sends: int, lost: int,
+                  restarts: int = 0) -> str:
         if sends == 1:
             return (f"{name}: no reply within {timeout:g} s; the board may be busy or hung "
                     "(check `cplscope info`)")
-        link = (f"the link lost or corrupted {lost} frame(s) meanwhile: check the USB cable, "
-                "hub and port" if lost else "no frame came back meanwhile: the board may be "
-                "busy or hung (check `cplscope info`)")
+        if restarts:
+            link = (f"the firmware restarted {restarts} time(s) meanwhile (a reset or a "
+                    "crash: `cplscope info` shows the reset cause)")
+            if lost:
+                link += f", and the link lost or corrupted {lost} frame(s)"
+        elif lost:
+            link = (f"the link lost or corrupted {lost} frame(s) meanwhile: check the USB "
+                    "cable, hub and port")
+        else:
+            link = "no frame came back meanwhile: the board may be busy or hung (check " \
+                   "`cplscope info`)"
         return f"{name}: no reply within {timeout:g} s although it was sent {sends} times; {link}"
 
     def drain(self) -> int:
