@@ -85,7 +85,8 @@ def test_every_command_happy_path(open_instrument) -> None:
     st = t.command(Opcode.STATUS)
     assert (st["mode"], st["bins"], st["periods"]) == ("counting", 32, 250)
     limits = t.command(Opcode.SET_LIMITS, {"max_count_rate_cps": 3e6})
-    assert set(limits) == {"max_count_rate_cps", "max_adc_level", "max_hv_volts"}
+    assert set(limits) == {"max_count_rate_cps", "max_adc_level", "max_high_fraction",
+                           "max_hv_volts"}
     assert limits["max_count_rate_cps"] == 3e6
     pem = t.command(Opcode.PEM_CONFIG, {})
     assert set(pem) >= {"source", "frequency_hz", "drive_per_rad_nm"}
@@ -181,6 +182,9 @@ IDLE_REFUSALS: list[tuple[int, dict | None, ReplyStatus]] = [
     (Opcode.SET_LIMITS, {"max_count_rate_cps": 0.0}, ReplyStatus.OUT_OF_RANGE),
     (Opcode.SET_LIMITS, {"max_adc_level": 4096}, ReplyStatus.OUT_OF_RANGE),
     (Opcode.SET_LIMITS, {"max_adc_level": 100.5}, ReplyStatus.BAD_ARGS),
+    (Opcode.SET_LIMITS, {"max_high_fraction": 1.0}, ReplyStatus.OUT_OF_RANGE),
+    (Opcode.SET_LIMITS, {"max_high_fraction": 0.0}, ReplyStatus.OUT_OF_RANGE),
+    (Opcode.SET_LIMITS, {"max_high_fraction": "0.5"}, ReplyStatus.BAD_ARGS),
     (Opcode.SET_LIMITS, {"max_hv_volts": -1.0}, ReplyStatus.OUT_OF_RANGE),
     (Opcode.SET_LIMITS, {"max_hv_volts": 1e6}, ReplyStatus.OUT_OF_RANGE),
     (Opcode.SET_LIMITS, {"max_rate": 1.0}, ReplyStatus.BAD_ARGS),

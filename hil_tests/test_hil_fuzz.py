@@ -22,7 +22,7 @@ from cplscope.protocol import Event, EventCode, FrameType, Opcode, Reply, ReplyS
 WINDOW = 16
 KEYS = ["mode", "bins", "periods", "sample_rate_hz", "block_samples", "wavelength_nm",
         "position", "a0_rad", "track_wavelength", "volts", "open", "max_count_rate_cps",
-        "max_adc_level", "max_hv_volts", "source", "frequency_hz", "drive_per_rad_nm",
+        "max_adc_level", "max_high_fraction", "max_hv_volts", "source", "frequency_hz", "drive_per_rad_nm",
         "steps_per_nm", "home_nm", "backlash_steps", "min_nm", "max_nm"]
 #: never fuzzed on a real board: they move the monochromator, energise the PMT or open the
 #: shutter, or lift the limits that protect the PMT

@@ -274,9 +274,12 @@ class Board:
         raise NotImplementedError
 
     # overload guard -----------------------------------------------------------------------
-    def guard_arm(self, max_count_rate_cps: float, max_adc_level: int) -> None:
-        """Arm the PMT guard: a count rate above `max_count_rate_cps` (counts/s) or an ADC
-        sample above `max_adc_level` (0 … 4095) trips it."""
+    def guard_arm(self, max_count_rate_cps: float, max_adc_level: int,
+                  max_high_fraction: float = 0.5) -> None:
+        """Arm the PMT guard: a count rate above `max_count_rate_cps` (counts/s), an ADC
+        sample above `max_adc_level` (0 … 4095), or the photon input high for more than
+        `max_high_fraction` (0 … 1) of a guard window (a stuck or paralyzed input, where a
+        board can measure it) trips it."""
         raise NotImplementedError
 
     def guard_tripped(self) -> bool:

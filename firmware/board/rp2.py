@@ -7,9 +7,10 @@ arithmetic live in `rp2_pio`, the native buffer kernels in `rp2_dma`, USB in `rp
 
 Resources: PIO0 SM0 gate, SM1/SM2 photon counters (even/odd bins); PIO1 SM4 period timer,
 SM5 overload guard, SM6 stepper. DMA: 8 channels for counting (2 counters × TX/RX × 2 frame
-buffers), 2 for the ADC, 1 for the period timer. PWM: PEM drive, PEM control voltage, PMT HV.
+buffers), 2 for the ADC, 1 for the period timer. PWM: PEM drive, PEM control voltage, PMT HV,
+the trigger (gated counting) and the photon line's high-time counter (slice 0, level-gated).
 
-Interrupt handlers (`_rx_irq_*`, `_adc_irq`, `_guard_irq`, `_adc_guard`) run with the heap
+Interrupt handlers (`_rx_irq_*`, `_adc_irq`, `_guard_irq`, `_guard_tick`) run with the heap
 locked: they allocate nothing, and every value they compute stays in the 30-bit small-int
 range of the 32-bit port (tests/firmware/test_rp2_irq.py checks both).
 """
@@ -44,6 +45,7 @@ PIN_SHUTTER = G.SHUTTER
 PIN_STEP = G.STEP
 PIN_DIR = G.DIR
 PIN_HOME = G.HOME
+PIN_PHOTON_LEVEL = G.PHOTON_LEVEL
 PIN_TRIGGER = G.TRIGGER
 PIN_GATED_PHOTON = G.GATED_PHOTON
 ADC_PMT = G.adc_channel(G.ADC0)
@@ -71,7 +73,6 @@ _ATOMIC_SET = 0x2000     # register alias: writing 1 bits sets them
 _IS_RP2350 = "RP2350" in sys.implementation._machine  # type: ignore[attr-defined]
 _ADC_BASE = 0x400A_0000 if _IS_RP2350 else 0x4004_C000
 _PWM_BASE = 0x400A_8000 if _IS_RP2350 else 0x4005_0000
-_PWM_SLICES = 12 if _IS_RP2350 else 8
 _PWM_STRIDE = 0x14
 _PWM_CSR = 0x00          # bit 0 EN, bit 2 A_INV, bit 3 B_INV
 _PWM_DIV = 0x04          # 8.4 fixed-point clock divider
@@ -79,6 +80,7 @@ _PWM_CTR = 0x08
 _PWM_CC = 0x0C           # A in bits 15:0, B in bits 31:16
 _PWM_TOP = 0x10
 _PWM_EN_B_INV = 1 | (1 << 3)
+_PWM_LEVEL_GATED = 1 << 4  # CSR DIVMODE 1: the divider, so the counter, runs while input B is high
 _GATE_SM = 7             # gate_window on PIO1 (docs/hardware.md, "Gated counting")
 _DREQ_ADC = 48 if _IS_RP2350 else 36
 _ADC_CS = 0x00
@@ -120,8 +122,27 @@ _WATCHDOG_BASE = 0x400D_8000 if _IS_RP2350 else 0x4005_8000
 _WATCHDOG_SCRATCH4 = 0x1C
 _WDT_MAGIC_HI = 0x6AB7   # scratch4 = 0x6AB73121 while machine.WDT runs (the SDK's
 _WDT_MAGIC_LO = 0x3121   # watchdog_enable); machine.reset() writes 0 there
-_ADC_GUARD_HZ = 2000     # ADC level checks per second (trip within 0.5 ms + one check)
+# The guard's timer (a hard IRQ, from boot to shutdown): in every mode the photon line's high
+# time per window (trip within two windows), in analog mode also the ADC level (within one
+# window + one check); its heartbeat is checked by guard_fault()
+_GUARD_TIMER_HZ = 2000
+# High-time trip: GP17's PWM slice counts at _HIGH_COUNT_HZ (or just below) while the photon
+# line is high; a window is judged once it lasts _HIGH_MIN_US (a check right after another
+# is added to the next one) and only if it lasts at most _HIGH_MAX_US, well inside the 65.5 ms
+# the 16-bit counter takes to wrap at 1 MHz (a longer one is counted and reported as a
+# guard fault instead). Fractions in 1/_HIGH_Q.
+_HIGH_COUNT_HZ = 1_000_000
+_HIGH_MIN_US = 250
+_HIGH_MAX_US = 60_000
+_HIGH_Q = 1024
+_HIGH_FRACTION_RANGE = (0.01, 0.99)  # at 1.0 the trip could never come: no window is > 100 %
 _LOCK_TOLERANCE = 0.005  # relative period spread that still counts as locked
+
+
+def _pwm_slice_base(gpio: int) -> int:
+    """The registers of the PWM slice of GPIO 0 … 31: slice (gpio >> 1) & 7 on both chips
+    (an RP2350's slices 8 … 11 serve only GPIO 32 and up)."""
+    return _PWM_BASE + ((gpio >> 1) & 7) * _PWM_STRIDE
 
 
 def _aligned(words: int, typecode: str = "I") -> tuple:
@@ -276,8 +297,14 @@ class Rp2Board(base.Board):
         self._guard_tripped = False
         self._guard_reason = ""
         self._guard_rate = 0.0
-        self._guard_level = 4095
+        self._guard_level = _MAX_ADC_LEVEL  # guard_reset() re-arms with it: a valid level
         self._guard_trip_count = 0
+        self._start_high_counter()
+        self._high_fraction = 0.5
+        self._set_high_limit(self._high_fraction)
+        self._high_trip = 0       # the window that tripped: counts high, its length in µs
+        self._high_trip_us = 0
+        self._high_late = 0       # windows too long to judge (the counter may have wrapped)
         self._outputs = 0  # bit 0 HV enable, bit 1 shutter
         self._guard = rp2.StateMachine(5, P.overload_guard, freq=self.clock_hz,
                                        jmp_pin=machine.Pin(PIN_PHOTON),
@@ -354,7 +381,14 @@ class Rp2Board(base.Board):
         self._guard_seen = False
         self._guard_adc_level = 0
         self._guard_pos = 0  # ring index up to which the ADC level guard has looked
-        self._adc_timer: "machine.Timer | None" = None
+        # last: its handler reads what is set up above. Not on a port older than the
+        # declared minimum (boot_fault), whose Timer may refuse hard=: the board then comes
+        # up to report it, and starts no acquisition
+        self._guard_timer: "machine.Timer | None" = None
+        if not self.boot_fault:
+            self._guard_timer = machine.Timer(-1, mode=machine.Timer.PERIODIC,
+                                              freq=_GUARD_TIMER_HZ,
+                                              callback=self._guard_tick, hard=True)
         self._resonance = _Resonance(self)
         self._wdt: "machine.WDT | None" = None
         self._usb = None
@@ -559,7 +593,7 @@ class Rp2Board(base.Board):
         if not self._pem_drive_on:
             self._pem_drive.freq(int(f))       # pin function and slice enable, as the port does
             self._pem_drive_on = True          # (once: it rewrites DIV and TOP on its own)
-        base = _PWM_BASE + ((PIN_PEM_DRIVE >> 1) % _PWM_SLICES) * _PWM_STRIDE
+        base = _pwm_slice_base(PIN_PEM_DRIVE)
         machine.mem32[base + _PWM_DIV] = best_d
         machine.mem32[base + _PWM_TOP] = best_t - 1
         self._pem_p16 = best_t * best_d
@@ -692,7 +726,7 @@ class Rp2Board(base.Board):
             self._gating = None
 
     def _pwm_slice_base(self) -> int:
-        return _PWM_BASE + ((PIN_TRIGGER >> 1) % _PWM_SLICES) * _PWM_STRIDE
+        return _pwm_slice_base(PIN_TRIGGER)
 
     def _start_gating(self, t: GateTiming) -> None:
         """The trigger's PWM slice (trigger off: channel A's compare 0, so only the gate
@@ -916,12 +950,6 @@ class Rp2Board(base.Board):
             raise RuntimeError(self.boot_fault)
         self._check_block_edges(self._adc_block, self._adc_rate)  # the PEM may have changed
         self.counter_stop()
-        # the guard timer first: if the port refuses it, nothing has been started yet (its
-        # callback does nothing until _analog is set)
-        if self._adc_timer is None:
-            self._adc_timer = machine.Timer(-1, mode=machine.Timer.PERIODIC,
-                                            freq=_ADC_GUARD_HZ, callback=self._adc_guard,
-                                            hard=True)
         self._hv_cached = self._read_hv_now()
         self._beat_seen = self._guard_beat[0]
         self._beat_ms = time.ticks_ms()
@@ -1022,9 +1050,6 @@ class Rp2Board(base.Board):
     def adc_stop(self) -> None:
         if not self._analog:
             return
-        if self._adc_timer is not None:
-            self._adc_timer.deinit()
-            self._adc_timer = None
         self._analog = False
         machine.mem32[_ADC_BASE + _ADC_CS] = _CS_EN  # stop converting
         _dma_stop(self._adc_dma)
@@ -1244,11 +1269,17 @@ class Rp2Board(base.Board):
             machine.enable_irq(state)
 
     # overload guard -------------------------------------------------------------------------------
-    def guard_arm(self, max_count_rate_cps: float, max_adc_level: int) -> None:
+    def guard_arm(self, max_count_rate_cps: float, max_adc_level: int,
+                  max_high_fraction: float = 0.5) -> None:
         if not 0 <= max_adc_level <= _MAX_ADC_LEVEL:
             raise ValueError("max_adc_level must be 0 … %d (a sample above it trips; full "
                              "scale is %d), got %r" % (_MAX_ADC_LEVEL, _MAX_ADC_LEVEL + 1,
                                                      max_adc_level))
+        low, high = _HIGH_FRACTION_RANGE
+        if not low <= max_high_fraction <= high:
+            raise ValueError("max_high_fraction must be %g … %g (the photon input's high time "
+                             "per window that trips), got %r" % (low, high, max_high_fraction))
+        self._set_high_limit(max_high_fraction)
         window = int(_GUARD_WINDOW_S * self.clock_hz)
         limit = P.guard_limit(max_count_rate_cps, window, self.clock_hz)
         self._guard_rate = max_count_rate_cps
@@ -1264,6 +1295,40 @@ class Rp2Board(base.Board):
         sm.exec(_SET_PINS | (0 if self._guard_tripped else self._outputs))
         sm.active(0 if self._guard_tripped else 1)
 
+    def _start_high_counter(self) -> None:
+        """GP17's PWM slice (channel B, the photon line through a jumper from GP2) as a
+        level-gated counter: it advances at _high_rate counts/s while the line is high and
+        wraps at 2**16. The slice is in DIVMODE 1 before the pin gets the PWM function, so
+        that the pin is never a B output driving the photon line (the chip disables B's
+        output in the input modes)."""
+        div16 = (16 * self.clock_hz + _HIGH_COUNT_HZ - 1) // _HIGH_COUNT_HZ
+        if div16 > 0xFFF:
+            div16 = 0xFFF                   # the 8.4 divider's largest: above 256 MHz
+        self._high_rate = 16 * self.clock_hz / div16   # counts/s while high, ≤ 1 MHz
+        base = _pwm_slice_base(PIN_PHOTON_LEVEL)
+        mem = machine.mem32
+        mem[base + _PWM_CSR] = _PWM_LEVEL_GATED
+        mem[base + _PWM_DIV] = div16
+        mem[base + _PWM_TOP] = 0xFFFF
+        mem[base + _PWM_CC] = 0
+        mem[base + _PWM_CTR] = 0
+        machine.Pin(PIN_PHOTON_LEVEL, machine.Pin.IN, machine.Pin.PULL_DOWN)
+        machine.PWM(machine.Pin(PIN_PHOTON_LEVEL))  # the pin's function: its input to slice B
+        mem[base + _PWM_CSR] = _PWM_LEVEL_GATED | 1
+        self._high_ctr_addr = base + _PWM_CTR
+        self._high_ctr = 0
+        self._high_us = time.ticks_us()
+
+    def _set_high_limit(self, fraction: float) -> None:
+        """The high-time trip at `fraction` of a window; a new window starts now."""
+        k = int(fraction * self._high_rate / 1e6 * _HIGH_Q + 0.5)
+        state = machine.disable_irq()
+        self._high_fraction = fraction
+        self._high_k = k
+        self._high_ctr = machine.mem32[self._high_ctr_addr] & 0xFFFF
+        self._high_us = time.ticks_us()
+        machine.enable_irq(state)
+
     def _guard_irq(self, sm) -> None:
         # hard IRQ: the PIO has already driven HV enable and shutter low
         try:
@@ -1278,27 +1343,51 @@ class Rp2Board(base.Board):
         self._outputs = 0
         self._guard_tripped = True
 
-    def _adc_guard(self, timer) -> None:
-        # hard IRQ every 0.5 ms in analog mode: any sample written since the last check above
-        # the level, wherever the DMA is in its ring (the write address of SRAM is a small
-        # int); the largest one is found only for the trip's reason. A Ctrl-C on the REPL
-        # is raised at the next branch of whatever bytecode runs, which may be this handler:
-        # it would stop the guard for good and never reach main.py's `finally`, so it is
-        # handed on to the main program (found on the emulated Pico)
+    def _guard_tick(self, timer) -> None:
+        # hard IRQ every 0.5 ms, from boot to shutdown: the photon line's high time, and in
+        # analog mode the ADC level. A Ctrl-C on the REPL is raised at the next branch of
+        # whatever bytecode runs, which may be this handler: it would stop the guard for good
+        # and never reach main.py's `finally`, so it is handed on to the main program (found
+        # on the emulated Pico)
         try:
             self._guard_beat[0] += 1
-            if not self._analog or self._guard_tripped:
+            if self._guard_tripped:
                 return
-            ch = self._adc_dma[self._adc_turns[0] & 1]
-            pos = ((ch.write - self._adc_ring_addr) >> 1) & (self._adc_ring_len - 1)
-            start = self._guard_pos
-            self._guard_pos = pos
-            if K.above_u16(self._adc_view, start, pos, self._adc_ring_len, self._guard_level):
-                self._trip()
-                self._guard_adc_level = K.max_u16(self._adc_view, start, pos,
-                                                  self._adc_ring_len)
+            self._check_high()
+            if self._analog:
+                self._check_adc()
         except KeyboardInterrupt:
             self._kbd_flag = True
+
+    def _check_high(self) -> None:
+        # the level-gated counter's advance since the last window (mod 2**16: a window
+        # shorter than _HIGH_MAX_US cannot hide a wrap) against the window's length in µs
+        now = time.ticks_us()
+        us = time.ticks_diff(now, self._high_us)
+        if us < _HIGH_MIN_US:
+            return
+        ctr = H.load1(self._high_ctr_addr)
+        high = (ctr - self._high_ctr) & 0xFFFF
+        self._high_ctr = ctr
+        self._high_us = now
+        if us > _HIGH_MAX_US:
+            self._high_late += 1
+        elif high * _HIGH_Q > self._high_k * us:
+            self._high_trip = high
+            self._high_trip_us = us
+            self._trip()
+
+    def _check_adc(self) -> None:
+        # any sample written since the last check above the level, wherever the DMA is in
+        # its ring (the write address of SRAM is a small int); the largest one is found only
+        # for the trip's reason
+        ch = self._adc_dma[self._adc_turns[0] & 1]
+        pos = ((ch.write - self._adc_ring_addr) >> 1) & (self._adc_ring_len - 1)
+        start = self._guard_pos
+        self._guard_pos = pos
+        if K.above_u16(self._adc_view, start, pos, self._adc_ring_len, self._guard_level):
+            self._trip()
+            self._guard_adc_level = K.max_u16(self._adc_view, start, pos, self._adc_ring_len)
 
     def guard_tripped(self) -> bool:
         return self._guard_tripped
@@ -1309,32 +1398,45 @@ class Rp2Board(base.Board):
         level = self._guard_adc_level
         if level:
             return "PMT ADC level %d > limit %d" % (level, self._guard_level)
+        if self._high_trip_us:
+            pct = 100e6 * self._high_trip / (self._high_trip_us * self._high_rate)
+            return ("photon input high for %.0f %% of a %d us window (limit %.0f %%): stuck "
+                    "or paralyzed input (a retriggerable pulse stretcher under pile-up?)"
+                    % (pct, self._high_trip_us, 100 * self._high_fraction))
         return "PMT rate > limit %.3g cps (PIO window %.0f us)" % (self._guard_rate,
                                                                   _GUARD_WINDOW_S * 1e6)
 
     def guard_reset(self) -> None:
         self._guard_tripped = False
         self._guard_adc_level = 0
+        self._high_trip = self._high_trip_us = 0
         self._outputs = 0
-        self.guard_arm(self._guard_rate or 1e7, self._guard_level)
+        self.guard_arm(self._guard_rate or 1e7, self._guard_level, self._high_fraction)
         if self._head_power:
             self._switch_on()
 
     def guard_fault(self) -> str:
-        """Why a guard no longer guards, or "": in analog mode the ADC level check (a hard
-        timer IRQ, which an exception would stop for good) must have run within the last
-        _HEARTBEAT_MS; the PIO guards must run unless tripped."""
+        """Why a guard no longer guards, or "": the guard timer (the high-time and the ADC
+        level checks, a hard IRQ, which an exception would stop for good) must have run
+        within the last _HEARTBEAT_MS and judged every window; the PIO guards must run
+        unless tripped."""
         if not self._guard_tripped and not self._guard.active():
             return "the PIO overload guard stopped"
-        if not self._analog:
-            return ""
+        if self._high_late:
+            late = self._high_late
+            self._high_late = 0
+            return ("the photon high-time guard skipped %d window(s) longer than %d ms (its "
+                    "timer interrupt ran late; the 16-bit counter may have wrapped)"
+                    % (late, _HIGH_MAX_US // 1000))
+        if self._guard_timer is None:
+            return ""          # an unsupported port: boot_fault says so
         beat = self._guard_beat[0]
         now = time.ticks_ms()
         if beat != self._beat_seen:
             self._beat_seen = beat
             self._beat_ms = now
         elif time.ticks_diff(now, self._beat_ms) > _HEARTBEAT_MS:
-            return ("the ADC level guard stopped: no check for %d ms"
+            return ("the guard timer stopped (high-time and ADC level guard): no check for %d ms"
                     % time.ticks_diff(now, self._beat_ms))
         return ""
 
@@ -1394,10 +1496,12 @@ class Rp2Board(base.Board):
             pwm = getattr(self, name, None)
             if pwm is not None:
                 pwm.duty_u16(0)
-        timer = getattr(self, "_adc_timer", None)
+        timer = getattr(self, "_guard_timer", None)
         if timer is not None:
             timer.deinit()
-            self._adc_timer = None
+            self._guard_timer = None
+        base = _pwm_slice_base(PIN_PHOTON_LEVEL)
+        machine.mem32[base + _PWM_CSR] = _PWM_LEVEL_GATED  # stopped, B still an input
         machine.mem32[_ADC_BASE + _ADC_CS] = 0
         machine.mem32[_ADC_BASE + _ADC_FCS] = 0
         self._analog = False

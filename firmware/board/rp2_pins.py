@@ -21,6 +21,8 @@ SHUTTER = 13        # excitation shutter (1 = open); owned by the guard, follows
 STEP = 14
 DIR = 15
 HOME = 16           # home switch to GND, closed at/below home
+PHOTON_LEVEL = 17   # the photon line again (a jumper from GP2): PWM slice 0 B, level-gated, its
+                    # counter sums the time the line is high (the guard's high-time trip)
 TRIGGER = 18        # excitation trigger (PWM slice 1 A): TTL to an LED driver or laser
 GSTART = 19         # gate start (PWM slice 1 B, inverted; or PIO1 after an external sync)
 GATED_PHOTON = 20   # photon pulses inside the gate (PIO0 gate_window), counted in gated mode
@@ -47,6 +49,7 @@ def table() -> tuple:
         ("step", STEP, "out", "none", "rising edge = one step"),
         ("dir", DIR, "out", "none", "high = longer wavelengths"),
         ("home", HOME, "in", "up", "low = at or below home"),
+        ("photon_level", PHOTON_LEVEL, "in", "down", "high = pulse (same line as GP2)"),
         ("trigger", TRIGGER, "out", "ext-down", "high = excitation pulse"),
         ("gate_start", GSTART, "out", "none", "test point: rises as the gate opens"),
         ("gated_photon", GATED_PHOTON, "out", "none", "test point: photons inside the gate"),

@@ -24,3 +24,11 @@ def load2(addr1: uint, addr2: uint, out):
     q = ptr32(addr2)
     o[0] = p[0]
     o[1] = q[0]
+
+
+@micropython.viper
+def load1(addr: uint) -> int:
+    """*addr (a 32-bit load) of a register whose value is below 2**30: an interrupt handler's
+    read of a peripheral register, whose address would be a long int in mem32[addr]."""
+    p = ptr32(addr)
+    return int(p[0])

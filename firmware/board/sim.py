@@ -454,7 +454,9 @@ class Board(BaseBoard):
     def shutter_open(self) -> bool:
         return self._shutter
 
-    def guard_arm(self, max_count_rate_cps: float, max_adc_level: int) -> None:
+    def guard_arm(self, max_count_rate_cps: float, max_adc_level: int,
+                  max_high_fraction: float = 0.5) -> None:
+        # the simulated bench has counts, not a photon line with a level: no high-time trip
         self._guard_rate = max_count_rate_cps
         self._guard_level = max_adc_level
         self._send_state()

@@ -166,7 +166,8 @@ class Commands:
         return {"passed": passed, "checks": checks}
 
     def set_limits(self, a: dict) -> dict:
-        a = check(a, {"max_count_rate_cps": NUM, "max_adc_level": INT, "max_hv_volts": NUM})
+        a = check(a, {"max_count_rate_cps": NUM, "max_adc_level": INT,
+                      "max_high_fraction": NUM, "max_hv_volts": NUM})
         s = self.i.safety
         s.apply_limits(s.validate_limits(a))
         return s.limits()

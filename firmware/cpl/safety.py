@@ -9,13 +9,18 @@ class Safety:
         self._board = board
         self.max_count_rate_cps = 2.0e6
         self.max_adc_level = 4000
+        # the photon input's high time per guard window that trips (docs/hardware.md, "PMT
+        # overload guard"): above the duty of a non-retriggerable stretcher at the count
+        # limit (2e6 … 1e7 counts/s × 30 ns = 6 … 30 %), far below a stuck input (100 %)
+        self.max_high_fraction = 0.5
         self.max_hv_volts = float(board.max_hv_volts)
         self.overload = False  # latched until CLEAR_FAULT
         self.hv_set_volts = 0.0
         self.shutter_cmd = False
 
     def arm(self) -> None:
-        self._board.guard_arm(self.max_count_rate_cps, self.max_adc_level)
+        self._board.guard_arm(self.max_count_rate_cps, self.max_adc_level,
+                              self.max_high_fraction)
 
     def validate_limits(self, a: dict) -> dict:
         c = self.limits()
@@ -23,6 +28,8 @@ class Safety:
         in_range("max_count_rate_cps", c["max_count_rate_cps"], 1.0, 1.0e9, "counts/s")
         # the level check is `sample > max_adc_level`: at 4095 it could never trip
         in_range("max_adc_level", c["max_adc_level"], 0, 4094)
+        # a window is never more than 100 % high: at 1 the trip could never come
+        in_range("max_high_fraction", c["max_high_fraction"], 0.01, 0.99)
         in_range("max_hv_volts", c["max_hv_volts"], 0.0, float(self._board.max_hv_volts), "V")
         if self.hv_set_volts > c["max_hv_volts"]:
             raise CommandError(P.ST_OUT_OF_RANGE,
@@ -34,12 +41,14 @@ class Safety:
     def apply_limits(self, c: dict) -> None:
         self.max_count_rate_cps = c["max_count_rate_cps"]
         self.max_adc_level = c["max_adc_level"]
+        self.max_high_fraction = c["max_high_fraction"]
         self.max_hv_volts = c["max_hv_volts"]
         self.arm()
 
     def limits(self) -> dict:
         return {"max_count_rate_cps": self.max_count_rate_cps,
-                "max_adc_level": self.max_adc_level, "max_hv_volts": self.max_hv_volts}
+                "max_adc_level": self.max_adc_level,
+                "max_high_fraction": self.max_high_fraction, "max_hv_volts": self.max_hv_volts}
 
     def check_trip(self):
         """The guard's reason text on a new trip, else None."""

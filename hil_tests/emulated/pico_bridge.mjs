@@ -192,7 +192,7 @@ function rng(seed) {
 const random = rng(opts.seed);
 
 // --- the bench on the pins (GPIO numbers of firmware/board/rp2.py) --------------------------
-const PIN = { photon: 2, pemRef: 3, pemDrive: 6, hvCtrl: 10, keepalive: 11, hvEn: 12, shutter: 13, step: 14, dir: 15, home: 16, strap: 22 };
+const PIN = { photon: 2, photonLevel: 17, pemRef: 3, pemDrive: 6, hvCtrl: 10, keepalive: 11, hvEn: 12, shutter: 13, step: 14, dir: 15, home: 16, strap: 22 };
 const bench = {
   pem_hz: 50000.0,        // PEM controller's 1f reference (external mode)
   pem_on: true,
@@ -244,6 +244,22 @@ function nextPhoton(t) {
   const gap = bench.retrigger ? CYCLE_NS : bench.pulse_ns * 2;
   photon.next = t + Math.max(-Math.log(1 - random()) / maxRate() * 1e9, gap);
 }
+// The photon line reaches GP2 and, through the build guide's jumper, GP17 (the guard's
+// level-gated PWM counter of its high time).
+function setPhoton(level) {
+  mcu.gpio[PIN.photon].setInputValue(level);
+  mcu.gpio[PIN.photonLevel].setInputValue(level);
+}
+// rp2040js hands an input change to the PWM only while no PWM pin at all is an output (it
+// tests `gpioDirection && bit`, not `&`), so a slice gated by its B input (DIVMODE 1) never
+// saw the level change after its CSR write; on the chip the counter runs exactly while B is
+// high. Test the pin's own bit.
+mcu.pwm.gpioOnInput = function (index) {
+  if (this.gpioDirection & (1 << index)) return;
+  for (const channel of this.channels) {
+    if (channel.pinB1 === index || channel.pinB2 === index) channel.gpioBChanged();
+  }
+};
 function benchAt(t) { // t: ns of the cycle about to be stepped
   if (t >= pem.next) {
     pem.level = !pem.level;
@@ -252,12 +268,12 @@ function benchAt(t) { // t: ns of the cycle about to be stepped
     pem.next += 0.5e9 / bench.pem_hz;
   }
   if (t >= photon.end) {
-    mcu.gpio[PIN.photon].setInputValue(false);
+    setPhoton(false);
     photon.end = Infinity;
   }
   if (t >= photon.next) {
     if (random() * maxRate() < photonRate()) {
-      mcu.gpio[PIN.photon].setInputValue(true);
+      setPhoton(true);
       photon.end = t + bench.pulse_ns;   // retriggerable: a pulse in progress is extended
       counters.photons++;
     }

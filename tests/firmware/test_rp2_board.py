@@ -434,7 +434,7 @@ except RuntimeError as e:
     assert "START again" in str(e), e
 b.adc_stop()
 assert not adc.running() and not any(ch.busy for ch in b._adc_dma)
-assert machine.Timer.all == []
+assert machine.Timer.all == [b._guard_timer], "the guard timer runs in every mode"
 
 # --- HV read-back comes from ADC1 outside analog mode
 b.hv_read()

@@ -117,10 +117,11 @@ def _irq_problems(path):
 
 def test_irq_paths_make_no_long_ints_on_a_32_bit_port():
     roots, reached, problems = _irq_problems(BOARD / "rp2.py")
-    # the handlers the board has: counter and ADC DMA, PIO guard, ADC level-guard timer
+    # the handlers the board has: counter and ADC DMA, PIO guard, the guard's timer (high
+    # time, ADC level)
     assert {"self._rx_irq_0", "self._rx_irq_1", "self._adc_irq", "self._guard_irq",
-            "self._adc_guard"} <= set(roots), roots
-    assert "self._trip" in reached
+            "self._guard_tick"} <= set(roots), roots
+    assert {"self._trip", "self._check_high", "self._check_adc"} <= set(reached), reached
     assert not problems, "\n".join(problems)
 
 

@@ -272,7 +272,7 @@ assert command(inst, 8, {"volts": 1200})[0] == P.ST_OUT_OF_RANGE
 ok(inst, 8, {"volts": 800})
 assert Pin.level(G.HV_EN) == 1 and b._hv.d == int(800 / 1000 / 3.3 * 65535), b._hv.d
 assert not b.hv_settled()
-Clock.us += 300_000
+Clock.elapse(300_000)
 assert b.hv_settled()
 assert command(inst, 17, {"kind": "supply"})[0] == P.ST_BAD_STATE   # HV on: SET_HV 0 first
 ok(inst, 8, {"volts": 0})
@@ -311,7 +311,7 @@ ok(inst, 13)
 core.HOST.itf._open = False
 before = inst.tx.queued()
 for _ in range(30):
-    Clock.us += 1_000_000
+    Clock.elapse(1_000_000)
     inst.step()
 assert inst.tx.queued() <= before + 1, (before, inst.tx.queued())
 core.HOST.itf._open = True

@@ -273,16 +273,21 @@ class Controller:
 
     def set_limits(self, *, max_count_rate_cps: float | None = None,
                    max_adc_level: int | None = None,
-                   max_hv_volts: float | None = None) -> dict[str, Any]:
-        """PMT protection limits: count rate (counts/s), ADC level (0…4095), HV (V)."""
+                   max_hv_volts: float | None = None,
+                   max_high_fraction: float | None = None) -> dict[str, Any]:
+        """PMT protection limits: count rate (counts/s), ADC level (0…4094), HV (V), and the
+        photon input's high time per guard window (fraction 0.01…0.99; rp2 board:
+        docs/hardware.md, "PMT overload guard")."""
         args = {k: v for k, v in {"max_count_rate_cps": max_count_rate_cps,
                                   "max_adc_level": max_adc_level,
+                                  "max_high_fraction": max_high_fraction,
                                   "max_hv_volts": max_hv_volts}.items() if v is not None}
         return self._setting(Opcode.SET_LIMITS, args)
 
     def limits(self) -> dict[str, Any]:
         """The protection limits in force (``max_count_rate_cps``, ``max_adc_level``,
-        ``max_hv_volts``): SET_LIMITS with no keys, which changes nothing."""
+        ``max_high_fraction``, ``max_hv_volts``): SET_LIMITS with no keys, which changes
+        nothing."""
         return self._command(Opcode.SET_LIMITS, {})
 
     def configure_pem(self, *, source: str | None = None, frequency_hz: float | None = None,

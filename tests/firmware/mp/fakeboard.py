@@ -202,8 +202,9 @@ class FakeBoard(Board):
     def shutter_open(self) -> bool:
         return self.shutter
 
-    def guard_arm(self, max_count_rate_cps: float, max_adc_level: int) -> None:
-        self.guard = (max_count_rate_cps, max_adc_level)
+    def guard_arm(self, max_count_rate_cps: float, max_adc_level: int,
+                  max_high_fraction: float = 0.5) -> None:
+        self.guard = (max_count_rate_cps, max_adc_level, max_high_fraction)
 
     def guard_tripped(self) -> bool:
         return self.tripped

@@ -312,7 +312,7 @@ def test_boot_events():
     evs = events(b)
     assert evs[0][0] == P.EV_BOOT and evs[0][2] == "0.1.0"
     assert evs[1][0] == P.EV_WATCHDOG
-    assert b.hv == 0.0 and b.shutter is False and b.guard == (2e6, 4000)
+    assert b.hv == 0.0 and b.shutter is False and b.guard == (2e6, 4000, 0.5)
 
 
 def test_board_exception_in_loop_faults_and_stays_alive():

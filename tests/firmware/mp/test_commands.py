@@ -234,15 +234,23 @@ def test_set_limits():
     inst, b = make()
     ok(inst, b, SET_HV, {"volts": 700})
     r = ok(inst, b, SET_LIMITS, {"max_count_rate_cps": 1e6, "max_adc_level": 3000, "max_hv_volts": 900})
-    assert r == {"max_count_rate_cps": 1e6, "max_adc_level": 3000, "max_hv_volts": 900.0}
-    assert b.guard == (1e6, 3000)
+    assert r == {"max_count_rate_cps": 1e6, "max_adc_level": 3000, "max_high_fraction": 0.5,
+                 "max_hv_volts": 900.0}
+    assert b.guard == (1e6, 3000, 0.5)
     expect(inst, b, SET_HV, {"volts": 901}, P.ST_OUT_OF_RANGE, "0..900")
     expect(inst, b, SET_LIMITS, {"max_hv_volts": 600}, P.ST_OUT_OF_RANGE, "SET_HV")
     expect(inst, b, SET_LIMITS, {"max_adc_level": 4096}, P.ST_OUT_OF_RANGE)
     expect(inst, b, SET_LIMITS, {"max_hv_volts": 2000}, P.ST_OUT_OF_RANGE)
     expect(inst, b, SET_LIMITS, {"max_count_rate_cps": 0}, P.ST_OUT_OF_RANGE)
     expect(inst, b, SET_LIMITS, {"max_adc_level": 1, "max_hv_volts": 2000}, P.ST_OUT_OF_RANGE)
-    assert ok(inst, b, SET_LIMITS) == r and b.guard == (1e6, 3000)
+    # the high-time trip: a fraction of a window; at 1 (or 0) it could never (always) trip
+    for bad in (0, 1.0, 1.5, -0.1):
+        expect(inst, b, SET_LIMITS, {"max_high_fraction": bad}, P.ST_OUT_OF_RANGE,
+               "max_high_fraction")
+    expect(inst, b, SET_LIMITS, {"max_high_fraction": "half"}, P.ST_BAD_ARGS)
+    assert ok(inst, b, SET_LIMITS) == r and b.guard == (1e6, 3000, 0.5)
+    r = ok(inst, b, SET_LIMITS, {"max_high_fraction": 0.8})
+    assert r["max_high_fraction"] == 0.8 and b.guard == (1e6, 3000, 0.8)
 
 
 def test_status_has_every_key():

@@ -1,8 +1,10 @@
 """The host's end of the chip model's USB, for the scripts that run the whole firmware on it:
-run the main loop and read what the board sent (``got``), send a command and take its one
-reply."""
+run the main loop (the guard's timer firing before each pass) and read what the board sent
+(``got``), send a command and take its one reply."""
 import json
 import struct
+
+import machine
 
 from usb.device import core
 from cpl import protocol as P
@@ -15,6 +17,7 @@ def pump(inst, n=4):
     """``n`` passes of the main loop, each followed by the host's USB polling; then the host
     reads what arrived into ``got``."""
     for _ in range(n):
+        machine.Timer.fire_all()   # the guard's timer runs meanwhile (its heartbeat)
         inst.step()
         core.host_poll()
     transfers, _ = core.host_read()

@@ -10,6 +10,8 @@ model of the parts of an RP2040 the board uses, strict where the real chip or po
 * `Timer` takes the keywords of the rp2 port of release VERSION (`hard=` from v1.26.0).
 * `mem32` is the register bus of `rp2.py` (ADC, PIO control), not a dict.
 """
+from array import array
+
 import micropython
 
 VERSION = (1, 26, 1)       # the MicroPython release modelled; tests may change it
@@ -115,17 +117,63 @@ class Pin:
         p["out"] ^= 1
 
 
-# --- PWM: slices with DIV (8.4 fixed point) and TOP registers ------------------------------
+# --- PWM: slices with CSR, DIV (8.4 fixed point), CTR and TOP registers ---------------------
 PWM_BASE = 0x4005_0000   # RP2040
 PWM_REGS = {}            # (slice, offset) → value
+PWM_FRAC = {}            # slice → the fractional divider's remainder, in 1/16 counts
+PWM_CTR = array("i", [0] * 8)   # the counters (an IRQ reads them: no tuple key made)
+CSR_EN = 1
+CSR_DIVMODE = 3 << 4     # 0 free-running, 1 gated by input B's level, 2/3 B's edges
 
 
 def _pwm_read(off):
+    if off % 0x14 == 0x08:
+        return PWM_CTR[off // 0x14]
     return PWM_REGS.get((off // 0x14, off % 0x14), 0)
 
 
 def _pwm_write(off, v):
+    if off % 0x14 == 0x08:
+        PWM_CTR[off // 0x14] = v & 0xFFFF
+        return
     PWM_REGS[(off // 0x14, off % 0x14)] = v
+
+
+def pwm_slice(gpio):
+    """The slice of GPIO 0 … 29 (both chips)."""
+    return (gpio >> 1) & 7
+
+
+def pwm_b_input(gpio, high_cycles):
+    """Input B of a slice (an odd GPIO with the PWM function) was high for `high_cycles`
+    system-clock cycles: in DIVMODE 1 (level-gated), with the slice enabled, the counter
+    advances by high_cycles / DIV (the 8.4 divider's fraction carried over, as the chip's
+    first-order sigma-delta does) and wraps from TOP to 0. The pin must not be a B output
+    (DIVMODE 0 with the PWM function): that would drive the line it should read."""
+    sl = pwm_slice(gpio)
+    pad = Pin.pad(gpio)
+    csr = PWM_REGS.get((sl, 0x00), 0)
+    if gpio % 2 != 1 or pad["func"] != "pwm" or not pad["ie"]:
+        return
+    mode = (csr & CSR_DIVMODE) >> 4
+    if mode == 0:
+        raise AssertionError("GP%d is PWM output B: it drives the line it should count" % gpio)
+    if mode != 1 or not csr & CSR_EN:
+        return
+    div16 = PWM_REGS.get((sl, 0x04), 16) or 4096  # DIV 0 counts as 256
+    top = PWM_REGS.get((sl, 0x10), 0xFFFF)
+    acc = PWM_FRAC.get(sl, 0) + 16 * high_cycles
+    ctr = PWM_CTR[sl] + acc // div16
+    PWM_FRAC[sl] = acc % div16
+    PWM_CTR[sl] = ctr % (top + 1)
+
+
+def pwm_pin_output(gpio):
+    """The PWM drives GPIO `gpio` (its function is PWM and its slice's channel is an
+    output: channel A, or B in DIVMODE 0)."""
+    if Pin.pad(gpio)["func"] != "pwm":
+        return False
+    return gpio % 2 == 0 or not PWM_REGS.get((pwm_slice(gpio), 0x00), 0) & CSR_DIVMODE
 
 
 def pwm_freq(slice_):
@@ -135,14 +183,23 @@ def pwm_freq(slice_):
     return _FREQ[0] * 16 / ((top + 1) * div)
 
 
+PWM_B_OUTPUTS = []   # odd GPIOs that got the PWM function while their slice was in DIVMODE 0
+
+
 class PWM:
     """As the rp2 port: freq() picks the smallest integer divider whose TOP fits in 16 bits
     (at PEM frequencies: divider 1, TOP = f_clk/f - 1 rounded); duty_u16 scales to TOP."""
 
     def __init__(self, pin):
+        # as the port: the pin's function becomes PWM (input enabled); nothing else changes
         self.pin = pin
         self.slice = (pin.n >> 1) % 8
         self.d = 0
+        pad = Pin.pad(pin.n)
+        pad["func"] = "pwm"
+        pad["ie"] = True
+        if pin.n % 2 == 1 and not PWM_REGS.get((self.slice, 0x00), 0) & CSR_DIVMODE:
+            PWM_B_OUTPUTS.append(pin.n)   # a B output now (what the tests check it is not)
 
     def freq(self, f=None):
         if f is not None:

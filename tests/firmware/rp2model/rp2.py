@@ -451,6 +451,19 @@ def load2(a1, a2, out):
     out[1] = DMA.channels[(a2 - DMA_BASE) >> 6].live
 
 
+def load1(addr):
+    """Model of rp2_regs.load1: a register read whose address may be a long int (a viper
+    argument), whose value must be a small int."""
+    devs = machine.BUS.devices
+    i = 0
+    while i < len(devs):            # indexing, not a for loop: its iterator would allocate
+        d = devs[i]
+        if d[0] <= addr < d[0] + d[1]:
+            return machine.small(d[2](addr - d[0]), "register value")
+        i += 1
+    raise AssertionError("no register at the address of load1")
+
+
 def store2(a1, v1, a2, v2):
     """Model of rp2_regs.store2."""
     machine.BUS.write(a1, v1)
