@@ -25,7 +25,8 @@ DATA = Path(__file__).parent / "data"
 #: 4 points; archive-v2.csv is that run's CSV, archive-v2-resumed.csv the CSV of its
 #: `--resume` by this cplscope (1d8d709's resume gave the same two kept rows; its two new
 #: points differed in the last digits, since the twin's timeline moved when HOME stopped
-#: blocking the firmware's main loop)
+#: blocking the firmware's main loop, and again when SET_LIMITS's reply grew by
+#: max_high_fraction: the simulated USB link's time goes by the bytes it carries)
 OLD_ARCHIVE = DATA / "archive-v2.h5"
 
 
