@@ -171,16 +171,20 @@ class Controller:
         return self._rate_limits
 
     def set_rate_limits(self, *, linear_cps: float | None = None,
-                        damage_cps: float | None = None, save: bool = True) -> RateLimits:
+                        damage_cps: float | None = None, high_fraction: float | None = None,
+                        save: bool = True) -> RateLimits:
         """Set the linear-range limit (points above it are flagged ``nonlinear``) and the
-        damage limit (the board's guard cuts the HV above it), in counts/s; ``save`` keeps
-        them for this instrument. The damage limit is sent to the board at once."""
+        damage limit (the board's guard cuts the HV above it), in counts/s, and the photon
+        input's high time per guard window that trips the guard (fraction 0.01 … 0.99);
+        ``save`` keeps them for this instrument. The board gets the guard's limits at once."""
         from ..settings.rate_limits import RateLimits, save_limits
         old = self.rate_limits
         new = RateLimits(linear_cps=float(linear_cps) if linear_cps is not None else old.linear_cps,
                          damage_cps=float(damage_cps) if damage_cps is not None
-                         else old.damage_cps)
-        self.set_limits(max_count_rate_cps=new.damage_cps)
+                         else old.damage_cps,
+                         high_fraction=float(high_fraction) if high_fraction is not None
+                         else old.high_fraction)
+        self.set_limits(max_count_rate_cps=new.damage_cps, max_high_fraction=new.high_fraction)
         if save:
             save_limits(str(self.info()["serial"]), new)
         self._rate_limits = new

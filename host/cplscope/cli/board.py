@@ -34,7 +34,8 @@ def cmd_limits(args: argparse.Namespace) -> int:
     with open_session(args, ready=False) as inst:
         serial = str(inst.info()["serial"])
         limits = inst.rate_limits
-        if args.linear_rate is not None or args.max_rate is not None:
+        if any(getattr(args, k) is not None
+               for k in ("linear_rate", "max_rate", "max_high_fraction")):
             path = save_limits(serial, limits)
             print(f"# limits of {serial} stored in {path}")
         else:
@@ -42,6 +43,10 @@ def cmd_limits(args: argparse.Namespace) -> int:
     print(f"linear range  {limits.linear_cps:.4g} counts/s  (points above: kept, flagged "
           "nonlinear)")
     print(f"damage limit  {limits.damage_cps:.4g} counts/s  (the board's guard cuts the HV)")
+    high = ("the board's default" if limits.high_fraction is None
+            else f"{limits.high_fraction:.3g}")
+    print(f"high time     {high}  (fraction of a 0.5-ms window the photon input may be high: "
+          "above it the guard cuts the HV)")
     return 0
 
 
@@ -128,7 +133,8 @@ def add_parsers(sub: Any) -> None:
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("limits", help="the counting head's linear-range and damage count "
-                       "rates, stored per instrument (give --linear-rate/--max-rate to set)")
+                       "rates and the photon input's high-time limit, stored per instrument (give "
+                       "--linear-rate/--max-rate/--max-high-fraction to set)")
     device_options(p)
     p.set_defaults(func=cmd_limits)
 

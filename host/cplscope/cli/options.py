@@ -184,6 +184,10 @@ def device_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-rate", type=positive(" counts/s"), default=None, metavar="CPS",
                    help="damage limit for this run: the board's guard cuts the HV above it "
                         "(default: the instrument's, `cplscope limits`)")
+    g.add_argument("--max-high-fraction", type=positive(""), default=None, metavar="F",
+                   help="the photon input's high time per 0.5-ms window above which the "
+                        "board's guard cuts the HV (a stuck or paralyzed input), 0.01 … 0.99 "
+                        "(default: the instrument's, `cplscope limits`, else 0.5)")
     add_check(p, check_instrument)
 
 
@@ -335,6 +339,10 @@ def check_instrument(args: argparse.Namespace) -> None:
     if getattr(args, "retardation", None) is not None and args.retardation > math.pi:
         raise CliError(f"--retardation {args.retardation:g}: the peak retardation A0 must be "
                        "in (0, π] rad (π/2 = 1.571 is quarter-wave)")
+    high = getattr(args, "max_high_fraction", None)
+    if high is not None and not 0.01 <= high <= 0.99:
+        raise CliError(f"--max-high-fraction {high:g}: give 0.01 … 0.99 (at 1 the guard could "
+                       "never trip: no window is more than 100 % high)")
     linear, damage = getattr(args, "linear_rate", None), getattr(args, "max_rate", None)
     if linear is not None and damage is not None and damage < linear:
         raise CliError(f"--max-rate {damage:g} is below --linear-rate {linear:g}: the damage "

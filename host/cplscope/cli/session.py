@@ -117,14 +117,17 @@ def auto_calibrate_simulated(inst, serial: str, args: argparse.Namespace) -> Non
 
 
 def apply_rate_limits(inst, args: argparse.Namespace) -> None:
-    """--linear-rate / --max-rate for this run (not stored; `cplscope limits` stores)."""
-    linear, damage = getattr(args, "linear_rate", None), getattr(args, "max_rate", None)
-    if linear is None and damage is None:
+    """--linear-rate / --max-rate / --max-high-fraction for this run (not stored; `cplscope
+    limits` stores)."""
+    given = {"linear_cps": getattr(args, "linear_rate", None),
+             "damage_cps": getattr(args, "max_rate", None),
+             "high_fraction": getattr(args, "max_high_fraction", None)}
+    if all(v is None for v in given.values()):
         return
     try:
-        inst.set_rate_limits(linear_cps=linear, damage_cps=damage, save=False)
+        inst.set_rate_limits(**given, save=False)
     except ValueError as exc:
-        raise CliError(f"--linear-rate/--max-rate: {exc}") from None
+        raise CliError(f"--linear-rate/--max-rate/--max-high-fraction: {exc}") from None
 
 
 @dataclass(frozen=True)

@@ -79,7 +79,8 @@ def prepare(inst, *, bins: int = 16, periods: int | None = None, hv_volts: float
     _apply_mono_config(inst)
     limits = getattr(inst, "rate_limits", None)
     if limits is not None:
-        inst.set_limits(max_count_rate_cps=limits.damage_cps)
+        inst.set_limits(max_count_rate_cps=limits.damage_cps,
+                        max_high_fraction=limits.high_fraction)
     if _apply_hv_model(inst) != "counting_head":  # a counting head is powered by its model
         inst.set_hv(hv_volts)
     if a0_rad is not None:

@@ -16,6 +16,12 @@ about 20 ns: linear (dead-time loss below about 4 %, corrected) up to 2·10⁶ c
 guard at 10⁷ counts/s, well below where such modules saturate. Check your module's datasheet
 and set both with :func:`save_limits` or ``cplscope limits`` (they are stored per instrument
 serial under :func:`cplscope.settings.calibration.config_dir`).
+
+A third limit guards against what a count rate cannot show: a photon input stuck high, or a
+retriggerable pulse stretcher paralyzed by pile-up, counts few edges. The rp2 board trips when
+the input is high for more than ``high_fraction`` of a 0.5-ms window (docs/hardware.md, "PMT
+overload guard"); unset, the board's default (0.5) holds. Raise it only for a stretcher whose
+pulses are so long that the duty cycle at the damage rate comes near it.
 """
 from __future__ import annotations
 
@@ -27,7 +33,8 @@ from pathlib import Path
 from .calibration import CalibrationError
 from .store import read_settings, settings_path, write_settings
 
-__all__ = ["DEFAULT_DAMAGE_RATE_CPS", "DEFAULT_LINEAR_RATE_CPS", "RateLimits", "limits_path",
+__all__ = ["DEFAULT_DAMAGE_RATE_CPS", "DEFAULT_LINEAR_RATE_CPS", "HIGH_FRACTION_RANGE",
+           "RateLimits", "limits_path",
            "load_limits", "save_limits"]
 
 #: Count rate (counts/s) up to which a typical counting head is linear after the dead-time
@@ -35,6 +42,9 @@ __all__ = ["DEFAULT_DAMAGE_RATE_CPS", "DEFAULT_LINEAR_RATE_CPS", "RateLimits", "
 DEFAULT_LINEAR_RATE_CPS = 2.0e6
 #: Count rate (counts/s) at which the board's guard cuts the HV.
 DEFAULT_DAMAGE_RATE_CPS = 1.0e7
+#: What the board takes as ``max_high_fraction`` (SET_LIMITS), inclusive.
+HIGH_FRACTION_RANGE = (0.01, 0.99)
+_KEYS = ("linear_cps", "damage_cps", "high_fraction")
 
 
 @dataclass(frozen=True)
@@ -43,6 +53,9 @@ class RateLimits:
 
     linear_cps: float = DEFAULT_LINEAR_RATE_CPS
     damage_cps: float = DEFAULT_DAMAGE_RATE_CPS
+    #: the photon input's high time per guard window that trips the board (0.01 … 0.99);
+    #: None: the board's default
+    high_fraction: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("linear_cps", "damage_cps"):
@@ -59,6 +72,12 @@ class RateLimits:
         if self.damage_cps > 1e9:
             raise CalibrationError(f"damage_cps {self.damage_cps:g} is above the board's "
                                    "1e9 counts/s maximum")
+        h = self.high_fraction
+        low, high = HIGH_FRACTION_RANGE
+        if h is not None and (isinstance(h, bool) or not isinstance(h, (int, float))
+                              or not low <= h <= high):
+            raise CalibrationError(f"high_fraction must be {low:g} … {high:g} (the photon "
+                                   f"input's high time per guard window that trips), got {h!r}")
 
 
 def limits_path(serial: str) -> Path:
@@ -72,13 +91,17 @@ def load_limits(serial: str, path: str | os.PathLike[str] | None = None) -> Rate
     data = read_settings(p, "linear_cps and damage_cps")
     if data is None:
         return RateLimits()
-    if set(data) - {"linear_cps", "damage_cps"}:
-        raise CalibrationError(f"{p}: expected an object with linear_cps and damage_cps")
-    return RateLimits(**data)
+    if set(data) - set(_KEYS):
+        raise CalibrationError(f"{p}: expected an object with linear_cps, damage_cps and "
+                               f"optionally high_fraction; got {', '.join(sorted(data))}")
+    try:
+        return RateLimits(**data)
+    except CalibrationError as exc:
+        raise CalibrationError(f"{p}: {exc}") from None
 
 
 def save_limits(serial: str, limits: RateLimits,
                 path: str | os.PathLike[str] | None = None) -> Path:
     """Store ``limits`` for instrument ``serial`` (atomically); returns the path."""
-    return write_settings(path if path is not None else limits_path(serial), serial,
-                          asdict(limits))
+    data = {k: v for k, v in asdict(limits).items() if v is not None}
+    return write_settings(path if path is not None else limits_path(serial), serial, data)
