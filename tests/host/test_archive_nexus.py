@@ -170,7 +170,7 @@ def test_the_archive_still_reads_and_reprocesses_as_before(nexus_runs, tmp_path)
     assert main(["-q", "reprocess", str(nexus_runs / "run.h5"), "--output", str(out)]) == 0
     assert _rows(out) == _rows(nexus_runs / "run.csv")
     with Archive.open(nexus_runs / "run.h5") as arc:
-        assert arc.version == 3 and len(arc) == 6 and arc.source == "hdf5"
+        assert arc.version == 4 and len(arc) == 6 and arc.source == "hdf5"
 
 
 def _rows(csv: Path) -> list[str]:
@@ -206,7 +206,7 @@ def test_an_archive_of_the_previous_format_resumes_and_becomes_nexus(old_home, t
     assert _rows(csv)[:2] == _rows(DATA / "archive-v2.csv")
     assert _rows(csv) == _rows(DATA / "archive-v2-resumed.csv")
     with Archive.open(h5) as arc:
-        assert arc.version == 3 and len(arc) == 4
+        assert arc.version == 4 and len(arc) == 4
         assert [_fingerprint(p) for p in list(arc)[:2]] == before   # kept byte for byte
     assert nexus_problems(h5) == []
     with h5py.File(h5, "r") as f:

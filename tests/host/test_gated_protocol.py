@@ -100,3 +100,36 @@ def test_whole_turns_through_the_gates_add_up_and_incomplete_ones_are_left_out()
     one = FrameSet.from_frames([_frame(0, n_gates=1)] * 3)
     assert one.rotations() is one
     assert FrameSet.from_frames([_frame(1), _frame(2)]).rotations().n_frames == 0
+
+
+def test_time_bins_are_summed_per_turn_each_corrected_for_dead_time_at_its_own_rate():
+    from cplscope.demod.deadtime import apply_dead_time, dead_time_ratio
+
+    rates = {0: 600, 1: 200, 2: 50}       # counts per phase bin: a decay
+    # 2 pulses (400 µs gates) in each 10-ms frame
+    fs = FrameSet.from_frames([_frame(j, counts=rates[j], pulses=2) for j in [0, 1, 2] * 2])
+    # without dead time: the bins' counts added up, as counts
+    late = fs.rotations(range(1, 3))
+    assert late.counts.dtype == np.uint32 and late.counts.tolist() == [[250] * 4] * 2
+    assert list(late.pulses) == [4, 4] and list(late.periods) == [1000, 1000]
+    tau = 50e-9
+    bin_live = 2 * 400e-6 / 4                    # pulses × gate width / B, s
+    early = fs.rotations(range(0, 2), dead_time_s=tau)
+    expected = sum(c / (1 - c * tau / bin_live) for c in (600, 200))
+    # the pipeline's correction at the summed gate's in-gate rate gives back the sum of the
+    # per-bin corrections
+    ratio = dead_time_ratio(tau, early.frame_time_s * early.live_fraction, 4, early.span)
+    np.testing.assert_allclose(apply_dead_time(early.counts, ratio), expected, rtol=1e-12)
+    # summing first and correcting at the mean rate would under-correct the bright bin
+    assert apply_dead_time(np.array([800.0]), ratio)[0] < 0.98 * expected
+    # one gate's frames come back unchanged, whatever the dead time
+    whole = fs.rotations(range(0, 1), dead_time_s=tau)
+    np.testing.assert_allclose(
+        apply_dead_time(whole.counts, dead_time_ratio(tau, whole.frame_time_s
+                                                      * whole.live_fraction, 4, whole.span)),
+        600 / (1 - 600 * tau / bin_live), rtol=1e-12)
+    for wrong in (range(2, 4), range(1, 1), range(0, 3, 2)):
+        with pytest.raises(ValueError, match="contiguous gates"):
+            fs.rotations(wrong)
+    with pytest.raises(ValueError, match="dead-time limit"):
+        fs.rotations(dead_time_s=1e-6)

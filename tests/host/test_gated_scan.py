@@ -59,8 +59,6 @@ def test_a_gated_scan_recovers_the_europium_band_that_continuous_excitation_dilu
      ("--time-bins 4 with --survey", "fixed --dwell")),
     (["--pulse-rate", "200", "--gate", "5e-5:2e-3", "--time-bins", "40"], ("1 … 32",)),
     (["--time-bins", "4"], ("--pulse-rate",)),
-    (["--pulse-rate", "200", "--gate", "5e-5:2e-3", "--time-bins", "4", "--archive", "a.h5"],
-     ("--time-bins 4 with --archive", "time bin")),
 ])
 def test_impossible_gating_is_refused_before_connecting(tmp_path, monkeypatch, capfd, argv,
                                                         words):

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from cplscope.cli.main import main
@@ -45,9 +46,11 @@ def cplscope(*argv: str, cwd: Path | None = None, **popen: Any) -> subprocess.Po
 def fingerprint(point: Any) -> tuple:
     """Everything stored of an archived point, as bytes: settings, result and frames."""
     frames = point.frames
-    raw = b"".join(getattr(frames, n).tobytes() for n in (
-        "counts", "seq", "timestamp_us", "flags", "periods", "pem_period_ps", "mono_position",
-        "acq_id"))
+    names = ("counts", "seq", "timestamp_us", "flags", "periods", "pem_period_ps",
+             "mono_position", "acq_id")
+    if hasattr(frames, "gate"):      # gated frames: each one's gate (time bin) and timing
+        names += ("gate", "pulses", "pulse_period_ns", "gate_delay_ns", "gate_width_ns")
+    raw = b"".join(np.asarray(getattr(frames, n)).tobytes() for n in names)
     result = tuple((k, _canon(v)) for k, v in vars(point.result).items())
     settings = tuple((k, _canon(v)) for k, v in vars(point.settings).items())
     return hashlib.sha256(raw).hexdigest(), result, settings

@@ -165,6 +165,37 @@ def test_sigkill_at_random_instants_then_resume_equals_one_uninterrupted_run(
     assert not [p.name for p in run_dir.iterdir() if p.name not in ("r.csv", "r.h5")]
 
 
+def _killed_then_resumed(scan: list[str], folder: Path, name: str, *, kills: int,
+                         seed: int, points: int) -> None:
+    """Run ``scan`` (with ``--output NAME.csv --archive NAME.h5`` in ``folder``), kill it
+    while it writes, ``--resume`` it and kill that, ``kills`` times in all (SIGKILL; the
+    second a power cut), asserting after each that no completed point was lost or changed;
+    then resume it to the end: the archive holds its ``points`` (one accumulation) once
+    each, those completed before a kill unchanged."""
+    rng = np.random.default_rng(seed)
+    archive, journal = folder / f"{name}.h5", folder / f"{name}.h5.journal"
+    resume = [*scan[:3], "--resume", archive.name, "--output", f"{name}.csv"]
+    seen: dict[tuple[int, int], tuple] = {}
+    for k in range(kills):
+        argv = ([*scan, "--output", f"{name}.csv", "--archive", archive.name] if k == 0 else
+                resume)
+        child = cplscope(*argv, cwd=folder, start_new_session=True)
+        assert _kill_at_random(child, [journal, archive, folder / f"{name}.csv"],
+                               folder / f".{name}.h5.building", "growth",
+                               float(rng.uniform(0.0, 0.03)), power_cut=k == 1)
+        child.stdout.close()
+        child.stderr.close()
+        assert journal.exists()           # killed: the journal holds the completed points
+        now = archived_points(archive)
+        assert all(now.get(key) == v for key, v in seen.items())
+        seen.update(now)
+    rc, err = _finish(cplscope(*resume, cwd=folder))
+    assert rc == 0, err
+    final = archived_points(archive)
+    assert sorted(final) == [(i, 0) for i in range(points)]
+    assert all(final[key] == v for key, v in seen.items())
+
+
 CD_SCAN = ["-q", "cd", "--sim", "--sample", "solvent", "--seed", "5", "--start", "300",
            "--stop", "330", "--step", "2", "--periods", "1000", "--dwell", "0.1",
            "--dark-dwell", "0.1"]
@@ -176,30 +207,34 @@ def test_a_killed_cd_scan_resumes_with_cd_resume(calibrated_home, tmp_path):
     from cplscope.data.cd_spectrum import CDSpectrum
     from cplscope.plans.reprocess import cd_reprocess
 
-    rng = np.random.default_rng(29)
-    archive, journal = tmp_path / "b.h5", tmp_path / "b.h5.journal"
-    seen: dict[tuple[int, int], tuple] = {}
-    for k in range(3):
-        argv = ([*CD_SCAN, "--output", "b.csv", "--archive", "b.h5"] if k == 0 else
-                ["-q", "cd", "--sim", "--resume", "b.h5", "--output", "b.csv"])
-        child = cplscope(*argv, cwd=tmp_path, start_new_session=True)
-        assert _kill_at_random(child, [journal, archive, tmp_path / "b.csv"],
-                               tmp_path / ".b.h5.building", "growth",
-                               float(rng.uniform(0.0, 0.03)), power_cut=k == 1)
-        child.stdout.close()
-        child.stderr.close()
-        now = archived_points(archive)
-        assert all(now.get(key) == v for key, v in seen.items())
-        seen.update(now)
-    rc, err = _finish(cplscope("-q", "cd", "--sim", "--resume", "b.h5", "--output", "b.csv",
-                               cwd=tmp_path))
-    assert rc == 0, err
-    final = archived_points(archive)
-    assert sorted(final) == [(i, 0) for i in range(16)]
-    assert all(final[key] == v for key, v in seen.items())
+    archive = tmp_path / "b.h5"
+    _killed_then_resumed(CD_SCAN, tmp_path, "b", kills=3, seed=29, points=16)
     with Archive.open(archive) as arc:
         assert arc.metadata["mode"] == "cd" and arc.metadata["sample"] == "solvent"
     again = tmp_path / "again.csv"
     cd_reprocess(archive).write_csv(again)
     assert data_rows(again) == data_rows(tmp_path / "b.csv")
     assert len(CDSpectrum.read_csv(tmp_path / "b.csv")) == 16
+
+
+TIME_BINS = ["-q", "scan", "--sim", "--sample", "Eu-background", "--seed", "6", "--start",
+             "586", "--stop", "600", "--step", "2", "--periods", "1000", "--dwell", "0.4",
+             "--dark-dwell", "0.2", "--pulse-rate", "200", "--gate", "50e-6:2e-3",
+             "--time-bins", "4"]
+
+
+def test_a_killed_time_bin_scan_resumes_with_every_frames_time_bin(calibrated_home, tmp_path):
+    """A time-bin run (each frame one of 4 gates) killed twice while it writes, `--resume`
+    after each: every point once with its frames' time bins, the completed ones unchanged,
+    the CSV what the archive gives, and the g(t) file holds every point's bins."""
+    archive = tmp_path / "t.h5"
+    _killed_then_resumed(TIME_BINS, tmp_path, "t", kills=2, seed=31, points=8)
+    with Archive.open(archive) as arc:
+        assert arc.closed_cleanly and not arc.lost
+        assert all(p.frames.n_gates == 4 and set(p.frames.gate) == {0, 1, 2, 3} for p in arc)
+    again = tmp_path / "again.csv"
+    reprocess(archive).write_csv(again)
+    assert data_rows(again) == data_rows(tmp_path / "t.csv")
+    bins = data_rows(tmp_path / "t.timebins.csv")[1:]
+    assert sorted({float(ln.split(",")[0]) for ln in bins}) == list(range(586, 601, 2))
+    assert len(bins) == 8 * 4

@@ -24,19 +24,34 @@ def _check_archive_input(args: argparse.Namespace) -> None:
 
 
 def cmd_reprocess(args: argparse.Namespace) -> int:
+    from ..data.sinks import TimeBinsSink
     from ..plans.reprocess import ArchiveKindError, reprocess
     from ..plot.cpl import plot_cpl
+    from ..science.regate import GateError
+    from .scanning import time_bins_path
     from ..settings.calibration import Calibration, CalibrationMismatch
 
     cal = Calibration.load(args.calibration) if args.calibration else None
+    # a time-bin run's g(t), I(t) and decay fit, as its scan wrote them (not with --gate:
+    # the spectrum is then one gate's)
+    bins = [] if args.gate is not None else [TimeBinsSink(time_bins_path(args.output),
+                                                          args.decay_components)]
     try:
-        spec = reprocess(args.archive, cal, force_calibration=args.force_calibration)
-    except (ArchiveKindError, CalibrationMismatch) as exc:
+        spec = reprocess(args.archive, cal, force_calibration=args.force_calibration,
+                         gate=args.gate, sinks=bins)
+    except (ArchiveKindError, CalibrationMismatch, GateError) as exc:
         raise CliError(str(exc).replace("force_calibration=True (--force-calibration)",
                                         "--force-calibration")) from None
     report_recovery(spec, args.archive)
     spec.write_csv(args.output)
     print(f"# {len(spec)} points -> {args.output}")
+    note = spec.metadata["reprocessed"].get("gate")
+    if note is not None:
+        first, last = note["time_bins"]
+        print(f"# re-gated: {note['delay_s']:.6g} s to {note['delay_s'] + note['width_s']:.6g} "
+              f"s after each pulse (time bins {first}–{last})")
+    if bins and bins[0].rows:
+        print(f"# g(t), I(t) -> {bins[0].path}; decay fit -> {bins[0].decay_path}")
     if args.plot:
         plot_cpl(spec, args.plot)
         print(f"# figure -> {args.plot}")
@@ -130,7 +145,20 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _gate(text: str) -> tuple[float, float]:
+    """``--gate DELAY:WIDTH`` (s) of reprocess."""
+    from ..protocol.gating import parse_gate
+
+    try:
+        return parse_gate(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _check_reprocess_calibration(args: argparse.Namespace) -> None:
+    if args.gate is not None and args.decay_components is not None:
+        raise CliError("--decay-components fits the decay of a time-bin run's bins; with "
+                       "--gate the spectrum is one gate's: give one or the other")
     if args.force_calibration and args.calibration is None:
         raise CliError("--force-calibration applies a --calibration file: give one")
     if args.calibration is not None:
@@ -152,6 +180,14 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--force-calibration", action="store_true",
                    help="apply a --calibration of another instrument (another serial) anyway; "
                         "the result's metadata records it")
+    p.add_argument("--gate", type=_gate, default=None, metavar="DELAY:WIDTH",
+                   help="re-gate a time-bin run (--time-bins N) offline: the spectrum through "
+                        "the gate from DELAY to DELAY + WIDTH after each pulse (s, as scan's "
+                        "--gate), made of the whole time bins it covers; its ends must fall "
+                        "on bin edges inside the measured bins")
+    p.add_argument("--decay-components", type=int, choices=(1, 2), default=None,
+                   help="exponential components of a time-bin run's decay fit (default: the "
+                        "scan's)")
     add_check(p, _check_reprocess_calibration)
     output_options(p, csv_required=True, plot=True)
     p.set_defaults(func=cmd_reprocess)

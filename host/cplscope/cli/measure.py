@@ -21,12 +21,9 @@ def cmd_scan(args: argparse.Namespace) -> int:
     from ..util.files import DiskFullError
 
     def measure(inst, sinks, survey_callback):
+        settings = {"seed": args.seed if args.sim else None}
         if args.gating is not None and args.gating.gates > 1:
-            from ..data.sinks import TimeBinsSink
-
-            out = Path(args.output)
-            sinks = [*sinks, TimeBinsSink(out.with_name(out.stem + ".timebins" + out.suffix),
-                                          args.decay_components)]
+            settings["decay_components"] = args.decay_components
         return inst.scan(args.start, args.stop, args.step, dwell_s=args.dwell,
                          target_sigma=args.target_sigma, max_dwell_s=args.max_dwell,
                          accumulations=args.accumulations, dark=measures_dark(args),
@@ -36,7 +33,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
                          time_budget_s=args.time_budget,
                          survey=args.survey if args.survey is not None else False,
                          survey_callback=survey_callback, skip_hopeless=args.skip_hopeless,
-                         settings={"seed": args.seed if args.sim else None}, sinks=sinks)
+                         settings=settings, sinks=sinks)
 
     status, spec = run_scan_command(args, measure=measure)
     if args.jasco and len(spec):

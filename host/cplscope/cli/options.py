@@ -257,11 +257,6 @@ def check_gating(args: argparse.Namespace) -> None:
     planned = [o for o, d in (("--target-sigma", "target_sigma"), ("--time-budget",
                                                                    "time_budget"),
                               ("--survey", "survey")) if getattr(args, d, None) is not None]
-    if bins > 1 and getattr(args, "archive", None) is not None:
-        raise CliError(f"--time-bins {bins} with --archive: the raw archive does not store "
-                       "each frame's time bin yet (a reprocessed or resumed run could not be "
-                       "fitted as it was measured); leave --archive out (the spectrum and the "
-                       "time-bin CSVs are written), or count one gate")
     if bins > 1 and planned:
         raise CliError(f"--time-bins {bins} with {', '.join(planned)}: time bins are measured "
                        "with a fixed --dwell (the adaptive dwell, the survey and the time "

@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Callable
 from contextlib import ExitStack
+from pathlib import Path
 from typing import Any
 
 from .lab import lab_sinks
@@ -40,7 +41,7 @@ def run_scan_command(args: argparse.Namespace, sim_options: dict[str, Any] | Non
 
             plot.append(PlotSink(args.plot, labels=[args.sample_name],
                                  overwrite=bool(args.overwrite)))
-        plot += lab
+        plot += lab + _time_bin_files(args)
         status = 0
         try:
             if args.resume is not None:
@@ -60,6 +61,27 @@ def run_scan_command(args: argparse.Namespace, sim_options: dict[str, Any] | Non
     if args.plot and len(spec):
         print(f"# figure -> {args.plot}")
     return status, spec
+
+
+def _time_bin_files(args: argparse.Namespace) -> list[Any]:
+    """A time-bin run's g(t), I(t) and decay-fit CSVs beside its spectrum's (a resumed run's
+    with the archived points first)."""
+    gating = getattr(args, "gating", None)
+    if gating is None or gating.gates < 2:
+        return []
+    from ..data.sinks import TimeBinsSink
+
+    given = "decay_components" in (getattr(args, "given", None) or ())
+    sink = TimeBinsSink(time_bins_path(Path(args.output)),
+                        args.decay_components if args.resume is None or given else None)
+    if args.resume is not None:
+        sink.replay(args.resume)
+    return [sink]
+
+
+def time_bins_path(output: Path) -> Path:
+    """Where the g(t) and I(t) of a spectrum CSV ``output`` go: ``OUT.timebins.csv``."""
+    return output.with_name(output.stem + ".timebins" + output.suffix)
 
 
 def _live(args: argparse.Namespace) -> Callable[..., None]:

@@ -35,7 +35,7 @@ import numpy.typing as npt
 from ..util.clock import utc_now_iso
 from ..util.files import DiskFullError, check_new_file, free_bytes, fsync_dir
 from ..settings.calibration import Blank, Calibration
-from ..science.frames import FrameSet, RawFrames
+from ..science.frames import FrameSet, GatedFrameSet, RawFrames
 from ..science.pipeline import PointContext
 from ..science.results import FlagRules, PointResult
 from . import archive_format as fmt
@@ -59,8 +59,9 @@ _RESULT_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(PointResult))
 READ_TIMEOUT_S = 20.0
 BUILD_TIMEOUT_S = 120.0
 _BYTES_PER_S = 10e6
-#: Bytes a frame takes in the journal and in the HDF5 file besides its counts.
-_FRAME_EXTRA = fmt.FRAME_DT.itemsize + 4
+#: Bytes a frame takes in the journal and in the HDF5 file besides its counts (its gating
+#: included, which only gated frames carry).
+_FRAME_EXTRA = fmt.FRAME_DT.itemsize + fmt.GATE_DT.itemsize + 4
 
 
 def archive_exists(path: str | os.PathLike[str]) -> bool:
@@ -195,6 +196,25 @@ def _frame_rows(frames: FrameSet, owner: int) -> np.ndarray:
     return rows
 
 
+def _gate_rows(frames: FrameSet) -> np.ndarray:
+    """Each gated frame's gate (time bin) and timing (:data:`~cplscope.data.archive_format.GATE_DT`)."""
+    assert isinstance(frames, GatedFrameSet)
+    rows = np.zeros(frames.n_frames, dtype=fmt.GATE_DT)
+    for name in fmt.GATE_FIELDS:
+        rows[name] = frames.n_gates if name == "n_gates" else getattr(frames, name)
+    return rows
+
+
+def _frame_arrays(frames: FrameSet, owner: int) -> tuple[dict[str, Any], tuple[np.ndarray, ...]]:
+    """The JSON keys and the arrays of a record's frames: the counts, the frame info and,
+    for gated frames, each frame's gate."""
+    arrays: tuple[np.ndarray, ...] = (np.asarray(frames.counts, dtype="<u4"),
+                                      _frame_rows(frames, owner))
+    if not isinstance(frames, GatedFrameSet):
+        return {}, arrays
+    return {"gated": True}, arrays + (_gate_rows(frames),)
+
+
 def _per_bin(value: Any, n_bins: int) -> np.ndarray:
     return np.ascontiguousarray(np.broadcast_to(np.asarray(value, dtype="<f8"), (n_bins,)))
 
@@ -325,12 +345,13 @@ class ArchiveWriter:
             level = use.mean(axis=0)
             sigma = np.sqrt(level / use.shape[0]) if sigma is None else sigma
         index = self.n_darks
+        gated, frame_arrays = _frame_arrays(raw, -1 - index)
         meta = {"index": index, "wavelength_nm": float(wavelength_nm),
                 "frame_time_s": float(frame_time_s), "n_frames": int(raw.n_frames),
-                "source": _text(source, _TEXT_LEN, "dark source"), "time": utc_now_iso()}
+                "source": _text(source, _TEXT_LEN, "dark source"), "time": utc_now_iso(),
+                **gated}
         arrays = (_per_bin(level, self.n_bins),
-                  _per_bin(np.nan if sigma is None else sigma, self.n_bins),
-                  np.asarray(raw.counts, dtype="<u4"), _frame_rows(raw, -1 - index))
+                  _per_bin(np.nan if sigma is None else sigma, self.n_bins), *frame_arrays)
         self._append(fmt.DARK, fmt.pack(meta, arrays), (index, 0))
         self.n_darks += 1
         self.appended += 1
@@ -358,10 +379,11 @@ class ArchiveWriter:
                 value = list(value)
             r[name] = value.item() if isinstance(value, np.generic) else value
         index = self.n_points
+        gated, frame_arrays = _frame_arrays(raw, index)
         meta = {"settings": s, "result": r, "dark_sigma_common": bool(dark_sd.ndim == 0),
-                "n_frames": int(raw.n_frames)}
+                "n_frames": int(raw.n_frames), **gated}
         arrays = (_per_bin(settings.dark, self.n_bins), _per_bin(dark_sd, self.n_bins),
-                  np.asarray(raw.counts, dtype="<u4"), _frame_rows(raw, index))
+                  *frame_arrays)
         self._append(fmt.POINT, fmt.pack(meta, arrays),
                      (int(settings.index), int(settings.accumulation)))
         self.n_points += 1
@@ -520,13 +542,15 @@ class ArchivedDark:
 
 @dataclass
 class _Item:
-    """A dark or point record: its JSON, the per-bin arrays and where its frames lie."""
+    """A dark or point record: its JSON, the per-bin arrays and where its frames lie (and
+    whether each frame's gate follows them)."""
 
     meta: dict[str, Any]
     first: np.ndarray
     second: np.ndarray
     frames_at: int
     n_frames: int
+    gated: bool = False
 
 
 class Archive:
@@ -699,7 +723,8 @@ class Archive:
         offsets = fmt.array_offsets(rec.kind, meta, self.n_bins, start, rec.length)
         first = np.frombuffer(payload, "<f8", self.n_bins, offsets[0][2]).copy()
         second = np.frombuffer(payload, "<f8", self.n_bins, offsets[1][2]).copy()
-        item = _Item(meta, first, second, rec.offset + offsets[2][2], int(meta["n_frames"]))
+        item = _Item(meta, first, second, rec.offset + offsets[2][2], int(meta["n_frames"]),
+                     len(offsets) > 4)
         if rec.kind == fmt.DARK:
             for key in ("wavelength_nm", "frame_time_s", "source", "time"):
                 meta[key]                            # noqa: B018 - KeyError when missing
@@ -758,13 +783,22 @@ class Archive:
             raise ValueError(f"archive {self.path} is closed")
         n, b = item.n_frames, self.n_bins
         self._fh.seek(item.frames_at)
-        raw = self._fh.read(n * b * 4 + n * _FRAME_DT.itemsize)
+        gate_bytes = n * fmt.GATE_DT.itemsize if item.gated else 0
+        raw = self._fh.read(n * b * 4 + n * _FRAME_DT.itemsize + gate_bytes)
         counts = np.frombuffer(raw, "<u4", n * b).reshape(n, b).copy()
         info = np.frombuffer(raw, _FRAME_DT, n, n * b * 4)
-        col = {name: info[name].astype(np.int64) for name in _FRAME_FIELDS}
-        return RawFrames(counts, col["seq"], col["timestamp_us"], col["flags"], col["periods"],
-                         col["pem_period_ps"], col["mono_position"], col["acq_id"],
-                         bin_span=info["bin_span"].copy())
+        col: dict[str, Any] = {name: info[name].astype(np.int64) for name in _FRAME_FIELDS
+                               if name not in ("owner", "bin_span")}
+        if not item.gated:
+            return RawFrames(counts, **col, bin_span=info["bin_span"].copy())
+        gates = np.frombuffer(raw, fmt.GATE_DT, n, n * (b * 4 + _FRAME_DT.itemsize))
+        n_gates = {int(x) for x in gates["n_gates"]}
+        if len(n_gates) > 1:
+            raise ValueError(f"the frames of one record have {sorted(n_gates)} gates")
+        col.update({name: gates[name].astype(np.int64) for name in fmt.GATE_FIELDS
+                    if name != "n_gates"})
+        return GatedFrameSet(counts, **col, bin_span=info["bin_span"].copy(),
+                             n_gates=n_gates.pop() if n_gates else 1)
 
     def point(self, i: int) -> ArchivedPoint:
         """Point ``i`` with its settings, stored result and frames."""

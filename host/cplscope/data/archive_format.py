@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["DARK", "LOST", "POINT", "START", "STOP", "FRAME_DT", "PayloadError",
+__all__ = ["DARK", "LOST", "POINT", "START", "STOP", "FRAME_DT", "GATE_DT", "PayloadError",
            "journal_path", "pack", "unpack"]
 
 FORMAT = "cplscope-archive"
@@ -32,10 +32,14 @@ FORMAT = "cplscope-archive"
 #: archives are still read. 3: the HDF5 file adds its NeXus entry (``/entry``,
 #: :mod:`cplscope.data.archive_nexus`) and the stop record the run's spectrum; the records
 #: are otherwise those of version 2, so a version-2 archive is resumed (and its HDF5 file
-#: rebuilt as version 3).
-VERSION = 3
-READABLE = (1, 2, 3)
-APPENDABLE = (2, 3)
+#: rebuilt as version 3). 4: a dark's or point's record of gated frames carries each frame's
+#: gate (time bin) and timing (:data:`GATE_DT`, after the frame info; its JSON says
+#: ``"gated": true``), the HDF5 file the datasets ``frames/gate`` … ``frames/gate_width``;
+#: records without it are version 3's, so a version-2 or -3 archive is resumed (and its
+#: HDF5 file rebuilt as version 4).
+VERSION = 4
+READABLE = (1, 2, 3, 4)
+APPENDABLE = (2, 3, 4)
 
 START, DARK, POINT, STOP, LOST = 1, 2, 3, 4, 5
 KIND_NAMES = {START: "start", DARK: "dark", POINT: "point", STOP: "stop", LOST: "lost"}
@@ -46,6 +50,18 @@ FRAME_DT = np.dtype([("seq", "<u4"), ("timestamp_us", "<u8"), ("flags", "<u2"),
                      ("periods", "<u4"), ("pem_period_ps", "<u4"), ("mono_position", "<i4"),
                      ("acq_id", "<u2"), ("bin_span", "<f8"), ("owner", "<i4")])
 FRAME_FIELDS: tuple[str, ...] = tuple(FRAME_DT.names or ())
+#: Gated counting (version 4): each frame's gate (time bin, 0 … n_gates − 1), the gates of
+#: its configuration, the excitation pulses whose gate it counted, and the gate's timing (ns)
+GATE_DT = np.dtype([("gate", "<i2"), ("n_gates", "<u1"), ("pulses", "<u8"),
+                    ("pulse_period_ns", "<u4"), ("gate_delay_ns", "<u4"),
+                    ("gate_width_ns", "<u4")])
+GATE_FIELDS: tuple[str, ...] = tuple(GATE_DT.names or ())
+#: The HDF5 file's dataset (under ``frames/``) of each :data:`GATE_DT` field, and its units;
+#: a frame counted without gating has gate −1 and zeros there (a run resumed from an archive
+#: of version 3 or older, whose frames did not keep it)
+GATE_DATASETS = {"gate": ("gate", "1"), "n_gates": ("n_gates", "1"),
+                 "pulses": ("pulses", "1"), "pulse_period_ns": ("pulse_period", "ns"),
+                 "gate_delay_ns": ("gate_delay", "ns"), "gate_width_ns": ("gate_width", "ns")}
 SETTINGS_DT = np.dtype([
     ("wavelength_nm", "<f8"), ("a0_rad", "<f8"), ("phase_offset_rad", "<f8"),
     ("frame_time_s", "<f8"), ("dwell_s", "<f8"), ("handedness", "<i1"), ("bin_span", "<f8"),
@@ -124,8 +140,13 @@ def array_specs(kind: int, meta: dict[str, Any], n_bins: int) -> list[tuple[np.d
     if not isinstance(n, int) or isinstance(n, bool) or n < 0:
         raise PayloadError(f"n_frames {n!r} is not a count")
     b = int(n_bins)
-    return [(np.dtype("<f8"), (b,)), (np.dtype("<f8"), (b,)), (np.dtype("<u4"), (n, b)),
-            (FRAME_DT, (n,))]
+    specs: list[tuple[np.dtype, tuple]] = [
+        (np.dtype("<f8"), (b,)), (np.dtype("<f8"), (b,)), (np.dtype("<u4"), (n, b)),
+        (FRAME_DT, (n,))]
+    gated = meta.get("gated", False)
+    if not isinstance(gated, bool):
+        raise PayloadError(f"gated {gated!r} is not true or false")
+    return specs + [(GATE_DT, (n,))] if gated else specs
 
 
 def array_offsets(kind: int, meta: dict[str, Any], n_bins: int, start: int,

@@ -15,7 +15,9 @@ on stderr.
 Layout of the HDF5 file (``B`` = bins; docs/data-files.md, "Raw archive"): attributes of
 ``/`` (``format``, ``version``, ``n_bins``, ``created``, ``metadata``, ``calibration``,
 ``rules``, ``blank``, ``plan``, ``closed``, ``stream``, ``exit_status``, ``extra``, ``lost``),
-``frames/counts`` (N, B) and ``frames/info`` (N,), ``points`` (P,) with ``points_dark`` and
+``frames/counts`` (N, B) and ``frames/info`` (N,) (from version 4, for a gated run, also
+``frames/gate``, ``n_gates``, ``pulses``, ``pulse_period``, ``gate_delay``, ``gate_width``,
+each (N,)), ``points`` (P,) with ``points_dark`` and
 ``points_dark_sigma`` (P, B), ``darks`` (D,) with ``darks_level`` and ``darks_sigma`` (D, B);
 from version 3 also the NeXus entry ``/entry`` and the dimension scales ``point``, ``dark``,
 ``bin`` and ``frame`` (:mod:`cplscope.data.archive_nexus`), which the reader does not need.
@@ -266,7 +268,7 @@ def build(journal: str | os.PathLike[str], out: str | os.PathLike[str]) -> None:
                 index = owner[rec.kind]
                 owner[rec.kind] += 1
                 writer.frames(arrays[2], arrays[3], index if rec.kind == fmt.POINT
-                              else -1 - index)
+                              else -1 - index, arrays[4] if len(arrays) > 4 else None)
         f.flush()
     fd = os.open(out, os.O_RDONLY)
     try:
@@ -301,6 +303,7 @@ class _Plan:
         self.darks: list[tuple[dict[str, Any], np.ndarray, np.ndarray, int, int]] = []
         self.points: list[tuple[dict[str, Any], np.ndarray, np.ndarray, int, int]] = []
         self.frames = 0
+        self.gated = False      # some record holds gated frames: the file gets frames/gate …
 
     def see(self, kind: int, payload: bytes) -> None:
         if kind == fmt.START:
@@ -321,11 +324,24 @@ class _Plan:
             row = (meta, arrays[0].copy(), arrays[1].copy(), self.frames, self.frames + n)
             (self.darks if kind == fmt.DARK else self.points).append(row)
             self.frames += n
+            self.gated = self.gated or len(arrays) > 4
 
 
-#: units of the raw tables' numeric datasets (counts per bin per frame)
+#: units of the raw tables' numeric datasets (counts per bin per frame; gated frames' gate
+#: and timing)
 _RAW_UNITS = {"points_dark": "counts", "points_dark_sigma": "counts", "darks_level": "counts",
-              "darks_sigma": "counts", "frames/counts": "counts"}
+              "darks_sigma": "counts", "frames/counts": "counts",
+              **{f"frames/{name}": unit for name, unit in fmt.GATE_DATASETS.values()}}
+#: what a gated frame's datasets hold (their ``long_name``)
+_GATE_NAMES = {"gate": "the gate (time bin) the frame counted, 0 … n_gates − 1; −1: a frame "
+                       "counted without gating, or whose archive did not keep its gate",
+               "n_gates": "gates (time bins) of the frame's configuration",
+               "pulses": "excitation pulses whose gate the frame counted",
+               "pulse_period_ns": "the excitation's pulse period",
+               "gate_delay_ns": "the frame's gate opening after each pulse",
+               "gate_width_ns": "the frame's gate width"}
+#: the gate fields of a frame counted without gating (or whose gate was not kept)
+_NO_GATE = np.array([(-1, 0, 0, 0, 0, 0)], dtype=fmt.GATE_DT)
 
 #: the attributes whose text the ``checksums`` attribute covers
 CHECKED_ATTRS = ("metadata", "calibration", "rules", "blank", "plan", "stream", "extra",
@@ -359,8 +375,8 @@ class _Builder:
         a["checksums"] = json.dumps({k: _text_crc(t) for k, t in texts.items()})
 
         def dataset(name: str, data: np.ndarray | None, rows: int, dtype: Any,
-                    chunk: int) -> None:
-            shape = (rows,) if name in ("frames/info", "points", "darks") else (rows, b)
+                    chunk: int, one_d: bool = False) -> Any:
+            shape = (rows,) if one_d or name in ("frames/info", "points", "darks") else (rows, b)
             chunks = (max(1, min(rows, chunk)),) + shape[1:]
             ds = f.create_dataset(name, shape, maxshape=(None,) + shape[1:], dtype=dtype,
                                   chunks=chunks, fletcher32=True)
@@ -368,6 +384,7 @@ class _Builder:
                 ds.attrs["units"] = _RAW_UNITS[name]
             if data is not None and rows:
                 ds[...] = data
+            return ds
 
         points = np.zeros(len(plan.points), dtype=fmt.point_dtype(start["result_fields"]))
         for i, (meta, _, _, first, last) in enumerate(plan.points):
@@ -387,6 +404,12 @@ class _Builder:
         dataset("darks_sigma", per_bin(plan.darks, 2), len(darks), "<f8", 16)
         dataset("frames/counts", None, plan.frames, "<u4", max(16, 16384 // (4 * b)))
         dataset("frames/info", None, plan.frames, fmt.FRAME_DT, 512)
+        self.gated = plan.gated
+        if plan.gated:
+            for field, (name, _) in fmt.GATE_DATASETS.items():
+                ds = dataset(f"frames/{name}", None, plan.frames, fmt.GATE_DT[field], 4096,
+                             one_d=True)
+                ds.attrs["long_name"] = _GATE_NAMES[field]
         f["frames"].attrs["NX_class"] = "NXcollection"
         name_dimensions(f, b)
         write_entry(f, start, stop, points)
@@ -395,13 +418,18 @@ class _Builder:
         f.flush()
         self.next_frame = 0
 
-    def frames(self, counts: np.ndarray, info: np.ndarray, owner: int) -> None:
+    def frames(self, counts: np.ndarray, info: np.ndarray, owner: int,
+               gates: np.ndarray | None = None) -> None:
         start, n = self.next_frame, counts.shape[0]
         if n:
             rows = info.copy()
             rows["owner"] = owner
             self.f["frames/counts"][start:start + n] = counts
             self.f["frames/info"][start:start + n] = rows
+            if self.gated:
+                g = gates if gates is not None else np.repeat(_NO_GATE, n)
+                for field, (name, _) in fmt.GATE_DATASETS.items():
+                    self.f[f"frames/{name}"][start:start + n] = g[field]
         self.next_frame = start + n
 
 
@@ -607,7 +635,9 @@ class _Reader:
             self.lost("darks", f"the darks table cannot be read ({exc})")
             return np.zeros(0, dtype=fmt.DARK_DT)
 
-    def _frames(self, start: int, stop: int, n_frames: int) -> tuple[np.ndarray, np.ndarray]:
+    def _frames(self, start: int, stop: int, n_frames: int) -> tuple[np.ndarray, ...]:
+        """The counts and the frame info of frames ``start`` … ``stop`` − 1, and their gates
+        when they were counted gated (version 4)."""
         if stop > n_frames:   # a killed SWMR writer's row whose frames never reached the disk
             raise _InFlight
         if not 0 <= start <= stop:
@@ -620,10 +650,27 @@ class _Reader:
                 info[name] = raw[name]
         if counts.shape != (stop - start, self.n_bins):
             raise ValueError(f"frames have shape {counts.shape}")
-        return counts, info
+        gates = self._gates(start, stop)
+        return (counts, info) if gates is None else (counts, info, gates)
+
+    def _gates(self, start: int, stop: int) -> np.ndarray | None:
+        """Each frame's gate (version 4, gated frames), or None: frames counted without
+        gating, or by an archive that did not keep their gate."""
+        if "frames/gate" not in self.f:
+            return None
+        gates = np.zeros(stop - start, dtype=fmt.GATE_DT)
+        for field, (name, _) in fmt.GATE_DATASETS.items():
+            gates[field] = self.f[f"frames/{name}"][start:stop]
+        kept = gates["gate"] >= 0
+        if not kept.any():
+            return None
+        if not kept.all():
+            raise ValueError("some of its frames have a gate and some do not")
+        return gates
 
     def point(self, i: int, row: Any, n_frames: int) -> None:
-        counts, info = self._frames(int(row["frame_start"]), int(row["frame_stop"]), n_frames)
+        frames = self._frames(int(row["frame_start"]), int(row["frame_stop"]), n_frames)
+        counts = frames[0]
         s, r = row["settings"], row["result"]
         snames, rnames = s.dtype.names or (), r.dtype.names or ()
         settings = {n: (_text(s[n]) if n in fmt.TEXT_FIELDS else s[n].item())
@@ -639,20 +686,26 @@ class _Reader:
         if dark.shape != (self.n_bins,) or dark_sd.shape != (self.n_bins,):
             raise ValueError("the point's dark has the wrong shape")
         meta = {"settings": settings, "result": result, "dark_sigma_common": common,
-                "n_frames": int(counts.shape[0])}
+                "n_frames": int(counts.shape[0]), **_gated(frames)}
         tag = (int(settings.get("index", -1)), int(settings.get("accumulation", 0)))
-        self.emit(fmt.POINT, meta, (dark, dark_sd, counts, info), tag)
+        self.emit(fmt.POINT, meta, (dark, dark_sd, *frames), tag)
 
     def dark(self, i: int, row: Any, n_frames: int) -> None:
-        counts, info = self._frames(int(row["frame_start"]), int(row["frame_stop"]), n_frames)
+        frames = self._frames(int(row["frame_start"]), int(row["frame_stop"]), n_frames)
+        counts = frames[0]
         level = np.asarray(self.f["darks_level"][i], dtype="<f8")
         sigma = np.asarray(self.f["darks_sigma"][i], dtype="<f8")
         if level.shape != (self.n_bins,) or sigma.shape != (self.n_bins,):
             raise ValueError("the dark level has the wrong shape")
         meta = {"index": i, "wavelength_nm": _num(row["wavelength_nm"]),
                 "frame_time_s": _num(row["frame_time_s"]), "n_frames": int(counts.shape[0]),
-                "source": _text(row["source"]), "time": _text(row["time"])}
-        self.emit(fmt.DARK, meta, (level, sigma, counts, info), (i, 0))
+                "source": _text(row["source"]), "time": _text(row["time"]), **_gated(frames)}
+        self.emit(fmt.DARK, meta, (level, sigma, *frames), (i, 0))
+
+
+def _gated(frames: tuple[np.ndarray, ...]) -> dict[str, Any]:
+    """The record JSON's mark of frames that carry their gates."""
+    return {"gated": True} if len(frames) > 2 else {}
 
 
 class _InFlight(Exception):

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
+from .archive_format import GATE_DATASETS
 from .units import INTENSITY_QUANTITIES, UNITS, intensity_unit
 
 __all__ = ["EXPERIMENT_TYPES", "SIGNALS", "field_name", "mode_of", "name_dimensions",
@@ -70,8 +71,8 @@ def mode_of(metadata: Mapping[str, Any]) -> str:
 def name_dimensions(f: Any, n_bins: int) -> None:
     """Make the raw tables' dimensions netCDF-4 dimension scales at the root (where every
     group sees them): ``point``, ``dark`` and ``bin`` (indices) and ``frame`` (a dimension
-    without values), so that netCDF readers (xarray) see named dimensions, never
-    ``phony_dim_*``."""
+    without values; also of a gated run's ``frames/gate`` …), so that netCDF readers
+    (xarray) see named dimensions, never ``phony_dim_*``."""
     n_frames = f["frames/counts"].shape[0]
     for name, n in (("point", f["points"].shape[0]), ("dark", f["darks"].shape[0]),
                     ("bin", n_bins)):
@@ -79,10 +80,13 @@ def name_dimensions(f: Any, n_bins: int) -> None:
     frame = f.create_dataset("frame", shape=(n_frames,), dtype="<i4")  # never written
     frame.attrs["units"] = "1"
     frame.make_scale(f"{_DIMENSION_ONLY}{n_frames:10d}")
+    gated = [(f"frames/{name}", ("frame",)) for name, _ in GATE_DATASETS.values()
+             if f"frames/{name}" in f]
     for name, dims in (("points", ("point",)), ("points_dark", ("point", "bin")),
                        ("points_dark_sigma", ("point", "bin")), ("darks", ("dark",)),
                        ("darks_level", ("dark", "bin")), ("darks_sigma", ("dark", "bin")),
-                       ("frames/counts", ("frame", "bin")), ("frames/info", ("frame",))):
+                       ("frames/counts", ("frame", "bin")), ("frames/info", ("frame",)),
+                       *gated):
         for axis, dim in enumerate(dims):
             f[name].dims[axis].attach_scale(f[dim])
 

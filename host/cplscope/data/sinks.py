@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..util.files import write_text_atomic
-from .archive import ArchiveWriter, PointSettings, journal_path
+from .archive import Archive, ArchiveWriter, PointSettings, journal_path
 
 __all__ = ["ArchiveSink", "CallbackSink", "CsvSink", "ProgressSink", "TimeBinsSink"]
 
@@ -145,44 +145,77 @@ class TimeBinsSink:
     """Gated counting with several gates (time bins): after every point, g(t) and I(t) of
     each wavelength's accumulations (``PATH``, one row per gate) and the decay fit of each
     (``PATH`` with ``.decay`` before its suffix, one row per component), rewritten
-    atomically. Points without time bins are skipped."""
+    atomically. Points without time bins are skipped (and no file is written for a run
+    without any). A live scan, its resume (:meth:`replay` first: the points already in the
+    archive) and ``reprocess`` of its archive write the same files.
 
-    def __init__(self, path: str | os.PathLike[str], components: int = 1) -> None:
+    Args:
+        components: exponentials of the decay fit (1 or 2); None: the run's
+            (``settings.decay_components`` of its metadata), else 1.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], components: int | None = None) -> None:
         self.path = Path(path)
         self.decay_path = self.path.with_name(self.path.stem + ".decay" + self.path.suffix)
-        self.components = int(components)
+        self.components = components
         self.rows: list[str] = []
         self.fits: list[str] = []
 
     def __call__(self, name: str, doc: Any) -> None:
+        if name == "start" and self.components is None:
+            self.components = int((doc.metadata.get("settings") or {}).get(
+                "decay_components") or 1)
+        elif name == "event" and self.add(doc.frames, doc.context, doc.accumulation):
+            self.write()
+        elif name == "stop" and self.rows:
+            self.write()
+
+    def replay(self, archive: str | os.PathLike[str]) -> None:
+        """Take the points of ``archive`` (a run being resumed) first, as its run measured
+        them."""
+        with Archive.open(archive) as arc:
+            if self.components is None:
+                self.components = int((arc.metadata.get("settings") or {}).get(
+                    "decay_components") or 1)
+            for p in arc:
+                self.add(p.frames, p.settings.context(), p.settings.accumulation)
+
+    def add(self, frames: Any, context: Any, accumulation: int) -> bool:
+        """The rows of one point (its frames, usable or not, and context); False for a point
+        without time bins."""
         from ..science.frames import GatedFrameSet
         from ..science.timebins import fit_decay, time_bins
 
-        if name != "event" or not isinstance(doc.frames, GatedFrameSet) \
-                or doc.frames.n_gates < 2:
-            return
-        frames = doc.frames.select(doc.frames.usable)
-        assert isinstance(frames, GatedFrameSet)
-        tb = time_bins(frames, doc.context)
-        wl, acc = doc.context.wavelength_nm, doc.accumulation
+        if not isinstance(frames, GatedFrameSet) or frames.n_gates < 2:
+            return False
+        use = frames.select(frames.usable)
+        assert isinstance(use, GatedFrameSet)
+        tb = time_bins(use, context)
+        wl, acc = context.wavelength_nm, accumulation
         for r in tb.rows():
             self.rows.append(f"{wl:g},{acc},{r['gate']},{r['delay_s']:.6g},{r['width_s']:.6g},"
                              f"{r['rate_cps']:.6g},{r['sigma_rate_cps']:.4g},"
                              f"{r['g_lum']:.6g},{r['sigma_g']:.4g},{r['flags']}")
+        n = int(self.components or 1)
         try:
-            comps, chi2 = fit_decay(tb, self.components)
+            comps, chi2 = fit_decay(tb, n)
             for c, f in enumerate(comps):
                 self.fits.append(f"{wl:g},{acc},{c},{f.lifetime_s:.6g},"
                                  f"{f.sigma_lifetime_s:.4g},{f.g_lum:.6g},{f.sigma_g:.4g},"
                                  f"{f.rate_cps:.6g},{f.sigma_rate_cps:.4g},{chi2:.4g},")
         except ValueError as exc:
             self.fits.append(f"{wl:g},{acc},,,,,,,,,\"{exc}\"")
+        return True
+
+    def write(self) -> None:
+        """Rewrite both files (atomically) with every row so far."""
         write_text_atomic(self.path, "# g(t) and I(t) per gate: rate_cps = photons per second "
                           "of open gate\nwavelength_nm,accumulation,gate,delay_s,width_s,"
                           "rate_cps,sigma_rate_cps,g_lum,sigma_g,flags\n"
                           + "\n".join(self.rows) + "\n")
-        write_text_atomic(self.decay_path, f"# decay fit, {self.components} exponential "
-                          "component(s) per point (cplscope.science.timebins.fit_decay)\n"
+        write_text_atomic(self.decay_path, f"# decay fit, {int(self.components or 1)} "
+                          "exponential component(s) per point "
+                          "(cplscope.science.timebins.fit_decay)\n"
                           "wavelength_nm,accumulation,component,lifetime_s,sigma_lifetime_s,"
                           "g_lum,sigma_g,rate_cps,sigma_rate_cps,chi2_red,note\n"
                           + "\n".join(self.fits) + "\n")

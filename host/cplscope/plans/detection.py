@@ -24,7 +24,7 @@ from ..settings.calibration import Calibration
 log = logging.getLogger(__name__)
 
 __all__ = ["ANALOG_MIN_FRAMES", "ANALOG_USEFUL_FRAMES", "AnalogChunks", "Analog", "Counting",
-           "Gated", "detection_for"]
+           "Gated", "detection_for", "whole_turns"]
 
 #: Fewest analog frames a point may have: σ comes from the frames' scatter with n − 1
 #: degrees of freedom, and below 3 of them Student's t has no finite variance, so σ would not
@@ -87,27 +87,29 @@ class Gated(Counting):
     gate's losses included, so planning and the survey see how long a gated point takes),
     and the dead-time correction at the rate inside the gate (:attr:`PointContext.live_fraction`
     from the frames' pulses × gate width). With several gates (time bins) a point takes the
-    photons of every gate: the time-resolved analysis uses the frames' ``gate`` column."""
+    photons of every gate, each time bin corrected for the dead time at its own in-gate rate
+    before they are summed (:meth:`GatedFrameSet.rotations`): the time-resolved analysis
+    uses the frames' ``gate`` column."""
 
     name = "gated"
 
     @staticmethod
-    def _whole(frames: FrameSet) -> FrameSet:
+    def _whole(frames: FrameSet, dead_time_s: float = 0.0) -> FrameSet:
         """Time bins: whole turns through the gates, each as one frame of the whole gate
         (frames of different gates differ in intensity and g: fitted as frames of one
         model they would not fit)."""
-        return frames.rotations() if isinstance(frames, GatedFrameSet) else frames
+        return whole_turns(frames, dead_time_s)
 
     def context(self, wl: float, cal: Calibration, ret: Retardation, dark: Any,
                 frames: FrameSet, **kw: Any) -> PointContext:
         return super().context(wl, cal, ret, dark, self._whole(frames), **kw)
 
     def estimate(self, frames: FrameSet, ctx: PointContext) -> Estimate:
-        return super().estimate(self._whole(frames), ctx)
+        return super().estimate(self._whole(frames, ctx.dead_time_s), ctx)
 
     def process(self, frames: FrameSet, ctx: PointContext,
                 rules: FlagRules) -> tuple[Estimate, PointResult]:
-        whole = self._whole(frames)
+        whole = self._whole(frames, ctx.dead_time_s)
         return process_point(whole.counts, whole.frame_time_s, whole.span, whole.dwell_s,
                              ctx, frame_flags=self.frame_flags(frames), rules=rules)
 
@@ -117,6 +119,14 @@ class Gated(Counting):
             return {}
         # each frame holds one gate of n: its own open share, not n gates'
         return {"live_fraction": min(1.0, share)}
+
+
+def whole_turns(frames: FrameSet, dead_time_s: float = 0.0) -> FrameSet:
+    """The frames a gated point is fitted on: with time bins, each whole turn through them
+    as one frame, every bin corrected for the dead time ``dead_time_s`` (s) at its own in-gate
+    rate (:meth:`GatedFrameSet.rotations`); otherwise ``frames`` themselves."""
+    return frames.rotations(dead_time_s=dead_time_s) if isinstance(frames, GatedFrameSet) \
+        else frames
 
 
 @dataclass

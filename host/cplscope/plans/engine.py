@@ -577,12 +577,6 @@ def check_archive(inst: Any, archive: Any) -> None:
     if archive is not None and detection_for(inst).name == "analog":
         raise ValueError("the raw archive holds counting frames; in analog mode save the "
                          "spectrum CSV (output=, --output) and leave the archive out")
-    gating = getattr(inst, "gating", None)
-    if archive is not None and gating is not None and gating.gates > 1:
-        raise ValueError("the raw archive does not store each frame's time bin yet, so a "
-                         "reprocessed or resumed time-bin run could not be fitted as it was "
-                         "measured: leave the archive out with time bins (the spectrum and "
-                         "the time-bin CSVs are written), or count one gate")
 
 
 def _check_detection(inst: Any, settings: ScanSettings) -> None:

@@ -19,8 +19,11 @@ from ..data.cd_spectrum import CDSpectrum
 from ..data.documents import PointEvent, RunStart, RunStop, Sink, emit
 from ..data.spectrum import Spectrum
 from ..science.cd import CDCalibration, CDRules
+from ..protocol.gating import Gating
+from ..science.frames import GatedFrameSet
 from ..science.lamp import frame_times_s
 from ..science.pipeline import PointContext
+from ..science.regate import GateError, Regate, choose_bins, regated_point
 from ..science.results import (
     FLAG_DWELL_LIMIT,
     FLAG_FLICKER,
@@ -31,6 +34,7 @@ from ..science.results import (
     FLAG_SCATTER,
     FLAG_UNDETECTED,
     FlagRules,
+    frame_health_flags,
 )
 from ..settings.calibration import Blank, Calibration, CalibrationMismatch
 from ..util.clock import utc_now_iso
@@ -53,7 +57,8 @@ DERIVED_FLAGS = frozenset({FLAG_NO_EMISSION, FLAG_UNDETECTED, FLAG_LINEAR_POL,
 
 def reprocess(path: str | os.PathLike[str], calibration: Calibration | None = None,
               blank: Blank | None = None, *, rules: FlagRules | None = None,
-              sinks: Sequence[Sink] = (), force_calibration: bool = False) -> Spectrum:
+              sinks: Sequence[Sink] = (), force_calibration: bool = False,
+              gate: tuple[float, float] | None = None) -> Spectrum:
     """Recompute a CPL spectrum from an archive's frames, through the same point pipeline
     and document stream as the run (one row per wavelength, accumulations combined, the blank
     subtracted once).
@@ -72,15 +77,25 @@ def reprocess(path: str | os.PathLike[str], calibration: Calibration | None = No
         sinks: document subscribers (e.g. a :class:`~cplscope.data.sinks.CsvSink`).
         force_calibration: apply a ``calibration`` of another instrument (another serial)
             anyway; the metadata records it (``reprocessed.force_calibration``).
+        gate: ``(delay_s, width_s)``: re-gate a time-bin run (``--time-bins N``) offline: the
+            spectrum through the gate from ``delay_s`` to ``delay_s + width_s`` after each
+            pulse (s), made of the contiguous whole time bins it covers, each corrected for
+            the dead time at its own in-gate rate before they are summed
+            (:mod:`cplscope.science.regate`). Its ends must fall on bin edges (within
+            :data:`~cplscope.science.regate.EDGE_TOLERANCE` of a bin) inside the measured
+            bins. Each point's ``dwell_s`` is then the time its gate's bins were counted.
 
     Returns:
         A :class:`Spectrum` whose metadata notes the reprocessing (``reprocessed``: date,
-        archive, and what could not be read from a damaged archive, ``lost``).
+        archive, the gate made with ``gate`` and its bins, and what could not be read from a
+        damaged archive, ``lost``).
 
     Raises:
         ArchiveKindError: for the archive of a CD scan (:func:`cd_reprocess` reads those).
         CalibrationMismatch: ``calibration`` is another instrument's (without
             ``force_calibration``).
+        GateError: ``gate`` for an archive without time bins (continuous excitation, or one
+            gate), or a gate its bins cannot make (the message names the nearest ones).
         ValueError: the archive cannot be read (the message names the file).
     """
     with Archive.open(path) as arc:
@@ -93,6 +108,7 @@ def reprocess(path: str | os.PathLike[str], calibration: Calibration | None = No
             raise ValueError(f"{path} stores no calibration, so a new one cannot be applied "
                              "relative to it")
         forced = _check_serial(arc, calibration, force_calibration)
+        regate = _regate_of(arc, gate) if gate is not None else None
         meta = dict(arc.metadata)
         if calibration is not None:
             cal = {k: v for k, v in calibration.to_dict().items()
@@ -107,8 +123,25 @@ def reprocess(path: str | os.PathLike[str], calibration: Calibration | None = No
         mode = Emission(rules=rules or arc.rules, blank=use_blank or arc.blank)
         own_blank = calibration is None and blank is None
         job = _Reprocessing(arc, mode, meta, calibration, old,
-                            None if own_blank else (use_blank, True), forced)
+                            None if own_blank else (use_blank, True), forced, regate)
         return job.run(sinks)
+
+
+def _regate_of(arc: Archive, gate: tuple[float, float]) -> Regate:
+    """The time bins of ``arc`` that make ``gate`` (delay, width in s), or GateError."""
+    gating = (arc.metadata.get("settings") or {}).get("gating")
+    if not gating:
+        raise GateError(f"{arc.path} was measured with continuous excitation (no pulses, no "
+                        "gate): there are no time bins to make a gate of. A gate can be made "
+                        "offline from the archive of a run with time bins (`cplscope scan "
+                        "--pulse-rate HZ --gate DELAY:WIDTH --time-bins N --archive ...`)")
+    g = Gating.from_config(gating)
+    if g.gates < 2:
+        raise GateError(f"{arc.path} was measured through one gate ({g.delay_s:.6g} s to "
+                        f"{g.delay_s + g.width_s:.6g} s after each pulse): its frames hold that "
+                        "gate's photons, not when each arrived, so no other gate can be made "
+                        "of them. Re-gating needs a run measured in time bins (--time-bins N)")
+    return choose_bins(gate[0], gate[1], g.delay_s, g.width_s, g.gates)
 
 
 def _check_serial(arc: Archive, calibration: Calibration | None,
@@ -188,6 +221,7 @@ class _Reprocessing:
     old: Calibration | None
     blank: tuple[Blank | None, bool] | None
     forced: dict[str, str] | None
+    regate: Regate | None = None
 
     def run(self, sinks: Sequence[Sink]) -> Any:
         arc, subscribers = self.arc, list(sinks)
@@ -206,7 +240,12 @@ class _Reprocessing:
             if ap.frames.select(ap.frames.usable).n_frames == 0:
                 raise ValueError(f"{arc.path}: point {ap.index} ({s.wavelength_nm:g} nm) has "
                                  "no usable frames")
-            est, result, health = replay_point(ap, self.mode, ctx)
+            frame_time, span = s.frame_time_s, s.bin_span
+            if self.regate is None:
+                est, result, health = replay_point(ap, self.mode, ctx)
+            else:
+                est, result, ctx, frame_time, span = self.regated(ap, ctx)
+                health = tuple(frame_health_flags(ap.frames.flags))
             index = s.index if s.index >= 0 else order.setdefault(
                 round(s.wavelength_nm, 6), len(order))
             row = assembler.add(index, s.accumulation, result, correction, estimate=est,
@@ -215,8 +254,8 @@ class _Reprocessing:
             emit(subscribers, "event", PointEvent(
                 seq, index, s.accumulation, ctx, ap.frames, result, row,
                 correction if isinstance(correction, tuple) else None,
-                assembler.spectrum(arc.stream), frame_time_s=s.frame_time_s,
-                dwell_s=s.dwell_s, bin_span=s.bin_span))
+                assembler.spectrum(arc.stream), frame_time_s=frame_time,
+                dwell_s=result.dwell_s, bin_span=span))
         extra: dict[str, Any] = dict(arc.extra)
         if arc.exit_status == "abort" or not arc.closed_cleanly:
             extra["interrupted"] = True
@@ -227,10 +266,27 @@ class _Reprocessing:
             note["lost"] = list(arc.lost)
         if self.forced is not None:
             note["force_calibration"] = self.forced
+        if self.regate is not None:
+            note["gate"] = self.regate.as_dict()
         extra["reprocessed"] = note
         spec = assembler.spectrum(arc.stream, **extra)
         emit(subscribers, "stop", RunStop("success", "", arc.stream, spec))
         return spec
+
+    def regated(self, ap: ArchivedPoint, ctx: PointContext) -> tuple[Any, Any, PointContext,
+                                                                      float, float]:
+        """The point through the gate :attr:`regate` (estimate, result, the context used,
+        the gate's frame time in s and its bin span)."""
+        assert self.regate is not None
+        use = ap.frames.select(ap.frames.usable)
+        if not isinstance(use, GatedFrameSet) or use.n_gates < 2:
+            raise GateError(f"{self.arc.path}: the point at {ap.settings.wavelength_nm:g} nm "
+                            "does not record its frames' time bins (an archive written before "
+                            "they were kept): it cannot be re-gated")
+        est, result, ctx, part = regated_point(use, ctx, self.regate,
+                                               frame_flags=ap.frames.flags,
+                                               rules=self.mode.binned_rules)
+        return est, result, ctx, part.frame_time_s, part.span
 
     def context(self, ap: ArchivedPoint) -> PointContext:
         """The point's stored context, with the flags the run added kept and the new

@@ -19,9 +19,11 @@ import numpy as np
 
 from ..data.archive import Archive, ArchivedPoint
 from ..data.documents import Sink
+from ..science.frames import GatedFrameSet
 from ..science.lamp import frame_times_s
 from ..science.pipeline import process_point
 from ..science.results import frame_health_flags
+from .detection import whole_turns
 from .engine import ScanSettings, run_scan
 from .modes import mode_from_metadata
 from .outputs import run_sinks
@@ -34,10 +36,17 @@ def replay_point(ap: ArchivedPoint, mode: Any, ctx: Any = None) -> tuple[Any, An
     """An archived point through the point pipeline again: (estimate, binned result, frame
     health flags), under its stored context or ``ctx``."""
     s = ap.settings
+    ctx = ctx if ctx is not None else s.context()
     use = ap.frames.select(ap.frames.usable)
-    est, result = process_point(use.counts, s.frame_time_s, s.bin_span, s.dwell_s,
-                                ctx if ctx is not None else s.context(),
-                                frame_flags=ap.frames.flags, rules=mode.binned_rules)
+    if isinstance(use, GatedFrameSet) and use.n_gates > 1:
+        # time bins: fitted as the run fitted them, on whole turns through the bins
+        whole = whole_turns(use, ctx.dead_time_s)
+        est, result = process_point(whole.counts, whole.frame_time_s, whole.span,
+                                    whole.dwell_s, ctx, frame_flags=ap.frames.flags,
+                                    rules=mode.binned_rules)
+    else:
+        est, result = process_point(use.counts, s.frame_time_s, s.bin_span, s.dwell_s, ctx,
+                                    frame_flags=ap.frames.flags, rules=mode.binned_rules)
     return est, result, tuple(frame_health_flags(ap.frames.flags))
 
 

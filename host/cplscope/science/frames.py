@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from ..demod.deadtime import dead_time_ratio
 from ..protocol import Counts, GatedCounts, usable_flags
 
 __all__ = ["FrameSet", "GatedFrameSet", "RawFrames"]
@@ -266,13 +267,38 @@ class GatedFrameSet(FrameSet):
         assert isinstance(out, GatedFrameSet)
         return out
 
-    def rotations(self) -> GatedFrameSet:
+    def rotations(self, gates: range | None = None, dead_time_s: float = 0.0) -> GatedFrameSet:
         """With several gates: each complete turn through them (frames of gates 0, 1, …,
         n − 1 in a row, one acquisition) summed into one frame, as one gate from the first
         gate's opening to the last one's end would have counted it in the same time (the
         counts and the periods add up, and so do the pulses, so the open time stays pulses ×
-        gate width). Frames of an incomplete turn are left out. With one gate: ``self``."""
+        gate width). Frames of an incomplete turn are left out. With one gate: ``self``.
+
+        Args:
+            gates: the contiguous gates to sum, ``range(j0, j1)`` (default: all of them): a
+                gate from the opening of gate j0 to the end of gate j1 − 1, made offline
+                from the same complete turns (the frames of the other gates are left out;
+                the summed frame's time is that of the gates summed).
+            dead_time_s: the counter's dead time τ, s (0: counts are summed as they are).
+                The rate inside the gates falls with the decay, and the correction is not
+                linear in the rate, so it is made per time bin, then summed: each frame's
+                counts c at its own in-gate live time per phase bin t (pulses × gate width ×
+                span / B) become c / (1 − c·τ/t), and their sum N is given as the counts
+                c' = N / (1 + N·τ/t') that the summed gate (in-gate live time t' per phase bin,
+                as the point pipeline computes it) would have counted, so that the pipeline's
+                correction at the summed gate's rate gives back exactly N. (Summing first and
+                correcting at the summed gate's mean rate would under-correct the early, bright
+                bins.) The counts are then float64.
+
+        Raises:
+            ValueError: ``gates`` is not a non-empty range inside 0 … n_gates − 1; a frame's
+                counts are at or above the dead-time limit of its live time.
+        """
         n = self.n_gates
+        sel = range(n) if gates is None else gates
+        if not (isinstance(sel, range) and sel.step == 1 and 0 <= sel.start < sel.stop <= n):
+            raise ValueError(f"gates must be a range of contiguous gates inside 0 … {n - 1}, "
+                             f"got {gates!r}")
         if n < 2 or not self.n_frames:
             return self
         gate, acq = np.asarray(self.gate), np.asarray(self.acq_id)
@@ -284,28 +310,44 @@ class GatedFrameSet(FrameSet):
             assert isinstance(empty, GatedFrameSet)
             empty.n_gates, empty.received = 1, self.received
             return empty
-        turns = [slice(i, i + n) for i in starts]
-        total = lambda name: np.array([np.asarray(getattr(self, name))[t].sum() for t in turns],
-                                      dtype=np.int64)
-        first = lambda name: np.array([np.asarray(getattr(self, name))[t.start] for t in turns],
-                                      dtype=np.int64)
-        last = lambda name: np.array([np.asarray(getattr(self, name))[t.stop - 1] for t in turns],
-                                     dtype=np.int64)
-        periods = total("periods")
-        pem = np.array([float(np.average(np.asarray(self.pem_period_ps)[t],
-                                         weights=np.asarray(self.periods)[t])) for t in turns])
-        flags = np.array([int(np.bitwise_or.reduce(np.asarray(self.flags)[t])) for t in turns],
-                         dtype=np.int64)
-        return GatedFrameSet(
-            counts=np.stack([self.counts[t].sum(axis=0) for t in turns]).astype(np.uint32),
-            seq=first("seq"), timestamp_us=last("timestamp_us"), flags=flags, periods=periods,
-            pem_period_ps=np.rint(pem).astype(np.int64), mono_position=first("mono_position"),
-            acq_id=first("acq_id"), bin_span=np.array([float(self.spans[t].mean())
-                                                       for t in turns]),
-            gate=np.zeros(len(turns), dtype=np.int64), pulses=total("pulses"),
-            pulse_period_ns=first("pulse_period_ns"), gate_delay_ns=first("gate_delay_ns"),
-            gate_width_ns=first("gate_width_ns"), n_gates=1, received=self.received,
-            excluded=self.excluded)
+        # (turns, gates summed): the frames of each turn's selected gates
+        idx = np.array(starts)[:, None] + np.array(sel)[None, :]
+        col = lambda name: np.asarray(getattr(self, name))[idx]
+        periods = col("periods")
+        pem = (col("pem_period_ps") * periods).sum(axis=1) / periods.sum(axis=1)
+        out = GatedFrameSet(
+            counts=self.counts[idx].sum(axis=1).astype(np.uint32),
+            seq=col("seq")[:, 0], timestamp_us=col("timestamp_us")[:, -1],
+            flags=np.bitwise_or.reduce(col("flags"), axis=1), periods=periods.sum(axis=1),
+            pem_period_ps=np.rint(pem).astype(np.int64), mono_position=col("mono_position")[:, 0],
+            acq_id=col("acq_id")[:, 0], bin_span=self.spans[idx].mean(axis=1),
+            gate=np.zeros(len(starts), dtype=np.int64), pulses=col("pulses").sum(axis=1),
+            pulse_period_ns=col("pulse_period_ns")[:, 0],
+            gate_delay_ns=col("gate_delay_ns")[:, 0], gate_width_ns=col("gate_width_ns")[:, 0],
+            n_gates=1, received=self.received, excluded=self.excluded)
+        if dead_time_s > 0:
+            out.counts = self._dead_time_summed(idx, float(dead_time_s), out)
+        return out
+
+    def _dead_time_summed(self, idx: np.ndarray, tau: float, summed: GatedFrameSet
+                          ) -> np.ndarray:
+        """The frames ``idx`` (turns, gates) corrected each at its own in-gate live time,
+        summed per turn, and given as the counts the ``summed`` gate would have observed
+        (:meth:`rotations`)."""
+        b = self.n_bins
+        bin_live = (self.live_times_s * self.spans / b)[idx]          # (turns, gates), s
+        if np.any(bin_live <= 0):
+            raise ValueError("a gated frame without open time (no pulses or no gate width) "
+                             "cannot be corrected for the dead time")
+        c = self.counts[idx].astype(np.float64)                      # (turns, gates, B)
+        load = c * (tau / bin_live)[:, :, None]
+        if np.any(load >= 1):
+            raise ValueError("counts at or above the dead-time limit of their gate's live "
+                             "time: check the dead time, or the detector saturated")
+        total = (c / (1.0 - load)).sum(axis=1)
+        live_s = summed.frame_time_s * min(1.0, summed.live_fraction)
+        ratio = dead_time_ratio(tau, live_s, b, summed.span)
+        return total / (1.0 + total * ratio)
 
     def gate_times_s(self) -> tuple[np.ndarray, np.ndarray]:
         """(delay, width) of gates 0 … n_gates − 1 in s, from the frames (NaN for a gate

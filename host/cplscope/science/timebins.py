@@ -84,17 +84,18 @@ def time_bins(frames: GatedFrameSet, ctx: PointContext,
             continue
         scale = sub.frame_time_s / ref_s
         c = replace(ctx, live_fraction=min(1.0, sub.live_fraction),
-                    dark=_scaled(ctx.dark, scale), dark_sigma=_scaled(ctx.dark_sigma, scale))
+                    dark=scale_dark(ctx.dark, scale), dark_sigma=scale_dark(ctx.dark_sigma, scale))
         _, res = process_point(sub.counts, sub.frame_time_s, sub.span, sub.dwell_s, c,
                                frame_flags=[f.flags for f in sub.received], rules=rules)
-        live = float(sub.live_times_s.sum())
-        rate[j], sigma_rate[j] = res.intensity / live, res.sigma_intensity / live
+        # the result's intensity is per second of the gate's frames: per second of open gate
+        per_open_s = sub.dwell_s / float(sub.live_times_s.sum())
+        rate[j], sigma_rate[j] = res.intensity * per_open_s, res.sigma_intensity * per_open_s
         g[j], sg[j] = res.g_lum, res.sigma_g
         results.append(res)
     return TimeBins(delay, width, period, rate, sigma_rate, g, sg, tuple(results))
 
 
-def _scaled(value: Any, scale: float) -> Any:
+def scale_dark(value: Any, scale: float) -> Any:
     """A scalar or (B,) dark (or its σ) times ``scale``, kept a scalar or an array."""
     a = np.asarray(value, dtype=np.float64) * scale
     return float(a) if a.ndim == 0 else a
