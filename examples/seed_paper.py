@@ -13,7 +13,6 @@ the same on every machine; ``--quick --readme README.md`` writes it into the REA
 its ``<!-- seed-table -->`` markers (``examples/readme_tables.py`` does both examples and the
 figures). Each sample has its own seed: R and S are independent measurements.
 """
-from pathlib import Path
 
 import numpy as np
 from _readme_table import example_args, markdown, write_into

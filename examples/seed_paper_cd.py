@@ -11,7 +11,6 @@ each sample against it.
 Writes one CD CSV per sample, the CD figure of the R/S pair with its mirror report
 (docs/figures/seed-paper-cd.png in the repository), and prints a summary.
 """
-from pathlib import Path
 
 import numpy as np
 from _readme_table import example_args, markdown, write_into

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from .calibration import CalibrationError
-from .store import read_settings, settings_path, write_settings
+from .store import read_record, settings_path, write_settings
 
 __all__ = ["HV_KINDS", "HvModel", "apply_hv_model", "hv_model_path", "load_hv_model",
            "save_hv_model"]
@@ -78,18 +78,7 @@ def hv_model_path(serial: str) -> Path:
 
 def load_hv_model(serial: str, path: str | os.PathLike[str] | None = None) -> HvModel:
     """The stored HV model of instrument ``serial``, or the default (an HV supply)."""
-    p = Path(path) if path is not None else hv_model_path(serial)
-    known = {f.name for f in fields(HvModel)}
-    data = read_settings(p, f"the keys {', '.join(sorted(known))}")
-    if data is None:
-        return HvModel()
-    if set(data) - known:
-        raise CalibrationError(f"{p}: expected an object with the keys "
-                               f"{', '.join(sorted(known))}")
-    try:
-        return HvModel(**data)
-    except CalibrationError as exc:
-        raise CalibrationError(f"{p}: {exc}") from None
+    return read_record(Path(path) if path is not None else hv_model_path(serial), HvModel)
 
 
 def save_hv_model(serial: str, model: HvModel,

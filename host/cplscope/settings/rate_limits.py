@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .calibration import CalibrationError
-from .store import read_settings, settings_path, write_settings
+from .store import read_record, settings_path, write_settings
 
 __all__ = ["DEFAULT_DAMAGE_RATE_CPS", "DEFAULT_LINEAR_RATE_CPS", "HIGH_FRACTION_RANGE",
            "RateLimits", "limits_path",
@@ -44,7 +44,6 @@ DEFAULT_LINEAR_RATE_CPS = 2.0e6
 DEFAULT_DAMAGE_RATE_CPS = 1.0e7
 #: What the board takes as ``max_high_fraction`` (SET_LIMITS), inclusive.
 HIGH_FRACTION_RANGE = (0.01, 0.99)
-_KEYS = ("linear_cps", "damage_cps", "high_fraction")
 
 
 @dataclass(frozen=True)
@@ -87,17 +86,7 @@ def limits_path(serial: str) -> Path:
 
 def load_limits(serial: str, path: str | os.PathLike[str] | None = None) -> RateLimits:
     """The stored limits of instrument ``serial``, or the defaults when none are stored."""
-    p = Path(path) if path is not None else limits_path(serial)
-    data = read_settings(p, "linear_cps and damage_cps")
-    if data is None:
-        return RateLimits()
-    if set(data) - set(_KEYS):
-        raise CalibrationError(f"{p}: expected an object with linear_cps, damage_cps and "
-                               f"optionally high_fraction; got {', '.join(sorted(data))}")
-    try:
-        return RateLimits(**data)
-    except CalibrationError as exc:
-        raise CalibrationError(f"{p}: {exc}") from None
+    return read_record(Path(path) if path is not None else limits_path(serial), RateLimits)
 
 
 def save_limits(serial: str, limits: RateLimits,

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ..util.files import write_text_atomic
 from .calibration import CalibrationError, default_path
 
-__all__ = ["read_settings", "settings_path", "write_settings"]
+__all__ = ["read_record", "read_settings", "settings_path", "write_settings"]
+
+T = TypeVar("T")
 
 
 def settings_path(kind: str, serial: str) -> Path:
@@ -36,6 +39,23 @@ def read_settings(path: Path, what: str) -> dict[str, Any] | None:
         raise CalibrationError(f"{path}: expected a JSON object of {what}")
     data.pop("serial", None)
     return data
+
+
+def read_record(path: Path, cls: type[T]) -> T:
+    """The settings dataclass ``cls`` stored at ``path``: ``cls()`` (its defaults) when there
+    is no file; a key ``cls`` does not have, or a value it refuses, is a CalibrationError that
+    names the file."""
+    known = sorted(f.name for f in fields(cls))  # type: ignore[arg-type]
+    data = read_settings(path, f"the keys {', '.join(known)}")
+    if data is None:
+        return cls()
+    if set(data) - set(known):
+        raise CalibrationError(f"{path}: expected an object with the keys {', '.join(known)}; "
+                               f"got {', '.join(sorted(data))}")
+    try:
+        return cls(**data)
+    except CalibrationError as exc:
+        raise CalibrationError(f"{path}: {exc}") from None
 
 
 def write_settings(path: str | os.PathLike[str], serial: str, data: dict[str, Any]) -> Path:
