@@ -177,17 +177,17 @@ def device_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--retardation", type=positive(" rad"), default=None, metavar="RAD",
                    help="PEM peak retardation A0, rad (default for counting: the A0 that "
                         "minimizes σ(g) per photon for --bins, 1.907 rad at 16 bins)")
-    g.add_argument("--linear-rate", type=positive(" counts/s"), default=None, metavar="CPS",
-                   help="counting head's linear range for this run: points above it are "
-                        "kept and flagged nonlinear (default: the instrument's, "
-                        "`cplscope limits`)")
-    g.add_argument("--max-rate", type=positive(" counts/s"), default=None, metavar="CPS",
-                   help="damage limit for this run: the board's guard cuts the HV above it "
-                        "(default: the instrument's, `cplscope limits`)")
-    g.add_argument("--max-high-fraction", type=positive(""), default=None, metavar="F",
-                   help="the photon input's high time per 0.5-ms window above which the "
-                        "board's guard cuts the HV (a stuck or paralyzed input), 0.01 … 0.99 "
-                        "(default: the instrument's, `cplscope limits`, else 0.5)")
+    stored = " (default: the instrument's, `cplscope limits`)"
+    for flag, unit, metavar, what in (
+            ("--linear-rate", " counts/s", "CPS", "counting head's linear range for this run: "
+             "points above it are kept and flagged nonlinear"),
+            ("--max-rate", " counts/s", "CPS", "damage limit for this run: the board's guard "
+             "cuts the HV above it"),
+            ("--max-high-fraction", "", "F", "the photon input's high time per 0.5-ms window "
+             "above which the board's guard cuts the HV (a stuck or paralyzed input), "
+             "0.01 … 0.99; the board's 0.5 if none is stored")):
+        g.add_argument(flag, type=positive(unit), default=None, metavar=metavar,
+                       help=what + stored)
     add_check(p, check_instrument)
 
 

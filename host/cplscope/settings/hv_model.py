@@ -12,13 +12,11 @@ whenever the instrument is made ready (:func:`apply_hv_model`, called by
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 from .calibration import CalibrationError
-from .store import read_record, settings_path, write_settings
+from .store import SettingsFile
 
 __all__ = ["HV_KINDS", "HvModel", "apply_hv_model", "hv_model_path", "load_hv_model",
            "save_hv_model"]
@@ -71,21 +69,15 @@ class HvModel:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
 
-def hv_model_path(serial: str) -> Path:
-    """``config_dir()/hv-model-<serial>.json``."""
-    return settings_path("hv-model", serial)
-
-
-def load_hv_model(serial: str, path: str | os.PathLike[str] | None = None) -> HvModel:
-    """The stored HV model of instrument ``serial``, or the default (an HV supply)."""
-    return read_record(Path(path) if path is not None else hv_model_path(serial), HvModel)
-
-
-def save_hv_model(serial: str, model: HvModel,
-                  path: str | os.PathLike[str] | None = None) -> Path:
-    """Store ``model`` for instrument ``serial`` (atomically); returns the path."""
-    return write_settings(path if path is not None else hv_model_path(serial), serial,
-                          model.args())
+_FILE: SettingsFile[HvModel] = SettingsFile("hv-model", HvModel)
+#: ``config_dir()/hv-model-<serial>.json``
+hv_model_path = _FILE.path
+#: ``load_hv_model(serial, path=None)``: the stored HV model of instrument ``serial``, or the
+#: default (an HV supply)
+load_hv_model = _FILE.load
+#: ``save_hv_model(serial, model, path=None)``: store ``model`` for ``serial`` (atomically);
+#: returns the path
+save_hv_model = _FILE.save
 
 
 def apply_hv_model(inst: Any) -> HvModel:

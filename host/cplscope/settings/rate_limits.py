@@ -26,12 +26,10 @@ pulses are so long that the duty cycle at the damage rate comes near it.
 from __future__ import annotations
 
 import math
-import os
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 
 from .calibration import CalibrationError
-from .store import read_record, settings_path, write_settings
+from .store import SettingsFile
 
 __all__ = ["DEFAULT_DAMAGE_RATE_CPS", "DEFAULT_LINEAR_RATE_CPS", "HIGH_FRACTION_RANGE",
            "RateLimits", "limits_path",
@@ -79,18 +77,12 @@ class RateLimits:
                                    f"input's high time per guard window that trips), got {h!r}")
 
 
-def limits_path(serial: str) -> Path:
-    """``config_dir()/limits-<serial>.json``."""
-    return settings_path("limits", serial)
-
-
-def load_limits(serial: str, path: str | os.PathLike[str] | None = None) -> RateLimits:
-    """The stored limits of instrument ``serial``, or the defaults when none are stored."""
-    return read_record(Path(path) if path is not None else limits_path(serial), RateLimits)
-
-
-def save_limits(serial: str, limits: RateLimits,
-                path: str | os.PathLike[str] | None = None) -> Path:
-    """Store ``limits`` for instrument ``serial`` (atomically); returns the path."""
-    data = {k: v for k, v in asdict(limits).items() if v is not None}
-    return write_settings(path if path is not None else limits_path(serial), serial, data)
+_FILE: SettingsFile[RateLimits] = SettingsFile("limits", RateLimits)
+#: ``config_dir()/limits-<serial>.json``
+limits_path = _FILE.path
+#: ``load_limits(serial, path=None)``: the stored limits of instrument ``serial``, or the
+#: defaults when none are stored
+load_limits = _FILE.load
+#: ``save_limits(serial, limits, path=None)``: store ``limits`` for ``serial`` (atomically);
+#: returns the path
+save_limits = _FILE.save

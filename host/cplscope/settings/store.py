@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import fields
+from dataclasses import asdict, fields
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from ..util.files import write_text_atomic
 from .calibration import CalibrationError, default_path
 
-__all__ = ["read_record", "read_settings", "settings_path", "write_settings"]
+__all__ = ["SettingsFile", "read_record", "read_settings", "settings_path", "write_settings"]
 
 T = TypeVar("T")
 
@@ -64,3 +64,25 @@ def write_settings(path: str | os.PathLike[str], serial: str, data: dict[str, An
     p.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(p, json.dumps({"serial": serial, **data}, indent=2) + "\n")
     return p
+
+
+class SettingsFile(Generic[T]):
+    """The ``<kind>-<serial>.json`` files of one settings dataclass ``cls`` (a frozen
+    dataclass whose constructor checks its values); a field that is None is not written."""
+
+    def __init__(self, kind: str, cls: type[T]) -> None:
+        self.kind, self.cls = kind, cls
+
+    def path(self, serial: str) -> Path:
+        """``config_dir()/<kind>-<serial>.json``."""
+        return settings_path(self.kind, serial)
+
+    def load(self, serial: str, path: str | os.PathLike[str] | None = None) -> T:
+        """The stored settings of instrument ``serial`` (from ``path`` if given), or the
+        dataclass's defaults when none are stored."""
+        return read_record(Path(path) if path is not None else self.path(serial), self.cls)
+
+    def save(self, serial: str, value: T, path: str | os.PathLike[str] | None = None) -> Path:
+        """Store ``value`` for instrument ``serial`` (atomically); returns the path."""
+        data = {k: v for k, v in asdict(value).items() if v is not None}  # type: ignore[call-overload]
+        return write_settings(path if path is not None else self.path(serial), serial, data)
