@@ -89,5 +89,5 @@ print("OK")
 '''
 
 
-def test_rp2_gated_counting_in_micropython(micropython, tmp_path):
-    run_mp(micropython, GATED, tmp_path)
+def test_rp2_gated_counting_in_micropython(micropython, tmp_path, chip):
+    run_mp(micropython, GATED, tmp_path, chip=chip)

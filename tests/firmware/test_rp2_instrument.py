@@ -77,7 +77,7 @@ adc.n = 0
 sms[4].push_rx(0)
 sms[4].push_rx((300 - 4) // 2)
 for _ in range(200):
-    sms[4].push_rx((2500 - 4) // 2)
+    sms[4].push_rx((machine.freq() // 50000 - 4) // 2)
 del got[:]
 for k in range(4):
     adc.convert(64)
@@ -92,6 +92,6 @@ print("OK")
 '''
 
 
-def test_firmware_on_the_chip_model(micropython, tmp_path):
-    out = run_mp(micropython, SCRIPT % {"mp": str(MP_TESTS)}, tmp_path)
+def test_firmware_on_the_chip_model(micropython, tmp_path, chip):
+    out = run_mp(micropython, SCRIPT % {"mp": str(MP_TESTS)}, tmp_path, chip=chip)
     assert "blocks 4" in out
