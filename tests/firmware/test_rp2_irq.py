@@ -206,6 +206,20 @@ for frame in range(6):
     assert f is not None and struct.unpack("<16I", f.counts)[:2] == (4, 8)
 b.counter_stop()
 
+# --- the slowest PEM, 2 bins, the most periods: the saturation limit counter_poll compares
+# with is worked out at START, a small int on the 32-bit port. Computed per frame, as
+# before, the product was 1.24e9 at 150 MHz (RP2350): a long int, an allocation per frame
+b.pem_configure("external", 1000.0)
+Clock.us += 100_000                    # the 50 kHz lock is gone: START takes 1 kHz
+b._service()
+b.counter_configure(2, 100000)
+b.counter_start()
+assert 0 < b._saturation < 1 << 30, b._saturation
+product = b._periods * (b._t_bin // P.MIN_PULSE_PERIOD_CYCLES + 1)
+assert (product >= 1 << 30) == (CLK == 150_000_000), product
+b.counter_stop()
+b.pem_configure("external", 50000.0)
+
 # --- the PIO guard IRQ
 b.guard_arm(1e6, 4094)
 sms[5].raise_irq()
