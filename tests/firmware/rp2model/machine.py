@@ -195,12 +195,10 @@ def _pwm_advance(sl, events16):
     PWM_CTR[sl] = ctr % (top + 1)
 
 
-def pwm_b_input(gpio, high_cycles):
-    """Input B of a slice (an odd GPIO with the PWM function) was high for `high_cycles`
-    system-clock cycles: in DIVMODE 1 (level-gated), with the slice enabled, the counter
-    advances by high_cycles / DIV (the 8.4 divider's fraction carried over, as the chip's
-    first-order sigma-delta does) and wraps from TOP to 0. The pin must not be a B output
-    (DIVMODE 0 with the PWM function): that would drive the line it should read."""
+def _pwm_b_count(gpio, divmode, events16):
+    """Events at input B of GPIO `gpio`'s slice: counted (events16 / 16 divider inputs) if
+    the slice is enabled in DIVMODE `divmode`. The pin must not be a B output (DIVMODE 0 with
+    the PWM function): that would drive the line it should read."""
     sl = _pwm_b_pin(gpio)
     if sl is None:
         return
@@ -208,24 +206,22 @@ def pwm_b_input(gpio, high_cycles):
     mode = (csr & CSR_DIVMODE) >> 4
     if mode == 0:
         raise AssertionError("GP%d is PWM output B: it drives the line it should count" % gpio)
-    if mode != 1 or not csr & CSR_EN:
-        return
-    _pwm_advance(sl, 16 * high_cycles)
+    if mode == divmode and csr & CSR_EN:
+        _pwm_advance(sl, events16)
+
+
+def pwm_b_input(gpio, high_cycles):
+    """Input B of a slice (an odd GPIO with the PWM function) was high for `high_cycles`
+    system-clock cycles: in DIVMODE 1 (level-gated) the counter advances by high_cycles / DIV
+    (the 8.4 divider's fraction carried over, as the chip's first-order sigma-delta does)
+    and wraps from TOP to 0."""
+    _pwm_b_count(gpio, 1, 16 * high_cycles)
 
 
 def pwm_b_edges(gpio, rising):
-    """Input B of a slice saw `rising` rising edges: in DIVMODE 2 (rising edges), with the
-    slice enabled, the counter advances by rising / DIV and wraps from TOP to 0. As for
-    pwm_b_input, the pin must not be a B output."""
-    sl = _pwm_b_pin(gpio)
-    if sl is None:
-        return
-    csr = PWM_REGS.get((sl, 0x00), 0)
-    mode = (csr & CSR_DIVMODE) >> 4
-    if mode == 0:
-        raise AssertionError("GP%d is PWM output B: it drives the line it should count" % gpio)
-    if mode == 2 and csr & CSR_EN:
-        _pwm_advance(sl, 16 * rising)
+    """Input B of a slice saw `rising` rising edges: in DIVMODE 2 (rising edges) the counter
+    advances by rising / DIV and wraps from TOP to 0."""
+    _pwm_b_count(gpio, 2, 16 * rising)
 
 
 def pwm_pin_output(gpio):

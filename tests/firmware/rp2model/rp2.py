@@ -29,23 +29,22 @@ FIFO_DEPTH = 4
 DREQ_ADC = machine.CHIP["dreq_adc"]
 DREQ_FORCE = 0x3F
 DMA_CHANNELS = machine.CHIP["dma_channels"]
-# CTRL field positions (RP2040 / RP2350 datasheet, DMA CH0_CTRL_TRIG)
+# CTRL field positions (RP2040 / RP2350 datasheet, DMA CH0_CTRL_TRIG): the RP2350 adds the
+# INCR_READ_REV and INCR_WRITE_REV bits after INCR_READ and INCR_WRITE, shifting the rest
 if chip.rp2350():
-    SH_RING, SH_RING_SEL, SH_CHAIN, SH_TREQ, SH_QUIET, SH_BUSY = 8, 12, 13, 17, 23, 26
-    SH_INC_WRITE = 6
-    CTRL_FIELDS = (("enable", 0, 1), ("high_pri", 1, 1), ("size", 2, 2), ("inc_read", 4, 1),
-                   ("inc_read_rev", 5, 1), ("inc_write", 6, 1), ("inc_write_rev", 7, 1),
-                   ("ring_size", 8, 4), ("ring_sel", 12, 1), ("chain_to", 13, 4),
-                   ("treq_sel", 17, 6), ("irq_quiet", 23, 1), ("bswap", 24, 1),
-                   ("sniff_en", 25, 1), ("write_err", 29, 1), ("read_err", 30, 1))
+    SH_INC_WRITE, SH_RING, SH_RING_SEL, SH_CHAIN, SH_TREQ, SH_QUIET, SH_BUSY = \
+        6, 8, 12, 13, 17, 23, 26
+    _REV_FIELDS = (("inc_read_rev", 5, 1), ("inc_write_rev", 7, 1))
 else:
-    SH_RING, SH_RING_SEL, SH_CHAIN, SH_TREQ, SH_QUIET, SH_BUSY = 6, 10, 11, 15, 21, 24
-    SH_INC_WRITE = 5
-    CTRL_FIELDS = (("enable", 0, 1), ("high_pri", 1, 1), ("size", 2, 2), ("inc_read", 4, 1),
-                   ("inc_write", 5, 1), ("ring_size", 6, 4), ("ring_sel", 10, 1),
-                   ("chain_to", 11, 4), ("treq_sel", 15, 6), ("irq_quiet", 21, 1),
-                   ("bswap", 22, 1), ("sniff_en", 23, 1), ("write_err", 29, 1),
-                   ("read_err", 30, 1))
+    SH_INC_WRITE, SH_RING, SH_RING_SEL, SH_CHAIN, SH_TREQ, SH_QUIET, SH_BUSY = \
+        5, 6, 10, 11, 15, 21, 24
+    _REV_FIELDS = ()
+CTRL_FIELDS = (("enable", 0, 1), ("high_pri", 1, 1), ("size", 2, 2), ("inc_read", 4, 1),
+               ("inc_write", SH_INC_WRITE, 1), ("ring_size", SH_RING, 4),
+               ("ring_sel", SH_RING_SEL, 1), ("chain_to", SH_CHAIN, 4),
+               ("treq_sel", SH_TREQ, 6), ("irq_quiet", SH_QUIET, 1), ("bswap", SH_QUIET + 1, 1),
+               ("sniff_en", SH_QUIET + 2, 1), ("write_err", 29, 1),
+               ("read_err", 30, 1)) + _REV_FIELDS
 MODE_NORMAL, MODE_TRIGGER_SELF, MODE_ENDLESS = 0, 1, 0xF
 
 
