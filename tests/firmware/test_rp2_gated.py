@@ -109,6 +109,9 @@ else:
         pass
 b.shutdown()
 assert machine.Pin.level(R.PIN_TRIGGER) == 0
+if chip.rp2350():                              # shut down while following the sync
+    assert not sms[8].on and not b._sync_on
+    assert regs[(machine.pwm_slice(R.PIN_SYNC_IN), 0x00)] == 2 << 4
 assert machine.VIOLATIONS == [], machine.VIOLATIONS
 print("OK")
 '''
