@@ -445,6 +445,9 @@ class DMA:
             raise AssertionError("trigger of a closed channel")
         self.live = self.reload & 0x0FFF_FFFF if chip.rp2350() else self.reload
         self.mode = self.reload >> 28 if chip.rp2350() else MODE_NORMAL
+        if self.mode and self._ctrl >> SH_TREQ & 0x3F == DREQ_FORCE:
+            raise AssertionError("an unpaced channel in TRANS_COUNT MODE %d never stops"
+                                 % self.mode)
         self.busy = bool(self._ctrl & 1) and self.live > 0
         pump()
 
