@@ -195,6 +195,11 @@ class Board:
         cannot do."""
         raise ValueError("this board has no gated counting")
 
+    def trigger_unsupported(self, trigger: str) -> str:
+        """Why this board cannot follow `trigger` (one not in `trigger_sources`), for the
+        error CONFIGURE answers; "" if there is nothing more to say."""
+        return ""
+
     def gate_disable(self) -> None:
         """The next `counter_start()` counts every photon (continuous counting)."""
 

@@ -22,8 +22,12 @@ PWM_TOP_MAX = 65535
 PWM_DIV_MAX = 255
 # the gate_window loop: one copy of the photon input every 2 cycles
 WINDOW_STEP_CYCLES = 2
-# the external-sync delay loop's fixed part: the sync's synchroniser, `wait` and `mov`
-SYNC_DELAY_FIXED_CYCLES = 4
+# sync_delay (rp2_pio): from the sync's edge at its pad to GSTART's at its pad is
+# SYNC_DELAY_FIXED_CYCLES + 1 + the state machine's ISR preset (≥ 0): the synchroniser, the
+# `wait`, `set`, `mov` and the loop's exit (rp2_pio.SYNC_FIXED_CYCLES, the same number,
+# checked cycle by cycle in pioemu)
+SYNC_DELAY_FIXED_CYCLES = 6
+SYNC_DELAY_MIN_CYCLES = SYNC_DELAY_FIXED_CYCLES + 1
 
 
 def ns_to_cycles(ns: int, clock_hz: int) -> int:
@@ -96,8 +100,8 @@ class GateTiming:
             self.cc_b = []
             self.period = ns_to_cycles(period_ns, clock_hz)
             self.trig = 0
-            if delay < SYNC_DELAY_FIXED_CYCLES + 1:
-                delay = SYNC_DELAY_FIXED_CYCLES + 1
+            if delay < SYNC_DELAY_MIN_CYCLES:
+                delay = SYNC_DELAY_MIN_CYCLES   # the gate opens no sooner after a sync
             self.delay = delay
         last = self.row_delay(gates - 1) + self.width
         if last > self.period:  # ending with the next pulse is fine: its gate opens later
@@ -112,7 +116,7 @@ class GateTiming:
 
     def sync_delay_word(self, j: int) -> int:
         """External trigger: the ISR preset of the sync-delay state machine for gate j."""
-        return self.row_delay(j) - SYNC_DELAY_FIXED_CYCLES
+        return self.row_delay(j) - SYNC_DELAY_MIN_CYCLES
 
     def window_word(self) -> int:
         """The OSR preset of `gate_window`: loop iterations − 1."""

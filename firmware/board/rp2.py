@@ -6,9 +6,11 @@ docs/hardware.md has the pinout, the wiring and the timing limits. PIO programs 
 arithmetic live in `rp2_pio`, the native buffer kernels in `rp2_dma`, USB in `rp2_usb`.
 
 Resources: PIO0 SM0 gate, SM1/SM2 photon counters (even/odd bins); PIO1 SM4 period timer,
-SM5 overload guard, SM6 stepper. DMA: 8 channels for counting (2 counters × TX/RX × 2 frame
+SM5 overload guard, SM6 stepper, SM7 gate window (gated counting); on an RP2350 PIO2 SM8 the
+external sync's gate start. DMA: 8 channels for counting (2 counters × TX/RX × 2 frame
 buffers), 2 for the ADC, 1 for the period timer. PWM: PEM drive, PEM control voltage, PMT HV,
-the trigger (gated counting) and the photon line's high-time counter (slice 0, level-gated).
+the trigger (gated counting), the photon line's high-time counter (slice 0, level-gated) and
+the external sync's pulse counter (slice 2, rising edges of GP21).
 
 Interrupt handlers (`_rx_irq_*`, `_adc_irq`, `_guard_irq`, `_guard_tick`) run with the heap
 locked: they allocate nothing, and every value they compute stays in the 30-bit small-int
@@ -48,6 +50,8 @@ PIN_HOME = G.HOME
 PIN_PHOTON_LEVEL = G.PHOTON_LEVEL
 PIN_TRIGGER = G.TRIGGER
 PIN_GATED_PHOTON = G.GATED_PHOTON
+PIN_SYNC_IN = G.SYNC_IN
+PIN_GSTART = G.GSTART
 ADC_PMT = G.adc_channel(G.ADC0)
 ADC_HV = G.adc_channel(G.ADC1)
 ADC_PEM_PICKUP = G.adc_channel(G.ADC2)
@@ -81,7 +85,11 @@ _PWM_CC = 0x0C           # A in bits 15:0, B in bits 31:16
 _PWM_TOP = 0x10
 _PWM_EN_B_INV = 1 | (1 << 3)
 _PWM_LEVEL_GATED = 1 << 4  # CSR DIVMODE 1: the divider, so the counter, runs while input B is high
+_PWM_RISING = 2 << 4     # CSR DIVMODE 2: the counter advances at each rising edge of input B
 _GATE_SM = 7             # gate_window on PIO1 (docs/hardware.md, "Gated counting")
+_SYNC_SM = 8             # sync_delay on PIO2 (an RP2350's third block): external sync
+_SMALL_MAX = 0x3FFF_FFFF  # the largest small int of the 32-bit port
+_SYNC_MASK = 0x3FFF_FFFF  # the sync pulse total runs modulo 2**30
 _DREQ_ADC = 48 if _IS_RP2350 else 36
 _ADC_CS = 0x00
 _ADC_FCS = 0x08
@@ -217,10 +225,11 @@ class Rp2Board(base.Board):
     max_sample_rate_hz = 250_000.0
     max_hv_volts = HV_FULL_SCALE_V
     native_crc32 = True
-    # gated counting: the board's own trigger, one gate per pulse. An external sync needs
-    # sync_delay on a third PIO block (RP2350) and several gates need the gate start moved
-    # at frame boundaries: neither is wired (docs/hardware.md)
-    trigger_sources = ("internal",)
+    # gated counting, one gate per pulse: the board's own trigger, and on an RP2350 an
+    # external laser's sync (sync_delay on the third PIO block, which an RP2040 lacks).
+    # Several gates would need the gate start moved at frame boundaries: not wired
+    # (docs/hardware.md)
+    trigger_sources = ("internal", "external") if _IS_RP2350 else ("internal",)
     max_gates = 1
 
     def __init__(self, usb: bool = True) -> None:
@@ -338,8 +347,22 @@ class Rp2Board(base.Board):
         self._gate_sm: "rp2.StateMachine | None" = None
         self._trigger = False
         self._pulses = 0          # pulses per frame in gated counting (from the periods)
+        # external sync: the pulse counter's slice CTR, and in _sync (hard IRQs write it):
+        # [0] sync edges so far (mod 2**30), [1] the CTR they were counted up to, [2] and
+        # [3] the total when frame buffer 0 / 1 completed; _sync_prev: the total at the end
+        # of the last frame collected
+        self._sync_sm: "rp2.StateMachine | None" = None
+        self._sync_on = False
+        self._sync = array("i", [0, 0, 0, 0])
+        self._sync_prev = 0
+        self._sync_ctr_addr = _pwm_slice_base(PIN_SYNC_IN) + _PWM_CTR
+        self._sync_us = time.ticks_us()
+        self._sync_max_us = _HIGH_MAX_US
+        self._sync_late = 0       # reads too far apart: the 16-bit counter may have wrapped
+        self._sync_used = False
         self._gate_delay_ns = 0
         self._live16 = 0          # 16·B·t_bin: the gated cycles of 16 periods
+        self._saturation = 0      # a bin above this many counts per frame is saturated
         self._start_period = 2500  # period (cycles) t_bin was computed from at START
         self._adc_rate = 100_000.0
         self._adc_block = 1024
@@ -637,6 +660,11 @@ class Rp2Board(base.Board):
         self._t_bin, budget, pairs = P.counter_timing(period, self._bins, margin)
         self._start_period = period
         self._live16 = 16 * self._bins * self._t_bin
+        # a bin counting more than half of the pulses the sampler can resolve is saturated;
+        # worked out here, not per frame: at 1 kHz, 2 bins and 100000 periods the product is
+        # above 2**30 at 150 MHz (RP2350), a long int (an allocation) on the 32-bit port
+        half = self._periods * (self._t_bin // P.MIN_PULSE_PERIOD_CYCLES + 1) // 2
+        self._saturation = half if half < _SMALL_MAX else _SMALL_MAX
         ring_words = P.ring_words(self._bins)
         if not self._rings or self._rings[0][0].words != ring_words:
             self._rings = [[_Ring(ring_words), _Ring(ring_words)] for _ in _COUNTER_SM]
@@ -711,8 +739,9 @@ class Rp2Board(base.Board):
         if self._counting:
             raise ValueError("stop counting before reconfiguring the gates")
         if trigger not in self.trigger_sources:
-            raise ValueError("this board runs only its own trigger: an external sync needs "
-                             "an RP2350's third PIO block")
+            raise ValueError(self.trigger_unsupported(trigger)
+                             or "trigger must be one of %s, got %r"
+                             % (", ".join(self.trigger_sources), trigger))
         if gates > self.max_gates:
             raise ValueError("this board counts one gate per pulse (time bins are not wired "
                              "on the rp2 board)")
@@ -720,6 +749,13 @@ class Rp2Board(base.Board):
                        gate_delay_ns, gate_width_ns, gates)
         self._gating = t
         return t.ns()
+
+    def trigger_unsupported(self, trigger: str) -> str:
+        if trigger == "external" and trigger not in self.trigger_sources:
+            return ("this board runs only its own trigger: following an external laser's "
+                    "sync needs an RP2350's third PIO block, and this is an RP2040 (a Pico "
+                    "2 can)")
+        return ""
 
     def gate_disable(self) -> None:
         if not self._counting:
@@ -729,17 +765,23 @@ class Rp2Board(base.Board):
         return _pwm_slice_base(PIN_TRIGGER)
 
     def _start_gating(self, t: GateTiming) -> None:
-        """The trigger's PWM slice (trigger off: channel A's compare 0, so only the gate
-        start runs, for the dark as for the light) and gate_window, started at START."""
-        machine.PWM(machine.Pin(PIN_TRIGGER))      # both pins to the PWM function
-        machine.PWM(machine.Pin(G.GSTART))
+        """The gate start and gate_window, started at START. Internal trigger: the
+        trigger's PWM slice (trigger off: channel A's compare 0, so only the gate start
+        runs, for the dark as for the light). External: sync_delay on PIO2 drives the gate
+        start from the sync input, whose edges a PWM slice counts; the trigger pin stays a
+        low output."""
         base = self._pwm_slice_base()
-        machine.mem32[base + _PWM_CSR] = 0
-        machine.mem32[base + _PWM_DIV] = t.div << 4
-        machine.mem32[base + _PWM_TOP] = t.top
-        machine.mem32[base + _PWM_CTR] = 0
-        machine.mem32[base + _PWM_CC] = t.cc_b[0] << 16
         self._trigger = False
+        if t.trigger == "external":
+            self._start_sync(t)
+        else:
+            machine.PWM(machine.Pin(PIN_TRIGGER))      # both pins to the PWM function
+            machine.PWM(machine.Pin(PIN_GSTART))
+            machine.mem32[base + _PWM_CSR] = 0
+            machine.mem32[base + _PWM_DIV] = t.div << 4
+            machine.mem32[base + _PWM_TOP] = t.top
+            machine.mem32[base + _PWM_CTR] = 0
+            machine.mem32[base + _PWM_CC] = t.cc_b[0] << 16
         sm = rp2.StateMachine(_GATE_SM, P.gate_window, freq=self.clock_hz,
                               in_base=machine.Pin(PIN_PHOTON),
                               out_base=machine.Pin(PIN_GATED_PHOTON))
@@ -751,23 +793,92 @@ class Rp2Board(base.Board):
         self._gate_sm = sm
         self._pulses = pulses_in_frame(self._periods * self._start_period, t.period)
         self._gate_delay_ns = t.ns()[2]
-        machine.mem32[base + _PWM_CSR] = _PWM_EN_B_INV
+        if t.trigger == "external":
+            self._sync_sm.active(1)                   # type: ignore[union-attr]
+        else:
+            machine.mem32[base + _PWM_CSR] = _PWM_EN_B_INV
+
+    def _start_sync(self, t: GateTiming) -> None:
+        """External sync (RP2350): GP21's slice counts the sync's rising edges (channel B
+        in DIVMODE 2, set before the pin gets the PWM function, so that the pin is never a
+        B output driving the laser's line), and sync_delay on PIO2 drives GSTART `delay`
+        cycles after each edge (armed here, started last by _start_gating). The count is
+        read by the guard's timer often enough that the 16-bit counter cannot wrap unseen,
+        and at every frame's completion (the frame's pulses)."""
+        # an input with its pull-down first (on an RP2350 this lifts the pad's isolation)
+        machine.Pin(PIN_SYNC_IN, machine.Pin.IN, machine.Pin.PULL_DOWN)
+        base = _pwm_slice_base(PIN_SYNC_IN)
+        mem = machine.mem32
+        mem[base + _PWM_CSR] = _PWM_RISING
+        mem[base + _PWM_DIV] = 16                     # 1.0: every edge counts
+        mem[base + _PWM_TOP] = 0xFFFF
+        mem[base + _PWM_CC] = 0
+        mem[base + _PWM_CTR] = 0
+        machine.PWM(machine.Pin(PIN_SYNC_IN))          # its input to the slice's B
+        self._sync_used = True
+        sm = rp2.StateMachine(_SYNC_SM, P.sync_delay, freq=self.clock_hz,
+                              in_base=machine.Pin(PIN_SYNC_IN),
+                              set_base=machine.Pin(PIN_GSTART))
+        sm.active(0)
+        sm.restart()
+        sm.put(t.sync_delay_word(0))
+        sm.exec("pull()")
+        sm.exec("mov(isr, osr)")
+        self._sync_sm = sm
+        # half the counter's wrap at the declared pulse period: a laser up to twice as fast
+        # still cannot wrap it between two reads that came on time
+        wrap_us = 0x10000 * t.period // (2 * (self.clock_hz // 1_000_000))
+        self._sync_max_us = wrap_us if wrap_us < _HIGH_MAX_US else _HIGH_MAX_US
+        state = machine.disable_irq()
+        self._sync[0] = self._sync[1] = self._sync[2] = self._sync[3] = 0
+        self._sync_prev = 0
+        self._sync_late = 0
+        self._sync_us = time.ticks_us()
+        self._sync_on = True
+        mem[base + _PWM_CSR] = _PWM_RISING | 1
+        machine.enable_irq(state)
+
+    def _sync_count(self) -> None:
+        # hard IRQ (the guard's timer, and a frame's completion, which may preempt the
+        # timer: its update runs with interrupts off): the sync edges since the last read,
+        # from the 16-bit counter, into the running total
+        state = machine.disable_irq()
+        now = time.ticks_us()
+        if time.ticks_diff(now, self._sync_us) > self._sync_max_us:
+            self._sync_late += 1
+        self._sync_us = now
+        s = self._sync
+        ctr = H.load1(self._sync_ctr_addr)
+        s[0] = (s[0] + ((ctr - s[1]) & 0xFFFF)) & _SYNC_MASK
+        s[1] = ctr
+        machine.enable_irq(state)
 
     def _stop_gating(self) -> None:
         if self._gate_sm is not None:
             self._gate_sm.active(0)
             self._gate_sm = None
+        if self._sync_sm is not None:
+            self._sync_sm.active(0)
+            self._sync_sm = None
+        self._sync_on = False
+        if self._sync_used:
+            # stopped, B still an input (never a B output driving the laser's sync line)
+            machine.mem32[_pwm_slice_base(PIN_SYNC_IN) + _PWM_CSR] = _PWM_RISING
         machine.mem32[self._pwm_slice_base() + _PWM_CSR] = 0
         machine.Pin(PIN_TRIGGER, machine.Pin.OUT, value=0)
         self._trigger = False
 
     def trigger_enable(self, on: bool) -> None:
+        """The board's own trigger pulses (internal trigger only: with an external laser the
+        trigger pin stays a low output) while the shutter is open and the guard not
+        tripped."""
         t = self._gating
-        on = bool(on) and t is not None and self._gate_sm is not None \
-            and self.shutter_open() and not self._guard_tripped
-        if t is not None and self._gate_sm is not None:
-            machine.mem32[self._pwm_slice_base() + _PWM_CC] = (t.cc_b[0] << 16) | (
-                t.cc_a if on else 0)
+        if t is None or t.trigger != "internal" or self._gate_sm is None:
+            self._trigger = False
+            return
+        on = bool(on) and self.shutter_open() and not self._guard_tripped
+        machine.mem32[self._pwm_slice_base() + _PWM_CC] = (t.cc_b[0] << 16) | (
+            t.cc_a if on else 0)
         self._trigger = on
 
     def trigger_on(self) -> bool:
@@ -775,9 +886,15 @@ class Rp2Board(base.Board):
 
     def _rx_irq_0(self, dma) -> None:
         self._frame_done[0] += 1
+        if self._sync_on and self._frame_done[0] == 2:
+            self._sync_count()               # the frame's end: its pulse count
+            self._sync[2] = self._sync[0]
 
     def _rx_irq_1(self, dma) -> None:
         self._frame_done[1] += 1
+        if self._sync_on and self._frame_done[1] == 2:
+            self._sync_count()
+            self._sync[3] = self._sync[0]
 
     def _stop_counter_dma(self) -> None:
         for chans in self._counter_dma:
@@ -849,9 +966,7 @@ class Rp2Board(base.Board):
             return None
         self._frame_done[b] = 0
         self._frame_next = 1 - b
-        # a bin counting more than half of the pulses the sampler can resolve is saturated
-        resolvable = self._periods * (self._t_bin // P.MIN_PULSE_PERIOD_CYCLES + 1)
-        frame.saturated = biggest < 0 or biggest > resolvable // 2
+        frame.saturated = biggest < 0 or biggest > self._saturation
         frame.periods = self._periods
         frame.pem_period_ps = self._period_ps
         # the bins' share of this frame's period: the 16-period sum behind pem_period_ps
@@ -864,11 +979,22 @@ class Rp2Board(base.Board):
         self._lock_lost = not self._locked
         frame.ticks_us = self.ticks_us()
         if self._gate_sm is not None:
-            # one gate; the pulses are the frame's time over the pulse period (the board
-            # does not count them: ±1 of the frame's true count)
+            # one gate. Internal trigger: the frame's time over the pulse period (±1 of the
+            # frame's true count); external: the sync edges counted up to the frame's end
             frame.gate = 0
             frame.pulses = self._pulses
             frame.gate_delay_ns = self._gate_delay_ns
+            if self._sync_on:
+                end = self._sync[2 + b]
+                frame.pulses = (end - self._sync_prev) & _SYNC_MASK
+                self._sync_prev = end
+                if self._sync_late:
+                    # the counter was read too late to rule out a wrap: the frame's pulses,
+                    # so its live time, are not known; dropped as lost, never sent wrong
+                    self._sync_late = 0
+                    self.frames_lost += 1
+                    self._lost_pending += 1
+                    return None
         return frame
 
     def _drop_late_frames(self) -> None:
@@ -1351,6 +1477,8 @@ class Rp2Board(base.Board):
         # on the emulated Pico)
         try:
             self._guard_beat[0] += 1
+            if self._sync_on:
+                self._sync_count()          # the pulse count, tripped or not
             if self._guard_tripped:
                 return
             self._check_high()
@@ -1484,7 +1612,7 @@ class Rp2Board(base.Board):
         board stopped (EN bit cleared, then aborted, IRQ off) and freed, so that nothing
         writes into buffers that the next program's heap will reuse. Works on a board whose
         set-up was interrupted part way; safe to call more than once."""
-        for name in ("_guard", "_gate", "_period_sm", "_stepper", "_gate_sm"):
+        for name in ("_guard", "_gate", "_period_sm", "_stepper", "_gate_sm", "_sync_sm"):
             sm = getattr(self, name, None)
             if sm is not None:
                 sm.active(0)
@@ -1502,6 +1630,9 @@ class Rp2Board(base.Board):
             self._guard_timer = None
         base = _pwm_slice_base(PIN_PHOTON_LEVEL)
         machine.mem32[base + _PWM_CSR] = _PWM_LEVEL_GATED  # stopped, B still an input
+        self._sync_on = False
+        if getattr(self, "_sync_used", False):
+            machine.mem32[_pwm_slice_base(PIN_SYNC_IN) + _PWM_CSR] = _PWM_RISING
         machine.mem32[_ADC_BASE + _ADC_CS] = 0
         machine.mem32[_ADC_BASE + _ADC_FCS] = 0
         self._analog = False

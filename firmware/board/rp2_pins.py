@@ -24,9 +24,10 @@ HOME = 16           # home switch to GND, closed at/below home
 PHOTON_LEVEL = 17   # the photon line again (a jumper from GP2): PWM slice 0 B, level-gated, its
                     # counter sums the time the line is high (the guard's high-time trip)
 TRIGGER = 18        # excitation trigger (PWM slice 1 A): TTL to an LED driver or laser
-GSTART = 19         # gate start (PWM slice 1 B, inverted; or PIO1 after an external sync)
-GATED_PHOTON = 20   # photon pulses inside the gate (PIO0 gate_window), counted in gated mode
-SYNC_IN = 21        # an external laser's sync output (rising edge = pulse)
+GSTART = 19         # gate start (PWM slice 1 B, inverted; or PIO2 after an external sync)
+GATED_PHOTON = 20   # photon pulses inside the gate (PIO1 gate_window), counted in gated mode
+SYNC_IN = 21        # an external laser's sync output (rising edge = pulse), RP2350 only:
+                    # PIO2's sync_delay and PWM slice 2 B (its pulse counter) read it
 MAINTENANCE = 22    # strap to GND at power-up: maintenance mode (the firmware does not start)
 ADC0 = 26           # ADC0: analog PMT signal (biased transimpedance amplifier)
 ADC1 = 27           # ADC1: HV monitor, divided to 0 … 3.3 V

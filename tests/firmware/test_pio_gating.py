@@ -246,3 +246,24 @@ def test_photons_are_counted_per_phase_bin_inside_the_gate_only():
     inside = [t for t, w in photons if any(g + lag <= t < g + lag - 2 + width for g in rises)]
     assert 20 < sum(counts) <= len(inside) + 8 and sum(counts) < 0.6 * sum(ungated), \
         (counts, len(inside), ungated)
+
+
+def test_gate_timing_keeps_to_what_sync_delay_can_do():
+    """The board's gating arithmetic (board/gating.py, GateTiming) and the sync_delay
+    program agree: a gate asked to open sooner after the sync than the program can (0 ns)
+    opens at the program's shortest delay, and the ISR word of every delay is the program's
+    (GateTiming clamped to 5 cycles with a stale constant, which sync_delay_word refuses:
+    an external CONFIGURE with gate_delay_ns = 0 failed at START)."""
+    from fwpaths import FIRMWARE
+
+    spec = importlib.util.spec_from_file_location("cplscope_fw_gating",
+                                                  FIRMWARE / "board" / "gating.py")
+    gating = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gating)
+    for clock in (125_000_000, 150_000_000):
+        for delay_ns in (0, 10, 40, 47, 100, 50_000):
+            t = gating.GateTiming(clock, "external", 5_000_000, 0, delay_ns, 2_000_000, 1)
+            assert t.delay == max(PIO.SYNC_FIXED_CYCLES + 1,
+                                  gating.ns_to_cycles(delay_ns, clock)), (clock, delay_ns)
+            assert t.sync_delay_word(0) == PIO.sync_delay_word(t.delay)
+    assert gating.SYNC_DELAY_MIN_CYCLES == PIO.SYNC_FIXED_CYCLES + 1

@@ -27,6 +27,10 @@ install(R, store2=store2, clock=False)
 b = R.Rp2Board(usb=False)
 assert b.boot_fault == "", b.boot_fault
 sms = rp2.StateMachine.all
+CLK = b.clock_hz                      # 125 MHz (RP2040) or 150 MHz (RP2350)
+assert CLK == machine.freq() == (150_000_000 if "RP2350" in R.sys.implementation._machine
+                                 else 125_000_000)
+PER = CLK // 50000                    # the nominal 50 kHz PEM period in cycles
 
 def allow_counter():
     pass
@@ -64,7 +68,7 @@ for bins, k in ((2, 9), (4, 5), (8, 3), (16, 1), (64, 2), (8, 10)):
     b.counter_configure(bins, k)
     b.counter_start()
     allow_counter()
-    t_bin, budget, pairs = P.counter_timing(2500, bins, int(2500 * 0.005) + 2)
+    t_bin, budget, pairs = P.counter_timing(PER, bins, int(PER * 0.005) + 2)
     assert sms[1].puts == [budget] and sms[2].puts == [budget]
     assert sms[0].puts == [pairs - 1, P.gate_delay_word(t_bin)]
     for frame_no in range(7):
@@ -206,18 +210,19 @@ b.counter_configure(8, 10)
 b.counter_start()
 
 # --- saturation flag and bin_span
-t_bin, budget, pairs = P.counter_timing(2500, 8, int(2500 * 0.005) + 2)
+t_bin, budget, pairs = P.counter_timing(PER, 8, int(PER * 0.005) + 2)
 run_periods(10, lambda j: t_bin // 6 if j == 0 else 0)
 f = b.counter_poll()
 assert f.saturated
-assert f.bin_span == P.bin_span(8 * t_bin, 2500) and 0 < f.bin_span < 65536, f.bin_span
-# locked at a measured 2510.25-cycle period: the span follows the 16-period sum
+assert f.bin_span == P.bin_span(8 * t_bin, PER) and 0 < f.bin_span < 65536, f.bin_span
+# locked at a measured period 10.25 cycles longer: the span follows the 16-period sum
 run_periods(10, one)
-b._period_ps = 20082000
-b._period_stats[0] = 40164
+P16 = 16 * PER + 164
+b._period_ps = round(P16 / 16 / CLK * 1e12)
+b._period_stats[0] = P16
 f = b.counter_poll()
-assert f.bin_span == P.bin_span(16 * 8 * t_bin, 40164) != P.bin_span(8 * t_bin, 2500)
-assert f.bin_span == round(65536 * 8 * t_bin / 2510.25), f.bin_span
+assert f.bin_span == P.bin_span(16 * 8 * t_bin, P16) != P.bin_span(8 * t_bin, PER)
+assert f.bin_span == round(65536 * 8 * t_bin / (P16 / 16)), f.bin_span
 b.counter_stop()
 assert not any(ch.busy for ch in rp2.DMA.channels[1:]), "counter DMA left running"
 
@@ -249,8 +254,8 @@ print("OK")
 '''
 
 
-def test_rp2_counting_in_micropython(micropython, tmp_path):
-    out = run_mp(micropython, COUNTING, tmp_path)
+def test_rp2_counting_in_micropython(micropython, tmp_path, chip):
+    out = run_mp(micropython, COUNTING, tmp_path, chip=chip)
     assert "on time ok" in out and "late ok" in out
 
 
@@ -258,9 +263,9 @@ ANALOG = SETUP + r'''
 adc = machine.ADC_MODEL
 adc.source[0] = lambda i: (i * 61) % 4096
 adc.source[1] = lambda i: 1234
-block_ticks = 64 * 125000000 // 100000
+block_ticks = 64 * CLK // 100000
 
-TICKS_PER_SAMPLE = 125000000 // 100000
+TICKS_PER_SAMPLE = CLK // 100000
 next_edge = [0]  # ticks after t0 of the next reference edge not yet pushed
 
 
@@ -315,8 +320,8 @@ assert R._adc_ring_len(2048, 249675.0, 50000.0, 8192) == 8192   # the default ra
 assert R._adc_ring_len(2048, 48e6 / 366.75, 50000.0, 8192) == 4096
 assert R._adc_ring_len(64, 100000.0, 125000.0, 8192) == 1024
 assert R._adc_ring_len(64, 1000.0, 50000.0, 8192) == 512        # as small as it can be
-# the reference of this test: an edge every 1000 ticks (125 kHz)
-b.pem_configure("external", 125000.0)
+# the reference of this test: an edge every 1000 ticks (125 kHz on an RP2040, 150 on an RP2350)
+b.pem_configure("external", CLK / 1000)
 b.adc_configure(100000.0, 64)
 # START allocates no ring: on an RP2040 the 48 KB of aligned rings failed with MemoryError
 # once the heap was fragmented, so they are made at boot (a few small objects remain)
@@ -443,7 +448,7 @@ b.hv_read()
 # exactly, and t0 is written as a u64 from 30-bit parts
 b.adc_configure(33300.0, 64)
 b.adc_start()
-a = 64 * (256 + b._adc_div) * 125000000
+a = 64 * (256 + b._adc_div) * CLK
 total = 0
 for k in range(1, 3001):
     total += b._next_block_ticks()
@@ -477,5 +482,5 @@ print("OK")
 '''
 
 
-def test_rp2_analog_in_micropython(micropython, tmp_path):
-    run_mp(micropython, ANALOG, tmp_path)
+def test_rp2_analog_in_micropython(micropython, tmp_path, chip):
+    run_mp(micropython, ANALOG, tmp_path, chip=chip)

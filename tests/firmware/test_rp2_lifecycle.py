@@ -320,14 +320,14 @@ print("OK")
 '''
 
 
-def test_rp2_pads_keepalive_and_reset_cause(micropython, tmp_path):
-    run_mp(micropython, PADS % {"mp": str(MP_TESTS)}, tmp_path)
+def test_rp2_pads_keepalive_and_reset_cause(micropython, tmp_path, chip):
+    run_mp(micropython, PADS % {"mp": str(MP_TESTS)}, tmp_path, chip=chip)
 
 
-def test_rp2_soft_reset_and_ctrl_c_leave_hv_off_and_dma_stopped(micropython, tmp_path):
-    run_mp(micropython, STOP % {"mp": str(MP_TESTS)}, tmp_path)
+def test_rp2_soft_reset_and_ctrl_c_leave_hv_off_and_dma_stopped(micropython, tmp_path, chip):
+    run_mp(micropython, STOP % {"mp": str(MP_TESTS)}, tmp_path, chip=chip)
 
 
-def test_rp2_maintenance_hv_models_heartbeat_and_small_items(micropython, tmp_path):
+def test_rp2_maintenance_hv_models_heartbeat_and_small_items(micropython, tmp_path, chip):
     run_mp(micropython, CORE % {"mp": str(MP_TESTS), "flag": str(tmp_path / "maint")},
-           tmp_path)
+           tmp_path, chip=chip)

@@ -24,7 +24,7 @@ b.pem_configure("internal", 50000.0)
 for want in (50000.0, 50003.3, 50007.0, 49991.2, 42012.5, 20000.7):
     got = b._pem_drive_freq(want)
     assert abs(machine.pwm_freq(drive_slice) - got) < 1e-6 * got
-    assert abs(got - want) <= 2 * want * want / (16 * 125e6), (want, got)  # old: 20 Hz
+    assert abs(got - want) <= 2 * want * want / (16 * machine.freq()), (want, got)  # old: 20 Hz
 # tracking steps move the drive frequency every time, by about the resolution
 r = b._resonance
 r._set(50000.0)
@@ -58,8 +58,8 @@ print("OK")
 '''
 
 
-def test_internal_pem_drive_resolution_and_analog_input(micropython, tmp_path):
-    run_mp(micropython, PEM_SCRIPT, tmp_path)
+def test_internal_pem_drive_resolution_and_analog_input(micropython, tmp_path, chip):
+    run_mp(micropython, PEM_SCRIPT, tmp_path, chip=chip)
 
 
 LOCK_SCRIPT = r'''
@@ -87,7 +87,7 @@ def run_search():
     for _ in range(R._Resonance.STEPS + 2):
         Clock.us += 100_000
         for _ in range(20):       # the period timer (state machine 4, made anew at a restart)
-            rp2.StateMachine.all[4].push_rx((round(125e6 / machine.pwm_freq(drive_slice)) - 4) // 2)
+            rp2.StateMachine.all[4].push_rx((round(machine.freq() / machine.pwm_freq(drive_slice)) - 4) // 2)
         b._service()
 
 
@@ -107,7 +107,7 @@ for f0, found in ((50000.0, True), (50300.0, True), (55000.0, False), (None, Fal
 # drive locked (its reference is the board's own PWM), while from an external reference
 # the same jump is an unstable reference
 def one_odd_period():
-    p = round(125e6 / machine.pwm_freq(drive_slice))
+    p = round(machine.freq() / machine.pwm_freq(drive_slice))
     for k in range(20):
         rp2.StateMachine.all[4].push_rx(((p * 106 // 100 if k == 10 else p) - 4) // 2)
         Clock.us += 20
@@ -120,7 +120,7 @@ run_search()
 one_odd_period()
 b.pem_configure("external", 50000.0)
 for _ in range(20):
-    rp2.StateMachine.all[4].push_rx((2500 - 4) // 2)
+    rp2.StateMachine.all[4].push_rx((machine.freq() // 50000 - 4) // 2)
 Clock.us += 400
 b._service()
 assert b.pem_locked()
@@ -146,5 +146,5 @@ print("OK")
 '''
 
 
-def test_internal_pem_locks_only_on_a_found_resonance(micropython, tmp_path):
-    run_mp(micropython, LOCK_SCRIPT, tmp_path)
+def test_internal_pem_locks_only_on_a_found_resonance(micropython, tmp_path, chip):
+    run_mp(micropython, LOCK_SCRIPT, tmp_path, chip=chip)

@@ -80,7 +80,7 @@ print("OK")
 '''
 
 
-def test_version_checked_at_boot_and_timer_keywords(micropython, tmp_path):
-    out = run_mp(micropython, SCRIPT, tmp_path)
+def test_version_checked_at_boot_and_timer_keywords(micropython, tmp_path, chip):
+    out = run_mp(micropython, SCRIPT, tmp_path, chip=chip)
     assert "cplscope: MicroPython 1.25.0 is too old" in out  # on the REPL
 

@@ -1,5 +1,6 @@
 """`machine` for running firmware/board/rp2*.py in the MicroPython unix port: a behavioural
-model of the parts of an RP2040 the board uses, strict where the real chip or port is.
+model of the parts of an RP2040 or an RP2350 (chip.py, chosen before import) the board uses,
+strict where the real chip or port is.
 
 * Interrupt handlers are called only through `call_irq`, with `micropython.heap_lock()`
   held, as a hard IRQ on the board; any allocation raises MemoryError.
@@ -13,6 +14,10 @@ model of the parts of an RP2040 the board uses, strict where the real chip or po
 from array import array
 
 import micropython
+
+import chip
+
+CHIP = chip.params()
 
 VERSION = (1, 26, 1)       # the MicroPython release modelled; tests may change it
 IN_IRQ = [False]
@@ -61,8 +66,11 @@ def enable_irq(state):
 
 class Pin:
     """GPIO pads as the port leaves them: function (None at reset, "sio_in", "sio_out",
-    "pio", "analog"), pull ("up", "down", None; reset: "down") and input enable (off for an
-    analog pad). Tests set input levels in `levels`; `level(n)` is what a pin drives."""
+    "pio", "pwm", "analog"), pull ("up", "down", None; reset: "down"), input enable ("ie":
+    off for an analog pad, and on an RP2350 off from reset) and isolation ("iso": an RP2350's
+    pads come up isolated; the port's set-up of a pin, gpio_set_function, lifts it). Tests
+    set input levels in `levels`; `level(n)` is what a pin drives; `live(n)` says whether a
+    peripheral (PIO, PWM input B) reads the pad's level at all."""
     IN = 0
     OUT = 1
     PULL_UP = 1
@@ -79,6 +87,7 @@ class Pin:
             pad["func"] = "sio_out"
         if mode != -1:
             pad["ie"] = True
+            pad["iso"] = False
             pad["pull"] = {Pin.PULL_UP: "up", Pin.PULL_DOWN: "down"}.get(pull)
         if value is not None:
             pad["out"] = 1 if value else 0
@@ -87,8 +96,25 @@ class Pin:
     def pad(n):
         p = Pin.pads.get(n)
         if p is None:
-            p = Pin.pads[n] = {"func": None, "pull": "down", "ie": True, "out": 0, "pio": 0}
+            iso = CHIP["pads_isolated"]
+            p = Pin.pads[n] = {"func": None, "pull": "down", "ie": not iso, "iso": iso,
+                               "out": 0, "pio": 0}
         return p
+
+    @staticmethod
+    def connect(n, func):
+        """gpio_set_function(n, func) as the SDK does it: input on, isolation off."""
+        p = Pin.pad(n)
+        p["func"] = func
+        p["ie"] = True
+        p["iso"] = False
+        return p
+
+    @staticmethod
+    def live(n):
+        """The pad passes its level to the peripherals (input enabled, not isolated)."""
+        p = Pin.pad(n)
+        return p["ie"] and not p["iso"]
 
     @staticmethod
     def level(n):
@@ -109,6 +135,8 @@ class Pin:
             return p["out"]
         if p["func"] == "pio":
             return p["pio"]
+        if not Pin.live(self.n):
+            return 0   # input buffer off or pad isolated: reads 0
         # an input nothing drives reads its pull
         return Pin.levels.get(self.n, 1 if p["pull"] == "up" else 0)
 
@@ -118,10 +146,11 @@ class Pin:
 
 
 # --- PWM: slices with CSR, DIV (8.4 fixed point), CTR and TOP registers ---------------------
-PWM_BASE = 0x4005_0000   # RP2040
+PWM_BASE = CHIP["pwm_base"]
+PWM_SLICES = CHIP["pwm_slices"]  # 8 (RP2040) or 12 (RP2350: 8 … 11 serve GPIO 32 … 47)
 PWM_REGS = {}            # (slice, offset) → value
 PWM_FRAC = {}            # slice → the fractional divider's remainder, in 1/16 counts
-PWM_CTR = array("i", [0] * 8)   # the counters (an IRQ reads them: no tuple key made)
+PWM_CTR = array("i", [0] * PWM_SLICES)   # the counters (an IRQ reads them: no tuple key made)
 CSR_EN = 1
 CSR_DIVMODE = 3 << 4     # 0 free-running, 1 gated by input B's level, 2/3 B's edges
 
@@ -140,32 +169,59 @@ def _pwm_write(off, v):
 
 
 def pwm_slice(gpio):
-    """The slice of GPIO 0 … 29 (both chips)."""
-    return (gpio >> 1) & 7
+    """The slice of a GPIO: (gpio >> 1) & 7 below 32 on both chips; an RP2350's GPIO 32 …
+    47 (the QFN-80 package) belong to slices 8 … 11."""
+    if gpio < 32 or PWM_SLICES == 8:
+        return (gpio >> 1) & 7
+    return 8 + ((gpio >> 1) & 3)
+
+
+def _pwm_b_pin(gpio):
+    """The slice of an odd GPIO that feeds its slice's input B (PWM function, live pad)."""
+    pad = Pin.pad(gpio)
+    if gpio % 2 != 1 or pad["func"] != "pwm" or not Pin.live(gpio):
+        return None
+    return pwm_slice(gpio)
+
+
+def _pwm_advance(sl, events16):
+    """The counter of slice `sl` advances by events16/16 divider inputs (the 8.4 divider's
+    fraction carried over) and wraps from TOP to 0."""
+    div16 = PWM_REGS.get((sl, 0x04), 16) or 4096  # DIV 0 counts as 256
+    top = PWM_REGS.get((sl, 0x10), 0xFFFF)
+    acc = PWM_FRAC.get(sl, 0) + events16
+    ctr = PWM_CTR[sl] + acc // div16
+    PWM_FRAC[sl] = acc % div16
+    PWM_CTR[sl] = ctr % (top + 1)
+
+
+def _pwm_b_count(gpio, divmode, events16):
+    """Events at input B of GPIO `gpio`'s slice: counted (events16 / 16 divider inputs) if
+    the slice is enabled in DIVMODE `divmode`. The pin must not be a B output (DIVMODE 0 with
+    the PWM function): that would drive the line it should read."""
+    sl = _pwm_b_pin(gpio)
+    if sl is None:
+        return
+    csr = PWM_REGS.get((sl, 0x00), 0)
+    mode = (csr & CSR_DIVMODE) >> 4
+    if mode == 0:
+        raise AssertionError("GP%d is PWM output B: it drives the line it should count" % gpio)
+    if mode == divmode and csr & CSR_EN:
+        _pwm_advance(sl, events16)
 
 
 def pwm_b_input(gpio, high_cycles):
     """Input B of a slice (an odd GPIO with the PWM function) was high for `high_cycles`
-    system-clock cycles: in DIVMODE 1 (level-gated), with the slice enabled, the counter
-    advances by high_cycles / DIV (the 8.4 divider's fraction carried over, as the chip's
-    first-order sigma-delta does) and wraps from TOP to 0. The pin must not be a B output
-    (DIVMODE 0 with the PWM function): that would drive the line it should read."""
-    sl = pwm_slice(gpio)
-    pad = Pin.pad(gpio)
-    csr = PWM_REGS.get((sl, 0x00), 0)
-    if gpio % 2 != 1 or pad["func"] != "pwm" or not pad["ie"]:
-        return
-    mode = (csr & CSR_DIVMODE) >> 4
-    if mode == 0:
-        raise AssertionError("GP%d is PWM output B: it drives the line it should count" % gpio)
-    if mode != 1 or not csr & CSR_EN:
-        return
-    div16 = PWM_REGS.get((sl, 0x04), 16) or 4096  # DIV 0 counts as 256
-    top = PWM_REGS.get((sl, 0x10), 0xFFFF)
-    acc = PWM_FRAC.get(sl, 0) + 16 * high_cycles
-    ctr = PWM_CTR[sl] + acc // div16
-    PWM_FRAC[sl] = acc % div16
-    PWM_CTR[sl] = ctr % (top + 1)
+    system-clock cycles: in DIVMODE 1 (level-gated) the counter advances by high_cycles / DIV
+    (the 8.4 divider's fraction carried over, as the chip's first-order sigma-delta does)
+    and wraps from TOP to 0."""
+    _pwm_b_count(gpio, 1, 16 * high_cycles)
+
+
+def pwm_b_edges(gpio, rising):
+    """Input B of a slice saw `rising` rising edges: in DIVMODE 2 (rising edges) the counter
+    advances by rising / DIV and wraps from TOP to 0."""
+    _pwm_b_count(gpio, 2, 16 * rising)
 
 
 def pwm_pin_output(gpio):
@@ -193,11 +249,9 @@ class PWM:
     def __init__(self, pin):
         # as the port: the pin's function becomes PWM (input enabled); nothing else changes
         self.pin = pin
-        self.slice = (pin.n >> 1) % 8
+        self.slice = pwm_slice(pin.n)
         self.d = 0
-        pad = Pin.pad(pin.n)
-        pad["func"] = "pwm"
-        pad["ie"] = True
+        Pin.connect(pin.n, "pwm")
         if pin.n % 2 == 1 and not PWM_REGS.get((self.slice, 0x00), 0) & CSR_DIVMODE:
             PWM_B_OUTPUTS.append(pin.n)   # a B output now (what the tests check it is not)
 
@@ -221,7 +275,7 @@ class PWM:
 
 
 # --- ADC: registers and FIFO ---------------------------------------------------------------
-ADC_BASE = 0x4004_C000   # RP2040
+ADC_BASE = CHIP["adc_base"]
 CS_EN = 1
 CS_START_ONCE = 1 << 2
 CS_START_MANY = 1 << 3
@@ -248,7 +302,7 @@ class AdcModel:
 
     @property
     def ainsel(self):
-        return (self.cs >> 12) & 7
+        return (self.cs >> 12) & ((1 << CHIP["ainsel_bits"]) - 1)
 
     def running(self):
         return bool(self.cs & CS_EN and self.cs & CS_START_MANY)
@@ -320,8 +374,7 @@ class ADC:
         if isinstance(ch, Pin):
             if not 26 <= ch.n <= 29:
                 raise ValueError("Pin doesn't have ADC capabilities")
-            p = Pin.pad(ch.n)
-            p["func"] = "analog"
+            p = Pin.connect(ch.n, "analog")   # gpio_set_function(NULL): isolation off
             p["ie"] = False
             p["pull"] = None
             ch = ch.n - 26
@@ -332,7 +385,7 @@ class ADC:
     def read_u16(self):
         # as the port does: select the channel (for good) and convert once
         m = ADC_MODEL
-        m.cs = (m.cs & ~(7 << 12)) | (self.ch << 12) | CS_EN
+        m.cs = (m.cs & ~(15 << 12)) | (self.ch << 12) | CS_EN
         v = m.source[self.ch](m.n) & 0xFFF
         m.n += 1
         return v << 4 | v >> 8
@@ -372,7 +425,7 @@ class _Bus:
 
 BUS = _Bus()
 BUS.add(ADC_BASE, 0x24, ADC_MODEL.read, ADC_MODEL.write)
-BUS.add(PWM_BASE, 0x14 * 8, _pwm_read, _pwm_write)
+BUS.add(PWM_BASE, 0x14 * PWM_SLICES, _pwm_read, _pwm_write)
 
 
 class _Mem:
@@ -387,7 +440,7 @@ mem32 = _Mem()
 
 
 # --- watchdog: REASON and scratch 4 (the SDK's magic while machine.WDT runs) ---------------
-WATCHDOG_BASE = 0x4005_8000
+WATCHDOG_BASE = CHIP["watchdog_base"]
 WATCHDOG = {0x08: 0, 0x1C: 0}
 
 
@@ -455,7 +508,7 @@ class Timer:
 
 WDT_RESET = 3
 PWRON_RESET = 1
-_FREQ = [125_000_000]
+_FREQ = [CHIP["clock_hz"]]   # MicroPython's default: 125 MHz (RP2040), 150 MHz (RP2350)
 
 
 def freq():

@@ -7,17 +7,45 @@ their ring, a live transfer count that a trigger reloads from the value written 
 (unless irq_quiet), DREQ pacing from the PIO FIFOs and the ADC FIFO. Memory transfers go to
 the real buffers (uctypes), but only inside buffers a test registered with `allow()`: a
 transfer anywhere else fails the test instead of corrupting the heap. `pack_ctrl` returns
-the packed RP2040 CTRL word and `config` decodes it; a TRANS_COUNT with any of bits 31:28
-set (the RP2350's MODE field) is refused.
+the CTRL word packed as the chip (chip.py) lays it out, and the channels decode it in that
+layout. TRANS_COUNT: on an RP2040 the board keeps counts below 2**28 (bits 31:28 are the
+RP2350's MODE field), so a count with any of those bits is refused; on an RP2350 they are
+MODE: 0 normal, 1 TRIGGER_SELF (the channel re-triggers itself at completion), 0xF ENDLESS
+(the count never decrements), anything else reserved (refused).
+
+PIO: two blocks (state machines 0 … 7) on an RP2040, three (0 … 11, PIO2 at 0x5040_0000) on
+an RP2350. A state machine's pins are set up as the port does (set, side-set and out pins
+to the PIO function), and when it is started every pad it reads (in_base, jmp_pin, and for
+gate_window GSTART, 17 above in_base) must pass its level (machine.Pin.live).
 """
 import uctypes
 
+import chip
 import machine
 
-PIO_BASE = (0x5020_0000, 0x5030_0000)
+PIOS = machine.CHIP["pios"]
+PIO_BASE = (0x5020_0000, 0x5030_0000, 0x5040_0000)[:PIOS]
 FIFO_DEPTH = 4
-DREQ_ADC = 36
+DREQ_ADC = machine.CHIP["dreq_adc"]
 DREQ_FORCE = 0x3F
+DMA_CHANNELS = machine.CHIP["dma_channels"]
+# CTRL field positions (RP2040 / RP2350 datasheet, DMA CH0_CTRL_TRIG): the RP2350 adds the
+# INCR_READ_REV and INCR_WRITE_REV bits after INCR_READ and INCR_WRITE, shifting the rest
+if chip.rp2350():
+    SH_INC_WRITE, SH_RING, SH_RING_SEL, SH_CHAIN, SH_TREQ, SH_QUIET, SH_BUSY = \
+        6, 8, 12, 13, 17, 23, 26
+    _REV_FIELDS = (("inc_read_rev", 5, 1), ("inc_write_rev", 7, 1))
+else:
+    SH_INC_WRITE, SH_RING, SH_RING_SEL, SH_CHAIN, SH_TREQ, SH_QUIET, SH_BUSY = \
+        5, 6, 10, 11, 15, 21, 24
+    _REV_FIELDS = ()
+CTRL_FIELDS = (("enable", 0, 1), ("high_pri", 1, 1), ("size", 2, 2), ("inc_read", 4, 1),
+               ("inc_write", SH_INC_WRITE, 1), ("ring_size", SH_RING, 4),
+               ("ring_sel", SH_RING_SEL, 1), ("chain_to", SH_CHAIN, 4),
+               ("treq_sel", SH_TREQ, 6), ("irq_quiet", SH_QUIET, 1), ("bswap", SH_QUIET + 1, 1),
+               ("sniff_en", SH_QUIET + 2, 1), ("write_err", 29, 1),
+               ("read_err", 30, 1)) + _REV_FIELDS
+MODE_NORMAL, MODE_TRIGGER_SELF, MODE_ENDLESS = 0, 1, 0xF
 
 
 class PIO:
@@ -29,14 +57,32 @@ class PIO:
     SHIFT_RIGHT = 1
 
 
+PROGRAMS = {}   # program (the decorated function) → its asm_pio options
+
+
 def asm_pio(**k):
-    return lambda f: f
+    def deco(f):
+        PROGRAMS[f] = k
+        return f
+    return deco
+
+
+def _pin_count(init):
+    if init is None:
+        return 0
+    return len(init) if isinstance(init, (list, tuple)) else 1
+
+
+# pads a program reads above its in_base, besides in_base itself (rp2_pio.gate_window: GSTART)
+READS_ABOVE_IN_BASE = {"gate_window": (17,)}
 
 
 class StateMachine:
     all = {}
 
     def __init__(self, i, prog=None, **k):
+        if not 0 <= i < 4 * PIOS:
+            raise ValueError("invalid StateMachine id %d (%d PIO blocks)" % (i, PIOS))
         old = StateMachine.all.get(i)
         self.i = i
         self.prog = prog
@@ -55,14 +101,17 @@ class StateMachine:
         StateMachine.all[i] = self
 
         self.set_pins = []
-        base = k.get("set_base")
-        if base is not None:
-            n = len(prog.set_init) if prog is not None and hasattr(prog, "set_init") else 2
-            self.set_pins = [base.n + j for j in range(n)]
-            for pin in self.set_pins:
-                pad = machine.Pin.pad(pin)
-                pad["func"] = "pio"
-                pad["pio"] = 0   # set_init OUT_LOW
+        opts = PROGRAMS.get(prog, {})
+        for key, init in (("set_base", "set_init"), ("sideset_base", "sideset_init"),
+                          ("out_base", "out_init")):
+            base = k.get(key)
+            if base is None:
+                continue
+            pins = [base.n + j for j in range(_pin_count(opts.get(init)))]
+            if key == "set_base":
+                self.set_pins = pins
+            for pin in pins:   # the port's pio_gpio_init: PIO function, level low (OUT_LOW)
+                machine.Pin.connect(pin, "pio")["pio"] = 0
 
     def put(self, v):
         self.puts.append(v)
@@ -87,8 +136,29 @@ class StateMachine:
         n = self._nex
         return [self._ex[i & 255] for i in range(max(0, n - 256), n)]
 
+    def reads(self):
+        """The GPIOs this state machine's program reads."""
+        out = []
+        pin = self.k.get("jmp_pin")
+        if pin is not None:
+            out.append(pin.n)
+        base = self.k.get("in_base")
+        if base is not None:
+            out.append(base.n)
+            name = getattr(self.prog, "__name__", "")
+            for above in READS_ABOVE_IN_BASE.get(name, ()):
+                out.append(base.n + above)
+        return out
+
     def active(self, v=None):
         if v is not None:
+            if v and not self.on:
+                for n in self.reads():
+                    if not machine.Pin.live(n):
+                        raise AssertionError(
+                            "SM%d starts reading GP%d, whose pad passes no level (input "
+                            "disabled or isolated: an RP2350 pad the port never set up)"
+                            % (self.i, n))
             self._set(bool(v))
         return self.on
 
@@ -189,7 +259,7 @@ def _pio_write(pio):
     return write
 
 
-for _p in (0, 1):
+for _p in range(PIOS):
     machine.BUS.add(PIO_BASE[_p], 0x4000, _pio_read(_p), _pio_write(_p))
 
 # --- DMA ------------------------------------------------------------------------------------
@@ -241,11 +311,6 @@ def _store(addr, size, v):
     machine.BUS.write(addr, v & ((1 << (8 * size)) - 1))
 
 
-_CTRL_KEYS = ("enable", "high_pri", "size", "inc_read", "inc_write", "ring_size", "ring_sel",
-              "chain_to", "treq_sel", "irq_quiet", "bswap", "sniff_en", "write_err",
-              "read_err")
-
-
 class DMA:
     n = 0
     channels = []
@@ -255,12 +320,13 @@ class DMA:
         if free:
             self.channel = free[0]
             DMA.channels[free[0]] = self
-        elif len(DMA.channels) < 12:
+        elif len(DMA.channels) < DMA_CHANNELS:
             self.channel = len(DMA.channels)
             DMA.channels.append(self)
         else:
             raise OSError("no free DMA channel")
         self._read = self._write = self.live = self.reload = self._ctrl = 0  # registers at reset
+        self.mode = MODE_NORMAL   # RP2350 TRANS_COUNT MODE of the last trigger
         self.busy = self.hard = self.closed = False
         self.handler = None
         self.writes_while_busy = []
@@ -291,53 +357,58 @@ class DMA:
 
     @property
     def count(self):
-        return machine.small(self.live, "DMA TRANS_COUNT")
+        return machine.small(self.live | self.mode << 28, "DMA TRANS_COUNT")
 
     @count.setter
     def count(self, v):
         self._set_count(v)
 
     def _set_count(self, v):
-        if not 0 <= v < 1 << 28:
-            raise AssertionError("TRANS_COUNT %#x sets bits 31:28 (RP2350 MODE)" % v)
+        if not 0 <= v < 1 << 32:
+            raise AssertionError("TRANS_COUNT %#x is not a 32-bit value" % v)
+        mode = v >> 28
+        if mode and not chip.rp2350():
+            raise AssertionError("TRANS_COUNT %#x sets bits 31:28 (an RP2350's MODE field: "
+                                 "the board keeps counts below 2**28 on both chips)" % v)
+        if mode not in (MODE_NORMAL, MODE_TRIGGER_SELF, MODE_ENDLESS):
+            raise AssertionError("TRANS_COUNT MODE %#x is reserved on an RP2350" % mode)
         self.reload = v
 
     @property
     def ctrl(self):
-        return self._ctrl | (1 << 24 if self.busy else 0)
+        return self._ctrl | (1 << SH_BUSY if self.busy else 0)
 
     @ctrl.setter
     def ctrl(self, v):
         self._ctrl = v
 
     def pack_ctrl(self, **k):
+        """As the port: the default (enabled, word-sized, both addresses incrementing,
+        unpaced, quiet, chained to itself), then each field given; an unknown keyword is a
+        TypeError, a value wider than its field a ValueError."""
+        v = (1 | 2 << 2 | 1 << 4 | 1 << SH_INC_WRITE | DREQ_FORCE << SH_TREQ | 1 << SH_QUIET
+             | (self.channel & 15) << SH_CHAIN)
         for key in k:
-            if key not in _CTRL_KEYS:
+            for name, shift, bits in CTRL_FIELDS:
+                if name == key:
+                    break
+            else:
                 raise TypeError("unexpected keyword argument '%s'" % key)
-        v = 1 if k.get("enable", True) else 0
-        v |= (1 if k.get("high_pri", False) else 0) << 1
-        v |= (k.get("size", 2) & 3) << 2
-        v |= (1 if k.get("inc_read", True) else 0) << 4
-        v |= (1 if k.get("inc_write", True) else 0) << 5
-        ring = k.get("ring_size", 0)
-        if not 0 <= ring <= 15:
-            raise ValueError("ring_size")
-        v |= ring << 6
-        v |= (1 if k.get("ring_sel", False) else 0) << 10
-        chain = k.get("chain_to", self.channel)
-        if not 0 <= chain < 12:
+            value = int(k[key])
+            if value & ~((1 << bits) - 1):
+                raise ValueError("bad field value")
+            v = (v & ~(((1 << bits) - 1) << shift)) | value << shift
+        chain = v >> SH_CHAIN & 15
+        if chain >= DMA_CHANNELS:
             raise ValueError("chain_to")
-        v |= chain << 11
-        v |= (k.get("treq_sel", DREQ_FORCE) & 0x3F) << 15
-        v |= (1 if k.get("irq_quiet", True) else 0) << 21
         return v
 
     def unpack(self):
         c = self._ctrl
         return {"enable": c & 1, "size": 1 << (c >> 2 & 3), "inc_read": c >> 4 & 1,
-                "inc_write": c >> 5 & 1, "ring_size": c >> 6 & 15, "ring_sel": c >> 10 & 1,
-                "chain_to": c >> 11 & 15, "treq_sel": c >> 15 & 0x3F,
-                "irq_quiet": c >> 21 & 1}
+                "inc_write": c >> SH_INC_WRITE & 1, "ring_size": c >> SH_RING & 15,
+                "ring_sel": c >> SH_RING_SEL & 1, "chain_to": c >> SH_CHAIN & 15,
+                "treq_sel": c >> SH_TREQ & 0x3F, "irq_quiet": c >> SH_QUIET & 1}
 
     def config(self, read=None, write=None, count=None, ctrl=None, trigger=False):
         if read is not None:
@@ -372,16 +443,22 @@ class DMA:
     def trigger(self):
         if self.closed:
             raise AssertionError("trigger of a closed channel")
-        self.live = self.reload
+        self.live = self.reload & 0x0FFF_FFFF if chip.rp2350() else self.reload
+        self.mode = self.reload >> 28 if chip.rp2350() else MODE_NORMAL
+        if self.mode and self._ctrl >> SH_TREQ & 0x3F == DREQ_FORCE:
+            raise AssertionError("an unpaced channel in TRANS_COUNT MODE %d never stops"
+                                 % self.mode)
         self.busy = bool(self._ctrl & 1) and self.live > 0
         pump()
 
     def dreq(self):
-        t = self._ctrl >> 15 & 0x3F
+        t = self._ctrl >> SH_TREQ & 0x3F
         if t == DREQ_FORCE:
             return True
         if t == DREQ_ADC:
             return machine.ADC_MODEL.dreq()
+        if t >= 8 * PIOS:
+            raise AssertionError("DREQ %d is no PIO block's or the ADC's on this chip" % t)
         pio, kind, sm = t // 8, t % 8 // 4, t % 4
         s = _sm(4 * pio + sm)
         if s is None:
@@ -391,7 +468,7 @@ class DMA:
     def _advance(self, addr, size, inc, ring_here):
         if not inc:
             return addr
-        ring = self._ctrl >> 6 & 15
+        ring = self._ctrl >> SH_RING & 15
         if ring and ring_here:
             mask = (1 << ring) - 1
             return (addr & ~mask) | ((addr + size) & mask)
@@ -400,21 +477,26 @@ class DMA:
     def step(self):
         """One transfer."""
         size = 1 << (self._ctrl >> 2 & 3)
-        sel = self._ctrl >> 10 & 1
+        sel = self._ctrl >> SH_RING_SEL & 1
         v = _load(self._read, size)
         _store(self._write, size, v)
         self._read = self._advance(self._read, size, self._ctrl >> 4 & 1, sel == 0)
-        self._write = self._advance(self._write, size, self._ctrl >> 5 & 1, sel == 1)
+        self._write = self._advance(self._write, size, self._ctrl >> SH_INC_WRITE & 1,
+                                    sel == 1)
+        if self.mode == MODE_ENDLESS:
+            return          # the count never runs down: no completion
         self.live -= 1
         if self.live == 0:
             self.busy = False
-            if not self._ctrl >> 21 & 1 and self.handler is not None:
+            if not self._ctrl >> SH_QUIET & 1 and self.handler is not None:
                 if not self.hard:
                     raise AssertionError("a soft DMA IRQ handler would run late")
                 machine.call_irq(self.handler, self)
-            chain = self._ctrl >> 11 & 15
+            chain = self._ctrl >> SH_CHAIN & 15
             if chain != self.channel:
                 DMA.channels[chain].trigger()
+            if self.mode == MODE_TRIGGER_SELF:
+                self.trigger()
 
 
 DMA_BASE = 0x5000_0000
@@ -428,7 +510,7 @@ def _dma_read(off):
     if reg == 0x04:
         return ch._write
     if reg == 0x08:
-        return ch.live
+        return ch.live | ch.mode << 28
     if reg == 0x0C:
         return ch.ctrl
     raise AssertionError("DMA register %#x not modelled" % off)
@@ -438,13 +520,14 @@ def _dma_write(off, v):
     raise AssertionError("DMA register writes go through rp2.DMA in the model")
 
 
-machine.BUS.add(DMA_BASE, 0x40 * 12, _dma_read, _dma_write)
+machine.BUS.add(DMA_BASE, 0x40 * DMA_CHANNELS, _dma_read, _dma_write)
 
 
 def load2(a1, a2, out):
     """Model of rp2_regs.load2 for DMA TRANS_COUNT registers (no allocation, as the viper
     original: the streaming path calls it with the heap locked)."""
-    if not (DMA_BASE <= a1 < DMA_BASE + 0x300 and DMA_BASE <= a2 < DMA_BASE + 0x300
+    end = DMA_BASE + 0x40 * DMA_CHANNELS
+    if not (DMA_BASE <= a1 < end and DMA_BASE <= a2 < end
             and a1 & 0x3F == 8 and a2 & 0x3F == 8):
         raise AssertionError("load2 of a register the model does not have")
     out[0] = DMA.channels[(a1 - DMA_BASE) >> 6].live
@@ -512,7 +595,7 @@ def soft_reset(version):
     for ch in DMA.channels:
         if ch.closed:
             continue
-        if version < (1, 28, 0) and ch.busy and ch._ctrl & 1 and not ch._ctrl >> 21 & 1:
+        if version < (1, 28, 0) and ch.busy and ch._ctrl & 1 and not ch._ctrl >> SH_QUIET & 1:
             hazards.append("DMA %d completes with its IRQ enabled and no handler"
                            % ch.channel)
     for sm in StateMachine.all.values():
