@@ -184,20 +184,23 @@ def test_gstart_sits_where_the_gate_window_program_looks_for_it():
     assert words[1] == 0x2000 | (1 << 7) | (1 << 5) | PIO.GSTART_ABOVE_PHOTON
 
 
-def test_photons_are_counted_per_phase_bin_inside_the_gate_only():
-    """The whole chain: GSTART → gate_window → pem_gate + two photon_counters (jmp pin =
-    the gated pin) with their DMA rings, against the photons inside the gates binned by PEM
-    phase independently."""
-    rng = random.Random(11)
-    bins, periods, pem = 4, 6, 160
+class Chain:
+    """What one run of the whole chain gave: `counts` per phase bin (from the DMA rings),
+    `gated` (the gated pad), `opens` (the cycles at which gate_window opened a gate, its
+    `mov x, osr`), `pin_pulses` ((rise, width) of the gated pad), `t_bin`, and `end` (the
+    cycle the frame completed at: the run stops there)."""
+
+    def __init__(self, counts, gated, opens, pin_pulses, t_bin, end):
+        self.counts, self.gated, self.opens = counts, gated, opens
+        self.pin_pulses, self.t_bin, self.end = pin_pulses, t_bin, end
+
+
+def run_chain(gs, phot, refs, pem, width, bins, periods, horizon):
+    """The whole chain: GSTART (`gs`, a Signal) → gate_window → pem_gate + two
+    photon_counters (jmp pin = the gated pin) with their DMA rings, over `periods` PEM periods
+    of the reference edges `refs` (nominal period `pem` cycles) and the photon pad `phot` (a
+    Signal)."""
     t_bin, budget, pairs = PIO.counter_timing(pem, bins, 4)
-    refs = _counter.ref_train(periods + 1, pem, 2, seed=5)
-    horizon = refs[-1] + 2 * pem
-    pulse_period, delay, width = 97, 20, 34  # incommensurate with the PEM period
-    pulses = list(range(5, horizon, pulse_period))
-    gs, rises = gstart_train(pulses, delay, horizon)
-    photons = photon_train(rng, horizon, 150, width=(3, 4), spacing=9)
-    phot = Signal(horizon, photons)
     ref = Signal(horizon, [(r, 40) for r in refs])
     gated, monitors = DrivenPins(), DrivenPins()
 
@@ -214,10 +217,15 @@ def test_photons_are_counted_per_phase_bin_inside_the_gate_only():
                    state=State(input_shift_register=ShiftRegister(budget, 0),
                                y_register=budget)) for g in (G0, G1)]
     dmas = [RingDma(PIO.ring_words(bins), pairs * periods) for _ in counters]
+    opens = []
     for t in range(horizon):
         for dma, sm in zip(dmas, counters):
             dma.service(t, sm)
-        for sm in [window, gate] + counters:
+        while window.state.clock <= t:
+            if window.state.program_counter == WINDOW_OPEN_PC:
+                opens.append(window.state.clock)
+            window.step()
+        for sm in [gate] + counters:
             while sm.state.clock <= t:
                 sm.step()
         if all(d.done() for d in dmas):
@@ -228,24 +236,51 @@ def test_photons_are_counted_per_phase_bin_inside_the_gate_only():
     for c, dma in enumerate(dmas):
         for j, word in enumerate(dma.ring):
             counts[2 * (j % pairs) + c] += PIO.total_from_word(word)
-    # the counters count the gated pad exactly as they count the photon input (the
-    # sampling rule of test_pio_counter), and the gated pad holds only the gates' photons
-    pulses_on_pin, rise = [], None
+    pin_pulses, rise = [], None
     for t, v in gated.events:
         if v and rise is None:
             rise = t
         elif not v and rise is not None:
-            pulses_on_pin.append((rise, t - rise))
+            pin_pulses.append((rise, t - rise))
             rise = None
     if rise is not None:
-        pulses_on_pin.append((rise, horizon - rise))
-    expected = _counter.sampled_counts(refs[:periods], bins, t_bin, pulses_on_pin, horizon)
+        pin_pulses.append((rise, horizon - rise))
+    return Chain(counts, gated, opens, pin_pulses, t_bin, t)
+
+
+# gate_window's `mov x, osr`: the state machine is there once per gate it opens, this many
+# cycles after GSTART's pad rose (the synchroniser's 2 and the `wait`)
+WINDOW_OPEN_PC = 2
+OPEN_AFTER_GSTART = 3
+
+
+def test_photons_are_counted_per_phase_bin_inside_the_gate_only():
+    """The whole chain against the photons inside the gates binned by PEM phase
+    independently."""
+    rng = random.Random(11)
+    bins, periods, pem = 4, 6, 160
+    refs = _counter.ref_train(periods + 1, pem, 2, seed=5)
+    horizon = refs[-1] + 2 * pem
+    pulse_period, delay, width = 97, 20, 34  # incommensurate with the PEM period
+    pulses = list(range(5, horizon, pulse_period))
+    gs, rises = gstart_train(pulses, delay, horizon)
+    photons = photon_train(rng, horizon, 150, width=(3, 4), spacing=9)
+    chain = run_chain(gs, Signal(horizon, photons), refs, pem, width, bins, periods,
+                      horizon)
+    counts, t_bin = chain.counts, chain.t_bin
+    # the counters count the gated pad exactly as they count the photon input (the
+    # sampling rule of test_pio_counter), and the gated pad holds only the gates' photons
+    expected = _counter.sampled_counts(refs[:periods], bins, t_bin, chain.pin_pulses, horizon)
     assert counts == expected, (counts, expected)
     ungated = _counter.sampled_counts(refs[:periods], bins, t_bin, photons, horizon)
     lag = PIO.GATE_OPEN_LAG_CYCLES + 1  # (the expressions below count from lag − 1)
     inside = [t for t, w in photons if any(g + lag <= t < g + lag - 2 + width for g in rises)]
     assert 20 < sum(counts) <= len(inside) + 8 and sum(counts) < 0.6 * sum(ungated), \
         (counts, len(inside), ungated)
+    # one gate opened per pulse, a fixed few cycles after its gate start (until the frame
+    # completed)
+    assert [o - g for o, g in zip(chain.opens, rises)] == [OPEN_AFTER_GSTART] * len(chain.opens)
+    assert len(chain.opens) == len([g for g in rises if g + OPEN_AFTER_GSTART <= chain.end])
 
 
 def test_gate_timing_keeps_to_what_sync_delay_can_do():
