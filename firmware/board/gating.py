@@ -28,6 +28,9 @@ WINDOW_STEP_CYCLES = 2
 # checked cycle by cycle in pioemu)
 SYNC_DELAY_FIXED_CYCLES = 6
 SYNC_DELAY_MIN_CYCLES = SYNC_DELAY_FIXED_CYCLES + 1
+# gate_window is back at its `wait` this many cycles after its gate's last sample, and needs
+# GSTART still low then to see the next pulse (pioemu, tests/firmware/test_pio_gate_rate.py)
+WINDOW_REARM_CYCLES = 3
 
 
 def ns_to_cycles(ns: int, clock_hz: int) -> int:
@@ -39,6 +42,14 @@ def ns_to_cycles(ns: int, clock_hz: int) -> int:
 def cycles_to_ns(cycles: int, clock_hz: int) -> int:
     """Nearest whole ns of `cycles` clock cycles."""
     return (cycles * 1_000_000_000 + clock_hz // 2) // clock_hz
+
+
+def shortest_period(delay: int, width: int) -> int:
+    """The shortest pulse period (cycles) at which gate_window opens every gate and passes
+    exactly its own pulse's photons, for a gate start `delay` cycles after the pulse and a
+    gate of `width` cycles: the gate (a photon passes from GSTART + 1 on) ends inside the
+    period, δ + 1 + w ≤ T, and GSTART is still low when the window re-arms, w + 3 ≤ T."""
+    return width + max(delay + 1, WINDOW_REARM_CYCLES)
 
 
 def pwm_period(period_cycles: int) -> tuple:

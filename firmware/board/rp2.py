@@ -28,7 +28,7 @@ import uctypes
 
 from board import base
 from board import rp2_dma as K
-from board.gating import GateTiming, pulses_in_frame
+from board.gating import GateTiming, cycles_to_ns, pulses_in_frame, shortest_period
 from board import rp2_pins as G
 from board import rp2_pio as P
 from board import rp2_regs as H
@@ -747,6 +747,12 @@ class Rp2Board(base.Board):
                              "on the rp2 board)")
         t = GateTiming(self.clock_hz, trigger, pulse_period_ns, trigger_width_ns,
                        gate_delay_ns, gate_width_ns, gates)
+        need = shortest_period(t.delay, t.width)
+        if t.period < need:
+            raise ValueError("a gate of %d ns from %d ns needs a pulse period of at least %d "
+                             "ns (gate_window re-arms 3 cycles after its gate, and the gate "
+                             "must end before the next pulse)"
+                             % (t.ns()[3], t.ns()[2], cycles_to_ns(need, self.clock_hz)))
         self._gating = t
         return t.ns()
 

@@ -10,10 +10,17 @@ next pulse, and the phase-bin counters count the gated pad by their sampling rul
 tests/firmware/test_pio_gate_rate.py and bench/bench_gate_rate.py."""
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass, field
 
 import test_pio_counter as _counter
 import test_pio_gating as _gating
+from fwpaths import FIRMWARE
+
+_spec = importlib.util.spec_from_file_location("cplscope_fw_gating",
+                                               FIRMWARE / "board" / "gating.py")
+_fw_gating = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_fw_gating)
 
 PIO = _gating.PIO
 PEM_CYCLES = 160  # the PEM period of the runs (its phase bins are not what is measured here)
@@ -34,13 +41,12 @@ def doc_bound(delay: int, width: int) -> int:
     return delay + width + 4
 
 
-def shortest_period(delay: int, width: int) -> int:
-    """The shortest clean pulse period (cycles) measured in pioemu: the gate must end inside
-    its own period (δ + 1 + w ≤ T: GSTART rises δ after the pulse and a photon passes 1 to
-    w cycles later) and `gate_window` must be back at its `wait 0` while GSTART is still low
-    after the next pulse (it is there 3 cycles after its gate's last sample: w + 3 ≤ T for a
-    δ of 1 or 2)."""
-    return width + max(delay + 1, 3)
+# The firmware's arithmetic of the limit (board/gating.py, which the rp2 board's CONFIGURE
+# checks): the gate must end inside its own period (δ + 1 + w ≤ T: GSTART rises δ after the
+# pulse and a photon passes 1 to w cycles later) and gate_window must be back at its `wait 0`
+# while GSTART is still low after the next pulse (3 cycles after its gate's last sample:
+# w + 3 ≤ T). test_pio_gate_rate.py holds it against the measurement.
+shortest_period = _fw_gating.shortest_period
 
 
 @dataclass

@@ -46,6 +46,11 @@ assert "next pulse" in expect_error(b.gate_configure, "internal", 5_000_000, 10_
                                     3_000_000, 2_500_000, 1)
 assert "raise the pulse rate" in expect_error(b.gate_configure, "internal", 500_000_000,
                                               10_000, 50_000, 2_000_000, 1)
+# at the protocol's shortest period, 104 ns (13 cycles): a 96-ns gate from 8 ns ends with the
+# period (the shared check passes) but gate_window would miss every gate start: 15 cycles
+assert "at least 120 ns" in expect_error(b.gate_configure, "internal", 104, 8, 8, 96, 1)
+assert "at least 112 ns" in expect_error(b.gate_configure, "internal", 104, 8, 24, 80, 1)
+assert b.gate_configure("internal", 104, 8, 16, 80, 1) == (104, 8, 16, 80)
 
 b.guard_arm(2e6, 4000)
 
