@@ -160,6 +160,23 @@ class EmulatedPico:
         ``pem_on``, ``adc_mean``, ``adc_amp``, …); returns all settings."""
         return self.control(op="bench", set=settings)["bench"]
 
+    def gate_probe(self, *, offsets: list[list[int]] | None = None, width: int = 2,
+                   limit: int = 0, stop: bool = False) -> dict[str, Any]:
+        """Gated counting watched cycle by cycle (8 ns) on the emulated pins. With `offsets`,
+        start: pulse n of the trigger (GP18) gets photons on GP2 ``offsets[n mod len]``
+        cycles after its rising edge, each `width` cycles long, for `limit` pulses (0: no
+        limit; the probe then stops at the next pulse but one). Every call returns what was
+        recorded since the last: ``changes`` ([cycle, levels]: bit 0 the trigger, bit 1 the
+        gate start GP19, bit 2 the gated photon GP20, at each change), ``photons`` ([cycle,
+        its trigger's rising cycle]), ``pulses`` (scripted so far), ``on`` (False once the
+        limit is done) and ``overflow``; `stop` ends the probe."""
+        req: dict[str, Any] = {"op": "gate_probe"}
+        if offsets is not None:
+            req["start"] = {"offsets": offsets, "width": width, "limit": limit}
+        if stop:
+            req["stop"] = True
+        return self.control(**req)
+
     def instrument_time_s(self) -> float:
         return self.control(op="time")["time_us"] * 1e-6
 

@@ -218,7 +218,7 @@ function pemLevel() { return mcu.gpio[PIN.pemRef].inputValue; }
 
 // The bench's pin timeline: the PEM reference (a square wave on GP3, an edge every half
 // period) and the photon pulses, applied cycle by cycle as the PIO steps (benchAt, from
-// stepPio). On silicon these pads change at any cycle; as rp2040js alarms they would land
+// advance). On silicon these pads change at any cycle; as rp2040js alarms they would land
 // only after the instruction or sleep they fall in, up to 8 cycles late, which made the
 // measured PEM period jitter by ±8 cycles (beyond the firmware's lock tolerance).
 // Photons: a Poisson process whose rate follows the light path and the PEM's half cycle,
@@ -316,6 +316,16 @@ mcu.gpio[PIN.step].addListener((state, old) => {
 });
 let stepWasHigh = false;
 
+// A disabled PWM slice stands still on silicon. rp2040js's counter restarts when its DIV is
+// written (Timer32's prescaler setter enables the timer whatever CSR.EN says), so a slice the
+// firmware stopped and then reconfigures ran, with the outputs of its previous configuration,
+// from the DIV write on: the excitation trigger pulsed during the gated-counting set-up.
+// After every write the counter runs again exactly when CSR.EN (and the divider mode) says.
+for (const ch of mcu.pwm.channels) {
+  const write = ch.writeRegister.bind(ch);
+  ch.writeRegister = (offset, value) => { write(offset, value); ch.updateEnable(); };
+}
+
 // PWM outputs seen as analog levels (after the board's RC filters) and frequencies.
 function pwmChannel(pin) { return mcu.pwm.channels[(pin >> 1) & 7]; }
 function pwmDuty(pin) {
@@ -384,10 +394,16 @@ for (const pio of mcu.pio) {
 // Only enabled state machines run (rp2040js's RPPIO.step steps disabled ones too, which on
 // silicon are halted), each at its clock divider, and an instruction's delay stalls its
 // machine for that many of its cycles (rp2040js only counts them).
-function stepPio(cycles) {
+// The clock advances with them, cycle by cycle: an alarm due at a cycle (a PWM output's edge,
+// a timer) fires before the PIO steps that cycle, as on silicon, not after the CPU
+// instruction it falls in (which put the trigger PWM's edges up to an instruction late at
+// the PIO, a jitter silicon does not have).
+function advance(cycles) {
   let t = clock.nanos;
   for (let c = 0; c < cycles; c++, t += CYCLE_NS) {
+    if (clock.nextAlarm && clock.nextAlarm.nanos <= t) clock.tick(t - clock.nanos);
     if (t >= benchNext) benchAt(t);
+    if (probe.on) probeAt(t);
     for (const pio of mcu.pio) {
       if (pio.stopped) continue;
       for (const m of pio.machines) {
@@ -405,6 +421,69 @@ function stepPio(cycles) {
       pio.checkChangedPins();
     }
   }
+  clock.tick(t - clock.nanos);
+}
+
+// --- the gate probe -------------------------------------------------------------------------
+// Gated counting watched cycle by cycle: the levels of the trigger (GP18), the gate start
+// GSTART (GP19) and the gated photons (GP20) at every change, and photons put on GP2 at
+// chosen offsets (cycles) after each rising edge of the trigger: pulse n gets the photons of
+// offsets[n mod offsets.length], each `width` cycles long, for `limit` pulses; the probe
+// stops at the rising edge of the trigger after the next. Read (and emptied) by the cable's
+// 'gate_probe' op; at most `max` changes and photons are kept (then `overflow` is set).
+const GATE_PINS = [18, 19, 20]; // bit 0 trigger, bit 1 GSTART, bit 2 gated photon
+const probe = { on: false, offsets: [[]], width: 2, limit: Infinity, pulse: 0, levels: 0, changes: [],
+  photons: [], queue: [], max: 100000, overflow: false };
+function probeLevels() {
+  let v = 0;
+  for (let i = 0; i < GATE_PINS.length; i++) if (mcu.gpio[GATE_PINS[i]].inputValue) v |= 1 << i;
+  return v;
+}
+function probeAt(t) {
+  const cycle = Math.round(t / CYCLE_NS);
+  const v = probeLevels();
+  if (v !== probe.levels) {
+    if (probe.changes.length < probe.max) probe.changes.push([cycle, v]);
+    else probe.overflow = true;
+    if (v & 1 && !(probe.levels & 1)) { // the trigger rose: this pulse's photons
+      const offsets = probe.pulse < probe.limit ? probe.offsets[probe.pulse % probe.offsets.length] : [];
+      probe.pulse++;
+      if (probe.pulse > probe.limit + 1) probe.on = false; // a pulse without photons, then off
+      for (const off of offsets) {
+        const at = cycle + off;
+        if (probe.photons.length < probe.max) probe.photons.push([at, cycle]);
+        else probe.overflow = true;
+        probe.queue.push({ at, level: true }, { at: at + probe.width, level: false });
+      }
+      probe.queue.sort((a, b) => a.at - b.at || a.level - b.level);
+    }
+    probe.levels = v;
+  }
+  const q = probe.queue;
+  while (q.length && q[0].at <= cycle) mcu.gpio[PIN.photon].setInputValue(q.shift().level);
+}
+function gateProbe(req) {
+  if (req.start) {
+    const offsets = req.start.offsets;
+    if (!Array.isArray(offsets) || !offsets.length || !offsets.every((o) => Array.isArray(o)
+        && o.every((c) => Number.isInteger(c) && c >= 0))) {
+      throw new Error('gate_probe start: offsets is a list of lists of cycles >= 0');
+    }
+    Object.assign(probe, { on: true, offsets, width: req.start.width || 2, pulse: 0,
+      limit: req.start.limit > 0 ? req.start.limit : Infinity,
+      levels: probeLevels(), changes: [], photons: [], queue: [], overflow: false });
+  }
+  const out = { on: probe.on, cycle: Math.round(clock.nanos / CYCLE_NS), levels: probe.levels,
+    changes: probe.changes, photons: probe.photons, pulses: probe.pulse,
+    overflow: probe.overflow };
+  probe.changes = [];
+  probe.photons = [];
+  if (req.stop) {
+    probe.on = false;
+    mcu.gpio[PIN.photon].setInputValue(false);
+    probe.queue = [];
+  }
+  return out;
 }
 
 // --- timeouts --------------------------------------------------------------------------------
@@ -838,6 +917,8 @@ function controlOp(req) {
       if ('strap' in (req.set || {})) updateStrap();
       return { bench: { ...bench } };
     }
+    case 'gate_probe': // {start: {offsets, width}} | {} (read) | {stop: true}; see probeAt
+      return gateProbe(req);
     case 'quit':
       setImmediate(() => process.exit(0));
       return { ok: true };
@@ -889,8 +970,7 @@ function runSlice() {
       if (!(dt > 0)) dt = 1000;
       dt = Math.min(dt, end - clock.nanos, Math.max(benchNext - clock.nanos, CYCLE_NS));
       const cycles = Math.max(1, Math.round(dt / CYCLE_NS));
-      stepPio(cycles);
-      clock.tick(cycles * CYCLE_NS);
+      advance(cycles);
     } else {
       if (watch.size && watch.has(core.PC)) {
         watch.set(core.PC, watch.get(core.PC) + 1);
@@ -903,9 +983,7 @@ function runSlice() {
         const pc = core.PC >>> 0;
         profile.set(pc, (profile.get(pc) || 0) + 1);
       }
-      const cycles = core.executeInstruction();
-      stepPio(cycles);
-      clock.tick(cycles * CYCLE_NS);
+      advance(core.executeInstruction());
     }
   }
 }
