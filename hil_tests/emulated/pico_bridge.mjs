@@ -426,9 +426,9 @@ function advance(cycles) {
 
 // --- the gate probe -------------------------------------------------------------------------
 // Gated counting watched cycle by cycle: the levels of the trigger (GP18), the gate start
-// GSTART (GP19) and the gated photons (GP20) at every change, and photons put on GP2 at
-// chosen offsets (cycles) after each rising edge of the trigger: pulse n gets the photons of
-// offsets[n mod offsets.length], each `width` cycles long, for `limit` pulses; the probe
+// GSTART (GP19) and the gated photons (GP20) at every change, and photons put on the photon
+// line (GP2, and GP17 by the jumper, as the bench's) at chosen offsets (cycles) after each
+// rising edge of the trigger: pulse n gets the photons of offsets[n mod offsets.length], each `width` cycles long, for `limit` pulses; the probe
 // stops at the rising edge of the trigger after the next. Read (and emptied) by the cable's
 // 'gate_probe' op; at most `max` changes and photons are kept (then `overflow` is set).
 const GATE_PINS = [18, 19, 20]; // bit 0 trigger, bit 1 GSTART, bit 2 gated photon
@@ -460,7 +460,7 @@ function probeAt(t) {
     probe.levels = v;
   }
   const q = probe.queue;
-  while (q.length && q[0].at <= cycle) mcu.gpio[PIN.photon].setInputValue(q.shift().level);
+  while (q.length && q[0].at <= cycle) setPhoton(q.shift().level);
 }
 function gateProbe(req) {
   if (req.start) {
@@ -480,7 +480,7 @@ function gateProbe(req) {
   probe.photons = [];
   if (req.stop) {
     probe.on = false;
-    mcu.gpio[PIN.photon].setInputValue(false);
+    setPhoton(false);
     probe.queue = [];
   }
   return out;
