@@ -860,6 +860,11 @@ class Rp2Board(base.Board):
         machine.enable_irq(state)
 
     def _stop_gating(self) -> None:
+        # the trigger first: no excitation pulse without its gate (between two bytecodes
+        # MicroPython may run scheduled work, USB callbacks, for hundreds of µs)
+        machine.mem32[self._pwm_slice_base() + _PWM_CSR] = 0
+        machine.Pin(PIN_TRIGGER, machine.Pin.OUT, value=0)
+        self._trigger = False
         if self._gate_sm is not None:
             self._gate_sm.active(0)
             self._gate_sm = None
@@ -870,9 +875,6 @@ class Rp2Board(base.Board):
         if self._sync_used:
             # stopped, B still an input (never a B output driving the laser's sync line)
             machine.mem32[_pwm_slice_base(PIN_SYNC_IN) + _PWM_CSR] = _PWM_RISING
-        machine.mem32[self._pwm_slice_base() + _PWM_CSR] = 0
-        machine.Pin(PIN_TRIGGER, machine.Pin.OUT, value=0)
-        self._trigger = False
 
     def trigger_enable(self, on: bool) -> None:
         """The board's own trigger pulses (internal trigger only: with an external laser the
