@@ -46,11 +46,20 @@ assert "next pulse" in expect_error(b.gate_configure, "internal", 5_000_000, 10_
                                     3_000_000, 2_500_000, 1)
 assert "raise the pulse rate" in expect_error(b.gate_configure, "internal", 500_000_000,
                                               10_000, 50_000, 2_000_000, 1)
-# at the protocol's shortest period, 104 ns (13 cycles): a 96-ns gate from 8 ns ends with the
-# period (the shared check passes) but gate_window would miss every gate start: 15 cycles
-assert "at least 120 ns" in expect_error(b.gate_configure, "internal", 104, 8, 8, 96, 1)
-assert "at least 112 ns" in expect_error(b.gate_configure, "internal", 104, 8, 24, 80, 1)
-assert b.gate_configure("internal", 104, 8, 16, 80, 1) == (104, 8, 16, 80)
+# at the protocol's shortest period (104 ns: 13 cycles at 125 MHz, 16 at 150): gates that
+# end with the period (the shared check passes) but that gate_window cannot run, which
+# needs w + max(delay + 1, 3) cycles (pioemu, test_pio_gate_rate.py): a 96-ns gate from 8 ns
+# (it would miss every gate start), an 80-ns gate from 24 ns (its last cycle the next
+# pulse's first); an 80-ns gate from 16 ns runs
+from board.gating import cycles_to_ns
+for delay_ns, width_ns in ((8, 96), (24, 80)):
+    t = GateTiming(b.clock_hz, "internal", 104, 8, delay_ns, width_ns, 1)
+    need = t.width + max(t.delay + 1, 3)
+    assert t.period < need, (delay_ns, width_ns)
+    assert "at least %d ns" % cycles_to_ns(need, b.clock_hz) in expect_error(
+        b.gate_configure, "internal", 104, 8, delay_ns, width_ns, 1)
+assert b.gate_configure("internal", 104, 8, 16, 80, 1) == GateTiming(
+    b.clock_hz, "internal", 104, 8, 16, 80, 1).ns()
 
 b.guard_arm(2e6, 4000)
 
