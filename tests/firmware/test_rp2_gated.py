@@ -71,7 +71,7 @@ assert q == t.ns() == (5_000_000, 10_000, 50_000, 2_000_000), q
 b.counter_start()
 assert regs[(sl, 0x04)] == t.div << 4 and regs[(sl, 0x10)] == t.top
 assert (t.top + 1) * t.div == CLK // 200          # 5 ms of clock cycles
-assert regs[(sl, 0x0C)] == t.cc_b[0] << 16     # the gate start runs, the trigger does not
+assert machine.pwm_cc(sl) == t.cc_b[0] << 16     # the gate start runs, the trigger does not
 assert regs[(sl, 0x00)] == 1 | 8               # enabled, channel B inverted
 gw = sms[7]
 assert gw.on and gw.prog is P.gate_window and gw.puts == [P.window_word(t.width)]
@@ -81,19 +81,19 @@ for c in (1, 2):                               # the counters count the gated pi
 
 # --- the trigger pulses only with the shutter open and no trip
 b.trigger_enable(True)
-assert not b.trigger_on() and regs[(sl, 0x0C)] & 0xFFFF == 0   # shutter closed
+assert not b.trigger_on() and machine.pwm_cc(sl) & 0xFFFF == 0   # shutter closed
 b.shutter_set(True)
 b.trigger_enable(True)
-assert b.trigger_on() and regs[(sl, 0x0C)] & 0xFFFF == t.cc_a == CLK // 100_000 // t.div
+assert b.trigger_on() and machine.pwm_cc(sl) & 0xFFFF == t.cc_a == CLK // 100_000 // t.div
 b.shutter_set(False)
-assert not b.trigger_on() and regs[(sl, 0x0C)] & 0xFFFF == 0
+assert not b.trigger_on() and machine.pwm_cc(sl) & 0xFFFF == 0
 b.shutter_set(True)
 b.trigger_enable(True)
 sms[5].drive_set_pins(0)                       # the guard trips
 b._guard_irq(sms[5])
 assert not b.trigger_on()
 b.trigger_enable(False)                        # what the core does on the fault
-assert regs[(sl, 0x0C)] & 0xFFFF == 0
+assert machine.pwm_cc(sl) & 0xFFFF == 0
 b.guard_reset()
 
 # --- frames: one gate, the pulses of the frame's time, the gate's delay

@@ -3,7 +3,7 @@ that board/rp2.py depends on, so that a test passing on the model says something
 chip. Register bases and DREQ numbers as the chips' datasheets (and the pico-sdk's
 hardware_regs headers) give them; DMA CTRL fields where each chip has them; TRANS_COUNT's
 MODE field on an RP2350 only; the state machines, DMA channels and PWM slices each chip
-has; the clock and the name the rp2 port reports."""
+has; the clock and the name the rp2 port reports; the PWM's double-buffered CC and TOP."""
 from rp2run import run_mp
 
 SCRIPT = r'''
@@ -98,6 +98,24 @@ for mode in (1, 15, 2):
     else:                                        # two, re-triggered, two more
         assert e.busy and e.count == 1 << 28 | 2 and done[0] == 2, (e.count, done[0])
     e.active(0)
+
+# PWM: CC and TOP are double-buffered (RP2040 datasheet 4.6.2.3; the RP2350's PWM is the
+# same): a stopped slice takes a write at once, a running one at its counter's next wrap
+B = machine.PWM_BASE + 0x14 * 3
+mem = machine.mem32
+mem[B + 0x04] = 2 << 4                           # divider 2
+mem[B + 0x10] = 99                               # 100 counts: 200 cycles a period
+mem[B + 0x0C] = 7 << 16 | 3
+assert machine.pwm_cc_live(3) == 7 << 16 | 3     # stopped: at once
+mem[B + 0x00] = 1
+assert machine.pwm_run(3, 150) == []             # 75 counts in
+mem[B + 0x0C] = 9 << 16
+mem[B + 0x10] = 49
+assert mem[B + 0x0C] == 9 << 16 and machine.pwm_cc_live(3) == 7 << 16 | 3
+assert machine.pwm_run(3, 49) == [] and machine.pwm_cc_live(3) == 7 << 16 | 3
+assert machine.pwm_run(3, 1 + 100 + 30) == [(1, 9 << 16), (101, 9 << 16)]  # then TOP 49
+assert mem[B + 0x08] == 15                       # 30 cycles into the period: 15 counts
+mem[B + 0x00] = 0
 print("OK")
 '''
 

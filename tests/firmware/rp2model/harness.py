@@ -38,7 +38,7 @@ class Clock:
 
 def install(R, store2=None, clock=True):
     """Patch the board module ``R`` (board.rp2): the model's clock (unless ``clock`` is
-    False), ``store2`` (default the model's), ``load2`` and ``load1``, and every DMA buffer it
+    False), ``store2`` (default the model's), ``load2``, ``load1`` and ``store_halves``, and every DMA buffer it
     allocates through ``_aligned`` and ``_two_rings`` made known to the model, which lets DMA
     touch only those."""
     if clock:
@@ -46,6 +46,7 @@ def install(R, store2=None, clock=True):
     R.H.store2 = store2 if store2 is not None else rp2.store2
     R.H.load2 = rp2.load2
     R.H.load1 = rp2.load1
+    R.H.store_halves = rp2.store_halves
     inner = R._aligned
 
     def aligned(*a):

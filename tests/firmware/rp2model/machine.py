@@ -145,12 +145,19 @@ class Pin:
         p["out"] ^= 1
 
 
-# --- PWM: slices with CSR, DIV (8.4 fixed point), CTR and TOP registers ---------------------
+# --- PWM: slices with CSR, DIV (8.4 fixed point), CTR, CC and TOP registers ------------------
+# CC and TOP are double-buffered, as on both chips (RP2040 datasheet 4.6.2.3, "Double
+# Buffering"): software writes one copy, the slice runs on an internal copy taken from it
+# when the counter wraps; a slice that is not running takes a write at once.
 PWM_BASE = CHIP["pwm_base"]
 PWM_SLICES = CHIP["pwm_slices"]  # 8 (RP2040) or 12 (RP2350: 8 … 11 serve GPIO 32 … 47)
-PWM_REGS = {}            # (slice, offset) → value
+PWM_REGS = {}            # (slice, offset) → value (CSR, DIV, TOP as written)
 PWM_FRAC = {}            # slice → the fractional divider's remainder, in 1/16 counts
 PWM_CTR = array("i", [0] * PWM_SLICES)   # the counters (an IRQ reads them: no tuple key made)
+PWM_CC = array("I", [0] * PWM_SLICES)    # CC as software wrote it (an IRQ writes it)
+PWM_CC_LIVE = array("I", [0] * PWM_SLICES)   # the copy the slice compares against
+PWM_TOP_LIVE = array("i", [0xFFFF] * PWM_SLICES)
+PWM_ON = array("b", [0] * PWM_SLICES)    # CSR's EN bit, for the IRQ's store (no tuple key)
 CSR_EN = 1
 CSR_DIVMODE = 3 << 4     # 0 free-running, 1 gated by input B's level, 2/3 B's edges
 
@@ -158,14 +165,78 @@ CSR_DIVMODE = 3 << 4     # 0 free-running, 1 gated by input B's level, 2/3 B's e
 def _pwm_read(off):
     if off % 0x14 == 0x08:
         return PWM_CTR[off // 0x14]
+    if off % 0x14 == 0x0C:
+        return PWM_CC[off // 0x14]
     return PWM_REGS.get((off // 0x14, off % 0x14), 0)
 
 
+def pwm_cc_store(sl, v):
+    """Software writes slice `sl`'s CC (no allocation: an IRQ handler's store lands here)."""
+    PWM_CC[sl] = v
+    if not PWM_ON[sl]:
+        PWM_CC_LIVE[sl] = v
+
+
 def _pwm_write(off, v):
+    sl = off // 0x14
     if off % 0x14 == 0x08:
-        PWM_CTR[off // 0x14] = v & 0xFFFF
+        PWM_CTR[sl] = v & 0xFFFF
         return
-    PWM_REGS[(off // 0x14, off % 0x14)] = v
+    if off % 0x14 == 0x0C:
+        pwm_cc_store(sl, v)
+        return
+    PWM_REGS[(sl, off % 0x14)] = v
+    if off % 0x14 == 0x00:
+        PWM_ON[sl] = v & CSR_EN
+    if off % 0x14 == 0x10 and not PWM_ON[sl]:
+        PWM_TOP_LIVE[sl] = v
+
+
+def _pwm_wrapped(sl):
+    """The counter wrapped: the slice takes CC and TOP as software last wrote them."""
+    PWM_CC_LIVE[sl] = PWM_CC[sl]
+    PWM_TOP_LIVE[sl] = PWM_REGS.get((sl, 0x10), 0xFFFF)
+
+
+def pwm_cc(sl):
+    """Slice `sl`'s CC as software wrote it."""
+    return PWM_CC[sl]
+
+
+def pwm_cc_live(sl):
+    """The CC slice `sl` compares against now."""
+    return PWM_CC_LIVE[sl]
+
+
+def pwm_run(sl, cycles):
+    """A free-running slice (DIVMODE 0, enabled, an integer divider) runs for `cycles`
+    system-clock cycles: returns [(offset, cc)] for each wrap in that time, its offset in
+    cycles from the run's start and the CC the slice compares against from there on (taken
+    from software's copy at the wrap). A disabled slice does not move."""
+    csr = PWM_REGS.get((sl, 0x00), 0)
+    if not csr & CSR_EN:
+        return []
+    if csr & CSR_DIVMODE:
+        raise AssertionError("pwm_run of a slice that counts its input B")
+    div16 = PWM_REGS.get((sl, 0x04), 16) or 4096
+    if div16 % 16:
+        raise AssertionError("pwm_run models integer dividers only")
+    div = div16 // 16
+    pos = PWM_CTR[sl] * div + PWM_FRAC.get(sl, 0) // 16     # cycles into the period
+    out = []
+    t = 0
+    while True:
+        period = (PWM_TOP_LIVE[sl] + 1) * div
+        if pos + (cycles - t) < period:
+            break
+        t += period - pos
+        pos = 0
+        _pwm_wrapped(sl)
+        out.append((t, PWM_CC_LIVE[sl]))
+    pos += cycles - t
+    PWM_CTR[sl] = pos // div
+    PWM_FRAC[sl] = (pos % div) * 16
+    return out
 
 
 def pwm_slice(gpio):
@@ -188,11 +259,13 @@ def _pwm_advance(sl, events16):
     """The counter of slice `sl` advances by events16/16 divider inputs (the 8.4 divider's
     fraction carried over) and wraps from TOP to 0."""
     div16 = PWM_REGS.get((sl, 0x04), 16) or 4096  # DIV 0 counts as 256
-    top = PWM_REGS.get((sl, 0x10), 0xFFFF)
+    top = PWM_TOP_LIVE[sl]
     acc = PWM_FRAC.get(sl, 0) + events16
     ctr = PWM_CTR[sl] + acc // div16
     PWM_FRAC[sl] = acc % div16
     PWM_CTR[sl] = ctr % (top + 1)
+    if ctr > top:
+        _pwm_wrapped(sl)
 
 
 def _pwm_b_count(gpio, divmode, events16):
@@ -264,6 +337,8 @@ class PWM:
                 div += 1
             PWM_REGS[(self.slice, 0x04)] = 16 * div
             PWM_REGS[(self.slice, 0x10)] = int(_FREQ[0] / (div * f) + 0.5) - 1
+            if not PWM_ON[self.slice]:
+                PWM_TOP_LIVE[self.slice] = PWM_REGS[(self.slice, 0x10)]
         return int(pwm_freq(self.slice))
 
     def duty_u16(self, d=None):

@@ -547,6 +547,17 @@ def load1(addr):
     raise AssertionError("no register at the address of load1")
 
 
+def store_halves(addr, hi, lo):
+    """Model of rp2_regs.store_halves, for a PWM slice's CC (no allocation, as the viper
+    original: a hard IRQ calls it)."""
+    off = addr - machine.PWM_BASE
+    if not (0 <= off < 0x14 * machine.PWM_SLICES and off % 0x14 == 0x0C):
+        raise AssertionError("store_halves of a register that is not a PWM slice's CC")
+    if not (0 <= hi < 0x10000 and 0 <= lo < 0x10000):
+        raise AssertionError("store_halves: a field beyond 16 bits")
+    machine.pwm_cc_store(off // 0x14, (hi << 16) | lo)
+
+
 def store2(a1, v1, a2, v2):
     """Model of rp2_regs.store2."""
     machine.BUS.write(a1, v1)
