@@ -225,12 +225,13 @@ class Rp2Board(base.Board):
     max_sample_rate_hz = 250_000.0
     max_hv_volts = HV_FULL_SCALE_V
     native_crc32 = True
-    # gated counting, one gate per pulse: the board's own trigger, and on an RP2350 an
-    # external laser's sync (sync_delay on the third PIO block, which an RP2040 lacks).
-    # Several gates would need the gate start moved at frame boundaries: not wired
-    # (docs/hardware.md)
+    # gated counting: the board's own trigger, and on an RP2350 an external laser's sync
+    # (sync_delay on the third PIO block, which an RP2040 lacks). Several gates (time bins,
+    # the protocol's most: 64) with the board's own trigger only: the frame-completion IRQ
+    # moves the gate start between frames, a transition frame (not sent) between two gates
+    # (docs/hardware.md, "Several gates")
     trigger_sources = ("internal", "external") if _IS_RP2350 else ("internal",)
-    max_gates = 1
+    max_gates = 64
 
     def __init__(self, usb: bool = True) -> None:
         # interrupted half way (a Ctrl-C, an error), what was started is stopped again
@@ -361,6 +362,24 @@ class Rp2Board(base.Board):
         self._sync_late = 0       # reads too far apart: the 16-bit counter may have wrapped
         self._sync_used = False
         self._gate_delay_ns = 0
+        # time bins (several gates, internal trigger): the gates' PWM compares cc_b[j] and
+        # reported delays; the IRQ's side (_tb_gate: the gate last written, _tb_park: the
+        # running frame counts a gate, so its end parks it) and the collecting side
+        # (_tb_next: the gate of the next data frame, _tb_transition: the next frame to
+        # collect is a transition frame, never sent); _cc_a_now/_cc_b_now: the slice's CC
+        # as last written, so that the trigger's and the gate's writes keep each other's half
+        self._tb_n = 0            # gates of the running acquisition (0/1: no time bins)
+        self._tb_cc: list = []
+        self._tb_delay_ns: list = []
+        self._tb_gate = 0
+        self._tb_park = False
+        self._tb_next = 0
+        self._tb_transition = False
+        self._tb_first = 0        # the gate the next START begins with
+        self.frames_transition = 0  # transition frames collected and not sent (time bins)
+        self._cc_a_now = 0
+        self._cc_b_now = 0
+        self._pwm_cc_addr = _pwm_slice_base(PIN_TRIGGER) + _PWM_CC
         self._live16 = 0          # 16·B·t_bin: the gated cycles of 16 periods
         self._saturation = 0      # a bin above this many counts per frame is saturated
         self._start_period = 2500  # period (cycles) t_bin was computed from at START
@@ -742,18 +761,26 @@ class Rp2Board(base.Board):
             raise ValueError(self.trigger_unsupported(trigger)
                              or "trigger must be one of %s, got %r"
                              % (", ".join(self.trigger_sources), trigger))
-        if gates > self.max_gates:
-            raise ValueError("this board counts one gate per pulse (time bins are not wired "
-                             "on the rp2 board)")
+        if not 1 <= gates <= self.max_gates:
+            raise ValueError("gates must be 1 … %d, got %d" % (self.max_gates, gates))
+        if gates > 1 and trigger != "internal":
+            raise ValueError("time bins (several gates) need the board's own trigger: the "
+                             "gate start is moved between frames on its PWM slice, and an "
+                             "external laser's gate start comes from a PIO program")
         t = GateTiming(self.clock_hz, trigger, pulse_period_ns, trigger_width_ns,
                        gate_delay_ns, gate_width_ns, gates)
-        need = shortest_period(t.delay, t.width)
-        if t.period < need:
-            raise ValueError("a gate of %d ns from %d ns needs a pulse period of at least %d "
-                             "ns (gate_window re-arms 3 cycles after its gate, and the gate "
-                             "must end before the next pulse)"
-                             % (t.ns()[3], t.ns()[2], cycles_to_ns(need, self.clock_hz)))
+        for j in range(gates):
+            # each gate runs alone for its frames, so the law applies gate by gate; the last
+            # gate, the latest, needs the longest period
+            need = shortest_period(t.row_delay(j), t.width)
+            if t.period < need:
+                raise ValueError("a gate of %d ns from %d ns needs a pulse period of at least "
+                                 "%d ns (gate_window re-arms 3 cycles after its gate, and the "
+                                 "gate must end before the next pulse)"
+                                 % (t.ns()[3], t.row_delay_ns(j),
+                                    cycles_to_ns(need, self.clock_hz)))
         self._gating = t
+        self._tb_first = 0
         return t.ns()
 
     def trigger_unsupported(self, trigger: str) -> str:
@@ -778,6 +805,7 @@ class Rp2Board(base.Board):
         low output."""
         base = self._pwm_slice_base()
         self._trigger = False
+        self._tb_n = 0
         if t.trigger == "external":
             self._start_sync(t)
         else:
@@ -787,7 +815,9 @@ class Rp2Board(base.Board):
             machine.mem32[base + _PWM_DIV] = t.div << 4
             machine.mem32[base + _PWM_TOP] = t.top
             machine.mem32[base + _PWM_CTR] = 0
-            machine.mem32[base + _PWM_CC] = t.cc_b[0] << 16
+            self._start_time_bins(t)
+            # the slice is stopped: the write takes effect at once, not at a wrap
+            H.store_halves(self._pwm_cc_addr, self._cc_b_now, 0)
         sm = rp2.StateMachine(_GATE_SM, P.gate_window, freq=self.clock_hz,
                               in_base=machine.Pin(PIN_PHOTON),
                               out_base=machine.Pin(PIN_GATED_PHOTON))
@@ -797,7 +827,12 @@ class Rp2Board(base.Board):
         sm.exec("pull()")
         sm.active(1)
         self._gate_sm = sm
-        self._pulses = pulses_in_frame(self._periods * self._start_period, t.period)
+        frame_cycles = self._periods * self._start_period
+        if self._tb_n > 1:
+            # a data frame begins with the gate parked up to the first wrap after the IRQ
+            # that set its gate: half a period on average
+            frame_cycles -= t.period // 2
+        self._pulses = pulses_in_frame(frame_cycles, t.period)
         self._gate_delay_ns = t.ns()[2]
         if t.trigger == "external":
             self._sync_sm.active(1)                   # type: ignore[union-attr]
@@ -865,6 +900,7 @@ class Rp2Board(base.Board):
         machine.mem32[self._pwm_slice_base() + _PWM_CSR] = 0
         machine.Pin(PIN_TRIGGER, machine.Pin.OUT, value=0)
         self._trigger = False
+        self._tb_n = 0                       # no gate steps from a late completion IRQ
         if self._gate_sm is not None:
             self._gate_sm.active(0)
             self._gate_sm = None
@@ -885,24 +921,66 @@ class Rp2Board(base.Board):
             self._trigger = False
             return
         on = bool(on) and self.shutter_open() and not self._guard_tripped
-        machine.mem32[self._pwm_slice_base() + _PWM_CC] = (t.cc_b[0] << 16) | (
-            t.cc_a if on else 0)
+        state = machine.disable_irq()   # the gate's half as the frame IRQ last wrote it
+        self._cc_a_now = t.cc_a if on else 0
+        H.store_halves(self._pwm_cc_addr, self._cc_b_now, self._cc_a_now)
+        machine.enable_irq(state)
         self._trigger = on
+
+    def _start_time_bins(self, t: GateTiming) -> None:
+        """The gate sequence of a START (internal trigger): the first data frame counts gate
+        _tb_first, whose compare goes into the slice before it runs."""
+        n = t.gates
+        self._tb_n = n
+        self._tb_cc = t.cc_b
+        self._tb_delay_ns = [t.row_delay_ns(j) for j in range(n)]
+        j = self._tb_first if self._tb_first < n else 0
+        self._tb_gate = self._tb_next = j
+        self._tb_park = n > 1
+        self._tb_transition = False
+        self._cc_a_now = 0
+        self._cc_b_now = t.cc_b[j]
+
+    def _gate_step(self) -> None:
+        """Hard IRQ, at a frame's completion (time bins only). A frame of gate j ended:
+        park the gate start (channel B's compare 0: the inverted output stays high, so it
+        never rises and gate_window opens no gate), so the next frame, which may hold gate
+        j's photons from its first partial period, is a transition frame; a transition frame
+        ended: gate j + 1's compare. Either write takes effect at the slice's next wrap, the
+        start of a pulse period (CC is double-buffered), so a data frame counts its own gate
+        only, and this handler has a whole frame to run before its write would be late."""
+        if self._tb_park:
+            cc = 0
+        else:
+            j = self._tb_gate + 1
+            if j == self._tb_n:
+                j = 0
+            self._tb_gate = j
+            cc = self._tb_cc[j]
+        self._tb_park = not self._tb_park
+        self._cc_b_now = cc
+        H.store_halves(self._pwm_cc_addr, cc, self._cc_a_now)
 
     def trigger_on(self) -> bool:
         return self._trigger and not self._guard_tripped
 
     def _rx_irq_0(self, dma) -> None:
         self._frame_done[0] += 1
-        if self._sync_on and self._frame_done[0] == 2:
-            self._sync_count()               # the frame's end: its pulse count
-            self._sync[2] = self._sync[0]
+        if self._frame_done[0] == 2:
+            if self._sync_on:
+                self._sync_count()               # the frame's end: its pulse count
+                self._sync[2] = self._sync[0]
+            if self._tb_n > 1:
+                self._gate_step()
 
     def _rx_irq_1(self, dma) -> None:
         self._frame_done[1] += 1
-        if self._sync_on and self._frame_done[1] == 2:
-            self._sync_count()
-            self._sync[3] = self._sync[0]
+        if self._frame_done[1] == 2:
+            if self._sync_on:
+                self._sync_count()
+                self._sync[3] = self._sync[0]
+            if self._tb_n > 1:
+                self._gate_step()
 
     def _stop_counter_dma(self) -> None:
         for chans in self._counter_dma:
@@ -974,6 +1052,13 @@ class Rp2Board(base.Board):
             return None
         self._frame_done[b] = 0
         self._frame_next = 1 - b
+        if self._tb_transition:
+            # time bins: the frame after a gate change may hold the old gate's photons (its
+            # first partial pulse period): never sent, and neither lost nor late. Its flags
+            # (overload, lock lost) stay for the next data frame
+            self._tb_transition = False
+            self.frames_transition += 1
+            return None
         frame.saturated = biggest < 0 or biggest > self._saturation
         frame.periods = self._periods
         frame.pem_period_ps = self._period_ps
@@ -987,11 +1072,19 @@ class Rp2Board(base.Board):
         self._lock_lost = not self._locked
         frame.ticks_us = self.ticks_us()
         if self._gate_sm is not None:
-            # one gate. Internal trigger: the frame's time over the pulse period (±1 of the
-            # frame's true count); external: the sync edges counted up to the frame's end
+            # internal trigger: the frame's time over the pulse period (±1 of the frame's
+            # true count; time bins: less the parked first partial period, half a period on
+            # average); external: the sync edges counted up to the frame's end
             frame.gate = 0
             frame.pulses = self._pulses
             frame.gate_delay_ns = self._gate_delay_ns
+            if self._tb_n > 1:
+                j = self._tb_next
+                frame.gate = j
+                frame.gate_delay_ns = self._tb_delay_ns[j]
+                j += 1
+                self._tb_next = j if j < self._tb_n else 0
+                self._tb_transition = True
             if self._sync_on:
                 end = self._sync[2 + b]
                 frame.pulses = (end - self._sync_prev) & _SYNC_MASK
@@ -1014,10 +1107,7 @@ class Rp2Board(base.Board):
         lost = self._frame_done[0] // 2 + self._frame_done[1] // 2
         self.frames_lost += lost
         self._lost_pending += lost
-        guard_seen = self._guard_seen
-        self.counter_stop()
-        self.counter_start()
-        self._guard_seen = guard_seen  # an overload not yet flagged still goes on a frame
+        self._restart_counter()
 
     def _counters_in_step(self, b: int) -> bool:
         """Integrity check of the bin-to-ring mapping. The counters take turns, bin by bin,
@@ -1038,9 +1128,18 @@ class Rp2Board(base.Board):
         self.frames_misaligned += 1
         self.frames_lost += 1
         self._lost_pending += 1
+        self._restart_counter()
+
+    def _restart_counter(self) -> None:
+        """Stop and start the counter from clean rings after dropped frames. An overload not
+        yet flagged still goes on a frame; time bins go on with the gate of the next data
+        frame the host has not had (lost frames may count as lost transitions too: the
+        host tells them by their gates)."""
         guard_seen = self._guard_seen
+        self._tb_first = self._tb_next
         self.counter_stop()
         self.counter_start()
+        self._tb_first = 0
         self._guard_seen = guard_seen
 
     def data_lost(self) -> int:

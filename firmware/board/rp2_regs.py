@@ -32,3 +32,12 @@ def load1(addr: uint) -> int:
     read of a peripheral register, whose address would be a long int in mem32[addr]."""
     p = ptr32(addr)
     return int(p[0])
+
+
+@micropython.viper
+def store_halves(addr: uint, hi: uint, lo: uint):
+    """*addr = hi << 16 | lo (a 32-bit store of two 16-bit fields, e.g. a PWM slice's CC):
+    an interrupt handler's write whose address and value would be long ints in
+    mem32[addr] = value."""
+    p = ptr32(addr)
+    p[0] = (hi << 16) | lo

@@ -11,7 +11,17 @@ from rp2run import run_mp
 
 from test_rp2_board import SETUP
 
-GATED = SETUP + r'''
+EXPECT_ERROR = r'''
+def expect_error(fn, *a):
+    """The ValueError's text of fn(*a), which must refuse."""
+    try:
+        fn(*a)
+    except ValueError as e:
+        return str(e)
+    raise SystemExit("accepted: %r" % (a,))
+'''
+
+GATED = SETUP + EXPECT_ERROR + r'''
 import chip
 from board.gating import GateTiming, cycles_to_ns
 from harness import Clock
@@ -21,13 +31,6 @@ Pin = machine.Pin
 sl = machine.pwm_slice(R.PIN_TRIGGER)
 assert R.PIN_TRIGGER % 2 == 0 and R.G.GSTART == R.PIN_TRIGGER + 1  # channels A and B
 assert R._IS_RP2350 == chip.rp2350()
-
-def expect_error(fn, *a):
-    try:
-        fn(*a)
-    except ValueError as e:
-        return str(e)
-    raise SystemExit("accepted: %r" % (a,))
 
 # --- what the rp2 board refuses, with the reason
 if not chip.rp2350():
@@ -40,8 +43,9 @@ else:
     assert b.trigger_unsupported("external") == ""
 assert "trigger must be" in expect_error(b.gate_configure, "laser", 5_000_000, 0, 50_000,
                                          2_000_000, 1)
-assert "one gate" in expect_error(b.gate_configure, "internal", 5_000_000, 10_000, 50_000,
-                                  1_000_000, 2)
+assert b.max_gates == 64                       # the protocol's GATES_MAX
+assert "1 … 64" in expect_error(b.gate_configure, "internal", 5_000_000, 10_000, 50_000,
+                                20_000, 65)
 assert "next pulse" in expect_error(b.gate_configure, "internal", 5_000_000, 10_000,
                                     3_000_000, 2_500_000, 1)
 assert "raise the pulse rate" in expect_error(b.gate_configure, "internal", 500_000_000,
@@ -152,7 +156,7 @@ def external():
     q = b.gate_configure("external", 1_000, 0, 0, 500, 1)
     assert q[1] == 0 and q[2] == cycles_to_ns(P.SYNC_FIXED_CYCLES + 1, CLK), q
     assert "next pulse" in expect_error(b.gate_configure, "external", 1_000, 0, 600, 500, 1)
-    assert "one gate" in expect_error(b.gate_configure, "external", 1_000, 0, 100, 200, 2)
+    assert "own trigger" in expect_error(b.gate_configure, "external", 1_000, 0, 100, 200, 2)
     # a 5 MHz laser, the gate 60 ns … 160 ns after each sync edge
     b.counter_configure(8, 200)
     q = b.gate_configure("external", 200, 0, 60, 100, 1)

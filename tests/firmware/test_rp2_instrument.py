@@ -1,7 +1,7 @@
 """The whole firmware (cpl.instrument on the rp2 board) in the MicroPython unix port, on the
 chip model (rp2model/): commands and replies over the modelled USB vendor interface,
 counting frames from the modelled PIO/DMA path, a guard trip reaching the host, the analog
-block path with its time stamps. Every interrupt handler runs with the heap locked."""
+block path with its time stamps, time bins (gated, several gates) bounded by START frames=N. Every interrupt handler runs with the heap locked."""
 from fwpaths import MP_TESTS
 from rp2run import run_mp
 
@@ -87,6 +87,14 @@ blocks = [f for f in got if f[0] == P.ADC_BLOCK]
 assert len(blocks) == 4, [f[0] for f in got]
 ok(inst, 4)
 
+def one_frame():
+    """A frame of 10 PEM periods, 8 bins, a photon in each bin of each period."""
+    for _ in range(10):
+        for p in range(4):
+            sms[1].count_bin(1)
+            sms[2].count_bin(1)
+    pump(inst, 2)
+
 # --- gated counting after an external laser's sync: an RP2350 takes it (GATED_COUNTS whose
 # pulses are the sync edges of each frame, the trigger off), an RP2040 refuses it, saying why
 ext = {"mode": "gated", "bins": 8, "periods": 10, "trigger": "external",
@@ -101,17 +109,34 @@ else:
     del got[:]
     for frame in range(3):
         machine.pwm_b_edges(R.PIN_SYNC_IN, 7 + 5 * frame)  # the frame's laser pulses
-        for _ in range(10):
-            for p in range(4):
-                sms[1].count_bin(1)
-                sms[2].count_bin(1)
-        pump(inst, 2)
+        one_frame()
     gated = [f[3] for f in got if f[0] == P.GATED_COUNTS]
     assert [struct.unpack_from("<I", p, 24)[0] for p in gated] == [7, 12, 17], gated
     st = ok(inst, 10)
     assert st["trigger_on"] is False and machine.Pin.level(R.PIN_TRIGGER) == 0, st
     ok(inst, 4)
     ok(inst, 9, {"open": False})
+
+# --- time bins with the board's own trigger: START frames=4 counts the data frames sent,
+# never the transition frames between two gates, which are not sent
+tb = {"mode": "gated", "bins": 8, "periods": 10, "trigger": "internal",
+      "pulse_period_ns": 7_000, "trigger_width_ns": 100, "gate_delay_ns": 400,
+      "gate_width_ns": 1_600, "gates": 3}
+assert ok(inst, 2, tb)["gates"] == 3
+assert ok(inst, 3, {"frames": 4})["frames"] == 4
+del got[:]
+for frame in range(7):                                  # data, transition, data, … data
+    assert sms[1].on, frame
+    one_frame()
+gated = [f[3] for f in got if f[0] == P.GATED_COUNTS]
+assert [struct.unpack_from("<HH", p, 20) for p in gated] == [(0, 3), (1, 3), (2, 3), (0, 3)]
+assert [struct.unpack_from("<I", p, 32)[0] for p in gated] == [400, 2000, 3600, 400]
+evs = [struct.unpack_from("<H", f[3], 0)[0] for f in got if f[0] == P.EVENT]
+assert P.EV_ACQ_DONE in evs and not sms[1].on, evs
+st = ok(inst, 10)
+assert st["state"] == "idle" and st["frames_late"] == 0 and st["frames_dropped"] == 0, st
+assert b.frames_transition == 3 and b.frames_lost == 0
+assert machine.Pin.level(R.PIN_TRIGGER) == 0
 assert machine.VIOLATIONS == [], machine.VIOLATIONS
 print("blocks", len(blocks))
 print("OK")
