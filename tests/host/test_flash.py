@@ -204,3 +204,22 @@ def test_hv_model_is_kept_per_serial(tmp_path):
     path.write_text('{"kind": "module", "gain": 3}')
     with pytest.raises(CalibrationError, match="expected an object"):
         load_hv_model("abc", path)
+
+
+def test_a_board_that_leaves_the_bus_while_being_opened_counts_as_gone():
+    """Seen on the emulated Pico: the board restarting into maintenance mode was found, then
+    off the bus when its configuration was set (ENODEV); flash must take that as gone."""
+    import errno
+
+    import usb.core
+
+    def opener():
+        raise usb.core.USBError("no such device", errno=errno.ENODEV)
+
+    assert F._try_open(opener) is None
+
+    def broken():
+        raise usb.core.USBError("pipe error", errno=errno.EPIPE)
+
+    with pytest.raises(usb.core.USBError):
+        F._try_open(broken)

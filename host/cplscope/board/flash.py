@@ -11,6 +11,8 @@ update is done when the firmware answers IDENTIFY with the version that was copi
 """
 from __future__ import annotations
 
+import errno
+
 import hashlib
 import subprocess
 import sys
@@ -300,12 +302,18 @@ def _firmware_version(firmware: Path) -> str:
 def _try_open(open_instrument: Callable[[], Any] | None) -> Any:
     if open_instrument is None:
         return None
+    import usb.core
+
     from .transport import DeviceNotFound
 
     try:
         return open_instrument()
     except DeviceNotFound:
         return None
+    except usb.core.USBError as exc:
+        if exc.errno == errno.ENODEV:  # it left the bus between being found and opened
+            return None
+        raise
 
 
 def _wait_gone(open_instrument: Callable[[], Any] | None, wait_s: float) -> None:
