@@ -153,6 +153,24 @@ def _pwm_slice_base(gpio: int) -> int:
     return _PWM_BASE + ((gpio >> 1) & 7) * _PWM_STRIDE
 
 
+def _b_input_counter(gpio: int, mode: int, div16: int) -> int:
+    """The PWM slice of `gpio` (a channel-B pin) set up, still stopped, as a counter of its
+    input in DIVMODE `mode` with divider `div16`/16, wrapping at 2**16; returns the slice's
+    register base. The pin is an input with its pull-down first (on an RP2350 this lifts the
+    pad's isolation), and the slice is in its input mode before the pin gets the PWM
+    function, so the pin never drives its line as a B output."""
+    machine.Pin(gpio, machine.Pin.IN, machine.Pin.PULL_DOWN)
+    base = _pwm_slice_base(gpio)
+    mem = machine.mem32
+    mem[base + _PWM_CSR] = mode
+    mem[base + _PWM_DIV] = div16
+    mem[base + _PWM_TOP] = 0xFFFF
+    mem[base + _PWM_CC] = 0
+    mem[base + _PWM_CTR] = 0
+    machine.PWM(machine.Pin(gpio))  # the pin's function: its input to slice B
+    return base
+
+
 def _aligned(words: int, typecode: str = "I") -> tuple:
     """A zeroed array with a sub-view whose address is aligned to its own size in bytes
     (DMA rings wrap on a power-of-two boundary). Returns (array, first index)."""
@@ -846,16 +864,8 @@ class Rp2Board(base.Board):
         cycles after each edge (armed here, started last by _start_gating). The count is
         read by the guard's timer often enough that the 16-bit counter cannot wrap unseen,
         and at every frame's completion (the frame's pulses)."""
-        # an input with its pull-down first (on an RP2350 this lifts the pad's isolation)
-        machine.Pin(PIN_SYNC_IN, machine.Pin.IN, machine.Pin.PULL_DOWN)
-        base = _pwm_slice_base(PIN_SYNC_IN)
+        base = _b_input_counter(PIN_SYNC_IN, _PWM_RISING, 16)  # DIV 1.0: every edge counts
         mem = machine.mem32
-        mem[base + _PWM_CSR] = _PWM_RISING
-        mem[base + _PWM_DIV] = 16                     # 1.0: every edge counts
-        mem[base + _PWM_TOP] = 0xFFFF
-        mem[base + _PWM_CC] = 0
-        mem[base + _PWM_CTR] = 0
-        machine.PWM(machine.Pin(PIN_SYNC_IN))          # its input to the slice's B
         self._sync_used = True
         sm = rp2.StateMachine(_SYNC_SM, P.sync_delay, freq=self.clock_hz,
                               in_base=machine.Pin(PIN_SYNC_IN),
@@ -1538,16 +1548,8 @@ class Rp2Board(base.Board):
         if div16 > 0xFFF:
             div16 = 0xFFF                   # the 8.4 divider's largest: above 256 MHz
         self._high_rate = 16 * self.clock_hz / div16   # counts/s while high, ≤ 1 MHz
-        base = _pwm_slice_base(PIN_PHOTON_LEVEL)
-        mem = machine.mem32
-        mem[base + _PWM_CSR] = _PWM_LEVEL_GATED
-        mem[base + _PWM_DIV] = div16
-        mem[base + _PWM_TOP] = 0xFFFF
-        mem[base + _PWM_CC] = 0
-        mem[base + _PWM_CTR] = 0
-        machine.Pin(PIN_PHOTON_LEVEL, machine.Pin.IN, machine.Pin.PULL_DOWN)
-        machine.PWM(machine.Pin(PIN_PHOTON_LEVEL))  # the pin's function: its input to slice B
-        mem[base + _PWM_CSR] = _PWM_LEVEL_GATED | 1
+        base = _b_input_counter(PIN_PHOTON_LEVEL, _PWM_LEVEL_GATED, div16)
+        machine.mem32[base + _PWM_CSR] = _PWM_LEVEL_GATED | 1
         self._high_ctr_addr = base + _PWM_CTR
         self._high_ctr = 0
         self._high_us = time.ticks_us()
